@@ -1,0 +1,42 @@
+#!/bin/sh
+# Installs the Debian 12 packages actmax needs, only when some are missing.
+# Idempotent: a second run with everything present makes no network call.
+set -eu
+
+PKGS="build-essential cmake pkg-config git
+libtorch-dev libopenblas0-pthread
+libzmq3-dev libsodium-dev libcjson-dev libpng-dev libcairo2-dev fonts-dejavu-core
+python3 python3-torch python3-torchvision python3-numpy
+python3-jupyter-client python3-nbclient python3-nbformat python3-ipykernel python3-pytest python3-psutil
+jupyter-notebook
+dataset-fashion-mnist fortunes-min fortunes"
+
+missing=""
+for p in $PKGS; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"
+done
+
+if [ -n "$missing" ]; then
+    echo "install-deps: installing:$missing"
+    SUDO=""
+    [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+    export DEBIAN_FRONTEND=noninteractive
+    $SUDO apt-get update
+    # shellcheck disable=SC2086
+    $SUDO apt-get install -y --no-install-recommends $missing
+fi
+
+# libtorch calls whatever libblas.so.3 is selected; the reference BLAS is ~40x
+# slower than OpenBLAS here, so make sure the optimized one wins.
+blas=$(update-alternatives --query libblas.so.3-x86_64-linux-gnu 2>/dev/null | awk '/^Value:/{print $2}')
+case "$blas" in
+    *openblas*) ;;
+    *)
+        alt=$(update-alternatives --list libblas.so.3-x86_64-linux-gnu 2>/dev/null | grep openblas | head -n1 || true)
+        if [ -n "$alt" ]; then
+            SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+            $SUDO update-alternatives --set libblas.so.3-x86_64-linux-gnu "$alt"
+        fi
+        ;;
+esac
+echo "install-deps: all packages present"
