@@ -1,0 +1,22 @@
+#!/bin/sh
+# The whole test suite on a fresh Debian 12 machine: installs what is missing,
+# builds everything (training the built-in models on first build), runs ctest,
+# then runs the libtorch-free parts again under AddressSanitizer+UBSan.
+set -eu
+cd "$(dirname "$0")/.."
+jobs=$(nproc 2>/dev/null || echo 2)
+
+./scripts/install-deps.sh
+
+cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo
+cmake --build build -j"$jobs"
+(cd build && ctest --output-on-failure -j1)
+
+# libtorch itself is not instrumented, and an ASan build of the engine would
+# cost CI tens of minutes of compiling for checks the plain build already makes;
+# the kernel, the renderer, the tokenizer and the dataset readers are ours
+# alone, so they are the ones run under the sanitizers.
+cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DACTMAX_SANITIZE=ON \
+      -DACTMAX_ENGINE=OFF -DACTMAX_MODELS=OFF
+cmake --build build-asan -j"$jobs"
+(cd build-asan && ctest --output-on-failure -j1)
