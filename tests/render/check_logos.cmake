@@ -1,0 +1,21 @@
+# Checks that the build wrote logo-32x32.png and logo-64x64.png in LOGO_DIR,
+# each a PNG whose header states the size its name promises.
+foreach(size 32 64)
+  set(f ${LOGO_DIR}/logo-${size}x${size}.png)
+  if(NOT EXISTS ${f})
+    message(FATAL_ERROR "missing ${f}: build the ALL target (it runs actmax-logo)")
+  endif()
+  file(READ ${f} head LIMIT 24 HEX)
+  string(SUBSTRING "${head}" 0 16 magic)
+  if(NOT magic STREQUAL "89504e470d0a1a0a")
+    message(FATAL_ERROR "${f} is not a PNG (starts with ${magic})")
+  endif()
+  # IHDR width and height are big-endian 32-bit at bytes 16 and 20.
+  string(SUBSTRING "${head}" 32 8 w)
+  string(SUBSTRING "${head}" 40 8 h)
+  math(EXPR w "0x${w}")
+  math(EXPR h "0x${h}")
+  if(NOT w EQUAL size OR NOT h EQUAL size)
+    message(FATAL_ERROR "${f} is ${w}x${h}, expected ${size}x${size}")
+  endif()
+endforeach()
