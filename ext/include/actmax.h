@@ -1,0 +1,323 @@
+/* actmax.h — the C interface of libactmax, the activation-maximization engine.
+ *
+ * This header is the specification: every exported function is documented
+ * here and nothing else is public. It is plain C (C11 and C++ compatible) so
+ * the Jupyter kernel can dlopen libactmax.so and call it without any C++.
+ *
+ * Conventions
+ *   - Every call returns an int status: AM_OK (0) or a negative AM_E_* code.
+ *     am_strerror(code) gives a fixed string per code; the detailed message
+ *     of the last failure is kept on the handle (am_model_error, am_run_error).
+ *   - Constructors fill *out even on failure (unless out itself is NULL), so
+ *     the caller can read the message and must then free the handle.
+ *   - Destructors accept NULL.
+ *   - Pointers returned by accessors are owned by the handle and stay valid
+ *     until the handle is freed (or, for am_model, until the next call that
+ *     says it invalidates them). am_tensor values filled by the library are
+ *     owned by the caller and released with am_tensor_release.
+ *   - Shapes are int64_t arrays, row-major, batch first.
+ *   - No function ever aborts the process on bad input; libtorch exceptions
+ *     are caught at the boundary and turned into status codes.
+ *
+ * Legend for shapes: B = batch, C = channels, H = height, W = width,
+ * T = tokens, D = embedding width, S = steps.
+ */
+#ifndef ACTMAX_H
+#define ACTMAX_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(__GNUC__)
+#define AM_API __attribute__((visibility("default")))
+#else
+#define AM_API
+#endif
+
+/* ---------------------------------------------------------------- status */
+
+enum {
+    AM_OK           = 0,
+    AM_E_ARG        = -1,  /* a NULL handle, a bad size, an option out of range */
+    AM_E_IO         = -2,  /* file missing or unreadable */
+    AM_E_FORMAT     = -3,  /* not a TorchScript file, truncated, bad actmax.json */
+    AM_E_MODEL      = -4,  /* the model's forward failed or has an unusable shape */
+    AM_E_LAYER      = -5,  /* unknown layer, call number or tuple element */
+    AM_E_OBJECTIVE  = -6,  /* objective syntax error, index out of range, unknown label */
+    AM_E_UNSUPPORTED= -7,  /* a request the model cannot serve (e.g. no embedding) */
+    AM_E_DEVICE     = -8,  /* device unknown or not available */
+    AM_E_NOMEM      = -9,  /* allocation failed */
+    AM_E_INTERNAL   = -10  /* an unexpected libtorch or C++ failure */
+};
+
+/* A fixed, static English string per status code; never NULL. */
+AM_API const char *am_strerror(int status);
+
+/* The library version, e.g. "0.1.0". */
+AM_API const char *am_version(void);
+
+/* Which BLAS libtorch's matrix products resolved to. Runs one small matmul
+ * (so the library is loaded), then looks in /proc/self/maps for the
+ * libblas/openblas shared object in use. Writes a NUL-terminated path (or
+ * "unknown") to buf (size n). *optimized (may be NULL) is set to 1 when the
+ * path names OpenBLAS, BLIS or MKL, 0 for the reference BLAS or unknown. */
+AM_API int am_blas_info(char *buf, size_t n, int *optimized);
+
+/* ---------------------------------------------------------------- tensors */
+
+#define AM_MAX_DIMS 8
+
+/* A dense float32 array, row-major. Filled by the library, owned by the
+ * caller: release with am_tensor_release (which accepts an empty tensor). */
+typedef struct am_tensor {
+    float  *data;                 /* (numel) */
+    int64_t shape[AM_MAX_DIMS];   /* (ndim) */
+    int     ndim;
+} am_tensor;
+
+/* Frees t->data and zeroes t. Accepts NULL and already-released tensors. */
+AM_API void am_tensor_release(am_tensor *t);
+
+/* Number of elements (1 for ndim == 0). */
+AM_API int64_t am_tensor_numel(const am_tensor *t);
+
+/* ---------------------------------------------------------------- models */
+
+typedef struct am_model am_model;
+
+/* Loads a TorchScript file (traced or scripted) onto device ("cpu", "cuda",
+ * "cuda:1"; NULL means "cpu").
+ *
+ * Metadata comes from the optional extra file actmax.json:
+ *   {"kind": "image"|"text", "input": [C,H,W] or [T], "mean": [...],
+ *    "std": [...], "range": [lo, hi], "labels": [...], "dataset": "...",
+ *    "tokenizer": "<name of another extra file>", "vocab_size": N,
+ *    "context": T}
+ * input_shape (without batch dimension; may be NULL when ndim is 0)
+ * overrides the metadata's "input". Without metadata an image model needs
+ * input_shape; 3-channel inputs then default to the ImageNet mean/std and
+ * other channel counts to mean 0, std 1, which am_model_note reports.
+ *
+ * The module is put in eval mode and its parameters stop requiring grad.
+ * One probe forward on zeros of the declared shape checks that it runs.
+ * *out is always set when out is non-NULL; free it with am_model_free. */
+AM_API int am_model_load(const char *path, const char *device,
+                         const int64_t *input_shape, int input_ndim,
+                         am_model **out);
+AM_API void am_model_free(am_model *m);
+
+/* The detailed message of the last failure on m ("" if none). */
+AM_API const char *am_model_error(const am_model *m);
+
+/* Human-readable notes about defaults taken at load ("" if none). */
+AM_API const char *am_model_note(const am_model *m);
+
+/* "image" or "text". */
+AM_API const char *am_model_kind(const am_model *m);
+
+/* The device the model lives on, e.g. "cpu". */
+AM_API const char *am_model_device(const am_model *m);
+
+/* Input shape without batch: writes up to max dims to shape, returns the
+ * number of dims (or a negative status). */
+AM_API int am_model_input_shape(const am_model *m, int64_t *shape, int max);
+
+/* Per-channel normalization (count = channels; 0 for text models) and the
+ * value range [lo, hi] of the un-normalized input (default [0, 1]). */
+AM_API int am_model_normalization(const am_model *m, const float **mean,
+                                  const float **std, int *count,
+                                  float range[2]);
+
+/* Class labels from the metadata: count, and the i-th (NULL if out of range). */
+AM_API int am_model_num_labels(const am_model *m);
+AM_API const char *am_model_label(const am_model *m, int i);
+
+/* The "dataset" field of the metadata ("" if absent). */
+AM_API const char *am_model_dataset(const am_model *m);
+
+/* The raw actmax.json text ("" if the file had none). */
+AM_API const char *am_model_metadata(const am_model *m);
+
+/* The bytes of the tokenizer extra file named by the metadata's "tokenizer"
+ * field, for the tokenizer code to parse. *bytes points into memory owned by
+ * m. Returns AM_E_UNSUPPORTED if the model carries none. */
+AM_API int am_model_tokenizer(const am_model *m, const char **bytes, size_t *len);
+
+/* ---------------------------------------------------------------- layers */
+
+typedef struct am_layer_info {
+    const char *name;       /* module path, e.g. "layer3.1.conv2" */
+    const char *type;       /* module class, e.g. "Conv2d" */
+    int64_t     params;     /* parameters owned by the module and its children */
+    int         calls;      /* how many times forward calls it */
+    int         ndim;       /* dims of the output of its last call, batch included */
+    int64_t     shape[AM_MAX_DIMS]; /* (ndim); 0 dims if not a tensor */
+} am_layer_info;
+
+/* Lists the model's modules in execution order (order of first call),
+ * running one probe forward (batch 1) to learn output shapes. Returns the
+ * count (>= 0) or a negative status. */
+AM_API int am_model_num_layers(am_model *m);
+
+/* Fills *info for layer i (0-based, execution order). Strings are owned by m. */
+AM_API int am_model_layer(am_model *m, int i, am_layer_info *info);
+
+/* ---------------------------------------------------------------- taps */
+
+/* Layer names accepted wherever a layer is named:
+ *   path          the module's output on its last call ("layer1.0.relu")
+ *   path#k        its output on call k (1-based): "layer1.0.relu#1"
+ *   path:j        element j (0-based) when the module returns a tuple
+ *   output        the model's own output (unless a module has that name)
+ * An unknown name fails with AM_E_LAYER and a message listing the closest
+ * module paths by edit distance.
+ *
+ * Taps are read by editing the TorchScript graph: the tapped values become
+ * the graph's outputs and everything after the deepest one is removed, so
+ * no hooks are needed and early layers cost a fraction of a full forward.
+ * Compiled tap graphs are cached per set of layers. */
+
+/* How the input of a forward is given. */
+enum {
+    AM_INPUT_FLOAT  = 0,  /* images or any float input: (B, ...input shape) */
+    AM_INPUT_TOKENS = 1,  /* token ids, int64 passed as double-free int64_t: (B, T) */
+    AM_INPUT_EMBEDS = 2   /* continuous embeddings for text models: (B, T, D) */
+};
+
+typedef struct am_input {
+    int            kind;                /* AM_INPUT_* */
+    const float   *data;                /* for FLOAT and EMBEDS: (numel) */
+    const int64_t *tokens;              /* for TOKENS: (B*T) */
+    int64_t        shape[AM_MAX_DIMS];  /* (ndim) batch first */
+    int            ndim;
+} am_input;
+
+/* Runs the model on input and returns the activations of n layers into
+ * outs[0..n-1] (caller releases each). If grad is non-NULL, also returns the
+ * gradient of sum_i sum(outs[i]) with respect to the input (FLOAT and EMBEDS
+ * inputs only), shaped like the input. */
+AM_API int am_model_tap(am_model *m, const am_input *input,
+                        const char *const *layers, int n,
+                        am_tensor *outs, am_tensor *grad);
+
+/* ---------------------------------------------------------------- text models */
+
+/* Prepares the model to be driven by embeddings: finds the aten::embedding
+ * lookup fed by the token-id input and replaces it with a new input. Fills
+ * *matrix (may be NULL) with the embedding matrix (vocab, D). Afterwards
+ * AM_INPUT_EMBEDS inputs are accepted by am_model_tap. Returns
+ * AM_E_UNSUPPORTED when no such lookup exists. */
+AM_API int am_model_embeddings(am_model *m, am_tensor *matrix);
+
+/* ---------------------------------------------------------------- runs */
+
+enum { AM_OPT_ADAM = 0, AM_OPT_SGD = 1 };
+enum { AM_PARAM_FFT = 0, AM_PARAM_PIXEL = 1 };
+enum { AM_INIT_NOISE = 0, AM_INIT_IMAGE = 1 };
+
+/* What the progress callback sees on each step. Pointers are valid only
+ * during the call. */
+typedef struct am_progress {
+    int           step;        /* 1-based */
+    int           steps;
+    float         objective;   /* sum over the batch of the objectives */
+    int           nterms;
+    const char *const *term_names; /* (nterms) */
+    const float  *terms;       /* (nterms) value of each term this step */
+    const float  *image;       /* (B, C, H, W) in [0,1], or NULL when not sent */
+    int64_t       image_shape[4];
+} am_progress;
+
+/* Return nonzero to cancel; the run then stops and keeps its best result. */
+typedef int (*am_progress_fn)(void *user, const am_progress *p);
+
+typedef struct am_options {
+    /* objectives: n_objectives strings; the batch holds one image per
+     * objective, or batch images all following objectives[0] when
+     * n_objectives == 1 and batch > 1. */
+    const char *const *objectives;     /* (n_objectives) */
+    int         n_objectives;
+    int         batch;                 /* default 1 */
+    int64_t     height, width;         /* default: the model's input size */
+    int         steps;                 /* default 256 */
+    float       lr;                    /* default 0.05 */
+    int         optimizer;             /* AM_OPT_ADAM (default) or AM_OPT_SGD */
+    float       momentum;              /* SGD only, default 0 */
+    uint64_t    seed;                  /* default 0 */
+    int         param;                 /* AM_PARAM_FFT (default) or AM_PARAM_PIXEL */
+    int         decorrelate;           /* colour decorrelation (3 channels), default 1 */
+    float       decay_power;           /* FFT 1/f^decay scaling, default 1 */
+    /* transformation robustness (Lucid's standard set by default) */
+    int         transforms;            /* 1 = on (default), 0 = all off */
+    int         pad;                   /* default 12 (pixels, value 0.5) */
+    int         jitter;                /* default 8, then a second jitter of jitter/2 */
+    float       scale_min, scale_max;  /* default 0.9 .. 1.1 (11 steps) */
+    float       rotate_deg;            /* default 10: uniform integer in [-10, 10] */
+    /* regularizers, subtracted from the objective with these weights */
+    float       l1, l2, tv, blur;      /* default 0 */
+    /* initial image */
+    int         init;                  /* AM_INIT_NOISE (default) or AM_INIT_IMAGE */
+    const float *init_image;           /* (B or 1, C, H, W) in [0,1] display space */
+    float       init_std;              /* noise scale, default 0.01 */
+    /* snapshots kept at these steps (1-based, ascending) */
+    const int  *thresholds;            /* (n_thresholds) */
+    int         n_thresholds;
+    /* progress */
+    am_progress_fn progress;           /* may be NULL */
+    void       *progress_user;
+    int         image_every;           /* send the image every k steps; 0 = never */
+} am_options;
+
+/* Fills o with the defaults above (objectives NULL). */
+AM_API void am_options_default(am_options *o);
+
+typedef struct am_run am_run;
+
+/* Runs an optimization to completion (or cancellation) and keeps the
+ * results on *out. Objective syntax errors fail before any step with
+ * AM_E_OBJECTIVE and a message pointing at the column. *out is always set
+ * when out is non-NULL; free with am_run_free. */
+AM_API int am_run_new(am_model *m, const am_options *o, am_run **out);
+AM_API void am_run_free(am_run *r);
+AM_API const char *am_run_error(const am_run *r);
+
+/* 1 if the progress callback cancelled the run. */
+AM_API int am_run_cancelled(const am_run *r);
+
+/* Steps actually taken. */
+AM_API int am_run_steps(const am_run *r);
+
+/* The result images (B, C, H, W) in [0,1] display space: the final image,
+ * or the best one so far when cancelled. shape has 4 entries. */
+AM_API const float *am_run_images(const am_run *r, int64_t shape[4]);
+
+/* Objective per step (S): sum over the batch, regularizers excluded. */
+AM_API const float *am_run_curve(const am_run *r, int *steps);
+
+/* Terms: one per objective (per batch element) plus one per active
+ * regularizer. Names are like "obj0: layer2[3]" or "tv". Each curve has
+ * am_run_steps values. */
+AM_API int am_run_num_terms(const am_run *r);
+AM_API const char *am_run_term_name(const am_run *r, int i);
+AM_API const float *am_run_term_curve(const am_run *r, int i);
+
+/* Objective of each batch element evaluated on the result images without
+ * transforms (B). */
+AM_API const float *am_run_final(const am_run *r, int *batch);
+
+/* Snapshots at the thresholds: count, then the k-th step and images
+ * (B, C, H, W). */
+AM_API int am_run_num_snapshots(const am_run *r);
+AM_API const float *am_run_snapshot(const am_run *r, int k, int *step, int64_t shape[4]);
+
+/* Wall-clock seconds of the optimization loop, and steps per second. */
+AM_API double am_run_seconds(const am_run *r);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* ACTMAX_H */

@@ -1,0 +1,122 @@
+// internal.hpp — what the engine's translation units share: the handle
+// structs, the C-boundary fence, tap plans. Includes libtorch.
+#pragma once
+#include <torch/script.h>
+
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "actmax.h"
+
+namespace am {
+
+// An error that carries an AM_E_* status across the C++ interior.
+struct Error : std::runtime_error {
+    int status;
+    Error(int st, const std::string &msg) : std::runtime_error(msg), status(st) {}
+};
+
+// First lines of a libtorch message: enough to say what failed, without the
+// C++ backtrace that c10::Error appends.
+std::string short_what(const std::string &what, int max_lines = 3);
+
+// Edit distance, for "did you mean" lists.
+size_t edit_distance(const std::string &a, const std::string &b);
+
+// A compiled tap graph: input(s) -> tuple of the tapped tensors.
+struct TapPlan {
+    std::shared_ptr<torch::jit::GraphFunction> fn;
+    std::vector<std::string> layers;  // (n) as requested
+};
+
+// Which base graph a tap plan edits.
+enum class Base { kForward, kEmbeds };
+
+}  // namespace am
+
+struct am_model {
+    std::string error;      // last failure
+    std::string note;       // defaults taken at load
+    std::string kind = "image";
+    std::string device_name = "cpu";
+    std::string metadata;   // raw actmax.json
+    std::string dataset;
+    std::string tokenizer;  // bytes of the tokenizer extra file
+    bool has_tokenizer = false;
+    torch::Device device{torch::kCPU};
+    torch::jit::Module module;
+    bool loaded = false;
+
+    std::vector<int64_t> input_shape;  // (C, H, W) or (T), no batch
+    std::vector<float> mean, stdev;    // (C)
+    float range[2] = {0.f, 1.f};
+    std::vector<std::string> labels;   // (num_labels)
+
+    // forward's graph, inlined, with the module input first (self, x)
+    std::shared_ptr<torch::jit::Graph> graph;
+    // the same graph fed by embeddings instead of token ids (text models)
+    std::shared_ptr<torch::jit::Graph> embed_graph;
+    torch::Tensor embedding;           // (vocab, D)
+
+    // module paths known to the module tree, for suggestions
+    std::vector<std::string> module_paths;
+
+    // layer listing, filled on first request
+    bool layers_ready = false;
+    std::vector<std::string> layer_names, layer_types;
+    std::vector<int64_t> layer_params;
+    std::vector<int> layer_calls;
+    std::vector<std::vector<int64_t>> layer_shapes;
+
+    // compiled tap graphs per (base, layer set)
+    std::map<std::string, std::shared_ptr<am::TapPlan>> tap_cache;
+};
+
+namespace am {
+
+// Returns the cached plan for these layers, building it on first use.
+// Throws am::Error(AM_E_LAYER, ...) for unknown names.
+std::shared_ptr<TapPlan> tap_plan(am_model *m, Base base, const std::vector<std::string> &layers);
+
+// Runs a plan; inputs after the module. Returns (n) tensors.
+std::vector<torch::Tensor> tap_run(am_model *m, const TapPlan &plan, const torch::Tensor &input);
+
+// Fills an am_tensor (caller-owned copy) from a tensor.
+void tensor_out(const torch::Tensor &t, am_tensor *out);
+
+}  // namespace am
+
+// The C boundary: every exported function body runs inside this fence so no
+// exception ever crosses into C. `err` is a std::string lvalue to receive the
+// message (or nullptr-able pointer expression).
+#define AM_FENCE_BEGIN try {
+#define AM_FENCE_END(errstr)                                                          \
+    }                                                                                 \
+    catch (const am::Error &e) {                                                      \
+        am_set_error(errstr, e.what());                                               \
+        return e.status;                                                              \
+    }                                                                                 \
+    catch (const c10::Error &e) {                                                     \
+        am_set_error(errstr, am::short_what(e.what()));                               \
+        return AM_E_INTERNAL;                                                         \
+    }                                                                                 \
+    catch (const std::bad_alloc &) {                                                  \
+        am_set_error(errstr, "out of memory");                                        \
+        return AM_E_NOMEM;                                                            \
+    }                                                                                 \
+    catch (const std::exception &e) {                                                 \
+        am_set_error(errstr, e.what());                                               \
+        return AM_E_INTERNAL;                                                         \
+    }                                                                                 \
+    catch (...) {                                                                     \
+        am_set_error(errstr, "unknown C++ exception");                                \
+        return AM_E_INTERNAL;                                                         \
+    }
+
+inline void am_set_error(std::string *dst, const std::string &msg) {
+    if (dst) {
+        try { *dst = msg; } catch (...) {}
+    }
+}

@@ -1,0 +1,254 @@
+// objective.cpp — recursive-descent parser for the objective language.
+// Kept free of libtorch so it compiles in a blink and is testable alone.
+#include "objective.hpp"
+
+#include <algorithm>
+#include <cctype>
+#include <cstdlib>
+
+namespace am {
+
+namespace {
+
+struct Parser {
+    const std::string &s;
+    size_t p = 0;
+
+    explicit Parser(const std::string &src) : s(src) {}
+
+    void skip() {
+        while (p < s.size() && std::isspace(static_cast<unsigned char>(s[p]))) p++;
+    }
+    int col() const { return static_cast<int>(p); }
+    bool at_end() { skip(); return p >= s.size(); }
+    bool peek(char c) { skip(); return p < s.size() && s[p] == c; }
+    bool accept(char c) {
+        if (peek(c)) { p++; return true; }
+        return false;
+    }
+    [[noreturn]] void fail(const std::string &expected) {
+        skip();
+        std::string found = p < s.size() ? std::string("'") + s[p] + "'" : "end of input";
+        throw ObjectiveError(col(), "expected " + expected + ", found " + found);
+    }
+    void expect(char c, const std::string &what) {
+        if (!accept(c)) fail(what);
+    }
+
+    static bool layer_start(char c) { return std::isalpha(static_cast<unsigned char>(c)) || c == '_'; }
+    static bool layer_char(char c) {
+        return std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '.' || c == '#' || c == ':';
+    }
+
+    bool number_ahead() {
+        skip();
+        if (p >= s.size()) return false;
+        char c = s[p];
+        return std::isdigit(static_cast<unsigned char>(c)) ||
+               (c == '.' && p + 1 < s.size() && std::isdigit(static_cast<unsigned char>(s[p + 1])));
+    }
+
+    double number() {
+        skip();
+        const char *begin = s.c_str() + p;
+        char *end = nullptr;
+        double v = std::strtod(begin, &end);
+        if (end == begin) fail("a number");
+        p += static_cast<size_t>(end - begin);
+        return v;
+    }
+
+    // A signed integer inside brackets.
+    bool integer(int64_t *v) {
+        skip();
+        size_t q = p;
+        bool neg = false;
+        if (q < s.size() && (s[q] == '-' || s[q] == '+')) { neg = s[q] == '-'; q++; }
+        while (q < s.size() && std::isspace(static_cast<unsigned char>(s[q]))) q++;
+        if (q >= s.size() || !std::isdigit(static_cast<unsigned char>(s[q]))) return false;
+        int64_t x = 0;
+        while (q < s.size() && std::isdigit(static_cast<unsigned char>(s[q]))) {
+            x = x * 10 + (s[q] - '0');
+            if (x > (int64_t(1) << 40)) throw ObjectiveError(static_cast<int>(p), "index too large");
+            q++;
+        }
+        if (q < s.size() && (s[q] == '.' || s[q] == 'e' || s[q] == 'E'))
+            throw ObjectiveError(static_cast<int>(q), "expected an integer index, not a fractional number");
+        p = q;
+        *v = neg ? -x : x;
+        return true;
+    }
+
+    std::string layer_name() {
+        skip();
+        if (p >= s.size() || !layer_start(s[p])) fail("a layer name (like layer3.1.conv2)");
+        size_t b = p;
+        while (p < s.size() && layer_char(s[p])) p++;
+        return s.substr(b, p - b);
+    }
+
+    ObjIndex index_item() {
+        ObjIndex ix;
+        skip();
+        ix.column = col();
+        if (peek('"') || peek('\'')) {
+            char q = s[p++];
+            size_t b = p;
+            while (p < s.size() && s[p] != q) p++;
+            if (p >= s.size()) throw ObjectiveError(ix.column, std::string("unterminated label string, expected a closing ") + q);
+            ix.kind = ObjIndex::kLabel;
+            ix.label = s.substr(b, p - b);
+            p++;
+            return ix;
+        }
+        int64_t v = 0;
+        bool have_first = integer(&v);
+        if (!peek(':')) {
+            if (!have_first) fail("an integer, a slice like 2:5 or ':', or a label in quotes");
+            ix.kind = ObjIndex::kInt;
+            ix.value = v;
+            return ix;
+        }
+        ix.kind = ObjIndex::kSlice;
+        if (have_first) { ix.has_start = true; ix.start = v; }
+        accept(':');
+        if (integer(&v)) { ix.has_stop = true; ix.stop = v; }
+        if (accept(':')) {
+            int step_col = col();
+            if (integer(&v)) {
+                if (v <= 0) throw ObjectiveError(step_col, "slice step must be positive");
+                ix.step = v;
+            }
+        }
+        return ix;
+    }
+
+    std::unique_ptr<ObjNode> primary() {
+        skip();
+        auto n = std::make_unique<ObjNode>();
+        n->column = col();
+        if (number_ahead()) {
+            n->kind = ObjNode::kNum;
+            n->num = number();
+            return n;
+        }
+        if (accept('(')) {
+            auto e = expr();
+            expect(')', "')' to close the parenthesis");
+            return e;
+        }
+        if (p >= s.size() || !layer_start(s[p]))
+            fail("a layer name, a number, '(' or diversity(layer)");
+        std::string name = layer_name();
+        if (name == "diversity" && peek('(')) {
+            accept('(');
+            n->kind = ObjNode::kDiversity;
+            n->layer = layer_name();
+            expect(')', "')' after the layer of diversity(...)");
+            return n;
+        }
+        n->kind = ObjNode::kTap;
+        n->layer = name;
+        if (accept('[')) {
+            n->indexed = true;
+            if (peek(']')) fail("an index inside the brackets");
+            n->index.push_back(index_item());
+            while (accept(',')) n->index.push_back(index_item());
+            expect(']', "',' or ']' after an index");
+        }
+        return n;
+    }
+
+    std::unique_ptr<ObjNode> unary() {
+        skip();
+        int c = col();
+        if (accept('-')) {
+            auto n = std::make_unique<ObjNode>();
+            n->kind = ObjNode::kNeg;
+            n->column = c;
+            n->a = unary();
+            return n;
+        }
+        if (accept('+')) return unary();
+        return primary();
+    }
+
+    std::unique_ptr<ObjNode> term() {
+        auto left = unary();
+        for (;;) {
+            skip();
+            int c = col();
+            ObjNode::Kind k;
+            if (accept('*')) k = ObjNode::kMul;
+            else if (accept('/')) k = ObjNode::kDiv;
+            else return left;
+            auto right = unary();
+            // Products of two layer terms are not linear combinations; the
+            // language only scales terms, as Lucid's objective algebra does.
+            if (k == ObjNode::kMul && !objective_is_constant(*left) && !objective_is_constant(*right))
+                throw ObjectiveError(c, "'*' needs a number on one side (terms can only be scaled, e.g. 0.5*layer3[17])");
+            if (k == ObjNode::kDiv && !objective_is_constant(*right))
+                throw ObjectiveError(c, "'/' needs a number on the right (e.g. layer3[17]/2)");
+            auto n = std::make_unique<ObjNode>();
+            n->kind = k;
+            n->column = c;
+            n->a = std::move(left);
+            n->b = std::move(right);
+            left = std::move(n);
+        }
+    }
+
+    std::unique_ptr<ObjNode> expr() {
+        auto left = term();
+        for (;;) {
+            skip();
+            int c = col();
+            ObjNode::Kind k;
+            if (accept('+')) k = ObjNode::kAdd;
+            else if (accept('-')) k = ObjNode::kSub;
+            else return left;
+            auto n = std::make_unique<ObjNode>();
+            n->kind = k;
+            n->column = c;
+            n->a = std::move(left);
+            n->b = term();
+            left = std::move(n);
+        }
+    }
+};
+
+}  // namespace
+
+std::unique_ptr<ObjNode> parse_objective(const std::string &src) {
+    Parser ps(src);
+    if (ps.at_end()) throw ObjectiveError(0, "empty objective; expected e.g. layer3[42] or fc[\"Sneaker\"]");
+    auto n = ps.expr();
+    if (!ps.at_end()) ps.fail("an operator (+ - * /) or end of objective");
+    if (objective_is_constant(*n))
+        throw ObjectiveError(0, "the objective names no layer; expected e.g. layer3[42]");
+    return n;
+}
+
+bool objective_is_constant(const ObjNode &n) {
+    if (n.kind == ObjNode::kTap || n.kind == ObjNode::kDiversity) return false;
+    if (n.a && !objective_is_constant(*n.a)) return false;
+    if (n.b && !objective_is_constant(*n.b)) return false;
+    return true;
+}
+
+void objective_layers(const ObjNode &n, std::vector<std::string> &out) {
+    if (n.kind == ObjNode::kTap || n.kind == ObjNode::kDiversity) {
+        if (std::find(out.begin(), out.end(), n.layer) == out.end()) out.push_back(n.layer);
+    }
+    if (n.a) objective_layers(*n.a, out);
+    if (n.b) objective_layers(*n.b, out);
+}
+
+std::string objective_format_error(const std::string &src, int column, const std::string &msg) {
+    if (column < 0) column = 0;
+    if (static_cast<size_t>(column) > src.size()) column = static_cast<int>(src.size());
+    return msg + " at column " + std::to_string(column + 1) + "\n  " + src + "\n  " +
+           std::string(static_cast<size_t>(column), ' ') + "^";
+}
+
+}  // namespace am
