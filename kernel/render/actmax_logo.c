@@ -18,6 +18,7 @@ int main(int argc, char **argv) {
     }
     render_png png;
     int st = render_logo_png((int)size, &png);
+    render_cleanup();
     if (st != RENDER_OK) {
         fprintf(stderr, "actmax-logo: %s\n", render_last_error());
         return 1;

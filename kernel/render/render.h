@@ -69,6 +69,12 @@ const char *render_last_error(void);
  * Same as free(); accepts NULL. */
 void render_free(void *p);
 
+/* Releases the caches cairo and fontconfig keep for the life of the process
+ * (fonts, patterns), so leak checkers see a clean exit. Optional; call it
+ * once at exit, after the last render_* call and with no other cairo user
+ * left in the process. */
+void render_cleanup(void);
+
 /* ---------------------------------------------------------------- PNG */
 
 /* Default short side, in pixels, that small images are upscaled to reach. */

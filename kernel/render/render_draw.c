@@ -5,6 +5,7 @@
 #include "render_internal.h"
 
 #include <cairo.h>
+#include <fontconfig/fontconfig.h>
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -94,6 +95,11 @@ static void render__font(cairo_t *cr, double size, bool bold) {
 static void render__text(cairo_t *cr, const char *s, double x, double y, double align) {
     cairo_move_to(cr, x - align * render__text_width(cr, s), y);
     cairo_show_text(cr, s);
+}
+
+void render_cleanup(void) {
+    cairo_debug_reset_static_data();
+    FcFini();
 }
 
 /* ------------------------------------------------------------ grid */
@@ -211,9 +217,14 @@ int render_grid_png(const float *pix, int n, int c, int h, int w, const char *co
         if (captions && captions[i] && captions[i][0]) {
             text = render__utf8_dup(captions[i]);
             if (text) {
+                /* A long caption first gets a smaller font (its end, the
+                 * value, matters most), then an ellipsis. */
+                double room = cw + g - 2, wid = render__text_width(cr, text);
+                if (wid > room) render__font(cr, fmax(9.0, cap_font * room / wid), false);
                 render__rgb(cr, 0x374151);
-                render__ellipsize(cr, &text, cw + g - 2);
+                render__ellipsize(cr, &text, room);
                 render__text(cr, text, x0 + cw / 2.0, y0 + ch + cap_font + 3, 0.5);
+                render__font(cr, cap_font, false);
             }
             free(text);
         }

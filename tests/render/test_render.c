@@ -804,6 +804,7 @@ int main(int argc, char **argv) {
         fputc('\n', stderr);
         return 2;
     }
+    render_cleanup(); /* a clean exit for LeakSanitizer */
     printf("%d of %d tests passed\n", ran - failed, ran);
     return failed ? 1 : 0;
 }
