@@ -306,13 +306,15 @@ static const unsigned kPalette[10] = {0x1f77b4, 0xff7f0e, 0x2ca02c, 0xd62728, 0x
 
 enum { kMaxTicks = 32 };
 
-/* Axis for data [lo, hi]: the range padded by 4% a side, snapped out to a
- * tick when one lies within that padding (so steps from 0 start at the
- * corner), with the 1-2-5 step whose tick count inside is nearest target.
+/* Axis for data [lo, hi]: the range padded by 4% a side, with snap snapped
+ * out to a tick when one lies within that padding (so steps from 0 to the
+ * last start and end at the corners), with the 1-2-5 step whose tick count
+ * inside is nearest target. The y axis does not snap: a curve or a dot is
+ * never drawn on the frame.
  * Unlike loose labelling, curves fill the plot instead of leaving a band of
  * up to a whole step empty at each end. */
-static void render__axis(double lo, double hi, int target, double *a0, double *a1, double *ticks, int *n,
-                         double *step) {
+static void render__axis(double lo, double hi, int target, bool snap, double *a0, double *a1, double *ticks,
+                         int *n, double *step) {
     render__widen(&lo, &hi);
     double pad = (hi - lo) * 0.04, plo = lo - pad, phi = hi + pad;
     double base = pow(10.0, floor(log10((phi - plo) / target)));
@@ -330,8 +332,8 @@ static void render__axis(double lo, double hi, int target, double *a0, double *a
             }
         }
     double slo = floor(lo / d) * d, shi = ceil(hi / d) * d;
-    *a0 = slo >= plo ? slo : plo;
-    *a1 = shi <= phi ? shi : phi;
+    *a0 = snap && slo >= plo ? slo : plo;
+    *a1 = snap && shi <= phi ? shi : phi;
     int k = 0;
     for (double t = ceil(*a0 / d - 1e-9); k < kMaxTicks && t * d <= *a1 + d * 1e-9; t += 1) {
         double v = t * d;
@@ -451,7 +453,7 @@ int render_plot_png(const render_series *series, int n_series, const render_plot
         top = render__legend(cr, series, n_series, left, o.width - right, title_bottom, false) + 4;
         ph = o.height - top - bottom;
         int ytarget = (int)fmin(8, fmax(3, ph / 55));
-        render__axis(ylo, yhi, ytarget, &y0, &y1, yt, &nyt, &ystep);
+        render__axis(ylo, yhi, ytarget, false, &y0, &y1, yt, &nyt, &ystep);
         render__font(cr, tick_font, false);
         double ytw = 0;
         for (int i = 0; i < nyt; i++) {
@@ -461,7 +463,7 @@ int render_plot_png(const render_series *series, int n_series, const render_plot
         left = 10 + (has_ylabel ? label_font + 10 : 0) + ytw + 8;
     }
     pw = o.width - left - right;
-    render__axis(xlo, xhi, (int)fmin(10, fmax(3, pw / 100)), &x0, &x1, xt, &nxt, &xstep);
+    render__axis(xlo, xhi, (int)fmin(10, fmax(3, pw / 100)), true, &x0, &x1, xt, &nxt, &xstep);
     top = render__legend(cr, series, n_series, left, o.width - right, title_bottom, true) + 4;
     ph = o.height - top - bottom;
     if (ph < 40) {
@@ -622,8 +624,8 @@ int render_logo_png(int size, render_png *out) {
     cairo_arc(cr, r, r, r, kPi, 3 * kPi / 2);
     cairo_close_path(cr);
     cairo_pattern_t *bg = cairo_pattern_create_linear(0, 64, 64, 0);
-    cairo_pattern_add_color_stop_rgb(bg, 0, 0x1e / 255.0, 0x3a / 255.0, 0x8a / 255.0);
-    cairo_pattern_add_color_stop_rgb(bg, 1, 0x7c / 255.0, 0x3a / 255.0, 0xed / 255.0);
+    cairo_pattern_add_color_stop_rgb(bg, 0, 0x1d / 255.0, 0x4e / 255.0, 0xd8 / 255.0);
+    cairo_pattern_add_color_stop_rgb(bg, 1, 0x6d / 255.0, 0x28 / 255.0, 0xd9 / 255.0);
     cairo_set_source(cr, bg);
     cairo_fill(cr);
     cairo_pattern_destroy(bg);
