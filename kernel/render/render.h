@@ -219,7 +219,9 @@ typedef struct render_table {
 
 /* HTML <table> of t: header row, numeric cells (a whole-cell number such as
  * "12.3", "-4e-2", "nan") right-aligned, the others left-aligned, heat as
- * the cell's background. Everything is escaped. */
+ * the cell's background. Everything is escaped; in cells, control
+ * characters show as \n, \t, \xNN (as in the text form) and spaces are
+ * kept, so a token " the" or "\n" is visible as what it is. */
 int render_table_html(const render_table *t, char **out);
 
 /* text/plain of the same table: columns padded to their display width

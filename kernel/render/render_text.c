@@ -224,9 +224,11 @@ size_t render_utf8_width(const char *s, size_t len) {
 
 /* ------------------------------------------------------------ HTML */
 
-void render__sb_html(render__sb *b, const char *s, size_t n) {
+/* With controls, newlines and tabs show as \n and \t: a table cell holding a
+ * token such as "\n" must stay one visible line. */
+static void render__sb_html_ex(render__sb *b, const char *s, size_t n, bool controls) {
     render__sb clean = {0};
-    render__sb_utf8(&clean, s, n, false);
+    render__sb_utf8(&clean, s, n, controls);
     if (clean.failed) {
         b->failed = true;
         render__sb_free(&clean);
@@ -250,6 +252,8 @@ void render__sb_html(render__sb *b, const char *s, size_t n) {
     if (clean.len) render__sb_putn(b, clean.s + clean.len - run, run);
     render__sb_free(&clean);
 }
+
+void render__sb_html(render__sb *b, const char *s, size_t n) { render__sb_html_ex(b, s, n, false); }
 
 int render_html_escape(const char *s, char **out) {
     if (out) *out = NULL;
@@ -355,7 +359,7 @@ int render_table_html(const render_table *t, char **out) {
             const char *h = t->header[k] ? t->header[k] : "";
             render__sb_printf(&b, "<th style=\"text-align:%s;padding:2px 8px\">",
                               render__numeric_column(t, k) ? "right" : "left");
-            render__sb_html(&b, h, strlen(h));
+            render__sb_html_ex(&b, h, strlen(h), true);
             render__sb_puts(&b, "</th>");
         }
         render__sb_puts(&b, "</tr></thead>\n");
@@ -374,7 +378,7 @@ int render_table_html(const render_table *t, char **out) {
                     render__sb_printf(&b, ";background-color:%s;color:#111", color);
             }
             render__sb_puts(&b, "\">");
-            render__sb_html(&b, s, strlen(s));
+            render__sb_html_ex(&b, s, strlen(s), true);
             render__sb_puts(&b, "</td>");
         }
         render__sb_puts(&b, "</tr>\n");

@@ -634,6 +634,7 @@ static void test_table_html(void) {
     CHECK_CONTAINS(s, "background-color:#ef8a62;color:#111\">\xE6\x97\xA5\xE6\x9C\xAC</td>");
     CHECK_CONTAINS(s, "background-color:#67a9cf;color:#111\">h\xC3\xA9llo</td>");
     CHECK_CONTAINS(s, ">&lt;b&gt;&amp;\\xFF</td>");
+    CHECK_CONTAINS(s, ">a\\nb</td>"); /* a newline token stays on its row */
     CHECK(s && !strstr(s, "<b>"));
     render_free(s);
     t.heat_hi = NAN;
