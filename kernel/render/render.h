@@ -123,7 +123,10 @@ typedef struct render_grid_opts {
 
 /* Draws N images pix (N, C, H, W) in a grid, captions[i] (may be NULL, or
  * captions itself NULL) centred under image i, e.g. "fc[\"Sneaker\"] 12.3".
- * Captions too wide for a cell are cut with an ellipsis. opts may be NULL for
+ * A caption too wide for its cell gets a smaller font (down to 9 px), then
+ * is cut with an ellipsis. The grid is shrunk (smaller upscaling) to stay
+ * within 2 * RENDER_MAX_PX wide and 4 * RENDER_MAX_PX high when it can, and
+ * refused (RENDER_EINVAL) over RENDER_LIMIT_PX. opts may be NULL for
  * the defaults. Text is DejaVu Sans through cairo. The PNG is RGB. */
 int render_grid_png(const float *pix, int n, int c, int h, int w,
                     const char *const *captions, const render_grid_opts *opts,
@@ -152,7 +155,9 @@ typedef struct render_plot_opts {
 /* Line plot of several series sharing axes with "nice" ticks, a legend, and
  * dashed vertical markers. Degenerate data never fails: no finite point at
  * all gives empty axes over [0, 1], one point is drawn as a dot, a constant
- * series gets a range around its value. opts may be NULL for the defaults.
+ * series gets a range around its value. The x axis runs from the first to
+ * the last x (snapped to a tick within 4% padding), the y axis is padded by
+ * 4%; tick counts follow the picture's size. opts may be NULL for the defaults.
  * RENDER_EINVAL for a NULL series array with n_series > 0, a series with
  * n < 0 or n > 0 and y NULL, a NaN/inf vline. */
 int render_plot_png(const render_series *series, int n_series,
