@@ -153,7 +153,7 @@ def main():
     ap.add_argument("--fortunes", default=fortunes.DEFAULT_DIR)
     ap.add_argument("--vocab", type=int, default=2048)
     ap.add_argument("--context", type=int, default=64)
-    ap.add_argument("--steps", type=int, default=1200)
+    ap.add_argument("--steps", type=int, default=1000)
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=2)
