@@ -289,9 +289,18 @@ static void test_grid_layout_and_crisp_cells(void) {
                         if (px(&d, 12 + x * 5 + dx, 12 + y * 5 + dy)[0] != want) bad++;
             }
         CHECK_INT(bad, ==, 0);
-        /* Image 4 (second row, middle) holds its own brightness. */
-        int x4 = 12 + 1 * 152, y4 = p.height - 12 - 140 - (p.height - 12 - 2 * 152) / 2;
-        (void)y4;
+        /* Image 4 sits in the second row, middle column: find its top by the
+         * frame line above it, then check its own brightness (0.8). */
+        int x4 = 12 + 1 * 152, y4 = -1;
+        for (int y = 12 + 141; y < d.height && y4 < 0; y++) {
+            const unsigned char *f = px(&d, x4 + 70, y);
+            if (f[0] == 0xd1 && f[1] == 0xd5 && f[2] == 0xdb) y4 = y + 1;
+        }
+        CHECK_INT(y4, >, 12 + 140 + 12);
+        if (y4 > 0 && y4 + 10 < d.height) {
+            CHECK_INT(px(&d, x4 + 5 + 2, y4 + 2)[0], ==, q(0.2f + 0.15f * 4)); /* pixel (0, 1) */
+            CHECK_INT(px(&d, x4 + 2, y4 + 2)[0], ==, 0);                       /* pixel (0, 0) */
+        }
         /* Caption ink: dark pixels in the band under cell 0. */
         int ink = 0;
         for (int y = 12 + 140; y < 12 + 140 + 20 && y < d.height; y++)
@@ -302,7 +311,6 @@ static void test_grid_layout_and_crisp_cells(void) {
         for (int y = 12 + 140 + 2; y < 12 + 140 + 20 && y < d.height; y++)
             for (int x = 12 + 2 * 152; x < 12 + 2 * 152 + 140; x++) ink2 += px(&d, x, y)[0] < 250;
         CHECK_INT(ink2, ==, 0);
-        (void)x4;
     }
     save_sample("grid.png", &p);
     free(d.rgba);
