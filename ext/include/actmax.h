@@ -184,7 +184,7 @@ AM_API int am_model_layer(am_model *m, int i, am_layer_info *info);
 /* How the input of a forward is given. */
 enum {
     AM_INPUT_FLOAT  = 0,  /* images or any float input: (B, ...input shape) */
-    AM_INPUT_TOKENS = 1,  /* token ids, int64 passed as double-free int64_t: (B, T) */
+    AM_INPUT_TOKENS = 1,  /* token ids as int64_t: (B, T) */
     AM_INPUT_EMBEDS = 2   /* continuous embeddings for text models: (B, T, D) */
 };
 
@@ -253,15 +253,19 @@ typedef struct am_options {
     float       decay_power;           /* FFT 1/f^decay scaling, default 1 */
     /* transformation robustness (Lucid's standard set by default) */
     int         transforms;            /* 1 = on (default), 0 = all off */
-    int         pad;                   /* default 12 (pixels, value 0.5) */
-    int         jitter;                /* default 8, then a second jitter of jitter/2 */
+    int         pad;                   /* default -1: 12 px at 224, scaled to the image size; 0 = off */
+    int         jitter;                /* default -1: 8 px at 224, scaled; then a second jitter of jitter/2 */
     float       scale_min, scale_max;  /* default 0.9 .. 1.1 (11 steps) */
     float       rotate_deg;            /* default 10: uniform integer in [-10, 10] */
-    /* regularizers, subtracted from the objective with these weights */
+    /* After the transforms the image is resized back to height x width
+     * (bilinear), so fixed-size models see the size they expect. */
+    /* regularizers, subtracted from the objective with these weights:
+     * l1 = mean|x-0.5|, l2 = mean (x-0.5)^2, tv = mean |neighbour
+     * differences|, blur = mean (x - blur3x3(x))^2, on the display image */
     float       l1, l2, tv, blur;      /* default 0 */
     /* initial image */
     int         init;                  /* AM_INIT_NOISE (default) or AM_INIT_IMAGE */
-    const float *init_image;           /* (B or 1, C, H, W) in [0,1] display space */
+    const float *init_image;           /* (B, C, H, W) in [0,1] display space, copied */
     float       init_std;              /* noise scale, default 0.01 */
     /* snapshots kept at these steps (1-based, ascending) */
     const int  *thresholds;            /* (n_thresholds) */

@@ -1,1 +1,583 @@
+// run.cpp — image optimization: objectives evaluated on taps,
+// parameterizations (pixel, Fourier with 1/f scaling, colour decorrelation),
+// transformation robustness, regularizers, the optimizer loop, results.
+//
+// Follows Lucid (github.com/tensorflow/lucid, optvis/param and transform)
+// and its PyTorch port Lucent, so results look like what their users expect.
+#include <torch/torch.h>
 
+#include <chrono>
+#include <cmath>
+#include <cstring>
+#include <random>
+
+#include "internal.hpp"
+#include "objective.hpp"
+
+using am::Error;
+
+struct am_run {
+    std::string error;
+    bool cancelled = false;
+    int steps_done = 0;
+    int64_t shape[4] = {0, 0, 0, 0};          // B, C, H, W
+    std::vector<float> images;                // (B, C, H, W)
+    std::vector<float> curve;                 // (S)
+    std::vector<std::string> term_names;      // (nterms)
+    std::vector<std::vector<float>> terms;    // (nterms, S)
+    std::vector<float> final_act;             // (B)
+    std::vector<int> snap_steps;              // (nsnap)
+    std::vector<std::vector<float>> snaps;    // (nsnap, B*C*H*W)
+    double seconds = 0;
+};
+
+namespace am {
+namespace {
+
+// ============================================================ objectives
+
+struct Objective {
+    std::string src;
+    std::unique_ptr<ObjNode> root;
+};
+
+using Acts = std::map<std::string, torch::Tensor>;  // layer -> (B, ...)
+
+struct EvalCtx {
+    const am_model *m;
+    const Acts *acts;
+    std::map<std::string, torch::Tensor> diversity_cache;
+};
+
+std::string shape_of(const torch::Tensor &t) {
+    std::string r = "[";
+    for (int64_t i = 0; i < t.dim(); i++) r += (i ? ", " : "") + std::to_string(t.size(i));
+    return r + "]";
+}
+
+// Lucid's diversity: negative mean pairwise cosine similarity of the
+// per-image Gram matrices (channels x channels) across the batch.
+torch::Tensor diversity(const torch::Tensor &act) {
+    int64_t B = act.size(0);
+    if (B < 2 || act.dim() < 2) return torch::zeros({}, act.options());
+    auto f = act.reshape({B, act.size(1), -1});
+    auto gram = torch::bmm(f, f.transpose(1, 2)).reshape({B, -1});
+    gram = gram / (gram.norm(2, {1}, true) + 1e-10);
+    auto sim = torch::mm(gram, gram.t());
+    return -(sim.sum() - sim.diagonal().sum()) / static_cast<double>(B);
+}
+
+torch::Tensor eval_node(const ObjNode &n, int64_t b, EvalCtx &ctx) {
+    switch (n.kind) {
+    case ObjNode::kNum: return torch::full({}, n.num);
+    case ObjNode::kNeg: return -eval_node(*n.a, b, ctx);
+    case ObjNode::kAdd: return eval_node(*n.a, b, ctx) + eval_node(*n.b, b, ctx);
+    case ObjNode::kSub: return eval_node(*n.a, b, ctx) - eval_node(*n.b, b, ctx);
+    case ObjNode::kMul: return eval_node(*n.a, b, ctx) * eval_node(*n.b, b, ctx);
+    case ObjNode::kDiv: {
+        auto d = eval_node(*n.b, b, ctx);
+        if (d.item<double>() == 0.0) throw ObjectiveError(n.column, "division by zero");
+        return eval_node(*n.a, b, ctx) / d;
+    }
+    case ObjNode::kDiversity: {
+        auto it = ctx.diversity_cache.find(n.layer);
+        if (it != ctx.diversity_cache.end()) return it->second;
+        auto d = diversity(ctx.acts->at(n.layer));
+        ctx.diversity_cache[n.layer] = d;
+        return d;
+    }
+    case ObjNode::kTap: {
+        torch::Tensor full = ctx.acts->at(n.layer);
+        torch::Tensor t = full[b];
+        int64_t dim = 0;
+        for (const auto &ix : n.index) {
+            if (dim >= t.dim()) {
+                throw ObjectiveError(ix.column, "too many indices: " + n.layer + " has shape " +
+                                                    shape_of(full[0]) + " (batch dimension left out)");
+            }
+            int64_t size = t.size(dim);
+            int64_t v = ix.value;
+            if (ix.kind == ObjIndex::kLabel) {
+                const auto &labels = ctx.m->labels;
+                auto f = std::find(labels.begin(), labels.end(), ix.label);
+                if (f == labels.end()) {
+                    std::string close;
+                    std::vector<std::pair<size_t, std::string>> d;
+                    for (auto &l : labels) d.emplace_back(edit_distance(ix.label, l), l);
+                    std::sort(d.begin(), d.end());
+                    for (size_t i = 0; i < d.size() && i < 4; i++) close += (i ? ", " : "") + ("\"" + d[i].second + "\"");
+                    throw ObjectiveError(ix.column, labels.empty()
+                                                        ? "the model has no labels; index by number instead"
+                                                        : "unknown label \"" + ix.label + "\"; closest: " + close);
+                }
+                v = f - labels.begin();
+            }
+            if (ix.kind == ObjIndex::kSlice) {
+                int64_t s = ix.has_start ? ix.start : 0, e = ix.has_stop ? ix.stop : size;
+                if (s < 0) s += size;
+                if (e < 0) e += size;
+                s = std::clamp<int64_t>(s, 0, size);
+                e = std::clamp<int64_t>(e, 0, size);
+                if (e <= s)
+                    throw ObjectiveError(ix.column, "empty slice on dimension " + std::to_string(dim) + " of " +
+                                                        n.layer + " with shape " + shape_of(full[0]));
+                t = t.slice(dim, s, e, ix.step);
+                dim++;
+                continue;
+            }
+            if (v < -size || v >= size)
+                throw ObjectiveError(ix.column, "index " + std::to_string(v) + " is out of range for dimension " +
+                                                    std::to_string(dim) + " (size " + std::to_string(size) + ") of " +
+                                                    n.layer + " with shape " + shape_of(full[0]) +
+                                                    " (batch dimension left out)");
+            if (v < 0) v += size;
+            t = t.select(dim, v);
+        }
+        return t.mean();
+    }
+    }
+    throw ObjectiveError(n.column, "internal: unknown node");
+}
+
+// ============================================================ image parameterization
+
+// Lucid's colour correlation (square root of the ImageNet colour covariance),
+// normalized by its largest column norm.
+torch::Tensor color_matrix() {
+    static const float kSvdSqrt[9] = {0.26f, 0.09f, 0.02f, 0.27f, 0.00f, -0.05f, 0.27f, -0.09f, 0.03f};
+    auto mtx = torch::from_blob(const_cast<float *>(kSvdSqrt), {3, 3}, torch::kFloat).clone();
+    auto max_norm = mtx.norm(2, {0}).max();
+    return mtx / max_norm;
+}
+
+struct Image {
+    int param = AM_PARAM_FFT;
+    bool decorrelate = true;
+    int64_t B = 1, C = 3, H = 1, W = 1;
+    torch::Tensor p;      // pixel: (B, C, H, W); fft: (B, C, H, W/2+1, 2)
+    torch::Tensor scale;  // fft: (1, 1, H, W/2+1, 1)
+    torch::Tensor cmat_t; // (3, 3) transposed colour matrix
+
+    // Lucid's rfft2d_freqs and 1/f^decay scaling: lower frequencies get
+    // larger steps so the image is not dominated by high-frequency noise.
+    void make_scale(float decay, torch::Device dev) {
+        int64_t wf = W / 2 + 1;
+        // numpy's fftfreq(H) and rfftfreq(W), spelled out to stay within
+        // what every libtorch version offers.
+        auto iy = torch::arange(H, torch::kDouble);
+        auto fy = torch::where(iy <= (H - 1) / 2, iy, iy - static_cast<double>(H)).div(static_cast<double>(H)).unsqueeze(1);
+        auto fx = torch::arange(wf, torch::kDouble).div(static_cast<double>(W)).unsqueeze(0);
+        auto freqs = torch::sqrt(fx * fx + fy * fy);
+        auto s = 1.0 / torch::pow(torch::clamp_min(freqs, 1.0 / static_cast<double>(std::max(W, H))), decay);
+        scale = s.to(torch::kFloat).reshape({1, 1, H, wf, 1}).to(dev);
+    }
+
+    // Display image (B, C, H, W) in [0, 1].
+    torch::Tensor render() const {
+        torch::Tensor t;
+        if (param == AM_PARAM_FFT) {
+            auto spec = torch::view_as_complex(scale * p);
+            // Lucid's magic 4: keeps early images from saturating.
+            t = torch::fft::irfft2(spec, std::vector<int64_t>{H, W}, {-2, -1}, "ortho") / 4.0;
+        } else {
+            t = p;
+        }
+        if (decorrelate) t = torch::matmul(t.permute({0, 2, 3, 1}), cmat_t).permute({0, 3, 1, 2});
+        return torch::sigmoid(t);
+    }
+
+    // Inverse of render for a start image (DeepDream-style init).
+    torch::Tensor invert(const torch::Tensor &display) const {
+        auto t = torch::logit(display.clamp(1e-4, 1 - 1e-4));
+        if (decorrelate) t = torch::matmul(t.permute({0, 2, 3, 1}), torch::inverse(cmat_t)).permute({0, 3, 1, 2});
+        if (param == AM_PARAM_PIXEL) return t;
+        auto spec = torch::fft::rfft2(t * 4.0, std::vector<int64_t>{H, W}, {-2, -1}, "ortho");
+        return torch::view_as_real(spec) / scale;
+    }
+};
+
+// ============================================================ transforms
+
+struct Transforms {
+    bool on = true;
+    int pad = 12, jitter = 8;
+    std::vector<double> scales;
+    std::vector<int> angles;
+    int64_t H = 0, W = 0;  // output size the network sees
+
+    torch::Tensor jitter_crop(const torch::Tensor &x, int d, std::mt19937_64 &rng) const {
+        if (d <= 1) return x;
+        int64_t dx = static_cast<int64_t>(rng() % static_cast<uint64_t>(d));
+        int64_t dy = static_cast<int64_t>(rng() % static_cast<uint64_t>(d));
+        int64_t h = x.size(2) - d, w = x.size(3) - d;
+        if (h < 1 || w < 1) return x;
+        return x.slice(2, dy, dy + h).slice(3, dx, dx + w);
+    }
+
+    // Lucid's standard_transforms: pad, jitter, random scale, random rotate,
+    // jitter again (half); then back to H x W for fixed-size models.
+    torch::Tensor apply(torch::Tensor x, std::mt19937_64 &rng) const {
+        namespace F = torch::nn::functional;
+        if (on) {
+            if (pad > 0) x = torch::constant_pad_nd(x, {pad, pad, pad, pad}, 0.5);
+            x = jitter_crop(x, jitter, rng);
+            if (!scales.empty()) {
+                double s = scales[rng() % scales.size()];
+                if (s != 1.0) {
+                    auto h = static_cast<int64_t>(std::ceil(s * static_cast<double>(x.size(2))));
+                    auto w = static_cast<int64_t>(std::ceil(s * static_cast<double>(x.size(3))));
+                    x = F::interpolate(x, F::InterpolateFuncOptions()
+                                              .size(std::vector<int64_t>{h, w})
+                                              .mode(torch::kBilinear)
+                                              .align_corners(true));
+                }
+            }
+            if (!angles.empty()) {
+                int a = angles[rng() % angles.size()];
+                if (a != 0) {
+                    double r = a * M_PI / 180.0;
+                    auto theta = torch::tensor({std::cos(r), -std::sin(r), 0.0, std::sin(r), std::cos(r), 0.0},
+                                               torch::TensorOptions().dtype(x.scalar_type()))
+                                     .reshape({1, 2, 3})
+                                     .expand({x.size(0), 2, 3})
+                                     .to(x.device());
+                    auto grid = torch::affine_grid_generator(theta, x.sizes(), /*align_corners=*/false);
+                    x = torch::grid_sampler(x, grid, /*interpolation_mode=*/0, /*padding_mode=*/0,
+                                            /*align_corners=*/false);
+                }
+            }
+            x = jitter_crop(x, jitter / 2, rng);
+        }
+        if (x.size(2) != H || x.size(3) != W)
+            x = F::interpolate(x, F::InterpolateFuncOptions()
+                                      .size(std::vector<int64_t>{H, W})
+                                      .mode(torch::kBilinear)
+                                      .align_corners(false));
+        return x;
+    }
+};
+
+std::vector<float> to_vec(const torch::Tensor &t) {
+    auto c = t.detach().to(torch::kCPU, torch::kFloat).contiguous();
+    return std::vector<float>(c.data_ptr<float>(), c.data_ptr<float>() + c.numel());
+}
+
+// ============================================================ the run
+
+void check_options(const am_model *m, const am_options *o) {
+    if (m->kind != "image")
+        throw Error(AM_E_UNSUPPORTED, "image optimization needs an image model; this one is '" + m->kind + "'");
+    if (!o->objectives || o->n_objectives < 1) throw Error(AM_E_ARG, "no objective given (n_objectives must be >= 1)");
+    for (int i = 0; i < o->n_objectives; i++)
+        if (!o->objectives[i]) throw Error(AM_E_ARG, "objective " + std::to_string(i) + " is NULL");
+    if (o->batch < 1 || o->batch > 1024) throw Error(AM_E_ARG, "batch must be 1..1024, got " + std::to_string(o->batch));
+    if (o->n_objectives > 1 && o->batch > 1 && o->batch != o->n_objectives)
+        throw Error(AM_E_ARG, "batch (" + std::to_string(o->batch) + ") must equal the number of objectives (" +
+                                  std::to_string(o->n_objectives) + ") or be 1");
+    if (o->steps < 1 || o->steps > 1000000) throw Error(AM_E_ARG, "steps must be 1..1000000, got " + std::to_string(o->steps));
+    if (!(o->lr > 0) || !std::isfinite(o->lr)) throw Error(AM_E_ARG, "lr must be a positive number");
+    if (o->optimizer != AM_OPT_ADAM && o->optimizer != AM_OPT_SGD) throw Error(AM_E_ARG, "optimizer must be AM_OPT_ADAM (0) or AM_OPT_SGD (1)");
+    if (o->param != AM_PARAM_FFT && o->param != AM_PARAM_PIXEL) throw Error(AM_E_ARG, "param must be AM_PARAM_FFT (0) or AM_PARAM_PIXEL (1)");
+    if (o->height < 0 || o->width < 0 || o->height > 4096 || o->width > 4096)
+        throw Error(AM_E_ARG, "height and width must be 1..4096 (0 = the model's input size)");
+    if (o->init != AM_INIT_NOISE && o->init != AM_INIT_IMAGE) throw Error(AM_E_ARG, "init must be AM_INIT_NOISE (0) or AM_INIT_IMAGE (1)");
+    if (o->init == AM_INIT_IMAGE && !o->init_image) throw Error(AM_E_ARG, "init is AM_INIT_IMAGE but init_image is NULL");
+    if (o->scale_min <= 0 || o->scale_max < o->scale_min) throw Error(AM_E_ARG, "need 0 < scale_min <= scale_max");
+    if (o->l1 < 0 || o->l2 < 0 || o->tv < 0 || o->blur < 0) throw Error(AM_E_ARG, "regularizer weights must be >= 0");
+    if (o->n_thresholds < 0 || (o->n_thresholds > 0 && !o->thresholds)) throw Error(AM_E_ARG, "thresholds: n_thresholds > 0 needs an array");
+    if (!(o->init_std >= 0)) throw Error(AM_E_ARG, "init_std must be >= 0");
+}
+
+void run_impl(am_model *m, const am_options *o, am_run *r) {
+    check_options(m, o);
+    int64_t B = o->n_objectives > 1 ? o->n_objectives : o->batch;
+    int64_t C = m->input_shape[0];
+    int64_t H = o->height ? o->height : m->input_shape[1];
+    int64_t W = o->width ? o->width : m->input_shape[2];
+
+    // Parse every objective before any work, so syntax errors come first.
+    std::vector<Objective> objs;
+    std::vector<std::string> layers;
+    for (int i = 0; i < o->n_objectives; i++) {
+        Objective ob;
+        ob.src = o->objectives[i];
+        try {
+            ob.root = parse_objective(ob.src);
+        } catch (const ObjectiveError &e) {
+            throw Error(AM_E_OBJECTIVE, objective_format_error(ob.src, e.column, e.what()));
+        }
+        objective_layers(*ob.root, layers);
+        objs.push_back(std::move(ob));
+    }
+    auto plan = tap_plan(m, Base::kForward, layers);
+
+    torch::manual_seed(o->seed);
+    std::mt19937_64 rng(o->seed);
+    auto dev = m->device;
+    auto fopt = torch::TensorOptions().dtype(torch::kFloat);
+
+    Image img;
+    img.param = o->param;
+    img.decorrelate = o->decorrelate && C == 3;
+    img.B = B; img.C = C; img.H = H; img.W = W;
+    img.cmat_t = color_matrix().t().contiguous().to(dev);
+    if (img.param == AM_PARAM_FFT) {
+        img.make_scale(o->decay_power, dev);
+        img.p = (torch::randn({B, C, H, W / 2 + 1, 2}, fopt) * o->init_std).to(dev);
+    } else {
+        img.p = (torch::randn({B, C, H, W}, fopt) * o->init_std).to(dev);
+    }
+    if (o->init == AM_INIT_IMAGE) {
+        auto start = torch::from_blob(const_cast<float *>(o->init_image), {B, C, H, W}, fopt).clone().to(dev);
+        if (!torch::isfinite(start).all().item<bool>()) throw Error(AM_E_ARG, "init_image holds NaN or infinite values");
+        img.p = img.invert(start.clamp(0, 1)).contiguous();
+    }
+    img.p.requires_grad_(true);
+
+    Transforms tf;
+    tf.on = o->transforms != 0;
+    double s224 = static_cast<double>(std::min(H, W)) / 224.0;
+    tf.pad = o->pad >= 0 ? o->pad : static_cast<int>(std::lround(std::max(1.0, 12.0 * s224)));
+    tf.jitter = o->jitter >= 0 ? o->jitter : static_cast<int>(std::lround(std::max(2.0, 8.0 * s224)));
+    for (int i = 0; i < 11; i++) tf.scales.push_back(o->scale_min + (o->scale_max - o->scale_min) * i / 10.0);
+    int rot = static_cast<int>(std::lround(o->rotate_deg));
+    if (rot > 0) {
+        // Lucent's list: every integer angle once, and zero five more times.
+        for (int a = -rot; a <= rot; a++) tf.angles.push_back(a);
+        for (int k = 0; k < 5; k++) tf.angles.push_back(0);
+    }
+    tf.H = H; tf.W = W;
+
+    auto mean = torch::tensor(m->mean, fopt).reshape({1, C, 1, 1}).to(dev);
+    auto sd = torch::tensor(m->stdev, fopt).reshape({1, C, 1, 1}).to(dev);
+    float lo = m->range[0], hi = m->range[1];
+    auto to_model = [&](const torch::Tensor &display) {
+        auto x = display;
+        if (lo != 0.f || hi != 1.f) x = lo + (hi - lo) * x;
+        return (x - mean) / sd;
+    };
+
+    std::unique_ptr<torch::optim::Optimizer> opt;
+    if (o->optimizer == AM_OPT_ADAM)
+        opt = std::make_unique<torch::optim::Adam>(std::vector<torch::Tensor>{img.p}, torch::optim::AdamOptions(o->lr));
+    else
+        opt = std::make_unique<torch::optim::SGD>(std::vector<torch::Tensor>{img.p},
+                                                  torch::optim::SGDOptions(o->lr).momentum(o->momentum));
+
+    // Term names: one per batch element, then the active regularizers.
+    for (int64_t b = 0; b < B; b++)
+        r->term_names.push_back("obj" + std::to_string(b) + ": " + objs[static_cast<size_t>(objs.size() > 1 ? b : 0)].src);
+    struct Reg { const char *name; float w; };
+    std::vector<Reg> regs;
+    if (o->l1 > 0) regs.push_back({"l1", o->l1});
+    if (o->l2 > 0) regs.push_back({"l2", o->l2});
+    if (o->tv > 0) regs.push_back({"tv", o->tv});
+    if (o->blur > 0) regs.push_back({"blur", o->blur});
+    for (auto &g : regs) r->term_names.push_back(g.name);
+    r->terms.assign(r->term_names.size(), {});
+    std::vector<const char *> name_ptrs;
+    for (auto &s : r->term_names) name_ptrs.push_back(s.c_str());
+
+    auto evaluate = [&](const std::vector<torch::Tensor> &outs) {
+        Acts acts;
+        for (size_t i = 0; i < layers.size(); i++) acts[layers[i]] = outs[i];
+        EvalCtx ctx{m, &acts, {}};
+        std::vector<torch::Tensor> vals;
+        for (int64_t b = 0; b < B; b++) {
+            const auto &ob = objs[static_cast<size_t>(objs.size() > 1 ? b : 0)];
+            try {
+                vals.push_back(eval_node(*ob.root, b, ctx).to(dev));
+            } catch (const ObjectiveError &e) {
+                throw Error(AM_E_OBJECTIVE, objective_format_error(ob.src, e.column, e.what()));
+            }
+        }
+        return torch::stack(vals);  // (B)
+    };
+
+    std::vector<int> thresholds(o->thresholds, o->thresholds + o->n_thresholds);
+    size_t next_thr = 0;
+    double best = -INFINITY;
+    torch::Tensor best_img;
+    auto t0 = std::chrono::steady_clock::now();
+    torch::Tensor last_display;
+    for (int step = 1; step <= o->steps; step++) {
+        opt->zero_grad();
+        auto display = img.render();
+        auto x = to_model(tf.apply(display, rng));
+        std::vector<torch::Tensor> outs;
+        try {
+            outs = tap_run(m, *plan, x);
+        } catch (const c10::Error &e) {
+            throw Error(AM_E_MODEL, "forward failed on an image of shape " + shape_of(x) + ": " + short_what(e.what(), 2));
+        }
+        auto per = evaluate(outs);
+        auto total = per.sum();
+        std::vector<torch::Tensor> all{per};
+        auto loss = -total;
+        if (!regs.empty()) {
+            auto d = display - 0.5;
+            for (auto &g : regs) {
+                torch::Tensor pen;
+                if (std::strcmp(g.name, "l1") == 0) pen = d.abs().mean();
+                else if (std::strcmp(g.name, "l2") == 0) pen = (d * d).mean();
+                else if (std::strcmp(g.name, "tv") == 0)
+                    pen = (display.slice(2, 1) - display.slice(2, 0, H - 1)).abs().mean() +
+                          (display.slice(3, 1) - display.slice(3, 0, W - 1)).abs().mean();
+                else {
+                    auto bl = torch::avg_pool2d(display, 3, 1, 1, /*ceil_mode=*/false, /*count_include_pad=*/false);
+                    pen = (display - bl).pow(2).mean();
+                }
+                pen = pen * g.w;
+                loss = loss + pen;
+                all.push_back(pen.reshape({1}));
+            }
+        }
+        loss.backward();
+        opt->step();
+
+        auto vals = to_vec(torch::cat(all));
+        double tot = 0;
+        for (int64_t b = 0; b < B; b++) tot += vals[static_cast<size_t>(b)];
+        r->curve.push_back(static_cast<float>(tot));
+        for (size_t k = 0; k < vals.size(); k++) r->terms[k].push_back(vals[k]);
+        r->steps_done = step;
+        if (tot > best) {
+            best = tot;
+            best_img = display.detach().clone();
+        }
+        bool need_img = step == o->steps || (next_thr < thresholds.size() && thresholds[next_thr] == step) ||
+                        (o->progress && o->image_every > 0 && step % o->image_every == 0);
+        torch::Tensor now;
+        if (need_img) {
+            torch::NoGradGuard ng;
+            now = img.render();
+            last_display = now;
+        }
+        while (next_thr < thresholds.size() && thresholds[next_thr] <= step) {
+            if (thresholds[next_thr] == step) {
+                r->snap_steps.push_back(step);
+                r->snaps.push_back(to_vec(now));
+            }
+            next_thr++;
+        }
+        if (o->progress) {
+            am_progress p;
+            std::memset(&p, 0, sizeof p);
+            p.step = step;
+            p.steps = o->steps;
+            p.objective = static_cast<float>(tot);
+            p.nterms = static_cast<int>(vals.size());
+            p.term_names = name_ptrs.data();
+            p.terms = vals.data();
+            std::vector<float> pix;
+            if (o->image_every > 0 && step % o->image_every == 0) {
+                pix = to_vec(now);
+                p.image = pix.data();
+                p.image_shape[0] = B; p.image_shape[1] = C; p.image_shape[2] = H; p.image_shape[3] = W;
+            }
+            if (o->progress(o->progress_user, &p) != 0) {
+                r->cancelled = true;
+                break;
+            }
+        }
+    }
+    r->seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+
+    torch::Tensor result = r->cancelled || !last_display.defined() ? best_img : last_display;
+    r->shape[0] = B; r->shape[1] = C; r->shape[2] = H; r->shape[3] = W;
+    r->images = to_vec(result);
+    {
+        torch::NoGradGuard ng;
+        auto outs = tap_run(m, *plan, to_model(result));
+        r->final_act = to_vec(evaluate(outs));
+    }
+}
+
+}  // namespace
+}  // namespace am
+
+extern "C" {
+
+void am_options_default(am_options *o) {
+    if (!o) return;
+    std::memset(o, 0, sizeof *o);
+    o->batch = 1;
+    o->steps = 256;
+    o->lr = 0.05f;
+    o->optimizer = AM_OPT_ADAM;
+    o->param = AM_PARAM_FFT;
+    o->decorrelate = 1;
+    o->decay_power = 1.0f;
+    o->transforms = 1;
+    o->pad = -1;
+    o->jitter = -1;
+    o->scale_min = 0.9f;
+    o->scale_max = 1.1f;
+    o->rotate_deg = 10.0f;
+    o->init = AM_INIT_NOISE;
+    o->init_std = 0.01f;
+}
+
+int am_run_new(am_model *m, const am_options *o, am_run **out) {
+    if (!out) return AM_E_ARG;
+    *out = nullptr;
+    am_run *r = nullptr;
+    try {
+        r = new am_run();
+    } catch (...) {
+        return AM_E_NOMEM;
+    }
+    *out = r;
+    AM_FENCE_BEGIN
+    if (!m || !m->loaded || !m->graph) throw Error(AM_E_ARG, "model handle is NULL or did not load");
+    if (!o) throw Error(AM_E_ARG, "options are NULL; fill them with am_options_default first");
+    am::run_impl(m, o, r);
+    return AM_OK;
+    AM_FENCE_END(&r->error)
+}
+
+void am_run_free(am_run *r) { delete r; }
+const char *am_run_error(const am_run *r) { return r ? r->error.c_str() : "run handle is NULL"; }
+int am_run_cancelled(const am_run *r) { return r ? (r->cancelled ? 1 : 0) : AM_E_ARG; }
+int am_run_steps(const am_run *r) { return r ? r->steps_done : AM_E_ARG; }
+
+const float *am_run_images(const am_run *r, int64_t shape[4]) {
+    if (!r || r->images.empty()) return nullptr;
+    if (shape) std::memcpy(shape, r->shape, sizeof r->shape);
+    return r->images.data();
+}
+
+const float *am_run_curve(const am_run *r, int *steps) {
+    if (steps) *steps = r ? static_cast<int>(r->curve.size()) : 0;
+    return r && !r->curve.empty() ? r->curve.data() : nullptr;
+}
+
+int am_run_num_terms(const am_run *r) { return r ? static_cast<int>(r->term_names.size()) : AM_E_ARG; }
+
+const char *am_run_term_name(const am_run *r, int i) {
+    if (!r || i < 0 || static_cast<size_t>(i) >= r->term_names.size()) return nullptr;
+    return r->term_names[static_cast<size_t>(i)].c_str();
+}
+
+const float *am_run_term_curve(const am_run *r, int i) {
+    if (!r || i < 0 || static_cast<size_t>(i) >= r->terms.size() || r->terms[static_cast<size_t>(i)].empty()) return nullptr;
+    return r->terms[static_cast<size_t>(i)].data();
+}
+
+const float *am_run_final(const am_run *r, int *batch) {
+    if (batch) *batch = r ? static_cast<int>(r->final_act.size()) : 0;
+    return r && !r->final_act.empty() ? r->final_act.data() : nullptr;
+}
+
+int am_run_num_snapshots(const am_run *r) { return r ? static_cast<int>(r->snaps.size()) : AM_E_ARG; }
+
+const float *am_run_snapshot(const am_run *r, int k, int *step, int64_t shape[4]) {
+    if (!r || k < 0 || static_cast<size_t>(k) >= r->snaps.size()) return nullptr;
+    if (step) *step = r->snap_steps[static_cast<size_t>(k)];
+    if (shape) std::memcpy(shape, r->shape, sizeof r->shape);
+    return r->snaps[static_cast<size_t>(k)].data();
+}
+
+double am_run_seconds(const am_run *r) { return r ? r->seconds : 0.0; }
+
+}  // extern "C"
