@@ -62,6 +62,8 @@ struct am_model {
 
     // module paths known to the module tree, for suggestions
     std::vector<std::string> module_paths;
+    std::map<std::string, c10::ClassTypePtr> module_types;              // path -> class
+    std::map<std::string, std::vector<std::string>> module_children;    // path -> child paths
 
     // layer listing, filled on first request
     bool layers_ready = false;

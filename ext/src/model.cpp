@@ -197,9 +197,30 @@ static std::vector<double> json_numbers(const Json *j, const char *key) {
 
 // ============================================================ module paths
 
+// Joins a call-stack entry to the path so far. A module held in a
+// ModuleList/ModuleDict is called without its container (the container has
+// no forward), so when prefix.name is no module, look one container deeper,
+// preferring a module of the same class.
+static std::string join_path(const am_model *m, const std::string &prefix, const std::string &name,
+                             const c10::ClassTypePtr &type) {
+    std::string direct = prefix.empty() ? name : prefix + "." + name;
+    if (!m || m->module_types.count(direct)) return direct;
+    std::string fallback;
+    auto kids = m->module_children.find(prefix);
+    if (kids != m->module_children.end()) {
+        for (const auto &c : kids->second) {
+            auto it = m->module_types.find(c + "." + name);
+            if (it == m->module_types.end()) continue;
+            if (it->second == type) return it->first;
+            if (fallback.empty()) fallback = it->first;
+        }
+    }
+    return fallback.empty() ? direct : fallback;
+}
+
 // Module path of a node from its inlined call stack; entries named SELF are
 // calls to another method of the same module (scripted _forward_impl).
-static std::string node_path(const Node *n) {
+static std::string node_path(const am_model *m, const Node *n) {
     auto cs = n->callstack();
     std::string path;
     if (!cs) return path;
@@ -208,7 +229,7 @@ static std::string node_path(const Node *n) {
         auto mi = cur->module_instance();
         if (mi) {
             std::string name = mi->instance_name();
-            if (name != "SELF" && !name.empty()) path += (path.empty() ? "" : ".") + name;
+            if (name != "SELF" && !name.empty()) path = join_path(m, path, name, mi->class_type());
         }
         auto next = cur->callee();
         if (!next) break;
@@ -217,22 +238,21 @@ static std::string node_path(const Node *n) {
     return path;
 }
 
-// The source range of the call at the given depth of non-SELF entries, as a
-// way to tell two calls of the same module apart.
-static std::string call_site(const Node *n, size_t depth) {
+// The call-stack entry at the given depth of non-SELF entries, as a way to
+// tell two calls of the same module apart.
+static std::string call_site(const am_model *m, const Node *n, const std::string &target) {
     auto cs = n->callstack();
     if (!cs) return "";
     auto cur = *cs;
-    size_t d = 0;
+    std::string path;
     while (cur) {
         auto mi = cur->module_instance();
-        if (mi && mi->instance_name() != "SELF") {
-            if (d == depth) {
+        if (mi && mi->instance_name() != "SELF" && !mi->instance_name().empty()) {
+            path = join_path(m, path, mi->instance_name(), mi->class_type());
+            if (path == target) {
                 auto r = cur->source_range();
-                return std::to_string(r.start()) + ":" + std::to_string(r.end()) + ":" +
-                       std::to_string(reinterpret_cast<uintptr_t>(cur.get()));
+                return cur->function_name() + "@" + std::to_string(r.start()) + ":" + std::to_string(r.end());
             }
-            d++;
         }
         auto next = cur->callee();
         if (!next) break;
@@ -308,7 +328,7 @@ std::shared_ptr<TapPlan> tap_plan(am_model *m, Base base, const std::vector<std:
     std::vector<std::string> paths;
     for (Node *n : top->nodes()) {
         nodes.push_back(n);
-        paths.push_back(node_path(n));
+        paths.push_back(node_path(m, n));
     }
     std::unordered_map<Node *, size_t> pos;
     for (size_t i = 0; i < nodes.size(); i++) pos[nodes[i]] = i;
@@ -333,7 +353,6 @@ std::shared_ptr<TapPlan> tap_plan(am_model *m, Base base, const std::vector<std:
         }
         // Split the module's nodes into calls: a call is a run of nodes of
         // this path not interrupted by other nodes, from one call site.
-        size_t depth = static_cast<size_t>(std::count(sp.name.begin(), sp.name.end(), '.'));
         std::vector<std::vector<size_t>> calls;
         bool in_run = false;
         std::string site;
@@ -342,7 +361,7 @@ std::shared_ptr<TapPlan> tap_plan(am_model *m, Base base, const std::vector<std:
             if (n->kind() == c10::prim::Constant) continue;
             bool inside = path_within(paths[i], sp.name);
             if (!inside) { in_run = false; continue; }
-            std::string s = call_site(n, depth);
+            std::string s = call_site(m, n, sp.name);
             if (!in_run || s != site) calls.emplace_back();
             calls.back().push_back(i);
             in_run = true;
@@ -430,6 +449,9 @@ static void collect_modules(const torch::jit::Module &root, am_model *m) {
     for (const auto &nm : root.named_modules()) {
         if (nm.name.empty()) continue;
         m->module_paths.push_back(nm.name);
+        m->module_types[nm.name] = nm.value.type();
+        size_t dot = nm.name.rfind('.');
+        m->module_children[dot == std::string::npos ? "" : nm.name.substr(0, dot)].push_back(nm.name);
     }
 }
 
@@ -558,7 +580,7 @@ static void load_model(am_model *m, const char *path, const char *device, const 
                                             : torch::zeros(s, torch::TensorOptions().device(m->device));
         try {
             m->module.forward({x});
-        } catch (const c10::Error &e) {
+        } catch (const std::exception &e) {
             throw Error(AM_E_MODEL, "the model's forward fails on an input of shape " + shape_str(s) + ": " +
                                         short_what(e.what(), 2));
         }
@@ -591,7 +613,7 @@ static void list_layers(am_model *m) {
     std::map<std::string, bool> running;
     for (Node *n : m->graph->block()->nodes()) {
         if (n->kind() == c10::prim::Constant) continue;
-        std::string p = node_path(n);
+        std::string p = node_path(m, n);
         // Every prefix of the path is "inside"; close runs of paths we left.
         std::set<std::string> now;
         std::string acc;
@@ -953,7 +975,7 @@ int am_model_tap(am_model *m, const am_input *input, const char *const *layers, 
         torch::NoGradGuard ng;
         try {
             acts = am::tap_run(m, *plan, x);
-        } catch (const c10::Error &e) {
+        } catch (const std::exception &e) {
             throw Error(AM_E_MODEL, "forward failed on input of shape " + am::shape_str(shape) + ": " + am::short_what(e.what(), 2));
         }
     }

@@ -407,7 +407,7 @@ void run_impl(am_model *m, const am_options *o, am_run *r) {
         std::vector<torch::Tensor> outs;
         try {
             outs = tap_run(m, *plan, x);
-        } catch (const c10::Error &e) {
+        } catch (const std::exception &e) {
             throw Error(AM_E_MODEL, "forward failed on an image of shape " + shape_of(x) + ": " + short_what(e.what(), 2));
         }
         auto per = evaluate(outs);

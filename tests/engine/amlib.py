@@ -53,7 +53,7 @@ def _default_lib():
 
 
 lib = C.CDLL(os.environ.get("ACTMAX_LIB", _default_lib()))
-_HAS_RUN = hasattr(lib, "am_run_new")
+_HAS_RUN = True
 lib.am_strerror.restype = C.c_char_p
 lib.am_model_error.restype = C.c_char_p
 lib.am_model_error.argtypes = [C.c_void_p]
@@ -185,3 +185,69 @@ def blas_info():
     opt = C.c_int()
     st = lib.am_blas_info(buf, 4096, C.byref(opt))
     return st, buf.value.decode(), opt.value
+
+
+def tokenizer_bytes(model):
+    p = C.c_char_p()
+    n = C.c_size_t()
+    st = lib.am_model_tokenizer(model.h, C.byref(p), C.byref(n))
+    if st != 0:
+        return st, None
+    return st, C.string_at(p, n.value)
+
+
+class Run:
+    """One optimization; keyword arguments are am_options fields."""
+
+    def __init__(self, model, objectives, progress=None, init_image=None, thresholds=None, **kw):
+        o = Options()
+        lib.am_options_default(C.byref(o))
+        if isinstance(objectives, str):
+            objectives = [objectives]
+        self._objs = (C.c_char_p * len(objectives))(*[s.encode() for s in objectives])
+        o.objectives = self._objs
+        o.n_objectives = len(objectives)
+        for k, v in kw.items():
+            if not hasattr(o, k):
+                raise KeyError(k)
+            setattr(o, k, v)
+        if progress is not None:
+            self._cb = PROGRESS_FN(lambda user, p: int(progress(p.contents) or 0))
+            o.progress = self._cb
+        if init_image is not None:
+            self._init = np.ascontiguousarray(init_image, dtype=np.float32)
+            o.init = 1
+            o.init_image = self._init.ctypes.data_as(C.POINTER(C.c_float))
+        if thresholds:
+            self._thr = (C.c_int * len(thresholds))(*thresholds)
+            o.thresholds = self._thr
+            o.n_thresholds = len(thresholds)
+        self.h = C.c_void_p()
+        self.status = lib.am_run_new(model.h, C.byref(o), C.byref(self.h))
+        self.error = lib.am_run_error(self.h).decode()
+        if self.status != 0:
+            lib.am_run_free(self.h)
+            self.h = None
+            raise AmError(self.status, self.error)
+        shape = (C.c_int64 * 4)()
+        p = lib.am_run_images(self.h, shape)
+        self.images = np.ctypeslib.as_array(p, shape=(int(np.prod(list(shape))),)).copy().reshape(tuple(shape))
+        n = C.c_int()
+        p = lib.am_run_curve(self.h, C.byref(n))
+        self.curve = np.ctypeslib.as_array(p, shape=(n.value,)).copy()
+        self.steps = lib.am_run_steps(self.h)
+        self.terms = {}
+        for i in range(lib.am_run_num_terms(self.h)):
+            name = lib.am_run_term_name(self.h, i).decode()
+            self.terms[name] = np.ctypeslib.as_array(lib.am_run_term_curve(self.h, i), shape=(self.steps,)).copy()
+        p = lib.am_run_final(self.h, C.byref(n))
+        self.final = np.ctypeslib.as_array(p, shape=(n.value,)).copy()
+        self.cancelled = lib.am_run_cancelled(self.h)
+        self.seconds = lib.am_run_seconds(self.h)
+        self.snapshots = []
+        for k in range(lib.am_run_num_snapshots(self.h)):
+            step = C.c_int()
+            p = lib.am_run_snapshot(self.h, k, C.byref(step), shape)
+            self.snapshots.append((step.value, np.ctypeslib.as_array(p, shape=self.images.shape).copy()))
+        lib.am_run_free(self.h)
+        self.h = None

@@ -1,0 +1,105 @@
+"""Text models: the token-embedding lookup is replaced by an embeddings input.
+
+A small GPT-style model with random weights, defined here. Running the edited
+graph on rows of the embedding matrix must equal the original model on the
+token ids, and gradients with respect to the embeddings must exist.
+"""
+import json
+
+import numpy as np
+import pytest
+import torch
+
+import amlib
+
+
+class Block(torch.nn.Module):
+    def __init__(self, d, heads):
+        super().__init__()
+        self.ln1 = torch.nn.LayerNorm(d)
+        self.attn = torch.nn.MultiheadAttention(d, heads, batch_first=True)
+        self.ln2 = torch.nn.LayerNorm(d)
+        self.mlp = torch.nn.Sequential(torch.nn.Linear(d, 4 * d), torch.nn.GELU(), torch.nn.Linear(4 * d, d))
+
+    def forward(self, x, mask):
+        h = self.ln1(x)
+        a, _ = self.attn(h, h, h, attn_mask=mask, need_weights=False)
+        x = x + a
+        return x + self.mlp(self.ln2(x))
+
+
+class TinyGPT(torch.nn.Module):
+    def __init__(self, vocab=50, d=32, ctx=8, layers=2):
+        super().__init__()
+        self.wte = torch.nn.Embedding(vocab, d)
+        self.wpe = torch.nn.Embedding(ctx, d)
+        self.blocks = torch.nn.ModuleList([Block(d, 4) for _ in range(layers)])
+        self.ln_f = torch.nn.LayerNorm(d)
+        self.head = torch.nn.Linear(d, vocab, bias=False)
+
+    def forward(self, idx):
+        T = idx.size(1)
+        pos = torch.arange(T, device=idx.device)
+        x = self.wte(idx) + self.wpe(pos)
+        mask = torch.triu(torch.full((T, T), float("-inf"), device=idx.device), diagonal=1)
+        for blk in self.blocks:
+            x = blk(x, mask)
+        return self.head(self.ln_f(x))
+
+
+@pytest.fixture(scope="module")
+def gpt(model_dir):
+    torch.manual_seed(3)
+    model = TinyGPT().eval()
+    meta = {"kind": "text", "vocab_size": 50, "context": 8, "tokenizer": "tokenizer.json"}
+    tok = json.dumps({"type": "bpe", "merges": [["a", "b"]]})
+    path = model_dir / "gpt.pt"
+    torch.jit.save(torch.jit.script(model), str(path),
+                   _extra_files={"actmax.json": json.dumps(meta), "tokenizer.json": tok})
+    return path, model, tok
+
+
+def test_metadata_and_tokenizer(gpt):
+    path, _, tok = gpt
+    m = amlib.Model(path)
+    assert amlib.lib.am_model_kind(m.h) == b"text"
+    st, data = amlib.tokenizer_bytes(m)
+    assert st == 0 and data.decode() == tok
+
+
+def test_embeddings_replace_token_lookup(gpt):
+    path, model, _ = gpt
+    m = amlib.Model(path)
+    W = m.embeddings()
+    assert np.array_equal(W, model.wte.weight.detach().numpy())
+    ids = np.array([[1, 7, 3, 3, 42, 0, 9, 11], [5, 5, 5, 2, 1, 0, 49, 8]], dtype=np.int64)
+    ref = model(torch.from_numpy(ids)).detach().numpy()
+    (by_ids,) = m.tap(ids, ["output"])
+    assert np.abs(by_ids - ref).max() <= 1e-5
+    emb = W[ids]
+    (by_emb, ), grad = m.tap(emb, ["output"], grad=True, kind=amlib.AM_INPUT_EMBEDS)
+    print("edited graph vs original max|diff|", float(np.abs(by_emb - ref).max()))
+    assert np.abs(by_emb - ref).max() <= 1e-5
+    # Reference gradient: the same network fed embeddings directly.
+    e = torch.from_numpy(emb).requires_grad_(True)
+    T = ids.shape[1]
+    x = e + model.wpe(torch.arange(T))
+    mask = torch.triu(torch.full((T, T), float("-inf")), diagonal=1)
+    for blk in model.blocks:
+        x = blk(x, mask)
+    out = model.head(model.ln_f(x))
+    (gref,) = torch.autograd.grad(out.sum(), e)
+    assert grad.shape == emb.shape
+    assert np.abs(grad).max() > 0
+    assert np.abs(grad - gref.numpy()).max() <= 1e-4 * max(1.0, float(gref.abs().max()))
+    # Inner layers can be tapped on embeddings too.
+    (b0,) = m.tap(emb, ["blocks.0.mlp"], kind=amlib.AM_INPUT_EMBEDS)
+    assert b0.shape == (2, 8, 32)
+
+
+def test_image_model_has_no_embedding(resnet18_file):
+    path, _ = resnet18_file
+    m = amlib.Model(path, input_shape=[3, 64, 64])
+    with pytest.raises(amlib.AmError) as e:
+        m.embeddings()
+    assert e.value.status == -7 and "embedding" in e.value.message
