@@ -82,6 +82,12 @@ namespace am {
 // Throws am::Error(AM_E_LAYER, ...) for unknown names.
 std::shared_ptr<TapPlan> tap_plan(am_model *m, Base base, const std::vector<std::string> &layers);
 
+// The same for optimization runs: batch norms folded into convolutions and
+// the RGB stem convolution as a GEMM, specialized to in_shape (B, C, H, W).
+// Values differ from the model's own arithmetic by rounding only.
+std::shared_ptr<TapPlan> tap_plan(am_model *m, Base base, const std::vector<std::string> &layers, bool fast,
+                                  const std::vector<int64_t> &in_shape);
+
 // Runs a plan; inputs after the module. Returns (n) tensors.
 std::vector<torch::Tensor> tap_run(am_model *m, const TapPlan &plan, const torch::Tensor &input);
 

@@ -4,6 +4,7 @@
 #include <torch/csrc/jit/api/function_impl.h>
 #include <torch/csrc/jit/passes/dead_code_elimination.h>
 #include <torch/csrc/jit/passes/inliner.h>
+#include <torch/csrc/jit/ir/constants.h>
 #include <torch/cuda.h>
 #include <torch/torch.h>
 
@@ -312,8 +313,118 @@ static Node *owner(Node *n, torch::jit::Block *top) {
 
 // ============================================================ tap plans
 
+// ------------------------------------------------------------ speed edits
+// Used only by optimization runs (taps keep the model's own arithmetic so
+// they match forward hooks exactly).
+
+// The tensor behind a chain of prim::GetAttr from the module input, if any.
+static c10::optional<c10::IValue> attr_value(const am_model *m, const Graph &g, Value *v) {
+    if (v->type()->kind() == c10::TypeKind::NoneType) return c10::IValue();
+    if (auto c = torch::jit::toIValue(v)) return c;
+    std::vector<std::string> names;
+    while (v->node()->kind() == c10::prim::GetAttr) {
+        names.push_back(v->node()->s(c10::attr::name));
+        v = v->node()->inputs()[0];
+    }
+    if (v != g.inputs()[0]) return c10::nullopt;
+    c10::IValue cur = m->module._ivalue();
+    for (auto it = names.rbegin(); it != names.rend(); ++it) {
+        if (!cur.isObject()) return c10::nullopt;
+        cur = cur.toObject()->getAttr(*it);
+    }
+    return cur;
+}
+
+static bool is_conv(const Node *n) {
+    if (n->kind() == c10::aten::conv2d) return true;
+    if (n->kind() != c10::aten::_convolution) return false;
+    auto tr = torch::jit::constant_as<bool>(n->inputs()[6]);
+    return tr.has_value() && !*tr;
+}
+
+// Folds eval-mode batch norms into the convolution before them: one
+// memory-bound pass (and its backward) less per BN.
+static void fold_batch_norms(const am_model *m, Graph &g) {
+    std::vector<Node *> bns;
+    for (Node *n : g.block()->nodes())
+        if (n->kind() == c10::aten::batch_norm) bns.push_back(n);
+    for (Node *bn : bns) {
+        Value *in = bn->inputs()[0];
+        Node *conv = in->node();
+        if (!is_conv(conv) || in->uses().size() != 1) continue;
+        auto training = torch::jit::constant_as<bool>(bn->inputs()[5]);
+        auto eps = torch::jit::constant_as<double>(bn->inputs()[7]);
+        if (!training || *training || !eps) continue;
+        auto w = attr_value(m, g, conv->inputs()[1]);
+        auto b = attr_value(m, g, conv->inputs()[2]);
+        auto gamma = attr_value(m, g, bn->inputs()[1]);
+        auto beta = attr_value(m, g, bn->inputs()[2]);
+        auto mean = attr_value(m, g, bn->inputs()[3]);
+        auto var = attr_value(m, g, bn->inputs()[4]);
+        if (!w || !b || !gamma || !beta || !mean || !var || !w->isTensor() || !mean->isTensor() || !var->isTensor())
+            continue;
+        torch::Tensor W = w->toTensor();
+        torch::Tensor scale = torch::rsqrt(var->toTensor() + *eps);
+        if (gamma->isTensor()) scale = scale * gamma->toTensor();
+        torch::Tensor bias = b->isTensor() ? b->toTensor() : torch::zeros_like(mean->toTensor());
+        bias = (bias - mean->toTensor()) * scale;
+        if (beta->isTensor()) bias = bias + beta->toTensor();
+        std::vector<int64_t> view(static_cast<size_t>(W.dim()), 1);
+        view[0] = -1;
+        torch::Tensor W2 = (W * scale.reshape(view)).contiguous();
+        torch::jit::WithInsertPoint guard(conv);
+        conv->replaceInput(1, g.insertConstant(W2));
+        conv->replaceInput(2, g.insertConstant(bias.contiguous()));
+        bn->output()->replaceAllUsesWith(in);
+        bn->destroy();
+    }
+}
+
+// A convolution applied to the image itself with few input channels (the
+// RGB stem) has a slow input-gradient kernel on CPU; as an im2col GEMM both
+// directions are BLAS calls. Needs the static input shape.
+static void stem_as_gemm(const am_model *m, Graph &g, const std::vector<int64_t> &in_shape) {
+    if (in_shape.size() != 4) return;
+    Value *x = g.inputs()[1];
+    std::vector<Node *> convs;
+    for (auto &u : x->uses())
+        if (is_conv(u.user) && u.offset == 0) convs.push_back(u.user);
+    for (Node *conv : convs) {
+        auto w = attr_value(m, g, conv->inputs()[1]);
+        auto b = attr_value(m, g, conv->inputs()[2]);
+        auto stride = torch::jit::constant_as<std::vector<int64_t>>(conv->inputs()[3]);
+        auto pad = torch::jit::constant_as<std::vector<int64_t>>(conv->inputs()[4]);
+        auto dil = torch::jit::constant_as<std::vector<int64_t>>(conv->inputs()[5]);
+        auto groups = torch::jit::constant_as<int64_t>(conv->inputs()[conv->kind() == c10::aten::conv2d ? 6 : 8]);
+        if (!w || !b || !w->isTensor() || !stride || !pad || !dil || !groups || *groups != 1) continue;
+        torch::Tensor W = w->toTensor();
+        if (W.dim() != 4 || W.size(1) > 4 || stride->size() != 2 || pad->size() != 2 || dil->size() != 2) continue;
+        int64_t B = in_shape[0], H = in_shape[2], Wd = in_shape[3], Co = W.size(0);
+        int64_t kh = W.size(2), kw = W.size(3);
+        int64_t Ho = (H + 2 * (*pad)[0] - (*dil)[0] * (kh - 1) - 1) / (*stride)[0] + 1;
+        int64_t Wo = (Wd + 2 * (*pad)[1] - (*dil)[1] * (kw - 1) - 1) / (*stride)[1] + 1;
+        torch::jit::WithInsertPoint guard(conv);
+        Value *cols = g.insert(c10::aten::im2col, {x, std::vector<int64_t>{kh, kw}, *dil, *pad, *stride});
+        Value *wm = g.insertConstant(W.reshape({Co, -1}).contiguous());
+        Value *y = g.insert(c10::aten::matmul, {wm, cols});  // (B, Co, Ho*Wo)
+        if (b->isTensor()) y = g.insert(c10::aten::add, {y, g.insertConstant(b->toTensor().reshape({1, Co, 1}))});
+        y = g.insert(c10::aten::reshape, {y, std::vector<int64_t>{B, Co, Ho, Wo}});
+        conv->output()->replaceAllUsesWith(y);
+        conv->destroy();
+    }
+}
+
 std::shared_ptr<TapPlan> tap_plan(am_model *m, Base base, const std::vector<std::string> &layers) {
+    return tap_plan(m, base, layers, /*fast=*/false, {});
+}
+
+std::shared_ptr<TapPlan> tap_plan(am_model *m, Base base, const std::vector<std::string> &layers, bool fast,
+                                  const std::vector<int64_t> &in_shape) {
     std::string key = base == Base::kEmbeds ? "E" : "F";
+    if (fast) {
+        key += "fast";
+        for (auto d : in_shape) key += ":" + std::to_string(d);
+    }
     for (auto &l : layers) key += "\n" + l;
     auto it = m->tap_cache.find(key);
     if (it != m->tap_cache.end()) return it->second;
@@ -426,6 +537,12 @@ std::shared_ptr<TapPlan> tap_plan(am_model *m, Base base, const std::vector<std:
     for (size_t i = 0; i < old_outputs; i++) g->eraseOutput(0);
     // Everything after the deepest tapped value is now dead.
     torch::jit::EliminateDeadCode(g);
+    if (fast) {
+        // Switches for benchmarking the levers one by one.
+        if (!std::getenv("ACTMAX_NO_BN_FOLD")) fold_batch_norms(m, *g);
+        if (std::getenv("ACTMAX_STEM_GEMM")) stem_as_gemm(m, *g, in_shape);
+        torch::jit::EliminateDeadCode(g);
+    }
 
     auto plan = std::make_shared<TapPlan>();
     plan->layers = layers;

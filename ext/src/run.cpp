@@ -309,7 +309,11 @@ void run_impl(am_model *m, const am_options *o, am_run *r) {
         objective_layers(*ob.root, layers);
         objs.push_back(std::move(ob));
     }
-    auto plan = tap_plan(m, Base::kForward, layers);
+    tap_plan(m, Base::kForward, layers);  // unknown layers fail here, before any work
+    int64_t B_ = o->n_objectives > 1 ? o->n_objectives : o->batch;
+    auto plan = tap_plan(m, Base::kForward, layers, /*fast=*/true,
+                         {B_, m->input_shape[0], o->height ? o->height : m->input_shape[1],
+                          o->width ? o->width : m->input_shape[2]});
 
     torch::manual_seed(o->seed);
     std::mt19937_64 rng(o->seed);
