@@ -205,7 +205,8 @@ def main():
     base = unigram_ce(train, val, tok.vocab_size)
     print(f"tiny-lm: validation cross-entropy {ce:.3f} nats/token, unigram baseline "
           f"{base:.3f}", flush=True)
-    for prompt in ["The ", "A computer ", "Love is ", "You will "]:
+    # Prompts end without a space: GPT-2-style tokens carry their leading space.
+    for prompt in ["The", "A computer", "Love is", "You will", "Never"]:
         print(f"tiny-lm: greedy: {greedy(model, tok, prompt, 30, ctx)!r}", flush=True)
 
     model.eval()
