@@ -82,9 +82,9 @@ namespace am {
 // Throws am::Error(AM_E_LAYER, ...) for unknown names.
 std::shared_ptr<TapPlan> tap_plan(am_model *m, Base base, const std::vector<std::string> &layers);
 
-// The same for optimization runs: batch norms folded into convolutions and
-// the RGB stem convolution as a GEMM, specialized to in_shape (B, C, H, W).
-// Values differ from the model's own arithmetic by rounding only.
+// The same for optimization runs: eval-mode batch norms folded into the
+// convolutions before them; cached per input shape (B, C, H, W). Values
+// differ from the model's own arithmetic by rounding only.
 std::shared_ptr<TapPlan> tap_plan(am_model *m, Base base, const std::vector<std::string> &layers, bool fast,
                                   const std::vector<int64_t> &in_shape);
 

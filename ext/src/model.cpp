@@ -380,40 +380,6 @@ static void fold_batch_norms(const am_model *m, Graph &g) {
     }
 }
 
-// A convolution applied to the image itself with few input channels (the
-// RGB stem) has a slow input-gradient kernel on CPU; as an im2col GEMM both
-// directions are BLAS calls. Needs the static input shape.
-static void stem_as_gemm(const am_model *m, Graph &g, const std::vector<int64_t> &in_shape) {
-    if (in_shape.size() != 4) return;
-    Value *x = g.inputs()[1];
-    std::vector<Node *> convs;
-    for (auto &u : x->uses())
-        if (is_conv(u.user) && u.offset == 0) convs.push_back(u.user);
-    for (Node *conv : convs) {
-        auto w = attr_value(m, g, conv->inputs()[1]);
-        auto b = attr_value(m, g, conv->inputs()[2]);
-        auto stride = torch::jit::constant_as<std::vector<int64_t>>(conv->inputs()[3]);
-        auto pad = torch::jit::constant_as<std::vector<int64_t>>(conv->inputs()[4]);
-        auto dil = torch::jit::constant_as<std::vector<int64_t>>(conv->inputs()[5]);
-        auto groups = torch::jit::constant_as<int64_t>(conv->inputs()[conv->kind() == c10::aten::conv2d ? 6 : 8]);
-        if (!w || !b || !w->isTensor() || !stride || !pad || !dil || !groups || *groups != 1) continue;
-        torch::Tensor W = w->toTensor();
-        if (W.dim() != 4 || W.size(1) > 4 || stride->size() != 2 || pad->size() != 2 || dil->size() != 2) continue;
-        int64_t B = in_shape[0], H = in_shape[2], Wd = in_shape[3], Co = W.size(0);
-        int64_t kh = W.size(2), kw = W.size(3);
-        int64_t Ho = (H + 2 * (*pad)[0] - (*dil)[0] * (kh - 1) - 1) / (*stride)[0] + 1;
-        int64_t Wo = (Wd + 2 * (*pad)[1] - (*dil)[1] * (kw - 1) - 1) / (*stride)[1] + 1;
-        torch::jit::WithInsertPoint guard(conv);
-        Value *cols = g.insert(c10::aten::im2col, {x, std::vector<int64_t>{kh, kw}, *dil, *pad, *stride});
-        Value *wm = g.insertConstant(W.reshape({Co, -1}).contiguous());
-        Value *y = g.insert(c10::aten::matmul, {wm, cols});  // (B, Co, Ho*Wo)
-        if (b->isTensor()) y = g.insert(c10::aten::add, {y, g.insertConstant(b->toTensor().reshape({1, Co, 1}))});
-        y = g.insert(c10::aten::reshape, {y, std::vector<int64_t>{B, Co, Ho, Wo}});
-        conv->output()->replaceAllUsesWith(y);
-        conv->destroy();
-    }
-}
-
 std::shared_ptr<TapPlan> tap_plan(am_model *m, Base base, const std::vector<std::string> &layers) {
     return tap_plan(m, base, layers, /*fast=*/false, {});
 }
@@ -538,9 +504,9 @@ std::shared_ptr<TapPlan> tap_plan(am_model *m, Base base, const std::vector<std:
     // Everything after the deepest tapped value is now dead.
     torch::jit::EliminateDeadCode(g);
     if (fast) {
-        // Switches for benchmarking the levers one by one.
+        // ACTMAX_NO_BN_FOLD=1 turns folding off, to measure what it brings.
         if (!std::getenv("ACTMAX_NO_BN_FOLD")) fold_batch_norms(m, *g);
-        if (std::getenv("ACTMAX_STEM_GEMM")) stem_as_gemm(m, *g, in_shape);
+        (void)in_shape;
         torch::jit::EliminateDeadCode(g);
     }
 
@@ -923,6 +889,7 @@ int am_blas_info(char *buf, size_t n, int *optimized) {
             std::string base = p.substr(p.rfind('/') + 1);
             std::string low = p;
             std::transform(low.begin(), low.end(), low.begin(), ::tolower);
+            if (low.find("cublas") != std::string::npos || low.find("hipblas") != std::string::npos) continue;
             if (base.find("blas") != std::string::npos || low.find("libmkl") != std::string::npos) {
                 found = p;
                 if (low.find("openblas") != std::string::npos || low.find("blis") != std::string::npos ||
@@ -1096,7 +1063,13 @@ int am_model_tap(am_model *m, const am_input *input, const char *const *layers, 
             throw Error(AM_E_MODEL, "forward failed on input of shape " + am::shape_str(shape) + ": " + am::short_what(e.what(), 2));
         }
     }
-    for (int i = 0; i < n; i++) am::tensor_out(acts[static_cast<size_t>(i)], &outs[i]);
+    try {
+        for (int i = 0; i < n; i++) am::tensor_out(acts[static_cast<size_t>(i)], &outs[i]);
+    } catch (...) {
+        for (int i = 0; i < n; i++) am_tensor_release(&outs[i]);
+        am_tensor_release(grad);
+        throw;
+    }
     return AM_OK;
     AM_FENCE_END(&m->error)
 }
