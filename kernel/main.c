@@ -1,0 +1,91 @@
+/* actmax: the Jupyter kernel, and the same magics from the command line. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+#include "kernel.h"
+#include "util.h"
+
+#ifndef ACTMAX_VERSION
+#define ACTMAX_VERSION "0.0.0"
+#endif
+
+static void usage(FILE *f)
+{
+    fputs("usage: actmax kernel -f CONNECTION_FILE   run the Jupyter kernel\n"
+          "       actmax -c 'MAGICS' [-o DIR]         run magics, print the outputs\n"
+          "       actmax run FILE [-o DIR]            run a file of magics\n"
+          "       actmax --version\n"
+          "With -o, outputs other than text (images, HTML) are written into DIR.\n",
+          f);
+}
+
+static char *read_file(const char *path)
+{
+    FILE *f = strcmp(path, "-") == 0 ? stdin : fopen(path, "rb");
+    if (!f)
+        return NULL;
+    am_str s = AM_STR_INIT;
+    char buf[4096];
+    size_t n;
+    while ((n = fread(buf, 1, sizeof buf, f)) > 0)
+        am_str_addn(&s, buf, n);
+    if (f != stdin)
+        fclose(f);
+    return am_str_steal(&s);
+}
+
+int main(int argc, char **argv)
+{
+    if (argc >= 2 && strcmp(argv[1], "kernel") == 0) {
+        const char *conn = NULL;
+        for (int i = 2; i < argc; i++) {
+            if ((strcmp(argv[i], "-f") == 0 || strcmp(argv[i], "--connection-file") == 0) &&
+                i + 1 < argc)
+                conn = argv[++i];
+            else if (strncmp(argv[i], "--connection-file=", 18) == 0)
+                conn = argv[i] + 18;
+        }
+        if (!conn) {
+            usage(stderr);
+            return 2;
+        }
+        return am_kernel_main(conn);
+    }
+    if (argc >= 2 && (strcmp(argv[1], "--version") == 0 || strcmp(argv[1], "-V") == 0)) {
+        printf("actmax %s\n", ACTMAX_VERSION);
+        return 0;
+    }
+    if (argc >= 2 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)) {
+        usage(stdout);
+        return 0;
+    }
+    const char *code = NULL, *file = NULL, *out_dir = NULL;
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "-c") == 0 && i + 1 < argc)
+            code = argv[++i];
+        else if (strcmp(argv[i], "-o") == 0 && i + 1 < argc)
+            out_dir = argv[++i];
+        else if (strcmp(argv[i], "run") == 0 && i + 1 < argc && !file)
+            file = argv[++i];
+        else {
+            usage(stderr);
+            return 2;
+        }
+    }
+    if (!code == !file) {
+        usage(stderr);
+        return 2;
+    }
+    if (code)
+        return am_cli_run(code, out_dir);
+    char *text = read_file(file);
+    if (!text) {
+        fprintf(stderr, "actmax: cannot read %s\n", file);
+        return 2;
+    }
+    int rc = am_cli_run(text, out_dir);
+    free(text);
+    return rc;
+}
