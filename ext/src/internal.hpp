@@ -29,6 +29,12 @@ size_t edit_distance(const std::string &a, const std::string &b);
 struct TapPlan {
     std::shared_ptr<torch::jit::GraphFunction> fn;
     std::vector<std::string> layers;  // (n) as requested
+    // Runs only: the convolution applied to the image, taken out of the graph
+    // and run before it with a faster input gradient (see stem_conv).
+    bool has_stem = false;
+    torch::Tensor stem_w;             // (Co, C, kh, kw)
+    torch::Tensor stem_b;             // (Co) or undefined
+    std::vector<int64_t> stem_stride, stem_pad, stem_dil;  // (2) each
 };
 
 // Which base graph a tap plan edits.

@@ -380,6 +380,72 @@ static void fold_batch_norms(const am_model *m, Graph &g) {
     }
 }
 
+// On CPU, libtorch's input gradient of a convolution with few input
+// channels (the RGB stem: 3 -> 64, 7x7, stride 2) is several times slower
+// than the same product written as a transposed convolution (15 ms against
+// 4.5 ms at 224x224 here). When the image feeds exactly one such
+// convolution, it is taken out of the graph: the graph gets the
+// convolution's output as input, and tap_run applies the convolution first
+// through StemConvFn, whose backward is conv_transpose2d.
+static void extract_stem(const am_model *m, Graph &g, TapPlan &plan) {
+    if (!m->device.is_cpu()) return;
+    Value *x = g.inputs()[1];
+    if (x->uses().size() != 1) return;
+    Node *conv = x->uses()[0].user;
+    if (!is_conv(conv) || x->uses()[0].offset != 0) return;
+    auto w = attr_value(m, g, conv->inputs()[1]);
+    auto b = attr_value(m, g, conv->inputs()[2]);
+    auto stride = torch::jit::constant_as<std::vector<int64_t>>(conv->inputs()[3]);
+    auto pad = torch::jit::constant_as<std::vector<int64_t>>(conv->inputs()[4]);
+    auto dil = torch::jit::constant_as<std::vector<int64_t>>(conv->inputs()[5]);
+    auto groups = torch::jit::constant_as<int64_t>(conv->inputs()[conv->kind() == c10::aten::conv2d ? 6 : 8]);
+    if (!w || !b || !w->isTensor() || !stride || !pad || !dil || !groups || *groups != 1) return;
+    if (w->toTensor().dim() != 4 || w->toTensor().size(1) > 4 || stride->size() != 2 || pad->size() != 2 ||
+        dil->size() != 2)
+        return;
+    plan.has_stem = true;
+    plan.stem_w = w->toTensor();
+    if (b->isTensor()) plan.stem_b = b->toTensor();
+    plan.stem_stride = *stride;
+    plan.stem_pad = *pad;
+    plan.stem_dil = *dil;
+    Value *features = g.insertInput(2, "stem");
+    features->setType(c10::TensorType::get());
+    conv->output()->replaceAllUsesWith(features);
+    conv->destroy();
+    g.eraseInput(1);
+}
+
+struct StemConvFn : public torch::autograd::Function<StemConvFn> {
+    static torch::Tensor forward(torch::autograd::AutogradContext *ctx, torch::Tensor x, torch::Tensor w,
+                                 torch::Tensor b, std::vector<int64_t> stride, std::vector<int64_t> pad,
+                                 std::vector<int64_t> dil) {
+        ctx->save_for_backward({w});
+        ctx->saved_data["stride"] = stride;
+        ctx->saved_data["pad"] = pad;
+        ctx->saved_data["dil"] = dil;
+        ctx->saved_data["h"] = x.size(2);
+        ctx->saved_data["w"] = x.size(3);
+        return torch::conv2d(x, w, b, stride, pad, dil, /*groups=*/1);
+    }
+    static torch::autograd::variable_list backward(torch::autograd::AutogradContext *ctx,
+                                                   torch::autograd::variable_list grads) {
+        torch::Tensor w = ctx->get_saved_variables()[0];
+        torch::Tensor gy = grads[0];
+        auto stride = ctx->saved_data["stride"].toIntVector();
+        auto pad = ctx->saved_data["pad"].toIntVector();
+        auto dil = ctx->saved_data["dil"].toIntVector();
+        int64_t in[2] = {ctx->saved_data["h"].toInt(), ctx->saved_data["w"].toInt()};
+        std::vector<int64_t> outpad(2);
+        // The rows/columns the strided forward never reached.
+        for (size_t i = 0; i < 2; i++)
+            outpad[i] = in[i] - ((gy.size(static_cast<int64_t>(i) + 2) - 1) * stride[i] - 2 * pad[i] +
+                                 dil[i] * (w.size(static_cast<int64_t>(i) + 2) - 1) + 1);
+        torch::Tensor gx = torch::conv_transpose2d(gy, w, {}, stride, pad, outpad, /*groups=*/1, dil);
+        return {gx, torch::Tensor(), torch::Tensor(), torch::Tensor(), torch::Tensor(), torch::Tensor()};
+    }
+};
+
 std::shared_ptr<TapPlan> tap_plan(am_model *m, Base base, const std::vector<std::string> &layers) {
     return tap_plan(m, base, layers, /*fast=*/false, {});
 }
@@ -496,6 +562,7 @@ std::shared_ptr<TapPlan> tap_plan(am_model *m, Base base, const std::vector<std:
         tapped.push_back(c->output());
     }
 
+    auto plan = std::make_shared<TapPlan>();
     size_t old_outputs = g->outputs().size();
     Node *tup = g->createTuple(tapped);
     tup->insertBefore(g->return_node());
@@ -508,9 +575,10 @@ std::shared_ptr<TapPlan> tap_plan(am_model *m, Base base, const std::vector<std:
         if (!std::getenv("ACTMAX_NO_BN_FOLD")) fold_batch_norms(m, *g);
         (void)in_shape;
         torch::jit::EliminateDeadCode(g);
+        if (!std::getenv("ACTMAX_NO_STEM")) extract_stem(m, *g, *plan);
+        torch::jit::EliminateDeadCode(g);
     }
 
-    auto plan = std::make_shared<TapPlan>();
     plan->layers = layers;
     plan->fn = std::make_shared<torch::jit::GraphFunction>("actmax_tap", g, nullptr);
     m->tap_cache[key] = plan;
@@ -518,7 +586,10 @@ std::shared_ptr<TapPlan> tap_plan(am_model *m, Base base, const std::vector<std:
 }
 
 std::vector<torch::Tensor> tap_run(am_model *m, const TapPlan &plan, const torch::Tensor &input) {
-    std::vector<c10::IValue> stack{m->module._ivalue(), input};
+    torch::Tensor x = input;
+    if (plan.has_stem)
+        x = StemConvFn::apply(input, plan.stem_w, plan.stem_b, plan.stem_stride, plan.stem_pad, plan.stem_dil);
+    std::vector<c10::IValue> stack{m->module._ivalue(), x};
     plan.fn->run(stack);
     auto elems = stack.at(0).toTuple()->elements();
     std::vector<torch::Tensor> r;

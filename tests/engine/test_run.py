@@ -191,3 +191,26 @@ def test_batch_and_objective_count_must_agree(r18):
     with pytest.raises(amlib.AmError) as e:
         amlib.Run(r18, ["layer2[1]", "layer2[2]"], batch=3)
     assert "must equal the number of objectives" in e.value.message
+
+
+def test_one_step_gradient_matches_pytorch(r18, resnet18_file):
+    """One plain SGD step on pixels equals the PyTorch gradient step: checks
+    the whole run path (folded batch norms, the stem's own input gradient)."""
+    _, model = resnet18_file
+    seed, lr = 5, 20.0
+    run = amlib.Run(r18, "layer2[3]", steps=1, seed=seed, optimizer=1, lr=lr, param=1, decorrelate=0,
+                    transforms=0)
+    torch.manual_seed(seed)
+    p = (torch.randn(1, 3, 64, 64) * 0.01).requires_grad_(True)
+    feats = {}
+    h = model.layer2.register_forward_hook(lambda m, i, o: feats.__setitem__("t", o))
+    mean = torch.from_numpy(MEAN)
+    std = torch.from_numpy(STD)
+    model((torch.sigmoid(p) - mean) / std)
+    h.remove()
+    (g,) = torch.autograd.grad(feats["t"][:, 3].mean(), p)
+    expect = torch.sigmoid(p.detach() + lr * g).numpy()
+    moved = float(np.abs(expect - torch.sigmoid(p.detach()).numpy()).max())
+    diff = float(np.abs(run.images - expect).max())
+    print(f"one SGD step: image moved by up to {moved:.2e}, engine vs PyTorch max|diff| {diff:.2e}")
+    assert moved > 1e-3 and diff <= 1e-5
