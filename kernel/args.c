@@ -6,14 +6,14 @@
 #include "utf8.h"
 #include "util.h"
 
-bool am_is_ident_start(int c)
+bool mg_is_ident_start(int c)
 {
     return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_';
 }
 
-bool am_is_ident_char(int c)
+bool mg_is_ident_char(int c)
 {
-    return am_is_ident_start(c) || (c >= '0' && c <= '9');
+    return mg_is_ident_start(c) || (c >= '0' && c <= '9');
 }
 
 static bool is_space(char c)
@@ -21,11 +21,11 @@ static bool is_space(char c)
     return c == ' ' || c == '\t' || c == '\r' || c == '\n' || c == '\f' || c == '\v';
 }
 
-static void push_tok(am_toks *t, size_t start, size_t end, size_t eq)
+static void push_tok(mg_toks *t, size_t start, size_t end, size_t eq)
 {
     if (t->n == t->cap) {
         t->cap = t->cap ? 2 * t->cap : 8;
-        t->v = am_xrealloc(t->v, t->cap * sizeof *t->v);
+        t->v = mg_xrealloc(t->v, t->cap * sizeof *t->v);
     }
     t->v[t->n].start = start;
     t->v[t->n].end = end;
@@ -40,7 +40,7 @@ static char closer(char open)
 
 #define MAX_DEPTH 64
 
-int am_tokenize(const char *s, size_t len, bool lenient, am_toks *out, char **err)
+int mg_tokenize(const char *s, size_t len, bool lenient, mg_toks *out, char **err)
 {
     memset(out, 0, sizeof *out);
     *err = NULL;
@@ -56,7 +56,7 @@ int am_tokenize(const char *s, size_t len, bool lenient, am_toks *out, char **er
         }
         size_t start = i, eq = (size_t)-1;
         int depth = 0;
-        bool ident_prefix = am_is_ident_start((unsigned char)s[i]);
+        bool ident_prefix = mg_is_ident_start((unsigned char)s[i]);
         while (i < len) {
             char c = s[i];
             if (depth == 0 && (is_space(c) || c == '#'))
@@ -76,8 +76,8 @@ int am_tokenize(const char *s, size_t len, bool lenient, am_toks *out, char **er
                         out->end = len;
                         return 0;
                     }
-                    *err = am_asprintf("unterminated string starting at column %zu",
-                                       am_utf8_byte_to_cp(s, len, q) + 1);
+                    *err = mg_asprintf("unterminated string starting at column %zu",
+                                       mg_utf8_byte_to_cp(s, len, q) + 1);
                     goto fail;
                 }
                 ident_prefix = false;
@@ -86,8 +86,8 @@ int am_tokenize(const char *s, size_t len, bool lenient, am_toks *out, char **er
             }
             if (c == '[' || c == '(' || c == '{') {
                 if (depth == MAX_DEPTH) {
-                    *err = am_asprintf("brackets nested deeper than %d at column %zu", MAX_DEPTH,
-                                       am_utf8_byte_to_cp(s, len, i) + 1);
+                    *err = mg_asprintf("brackets nested deeper than %d at column %zu", MAX_DEPTH,
+                                       mg_utf8_byte_to_cp(s, len, i) + 1);
                     if (lenient) {
                         free(*err);
                         *err = NULL;
@@ -112,12 +112,12 @@ int am_tokenize(const char *s, size_t len, bool lenient, am_toks *out, char **er
                         return 0;
                     }
                     if (depth == 0)
-                        *err = am_asprintf("unmatched '%c' at column %zu", c,
-                                           am_utf8_byte_to_cp(s, len, i) + 1);
+                        *err = mg_asprintf("unmatched '%c' at column %zu", c,
+                                           mg_utf8_byte_to_cp(s, len, i) + 1);
                     else
-                        *err = am_asprintf("'%c' at column %zu closes '%c' from column %zu", c,
-                                           am_utf8_byte_to_cp(s, len, i) + 1, stack[depth - 1],
-                                           am_utf8_byte_to_cp(s, len, open_at[depth - 1]) + 1);
+                        *err = mg_asprintf("'%c' at column %zu closes '%c' from column %zu", c,
+                                           mg_utf8_byte_to_cp(s, len, i) + 1, stack[depth - 1],
+                                           mg_utf8_byte_to_cp(s, len, open_at[depth - 1]) + 1);
                     goto fail;
                 }
                 depth--;
@@ -133,7 +133,7 @@ int am_tokenize(const char *s, size_t len, bool lenient, am_toks *out, char **er
                 i++;
                 continue;
             }
-            if (ident_prefix && !am_is_ident_char((unsigned char)c))
+            if (ident_prefix && !mg_is_ident_char((unsigned char)c))
                 ident_prefix = false;
             i++;
         }
@@ -144,48 +144,48 @@ int am_tokenize(const char *s, size_t len, bool lenient, am_toks *out, char **er
                 out->end = len;
                 return 0;
             }
-            *err = am_asprintf("'%c' at column %zu is never closed", stack[depth - 1],
-                               am_utf8_byte_to_cp(s, len, open_at[depth - 1]) + 1);
+            *err = mg_asprintf("'%c' at column %zu is never closed", stack[depth - 1],
+                               mg_utf8_byte_to_cp(s, len, open_at[depth - 1]) + 1);
             goto fail;
         }
         push_tok(out, start, i, eq);
     }
 fail:
-    am_toks_free(out);
+    mg_toks_free(out);
     return -1;
 }
 
-void am_toks_free(am_toks *t)
+void mg_toks_free(mg_toks *t)
 {
     free(t->v);
     memset(t, 0, sizeof *t);
 }
 
-char *am_unescape(const char *s, size_t n)
+char *mg_unescape(const char *s, size_t n)
 {
-    am_str o = AM_STR_INIT;
-    am_str_addn(&o, "", 0);
+    mg_str o = MG_STR_INIT;
+    mg_str_addn(&o, "", 0);
     for (size_t i = 0; i < n; i++) {
         if (s[i] != '\\' || i + 1 >= n) {
-            am_str_addc(&o, s[i]);
+            mg_str_addc(&o, s[i]);
             continue;
         }
         char c = s[++i];
         switch (c) {
-        case '\\': am_str_addc(&o, '\\'); break;
-        case '\'': am_str_addc(&o, '\''); break;
-        case '"': am_str_addc(&o, '"'); break;
-        case 'n': am_str_addc(&o, '\n'); break;
-        case 't': am_str_addc(&o, '\t'); break;
-        case 'r': am_str_addc(&o, '\r'); break;
-        case '0': am_str_addn(&o, "", 0); /* an embedded NUL would truncate; drop it */ break;
+        case '\\': mg_str_addc(&o, '\\'); break;
+        case '\'': mg_str_addc(&o, '\''); break;
+        case '"': mg_str_addc(&o, '"'); break;
+        case 'n': mg_str_addc(&o, '\n'); break;
+        case 't': mg_str_addc(&o, '\t'); break;
+        case 'r': mg_str_addc(&o, '\r'); break;
+        case '0': mg_str_addn(&o, "", 0); /* an embedded NUL would truncate; drop it */ break;
         default:
-            am_str_addc(&o, '\\');
-            am_str_addc(&o, c);
+            mg_str_addc(&o, '\\');
+            mg_str_addc(&o, c);
             break;
         }
     }
-    return am_str_steal(&o);
+    return mg_str_steal(&o);
 }
 
 /* True when s[0..n) is exactly one quoted string. */
@@ -202,11 +202,11 @@ static bool whole_quoted(const char *s, size_t n)
     return i == n - 1;
 }
 
-int am_args_parse(const char *s, size_t len, am_args *out, char **err)
+int mg_args_parse(const char *s, size_t len, mg_args *out, char **err)
 {
     memset(out, 0, sizeof *out);
-    am_toks t;
-    if (am_tokenize(s, len, false, &t, err) != 0)
+    mg_toks t;
+    if (mg_tokenize(s, len, false, &t, err) != 0)
         return -1;
     size_t k = 0;
     while (k < t.n && t.v[k].eq == (size_t)-1)
@@ -214,26 +214,26 @@ int am_args_parse(const char *s, size_t len, am_args *out, char **err)
     if (k > 0) {
         size_t a = t.v[0].start, b = t.v[k - 1].end;
         if (k == 1 && whole_quoted(s + a, b - a))
-            out->positional = am_unescape(s + a + 1, b - a - 2);
+            out->positional = mg_unescape(s + a + 1, b - a - 2);
         else
-            out->positional = am_strndup(s + a, b - a);
+            out->positional = mg_strndup(s + a, b - a);
         out->pos_col = a;
     }
     if (t.n > k)
-        out->kw = am_xcalloc(t.n - k, sizeof *out->kw);
+        out->kw = mg_xcalloc(t.n - k, sizeof *out->kw);
     for (size_t j = k; j < t.n; j++) {
-        const am_tok *tok = &t.v[j];
+        const mg_tok *tok = &t.v[j];
         if (tok->eq == (size_t)-1) {
-            *err = am_asprintf("'%.*s' at column %zu: a bare argument cannot follow key=value "
+            *err = mg_asprintf("'%.*s' at column %zu: a bare argument cannot follow key=value "
                                "arguments (only the first argument may be bare)",
                                (int)(tok->end - tok->start), s + tok->start,
-                               am_utf8_byte_to_cp(s, len, tok->start) + 1);
+                               mg_utf8_byte_to_cp(s, len, tok->start) + 1);
             goto fail;
         }
-        char *key = am_strndup(s + tok->start, tok->eq - tok->start);
+        char *key = mg_strndup(s + tok->start, tok->eq - tok->start);
         for (size_t q = 0; q < out->n_kw; q++) {
             if (strcmp(out->kw[q].key, key) == 0) {
-                *err = am_asprintf("key '%s' given twice", key);
+                *err = mg_asprintf("key '%s' given twice", key);
                 free(key);
                 goto fail;
             }
@@ -241,30 +241,30 @@ int am_args_parse(const char *s, size_t len, am_args *out, char **err)
         const char *v = s + tok->eq + 1;
         size_t vn = tok->end - tok->eq - 1;
         if (vn == 0) {
-            *err = am_asprintf("'%s=' at column %zu has no value", key,
-                               am_utf8_byte_to_cp(s, len, tok->start) + 1);
+            *err = mg_asprintf("'%s=' at column %zu has no value", key,
+                               mg_utf8_byte_to_cp(s, len, tok->start) + 1);
             free(key);
             goto fail;
         }
-        am_kwarg *kw = &out->kw[out->n_kw++];
+        mg_kwarg *kw = &out->kw[out->n_kw++];
         kw->key = key;
         kw->col = tok->start;
         if (whole_quoted(v, vn)) {
-            kw->value = am_unescape(v + 1, vn - 2);
+            kw->value = mg_unescape(v + 1, vn - 2);
             kw->quoted = true;
         } else {
-            kw->value = am_strndup(v, vn);
+            kw->value = mg_strndup(v, vn);
         }
     }
-    am_toks_free(&t);
+    mg_toks_free(&t);
     return 0;
 fail:
-    am_toks_free(&t);
-    am_args_free(out);
+    mg_toks_free(&t);
+    mg_args_free(out);
     return -1;
 }
 
-void am_args_free(am_args *a)
+void mg_args_free(mg_args *a)
 {
     free(a->positional);
     for (size_t i = 0; i < a->n_kw; i++) {

@@ -15,48 +15,48 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-typedef struct am_tok {
+typedef struct mg_tok {
     size_t start, end; /* byte span in the text */
     size_t eq;         /* offset of the '=' of IDENT=VALUE, or (size_t)-1 */
-} am_tok;
+} mg_tok;
 
-typedef struct am_toks {
-    am_tok *v;
+typedef struct mg_toks {
+    mg_tok *v;
     size_t n, cap;
     size_t end;        /* where scanning stopped: comment start or text end */
     bool open_quote;   /* text ended inside a quote (lenient scan only) */
     int depth;         /* brackets left open at the end */
-} am_toks;
+} mg_toks;
 
 /* Splits text into tokens. Strict: 0, or -1 with *err (malloc'd) naming the
  * problem and its column (1-based, in code points). Lenient (for
  * completion): never fails, stops at the first mismatched bracket, and
  * records an open quote / open brackets in the result. */
-int am_tokenize(const char *text, size_t len, bool lenient, am_toks *out, char **err);
-void am_toks_free(am_toks *t);
+int mg_tokenize(const char *text, size_t len, bool lenient, mg_toks *out, char **err);
+void mg_toks_free(mg_toks *t);
 
-typedef struct am_kwarg {
+typedef struct mg_kwarg {
     char *key;
     char *value;  /* unquoted and unescaped when the whole value is quoted */
     size_t col;   /* byte offset of the key in the text */
     bool quoted;
-} am_kwarg;
+} mg_kwarg;
 
-typedef struct am_args {
+typedef struct mg_args {
     char *positional; /* NULL when there is none */
     size_t pos_col;
-    am_kwarg *kw;
+    mg_kwarg *kw;
     size_t n_kw;
-} am_args;
+} mg_args;
 
-int am_args_parse(const char *text, size_t len, am_args *out, char **err);
-void am_args_free(am_args *a);
+int mg_args_parse(const char *text, size_t len, mg_args *out, char **err);
+void mg_args_free(mg_args *a);
 
 /* Unescapes the body of a quoted string (without its quotes): \\ \' \" \n
  * \t \r \0; any other backslash pair is kept as typed, like Python. */
-char *am_unescape(const char *s, size_t n);
+char *mg_unescape(const char *s, size_t n);
 
-bool am_is_ident_start(int c);
-bool am_is_ident_char(int c);
+bool mg_is_ident_start(int c);
+bool mg_is_ident_char(int c);
 
 #endif

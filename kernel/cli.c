@@ -32,9 +32,9 @@ static const char *extension(const char *mime)
     return "bin";
 }
 
-static void write_bundle(am_cli_sink *c, const am_bundle *b)
+static void write_bundle(mg_cli_sink *c, const mg_bundle *b)
 {
-    const am_bundle_item *plain = am_bundle_find(b, "text/plain");
+    const mg_bundle_item *plain = mg_bundle_find(b, "text/plain");
     if (plain) {
         fputs((const char *)plain->data, stdout);
         if (plain->len == 0 || plain->data[plain->len - 1] != '\n')
@@ -43,12 +43,12 @@ static void write_bundle(am_cli_sink *c, const am_bundle *b)
     }
     if (!c->out_dir)
         return;
-    for (size_t i = 0; i < am_bundle_count(b); i++) {
-        const am_bundle_item *it = am_bundle_item_at(b, i);
+    for (size_t i = 0; i < mg_bundle_count(b); i++) {
+        const mg_bundle_item *it = mg_bundle_item_at(b, i);
         if (strcmp(it->mime, "text/plain") == 0)
             continue;
         mkdir(c->out_dir, 0777);
-        char *path = am_asprintf("%s/out-%03d.%s", c->out_dir, ++c->n_files, extension(it->mime));
+        char *path = mg_asprintf("%s/out-%03d.%s", c->out_dir, ++c->n_files, extension(it->mime));
         FILE *f = fopen(path, "wb");
         if (!f || fwrite(it->data, 1, it->len, f) != it->len)
             fprintf(stderr, "actmax: cannot write %s: %s\n", path, strerror(errno));
@@ -60,14 +60,14 @@ static void write_bundle(am_cli_sink *c, const am_bundle *b)
     }
 }
 
-static void cli_display(void *ctx, const am_bundle *b, const char *display_id, bool update)
+static void cli_display(void *ctx, const mg_bundle *b, const char *display_id, bool update)
 {
     (void)display_id;
     (void)update;
     write_bundle(ctx, b);
 }
 
-static void cli_result(void *ctx, const am_bundle *b)
+static void cli_result(void *ctx, const mg_bundle *b)
 {
     write_bundle(ctx, b);
 }
@@ -75,7 +75,7 @@ static void cli_result(void *ctx, const am_bundle *b)
 static void cli_error(void *ctx, const char *ename, const char *evalue, const char *const *tb,
                       size_t n)
 {
-    am_cli_sink *c = ctx;
+    mg_cli_sink *c = ctx;
     c->n_errors++;
     if (n == 0) {
         fprintf(stderr, "%s: %s\n", ename, evalue);
@@ -103,37 +103,37 @@ static void cli_page(void *ctx, const char *text)
 static bool cli_should_stop(void *ctx)
 {
     (void)ctx;
-    return am_interrupted();
+    return mg_interrupted();
 }
 
 static bool cli_wait(void *ctx, double seconds)
 {
     (void)ctx;
-    while (seconds > 0 && !am_interrupted()) {
+    while (seconds > 0 && !mg_interrupted()) {
         double step = seconds < 0.05 ? seconds : 0.05;
         struct timespec ts = {(time_t)step, (long)((step - (double)(time_t)step) * 1e9)};
         nanosleep(&ts, NULL); /* EINTR from SIGINT just ends the step */
         seconds -= step;
     }
-    return am_interrupted();
+    return mg_interrupted();
 }
 
-static const am_sink_ops CLI_OPS = {cli_stream, cli_display, cli_result,      cli_error,
+static const mg_sink_ops CLI_OPS = {cli_stream, cli_display, cli_result,      cli_error,
                                     cli_clear,  cli_page,    cli_should_stop, cli_wait};
 
-am_sink am_cli_sink_make(am_cli_sink *c)
+mg_sink mg_cli_sink_make(mg_cli_sink *c)
 {
-    am_sink s = {&CLI_OPS, c};
+    mg_sink s = {&CLI_OPS, c};
     return s;
 }
 
-int am_cli_run(const char *code, const char *out_dir)
+int mg_cli_run(const char *code, const char *out_dir)
 {
-    am_install_signal_handlers();
-    am_cli_sink c = {out_dir, 0, 0};
-    am_sink sink = am_cli_sink_make(&c);
-    am_interp *it = am_interp_new();
-    am_status st = am_interp_run(it, code, &sink);
-    am_interp_free(it);
-    return st == AM_OK ? 0 : st == AM_INTERRUPTED ? 130 : 1;
+    mg_install_signal_handlers();
+    mg_cli_sink c = {out_dir, 0, 0};
+    mg_sink sink = mg_cli_sink_make(&c);
+    mg_interp *it = mg_interp_new();
+    mg_status st = mg_interp_run(it, code, &sink);
+    mg_interp_free(it);
+    return st == MG_OK ? 0 : st == MG_INTERRUPTED ? 130 : 1;
 }

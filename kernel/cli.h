@@ -7,15 +7,15 @@
 
 #include "sink.h"
 
-typedef struct am_cli_sink {
+typedef struct mg_cli_sink {
     const char *out_dir; /* NULL: non-text outputs are skipped */
     int n_files;
     int n_errors;
-} am_cli_sink;
+} mg_cli_sink;
 
-am_sink am_cli_sink_make(am_cli_sink *c);
+mg_sink mg_cli_sink_make(mg_cli_sink *c);
 
 /* Runs code; exit status 0 (ok), 1 (error), 130 (interrupted). */
-int am_cli_run(const char *code, const char *out_dir);
+int mg_cli_run(const char *code, const char *out_dir);
 
 #endif

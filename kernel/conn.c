@@ -13,8 +13,8 @@ static char *get_str(const cJSON *o, const char *name, const char *def)
 {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, name);
     if (cJSON_IsString(v))
-        return am_strdup(v->valuestring);
-    return def ? am_strdup(def) : NULL;
+        return mg_strdup(v->valuestring);
+    return def ? mg_strdup(def) : NULL;
 }
 
 static int get_port(const cJSON *o, const char *name, int *out, char **err)
@@ -22,20 +22,20 @@ static int get_port(const cJSON *o, const char *name, int *out, char **err)
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, name);
     if (!cJSON_IsNumber(v) || v->valuedouble < 0 || v->valuedouble > 65535 ||
         v->valuedouble != (double)(int)v->valuedouble) {
-        *err = am_asprintf("connection file: %s must be a port number", name);
+        *err = mg_asprintf("connection file: %s must be a port number", name);
         return -1;
     }
     *out = (int)v->valuedouble;
     return 0;
 }
 
-int am_conn_parse(const char *json, am_conn *c, char **err)
+int mg_conn_parse(const char *json, mg_conn *c, char **err)
 {
     memset(c, 0, sizeof *c);
     cJSON *o = cJSON_Parse(json);
     if (!cJSON_IsObject(o)) {
         cJSON_Delete(o);
-        *err = am_strdup("connection file is not a JSON object");
+        *err = mg_strdup("connection file is not a JSON object");
         return -1;
     }
     c->transport = get_str(o, "transport", "tcp");
@@ -48,45 +48,45 @@ int am_conn_parse(const char *json, am_conn *c, char **err)
         get_port(o, "control_port", &c->control_port, err) || get_port(o, "hb_port", &c->hb_port, err))
         rc = -1;
     else if (strcmp(c->transport, "tcp") != 0 && strcmp(c->transport, "ipc") != 0) {
-        *err = am_asprintf("connection file: unknown transport '%s'", c->transport);
+        *err = mg_asprintf("connection file: unknown transport '%s'", c->transport);
         rc = -1;
     } else if (c->key[0] && strcmp(c->signature_scheme, "hmac-sha256") != 0) {
-        *err = am_asprintf("connection file: unsupported signature_scheme '%s' (only hmac-sha256)",
+        *err = mg_asprintf("connection file: unsupported signature_scheme '%s' (only hmac-sha256)",
                            c->signature_scheme);
         rc = -1;
     }
     cJSON_Delete(o);
     if (rc)
-        am_conn_free(c);
+        mg_conn_free(c);
     return rc;
 }
 
-int am_conn_load(const char *path, am_conn *c, char **err)
+int mg_conn_load(const char *path, mg_conn *c, char **err)
 {
     FILE *f = fopen(path, "rb");
     if (!f) {
-        *err = am_asprintf("cannot open connection file %s: %s", path, strerror(errno));
+        *err = mg_asprintf("cannot open connection file %s: %s", path, strerror(errno));
         return -1;
     }
-    am_str s = AM_STR_INIT;
+    mg_str s = MG_STR_INIT;
     char buf[4096];
     size_t n;
     while ((n = fread(buf, 1, sizeof buf, f)) > 0)
-        am_str_addn(&s, buf, n);
+        mg_str_addn(&s, buf, n);
     fclose(f);
-    int rc = am_conn_parse(am_str_cstr(&s), c, err);
-    am_str_free(&s);
+    int rc = mg_conn_parse(mg_str_cstr(&s), c, err);
+    mg_str_free(&s);
     return rc;
 }
 
-char *am_conn_endpoint(const am_conn *c, int port)
+char *mg_conn_endpoint(const mg_conn *c, int port)
 {
     if (strcmp(c->transport, "ipc") == 0)
-        return am_asprintf("ipc://%s-%d", c->ip, port);
-    return am_asprintf("tcp://%s:%d", c->ip, port);
+        return mg_asprintf("ipc://%s-%d", c->ip, port);
+    return mg_asprintf("tcp://%s:%d", c->ip, port);
 }
 
-void am_conn_free(am_conn *c)
+void mg_conn_free(mg_conn *c)
 {
     free(c->transport);
     free(c->ip);

@@ -16,26 +16,26 @@
 
 static void *g_engine;
 
-void *am_engine_handle(void)
+void *mg_engine_handle(void)
 {
     return g_engine;
 }
 
-static void *try_open(const char *path, am_str *tried)
+static void *try_open(const char *path, mg_str *tried)
 {
     void *h = dlopen(path, RTLD_NOW | RTLD_LOCAL);
     if (!h) {
         const char *e = dlerror();
-        am_str_addf(tried, "\n  %s: %s", path, e ? e : "not loadable");
+        mg_str_addf(tried, "\n  %s: %s", path, e ? e : "not loadable");
     }
     return h;
 }
 
-int am_engine_load(char **err)
+int mg_engine_load(char **err)
 {
     if (g_engine)
         return 0;
-    am_str tried = AM_STR_INIT;
+    mg_str tried = MG_STR_INIT;
     /* $ACTMAX_ENGINE, then next to the executable, then the build's path. */
     const char *env = getenv("ACTMAX_ENGINE");
     if (env && env[0])
@@ -50,7 +50,7 @@ int am_engine_load(char **err)
                 *slash = '\0';
                 const char *rel[] = {"/libactmax.so", "/../lib/libactmax.so"};
                 for (size_t i = 0; i < 2 && !g_engine; i++) {
-                    char *p = am_asprintf("%s%s", exe, rel[i]);
+                    char *p = mg_asprintf("%s%s", exe, rel[i]);
                     if (access(p, F_OK) == 0)
                         g_engine = try_open(p, &tried);
                     free(p);
@@ -61,10 +61,10 @@ int am_engine_load(char **err)
     if (!g_engine)
         g_engine = try_open(ACTMAX_ENGINE_LIB, &tried);
     if (!g_engine) {
-        *err = am_asprintf("the engine library could not be loaded; tried:%s", am_str_cstr(&tried));
-        am_str_free(&tried);
+        *err = mg_asprintf("the engine library could not be loaded; tried:%s", mg_str_cstr(&tried));
+        mg_str_free(&tried);
         return -1;
     }
-    am_str_free(&tried);
+    mg_str_free(&tried);
     return 0;
 }

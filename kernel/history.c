@@ -6,11 +6,11 @@
 
 #include "util.h"
 
-void am_history_add(am_history *h, int line, const char *input)
+void mg_history_add(mg_history *h, int line, const char *input)
 {
-    if (h->n == AM_HISTORY_MAX) {
+    if (h->n == MG_HISTORY_MAX) {
         /* Drop the oldest tenth at once so adding stays cheap. */
-        size_t drop = AM_HISTORY_MAX / 10;
+        size_t drop = MG_HISTORY_MAX / 10;
         for (size_t i = 0; i < drop; i++)
             free(h->v[i].input);
         memmove(h->v, h->v + drop, (h->n - drop) * sizeof *h->v);
@@ -18,14 +18,14 @@ void am_history_add(am_history *h, int line, const char *input)
     }
     if (h->n == h->cap) {
         h->cap = h->cap ? 2 * h->cap : 64;
-        h->v = am_xrealloc(h->v, h->cap * sizeof *h->v);
+        h->v = mg_xrealloc(h->v, h->cap * sizeof *h->v);
     }
     h->v[h->n].line = line;
-    h->v[h->n].input = am_strdup(input);
+    h->v[h->n].input = mg_strdup(input);
     h->n++;
 }
 
-void am_history_free(am_history *h)
+void mg_history_free(mg_history *h)
 {
     for (size_t i = 0; i < h->n; i++)
         free(h->v[i].input);
@@ -33,19 +33,19 @@ void am_history_free(am_history *h)
     memset(h, 0, sizeof *h);
 }
 
-size_t am_history_tail(const am_history *h, size_t n, size_t **idx)
+size_t mg_history_tail(const mg_history *h, size_t n, size_t **idx)
 {
     if (n > h->n)
         n = h->n;
-    *idx = am_xcalloc(n ? n : 1, sizeof **idx);
+    *idx = mg_xcalloc(n ? n : 1, sizeof **idx);
     for (size_t i = 0; i < n; i++)
         (*idx)[i] = h->n - n + i;
     return n;
 }
 
-size_t am_history_range(const am_history *h, int start, int stop, size_t **idx)
+size_t mg_history_range(const mg_history *h, int start, int stop, size_t **idx)
 {
-    *idx = am_xcalloc(h->n ? h->n : 1, sizeof **idx);
+    *idx = mg_xcalloc(h->n ? h->n : 1, sizeof **idx);
     size_t k = 0;
     for (size_t i = 0; i < h->n; i++)
         if (h->v[i].line >= start && (stop < 0 || h->v[i].line < stop))
@@ -53,10 +53,10 @@ size_t am_history_range(const am_history *h, int start, int stop, size_t **idx)
     return k;
 }
 
-size_t am_history_search(const am_history *h, const char *glob, bool unique, size_t n,
+size_t mg_history_search(const mg_history *h, const char *glob, bool unique, size_t n,
                          size_t **idx)
 {
-    *idx = am_xcalloc(h->n ? h->n : 1, sizeof **idx);
+    *idx = mg_xcalloc(h->n ? h->n : 1, sizeof **idx);
     size_t k = 0;
     /* Walk newest first so that `unique` keeps the latest of each input and
      * `n` the latest matches; reverse at the end. */

@@ -9,65 +9,65 @@
 #include "utf8.h"
 #include "util.h"
 
-struct am_interp {
-    am_value *settings; /* parallel to am_settings_table */
+struct mg_interp {
+    mg_value *settings; /* parallel to mg_settings_table */
     size_t n_settings;
 };
 
-am_interp *am_interp_new(void)
+mg_interp *mg_interp_new(void)
 {
     static bool checked;
     if (!checked) {
         /* A bad table entry (a default outside its range, a duplicate name)
          * is a programming error: say so once, loudly. */
         char *err = NULL;
-        if (am_registry_check(&err) != 0) {
-            am_log("magic table: %s", err);
+        if (mg_registry_check(&err) != 0) {
+            mg_log("magic table: %s", err);
             free(err);
         }
         checked = true;
     }
-    am_interp *it = am_xcalloc(1, sizeof *it);
-    it->n_settings = am_keys_count(am_settings_table);
-    it->settings = am_xcalloc(it->n_settings ? it->n_settings : 1, sizeof *it->settings);
+    mg_interp *it = mg_xcalloc(1, sizeof *it);
+    it->n_settings = mg_keys_count(mg_settings_table);
+    it->settings = mg_xcalloc(it->n_settings ? it->n_settings : 1, sizeof *it->settings);
     for (size_t i = 0; i < it->n_settings; i++) {
-        const am_key *k = &am_settings_table[i];
+        const mg_key *k = &mg_settings_table[i];
         char *err = NULL;
-        if (k->def && am_value_parse(k, k->def, &it->settings[i], &err) != 0) {
-            am_log("bad default for setting %s: %s", k->name, err);
+        if (k->def && mg_value_parse(k, k->def, &it->settings[i], &err) != 0) {
+            mg_log("bad default for setting %s: %s", k->name, err);
             free(err);
         }
     }
     return it;
 }
 
-void am_interp_free(am_interp *it)
+void mg_interp_free(mg_interp *it)
 {
     if (!it)
         return;
     for (size_t i = 0; i < it->n_settings; i++)
-        am_value_clear(&it->settings[i]);
+        mg_value_clear(&it->settings[i]);
     free(it->settings);
     free(it);
 }
 
-const am_value *am_setting(const am_interp *it, const char *name)
+const mg_value *mg_setting(const mg_interp *it, const char *name)
 {
     size_t idx;
-    if (!am_keys_find(am_settings_table, name, &idx))
+    if (!mg_keys_find(mg_settings_table, name, &idx))
         return NULL;
     return &it->settings[idx];
 }
 
-int am_setting_set(am_interp *it, const char *name, const char *text, char **err)
+int mg_setting_set(mg_interp *it, const char *name, const char *text, char **err)
 {
     size_t idx;
-    const am_key *k = am_keys_find(am_settings_table, name, &idx);
+    const mg_key *k = mg_keys_find(mg_settings_table, name, &idx);
     if (!k) {
-        *err = am_asprintf("unknown setting '%s'", name);
+        *err = mg_asprintf("unknown setting '%s'", name);
         return -1;
     }
-    return am_value_parse(k, text, &it->settings[idx], err);
+    return mg_value_parse(k, text, &it->settings[idx], err);
 }
 
 /* ---- scanning ---------------------------------------------------------- */
@@ -121,24 +121,24 @@ static bool parse_help(const char *s, size_t n, char **name, unsigned *kind)
     } else {
         return false;
     }
-    *kind = AM_LINE;
+    *kind = MG_LINE;
     if (a < b && s[a] == '%') {
         a++;
         if (a < b && s[a] == '%') {
             a++;
-            *kind = AM_CELL;
+            *kind = MG_CELL;
         }
     }
     if (a == b) {
         *name = NULL;
         return true;
     }
-    if (!am_is_ident_start((unsigned char)s[a]) && !(s[a] >= '0' && s[a] <= '9'))
+    if (!mg_is_ident_start((unsigned char)s[a]) && !(s[a] >= '0' && s[a] <= '9'))
         return false;
     for (size_t i = a; i < b; i++)
-        if (!am_is_ident_char((unsigned char)s[i]))
+        if (!mg_is_ident_char((unsigned char)s[i]))
             return false;
-    *name = am_strndup(s + a, b - a);
+    *name = mg_strndup(s + a, b - a);
     return true;
 }
 
@@ -148,12 +148,12 @@ typedef enum { ST_MAGIC, ST_HELP } st_kind;
 
 typedef struct stmt {
     st_kind kind;
-    const am_magic *magic; /* ST_HELP: NULL for the overview */
-    unsigned mkind;        /* AM_LINE or AM_CELL */
+    const mg_magic *magic; /* ST_HELP: NULL for the overview */
+    unsigned mkind;        /* MG_LINE or MG_CELL */
     size_t line;           /* 1-based */
     char *help_name;       /* ST_HELP: name as typed (for settings) */
-    am_args args;
-    am_value *values;      /* given values, one per key */
+    mg_args args;
+    mg_value *values;      /* given values, one per key */
     size_t n_values;
     const char *body;      /* cell magic body (inside code) */
 } stmt;
@@ -175,9 +175,9 @@ static void cell_free(cell *c)
     for (size_t i = 0; i < c->n; i++) {
         stmt *s = &c->v[i];
         free(s->help_name);
-        am_args_free(&s->args);
+        mg_args_free(&s->args);
         for (size_t k = 0; k < s->n_values; k++)
-            am_value_clear(&s->values[k]);
+            mg_value_clear(&s->values[k]);
         free(s->values);
     }
     free(c->v);
@@ -188,7 +188,7 @@ static stmt *cell_push(cell *c)
 {
     if (c->n == c->cap) {
         c->cap = c->cap ? 2 * c->cap : 8;
-        c->v = am_xrealloc(c->v, c->cap * sizeof *c->v);
+        c->v = mg_xrealloc(c->v, c->cap * sizeof *c->v);
     }
     stmt *s = &c->v[c->n++];
     memset(s, 0, sizeof *s);
@@ -208,92 +208,92 @@ static int fail_at(perr *e, const char *ename, size_t line, const char *code, li
     e->ename = ename;
     e->evalue = evalue;
     e->line = line;
-    e->line_text = am_strndup(code + l.text, l.end - l.text);
+    e->line_text = mg_strndup(code + l.text, l.end - l.text);
     return -1;
 }
 
-static char *valid_keys(const am_key *keys)
+static char *valid_keys(const mg_key *keys)
 {
-    am_str s = AM_STR_INIT;
+    mg_str s = MG_STR_INIT;
     for (size_t i = 0; keys && keys[i].name; i++)
-        am_str_addf(&s, "%s%s", i ? ", " : "", keys[i].name);
-    return am_str_steal(&s);
+        mg_str_addf(&s, "%s%s", i ? ", " : "", keys[i].name);
+    return mg_str_steal(&s);
 }
 
-char *am_unknown_magic_message(const char *name, unsigned kind)
+char *mg_unknown_magic_message(const char *name, unsigned kind)
 {
-    const char *pfx = kind == AM_CELL ? "%%" : "%";
-    const am_magic *other = am_magic_find(name, kind == AM_CELL ? AM_LINE : AM_CELL);
+    const char *pfx = kind == MG_CELL ? "%%" : "%";
+    const mg_magic *other = mg_magic_find(name, kind == MG_CELL ? MG_LINE : MG_CELL);
     if (other) {
-        if (kind == AM_CELL)
-            return am_asprintf("%%%%%s is not a cell magic; %%%s is a line magic, write it "
+        if (kind == MG_CELL)
+            return mg_asprintf("%%%%%s is not a cell magic; %%%s is a line magic, write it "
                                "as %%%s on its own line",
                                name, name, name);
-        return am_asprintf("%%%s is a cell magic: put %%%%%s on the first line of the cell "
+        return mg_asprintf("%%%s is a cell magic: put %%%%%s on the first line of the cell "
                            "and its body below",
                            name, name);
     }
     const char *cands[512];
     size_t n = 0;
-    for (const am_magic *m = am_magic_table; m->name && n < 512; m++)
+    for (const mg_magic *m = mg_magic_table; m->name && n < 512; m++)
         if (m->kinds & kind)
             cands[n++] = m->name;
-    const char *best = am_closest(name, cands, n);
+    const char *best = mg_closest(name, cands, n);
     if (best)
-        return am_asprintf("unknown magic %s%s; did you mean %s%s? (%%lsmagic lists them all)",
+        return mg_asprintf("unknown magic %s%s; did you mean %s%s? (%%lsmagic lists them all)",
                            pfx, name, pfx, best);
-    return am_asprintf("unknown magic %s%s (%%lsmagic lists them all)", pfx, name);
+    return mg_asprintf("unknown magic %s%s (%%lsmagic lists them all)", pfx, name);
 }
 
 /* Checks args against the magic's positional and keys, filling s->values. */
 static char *check_args(stmt *s)
 {
-    const am_magic *m = s->magic;
-    const char *pfx = s->mkind == AM_CELL ? "%%" : "%";
+    const mg_magic *m = s->magic;
+    const char *pfx = s->mkind == MG_CELL ? "%%" : "%";
     if (s->args.positional && !m->positional) {
         char *keys = valid_keys(m->keys);
         char *msg;
         if (keys[0])
-            msg = am_asprintf("%s%s takes no bare argument (got '%s'); valid keys: %s", pfx,
+            msg = mg_asprintf("%s%s takes no bare argument (got '%s'); valid keys: %s", pfx,
                               m->name, s->args.positional, keys);
         else
-            msg = am_asprintf("%s%s takes no arguments (got '%s')", pfx, m->name,
+            msg = mg_asprintf("%s%s takes no arguments (got '%s')", pfx, m->name,
                               s->args.positional);
         free(keys);
         return msg;
     }
     if (!s->args.positional && m->positional && m->positional_required)
-        return am_asprintf("%s%s needs %s: %s", pfx, m->name, m->positional,
+        return mg_asprintf("%s%s needs %s: %s", pfx, m->name, m->positional,
                            m->positional_doc ? m->positional_doc : "");
-    s->n_values = am_keys_count(m->keys);
-    s->values = am_xcalloc(s->n_values ? s->n_values : 1, sizeof *s->values);
+    s->n_values = mg_keys_count(m->keys);
+    s->values = mg_xcalloc(s->n_values ? s->n_values : 1, sizeof *s->values);
     for (size_t i = 0; i < s->args.n_kw; i++) {
-        const am_kwarg *kw = &s->args.kw[i];
+        const mg_kwarg *kw = &s->args.kw[i];
         size_t idx;
-        const am_key *k = am_keys_find(m->keys, kw->key, &idx);
+        const mg_key *k = mg_keys_find(m->keys, kw->key, &idx);
         if (!k) {
             if (!m->keys || !m->keys[0].name)
-                return am_asprintf("%s%s takes no keys (got %s=%s)", pfx, m->name, kw->key,
+                return mg_asprintf("%s%s takes no keys (got %s=%s)", pfx, m->name, kw->key,
                                    kw->value);
             const char *cands[256];
             size_t n = 0;
             for (size_t j = 0; m->keys[j].name && n < 256; j++)
                 cands[n++] = m->keys[j].name;
-            const char *best = am_closest(kw->key, cands, n);
+            const char *best = mg_closest(kw->key, cands, n);
             char *keys = valid_keys(m->keys);
             char *msg;
             if (best)
-                msg = am_asprintf("%s%s has no key '%s' (did you mean %s?); valid keys: %s", pfx,
+                msg = mg_asprintf("%s%s has no key '%s' (did you mean %s?); valid keys: %s", pfx,
                                   m->name, kw->key, best, keys);
             else
-                msg = am_asprintf("%s%s has no key '%s'; valid keys: %s", pfx, m->name, kw->key,
+                msg = mg_asprintf("%s%s has no key '%s'; valid keys: %s", pfx, m->name, kw->key,
                                   keys);
             free(keys);
             return msg;
         }
         char *err = NULL;
-        if (am_value_parse(k, kw->value, &s->values[idx], &err) != 0) {
-            char *msg = am_asprintf("%s%s: %s", pfx, m->name, err);
+        if (mg_value_parse(k, kw->value, &s->values[idx], &err) != 0) {
+            char *msg = mg_asprintf("%s%s: %s", pfx, m->name, err);
             free(err);
             return msg;
         }
@@ -330,7 +330,7 @@ static int parse_cell(const char *code, cell *out, perr *e)
             continue;
         }
         char *hname = NULL;
-        unsigned hkind = AM_LINE;
+        unsigned hkind = MG_LINE;
         if (parse_help(t, tn, &hname, &hkind)) {
             stmt *s = cell_push(out);
             s->kind = ST_HELP;
@@ -338,12 +338,12 @@ static int parse_cell(const char *code, cell *out, perr *e)
             s->mkind = hkind;
             s->help_name = hname;
             if (hname) {
-                s->magic = am_magic_find(hname, hkind);
+                s->magic = mg_magic_find(hname, hkind);
                 if (!s->magic)
-                    s->magic = am_magic_find(hname, AM_LINE | AM_CELL);
-                if (!s->magic && !am_keys_find(am_settings_table, hname, NULL))
+                    s->magic = mg_magic_find(hname, MG_LINE | MG_CELL);
+                if (!s->magic && !mg_keys_find(mg_settings_table, hname, NULL))
                     return fail_at(e, "UnknownMagicError", lineno, code, l,
-                                   am_unknown_magic_message(hname, hkind));
+                                   mg_unknown_magic_message(hname, hkind));
             }
             first = false;
             if (next > len)
@@ -351,32 +351,32 @@ static int parse_cell(const char *code, cell *out, perr *e)
             continue;
         }
         if (t[0] != '%')
-            return fail_at(e, "UsageError", lineno, code, l, am_asprintf(NOT_MAGIC, lineno));
-        unsigned kind = (tn > 1 && t[1] == '%') ? AM_CELL : AM_LINE;
-        size_t a = kind == AM_CELL ? 2 : 1, b = a;
+            return fail_at(e, "UsageError", lineno, code, l, mg_asprintf(NOT_MAGIC, lineno));
+        unsigned kind = (tn > 1 && t[1] == '%') ? MG_CELL : MG_LINE;
+        size_t a = kind == MG_CELL ? 2 : 1, b = a;
         while (b < tn && !is_blank(t[b]) && t[b] != '#')
             b++;
-        char *name = am_strndup(t + a, b - a);
-        bool ok_name = b > a && am_is_ident_start((unsigned char)name[0]);
+        char *name = mg_strndup(t + a, b - a);
+        bool ok_name = b > a && mg_is_ident_start((unsigned char)name[0]);
         for (size_t i = 0; ok_name && name[i]; i++)
-            ok_name = am_is_ident_char((unsigned char)name[i]);
+            ok_name = mg_is_ident_char((unsigned char)name[i]);
         if (!ok_name) {
-            char *msg = b == a ? am_asprintf("'%s' must be followed by a magic name (e.g. "
-                                             "%%lsmagic)", kind == AM_CELL ? "%%" : "%")
-                               : am_unknown_magic_message(name, kind);
+            char *msg = b == a ? mg_asprintf("'%s' must be followed by a magic name (e.g. "
+                                             "%%lsmagic)", kind == MG_CELL ? "%%" : "%")
+                               : mg_unknown_magic_message(name, kind);
             free(name);
             return fail_at(e, b == a ? "UsageError" : "UnknownMagicError", lineno, code, l, msg);
         }
-        if (kind == AM_CELL && !first) {
-            char *msg = am_asprintf("cell magic %%%%%s must be on the first line of the cell "
+        if (kind == MG_CELL && !first) {
+            char *msg = mg_asprintf("cell magic %%%%%s must be on the first line of the cell "
                                     "(its body follows it)",
                                     name);
             free(name);
             return fail_at(e, "UsageError", lineno, code, l, msg);
         }
-        const am_magic *m = am_magic_find(name, kind);
+        const mg_magic *m = mg_magic_find(name, kind);
         if (!m) {
-            char *msg = am_unknown_magic_message(name, kind);
+            char *msg = mg_unknown_magic_message(name, kind);
             free(name);
             return fail_at(e, "UnknownMagicError", lineno, code, l, msg);
         }
@@ -387,8 +387,8 @@ static int parse_cell(const char *code, cell *out, perr *e)
         s->mkind = kind;
         s->line = lineno;
         char *err = NULL;
-        if (am_args_parse(t + b, tn - b, &s->args, &err) != 0) {
-            char *msg = am_asprintf("%s%s: %s", kind == AM_CELL ? "%%" : "%", m->name, err);
+        if (mg_args_parse(t + b, tn - b, &s->args, &err) != 0) {
+            char *msg = mg_asprintf("%s%s: %s", kind == MG_CELL ? "%%" : "%", m->name, err);
             free(err);
             return fail_at(e, "UsageError", lineno, code, l, msg);
         }
@@ -396,7 +396,7 @@ static int parse_cell(const char *code, cell *out, perr *e)
         if (msg)
             return fail_at(e, "UsageError", lineno, code, l, msg);
         first = false;
-        if (kind == AM_CELL) {
+        if (kind == MG_CELL) {
             s->body = next <= len ? code + next : code + len;
             break;
         }
@@ -410,118 +410,118 @@ static int parse_cell(const char *code, cell *out, perr *e)
 
 /* Wraps the caller's sink to notice whether a magic emitted an error. */
 typedef struct proxy {
-    const am_sink *inner;
+    const mg_sink *inner;
     int errors;
 } proxy;
 
 static void px_stream(void *c, const char *name, const char *text)
 {
-    am_sink_stream(((proxy *)c)->inner, name, text);
+    mg_sink_stream(((proxy *)c)->inner, name, text);
 }
-static void px_display(void *c, const am_bundle *b, const char *id, bool update)
+static void px_display(void *c, const mg_bundle *b, const char *id, bool update)
 {
     ((proxy *)c)->inner->ops->display(((proxy *)c)->inner->ctx, b, id, update);
 }
-static void px_result(void *c, const am_bundle *b)
+static void px_result(void *c, const mg_bundle *b)
 {
-    am_sink_result(((proxy *)c)->inner, b);
+    mg_sink_result(((proxy *)c)->inner, b);
 }
 static void px_error(void *c, const char *ename, const char *evalue, const char *const *tb,
                      size_t n)
 {
     ((proxy *)c)->errors++;
-    am_sink_error(((proxy *)c)->inner, ename, evalue, tb, n);
+    mg_sink_error(((proxy *)c)->inner, ename, evalue, tb, n);
 }
 static void px_clear(void *c, bool wait)
 {
-    am_sink_clear(((proxy *)c)->inner, wait);
+    mg_sink_clear(((proxy *)c)->inner, wait);
 }
 static void px_page(void *c, const char *text)
 {
-    am_sink_page(((proxy *)c)->inner, text);
+    mg_sink_page(((proxy *)c)->inner, text);
 }
 static bool px_should_stop(void *c)
 {
-    return am_sink_should_stop(((proxy *)c)->inner);
+    return mg_sink_should_stop(((proxy *)c)->inner);
 }
 static bool px_wait(void *c, double s)
 {
-    return am_sink_wait(((proxy *)c)->inner, s);
+    return mg_sink_wait(((proxy *)c)->inner, s);
 }
-static const am_sink_ops PROXY_OPS = {px_stream, px_display, px_result,      px_error,
+static const mg_sink_ops PROXY_OPS = {px_stream, px_display, px_result,      px_error,
                                       px_clear,  px_page,    px_should_stop, px_wait};
 
-static void emit_error(const am_sink *out, const char *ename, const char *evalue,
+static void emit_error(const mg_sink *out, const char *ename, const char *evalue,
                        const char *ctx_line)
 {
-    char *tb0 = am_asprintf("%s: %s", ename, evalue);
+    char *tb0 = mg_asprintf("%s: %s", ename, evalue);
     const char *tb[2] = {tb0, ctx_line};
-    am_sink_error(out, ename, evalue, tb, ctx_line ? 2 : 1);
+    mg_sink_error(out, ename, evalue, tb, ctx_line ? 2 : 1);
     free(tb0);
 }
 
-static void resolve(am_interp *it, stmt *s, am_value *vals)
+static void resolve(mg_interp *it, stmt *s, mg_value *vals)
 {
-    const am_key *keys = s->magic->keys;
+    const mg_key *keys = s->magic->keys;
     for (size_t i = 0; i < s->n_values; i++) {
-        const am_key *k = &keys[i];
+        const mg_key *k = &keys[i];
         if (s->values[i].given) {
-            am_value_copy(&vals[i], &s->values[i]);
+            mg_value_copy(&vals[i], &s->values[i]);
             continue;
         }
         size_t idx;
-        const am_key *sk = am_keys_find(am_settings_table, k->name, &idx);
+        const mg_key *sk = mg_keys_find(mg_settings_table, k->name, &idx);
         if (sk && sk->type == k->type && it->settings[idx].set &&
-            (k->type != AM_T_ENUM || strcmp(sk->choices, k->choices) == 0)) {
-            am_value_copy(&vals[i], &it->settings[idx]);
+            (k->type != MG_T_ENUM || strcmp(sk->choices, k->choices) == 0)) {
+            mg_value_copy(&vals[i], &it->settings[idx]);
             vals[i].given = false;
             continue;
         }
         if (k->def) {
             char *err = NULL;
-            if (am_value_parse(k, k->def, &vals[i], &err) != 0) {
-                am_log("bad default %s=%s: %s", k->name, k->def, err);
+            if (mg_value_parse(k, k->def, &vals[i], &err) != 0) {
+                mg_log("bad default %s=%s: %s", k->name, k->def, err);
                 free(err);
             }
         }
     }
 }
 
-static am_status run_help(am_interp *it, const stmt *s, const am_sink *out)
+static mg_status run_help(mg_interp *it, const stmt *s, const mg_sink *out)
 {
     char *text;
     if (!s->help_name)
-        text = am_help_overview();
+        text = mg_help_overview();
     else if (s->magic)
-        text = am_magic_help(s->magic, s->mkind);
+        text = mg_magic_help(s->magic, s->mkind);
     else
-        text = am_settings_help(it); /* a setting name: show the defaults */
-    am_sink_page(out, text);
+        text = mg_settings_help(it); /* a setting name: show the defaults */
+    mg_sink_page(out, text);
     free(text);
-    return AM_OK;
+    return MG_OK;
 }
 
-am_status am_interp_run(am_interp *it, const char *code, const am_sink *user_out)
+mg_status mg_interp_run(mg_interp *it, const char *code, const mg_sink *user_out)
 {
     cell c;
     perr e;
     if (parse_cell(code, &c, &e) != 0) {
-        char *ctx = am_asprintf("  line %zu: %s", e.line, e.line_text);
+        char *ctx = mg_asprintf("  line %zu: %s", e.line, e.line_text);
         emit_error(user_out, e.ename, e.evalue, ctx);
         free(ctx);
         perr_free(&e);
         cell_free(&c);
-        return AM_ERROR;
+        return MG_ERROR;
     }
     proxy px = {user_out, 0};
-    am_sink out = {&PROXY_OPS, &px};
-    am_status st = AM_OK;
-    for (size_t i = 0; i < c.n && st == AM_OK; i++) {
+    mg_sink out = {&PROXY_OPS, &px};
+    mg_status st = MG_OK;
+    for (size_t i = 0; i < c.n && st == MG_OK; i++) {
         stmt *s = &c.v[i];
-        const char *pfx = s->mkind == AM_CELL ? "%%" : "%";
-        if (am_sink_should_stop(&out)) {
-            st = AM_INTERRUPTED;
-            char *ctx = am_asprintf("  before %s%s (line %zu)", pfx,
+        const char *pfx = s->mkind == MG_CELL ? "%%" : "%";
+        if (mg_sink_should_stop(&out)) {
+            st = MG_INTERRUPTED;
+            char *ctx = mg_asprintf("  before %s%s (line %zu)", pfx,
                                     s->magic ? s->magic->name : "?", s->line);
             emit_error(&out, "KeyboardInterrupt", "interrupted", ctx);
             free(ctx);
@@ -533,27 +533,27 @@ am_status am_interp_run(am_interp *it, const char *code, const am_sink *user_out
         }
         if (s->magic->needs_engine) {
             char *err = NULL;
-            if (am_engine_load(&err) != 0) {
-                char *ctx = am_asprintf("  in %s%s (line %zu)", pfx, s->magic->name, s->line);
+            if (mg_engine_load(&err) != 0) {
+                char *ctx = mg_asprintf("  in %s%s (line %zu)", pfx, s->magic->name, s->line);
                 emit_error(&out, "EngineError", err, ctx);
                 free(ctx);
                 free(err);
-                st = AM_ERROR;
+                st = MG_ERROR;
                 break;
             }
         }
-        am_value *vals = am_xcalloc(s->n_values ? s->n_values : 1, sizeof *vals);
+        mg_value *vals = mg_xcalloc(s->n_values ? s->n_values : 1, sizeof *vals);
         resolve(it, s, vals);
-        am_call call = {s->magic, it, &out, s->args.positional, s->body, s->mkind == AM_CELL,
+        mg_call call = {s->magic, it, &out, s->args.positional, s->body, s->mkind == MG_CELL,
                         s->line, &s->args, vals};
         int errors_before = px.errors;
         st = s->magic->run(&call);
         for (size_t k = 0; k < s->n_values; k++)
-            am_value_clear(&vals[k]);
+            mg_value_clear(&vals[k]);
         free(vals);
-        if (st != AM_OK && px.errors == errors_before) {
-            char *ctx = am_asprintf("  in %s%s (line %zu)", pfx, s->magic->name, s->line);
-            if (st == AM_INTERRUPTED)
+        if (st != MG_OK && px.errors == errors_before) {
+            char *ctx = mg_asprintf("  in %s%s (line %zu)", pfx, s->magic->name, s->line);
+            if (st == MG_INTERRUPTED)
                 emit_error(&out, "KeyboardInterrupt", "interrupted", ctx);
             else
                 emit_error(&out, "MagicError", "the magic failed", ctx);
@@ -566,13 +566,13 @@ am_status am_interp_run(am_interp *it, const char *code, const am_sink *user_out
 
 /* ---- completion -------------------------------------------------------- */
 
-static void complete_names(const char *prefix, size_t n, unsigned kind, am_completions *out)
+static void complete_names(const char *prefix, size_t n, unsigned kind, mg_completions *out)
 {
-    for (const am_magic *m = am_magic_table; m->name; m++) {
+    for (const mg_magic *m = mg_magic_table; m->name; m++) {
         if (!(m->kinds & kind) || strncmp(m->name, prefix, n) != 0)
             continue;
-        char *cand = am_asprintf("%s%s", kind == AM_CELL ? "%%" : "%", m->name);
-        am_completions_add(out, cand);
+        char *cand = mg_asprintf("%s%s", kind == MG_CELL ? "%%" : "%", m->name);
+        mg_completions_add(out, cand);
         free(cand);
     }
 }
@@ -594,7 +594,7 @@ static size_t first_code_line(const char *code, size_t len)
 }
 
 typedef struct line_info {
-    const am_magic *magic;
+    const mg_magic *magic;
     unsigned kind;
     size_t name_start, name_end; /* the name without % signs */
     size_t args_start, args_end;
@@ -620,13 +620,13 @@ static bool magic_line(const char *code, size_t len, size_t pos, line_info *li)
     size_t t = l.text;
     if (t >= l.end || code[t] != '%')
         return false;
-    li->kind = (t + 1 < l.end && code[t + 1] == '%') ? AM_CELL : AM_LINE;
-    li->name_start = t + (li->kind == AM_CELL ? 2 : 1);
+    li->kind = (t + 1 < l.end && code[t + 1] == '%') ? MG_CELL : MG_LINE;
+    li->name_start = t + (li->kind == MG_CELL ? 2 : 1);
     li->name_end = li->name_start;
-    while (li->name_end < l.end && am_is_ident_char((unsigned char)code[li->name_end]))
+    while (li->name_end < l.end && mg_is_ident_char((unsigned char)code[li->name_end]))
         li->name_end++;
-    char *name = am_strndup(code + li->name_start, li->name_end - li->name_start);
-    li->magic = am_magic_find(name, li->kind);
+    char *name = mg_strndup(code + li->name_start, li->name_end - li->name_start);
+    li->magic = mg_magic_find(name, li->kind);
     free(name);
     li->args_start = li->name_end;
     li->args_end = li->in_body ? len : l.end;
@@ -638,7 +638,7 @@ static bool magic_line(const char *code, size_t len, size_t pos, line_info *li)
     return true;
 }
 
-void am_interp_complete(am_interp *it, const char *code, size_t cursor, am_completions *out)
+void mg_interp_complete(mg_interp *it, const char *code, size_t cursor, mg_completions *out)
 {
     size_t len = strlen(code);
     if (cursor > len)
@@ -659,10 +659,10 @@ void am_interp_complete(am_interp *it, const char *code, size_t cursor, am_compl
         while (pct < 2 && l.text + pct < l.end && code[l.text + pct] == '%')
             pct++;
         size_t ns = l.text + pct, ne = ns;
-        while (ne < l.end && am_is_ident_char((unsigned char)code[ne]))
+        while (ne < l.end && mg_is_ident_char((unsigned char)code[ne]))
             ne++;
         if (cursor <= ne && cursor >= ns) {
-            complete_names(code + ns, cursor - ns, pct == 2 ? AM_CELL : AM_LINE, out);
+            complete_names(code + ns, cursor - ns, pct == 2 ? MG_CELL : MG_LINE, out);
             out->start = l.text;
             out->end = ne;
             return;
@@ -671,11 +671,11 @@ void am_interp_complete(am_interp *it, const char *code, size_t cursor, am_compl
     if (!is_magic || !li.magic)
         return;
 
-    const am_magic *m = li.magic;
+    const mg_magic *m = li.magic;
     const char *args = code + li.args_start;
     size_t alen = li.args_end - li.args_start;
     size_t acur = cursor - li.args_start;
-    am_complete_ctx cx;
+    mg_complete_ctx cx;
     memset(&cx, 0, sizeof cx);
     cx.interp = it;
     cx.magic = m;
@@ -696,12 +696,12 @@ void am_interp_complete(am_interp *it, const char *code, size_t cursor, am_compl
         return;
     }
 
-    am_toks toks;
+    mg_toks toks;
     char *err = NULL;
-    am_tokenize(args, acur, true, &toks, &err);
+    mg_tokenize(args, acur, true, &toks, &err);
     free(err);
     if (toks.end < acur && !toks.open_quote && toks.depth == 0) {
-        am_toks_free(&toks); /* the cursor is in a comment */
+        mg_toks_free(&toks); /* the cursor is in a comment */
         return;
     }
     bool word = toks.n > 0 && toks.v[toks.n - 1].end == acur;
@@ -715,20 +715,20 @@ void am_interp_complete(am_interp *it, const char *code, size_t cursor, am_compl
     out->start = li.args_start + ws;
     char *keyname = NULL;
     if (eq != (size_t)-1) {
-        keyname = am_strndup(args + ws, eq - ws);
+        keyname = mg_strndup(args + ws, eq - ws);
         cx.key = keyname;
-        const am_key *k = am_keys_find(m->keys, keyname, NULL);
+        const mg_key *k = mg_keys_find(m->keys, keyname, NULL);
         const char *vp = args + eq + 1;
         size_t vn = acur - eq - 1;
         out->start = li.args_start + eq + 1;
-        if (k && (k->type == AM_T_ENUM || k->type == AM_T_BOOL) && !toks.open_quote) {
-            const char *choices = k->type == AM_T_ENUM ? k->choices : "true|false";
+        if (k && (k->type == MG_T_ENUM || k->type == MG_T_BOOL) && !toks.open_quote) {
+            const char *choices = k->type == MG_T_ENUM ? k->choices : "true|false";
             for (const char *p = choices; *p;) {
                 const char *bar = strchr(p, '|');
                 size_t n = bar ? (size_t)(bar - p) : strlen(p);
                 if (n >= vn && strncmp(p, vp, vn) == 0) {
-                    char *cand = am_strndup(p, n);
-                    am_completions_add(out, cand);
+                    char *cand = mg_strndup(p, n);
+                    mg_completions_add(out, cand);
                     free(cand);
                 }
                 if (!bar)
@@ -740,17 +740,17 @@ void am_interp_complete(am_interp *it, const char *code, size_t cursor, am_compl
         /* Keys not given yet whose name starts with the word. */
         size_t wn = acur - ws;
         for (size_t i = 0; m->keys && m->keys[i].name; i++) {
-            const am_key *k = &m->keys[i];
+            const mg_key *k = &m->keys[i];
             bool given = false;
             for (size_t t = 0; t + (word ? 1 : 0) < toks.n; t++) {
-                const am_tok *tk = &toks.v[t];
+                const mg_tok *tk = &toks.v[t];
                 if (tk->eq != (size_t)-1 && tk->eq - tk->start == strlen(k->name) &&
                     strncmp(args + tk->start, k->name, tk->eq - tk->start) == 0)
                     given = true;
             }
             if (!given && strncmp(k->name, args + ws, wn) == 0) {
-                char *cand = am_asprintf("%s=", k->name);
-                am_completions_add(out, cand);
+                char *cand = mg_asprintf("%s=", k->name);
+                mg_completions_add(out, cand);
                 free(cand);
             }
         }
@@ -761,21 +761,21 @@ void am_interp_complete(am_interp *it, const char *code, size_t cursor, am_compl
     if (m->complete)
         m->complete(&cx, out);
     free(keyname);
-    am_toks_free(&toks);
+    mg_toks_free(&toks);
 }
 
-void am_interp_complete_cp(am_interp *it, const char *code, size_t cursor_cp, am_completions *out,
+void mg_interp_complete_cp(mg_interp *it, const char *code, size_t cursor_cp, mg_completions *out,
                            size_t *start_cp, size_t *end_cp)
 {
     size_t len = strlen(code);
-    am_interp_complete(it, code, am_utf8_cp_to_byte(code, len, cursor_cp), out);
-    *start_cp = am_utf8_byte_to_cp(code, len, out->start);
-    *end_cp = am_utf8_byte_to_cp(code, len, out->end);
+    mg_interp_complete(it, code, mg_utf8_cp_to_byte(code, len, cursor_cp), out);
+    *start_cp = mg_utf8_byte_to_cp(code, len, out->start);
+    *end_cp = mg_utf8_byte_to_cp(code, len, out->end);
 }
 
 /* ---- inspection -------------------------------------------------------- */
 
-char *am_interp_inspect(am_interp *it, const char *code, size_t cursor)
+char *mg_interp_inspect(mg_interp *it, const char *code, size_t cursor)
 {
     size_t len = strlen(code);
     if (cursor > len)
@@ -785,16 +785,16 @@ char *am_interp_inspect(am_interp *it, const char *code, size_t cursor)
         ls--;
     line_span l = line_at(code, len, ls);
     char *hname = NULL;
-    unsigned hkind = AM_LINE;
+    unsigned hkind = MG_LINE;
     if (parse_help(code + l.text, l.end - l.text, &hname, &hkind)) {
         char *text = NULL;
-        const am_magic *m = hname ? am_magic_find(hname, hkind) : NULL;
+        const mg_magic *m = hname ? mg_magic_find(hname, hkind) : NULL;
         if (!m && hname)
-            m = am_magic_find(hname, AM_LINE | AM_CELL);
+            m = mg_magic_find(hname, MG_LINE | MG_CELL);
         if (m)
-            text = am_magic_help(m, hkind);
+            text = mg_magic_help(m, hkind);
         else if (!hname)
-            text = am_help_overview();
+            text = mg_help_overview();
         free(hname);
         return text;
     }
@@ -802,51 +802,51 @@ char *am_interp_inspect(am_interp *it, const char *code, size_t cursor)
     if (magic_line(code, len, cursor, &li)) {
         if (!li.magic)
             return NULL;
-        char *help = am_magic_help(li.magic, li.kind);
+        char *help = mg_magic_help(li.magic, li.kind);
         if (li.in_body || cursor <= li.args_start)
             return help;
         /* On a key=value: that key's line first. */
         const char *args = code + li.args_start;
         size_t acur = cursor - li.args_start;
-        am_toks toks;
+        mg_toks toks;
         char *err = NULL;
-        am_tokenize(args, li.args_end - li.args_start, true, &toks, &err);
+        mg_tokenize(args, li.args_end - li.args_start, true, &toks, &err);
         free(err);
-        const am_key *k = NULL;
+        const mg_key *k = NULL;
         for (size_t i = 0; i < toks.n; i++) {
-            const am_tok *t = &toks.v[i];
+            const mg_tok *t = &toks.v[i];
             if (t->eq != (size_t)-1 && acur >= t->start && acur <= t->end) {
-                char *kn = am_strndup(args + t->start, t->eq - t->start);
-                k = am_keys_find(li.magic->keys, kn, NULL);
+                char *kn = mg_strndup(args + t->start, t->eq - t->start);
+                k = mg_keys_find(li.magic->keys, kn, NULL);
                 free(kn);
             }
         }
-        am_toks_free(&toks);
+        mg_toks_free(&toks);
         if (!k)
             return help;
-        char *r = am_asprintf("%s=%s  %s%s%s\n\n%s", k->name, am_type_name(k), k->doc,
+        char *r = mg_asprintf("%s=%s  %s%s%s\n\n%s", k->name, mg_type_name(k), k->doc,
                               k->def ? "; default " : "", k->def ? k->def : "", help);
         free(help);
         return r;
     }
     /* A bare word under the cursor that names a magic or a setting. */
     size_t a = cursor, b = cursor;
-    while (a > l.start && am_is_ident_char((unsigned char)code[a - 1]))
+    while (a > l.start && mg_is_ident_char((unsigned char)code[a - 1]))
         a--;
-    while (b < l.end && am_is_ident_char((unsigned char)code[b]))
+    while (b < l.end && mg_is_ident_char((unsigned char)code[b]))
         b++;
     if (a == b)
         return NULL;
-    char *word = am_strndup(code + a, b - a);
-    const am_magic *m = am_magic_find(word, AM_LINE | AM_CELL);
-    char *text = m ? am_magic_help(m, AM_LINE) : NULL;
-    if (!text && am_setting(it, word))
-        text = am_settings_help(it);
+    char *word = mg_strndup(code + a, b - a);
+    const mg_magic *m = mg_magic_find(word, MG_LINE | MG_CELL);
+    char *text = m ? mg_magic_help(m, MG_LINE) : NULL;
+    if (!text && mg_setting(it, word))
+        text = mg_settings_help(it);
     free(word);
     return text;
 }
 
-const char *am_interp_is_complete(am_interp *it, const char *code)
+const char *mg_interp_is_complete(mg_interp *it, const char *code)
 {
     (void)it;
     size_t len = strlen(code);

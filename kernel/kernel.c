@@ -54,7 +54,7 @@ static void on_sigterm(int sig)
     g_terminate = 1;
 }
 
-void am_install_signal_handlers(void)
+void mg_install_signal_handlers(void)
 {
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
@@ -66,42 +66,42 @@ void am_install_signal_handlers(void)
     sigaction(SIGTERM, &sa, NULL);
 }
 
-bool am_interrupted(void)
+bool mg_interrupted(void)
 {
     return g_interrupt != 0;
 }
 
-void am_clear_interrupt(void)
+void mg_clear_interrupt(void)
 {
     g_interrupt = 0;
 }
 
 /* ---- kernel state ------------------------------------------------------ */
 
-struct am_kernel {
+struct mg_kernel {
     void *ctx, *shell, *control, *stdin_sock, *iopub, *hb;
     pthread_t hb_thread;
     bool hb_started;
     atomic_int hb_stop;
-    am_signer signer;
-    am_replay replay;
+    mg_signer signer;
+    mg_replay replay;
     char session[33];
     int pid;
     unsigned long long seq;
-    am_interp *interp;
+    mg_interp *interp;
     int exec_count;
-    am_history history;
+    mg_history history;
     bool shutdown;
     bool abort_pending; /* an execute failed with stop_on_error */
     /* Shell requests that were already queued when that execute failed:
      * taken off the socket before its reply, then handled in abort mode. */
-    am_frames *queued;
+    mg_frames *queued;
     size_t n_queued, head_queued;
 };
 
-typedef enum { CH_SHELL = 1, CH_CONTROL = 2 } am_chan;
+typedef enum { CH_SHELL = 1, CH_CONTROL = 2 } mg_chan;
 
-static const char *chan_name(am_chan c)
+static const char *chan_name(mg_chan c)
 {
     return c == CH_SHELL ? "shell" : "control";
 }
@@ -114,18 +114,18 @@ static char *iso_now(void)
     struct tm tm;
     clock_gettime(CLOCK_REALTIME, &ts);
     gmtime_r(&ts.tv_sec, &tm);
-    return am_asprintf("%04d-%02d-%02dT%02d:%02d:%02d.%06ldZ", tm.tm_year + 1900, tm.tm_mon + 1,
+    return mg_asprintf("%04d-%02d-%02dT%02d:%02d:%02d.%06ldZ", tm.tm_year + 1900, tm.tm_mon + 1,
                        tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, ts.tv_nsec / 1000L);
 }
 
-static int send_frames(void *sock, const am_frames *f)
+static int send_frames(void *sock, const mg_frames *f)
 {
     for (size_t i = 0; i < f->n; i++) {
         int flags = i + 1 < f->n ? ZMQ_SNDMORE : 0;
         while (zmq_send(sock, f->v[i].data, f->v[i].len, flags) < 0) {
             if (errno == EINTR)
                 continue;
-            am_log("send failed: %s", zmq_strerror(errno));
+            mg_log("send failed: %s", zmq_strerror(errno));
             return -1;
         }
     }
@@ -135,19 +135,19 @@ static int send_frames(void *sock, const am_frames *f)
 static char *print_json(const cJSON *j)
 {
     char *p = cJSON_PrintUnformatted(j);
-    char *r = am_strdup(p ? p : "{}");
+    char *r = mg_strdup(p ? p : "{}");
     cJSON_free(p);
     return r;
 }
 
 /* Sends msg_type with content (taken) and metadata (taken, may be NULL),
  * parented to parent_json ("{}" when NULL). */
-static void send_msg(am_kernel *k, void *sock, const am_buf *idents, size_t n_idents,
+static void send_msg(mg_kernel *k, void *sock, const mg_buf *idents, size_t n_idents,
                      const char *msg_type, const char *parent_json, cJSON *content,
                      cJSON *metadata)
 {
     char *date = iso_now();
-    char *msg_id = am_asprintf("%s_%d_%llu", k->session, k->pid, ++k->seq);
+    char *msg_id = mg_asprintf("%s_%d_%llu", k->session, k->pid, ++k->seq);
     cJSON *hdr = cJSON_CreateObject();
     cJSON_AddStringToObject(hdr, "msg_id", msg_id);
     cJSON_AddStringToObject(hdr, "session", k->session);
@@ -157,11 +157,11 @@ static void send_msg(am_kernel *k, void *sock, const am_buf *idents, size_t n_id
     cJSON_AddStringToObject(hdr, "version", PROTOCOL_VERSION);
     char *h = print_json(hdr);
     char *c = print_json(content);
-    char *md = metadata ? print_json(metadata) : am_strdup("{}");
-    am_frames f = {0};
-    am_wire_encode(&k->signer, idents, n_idents, h, parent_json ? parent_json : "{}", md, c, &f);
+    char *md = metadata ? print_json(metadata) : mg_strdup("{}");
+    mg_frames f = {0};
+    mg_wire_encode(&k->signer, idents, n_idents, h, parent_json ? parent_json : "{}", md, c, &f);
     send_frames(sock, &f);
-    am_frames_free(&f);
+    mg_frames_free(&f);
     free(h);
     free(c);
     free(md);
@@ -172,22 +172,22 @@ static void send_msg(am_kernel *k, void *sock, const am_buf *idents, size_t n_id
     cJSON_Delete(metadata);
 }
 
-static void publish(am_kernel *k, const am_msg *parent, const char *msg_type, cJSON *content)
+static void publish(mg_kernel *k, const mg_msg *parent, const char *msg_type, cJSON *content)
 {
-    char *topic = am_asprintf("kernel.%s.%s", k->session, msg_type);
-    am_buf t = {(unsigned char *)topic, strlen(topic)};
+    char *topic = mg_asprintf("kernel.%s.%s", k->session, msg_type);
+    mg_buf t = {(unsigned char *)topic, strlen(topic)};
     send_msg(k, k->iopub, &t, 1, msg_type, parent ? parent->header_json : NULL, content, NULL);
     free(topic);
 }
 
-static void publish_status(am_kernel *k, const am_msg *parent, const char *state)
+static void publish_status(mg_kernel *k, const mg_msg *parent, const char *state)
 {
     cJSON *c = cJSON_CreateObject();
     cJSON_AddStringToObject(c, "execution_state", state);
     publish(k, parent, "status", c);
 }
 
-static void send_reply(am_kernel *k, void *sock, const am_msg *req, const char *type,
+static void send_reply(mg_kernel *k, void *sock, const mg_msg *req, const char *type,
                        cJSON *content)
 {
     send_msg(k, sock, req->idents.v, req->idents.n, type, req->header_json, content, NULL);
@@ -197,7 +197,7 @@ static void send_reply(am_kernel *k, void *sock, const am_msg *req, const char *
 
 /* One multipart message; false when none is waiting (with ZMQ_DONTWAIT) or
  * on error. Frames past MAX_FRAMES are read and dropped. */
-static bool recv_frames(void *sock, am_frames *f, int flags)
+static bool recv_frames(void *sock, mg_frames *f, int flags)
 {
     bool more = true;
     bool first = true;
@@ -211,14 +211,14 @@ static bool recv_frames(void *sock, am_frames *f, int flags)
             int e = errno;
             zmq_msg_close(&m);
             if (e != EAGAIN)
-                am_log("receive failed: %s", zmq_strerror(e));
-            am_frames_free(f);
+                mg_log("receive failed: %s", zmq_strerror(e));
+            mg_frames_free(f);
             return false;
         }
         first = false;
         more = zmq_msg_more(&m);
         if (f->n < MAX_FRAMES)
-            am_frames_push(f, zmq_msg_data(&m), zmq_msg_size(&m));
+            mg_frames_push(f, zmq_msg_data(&m), zmq_msg_size(&m));
         zmq_msg_close(&m);
     }
     return true;
@@ -227,33 +227,33 @@ static bool recv_frames(void *sock, am_frames *f, int flags)
 /* ---- output sink of an execute_request --------------------------------- */
 
 typedef struct ksink {
-    am_kernel *k;
-    const am_msg *parent;
+    mg_kernel *k;
+    const mg_msg *parent;
     bool silent;
     int count;
     char *ename, *evalue;
     cJSON *traceback;
-    am_str page;
+    mg_str page;
 } ksink;
 
-static cJSON *bundle_data(const am_bundle *b)
+static cJSON *bundle_data(const mg_bundle *b)
 {
     cJSON *data = cJSON_CreateObject();
-    for (size_t i = 0; i < am_bundle_count(b); i++) {
-        const am_bundle_item *it = am_bundle_item_at(b, i);
+    for (size_t i = 0; i < mg_bundle_count(b); i++) {
+        const mg_bundle_item *it = mg_bundle_item_at(b, i);
         switch (it->kind) {
-        case AM_DATA_TEXT:
+        case MG_DATA_TEXT:
             cJSON_AddStringToObject(data, it->mime, (const char *)it->data);
             break;
-        case AM_DATA_BINARY: {
+        case MG_DATA_BINARY: {
             size_t n = sodium_base64_encoded_len(it->len, sodium_base64_VARIANT_ORIGINAL);
-            char *b64 = am_xmalloc(n);
+            char *b64 = mg_xmalloc(n);
             sodium_bin2base64(b64, n, it->data, it->len, sodium_base64_VARIANT_ORIGINAL);
             cJSON_AddStringToObject(data, it->mime, b64);
             free(b64);
             break;
         }
-        case AM_DATA_JSON: {
+        case MG_DATA_JSON: {
             cJSON *j = cJSON_Parse((const char *)it->data);
             if (j)
                 cJSON_AddItemToObject(data, it->mime, j);
@@ -266,9 +266,9 @@ static cJSON *bundle_data(const am_bundle *b)
     return data;
 }
 
-static cJSON *bundle_meta(const am_bundle *b)
+static cJSON *bundle_meta(const mg_bundle *b)
 {
-    char *m = am_bundle_metadata_json(b);
+    char *m = mg_bundle_metadata_json(b);
     cJSON *j = cJSON_Parse(m);
     free(m);
     return j ? j : cJSON_CreateObject();
@@ -285,7 +285,7 @@ static void ks_stream(void *ctx, const char *name, const char *text)
     publish(s->k, s->parent, "stream", c);
 }
 
-static void ks_display(void *ctx, const am_bundle *b, const char *display_id, bool update)
+static void ks_display(void *ctx, const mg_bundle *b, const char *display_id, bool update)
 {
     ksink *s = ctx;
     if (s->silent)
@@ -299,7 +299,7 @@ static void ks_display(void *ctx, const am_bundle *b, const char *display_id, bo
     publish(s->k, s->parent, update ? "update_display_data" : "display_data", c);
 }
 
-static void ks_result(void *ctx, const am_bundle *b)
+static void ks_result(void *ctx, const mg_bundle *b)
 {
     ksink *s = ctx;
     if (s->silent)
@@ -318,8 +318,8 @@ static void ks_error(void *ctx, const char *ename, const char *evalue, const cha
     free(s->ename);
     free(s->evalue);
     cJSON_Delete(s->traceback);
-    s->ename = am_strdup(ename);
-    s->evalue = am_strdup(evalue);
+    s->ename = mg_strdup(ename);
+    s->evalue = mg_strdup(evalue);
     s->traceback = cJSON_CreateArray();
     for (size_t i = 0; i < n; i++)
         cJSON_AddItemToArray(s->traceback, cJSON_CreateString(tb[i]));
@@ -346,20 +346,20 @@ static void ks_page(void *ctx, const char *text)
 {
     ksink *s = ctx;
     if (s->page.len && s->page.p[s->page.len - 1] != '\n')
-        am_str_addc(&s->page, '\n');
+        mg_str_addc(&s->page, '\n');
     if (s->page.len)
-        am_str_addc(&s->page, '\n');
-    am_str_add(&s->page, text);
+        mg_str_addc(&s->page, '\n');
+    mg_str_add(&s->page, text);
 }
 
-static bool should_stop(am_kernel *k)
+static bool should_stop(mg_kernel *k)
 {
     return g_interrupt || g_terminate || k->shutdown;
 }
 
 static bool ks_should_stop(void *ctx)
 {
-    return am_kernel_poll_control(((ksink *)ctx)->k);
+    return mg_kernel_poll_control(((ksink *)ctx)->k);
 }
 
 static double mono_now(void)
@@ -369,14 +369,14 @@ static double mono_now(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
-static bool dispatch(am_kernel *k, void *sock, am_chan chan, int flags);
+static bool dispatch(mg_kernel *k, void *sock, mg_chan chan, int flags);
 
 static bool ks_wait(void *ctx, double seconds)
 {
-    am_kernel *k = ((ksink *)ctx)->k;
+    mg_kernel *k = ((ksink *)ctx)->k;
     double end = mono_now() + seconds;
     for (;;) {
-        if (am_kernel_poll_control(k))
+        if (mg_kernel_poll_control(k))
             return true;
         double left = end - mono_now();
         if (left <= 0)
@@ -384,16 +384,16 @@ static bool ks_wait(void *ctx, double seconds)
         int ms = left > 0.05 ? 50 : (int)(left * 1000.0) + 1;
         zmq_pollitem_t it = {k->control, 0, ZMQ_POLLIN, 0};
         if (zmq_poll(&it, 1, ms) < 0 && errno != EINTR) {
-            am_log("zmq_poll: %s", zmq_strerror(errno));
+            mg_log("zmq_poll: %s", zmq_strerror(errno));
             return should_stop(k);
         }
     }
 }
 
-static const am_sink_ops KSINK_OPS = {ks_stream, ks_display, ks_result,      ks_error,
+static const mg_sink_ops KSINK_OPS = {ks_stream, ks_display, ks_result,      ks_error,
                                       ks_clear,  ks_page,    ks_should_stop, ks_wait};
 
-bool am_kernel_poll_control(am_kernel *k)
+bool mg_kernel_poll_control(mg_kernel *k)
 {
     while (!should_stop(k) && dispatch(k, k->control, CH_CONTROL, ZMQ_DONTWAIT))
         ;
@@ -402,13 +402,13 @@ bool am_kernel_poll_control(am_kernel *k)
 
 /* ---- handlers ---------------------------------------------------------- */
 
-typedef struct am_req {
-    am_kernel *k;
-    const am_msg *msg;
+typedef struct mg_req {
+    mg_kernel *k;
+    const mg_msg *msg;
     void *sock;
-    am_chan chan;
+    mg_chan chan;
     cJSON *reply; /* content of the reply, to fill */
-} am_req;
+} mg_req;
 
 static bool get_bool(const cJSON *o, const char *name, bool def)
 {
@@ -433,7 +433,7 @@ static bool get_int(const cJSON *o, const char *name, long long *out)
     return true;
 }
 
-static int h_kernel_info(am_req *r, char **err)
+static int h_kernel_info(mg_req *r, char **err)
 {
     (void)err;
     cJSON *c = r->reply;
@@ -456,13 +456,13 @@ static int h_kernel_info(am_req *r, char **err)
     return 0;
 }
 
-static int h_execute(am_req *r, char **err)
+static int h_execute(mg_req *r, char **err)
 {
-    am_kernel *k = r->k;
+    mg_kernel *k = r->k;
     const cJSON *in = r->msg->content;
     const char *code = get_str(in, "code");
     if (!code) {
-        *err = am_strdup("execute_request without a string 'code'");
+        *err = mg_strdup("execute_request without a string 'code'");
         return -1;
     }
     bool silent = get_bool(in, "silent", false);
@@ -478,7 +478,7 @@ static int h_execute(am_req *r, char **err)
         publish(k, r->msg, "execute_input", c);
     }
     if (store)
-        am_history_add(&k->history, n, code);
+        mg_history_add(&k->history, n, code);
 
     ksink s;
     memset(&s, 0, sizeof s);
@@ -486,13 +486,13 @@ static int h_execute(am_req *r, char **err)
     s.parent = r->msg;
     s.silent = silent;
     s.count = n;
-    am_sink sink = {&KSINK_OPS, &s};
-    am_clear_interrupt();
-    am_status st = am_interp_run(k->interp, code, &sink);
-    am_clear_interrupt();
+    mg_sink sink = {&KSINK_OPS, &s};
+    mg_clear_interrupt();
+    mg_status st = mg_interp_run(k->interp, code, &sink);
+    mg_clear_interrupt();
 
     cJSON *c = r->reply;
-    if (st == AM_OK) {
+    if (st == MG_OK) {
         cJSON_AddStringToObject(c, "status", "ok");
     } else {
         cJSON_AddStringToObject(c, "status", "error");
@@ -517,26 +517,26 @@ static int h_execute(am_req *r, char **err)
     free(s.ename);
     free(s.evalue);
     cJSON_Delete(s.traceback);
-    am_str_free(&s.page);
+    mg_str_free(&s.page);
     return 0;
 }
 
-static int h_complete(am_req *r, char **err)
+static int h_complete(mg_req *r, char **err)
 {
     const char *code = get_str(r->msg->content, "code");
     if (!code) {
-        *err = am_strdup("complete_request without a string 'code'");
+        *err = mg_strdup("complete_request without a string 'code'");
         return -1;
     }
     size_t len = strlen(code);
-    long long cp = (long long)am_utf8_byte_to_cp(code, len, len);
+    long long cp = (long long)mg_utf8_byte_to_cp(code, len, len);
     get_int(r->msg->content, "cursor_pos", &cp);
     if (cp < 0)
         cp = 0;
-    am_completions comp;
+    mg_completions comp;
     memset(&comp, 0, sizeof comp);
     size_t start = 0, end = 0;
-    am_interp_complete_cp(r->k->interp, code, (size_t)cp, &comp, &start, &end);
+    mg_interp_complete_cp(r->k->interp, code, (size_t)cp, &comp, &start, &end);
     cJSON *m = cJSON_AddArrayToObject(r->reply, "matches");
     for (size_t i = 0; i < comp.n; i++)
         cJSON_AddItemToArray(m, cJSON_CreateString(comp.v[i]));
@@ -544,23 +544,23 @@ static int h_complete(am_req *r, char **err)
     cJSON_AddNumberToObject(r->reply, "cursor_end", (double)end);
     cJSON_AddObjectToObject(r->reply, "metadata");
     cJSON_AddStringToObject(r->reply, "status", "ok");
-    am_completions_free(&comp);
+    mg_completions_free(&comp);
     return 0;
 }
 
-static int h_inspect(am_req *r, char **err)
+static int h_inspect(mg_req *r, char **err)
 {
     const char *code = get_str(r->msg->content, "code");
     if (!code) {
-        *err = am_strdup("inspect_request without a string 'code'");
+        *err = mg_strdup("inspect_request without a string 'code'");
         return -1;
     }
     size_t len = strlen(code);
-    long long cp = (long long)am_utf8_byte_to_cp(code, len, len);
+    long long cp = (long long)mg_utf8_byte_to_cp(code, len, len);
     get_int(r->msg->content, "cursor_pos", &cp);
     if (cp < 0)
         cp = 0;
-    char *text = am_interp_inspect(r->k->interp, code, am_utf8_cp_to_byte(code, len, (size_t)cp));
+    char *text = mg_interp_inspect(r->k->interp, code, mg_utf8_cp_to_byte(code, len, (size_t)cp));
     cJSON_AddStringToObject(r->reply, "status", "ok");
     cJSON_AddBoolToObject(r->reply, "found", text != NULL);
     cJSON *d = cJSON_AddObjectToObject(r->reply, "data");
@@ -571,32 +571,32 @@ static int h_inspect(am_req *r, char **err)
     return 0;
 }
 
-static int h_is_complete(am_req *r, char **err)
+static int h_is_complete(mg_req *r, char **err)
 {
     const char *code = get_str(r->msg->content, "code");
     if (!code) {
-        *err = am_strdup("is_complete_request without a string 'code'");
+        *err = mg_strdup("is_complete_request without a string 'code'");
         return -1;
     }
-    const char *st = am_interp_is_complete(r->k->interp, code);
+    const char *st = mg_interp_is_complete(r->k->interp, code);
     cJSON_AddStringToObject(r->reply, "status", st);
     if (strcmp(st, "incomplete") == 0)
         cJSON_AddStringToObject(r->reply, "indent", "");
     return 0;
 }
 
-static int h_history(am_req *r, char **err)
+static int h_history(mg_req *r, char **err)
 {
     (void)err;
     const cJSON *in = r->msg->content;
     const char *type = get_str(in, "hist_access_type");
     bool output = get_bool(in, "output", false);
     size_t *idx = NULL, n = 0;
-    const am_history *h = &r->k->history;
+    const mg_history *h = &r->k->history;
     if (type && strcmp(type, "tail") == 0) {
         long long want = 10;
         get_int(in, "n", &want);
-        n = am_history_tail(h, want > 0 ? (size_t)want : 0, &idx);
+        n = mg_history_tail(h, want > 0 ? (size_t)want : 0, &idx);
     } else if (type && strcmp(type, "range") == 0) {
         long long session = 0, start = 0, stop = -1;
         get_int(in, "session", &session);
@@ -605,18 +605,18 @@ static int h_history(am_req *r, char **err)
             stop = -1;
         /* Only this session exists: 0 (current), 1 (its number). */
         if (session == 0 || session == 1)
-            n = am_history_range(h, (int)start, (int)stop, &idx);
+            n = mg_history_range(h, (int)start, (int)stop, &idx);
     } else if (type && strcmp(type, "search") == 0) {
         const char *pattern = get_str(in, "pattern");
         long long want = 0;
         get_int(in, "n", &want);
-        n = am_history_search(h, pattern ? pattern : "*", get_bool(in, "unique", false),
+        n = mg_history_search(h, pattern ? pattern : "*", get_bool(in, "unique", false),
                               want > 0 ? (size_t)want : 0, &idx);
     }
     cJSON_AddStringToObject(r->reply, "status", "ok");
     cJSON *list = cJSON_AddArrayToObject(r->reply, "history");
     for (size_t i = 0; i < n; i++) {
-        const am_hist_entry *e = &h->v[idx[i]];
+        const mg_hist_entry *e = &h->v[idx[i]];
         cJSON *t = cJSON_CreateArray();
         cJSON_AddItemToArray(t, cJSON_CreateNumber(1));
         cJSON_AddItemToArray(t, cJSON_CreateNumber(e->line));
@@ -634,7 +634,7 @@ static int h_history(am_req *r, char **err)
     return 0;
 }
 
-static int h_comm_info(am_req *r, char **err)
+static int h_comm_info(mg_req *r, char **err)
 {
     (void)err;
     cJSON_AddStringToObject(r->reply, "status", "ok");
@@ -643,12 +643,12 @@ static int h_comm_info(am_req *r, char **err)
 }
 
 /* No comm targets: every comm_open is answered with comm_close. */
-static int h_comm_open(am_req *r, char **err)
+static int h_comm_open(mg_req *r, char **err)
 {
     (void)err;
     const char *id = get_str(r->msg->content, "comm_id");
     const char *target = get_str(r->msg->content, "target_name");
-    am_log("comm_open for unknown target '%s'; closing it", target ? target : "");
+    mg_log("comm_open for unknown target '%s'; closing it", target ? target : "");
     if (!id)
         return 0;
     cJSON *c = cJSON_CreateObject();
@@ -658,14 +658,14 @@ static int h_comm_open(am_req *r, char **err)
     return 0;
 }
 
-static int h_comm_ignore(am_req *r, char **err)
+static int h_comm_ignore(mg_req *r, char **err)
 {
     (void)r;
     (void)err;
     return 0;
 }
 
-static int h_shutdown(am_req *r, char **err)
+static int h_shutdown(mg_req *r, char **err)
 {
     (void)err;
     bool restart = get_bool(r->msg->content, "restart", false);
@@ -675,7 +675,7 @@ static int h_shutdown(am_req *r, char **err)
     return 0;
 }
 
-static int h_interrupt(am_req *r, char **err)
+static int h_interrupt(mg_req *r, char **err)
 {
     (void)err;
     g_interrupt = 1;
@@ -687,7 +687,7 @@ typedef struct handler {
     const char *type;
     const char *reply; /* NULL: no reply message */
     unsigned chans;
-    int (*fn)(am_req *r, char **err);
+    int (*fn)(mg_req *r, char **err);
 } handler;
 
 /* The message types the kernel serves, and nowhere else. */
@@ -709,18 +709,18 @@ static const handler HANDLERS[] = {
 /* ---- dispatcher -------------------------------------------------------- */
 
 /* Takes every shell request waiting now off the socket (for aborting). */
-static void take_queued(am_kernel *k)
+static void take_queued(mg_kernel *k)
 {
     for (;;) {
-        am_frames f = {0};
+        mg_frames f = {0};
         if (!recv_frames(k->shell, &f, ZMQ_DONTWAIT))
             return;
-        k->queued = am_xrealloc(k->queued, (k->n_queued + 1) * sizeof *k->queued);
+        k->queued = mg_xrealloc(k->queued, (k->n_queued + 1) * sizeof *k->queued);
         k->queued[k->n_queued++] = f;
     }
 }
 
-static void aborted_reply(am_kernel *k, void *sock, const am_msg *m)
+static void aborted_reply(mg_kernel *k, void *sock, const mg_msg *m)
 {
     cJSON *c = cJSON_CreateObject();
     cJSON_AddStringToObject(c, "status", "aborted");
@@ -733,12 +733,12 @@ static void aborted_reply(am_kernel *k, void *sock, const am_msg *m)
 /* Checks and handles one received message. With aborting, an
  * execute_request (unless it says stop_on_error: false) gets an aborted
  * reply instead of running. */
-static void handle(am_kernel *k, am_frames *f, void *sock, am_chan chan, bool aborting)
+static void handle(mg_kernel *k, mg_frames *f, void *sock, mg_chan chan, bool aborting)
 {
-    am_msg m;
+    mg_msg m;
     char *err = NULL;
-    if (am_wire_decode(f, &k->signer, &k->replay, &m, &err) != 0) {
-        am_log("dropped a message on %s: %s", chan_name(chan), err);
+    if (mg_wire_decode(f, &k->signer, &k->replay, &m, &err) != 0) {
+        mg_log("dropped a message on %s: %s", chan_name(chan), err);
         free(err);
         return;
     }
@@ -750,14 +750,14 @@ static void handle(am_kernel *k, am_frames *f, void *sock, am_chan chan, bool ab
 
     publish_status(k, &m, "busy");
     if (!h) {
-        am_log("unknown message type '%s' on %s; ignored", m.msg_type, chan_name(chan));
+        mg_log("unknown message type '%s' on %s; ignored", m.msg_type, chan_name(chan));
     } else if (aborting && strcmp(m.msg_type, "execute_request") == 0 &&
                get_bool(m.content, "stop_on_error", true)) {
         aborted_reply(k, sock, &m);
     } else {
-        am_req r = {k, &m, sock, chan, cJSON_CreateObject()};
+        mg_req r = {k, &m, sock, chan, cJSON_CreateObject()};
         if (h->fn(&r, &err) != 0) {
-            am_log("%s failed: %s", m.msg_type, err ? err : "?");
+            mg_log("%s failed: %s", m.msg_type, err ? err : "?");
             cJSON_Delete(r.reply);
             r.reply = cJSON_CreateObject();
             cJSON_AddStringToObject(r.reply, "status", "error");
@@ -780,18 +780,18 @@ static void handle(am_kernel *k, am_frames *f, void *sock, am_chan chan, bool ab
             cJSON_Delete(r.reply);
     }
     publish_status(k, &m, "idle");
-    am_msg_free(&m);
+    mg_msg_free(&m);
 }
 
 /* Receives and handles one message from sock; false when none was there
  * (flags ZMQ_DONTWAIT) or receiving failed. */
-static bool dispatch(am_kernel *k, void *sock, am_chan chan, int flags)
+static bool dispatch(mg_kernel *k, void *sock, mg_chan chan, int flags)
 {
-    am_frames f = {0};
+    mg_frames f = {0};
     if (!recv_frames(sock, &f, flags))
         return false;
     handle(k, &f, sock, chan, false);
-    am_frames_free(&f);
+    mg_frames_free(&f);
     return true;
 }
 
@@ -799,7 +799,7 @@ static bool dispatch(am_kernel *k, void *sock, am_chan chan, int flags)
 
 static void *hb_main(void *arg)
 {
-    am_kernel *k = arg;
+    mg_kernel *k = arg;
     while (!atomic_load(&k->hb_stop)) {
         zmq_pollitem_t it = {k->hb, 0, ZMQ_POLLIN, 0};
         int rc = zmq_poll(&it, 1, 100);
@@ -825,18 +825,18 @@ static void *hb_main(void *arg)
 
 /* ---- set-up and main loop ---------------------------------------------- */
 
-static void *open_socket(am_kernel *k, int type, const am_conn *c, int port, const char *what)
+static void *open_socket(mg_kernel *k, int type, const mg_conn *c, int port, const char *what)
 {
     void *s = zmq_socket(k->ctx, type);
     if (!s) {
-        am_log("cannot create %s socket: %s", what, zmq_strerror(errno));
+        mg_log("cannot create %s socket: %s", what, zmq_strerror(errno));
         return NULL;
     }
     int linger = 1000;
     zmq_setsockopt(s, ZMQ_LINGER, &linger, sizeof linger);
-    char *ep = am_conn_endpoint(c, port);
+    char *ep = mg_conn_endpoint(c, port);
     if (zmq_bind(s, ep) != 0) {
-        am_log("cannot bind %s socket to %s: %s", what, ep, zmq_strerror(errno));
+        mg_log("cannot bind %s socket to %s: %s", what, ep, zmq_strerror(errno));
         free(ep);
         zmq_close(s);
         return NULL;
@@ -845,7 +845,7 @@ static void *open_socket(am_kernel *k, int type, const am_conn *c, int port, con
     return s;
 }
 
-static void close_all(am_kernel *k)
+static void close_all(mg_kernel *k)
 {
     if (k->hb_started) {
         atomic_store(&k->hb_stop, 1);
@@ -861,36 +861,36 @@ static void close_all(am_kernel *k)
         zmq_ctx_term(k->ctx);
     k->ctx = NULL;
     for (size_t i = k->head_queued; i < k->n_queued; i++)
-        am_frames_free(&k->queued[i]);
+        mg_frames_free(&k->queued[i]);
     free(k->queued);
-    am_signer_free(&k->signer);
-    am_replay_free(&k->replay);
-    am_interp_free(k->interp);
-    am_history_free(&k->history);
+    mg_signer_free(&k->signer);
+    mg_replay_free(&k->replay);
+    mg_interp_free(k->interp);
+    mg_history_free(&k->history);
 }
 
-int am_kernel_main(const char *connection_file)
+int mg_kernel_main(const char *connection_file)
 {
     if (sodium_init() < 0) {
-        am_log("libsodium failed to initialise");
+        mg_log("libsodium failed to initialise");
         return 1;
     }
-    am_conn conn;
+    mg_conn conn;
     char *err = NULL;
-    if (am_conn_load(connection_file, &conn, &err) != 0) {
-        am_log("%s", err);
+    if (mg_conn_load(connection_file, &conn, &err) != 0) {
+        mg_log("%s", err);
         free(err);
         return 1;
     }
-    am_kernel *k = am_xcalloc(1, sizeof *k);
-    am_signer_init(&k->signer, conn.key, strlen(conn.key));
-    am_replay_init(&k->replay, REPLAY_LIMIT);
+    mg_kernel *k = mg_xcalloc(1, sizeof *k);
+    mg_signer_init(&k->signer, conn.key, strlen(conn.key));
+    mg_replay_init(&k->replay, REPLAY_LIMIT);
     unsigned char sid[16];
     randombytes_buf(sid, sizeof sid);
     sodium_bin2hex(k->session, sizeof k->session, sid, sizeof sid);
     k->pid = (int)getpid();
 
-    am_install_signal_handlers();
+    mg_install_signal_handlers();
     int status = 1;
     k->ctx = zmq_ctx_new();
     if (!k->ctx)
@@ -911,14 +911,14 @@ int am_kernel_main(const char *connection_file)
     k->hb_started = pthread_create(&k->hb_thread, NULL, hb_main, k) == 0;
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     if (!k->hb_started) {
-        am_log("cannot start the heartbeat thread");
+        mg_log("cannot start the heartbeat thread");
         goto out;
     }
 
     /* Everything heavy (the engine) loads on first use, so kernel_info is
      * answered as soon as the sockets are up. */
-    k->interp = am_interp_new();
-    am_log("kernel %s started (pid %d)", k->session, (int)getpid());
+    k->interp = mg_interp_new();
+    mg_log("kernel %s started (pid %d)", k->session, (int)getpid());
 
     /* Like ipykernel: when the client that started us (JPY_PARENT_PID) is
      * gone, we are orphaned and exit instead of lingering. */
@@ -927,7 +927,7 @@ int am_kernel_main(const char *connection_file)
 
     while (!k->shutdown && !g_terminate) {
         if (parent > 1 && (long)getppid() != parent) {
-            am_log("parent process %ld is gone", parent);
+            mg_log("parent process %ld is gone", parent);
             break;
         }
         if (k->head_queued < k->n_queued) {
@@ -936,9 +936,9 @@ int am_kernel_main(const char *connection_file)
                 ;
             if (k->shutdown)
                 break;
-            am_frames f = k->queued[k->head_queued++];
+            mg_frames f = k->queued[k->head_queued++];
             handle(k, &f, k->shell, CH_SHELL, true);
-            am_frames_free(&f);
+            mg_frames_free(&f);
             if (k->head_queued == k->n_queued) {
                 free(k->queued);
                 k->queued = NULL;
@@ -951,7 +951,7 @@ int am_kernel_main(const char *connection_file)
         if (rc < 0) {
             if (errno == EINTR)
                 continue; /* SIGINT while idle: nothing to stop */
-            am_log("zmq_poll failed: %s", zmq_strerror(errno));
+            mg_log("zmq_poll failed: %s", zmq_strerror(errno));
             break;
         }
         if (items[0].revents & ZMQ_POLLIN) {
@@ -963,12 +963,12 @@ int am_kernel_main(const char *connection_file)
         if (items[1].revents & ZMQ_POLLIN)
             dispatch(k, k->shell, CH_SHELL, ZMQ_DONTWAIT);
     }
-    am_log("kernel %s exiting (%s)", k->session,
+    mg_log("kernel %s exiting (%s)", k->session,
            k->shutdown ? "shutdown" : g_terminate ? "terminated" : "orphaned");
     status = 0;
 out:
     close_all(k);
     free(k);
-    am_conn_free(&conn);
+    mg_conn_free(&conn);
     return status;
 }

@@ -4,12 +4,12 @@
 
 #include "magic.h"
 
-am_status am_magic_lsmagic(am_call *c);
-am_status am_magic_help_run(am_call *c);
-void am_magic_help_complete(const am_complete_ctx *cx, am_completions *out);
-am_status am_magic_set(am_call *c);
-am_status am_magic_sleep(am_call *c);
-am_status am_magic_echo(am_call *c);
-am_status am_magic_clear(am_call *c);
+mg_status mg_magic_lsmagic(mg_call *c);
+mg_status mg_magic_help_run(mg_call *c);
+void mg_magic_help_complete(const mg_complete_ctx *cx, mg_completions *out);
+mg_status mg_magic_set(mg_call *c);
+mg_status mg_magic_sleep(mg_call *c);
+mg_status mg_magic_echo(mg_call *c);
+mg_status mg_magic_clear(mg_call *c);
 
 #endif

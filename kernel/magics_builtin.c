@@ -6,58 +6,58 @@
 #include "magics.h"
 #include "util.h"
 
-am_status am_magic_lsmagic(am_call *c)
+mg_status mg_magic_lsmagic(mg_call *c)
 {
-    char *text = am_lsmagic_text();
-    am_sink_stream(c->out, "stdout", text);
+    char *text = mg_lsmagic_text();
+    mg_sink_stream(c->out, "stdout", text);
     free(text);
-    return AM_OK;
+    return MG_OK;
 }
 
-am_status am_magic_help_run(am_call *c)
+mg_status mg_magic_help_run(mg_call *c)
 {
     if (!c->positional) {
-        char *text = am_help_overview();
-        am_sink_stream(c->out, "stdout", text);
+        char *text = mg_help_overview();
+        mg_sink_stream(c->out, "stdout", text);
         free(text);
-        return AM_OK;
+        return MG_OK;
     }
     /* Accept "sleep", "%sleep", "%%echo" and a trailing "?". */
     const char *p = c->positional;
-    unsigned kind = AM_LINE;
+    unsigned kind = MG_LINE;
     if (p[0] == '%') {
         p++;
         if (p[0] == '%') {
             p++;
-            kind = AM_CELL;
+            kind = MG_CELL;
         }
     }
     size_t n = strlen(p);
     while (n > 0 && p[n - 1] == '?')
         n--;
-    char *name = am_strndup(p, n);
-    const am_magic *m = am_magic_find(name, kind);
+    char *name = mg_strndup(p, n);
+    const mg_magic *m = mg_magic_find(name, kind);
     if (!m)
-        m = am_magic_find(name, AM_LINE | AM_CELL);
+        m = mg_magic_find(name, MG_LINE | MG_CELL);
     char *text = NULL;
     if (m)
-        text = am_magic_help(m, kind);
-    else if (am_setting(c->interp, name))
-        text = am_settings_help(c->interp);
+        text = mg_magic_help(m, kind);
+    else if (mg_setting(c->interp, name))
+        text = mg_settings_help(c->interp);
     if (!text) {
-        char *msg = am_unknown_magic_message(name, kind);
+        char *msg = mg_unknown_magic_message(name, kind);
         free(name);
-        am_status st = am_fail(c, "UnknownMagicError", "%s", msg);
+        mg_status st = mg_fail(c, "UnknownMagicError", "%s", msg);
         free(msg);
         return st;
     }
-    am_sink_stream(c->out, "stdout", text);
+    mg_sink_stream(c->out, "stdout", text);
     free(text);
     free(name);
-    return AM_OK;
+    return MG_OK;
 }
 
-void am_magic_help_complete(const am_complete_ctx *cx, am_completions *out)
+void mg_magic_help_complete(const mg_complete_ctx *cx, mg_completions *out)
 {
     if (!cx->in_positional || cx->key)
         return;
@@ -66,88 +66,88 @@ void am_magic_help_complete(const am_complete_ctx *cx, am_completions *out)
     size_t pct = 0;
     while (pct < wn && pct < 2 && w[pct] == '%')
         pct++;
-    for (const am_magic *m = am_magic_table; m->name; m++) {
+    for (const mg_magic *m = mg_magic_table; m->name; m++) {
         if (strncmp(m->name, w + pct, wn - pct) != 0)
             continue;
-        if (pct == 2 && !(m->kinds & AM_CELL))
+        if (pct == 2 && !(m->kinds & MG_CELL))
             continue;
-        char *cand = am_asprintf("%.*s%s", (int)pct, w, m->name);
-        am_completions_add(out, cand);
+        char *cand = mg_asprintf("%.*s%s", (int)pct, w, m->name);
+        mg_completions_add(out, cand);
         free(cand);
     }
 }
 
-am_status am_magic_set(am_call *c)
+mg_status mg_magic_set(mg_call *c)
 {
     if (c->args->n_kw == 0) {
-        char *text = am_settings_help(c->interp);
-        am_sink_stream(c->out, "stdout", text);
+        char *text = mg_settings_help(c->interp);
+        mg_sink_stream(c->out, "stdout", text);
         free(text);
-        return AM_OK;
+        return MG_OK;
     }
     /* The values were checked against the settings' types before the cell
      * ran, so storing them cannot fail. */
     for (size_t i = 0; i < c->args->n_kw; i++) {
         char *err = NULL;
-        if (am_setting_set(c->interp, c->args->kw[i].key, c->args->kw[i].value, &err) != 0) {
-            am_status st = am_fail(c, "ValueError", "%s", err);
+        if (mg_setting_set(c->interp, c->args->kw[i].key, c->args->kw[i].value, &err) != 0) {
+            mg_status st = mg_fail(c, "ValueError", "%s", err);
             free(err);
             return st;
         }
     }
-    return AM_OK;
+    return MG_OK;
 }
 
-am_status am_magic_sleep(am_call *c)
+mg_status mg_magic_sleep(mg_call *c)
 {
-    double left = am_float(c, "seconds");
+    double left = mg_float(c, "seconds");
     while (left > 0) {
         double step = left < 0.05 ? left : 0.05;
-        if (am_sink_wait(c->out, step))
-            return AM_INTERRUPTED;
+        if (mg_sink_wait(c->out, step))
+            return MG_INTERRUPTED;
         left -= step;
     }
-    return am_sink_should_stop(c->out) ? AM_INTERRUPTED : AM_OK;
+    return mg_sink_should_stop(c->out) ? MG_INTERRUPTED : MG_OK;
 }
 
-am_status am_magic_echo(am_call *c)
+mg_status mg_magic_echo(mg_call *c)
 {
     const char *text = c->is_cell ? c->body : (c->positional ? c->positional : "");
-    const char *to = am_enum(c, "to");
-    const char *id = am_given(c, "display_id") ? am_string(c, "display_id") : NULL;
-    bool update = am_bool(c, "update");
+    const char *to = mg_enum(c, "to");
+    const char *id = mg_given(c, "display_id") ? mg_string(c, "display_id") : NULL;
+    bool update = mg_bool(c, "update");
     if (update && !id)
-        return am_fail(c, "ValueError", "update=true needs display_id=NAME of an earlier display");
+        return mg_fail(c, "ValueError", "update=true needs display_id=NAME of an earlier display");
     if (strcmp(to, "stdout") == 0 || strcmp(to, "stderr") == 0) {
         size_t n = strlen(text);
         if (n == 0 || text[n - 1] != '\n') {
-            char *line = am_asprintf("%s\n", text);
-            am_sink_stream(c->out, to, line);
+            char *line = mg_asprintf("%s\n", text);
+            mg_sink_stream(c->out, to, line);
             free(line);
         } else {
-            am_sink_stream(c->out, to, text);
+            mg_sink_stream(c->out, to, text);
         }
-        return AM_OK;
+        return MG_OK;
     }
     if (strcmp(to, "page") == 0) {
-        am_sink_page(c->out, text);
-        return AM_OK;
+        mg_sink_page(c->out, text);
+        return MG_OK;
     }
-    am_bundle *b = am_bundle_new();
-    am_bundle_text(b, "text/plain", text);
-    am_bundle_meta_str(b, NULL, "actmax_magic", "echo");
+    mg_bundle *b = mg_bundle_new();
+    mg_bundle_text(b, "text/plain", text);
+    mg_bundle_meta_str(b, NULL, "actmax_magic", "echo");
     if (strcmp(to, "result") == 0)
-        am_sink_result(c->out, b);
+        mg_sink_result(c->out, b);
     else if (update)
-        am_sink_update(c->out, b, id);
+        mg_sink_update(c->out, b, id);
     else
-        am_sink_display(c->out, b, id);
-    am_bundle_free(b);
-    return AM_OK;
+        mg_sink_display(c->out, b, id);
+    mg_bundle_free(b);
+    return MG_OK;
 }
 
-am_status am_magic_clear(am_call *c)
+mg_status mg_magic_clear(mg_call *c)
 {
-    am_sink_clear(c->out, am_bool(c, "wait"));
-    return AM_OK;
+    mg_sink_clear(c->out, mg_bool(c, "wait"));
+    return MG_OK;
 }

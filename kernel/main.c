@@ -26,14 +26,14 @@ static char *read_file(const char *path)
     FILE *f = strcmp(path, "-") == 0 ? stdin : fopen(path, "rb");
     if (!f)
         return NULL;
-    am_str s = AM_STR_INIT;
+    mg_str s = MG_STR_INIT;
     char buf[4096];
     size_t n;
     while ((n = fread(buf, 1, sizeof buf, f)) > 0)
-        am_str_addn(&s, buf, n);
+        mg_str_addn(&s, buf, n);
     if (f != stdin)
         fclose(f);
-    return am_str_steal(&s);
+    return mg_str_steal(&s);
 }
 
 int main(int argc, char **argv)
@@ -51,7 +51,7 @@ int main(int argc, char **argv)
             usage(stderr);
             return 2;
         }
-        return am_kernel_main(conn);
+        return mg_kernel_main(conn);
     }
     if (argc >= 2 && (strcmp(argv[1], "--version") == 0 || strcmp(argv[1], "-V") == 0)) {
         printf("actmax %s\n", ACTMAX_VERSION);
@@ -79,13 +79,13 @@ int main(int argc, char **argv)
         return 2;
     }
     if (code)
-        return am_cli_run(code, out_dir);
+        return mg_cli_run(code, out_dir);
     char *text = read_file(file);
     if (!text) {
         fprintf(stderr, "actmax: cannot read %s\n", file);
         return 2;
     }
-    int rc = am_cli_run(text, out_dir);
+    int rc = mg_cli_run(text, out_dir);
     free(text);
     return rc;
 }

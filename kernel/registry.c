@@ -13,7 +13,7 @@
 
 /* ---- values ------------------------------------------------------------ */
 
-size_t am_keys_count(const am_key *keys)
+size_t mg_keys_count(const mg_key *keys)
 {
     size_t n = 0;
     while (keys && keys[n].name)
@@ -21,7 +21,7 @@ size_t am_keys_count(const am_key *keys)
     return n;
 }
 
-const am_key *am_keys_find(const am_key *keys, const char *name, size_t *index)
+const mg_key *mg_keys_find(const mg_key *keys, const char *name, size_t *index)
 {
     for (size_t i = 0; keys && keys[i].name; i++) {
         if (strcmp(keys[i].name, name) == 0) {
@@ -33,52 +33,52 @@ const am_key *am_keys_find(const am_key *keys, const char *name, size_t *index)
     return NULL;
 }
 
-static void fmt_num(am_str *s, double v)
+static void fmt_num(mg_str *s, double v)
 {
     if (v == floor(v) && fabs(v) < 1e15)
-        am_str_addf(s, "%.0f", v);
+        mg_str_addf(s, "%.0f", v);
     else
-        am_str_addf(s, "%g", v);
+        mg_str_addf(s, "%g", v);
 }
 
 /* "an integer from 1 to 100000", "a number >= 0", ... */
-static void describe(am_str *s, const am_key *k)
+static void describe(mg_str *s, const mg_key *k)
 {
     switch (k->type) {
-    case AM_T_INT:
-    case AM_T_FLOAT: {
-        am_str_add(s, k->type == AM_T_INT ? "an integer" : "a number");
+    case MG_T_INT:
+    case MG_T_FLOAT: {
+        mg_str_add(s, k->type == MG_T_INT ? "an integer" : "a number");
         bool lo = isfinite(k->lo), hi = isfinite(k->hi);
         if (lo && hi) {
-            am_str_add(s, " from ");
+            mg_str_add(s, " from ");
             fmt_num(s, k->lo);
-            am_str_add(s, " to ");
+            mg_str_add(s, " to ");
             fmt_num(s, k->hi);
         } else if (lo) {
-            am_str_add(s, " >= ");
+            mg_str_add(s, " >= ");
             fmt_num(s, k->lo);
         } else if (hi) {
-            am_str_add(s, " <= ");
+            mg_str_add(s, " <= ");
             fmt_num(s, k->hi);
         }
         break;
     }
-    case AM_T_BOOL:
-        am_str_add(s, "true or false");
+    case MG_T_BOOL:
+        mg_str_add(s, "true or false");
         break;
-    case AM_T_STRING:
-        am_str_add(s, "text");
+    case MG_T_STRING:
+        mg_str_add(s, "text");
         break;
-    case AM_T_ENUM: {
-        am_str_add(s, "one of ");
+    case MG_T_ENUM: {
+        mg_str_add(s, "one of ");
         const char *p = k->choices;
         while (*p) {
             const char *bar = strchr(p, '|');
             size_t n = bar ? (size_t)(bar - p) : strlen(p);
-            am_str_addn(s, p, n);
+            mg_str_addn(s, p, n);
             if (!bar)
                 break;
-            am_str_add(s, ", ");
+            mg_str_add(s, ", ");
             p = bar + 1;
         }
         break;
@@ -86,26 +86,26 @@ static void describe(am_str *s, const am_key *k)
     }
 }
 
-const char *am_type_name(const am_key *k)
+const char *mg_type_name(const mg_key *k)
 {
     switch (k->type) {
-    case AM_T_INT: return "INT";
-    case AM_T_FLOAT: return "FLOAT";
-    case AM_T_BOOL: return "BOOL";
-    case AM_T_STRING: return "TEXT";
-    case AM_T_ENUM: return k->choices;
+    case MG_T_INT: return "INT";
+    case MG_T_FLOAT: return "FLOAT";
+    case MG_T_BOOL: return "BOOL";
+    case MG_T_STRING: return "TEXT";
+    case MG_T_ENUM: return k->choices;
     }
     return "?";
 }
 
-static char *value_error(const am_key *k, const char *text, const char *what, const char *extra)
+static char *value_error(const mg_key *k, const char *text, const char *what, const char *extra)
 {
-    am_str s = AM_STR_INIT;
-    am_str_addf(&s, "%s=%s %s: expected ", k->name, text, what);
+    mg_str s = MG_STR_INIT;
+    mg_str_addf(&s, "%s=%s %s: expected ", k->name, text, what);
     describe(&s, k);
     if (extra)
-        am_str_add(&s, extra);
-    return am_str_steal(&s);
+        mg_str_add(&s, extra);
+    return mg_str_steal(&s);
 }
 
 static int enum_index(const char *choices, const char *text, bool nocase)
@@ -131,16 +131,16 @@ static char *enum_choice(const char *choices, int idx)
     for (int i = 0; i < idx; i++)
         p = strchr(p, '|') + 1;
     const char *bar = strchr(p, '|');
-    return am_strndup(p, bar ? (size_t)(bar - p) : strlen(p));
+    return mg_strndup(p, bar ? (size_t)(bar - p) : strlen(p));
 }
 
-int am_value_parse(const am_key *k, const char *text, am_value *out, char **err)
+int mg_value_parse(const mg_key *k, const char *text, mg_value *out, char **err)
 {
-    am_value v;
+    mg_value v;
     memset(&v, 0, sizeof v);
     v.set = true;
     switch (k->type) {
-    case AM_T_INT: {
+    case MG_T_INT: {
         char *end = NULL;
         errno = 0;
         long long x = strtoll(text, &end, 10);
@@ -156,7 +156,7 @@ int am_value_parse(const am_key *k, const char *text, am_value *out, char **err)
         v.f = (double)x;
         break;
     }
-    case AM_T_FLOAT: {
+    case MG_T_FLOAT: {
         char *end = NULL;
         errno = 0;
         double x = strtod(text, &end);
@@ -171,7 +171,7 @@ int am_value_parse(const am_key *k, const char *text, am_value *out, char **err)
         v.f = x;
         break;
     }
-    case AM_T_BOOL: {
+    case MG_T_BOOL: {
         static const char *const yes[] = {"true", "yes", "on", "1"};
         static const char *const no[] = {"false", "no", "off", "0"};
         bool found = false;
@@ -187,10 +187,10 @@ int am_value_parse(const am_key *k, const char *text, am_value *out, char **err)
         }
         break;
     }
-    case AM_T_STRING:
-        v.s = am_strdup(text);
+    case MG_T_STRING:
+        v.s = mg_strdup(text);
         break;
-    case AM_T_ENUM: {
+    case MG_T_ENUM: {
         int idx = enum_index(k->choices, text, false);
         if (idx < 0)
             idx = enum_index(k->choices, text, true);
@@ -201,15 +201,15 @@ int am_value_parse(const am_key *k, const char *text, am_value *out, char **err)
             size_t n = 0;
             for (const char *p = k->choices; n < 64;) {
                 const char *bar = strchr(p, '|');
-                owned[n] = am_strndup(p, bar ? (size_t)(bar - p) : strlen(p));
+                owned[n] = mg_strndup(p, bar ? (size_t)(bar - p) : strlen(p));
                 cands[n] = owned[n];
                 n++;
                 if (!bar)
                     break;
                 p = bar + 1;
             }
-            const char *best = am_closest(text, cands, n);
-            char *extra = best ? am_asprintf(" (did you mean %s?)", best) : NULL;
+            const char *best = mg_closest(text, cands, n);
+            char *extra = best ? mg_asprintf(" (did you mean %s?)", best) : NULL;
             *err = value_error(k, text, "is not valid", extra);
             free(extra);
             for (size_t i = 0; i < n; i++)
@@ -221,22 +221,22 @@ int am_value_parse(const am_key *k, const char *text, am_value *out, char **err)
         break;
     }
     }
-    am_value_clear(out);
+    mg_value_clear(out);
     *out = v;
     return 0;
 }
 
-void am_value_clear(am_value *v)
+void mg_value_clear(mg_value *v)
 {
     free(v->s);
     memset(v, 0, sizeof *v);
 }
 
-void am_value_copy(am_value *dst, const am_value *src)
+void mg_value_copy(mg_value *dst, const mg_value *src)
 {
-    am_value_clear(dst);
+    mg_value_clear(dst);
     *dst = *src;
-    dst->s = src->s ? am_strdup(src->s) : NULL;
+    dst->s = src->s ? mg_strdup(src->s) : NULL;
 }
 
 static bool needs_quotes(const char *s)
@@ -249,154 +249,154 @@ static bool needs_quotes(const char *s)
     return false;
 }
 
-char *am_value_format(const am_key *k, const am_value *v)
+char *mg_value_format(const mg_key *k, const mg_value *v)
 {
     if (!v->set)
-        return am_strdup("(unset)");
-    am_str s = AM_STR_INIT;
+        return mg_strdup("(unset)");
+    mg_str s = MG_STR_INIT;
     switch (k->type) {
-    case AM_T_INT: am_str_addf(&s, "%lld", v->i); break;
-    case AM_T_FLOAT: {
+    case MG_T_INT: mg_str_addf(&s, "%lld", v->i); break;
+    case MG_T_FLOAT: {
         char buf[64];
         for (int prec = 1; prec <= 17; prec++) {
             snprintf(buf, sizeof buf, "%.*g", prec, v->f);
             if (strtod(buf, NULL) == v->f)
                 break;
         }
-        am_str_add(&s, buf);
+        mg_str_add(&s, buf);
         break;
     }
-    case AM_T_BOOL: am_str_add(&s, v->b ? "true" : "false"); break;
-    case AM_T_ENUM: am_str_add(&s, v->s ? v->s : ""); break;
-    case AM_T_STRING:
+    case MG_T_BOOL: mg_str_add(&s, v->b ? "true" : "false"); break;
+    case MG_T_ENUM: mg_str_add(&s, v->s ? v->s : ""); break;
+    case MG_T_STRING:
         if (!needs_quotes(v->s ? v->s : "")) {
-            am_str_add(&s, v->s);
+            mg_str_add(&s, v->s);
             break;
         }
-        am_str_addc(&s, '"');
+        mg_str_addc(&s, '"');
         for (const char *p = v->s ? v->s : ""; *p; p++) {
             if (*p == '"' || *p == '\\')
-                am_str_addc(&s, '\\'), am_str_addc(&s, *p);
+                mg_str_addc(&s, '\\'), mg_str_addc(&s, *p);
             else if (*p == '\n')
-                am_str_add(&s, "\\n");
+                mg_str_add(&s, "\\n");
             else if (*p == '\t')
-                am_str_add(&s, "\\t");
+                mg_str_add(&s, "\\t");
             else
-                am_str_addc(&s, *p);
+                mg_str_addc(&s, *p);
         }
-        am_str_addc(&s, '"');
+        mg_str_addc(&s, '"');
         break;
     }
-    return am_str_steal(&s);
+    return mg_str_steal(&s);
 }
 
 /* ---- registry ---------------------------------------------------------- */
 
-const am_magic *am_magic_find(const char *name, unsigned kind)
+const mg_magic *mg_magic_find(const char *name, unsigned kind)
 {
-    for (const am_magic *m = am_magic_table; m->name; m++)
+    for (const mg_magic *m = mg_magic_table; m->name; m++)
         if ((m->kinds & kind) && strcmp(m->name, name) == 0)
             return m;
     return NULL;
 }
 
-static void key_lines(am_str *s, const am_key *keys, const am_interp *it)
+static void key_lines(mg_str *s, const mg_key *keys, const mg_interp *it)
 {
     size_t w = 0;
     for (size_t i = 0; keys && keys[i].name; i++) {
-        size_t n = strlen(keys[i].name) + 1 + strlen(am_type_name(&keys[i]));
+        size_t n = strlen(keys[i].name) + 1 + strlen(mg_type_name(&keys[i]));
         if (n > w)
             w = n;
     }
     for (size_t i = 0; keys && keys[i].name; i++) {
-        const am_key *k = &keys[i];
-        char *lhs = am_asprintf("%s=%s", k->name, am_type_name(k));
-        am_str_addf(s, "  %-*s  %s", (int)w, lhs, k->doc);
+        const mg_key *k = &keys[i];
+        char *lhs = mg_asprintf("%s=%s", k->name, mg_type_name(k));
+        mg_str_addf(s, "  %-*s  %s", (int)w, lhs, k->doc);
         free(lhs);
         if (it) {
-            char *cur = am_value_format(k, am_setting(it, k->name));
-            am_str_addf(s, " [now %s]", cur);
+            char *cur = mg_value_format(k, mg_setting(it, k->name));
+            mg_str_addf(s, " [now %s]", cur);
             free(cur);
         }
-        am_str_add(s, " (");
+        mg_str_add(s, " (");
         if (k->def)
-            am_str_addf(s, "default %s; ", k->def);
+            mg_str_addf(s, "default %s; ", k->def);
         describe(s, k);
-        am_str_add(s, ")\n");
+        mg_str_add(s, ")\n");
     }
 }
 
-static void usage_line(am_str *s, const am_magic *m, unsigned kind)
+static void usage_line(mg_str *s, const mg_magic *m, unsigned kind)
 {
-    am_str_addf(s, "%s%s", kind == AM_CELL ? "%%" : "%", m->name);
+    mg_str_addf(s, "%s%s", kind == MG_CELL ? "%%" : "%", m->name);
     if (m->positional)
-        am_str_addf(s, m->positional_required ? " %s" : " [%s]", m->positional);
+        mg_str_addf(s, m->positional_required ? " %s" : " [%s]", m->positional);
     for (size_t i = 0; m->keys && m->keys[i].name; i++)
-        am_str_addf(s, " [%s=%s]", m->keys[i].name, am_type_name(&m->keys[i]));
-    if (kind == AM_CELL)
-        am_str_add(s, "\n<body>");
+        mg_str_addf(s, " [%s=%s]", m->keys[i].name, mg_type_name(&m->keys[i]));
+    if (kind == MG_CELL)
+        mg_str_add(s, "\n<body>");
 }
 
-char *am_magic_help(const am_magic *m, unsigned kind)
+char *mg_magic_help(const mg_magic *m, unsigned kind)
 {
-    am_str s = AM_STR_INIT;
+    mg_str s = MG_STR_INIT;
     if (!(m->kinds & kind))
-        kind = (m->kinds & AM_LINE) ? AM_LINE : AM_CELL;
+        kind = (m->kinds & MG_LINE) ? MG_LINE : MG_CELL;
     usage_line(&s, m, kind);
-    am_str_addf(&s, "\n\n%s\n", m->summary);
+    mg_str_addf(&s, "\n\n%s\n", m->summary);
     if (m->help && m->help[0])
-        am_str_addf(&s, "\n%s\n", m->help);
+        mg_str_addf(&s, "\n%s\n", m->help);
     if (m->positional)
-        am_str_addf(&s, "\nBare argument:\n  %s  %s\n", m->positional,
+        mg_str_addf(&s, "\nBare argument:\n  %s  %s\n", m->positional,
                     m->positional_doc ? m->positional_doc : "");
     if (m->keys && m->keys[0].name) {
-        am_str_add(&s, "\nKeys:\n");
+        mg_str_add(&s, "\nKeys:\n");
         key_lines(&s, m->keys, NULL);
     }
-    if ((m->kinds & AM_LINE) && (m->kinds & AM_CELL))
-        am_str_addf(&s, "\nAlso usable as %s%s.\n", kind == AM_CELL ? "%" : "%%", m->name);
-    return am_str_steal(&s);
+    if ((m->kinds & MG_LINE) && (m->kinds & MG_CELL))
+        mg_str_addf(&s, "\nAlso usable as %s%s.\n", kind == MG_CELL ? "%" : "%%", m->name);
+    return mg_str_steal(&s);
 }
 
-char *am_settings_help(const am_interp *it)
+char *mg_settings_help(const mg_interp *it)
 {
-    am_str s = AM_STR_INIT;
-    am_str_add(&s, "Session defaults (change with %set key=value):\n");
-    key_lines(&s, am_settings_table, it);
-    return am_str_steal(&s);
+    mg_str s = MG_STR_INIT;
+    mg_str_add(&s, "Session defaults (change with %set key=value):\n");
+    key_lines(&s, mg_settings_table, it);
+    return mg_str_steal(&s);
 }
 
-static void list_kind(am_str *s, unsigned kind, const char *title)
+static void list_kind(mg_str *s, unsigned kind, const char *title)
 {
     size_t w = 0;
-    for (const am_magic *m = am_magic_table; m->name; m++)
+    for (const mg_magic *m = mg_magic_table; m->name; m++)
         if ((m->kinds & kind) && strlen(m->name) > w)
             w = strlen(m->name);
     bool any = false;
-    for (const am_magic *m = am_magic_table; m->name; m++) {
+    for (const mg_magic *m = mg_magic_table; m->name; m++) {
         if (!(m->kinds & kind))
             continue;
         if (!any)
-            am_str_addf(s, "%s:\n", title);
+            mg_str_addf(s, "%s:\n", title);
         any = true;
-        am_str_addf(s, "  %s%-*s  %s\n", kind == AM_CELL ? "%%" : "%", (int)w, m->name,
+        mg_str_addf(s, "  %s%-*s  %s\n", kind == MG_CELL ? "%%" : "%", (int)w, m->name,
                     m->summary);
     }
 }
 
-char *am_lsmagic_text(void)
+char *mg_lsmagic_text(void)
 {
-    am_str s = AM_STR_INIT;
-    list_kind(&s, AM_LINE, "Line magics");
-    list_kind(&s, AM_CELL, "Cell magics");
-    am_str_add(&s, "Type %help NAME or NAME? for a magic's keys.\n");
-    return am_str_steal(&s);
+    mg_str s = MG_STR_INIT;
+    list_kind(&s, MG_LINE, "Line magics");
+    list_kind(&s, MG_CELL, "Cell magics");
+    mg_str_add(&s, "Type %help NAME or NAME? for a magic's keys.\n");
+    return mg_str_steal(&s);
 }
 
-char *am_help_overview(void)
+char *mg_help_overview(void)
 {
-    am_str s = AM_STR_INIT;
-    am_str_add(&s,
+    mg_str s = MG_STR_INIT;
+    mg_str_add(&s,
                "actmax cells are magics, not Python:\n"
                "  %name [ARG] key=value ...   one line magic per line; lines run in order\n"
                "                              and the cell stops at the first error\n"
@@ -406,33 +406,33 @@ char *am_help_overview(void)
                "Values may be quoted ('a b' or \"a b\", with backslash escapes); '#' starts\n"
                "a comment. %set key=value sets session defaults used when a magic's key\n"
                "of the same name is not given.\n\n");
-    char *ls = am_lsmagic_text();
-    am_str_add(&s, ls);
+    char *ls = mg_lsmagic_text();
+    mg_str_add(&s, ls);
     free(ls);
-    return am_str_steal(&s);
+    return mg_str_steal(&s);
 }
 
-int am_registry_check(char **err)
+int mg_registry_check(char **err)
 {
-    const am_key *lists[256];
+    const mg_key *lists[256];
     const char *owners[256];
     size_t nl = 0;
-    lists[nl] = am_settings_table;
+    lists[nl] = mg_settings_table;
     owners[nl++] = "%set";
-    for (const am_magic *m = am_magic_table; m->name; m++) {
-        if (!m->summary || !m->run || !(m->kinds & (AM_LINE | AM_CELL))) {
-            *err = am_asprintf("magic %s lacks a summary, a run function or a kind", m->name);
+    for (const mg_magic *m = mg_magic_table; m->name; m++) {
+        if (!m->summary || !m->run || !(m->kinds & (MG_LINE | MG_CELL))) {
+            *err = mg_asprintf("magic %s lacks a summary, a run function or a kind", m->name);
             return -1;
         }
         for (const char *p = m->name; *p; p++) {
-            if (!am_is_ident_char((unsigned char)*p)) {
-                *err = am_asprintf("magic name '%s' is not an identifier", m->name);
+            if (!mg_is_ident_char((unsigned char)*p)) {
+                *err = mg_asprintf("magic name '%s' is not an identifier", m->name);
                 return -1;
             }
         }
-        for (const am_magic *o = am_magic_table; o < m; o++) {
+        for (const mg_magic *o = mg_magic_table; o < m; o++) {
             if (strcmp(o->name, m->name) == 0 && (o->kinds & m->kinds)) {
-                *err = am_asprintf("magic %s registered twice", m->name);
+                *err = mg_asprintf("magic %s registered twice", m->name);
                 return -1;
             }
         }
@@ -443,21 +443,21 @@ int am_registry_check(char **err)
     }
     for (size_t l = 0; l < nl; l++) {
         for (size_t i = 0; lists[l] && lists[l][i].name; i++) {
-            const am_key *k = &lists[l][i];
-            if (!k->doc || (k->type == AM_T_ENUM && !k->choices)) {
-                *err = am_asprintf("%s: key %s lacks a doc or choices", owners[l], k->name);
+            const mg_key *k = &lists[l][i];
+            if (!k->doc || (k->type == MG_T_ENUM && !k->choices)) {
+                *err = mg_asprintf("%s: key %s lacks a doc or choices", owners[l], k->name);
                 return -1;
             }
             if (k->def) {
-                am_value v;
+                mg_value v;
                 memset(&v, 0, sizeof v);
                 char *e = NULL;
-                if (am_value_parse(k, k->def, &v, &e) != 0) {
-                    *err = am_asprintf("%s: bad default: %s", owners[l], e);
+                if (mg_value_parse(k, k->def, &v, &e) != 0) {
+                    *err = mg_asprintf("%s: bad default: %s", owners[l], e);
                     free(e);
                     return -1;
                 }
-                am_value_clear(&v);
+                mg_value_clear(&v);
             }
         }
     }
@@ -466,26 +466,26 @@ int am_registry_check(char **err)
 
 /* ---- completions ------------------------------------------------------- */
 
-void am_completions_add(am_completions *c, const char *candidate)
+void mg_completions_add(mg_completions *c, const char *candidate)
 {
     for (size_t i = 0; i < c->n; i++)
         if (strcmp(c->v[i], candidate) == 0)
             return;
     if (c->n == c->cap) {
         c->cap = c->cap ? 2 * c->cap : 16;
-        c->v = am_xrealloc(c->v, c->cap * sizeof *c->v);
+        c->v = mg_xrealloc(c->v, c->cap * sizeof *c->v);
     }
-    c->v[c->n++] = am_strdup(candidate);
+    c->v[c->n++] = mg_strdup(candidate);
 }
 
-void am_completions_from(am_completions *c, const am_complete_ctx *cx, size_t args_offset)
+void mg_completions_from(mg_completions *c, const mg_complete_ctx *cx, size_t args_offset)
 {
     if (args_offset > cx->len)
         args_offset = cx->len;
     c->start = cx->base + args_offset;
 }
 
-void am_completions_free(am_completions *c)
+void mg_completions_free(mg_completions *c)
 {
     for (size_t i = 0; i < c->n; i++)
         free(c->v[i]);
@@ -495,65 +495,65 @@ void am_completions_free(am_completions *c)
 
 /* ---- call access ------------------------------------------------------- */
 
-static const am_value *call_value(const am_call *c, const char *key)
+static const mg_value *call_value(const mg_call *c, const char *key)
 {
     size_t idx;
-    if (!am_keys_find(c->magic->keys, key, &idx)) {
-        am_log("bug: %%%s asked for undeclared key '%s'", c->magic->name, key);
+    if (!mg_keys_find(c->magic->keys, key, &idx)) {
+        mg_log("bug: %%%s asked for undeclared key '%s'", c->magic->name, key);
         return NULL;
     }
     return &c->values[idx];
 }
 
-long long am_int(const am_call *c, const char *key)
+long long mg_int(const mg_call *c, const char *key)
 {
-    const am_value *v = call_value(c, key);
+    const mg_value *v = call_value(c, key);
     return v ? v->i : 0;
 }
 
-double am_float(const am_call *c, const char *key)
+double mg_float(const mg_call *c, const char *key)
 {
-    const am_value *v = call_value(c, key);
+    const mg_value *v = call_value(c, key);
     return v ? v->f : 0.0;
 }
 
-bool am_bool(const am_call *c, const char *key)
+bool mg_bool(const mg_call *c, const char *key)
 {
-    const am_value *v = call_value(c, key);
+    const mg_value *v = call_value(c, key);
     return v ? v->b : false;
 }
 
-const char *am_string(const am_call *c, const char *key)
+const char *mg_string(const mg_call *c, const char *key)
 {
-    const am_value *v = call_value(c, key);
+    const mg_value *v = call_value(c, key);
     return v && v->s ? v->s : "";
 }
 
-const char *am_enum(const am_call *c, const char *key)
+const char *mg_enum(const mg_call *c, const char *key)
 {
-    return am_string(c, key);
+    return mg_string(c, key);
 }
 
-bool am_given(const am_call *c, const char *key)
+bool mg_given(const mg_call *c, const char *key)
 {
-    const am_value *v = call_value(c, key);
+    const mg_value *v = call_value(c, key);
     return v ? v->given : false;
 }
 
-am_status am_fail(const am_call *c, const char *ename, const char *fmt, ...)
+mg_status mg_fail(const mg_call *c, const char *ename, const char *fmt, ...)
 {
-    am_str s = AM_STR_INIT;
+    mg_str s = MG_STR_INIT;
     va_list ap;
     va_start(ap, fmt);
-    am_str_vaddf(&s, fmt, ap);
+    mg_str_vaddf(&s, fmt, ap);
     va_end(ap);
-    char *tb0 = am_asprintf("%s: %s", ename, am_str_cstr(&s));
-    char *tb1 = am_asprintf("  in %s%s (line %zu)", c->is_cell ? "%%" : "%", c->magic->name,
+    char *tb0 = mg_asprintf("%s: %s", ename, mg_str_cstr(&s));
+    char *tb1 = mg_asprintf("  in %s%s (line %zu)", c->is_cell ? "%%" : "%", c->magic->name,
                             c->line);
     const char *tb[2] = {tb0, tb1};
-    am_sink_error(c->out, ename, am_str_cstr(&s), tb, 2);
+    mg_sink_error(c->out, ename, mg_str_cstr(&s), tb, 2);
     free(tb0);
     free(tb1);
-    am_str_free(&s);
-    return AM_ERROR;
+    mg_str_free(&s);
+    return MG_ERROR;
 }

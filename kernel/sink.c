@@ -8,18 +8,18 @@
 
 #include "util.h"
 
-struct am_bundle {
-    am_bundle_item *items;
+struct mg_bundle {
+    mg_bundle_item *items;
     size_t n, cap;
     cJSON *meta; /* object, created on first use */
 };
 
-am_bundle *am_bundle_new(void)
+mg_bundle *mg_bundle_new(void)
 {
-    return am_xcalloc(1, sizeof(am_bundle));
+    return mg_xcalloc(1, sizeof(mg_bundle));
 }
 
-void am_bundle_free(am_bundle *b)
+void mg_bundle_free(mg_bundle *b)
 {
     if (!b)
         return;
@@ -32,13 +32,13 @@ void am_bundle_free(am_bundle *b)
     free(b);
 }
 
-static void add_item(am_bundle *b, const char *mime, const void *data, size_t len, am_data_kind k)
+static void add_item(mg_bundle *b, const char *mime, const void *data, size_t len, mg_data_kind k)
 {
     /* A second item of the same type replaces the first. */
     for (size_t i = 0; i < b->n; i++) {
         if (strcmp(b->items[i].mime, mime) == 0) {
             free(b->items[i].data);
-            b->items[i].data = (unsigned char *)am_strndup(data, len);
+            b->items[i].data = (unsigned char *)mg_strndup(data, len);
             b->items[i].len = len;
             b->items[i].kind = k;
             return;
@@ -46,31 +46,31 @@ static void add_item(am_bundle *b, const char *mime, const void *data, size_t le
     }
     if (b->n == b->cap) {
         b->cap = b->cap ? 2 * b->cap : 4;
-        b->items = am_xrealloc(b->items, b->cap * sizeof *b->items);
+        b->items = mg_xrealloc(b->items, b->cap * sizeof *b->items);
     }
-    am_bundle_item *it = &b->items[b->n++];
-    it->mime = am_strdup(mime);
-    it->data = (unsigned char *)am_strndup(data, len); /* NUL-terminated copy */
+    mg_bundle_item *it = &b->items[b->n++];
+    it->mime = mg_strdup(mime);
+    it->data = (unsigned char *)mg_strndup(data, len); /* NUL-terminated copy */
     it->len = len;
     it->kind = k;
 }
 
-void am_bundle_text(am_bundle *b, const char *mime, const char *text)
+void mg_bundle_text(mg_bundle *b, const char *mime, const char *text)
 {
-    add_item(b, mime, text, strlen(text), AM_DATA_TEXT);
+    add_item(b, mime, text, strlen(text), MG_DATA_TEXT);
 }
 
-void am_bundle_bytes(am_bundle *b, const char *mime, const void *data, size_t len)
+void mg_bundle_bytes(mg_bundle *b, const char *mime, const void *data, size_t len)
 {
-    add_item(b, mime, data, len, AM_DATA_BINARY);
+    add_item(b, mime, data, len, MG_DATA_BINARY);
 }
 
-void am_bundle_json(am_bundle *b, const char *mime, const char *json_text)
+void mg_bundle_json(mg_bundle *b, const char *mime, const char *json_text)
 {
-    add_item(b, mime, json_text, strlen(json_text), AM_DATA_JSON);
+    add_item(b, mime, json_text, strlen(json_text), MG_DATA_JSON);
 }
 
-static cJSON *meta_target(am_bundle *b, const char *mime)
+static cJSON *meta_target(mg_bundle *b, const char *mime)
 {
     if (!b->meta)
         b->meta = cJSON_CreateObject();
@@ -84,39 +84,39 @@ static cJSON *meta_target(am_bundle *b, const char *mime)
     return o;
 }
 
-static void meta_set(am_bundle *b, const char *mime, const char *key, cJSON *v)
+static void meta_set(mg_bundle *b, const char *mime, const char *key, cJSON *v)
 {
     cJSON *o = meta_target(b, mime);
     cJSON_DeleteItemFromObjectCaseSensitive(o, key);
     cJSON_AddItemToObject(o, key, v);
 }
 
-void am_bundle_meta_num(am_bundle *b, const char *mime, const char *key, double value)
+void mg_bundle_meta_num(mg_bundle *b, const char *mime, const char *key, double value)
 {
     meta_set(b, mime, key, cJSON_CreateNumber(value));
 }
 
-void am_bundle_meta_str(am_bundle *b, const char *mime, const char *key, const char *value)
+void mg_bundle_meta_str(mg_bundle *b, const char *mime, const char *key, const char *value)
 {
     meta_set(b, mime, key, cJSON_CreateString(value));
 }
 
-void am_bundle_meta_bool(am_bundle *b, const char *mime, const char *key, bool value)
+void mg_bundle_meta_bool(mg_bundle *b, const char *mime, const char *key, bool value)
 {
     meta_set(b, mime, key, cJSON_CreateBool(value));
 }
 
-size_t am_bundle_count(const am_bundle *b)
+size_t mg_bundle_count(const mg_bundle *b)
 {
     return b->n;
 }
 
-const am_bundle_item *am_bundle_item_at(const am_bundle *b, size_t i)
+const mg_bundle_item *mg_bundle_item_at(const mg_bundle *b, size_t i)
 {
     return i < b->n ? &b->items[i] : NULL;
 }
 
-const am_bundle_item *am_bundle_find(const am_bundle *b, const char *mime)
+const mg_bundle_item *mg_bundle_find(const mg_bundle *b, const char *mime)
 {
     for (size_t i = 0; i < b->n; i++)
         if (strcmp(b->items[i].mime, mime) == 0)
@@ -124,72 +124,72 @@ const am_bundle_item *am_bundle_find(const am_bundle *b, const char *mime)
     return NULL;
 }
 
-char *am_bundle_metadata_json(const am_bundle *b)
+char *mg_bundle_metadata_json(const mg_bundle *b)
 {
     if (!b->meta)
-        return am_strdup("{}");
+        return mg_strdup("{}");
     char *p = cJSON_PrintUnformatted(b->meta);
-    char *r = am_strdup(p ? p : "{}");
+    char *r = mg_strdup(p ? p : "{}");
     cJSON_free(p);
     return r;
 }
 
 /* ---- wrappers ---------------------------------------------------------- */
 
-void am_sink_stream(const am_sink *s, const char *name, const char *text)
+void mg_sink_stream(const mg_sink *s, const char *name, const char *text)
 {
     if (text && text[0])
         s->ops->stream(s->ctx, name, text);
 }
 
-void am_sink_printf(const am_sink *s, const char *fmt, ...)
+void mg_sink_printf(const mg_sink *s, const char *fmt, ...)
 {
-    am_str t = AM_STR_INIT;
+    mg_str t = MG_STR_INIT;
     va_list ap;
     va_start(ap, fmt);
-    am_str_vaddf(&t, fmt, ap);
+    mg_str_vaddf(&t, fmt, ap);
     va_end(ap);
-    am_sink_stream(s, "stdout", am_str_cstr(&t));
-    am_str_free(&t);
+    mg_sink_stream(s, "stdout", mg_str_cstr(&t));
+    mg_str_free(&t);
 }
 
-void am_sink_display(const am_sink *s, const am_bundle *b, const char *display_id)
+void mg_sink_display(const mg_sink *s, const mg_bundle *b, const char *display_id)
 {
     s->ops->display(s->ctx, b, display_id, false);
 }
 
-void am_sink_update(const am_sink *s, const am_bundle *b, const char *display_id)
+void mg_sink_update(const mg_sink *s, const mg_bundle *b, const char *display_id)
 {
     s->ops->display(s->ctx, b, display_id, true);
 }
 
-void am_sink_result(const am_sink *s, const am_bundle *b)
+void mg_sink_result(const mg_sink *s, const mg_bundle *b)
 {
     s->ops->result(s->ctx, b);
 }
 
-void am_sink_error(const am_sink *s, const char *ename, const char *evalue,
+void mg_sink_error(const mg_sink *s, const char *ename, const char *evalue,
                    const char *const *traceback, size_t n_traceback)
 {
     s->ops->error(s->ctx, ename, evalue, traceback, n_traceback);
 }
 
-void am_sink_clear(const am_sink *s, bool wait)
+void mg_sink_clear(const mg_sink *s, bool wait)
 {
     s->ops->clear(s->ctx, wait);
 }
 
-void am_sink_page(const am_sink *s, const char *text)
+void mg_sink_page(const mg_sink *s, const char *text)
 {
     s->ops->page(s->ctx, text);
 }
 
-bool am_sink_should_stop(const am_sink *s)
+bool mg_sink_should_stop(const mg_sink *s)
 {
     return s->ops->should_stop(s->ctx);
 }
 
-bool am_sink_wait(const am_sink *s, double seconds)
+bool mg_sink_wait(const mg_sink *s, double seconds)
 {
     return s->ops->wait(s->ctx, seconds);
 }
@@ -199,33 +199,33 @@ bool am_sink_wait(const am_sink *s, double seconds)
 static void cat(char **dst, const char *text)
 {
     size_t a = *dst ? strlen(*dst) : 0, b = strlen(text);
-    *dst = am_xrealloc(*dst, a + b + 1);
+    *dst = mg_xrealloc(*dst, a + b + 1);
     memcpy(*dst + a, text, b + 1);
 }
 
 static void cap_stream(void *ctx, const char *name, const char *text)
 {
-    am_capture *c = ctx;
+    mg_capture *c = ctx;
     cat(strcmp(name, "stderr") == 0 ? &c->err : &c->out, text);
 }
 
-static void cap_bundle(am_capture *c, const am_bundle *b)
+static void cap_bundle(mg_capture *c, const mg_bundle *b)
 {
-    const am_bundle_item *it = am_bundle_find(b, "text/plain");
+    const mg_bundle_item *it = mg_bundle_find(b, "text/plain");
     if (it) {
         cat(&c->out, (const char *)it->data);
         cat(&c->out, "\n");
     }
 }
 
-static void cap_display(void *ctx, const am_bundle *b, const char *display_id, bool update)
+static void cap_display(void *ctx, const mg_bundle *b, const char *display_id, bool update)
 {
     (void)display_id;
     (void)update;
     cap_bundle(ctx, b);
 }
 
-static void cap_result(void *ctx, const am_bundle *b)
+static void cap_result(void *ctx, const mg_bundle *b)
 {
     cap_bundle(ctx, b);
 }
@@ -233,7 +233,7 @@ static void cap_result(void *ctx, const am_bundle *b)
 static void cap_error(void *ctx, const char *ename, const char *evalue, const char *const *tb,
                       size_t n)
 {
-    am_capture *c = ctx;
+    mg_capture *c = ctx;
     (void)tb;
     (void)n;
     c->n_errors++;
@@ -251,31 +251,31 @@ static void cap_clear(void *ctx, bool wait)
 
 static void cap_page(void *ctx, const char *text)
 {
-    am_capture *c = ctx;
+    mg_capture *c = ctx;
     cat(&c->page, text);
 }
 
 static bool cap_should_stop(void *ctx)
 {
-    return ((am_capture *)ctx)->stop;
+    return ((mg_capture *)ctx)->stop;
 }
 
 static bool cap_wait(void *ctx, double seconds)
 {
     (void)seconds;
-    return ((am_capture *)ctx)->stop;
+    return ((mg_capture *)ctx)->stop;
 }
 
-static const am_sink_ops CAPTURE_OPS = {cap_stream, cap_display, cap_result, cap_error,
+static const mg_sink_ops CAPTURE_OPS = {cap_stream, cap_display, cap_result, cap_error,
                                         cap_clear,  cap_page,    cap_should_stop, cap_wait};
 
-am_sink am_capture_sink(am_capture *c)
+mg_sink mg_capture_sink(mg_capture *c)
 {
-    am_sink s = {&CAPTURE_OPS, c};
+    mg_sink s = {&CAPTURE_OPS, c};
     return s;
 }
 
-void am_capture_free(am_capture *c)
+void mg_capture_free(mg_capture *c)
 {
     free(c->out);
     free(c->err);

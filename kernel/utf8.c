@@ -5,7 +5,7 @@ static int is_cont(unsigned char c)
     return (c & 0xC0) == 0x80;
 }
 
-size_t am_utf8_cp_to_byte(const char *s, size_t len, size_t cp)
+size_t mg_utf8_cp_to_byte(const char *s, size_t len, size_t cp)
 {
     size_t i = 0, n = 0;
     while (i < len) {
@@ -19,7 +19,7 @@ size_t am_utf8_cp_to_byte(const char *s, size_t len, size_t cp)
     return len;
 }
 
-size_t am_utf8_byte_to_cp(const char *s, size_t len, size_t byte)
+size_t mg_utf8_byte_to_cp(const char *s, size_t len, size_t byte)
 {
     if (byte > len)
         byte = len;

@@ -8,9 +8,9 @@
 #include <stddef.h>
 
 /* Byte offset of code point index cp in s[0..len); clamps to len. */
-size_t am_utf8_cp_to_byte(const char *s, size_t len, size_t cp);
+size_t mg_utf8_cp_to_byte(const char *s, size_t len, size_t cp);
 /* Number of code points in s[0..byte); byte is clamped to len, and a byte
  * offset in the middle of a sequence counts the partial code point. */
-size_t am_utf8_byte_to_cp(const char *s, size_t len, size_t byte);
+size_t mg_utf8_byte_to_cp(const char *s, size_t len, size_t byte);
 
 #endif

@@ -11,7 +11,7 @@ static void oom(void)
     abort();
 }
 
-void *am_xmalloc(size_t n)
+void *mg_xmalloc(size_t n)
 {
     void *p = malloc(n ? n : 1);
     if (!p)
@@ -19,7 +19,7 @@ void *am_xmalloc(size_t n)
     return p;
 }
 
-void *am_xcalloc(size_t n, size_t size)
+void *mg_xcalloc(size_t n, size_t size)
 {
     void *p = calloc(n ? n : 1, size ? size : 1);
     if (!p)
@@ -27,7 +27,7 @@ void *am_xcalloc(size_t n, size_t size)
     return p;
 }
 
-void *am_xrealloc(void *p, size_t n)
+void *mg_xrealloc(void *p, size_t n)
 {
     void *q = realloc(p, n ? n : 1);
     if (!q)
@@ -35,21 +35,21 @@ void *am_xrealloc(void *p, size_t n)
     return q;
 }
 
-char *am_strndup(const char *s, size_t n)
+char *mg_strndup(const char *s, size_t n)
 {
-    char *d = am_xmalloc(n + 1);
+    char *d = mg_xmalloc(n + 1);
     if (n)
         memcpy(d, s, n);
     d[n] = '\0';
     return d;
 }
 
-char *am_strdup(const char *s)
+char *mg_strdup(const char *s)
 {
-    return am_strndup(s, strlen(s));
+    return mg_strndup(s, strlen(s));
 }
 
-static void reserve(am_str *s, size_t extra)
+static void reserve(mg_str *s, size_t extra)
 {
     size_t need = s->len + extra + 1;
     if (need <= s->cap)
@@ -57,11 +57,11 @@ static void reserve(am_str *s, size_t extra)
     size_t cap = s->cap ? s->cap : 64;
     while (cap < need)
         cap *= 2;
-    s->p = am_xrealloc(s->p, cap);
+    s->p = mg_xrealloc(s->p, cap);
     s->cap = cap;
 }
 
-void am_str_addn(am_str *s, const char *text, size_t n)
+void mg_str_addn(mg_str *s, const char *text, size_t n)
 {
     reserve(s, n);
     if (n)
@@ -70,17 +70,17 @@ void am_str_addn(am_str *s, const char *text, size_t n)
     s->p[s->len] = '\0';
 }
 
-void am_str_add(am_str *s, const char *text)
+void mg_str_add(mg_str *s, const char *text)
 {
-    am_str_addn(s, text, strlen(text));
+    mg_str_addn(s, text, strlen(text));
 }
 
-void am_str_addc(am_str *s, char c)
+void mg_str_addc(mg_str *s, char c)
 {
-    am_str_addn(s, &c, 1);
+    mg_str_addn(s, &c, 1);
 }
 
-void am_str_vaddf(am_str *s, const char *fmt, va_list ap)
+void mg_str_vaddf(mg_str *s, const char *fmt, va_list ap)
 {
     va_list aq;
     va_copy(aq, ap);
@@ -93,76 +93,76 @@ void am_str_vaddf(am_str *s, const char *fmt, va_list ap)
     s->len += (size_t)n;
 }
 
-void am_str_addf(am_str *s, const char *fmt, ...)
+void mg_str_addf(mg_str *s, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    am_str_vaddf(s, fmt, ap);
+    mg_str_vaddf(s, fmt, ap);
     va_end(ap);
 }
 
-const char *am_str_cstr(const am_str *s)
+const char *mg_str_cstr(const mg_str *s)
 {
     return s->p ? s->p : "";
 }
 
-char *am_str_steal(am_str *s)
+char *mg_str_steal(mg_str *s)
 {
-    char *p = s->p ? s->p : am_strdup("");
+    char *p = s->p ? s->p : mg_strdup("");
     s->p = NULL;
     s->len = s->cap = 0;
     return p;
 }
 
-void am_str_clear(am_str *s)
+void mg_str_clear(mg_str *s)
 {
     s->len = 0;
     if (s->p)
         s->p[0] = '\0';
 }
 
-void am_str_free(am_str *s)
+void mg_str_free(mg_str *s)
 {
     free(s->p);
     s->p = NULL;
     s->len = s->cap = 0;
 }
 
-char *am_asprintf(const char *fmt, ...)
+char *mg_asprintf(const char *fmt, ...)
 {
-    am_str s = AM_STR_INIT;
+    mg_str s = MG_STR_INIT;
     va_list ap;
     va_start(ap, fmt);
-    am_str_vaddf(&s, fmt, ap);
+    mg_str_vaddf(&s, fmt, ap);
     va_end(ap);
-    return am_str_steal(&s);
+    return mg_str_steal(&s);
 }
 
-void am_log(const char *fmt, ...)
+void mg_log(const char *fmt, ...)
 {
-    am_str s = AM_STR_INIT;
+    mg_str s = MG_STR_INIT;
     struct timespec ts;
     struct tm tm;
     clock_gettime(CLOCK_REALTIME, &ts);
     gmtime_r(&ts.tv_sec, &tm);
-    am_str_addf(&s, "[actmax %02d:%02d:%02d.%03ld] ", tm.tm_hour, tm.tm_min, tm.tm_sec,
+    mg_str_addf(&s, "[actmax %02d:%02d:%02d.%03ld] ", tm.tm_hour, tm.tm_min, tm.tm_sec,
                 ts.tv_nsec / 1000000L);
     va_list ap;
     va_start(ap, fmt);
-    am_str_vaddf(&s, fmt, ap);
+    mg_str_vaddf(&s, fmt, ap);
     va_end(ap);
-    am_str_addc(&s, '\n');
+    mg_str_addc(&s, '\n');
     fputs(s.p, stderr);
     fflush(stderr);
-    am_str_free(&s);
+    mg_str_free(&s);
 }
 
 /* Optimal string alignment distance: insertions, deletions, substitutions
  * and transpositions of neighbours ("cdua" -> "cuda") each cost 1. */
-size_t am_edit_distance(const char *a, const char *b)
+size_t mg_edit_distance(const char *a, const char *b)
 {
     size_t la = strlen(a), lb = strlen(b), w = lb + 1;
-    size_t *d = am_xmalloc((la + 1) * w * sizeof *d);
+    size_t *d = mg_xmalloc((la + 1) * w * sizeof *d);
     for (size_t i = 0; i <= la; i++)
         d[i * w] = i;
     for (size_t j = 0; j <= lb; j++)
@@ -186,13 +186,13 @@ size_t am_edit_distance(const char *a, const char *b)
     return r;
 }
 
-const char *am_closest(const char *name, const char *const *cands, size_t n)
+const char *mg_closest(const char *name, const char *const *cands, size_t n)
 {
     const char *best = NULL;
     size_t best_d = (size_t)-1;
     size_t len = strlen(name);
     for (size_t i = 0; i < n; i++) {
-        size_t d = am_edit_distance(name, cands[i]);
+        size_t d = mg_edit_distance(name, cands[i]);
         /* A prefix of a candidate ("max" for "maximize") counts as close. */
         if (len >= 2 && strncmp(cands[i], name, len) == 0 && d > 1)
             d = 1;

@@ -8,31 +8,31 @@
 
 #include "util.h"
 
-void am_frames_push_take(am_frames *f, void *data, size_t len)
+void mg_frames_push_take(mg_frames *f, void *data, size_t len)
 {
     if (f->n == f->cap) {
         f->cap = f->cap ? f->cap * 2 : 8;
-        f->v = am_xrealloc(f->v, f->cap * sizeof *f->v);
+        f->v = mg_xrealloc(f->v, f->cap * sizeof *f->v);
     }
     f->v[f->n].data = data;
     f->v[f->n].len = len;
     f->n++;
 }
 
-void am_frames_push(am_frames *f, const void *data, size_t len)
+void mg_frames_push(mg_frames *f, const void *data, size_t len)
 {
-    unsigned char *copy = am_xmalloc(len ? len : 1);
+    unsigned char *copy = mg_xmalloc(len ? len : 1);
     if (len)
         memcpy(copy, data, len);
-    am_frames_push_take(f, copy, len);
+    mg_frames_push_take(f, copy, len);
 }
 
-void am_frames_push_str(am_frames *f, const char *s)
+void mg_frames_push_str(mg_frames *f, const char *s)
 {
-    am_frames_push(f, s, strlen(s));
+    mg_frames_push(f, s, strlen(s));
 }
 
-void am_frames_free(am_frames *f)
+void mg_frames_free(mg_frames *f)
 {
     for (size_t i = 0; i < f->n; i++)
         free(f->v[i].data);
@@ -43,17 +43,17 @@ void am_frames_free(am_frames *f)
 
 /* ---- signing ---------------------------------------------------------- */
 
-void am_signer_init(am_signer *s, const void *key, size_t keylen)
+void mg_signer_init(mg_signer *s, const void *key, size_t keylen)
 {
     s->keylen = keylen;
     s->key = NULL;
     if (keylen) {
-        s->key = am_xmalloc(keylen);
+        s->key = mg_xmalloc(keylen);
         memcpy(s->key, key, keylen);
     }
 }
 
-void am_signer_free(am_signer *s)
+void mg_signer_free(mg_signer *s)
 {
     if (s->key) {
         sodium_memzero(s->key, s->keylen);
@@ -63,12 +63,12 @@ void am_signer_free(am_signer *s)
     s->keylen = 0;
 }
 
-bool am_signer_enabled(const am_signer *s)
+bool mg_signer_enabled(const mg_signer *s)
 {
     return s->keylen > 0;
 }
 
-void am_hmac_sha256(const void *key, size_t keylen, const void *msg, size_t msglen,
+void mg_hmac_sha256(const void *key, size_t keylen, const void *msg, size_t msglen,
                     unsigned char out[32])
 {
     crypto_auth_hmacsha256_state st;
@@ -78,7 +78,7 @@ void am_hmac_sha256(const void *key, size_t keylen, const void *msg, size_t msgl
     sodium_memzero(&st, sizeof st);
 }
 
-static void digest_parts(const am_signer *s, const am_buf parts[4], unsigned char out[32])
+static void digest_parts(const mg_signer *s, const mg_buf parts[4], unsigned char out[32])
 {
     crypto_auth_hmacsha256_state st;
     crypto_auth_hmacsha256_init(&st, s->key, s->keylen);
@@ -88,9 +88,9 @@ static void digest_parts(const am_signer *s, const am_buf parts[4], unsigned cha
     sodium_memzero(&st, sizeof st);
 }
 
-void am_signer_sign(const am_signer *s, const am_buf parts[4], char hex[65])
+void mg_signer_sign(const mg_signer *s, const mg_buf parts[4], char hex[65])
 {
-    if (!am_signer_enabled(s)) {
+    if (!mg_signer_enabled(s)) {
         hex[0] = '\0';
         return;
     }
@@ -100,7 +100,7 @@ void am_signer_sign(const am_signer *s, const am_buf parts[4], char hex[65])
 }
 
 /* Parses 64 hex digits (either case) into 32 bytes. */
-static bool hex_to_digest(const am_buf *sig, unsigned char out[32])
+static bool hex_to_digest(const mg_buf *sig, unsigned char out[32])
 {
     if (!sig || sig->len != 64)
         return false;
@@ -110,9 +110,9 @@ static bool hex_to_digest(const am_buf *sig, unsigned char out[32])
     return bin_len == 32;
 }
 
-bool am_signer_verify(const am_signer *s, const am_buf parts[4], const am_buf *sig)
+bool mg_signer_verify(const mg_signer *s, const mg_buf parts[4], const mg_buf *sig)
 {
-    if (!am_signer_enabled(s))
+    if (!mg_signer_enabled(s))
         return true;
     unsigned char want[32], got[32];
     if (!hex_to_digest(sig, got))
@@ -123,7 +123,7 @@ bool am_signer_verify(const am_signer *s, const am_buf parts[4], const am_buf *s
 
 /* ---- replay protection ------------------------------------------------ */
 
-void am_replay_init(am_replay *r, size_t limit)
+void mg_replay_init(mg_replay *r, size_t limit)
 {
     if (limit < 16)
         limit = 16;
@@ -135,12 +135,12 @@ void am_replay_init(am_replay *r, size_t limit)
     r->count = 0;
     r->cur = 0;
     for (int g = 0; g < 2; g++) {
-        r->table[g] = am_xcalloc(cap, 32);
-        r->used[g] = am_xcalloc(cap, 1);
+        r->table[g] = mg_xcalloc(cap, 32);
+        r->used[g] = mg_xcalloc(cap, 1);
     }
 }
 
-void am_replay_free(am_replay *r)
+void mg_replay_free(mg_replay *r)
 {
     for (int g = 0; g < 2; g++) {
         free(r->table[g]);
@@ -151,14 +151,14 @@ void am_replay_free(am_replay *r)
 }
 
 /* HMAC output is uniformly distributed, so its first bytes are the hash. */
-static size_t slot_of(const am_replay *r, const unsigned char d[32])
+static size_t slot_of(const mg_replay *r, const unsigned char d[32])
 {
     uint64_t h;
     memcpy(&h, d, sizeof h);
     return (size_t)(h & (uint64_t)(r->cap - 1));
 }
 
-static bool table_has(const am_replay *r, int g, const unsigned char d[32])
+static bool table_has(const mg_replay *r, int g, const unsigned char d[32])
 {
     for (size_t i = slot_of(r, d), probes = 0; probes < r->cap; i = (i + 1) & (r->cap - 1), probes++) {
         if (!r->used[g][i])
@@ -169,7 +169,7 @@ static bool table_has(const am_replay *r, int g, const unsigned char d[32])
     return false;
 }
 
-bool am_replay_check_add(am_replay *r, const unsigned char digest[32])
+bool mg_replay_check_add(mg_replay *r, const unsigned char digest[32])
 {
     if (table_has(r, 0, digest) || table_has(r, 1, digest))
         return true;
@@ -190,11 +190,11 @@ bool am_replay_check_add(am_replay *r, const unsigned char digest[32])
 
 /* ---- split / decode / encode ------------------------------------------ */
 
-int am_wire_split(const am_frames *f, am_wire_view *v, const char **err)
+int mg_wire_split(const mg_frames *f, mg_wire_view *v, const char **err)
 {
-    static const size_t dlen = sizeof AM_DELIM - 1;
+    static const size_t dlen = sizeof MG_DELIM - 1;
     size_t d = 0;
-    while (d < f->n && !(f->v[d].len == dlen && memcmp(f->v[d].data, AM_DELIM, dlen) == 0))
+    while (d < f->n && !(f->v[d].len == dlen && memcmp(f->v[d].data, MG_DELIM, dlen) == 0))
         d++;
     if (d == f->n) {
         *err = "no <IDS|MSG> delimiter";
@@ -214,7 +214,7 @@ int am_wire_split(const am_frames *f, am_wire_view *v, const char **err)
 }
 
 /* A JSON object and nothing but whitespace after it. */
-static cJSON *parse_object(const am_buf *b)
+static cJSON *parse_object(const mg_buf *b)
 {
     const char *end = NULL;
     const char *text = (const char *)b->data;
@@ -234,29 +234,29 @@ static cJSON *parse_object(const am_buf *b)
     return j;
 }
 
-int am_wire_decode(const am_frames *f, const am_signer *s, am_replay *replay, am_msg *out,
+int mg_wire_decode(const mg_frames *f, const mg_signer *s, mg_replay *replay, mg_msg *out,
                    char **err)
 {
     memset(out, 0, sizeof *out);
-    am_wire_view v;
+    mg_wire_view v;
     const char *why = NULL;
-    if (am_wire_split(f, &v, &why) != 0) {
-        *err = am_strdup(why);
+    if (mg_wire_split(f, &v, &why) != 0) {
+        *err = mg_strdup(why);
         return -1;
     }
-    if (am_signer_enabled(s)) {
+    if (mg_signer_enabled(s)) {
         if (v.sig->len == 0) {
-            *err = am_strdup("missing signature");
+            *err = mg_strdup("missing signature");
             return -1;
         }
-        if (!am_signer_verify(s, v.parts, v.sig)) {
-            *err = am_strdup("bad signature");
+        if (!mg_signer_verify(s, v.parts, v.sig)) {
+            *err = mg_strdup("bad signature");
             return -1;
         }
         unsigned char d[32];
         hex_to_digest(v.sig, d);
-        if (replay && am_replay_check_add(replay, d)) {
-            *err = am_strdup("replayed message (signature seen before)");
+        if (replay && mg_replay_check_add(replay, d)) {
+            *err = mg_strdup("replayed message (signature seen before)");
             return -1;
         }
     }
@@ -267,7 +267,7 @@ int am_wire_decode(const am_frames *f, const am_signer *s, am_replay *replay, am
         if (!obj[i]) {
             for (int k = 0; k < i; k++)
                 cJSON_Delete(obj[k]);
-            *err = am_asprintf("malformed JSON in %s (not a JSON object)", names[i]);
+            *err = mg_asprintf("malformed JSON in %s (not a JSON object)", names[i]);
             return -1;
         }
     }
@@ -276,7 +276,7 @@ int am_wire_decode(const am_frames *f, const am_signer *s, am_replay *replay, am
     if (!cJSON_IsString(type) || !cJSON_IsString(id) || !type->valuestring[0]) {
         for (int k = 0; k < 4; k++)
             cJSON_Delete(obj[k]);
-        *err = am_strdup("header without string msg_type and msg_id");
+        *err = mg_strdup("header without string msg_type and msg_id");
         return -1;
     }
     out->header = obj[0];
@@ -286,16 +286,16 @@ int am_wire_decode(const am_frames *f, const am_signer *s, am_replay *replay, am
     out->msg_type = type->valuestring;
     out->msg_id = id->valuestring;
     char *hj = cJSON_PrintUnformatted(out->header);
-    out->header_json = am_strdup(hj ? hj : "{}");
+    out->header_json = mg_strdup(hj ? hj : "{}");
     cJSON_free(hj);
     for (size_t i = 0; i < v.n_idents; i++)
-        am_frames_push(&out->idents, v.idents[i].data, v.idents[i].len);
+        mg_frames_push(&out->idents, v.idents[i].data, v.idents[i].len);
     return 0;
 }
 
-void am_msg_free(am_msg *m)
+void mg_msg_free(mg_msg *m)
 {
-    am_frames_free(&m->idents);
+    mg_frames_free(&m->idents);
     cJSON_Delete(m->header);
     cJSON_Delete(m->parent);
     cJSON_Delete(m->metadata);
@@ -304,22 +304,22 @@ void am_msg_free(am_msg *m)
     memset(m, 0, sizeof *m);
 }
 
-void am_wire_encode(const am_signer *s, const am_buf *idents, size_t n_idents, const char *header,
+void mg_wire_encode(const mg_signer *s, const mg_buf *idents, size_t n_idents, const char *header,
                     const char *parent, const char *metadata, const char *content,
-                    am_frames *out)
+                    mg_frames *out)
 {
     const char *texts[4] = {header, parent, metadata, content};
-    am_buf parts[4];
+    mg_buf parts[4];
     for (int i = 0; i < 4; i++) {
         parts[i].data = (unsigned char *)(uintptr_t)texts[i];
         parts[i].len = strlen(texts[i]);
     }
     char hex[65];
-    am_signer_sign(s, parts, hex);
+    mg_signer_sign(s, parts, hex);
     for (size_t i = 0; i < n_idents; i++)
-        am_frames_push(out, idents[i].data, idents[i].len);
-    am_frames_push_str(out, AM_DELIM);
-    am_frames_push_str(out, hex);
+        mg_frames_push(out, idents[i].data, idents[i].len);
+    mg_frames_push_str(out, MG_DELIM);
+    mg_frames_push_str(out, hex);
     for (int i = 0; i < 4; i++)
-        am_frames_push(out, parts[i].data, parts[i].len);
+        mg_frames_push(out, parts[i].data, parts[i].len);
 }

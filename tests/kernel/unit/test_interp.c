@@ -8,16 +8,16 @@
 #include "magic.h"
 
 typedef struct run {
-    am_capture cap;
-    am_status st;
+    mg_capture cap;
+    mg_status st;
 } run;
 
-static run run_cell(am_interp *it, const char *code)
+static run run_cell(mg_interp *it, const char *code)
 {
     run r;
     memset(&r, 0, sizeof r);
-    am_sink s = am_capture_sink(&r.cap);
-    r.st = am_interp_run(it, code, &s);
+    mg_sink s = mg_capture_sink(&r.cap);
+    r.st = mg_interp_run(it, code, &s);
     return r;
 }
 
@@ -33,188 +33,188 @@ static const char *err(const run *r)
 
 void test_interp_lines_in_order(void)
 {
-    am_interp *it = am_interp_new();
+    mg_interp *it = mg_interp_new();
     run r = run_cell(it, "\n%echo one\n\n   # comment\n%echo two  # trailing\n%echo three\n");
-    CHECK_INT(r.st, AM_OK);
+    CHECK_INT(r.st, MG_OK);
     CHECK_STR(out(&r), "one\ntwo\nthree\n");
-    am_capture_free(&r.cap);
+    mg_capture_free(&r.cap);
 
     /* A runtime error stops the cell: later lines do not run. */
     r = run_cell(it, "%echo first\n%echo x to=display update=true\n%echo never");
-    CHECK_INT(r.st, AM_ERROR);
+    CHECK_INT(r.st, MG_ERROR);
     CHECK_STR(out(&r), "first\n");
     CHECK_HAS(err(&r), "ValueError: update=true needs display_id");
     CHECK_INT(r.cap.n_errors, 1);
-    am_capture_free(&r.cap);
-    am_interp_free(it);
+    mg_capture_free(&r.cap);
+    mg_interp_free(it);
 }
 
 void test_interp_checks_before_running(void)
 {
-    am_interp *it = am_interp_new();
+    mg_interp *it = mg_interp_new();
     /* A bad key on line 2 is found before line 1 runs. */
     run r = run_cell(it, "%set seed=5\n%sleep secs=1");
-    CHECK_INT(r.st, AM_ERROR);
+    CHECK_INT(r.st, MG_ERROR);
     CHECK_HAS(err(&r), "UsageError: %sleep has no key 'secs' (did you mean seconds?); valid keys: seconds");
-    CHECK_INT(am_setting(it, "seed")->i, 0);
-    am_capture_free(&r.cap);
-    am_interp_free(it);
+    CHECK_INT(mg_setting(it, "seed")->i, 0);
+    mg_capture_free(&r.cap);
+    mg_interp_free(it);
 }
 
 void test_interp_errors(void)
 {
-    am_interp *it = am_interp_new();
+    mg_interp *it = mg_interp_new();
     run r = run_cell(it, "%lsmagc");
     CHECK_HAS(err(&r), "UnknownMagicError: unknown magic %lsmagc; did you mean %lsmagic?");
     CHECK_INT(r.cap.n_errors, 1);
-    am_capture_free(&r.cap);
+    mg_capture_free(&r.cap);
 
     r = run_cell(it, "print('hello')");
     CHECK_HAS(err(&r), "UsageError: line 1 is not a magic");
     CHECK_HAS(err(&r), "%help");
-    am_capture_free(&r.cap);
+    mg_capture_free(&r.cap);
 
     r = run_cell(it, "%echo ok\n%%echo");
     CHECK_HAS(err(&r), "must be on the first line");
-    am_capture_free(&r.cap);
+    mg_capture_free(&r.cap);
 
     r = run_cell(it, "%%lsmagic");
     CHECK_HAS(err(&r), "%%lsmagic is not a cell magic");
-    am_capture_free(&r.cap);
+    mg_capture_free(&r.cap);
 
     r = run_cell(it, "%lsmagic extra");
     CHECK_HAS(err(&r), "%lsmagic takes no arguments (got 'extra')");
-    am_capture_free(&r.cap);
+    mg_capture_free(&r.cap);
 
     r = run_cell(it, "%sleep 3");
     CHECK_HAS(err(&r), "%sleep takes no bare argument (got '3'); valid keys: seconds");
-    am_capture_free(&r.cap);
+    mg_capture_free(&r.cap);
 
     r = run_cell(it, "%sleep seconds=-1");
     CHECK_HAS(err(&r), "seconds=-1 is out of range: expected a number from 0 to 86400");
-    am_capture_free(&r.cap);
+    mg_capture_free(&r.cap);
 
     r = run_cell(it, "%echo to=dispaly");
     CHECK_HAS(err(&r), "to=dispaly is not valid: expected one of stdout, stderr, display, result, "
                        "page (did you mean display?)");
-    am_capture_free(&r.cap);
+    mg_capture_free(&r.cap);
 
     r = run_cell(it, "%");
     CHECK_HAS(err(&r), "must be followed by a magic name");
-    am_capture_free(&r.cap);
+    mg_capture_free(&r.cap);
 
     r = run_cell(it, "%echo 'open");
     CHECK_HAS(err(&r), "UsageError: %echo: unterminated string");
-    am_capture_free(&r.cap);
-    am_interp_free(it);
+    mg_capture_free(&r.cap);
+    mg_interp_free(it);
 }
 
 void test_interp_set_and_defaults(void)
 {
-    am_interp *it = am_interp_new();
+    mg_interp *it = mg_interp_new();
     run r = run_cell(it, "%set seed=7 device=CUDA verbose=yes");
-    CHECK_INT(r.st, AM_OK);
-    CHECK_INT(am_setting(it, "seed")->i, 7);
-    CHECK_STR(am_setting(it, "device")->s, "cuda");
-    CHECK(am_setting(it, "verbose")->b);
-    am_capture_free(&r.cap);
+    CHECK_INT(r.st, MG_OK);
+    CHECK_INT(mg_setting(it, "seed")->i, 7);
+    CHECK_STR(mg_setting(it, "device")->s, "cuda");
+    CHECK(mg_setting(it, "verbose")->b);
+    mg_capture_free(&r.cap);
 
     r = run_cell(it, "%set");
     CHECK_HAS(out(&r), "seed=INT");
     CHECK_HAS(out(&r), "[now 7]");
     CHECK_HAS(out(&r), "[now cuda]");
-    am_capture_free(&r.cap);
+    mg_capture_free(&r.cap);
 
     /* Errors keep the state. */
     r = run_cell(it, "%set seed=-3");
-    CHECK_INT(r.st, AM_ERROR);
+    CHECK_INT(r.st, MG_ERROR);
     CHECK_HAS(err(&r), "seed=-3 is out of range");
-    CHECK_INT(am_setting(it, "seed")->i, 7);
-    am_capture_free(&r.cap);
+    CHECK_INT(mg_setting(it, "seed")->i, 7);
+    mg_capture_free(&r.cap);
     r = run_cell(it, "%set sede=1");
     CHECK_HAS(err(&r), "%set has no key 'sede' (did you mean seed?); valid keys: seed, device, verbose");
-    am_capture_free(&r.cap);
-    am_interp_free(it);
+    mg_capture_free(&r.cap);
+    mg_interp_free(it);
 }
 
 void test_interp_help(void)
 {
-    am_interp *it = am_interp_new();
+    mg_interp *it = mg_interp_new();
     const char *forms[] = {"sleep?", "%sleep?", "?sleep", "sleep??", "  %sleep?  # why"};
     for (size_t i = 0; i < sizeof forms / sizeof forms[0]; i++) {
         run r = run_cell(it, forms[i]);
-        CHECK_INT(r.st, AM_OK);
+        CHECK_INT(r.st, MG_OK);
         CHECK_HAS(r.cap.page, "%sleep [seconds=FLOAT]");
         CHECK_HAS(r.cap.page, "seconds=FLOAT  how long to wait (default 1; a number from 0 to 86400)");
-        am_capture_free(&r.cap);
+        mg_capture_free(&r.cap);
     }
     run r = run_cell(it, "%%echo?");
     CHECK_HAS(r.cap.page, "%%echo [TEXT]");
     CHECK_HAS(r.cap.page, "Also usable as %echo");
-    am_capture_free(&r.cap);
+    mg_capture_free(&r.cap);
     r = run_cell(it, "?");
     CHECK_HAS(r.cap.page, "actmax cells are magics");
-    am_capture_free(&r.cap);
+    mg_capture_free(&r.cap);
     r = run_cell(it, "slep?");
     CHECK_HAS(err(&r), "did you mean %sleep?");
-    am_capture_free(&r.cap);
+    mg_capture_free(&r.cap);
     r = run_cell(it, "%help echo");
     CHECK_HAS(out(&r), "%echo [TEXT]");
     CHECK(r.cap.page == NULL);
-    am_capture_free(&r.cap);
+    mg_capture_free(&r.cap);
     r = run_cell(it, "%help %%echo");
     CHECK_HAS(out(&r), "%%echo [TEXT]");
-    am_capture_free(&r.cap);
+    mg_capture_free(&r.cap);
     r = run_cell(it, "%help nosuch");
-    CHECK_INT(r.st, AM_ERROR);
+    CHECK_INT(r.st, MG_ERROR);
     CHECK_HAS(err(&r), "UnknownMagicError: unknown magic %nosuch");
-    am_capture_free(&r.cap);
+    mg_capture_free(&r.cap);
     r = run_cell(it, "%help");
     CHECK_HAS(out(&r), "Line magics:");
-    am_capture_free(&r.cap);
+    mg_capture_free(&r.cap);
     r = run_cell(it, "%lsmagic");
     CHECK_HAS(out(&r), "%lsmagic");
     CHECK_HAS(out(&r), "Cell magics:\n  %%echo");
-    am_capture_free(&r.cap);
-    am_interp_free(it);
+    mg_capture_free(&r.cap);
+    mg_interp_free(it);
 }
 
 void test_interp_cell_magic(void)
 {
-    am_interp *it = am_interp_new();
+    mg_interp *it = mg_interp_new();
     run r = run_cell(it, "# leading comment\n%%echo\nline %not a magic\n\nlast");
-    CHECK_INT(r.st, AM_OK);
+    CHECK_INT(r.st, MG_OK);
     CHECK_STR(out(&r), "line %not a magic\n\nlast\n");
-    am_capture_free(&r.cap);
+    mg_capture_free(&r.cap);
     r = run_cell(it, "%%echo to=stderr\r\nbody\r\n");
     CHECK_STR(err(&r), "body\r\n");
-    am_capture_free(&r.cap);
-    am_interp_free(it);
+    mg_capture_free(&r.cap);
+    mg_interp_free(it);
 }
 
 void test_interp_interrupt(void)
 {
-    am_interp *it = am_interp_new();
+    mg_interp *it = mg_interp_new();
     run r;
     memset(&r, 0, sizeof r);
     r.cap.stop = true;
-    am_sink s = am_capture_sink(&r.cap);
-    r.st = am_interp_run(it, "%echo a\n%echo b", &s);
-    CHECK_INT(r.st, AM_INTERRUPTED);
+    mg_sink s = mg_capture_sink(&r.cap);
+    r.st = mg_interp_run(it, "%echo a\n%echo b", &s);
+    CHECK_INT(r.st, MG_INTERRUPTED);
     CHECK_HAS(err(&r), "KeyboardInterrupt");
     CHECK_INT(r.cap.n_errors, 1);
     CHECK(r.cap.out == NULL);
-    am_capture_free(&r.cap);
-    am_interp_free(it);
+    mg_capture_free(&r.cap);
+    mg_interp_free(it);
 }
 
-static void complete(am_interp *it, const char *code, size_t cursor, am_completions *c)
+static void complete(mg_interp *it, const char *code, size_t cursor, mg_completions *c)
 {
     memset(c, 0, sizeof *c);
-    am_interp_complete(it, code, cursor, c);
+    mg_interp_complete(it, code, cursor, c);
 }
 
-static bool has(const am_completions *c, const char *s)
+static bool has(const mg_completions *c, const char *s)
 {
     for (size_t i = 0; i < c->n; i++)
         if (strcmp(c->v[i], s) == 0)
@@ -224,176 +224,176 @@ static bool has(const am_completions *c, const char *s)
 
 void test_complete_names_and_keys(void)
 {
-    am_interp *it = am_interp_new();
-    am_completions c;
+    mg_interp *it = mg_interp_new();
+    mg_completions c;
     complete(it, "%sl", 3, &c);
     CHECK_INT(c.n, 1);
     CHECK_STR(c.v[0], "%sleep");
     CHECK_INT(c.start, 0);
     CHECK_INT(c.end, 3);
-    am_completions_free(&c);
+    mg_completions_free(&c);
 
     complete(it, "%", 1, &c);
     CHECK(has(&c, "%lsmagic") && has(&c, "%set") && has(&c, "%echo"));
-    am_completions_free(&c);
+    mg_completions_free(&c);
 
     complete(it, "%%", 2, &c);
     CHECK_INT(c.n, 1);
     CHECK_STR(c.v[0], "%%echo");
-    am_completions_free(&c);
+    mg_completions_free(&c);
 
     /* A bare word at the start of a line completes to the magic. */
     complete(it, "lsm", 3, &c);
     CHECK_INT(c.n, 1);
     CHECK_STR(c.v[0], "%lsmagic");
-    am_completions_free(&c);
+    mg_completions_free(&c);
 
     /* Keys after the name, skipping those already given. */
     complete(it, "%echo hi to=stdout ", 19, &c);
     CHECK(has(&c, "display_id=") && has(&c, "update="));
     CHECK(!has(&c, "to="));
     CHECK_INT(c.start, 19);
-    am_completions_free(&c);
+    mg_completions_free(&c);
     complete(it, "%sleep se", 9, &c);
     CHECK_INT(c.n, 1);
     CHECK_STR(c.v[0], "seconds=");
     CHECK_INT(c.start, 7);
     CHECK_INT(c.end, 9);
-    am_completions_free(&c);
+    mg_completions_free(&c);
 
     /* Enum and bool values. */
     complete(it, "%echo to=d", 10, &c);
     CHECK_INT(c.n, 1);
     CHECK_STR(c.v[0], "display");
     CHECK_INT(c.start, 9);
-    am_completions_free(&c);
+    mg_completions_free(&c);
     complete(it, "%set verbose=", 13, &c);
     CHECK(has(&c, "true") && has(&c, "false"));
-    am_completions_free(&c);
+    mg_completions_free(&c);
 
     /* %set keys are the settings. */
     complete(it, "%set d", 6, &c);
     CHECK_INT(c.n, 1);
     CHECK_STR(c.v[0], "device=");
-    am_completions_free(&c);
+    mg_completions_free(&c);
 
     /* The per-magic hook: %help completes magic names. */
     complete(it, "%help sle", 9, &c);
     CHECK(has(&c, "sleep"));
     CHECK_INT(c.start, 6);
-    am_completions_free(&c);
+    mg_completions_free(&c);
 
     /* On the second line of a cell; nothing in a comment. */
     complete(it, "%echo a\n%set se", 15, &c);
     CHECK_INT(c.n, 1);
     CHECK_STR(c.v[0], "seed=");
     CHECK_INT(c.start, 13);
-    am_completions_free(&c);
+    mg_completions_free(&c);
     complete(it, "%set # se", 9, &c);
     CHECK_INT(c.n, 0);
-    am_completions_free(&c);
-    am_interp_free(it);
+    mg_completions_free(&c);
+    mg_interp_free(it);
 }
 
 void test_complete_code_points(void)
 {
-    am_interp *it = am_interp_new();
-    am_completions c;
+    mg_interp *it = mg_interp_new();
+    mg_completions c;
     memset(&c, 0, sizeof c);
     /* "%echo ✓é\n%set se": the cursor at the end is code point 16, byte 19. */
     const char *code = "%echo \xe2\x9c\x93\xc3\xa9\n%set se";
     CHECK_INT(strlen(code), 19);
     size_t start = 0, end = 0;
-    am_interp_complete_cp(it, code, 16, &c, &start, &end);
+    mg_interp_complete_cp(it, code, 16, &c, &start, &end);
     CHECK_INT(c.n, 1);
     CHECK_STR(c.v[0], "seed=");
     CHECK_INT(start, 14);
     CHECK_INT(end, 16);
-    am_completions_free(&c);
+    mg_completions_free(&c);
     /* A key after a multi-byte positional on the same line. */
     const char *code2 = "%echo 日本 to=di";
-    am_interp_complete_cp(it, code2, 14, &c, &start, &end);
+    mg_interp_complete_cp(it, code2, 14, &c, &start, &end);
     CHECK_INT(c.n, 1);
     CHECK_STR(c.v[0], "display");
     CHECK_INT(start, 12);
     CHECK_INT(end, 14);
-    am_completions_free(&c);
-    am_interp_free(it);
+    mg_completions_free(&c);
+    mg_interp_free(it);
 }
 
 void test_inspect_and_is_complete(void)
 {
-    am_interp *it = am_interp_new();
-    char *t = am_interp_inspect(it, "%sleep seconds=2", 3);
+    mg_interp *it = mg_interp_new();
+    char *t = mg_interp_inspect(it, "%sleep seconds=2", 3);
     CHECK_HAS(t, "%sleep [seconds=FLOAT]");
     free(t);
-    t = am_interp_inspect(it, "%sleep seconds=2", 10);
+    t = mg_interp_inspect(it, "%sleep seconds=2", 10);
     CHECK_HAS(t, "seconds=FLOAT  how long to wait");
     free(t);
-    t = am_interp_inspect(it, "echo?", 2);
+    t = mg_interp_inspect(it, "echo?", 2);
     CHECK_HAS(t, "%echo [TEXT]");
     free(t);
-    t = am_interp_inspect(it, "lsmagic", 7);
+    t = mg_interp_inspect(it, "lsmagic", 7);
     CHECK_HAS(t, "List the magics");
     free(t);
-    CHECK(am_interp_inspect(it, "nothing here", 3) == NULL);
-    CHECK(am_interp_inspect(it, "%nosuch", 3) == NULL);
+    CHECK(mg_interp_inspect(it, "nothing here", 3) == NULL);
+    CHECK(mg_interp_inspect(it, "%nosuch", 3) == NULL);
 
-    CHECK_STR(am_interp_is_complete(it, ""), "complete");
-    CHECK_STR(am_interp_is_complete(it, "%lsmagic"), "complete");
-    CHECK_STR(am_interp_is_complete(it, "%set seed=1\n%echo x"), "complete");
-    CHECK_STR(am_interp_is_complete(it, "%lsmagc"), "invalid");
-    CHECK_STR(am_interp_is_complete(it, "%echo 'open"), "invalid");
-    CHECK_STR(am_interp_is_complete(it, "python code"), "invalid");
-    CHECK_STR(am_interp_is_complete(it, "%%echo"), "incomplete");
-    CHECK_STR(am_interp_is_complete(it, "%%echo\nbody"), "incomplete");
-    CHECK_STR(am_interp_is_complete(it, "%%echo\nbody\n\n"), "complete");
-    am_interp_free(it);
+    CHECK_STR(mg_interp_is_complete(it, ""), "complete");
+    CHECK_STR(mg_interp_is_complete(it, "%lsmagic"), "complete");
+    CHECK_STR(mg_interp_is_complete(it, "%set seed=1\n%echo x"), "complete");
+    CHECK_STR(mg_interp_is_complete(it, "%lsmagc"), "invalid");
+    CHECK_STR(mg_interp_is_complete(it, "%echo 'open"), "invalid");
+    CHECK_STR(mg_interp_is_complete(it, "python code"), "invalid");
+    CHECK_STR(mg_interp_is_complete(it, "%%echo"), "incomplete");
+    CHECK_STR(mg_interp_is_complete(it, "%%echo\nbody"), "incomplete");
+    CHECK_STR(mg_interp_is_complete(it, "%%echo\nbody\n\n"), "complete");
+    mg_interp_free(it);
 }
 
 void test_history_select(void)
 {
-    am_history h = {0};
-    am_history_add(&h, 1, "%set seed=1");
-    am_history_add(&h, 2, "%lsmagic");
-    am_history_add(&h, 3, "%set seed=2");
-    am_history_add(&h, 4, "%lsmagic");
-    am_history_add(&h, 5, "%echo x");
+    mg_history h = {0};
+    mg_history_add(&h, 1, "%set seed=1");
+    mg_history_add(&h, 2, "%lsmagic");
+    mg_history_add(&h, 3, "%set seed=2");
+    mg_history_add(&h, 4, "%lsmagic");
+    mg_history_add(&h, 5, "%echo x");
     size_t *idx = NULL;
-    size_t n = am_history_tail(&h, 2, &idx);
+    size_t n = mg_history_tail(&h, 2, &idx);
     CHECK_INT(n, 2);
     CHECK_INT(h.v[idx[0]].line, 4);
     CHECK_INT(h.v[idx[1]].line, 5);
     free(idx);
-    n = am_history_range(&h, 2, 4, &idx);
+    n = mg_history_range(&h, 2, 4, &idx);
     CHECK_INT(n, 2);
     CHECK_INT(h.v[idx[0]].line, 2);
     CHECK_INT(h.v[idx[1]].line, 3);
     free(idx);
-    n = am_history_range(&h, 0, -1, &idx);
+    n = mg_history_range(&h, 0, -1, &idx);
     CHECK_INT(n, 5);
     free(idx);
-    n = am_history_search(&h, "%set*", false, 0, &idx);
+    n = mg_history_search(&h, "%set*", false, 0, &idx);
     CHECK_INT(n, 2);
     CHECK_INT(h.v[idx[0]].line, 1);
     free(idx);
-    n = am_history_search(&h, "*magic", true, 0, &idx);
+    n = mg_history_search(&h, "*magic", true, 0, &idx);
     CHECK_INT(n, 1);
     CHECK_INT(h.v[idx[0]].line, 4); /* the latest of the duplicates */
     free(idx);
-    n = am_history_search(&h, "*", false, 2, &idx);
+    n = mg_history_search(&h, "*", false, 2, &idx);
     CHECK_INT(n, 2);
     CHECK_INT(h.v[idx[0]].line, 4);
     CHECK_INT(h.v[idx[1]].line, 5);
     free(idx);
-    n = am_history_search(&h, "%set seed=[2-9]", false, 0, &idx);
+    n = mg_history_search(&h, "%set seed=[2-9]", false, 0, &idx);
     CHECK_INT(n, 1);
     CHECK_INT(h.v[idx[0]].line, 3);
     free(idx);
     /* Bounded. */
-    for (int i = 0; i < AM_HISTORY_MAX + 10; i++)
-        am_history_add(&h, 10 + i, "%lsmagic");
-    CHECK(h.n <= AM_HISTORY_MAX);
-    CHECK_INT(h.v[h.n - 1].line, 10 + AM_HISTORY_MAX + 9);
-    am_history_free(&h);
+    for (int i = 0; i < MG_HISTORY_MAX + 10; i++)
+        mg_history_add(&h, 10 + i, "%lsmagic");
+    CHECK(h.n <= MG_HISTORY_MAX);
+    CHECK_INT(h.v[h.n - 1].line, 10 + MG_HISTORY_MAX + 9);
+    mg_history_free(&h);
 }

@@ -49,13 +49,13 @@ void test_hmac_rfc4231(void)
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         unsigned char out[32];
         char h[65];
-        am_hmac_sha256(cases[i].key, cases[i].klen, cases[i].msg, cases[i].mlen, out);
+        mg_hmac_sha256(cases[i].key, cases[i].klen, cases[i].msg, cases[i].mlen, out);
         hex(out, 32, h);
         CHECK_STR(h, cases[i].want);
     }
 }
 
-static void parts_of(const char *const texts[4], am_buf parts[4])
+static void parts_of(const char *const texts[4], mg_buf parts[4])
 {
     for (int i = 0; i < 4; i++) {
         parts[i].data = (unsigned char *)(uintptr_t)texts[i];
@@ -66,12 +66,12 @@ static void parts_of(const char *const texts[4], am_buf parts[4])
 void test_signer_parts_and_verify(void)
 {
     const char *texts[4] = {"{\"msg_id\":\"1\"}", "{}", "{}", "{\"code\":\"%lsmagic\"}"};
-    am_buf parts[4];
+    mg_buf parts[4];
     parts_of(texts, parts);
-    am_signer s;
-    am_signer_init(&s, "secret-key", 10);
+    mg_signer s;
+    mg_signer_init(&s, "secret-key", 10);
     char sig[65];
-    am_signer_sign(&s, parts, sig);
+    mg_signer_sign(&s, parts, sig);
     CHECK_INT(strlen(sig), 64);
 
     /* Same as one HMAC over the concatenation (what jupyter_client does). */
@@ -79,50 +79,50 @@ void test_signer_parts_and_verify(void)
     snprintf(cat, sizeof cat, "%s%s%s%s", texts[0], texts[1], texts[2], texts[3]);
     unsigned char d[32];
     char h[65];
-    am_hmac_sha256("secret-key", 10, cat, strlen(cat), d);
+    mg_hmac_sha256("secret-key", 10, cat, strlen(cat), d);
     hex(d, 32, h);
     CHECK_STR(sig, h);
 
-    am_buf good = {(unsigned char *)sig, 64};
-    CHECK(am_signer_verify(&s, parts, &good));
+    mg_buf good = {(unsigned char *)sig, 64};
+    CHECK(mg_signer_verify(&s, parts, &good));
     char upper[65];
     for (int i = 0; i < 65; i++)
         upper[i] = (char)((sig[i] >= 'a' && sig[i] <= 'f') ? sig[i] - 32 : sig[i]);
-    am_buf up = {(unsigned char *)upper, 64};
-    CHECK(am_signer_verify(&s, parts, &up));
+    mg_buf up = {(unsigned char *)upper, 64};
+    CHECK(mg_signer_verify(&s, parts, &up));
     char bad[65];
     memcpy(bad, sig, 65);
     bad[10] = bad[10] == '0' ? '1' : '0';
-    am_buf wrong = {(unsigned char *)bad, 64};
-    CHECK(!am_signer_verify(&s, parts, &wrong));
-    am_buf short_sig = {(unsigned char *)sig, 63};
-    CHECK(!am_signer_verify(&s, parts, &short_sig));
-    am_buf empty = {(unsigned char *)"", 0};
-    CHECK(!am_signer_verify(&s, parts, &empty));
-    am_buf nothex = {(unsigned char *)"zz", 2};
-    CHECK(!am_signer_verify(&s, parts, &nothex));
+    mg_buf wrong = {(unsigned char *)bad, 64};
+    CHECK(!mg_signer_verify(&s, parts, &wrong));
+    mg_buf short_sig = {(unsigned char *)sig, 63};
+    CHECK(!mg_signer_verify(&s, parts, &short_sig));
+    mg_buf empty = {(unsigned char *)"", 0};
+    CHECK(!mg_signer_verify(&s, parts, &empty));
+    mg_buf nothex = {(unsigned char *)"zz", 2};
+    CHECK(!mg_signer_verify(&s, parts, &nothex));
     /* A change in any part breaks the signature. */
     const char *texts2[4] = {texts[0], texts[1], texts[2], "{\"code\":\"%lsmagiC\"}"};
-    am_buf parts2[4];
+    mg_buf parts2[4];
     parts_of(texts2, parts2);
-    CHECK(!am_signer_verify(&s, parts2, &good));
-    am_signer_free(&s);
+    CHECK(!mg_signer_verify(&s, parts2, &good));
+    mg_signer_free(&s);
 }
 
 void test_signer_disabled(void)
 {
     const char *texts[4] = {"{}", "{}", "{}", "{}"};
-    am_buf parts[4];
+    mg_buf parts[4];
     parts_of(texts, parts);
-    am_signer s;
-    am_signer_init(&s, "", 0);
-    CHECK(!am_signer_enabled(&s));
+    mg_signer s;
+    mg_signer_init(&s, "", 0);
+    CHECK(!mg_signer_enabled(&s));
     char sig[65];
-    am_signer_sign(&s, parts, sig);
+    mg_signer_sign(&s, parts, sig);
     CHECK_STR(sig, "");
-    am_buf any = {(unsigned char *)"whatever", 8};
-    CHECK(am_signer_verify(&s, parts, &any));
-    am_signer_free(&s);
+    mg_buf any = {(unsigned char *)"whatever", 8};
+    CHECK(mg_signer_verify(&s, parts, &any));
+    mg_signer_free(&s);
 }
 
 static const char HDR[] = "{\"msg_id\":\"m1\",\"msg_type\":\"kernel_info_request\",\"session\":\"s\","
@@ -130,18 +130,18 @@ static const char HDR[] = "{\"msg_id\":\"m1\",\"msg_type\":\"kernel_info_request
 
 void test_wire_roundtrip(void)
 {
-    am_signer s;
-    am_signer_init(&s, "k", 1);
-    am_buf ids[2] = {{(unsigned char *)"id-1", 4}, {(unsigned char *)"\0\1\2", 3}};
-    am_frames f = {0};
-    am_wire_encode(&s, ids, 2, HDR, "{}", "{}", "{\"x\":1}", &f);
+    mg_signer s;
+    mg_signer_init(&s, "k", 1);
+    mg_buf ids[2] = {{(unsigned char *)"id-1", 4}, {(unsigned char *)"\0\1\2", 3}};
+    mg_frames f = {0};
+    mg_wire_encode(&s, ids, 2, HDR, "{}", "{}", "{\"x\":1}", &f);
     CHECK_INT(f.n, 2 + 1 + 1 + 4);
     CHECK_INT(f.v[2].len, 9);
     CHECK(memcmp(f.v[2].data, "<IDS|MSG>", 9) == 0);
 
-    am_wire_view v;
+    mg_wire_view v;
     const char *why = NULL;
-    CHECK_INT(am_wire_split(&f, &v, &why), 0);
+    CHECK_INT(mg_wire_split(&f, &v, &why), 0);
     CHECK_INT(v.n_idents, 2);
     CHECK_INT(v.idents[1].len, 3);
     CHECK_INT(v.n_buffers, 0);
@@ -149,82 +149,82 @@ void test_wire_roundtrip(void)
     CHECK_INT(v.parts[3].len, 7);
 
     /* Extra frames after content are binary buffers. */
-    am_frames_push(&f, "buf", 3);
-    CHECK_INT(am_wire_split(&f, &v, &why), 0);
+    mg_frames_push(&f, "buf", 3);
+    CHECK_INT(mg_wire_split(&f, &v, &why), 0);
     CHECK_INT(v.n_buffers, 1);
 
-    am_msg m;
+    mg_msg m;
     char *err = NULL;
-    CHECK_INT(am_wire_decode(&f, &s, NULL, &m, &err), 0);
+    CHECK_INT(mg_wire_decode(&f, &s, NULL, &m, &err), 0);
     CHECK_STR(m.msg_type, "kernel_info_request");
     CHECK_STR(m.msg_id, "m1");
     CHECK_INT(m.idents.n, 2);
     CHECK(memcmp(m.idents.v[1].data, "\0\1\2", 3) == 0);
     CHECK_INT(cJSON_GetObjectItem(m.content, "x")->valueint, 1);
     CHECK(strstr(m.header_json, "\"msg_type\":\"kernel_info_request\"") != NULL);
-    am_msg_free(&m);
-    am_frames_free(&f);
+    mg_msg_free(&m);
+    mg_frames_free(&f);
 
     /* No identities at all (a DEALER peer would still send the delimiter). */
-    am_wire_encode(&s, NULL, 0, HDR, "{}", "{}", "{}", &f);
-    CHECK_INT(am_wire_decode(&f, &s, NULL, &m, &err), 0);
+    mg_wire_encode(&s, NULL, 0, HDR, "{}", "{}", "{}", &f);
+    CHECK_INT(mg_wire_decode(&f, &s, NULL, &m, &err), 0);
     CHECK_INT(m.idents.n, 0);
-    am_msg_free(&m);
-    am_frames_free(&f);
-    am_signer_free(&s);
+    mg_msg_free(&m);
+    mg_frames_free(&f);
+    mg_signer_free(&s);
 }
 
 void test_wire_split_errors(void)
 {
-    am_frames f = {0};
-    am_wire_view v;
+    mg_frames f = {0};
+    mg_wire_view v;
     const char *why = NULL;
-    CHECK_INT(am_wire_split(&f, &v, &why), -1); /* nothing at all */
-    am_frames_push_str(&f, "id");
-    am_frames_push_str(&f, "garbage");
-    CHECK_INT(am_wire_split(&f, &v, &why), -1);
+    CHECK_INT(mg_wire_split(&f, &v, &why), -1); /* nothing at all */
+    mg_frames_push_str(&f, "id");
+    mg_frames_push_str(&f, "garbage");
+    CHECK_INT(mg_wire_split(&f, &v, &why), -1);
     CHECK(strstr(why, "delimiter") != NULL);
-    am_frames_push_str(&f, "<IDS|MSG>");
-    am_frames_push_str(&f, "sig");
-    am_frames_push_str(&f, "{}");
-    am_frames_push_str(&f, "{}");
-    am_frames_push_str(&f, "{}");
-    CHECK_INT(am_wire_split(&f, &v, &why), -1); /* content missing */
+    mg_frames_push_str(&f, "<IDS|MSG>");
+    mg_frames_push_str(&f, "sig");
+    mg_frames_push_str(&f, "{}");
+    mg_frames_push_str(&f, "{}");
+    mg_frames_push_str(&f, "{}");
+    CHECK_INT(mg_wire_split(&f, &v, &why), -1); /* content missing */
     CHECK(strstr(why, "truncated") != NULL);
-    am_frames_push_str(&f, "{}");
-    CHECK_INT(am_wire_split(&f, &v, &why), 0);
+    mg_frames_push_str(&f, "{}");
+    CHECK_INT(mg_wire_split(&f, &v, &why), 0);
     CHECK_INT(v.n_idents, 2);
-    am_frames_free(&f);
+    mg_frames_free(&f);
     /* A delimiter-like frame of another length is not the delimiter. */
-    am_frames_push_str(&f, "<IDS|MSG>x");
+    mg_frames_push_str(&f, "<IDS|MSG>x");
     for (int i = 0; i < 5; i++)
-        am_frames_push_str(&f, "{}");
-    CHECK_INT(am_wire_split(&f, &v, &why), -1);
-    am_frames_free(&f);
+        mg_frames_push_str(&f, "{}");
+    CHECK_INT(mg_wire_split(&f, &v, &why), -1);
+    mg_frames_free(&f);
 }
 
-static int decode_with(const am_signer *s, am_replay *r, const char *const parts[4],
+static int decode_with(const mg_signer *s, mg_replay *r, const char *const parts[4],
                        const char *sig_override, char **err)
 {
-    am_frames f = {0};
-    am_wire_encode(s, NULL, 0, parts[0], parts[1], parts[2], parts[3], &f);
+    mg_frames f = {0};
+    mg_wire_encode(s, NULL, 0, parts[0], parts[1], parts[2], parts[3], &f);
     if (sig_override) {
         free(f.v[1].data);
         f.v[1].len = strlen(sig_override);
         f.v[1].data = (unsigned char *)strdup(sig_override);
     }
-    am_msg m;
-    int rc = am_wire_decode(&f, s, r, &m, err);
+    mg_msg m;
+    int rc = mg_wire_decode(&f, s, r, &m, err);
     if (rc == 0)
-        am_msg_free(&m);
-    am_frames_free(&f);
+        mg_msg_free(&m);
+    mg_frames_free(&f);
     return rc;
 }
 
 void test_wire_decode_errors(void)
 {
-    am_signer s;
-    am_signer_init(&s, "key", 3);
+    mg_signer s;
+    mg_signer_init(&s, "key", 3);
     char *err = NULL;
     const char *ok[4] = {HDR, "{}", "{}", "{}"};
     CHECK_INT(decode_with(&s, NULL, ok, NULL, &err), 0);
@@ -257,71 +257,71 @@ void test_wire_decode_errors(void)
     const char *empty[4] = {"", "{}", "{}", "{}"};
     CHECK_INT(decode_with(&s, NULL, empty, NULL, &err), -1);
     free(err);
-    am_signer_free(&s);
+    mg_signer_free(&s);
 
     /* Without a key the signature frame is ignored. */
-    am_signer none;
-    am_signer_init(&none, "", 0);
+    mg_signer none;
+    mg_signer_init(&none, "", 0);
     CHECK_INT(decode_with(&none, NULL, ok, "anything", &err), 0);
-    am_signer_free(&none);
+    mg_signer_free(&none);
 }
 
 void test_wire_replay(void)
 {
-    am_signer s;
-    am_signer_init(&s, "key", 3);
-    am_replay r;
-    am_replay_init(&r, 64);
-    am_frames f = {0};
-    am_wire_encode(&s, NULL, 0, HDR, "{}", "{}", "{}", &f);
-    am_msg m;
+    mg_signer s;
+    mg_signer_init(&s, "key", 3);
+    mg_replay r;
+    mg_replay_init(&r, 64);
+    mg_frames f = {0};
+    mg_wire_encode(&s, NULL, 0, HDR, "{}", "{}", "{}", &f);
+    mg_msg m;
     char *err = NULL;
-    CHECK_INT(am_wire_decode(&f, &s, &r, &m, &err), 0);
-    am_msg_free(&m);
-    CHECK_INT(am_wire_decode(&f, &s, &r, &m, &err), -1); /* the same frames again */
+    CHECK_INT(mg_wire_decode(&f, &s, &r, &m, &err), 0);
+    mg_msg_free(&m);
+    CHECK_INT(mg_wire_decode(&f, &s, &r, &m, &err), -1); /* the same frames again */
     CHECK_HAS(err, "replayed");
     free(err);
-    am_frames_free(&f);
+    mg_frames_free(&f);
     /* A different message is fine. */
-    am_wire_encode(&s, NULL, 0, HDR, "{}", "{}", "{\"n\":2}", &f);
-    CHECK_INT(am_wire_decode(&f, &s, &r, &m, &err), 0);
-    am_msg_free(&m);
-    am_frames_free(&f);
-    am_replay_free(&r);
-    am_signer_free(&s);
+    mg_wire_encode(&s, NULL, 0, HDR, "{}", "{}", "{\"n\":2}", &f);
+    CHECK_INT(mg_wire_decode(&f, &s, &r, &m, &err), 0);
+    mg_msg_free(&m);
+    mg_frames_free(&f);
+    mg_replay_free(&r);
+    mg_signer_free(&s);
 }
 
 void test_replay_bounded(void)
 {
-    am_replay r;
-    am_replay_init(&r, 100);
+    mg_replay r;
+    mg_replay_init(&r, 100);
     unsigned char d[32];
     size_t cap = r.cap;
     for (unsigned i = 0; i < 1000; i++) {
         memset(d, 0, sizeof d);
         memcpy(d, &i, sizeof i);
         d[31] = 7;
-        CHECK(!am_replay_check_add(&r, d));
+        CHECK(!mg_replay_check_add(&r, d));
         /* The last 100 are always remembered. */
         for (unsigned j = i >= 99 ? i - 99 : 0; j <= i; j += 33) {
             memset(d, 0, sizeof d);
             memcpy(d, &j, sizeof j);
             d[31] = 7;
-            CHECK(am_replay_check_add(&r, d));
+            CHECK(mg_replay_check_add(&r, d));
         }
     }
     CHECK_INT(r.cap, cap); /* memory did not grow */
     memset(d, 0, sizeof d);
     d[31] = 7; /* i == 0, long forgotten */
-    CHECK(!am_replay_check_add(&r, d));
-    am_replay_free(&r);
+    CHECK(!mg_replay_check_add(&r, d));
+    mg_replay_free(&r);
 }
 
 void test_conn_parse(void)
 {
-    am_conn c;
+    mg_conn c;
     char *err = NULL;
-    CHECK_INT(am_conn_parse("{\"shell_port\": 1, \"iopub_port\": 2, \"stdin_port\": 3, "
+    CHECK_INT(mg_conn_parse("{\"shell_port\": 1, \"iopub_port\": 2, \"stdin_port\": 3, "
                             "\"control_port\": 4, \"hb_port\": 5, \"ip\": \"127.0.0.1\", "
                             "\"key\": \"abc\", \"transport\": \"tcp\", "
                             "\"signature_scheme\": \"hmac-sha256\", \"kernel_name\": \"actmax\"}",
@@ -329,21 +329,21 @@ void test_conn_parse(void)
               0);
     CHECK_INT(c.control_port, 4);
     CHECK_STR(c.key, "abc");
-    char *ep = am_conn_endpoint(&c, c.hb_port);
+    char *ep = mg_conn_endpoint(&c, c.hb_port);
     CHECK_STR(ep, "tcp://127.0.0.1:5");
     free(ep);
-    am_conn_free(&c);
+    mg_conn_free(&c);
 
-    CHECK_INT(am_conn_parse("{\"shell_port\": 1}", &c, &err), -1);
+    CHECK_INT(mg_conn_parse("{\"shell_port\": 1}", &c, &err), -1);
     CHECK_HAS(err, "iopub_port");
     free(err);
-    CHECK_INT(am_conn_parse("{\"shell_port\": 1, \"iopub_port\": 2, \"stdin_port\": 3, "
+    CHECK_INT(mg_conn_parse("{\"shell_port\": 1, \"iopub_port\": 2, \"stdin_port\": 3, "
                             "\"control_port\": 4, \"hb_port\": 5, \"key\": \"k\", "
                             "\"signature_scheme\": \"hmac-md5\"}",
                             &c, &err),
               -1);
     CHECK_HAS(err, "hmac-md5");
     free(err);
-    CHECK_INT(am_conn_parse("[]", &c, &err), -1);
+    CHECK_INT(mg_conn_parse("[]", &c, &err), -1);
     free(err);
 }
