@@ -62,9 +62,10 @@ AM_API const char *am_version(void);
 
 /* Which BLAS libtorch's matrix products resolved to. Runs one small matmul
  * (so the library is loaded), then looks in /proc/self/maps for the
- * libblas/openblas shared object in use. Writes a NUL-terminated path (or
- * "unknown") to buf (size n). *optimized (may be NULL) is set to 1 when the
- * path names OpenBLAS, BLIS or MKL, 0 for the reference BLAS or unknown. */
+ * libblas/openblas shared object in use (GPU BLAS libraries are skipped).
+ * Writes a NUL-terminated path, "MKL (linked into libtorch)" for builds with
+ * MKL inside, or "unknown" to buf (size n). *optimized (may be NULL) is set
+ * to 1 for OpenBLAS, BLIS or MKL, 0 for the reference BLAS or unknown. */
 AM_API int am_blas_info(char *buf, size_t n, int *optimized);
 
 /* ---------------------------------------------------------------- tensors */

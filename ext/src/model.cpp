@@ -968,6 +968,8 @@ int am_blas_info(char *buf, size_t n, int *optimized) {
                     break;
             }
         }
+        // Wheels of PyTorch link MKL statically: no BLAS library in the maps.
+        if (found.empty() && at::globalContext().hasMKL()) found = "MKL (linked into libtorch)";
         if (found.empty()) found = "unknown";
         std::string low = found;
         std::transform(low.begin(), low.end(), low.begin(), ::tolower);

@@ -214,3 +214,10 @@ def test_one_step_gradient_matches_pytorch(r18, resnet18_file):
     diff = float(np.abs(run.images - expect).max())
     print(f"one SGD step: image moved by up to {moved:.2e}, engine vs PyTorch max|diff| {diff:.2e}")
     assert moved > 1e-3 and diff <= 1e-5
+
+
+def test_any_image_size(r18):
+    run = amlib.Run(r18, "layer2[3]", steps=3, height=48, width=80, param=0)
+    assert run.images.shape == (1, 3, 48, 80) and np.isfinite(run.final).all()
+    run = amlib.Run(r18, "layer2[3]", steps=3, height=33, width=17, param=1)
+    assert run.images.shape == (1, 3, 33, 17)
