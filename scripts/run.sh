@@ -1,14 +1,11 @@
 #!/bin/sh
 # The main job on a fresh Debian 12 machine: installs what is missing, builds
 # the kernel, the engine and the built-in models, installs the kernelspec for
-# this user and starts Jupyter Notebook on the tutorials.
+# this user and starts Jupyter Notebook on the tutorials. Arguments go to
+# Jupyter Notebook (e.g. --port=8890 --no-browser).
 set -eu
 cd "$(dirname "$0")/.."
-jobs=$(nproc 2>/dev/null || echo 2)
-
-./scripts/install-deps.sh
-cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo
-cmake --build build -j"$jobs"
+./scripts/build.sh
 cmake --build build --target install-kernelspec
 
 set -- --notebook-dir="$(pwd)/notebooks" "$@"

@@ -4,12 +4,7 @@
 # then runs the libtorch-free parts again under AddressSanitizer+UBSan.
 set -eu
 cd "$(dirname "$0")/.."
-jobs=$(nproc 2>/dev/null || echo 2)
-
-./scripts/install-deps.sh
-
-cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo
-cmake --build build -j"$jobs"
+./scripts/build.sh
 (cd build && ctest --output-on-failure -j1)
 
 # libtorch itself is not instrumented, and an ASan build of the engine would
@@ -17,7 +12,6 @@ cmake --build build -j"$jobs"
 # the kernel, the renderer, the tokenizer and the dataset readers are ours
 # alone, so they are the ones run under the sanitizers. The built-in models
 # come from the cache the first build filled, not from a second training.
-cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DACTMAX_SANITIZE=ON \
-      -DACTMAX_ENGINE=OFF
-cmake --build build-asan -j"$jobs"
+cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DACTMAX_SANITIZE=ON -DACTMAX_ENGINE=OFF
+cmake --build build-asan -j"$(nproc 2>/dev/null || echo 2)"
 (cd build-asan && ctest --output-on-failure -j1)
