@@ -62,7 +62,11 @@ static void write_bundle(mg_cli_sink *c, const mg_bundle *b)
 
 static void cli_display(void *ctx, const mg_bundle *b, const char *display_id, bool update)
 {
-    (void)display_id;
+    /* A display that is updated in place is live progress: on a terminal
+     * and in the output folder only its final state matters, which the
+     * command shows again as its result. */
+    if (display_id && display_id[0] && strncmp(display_id, "actmax-run-", 11) == 0)
+        return;
     (void)update;
     write_bundle(ctx, b);
 }

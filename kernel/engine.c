@@ -7,6 +7,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "engine_api.h"
 #include "magic.h"
 #include "util.h"
 
@@ -15,6 +16,38 @@
 #endif
 
 static void *g_engine;
+static mg_engine_api g_api;
+static int g_api_ok;
+
+const mg_engine_api *mg_engine(void)
+{
+    return g_api_ok ? &g_api : NULL;
+}
+
+/* Fills g_api from h; 0, or -1 with *err naming every missing symbol (an
+ * older or foreign libactmax). */
+static int resolve(void *h, const char *where, char **err)
+{
+    mg_str missing = MG_STR_INIT;
+    void *sym;
+#define MG_ENGINE_RESOLVE(f)                                                                       \
+    sym = dlsym(h, #f);                                                                            \
+    if (!sym)                                                                                      \
+        mg_str_addf(&missing, " %s", #f);                                                          \
+    memcpy(&g_api.f, &sym, sizeof sym);
+    MG_ENGINE_FUNCS(MG_ENGINE_RESOLVE)
+#undef MG_ENGINE_RESOLVE
+    if (missing.len) {
+        *err = mg_asprintf("%s lacks functions of actmax.h:%s; rebuild the engine (ext/) from "
+                           "the same source as the kernel, or point $ACTMAX_ENGINE at a matching "
+                           "libactmax.so",
+                           where, mg_str_cstr(&missing));
+        mg_str_free(&missing);
+        return -1;
+    }
+    mg_str_free(&missing);
+    return 0;
+}
 
 void *mg_engine_handle(void)
 {
@@ -48,8 +81,8 @@ int mg_engine_load(char **err)
             char *slash = strrchr(exe, '/');
             if (slash) {
                 *slash = '\0';
-                const char *rel[] = {"/libactmax.so", "/../lib/libactmax.so"};
-                for (size_t i = 0; i < 2 && !g_engine; i++) {
+                const char *rel[] = {"/libactmax.so", "/ext/libactmax.so", "/../lib/libactmax.so"};
+                for (size_t i = 0; i < 3 && !g_engine; i++) {
                     char *p = mg_asprintf("%s%s", exe, rel[i]);
                     if (access(p, F_OK) == 0)
                         g_engine = try_open(p, &tried);
@@ -66,5 +99,11 @@ int mg_engine_load(char **err)
         return -1;
     }
     mg_str_free(&tried);
+    if (resolve(g_engine, "the engine library", err) != 0) {
+        dlclose(g_engine);
+        g_engine = NULL;
+        return -1;
+    }
+    g_api_ok = 1;
     return 0;
 }

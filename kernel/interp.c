@@ -12,7 +12,15 @@
 struct mg_interp {
     mg_value *settings; /* parallel to mg_settings_table */
     size_t n_settings;
+    mg_session *session; /* engine state (model, runs); created on first use */
 };
+
+mg_session *mg_interp_session(mg_interp *it)
+{
+    if (!it->session)
+        it->session = mg_session_new();
+    return it->session;
+}
 
 mg_interp *mg_interp_new(void)
 {
@@ -48,6 +56,7 @@ void mg_interp_free(mg_interp *it)
     for (size_t i = 0; i < it->n_settings; i++)
         mg_value_clear(&it->settings[i]);
     free(it->settings);
+    mg_session_free(it->session);
     free(it);
 }
 
@@ -802,6 +811,11 @@ char *mg_interp_inspect(mg_interp *it, const char *code, size_t cursor)
     if (magic_line(code, len, cursor, &li)) {
         if (!li.magic)
             return NULL;
+        if (li.magic->needs_engine && it->session && cursor > li.args_start) {
+            char *layer = mg_session_inspect(it->session, code, len, cursor);
+            if (layer)
+                return layer;
+        }
         char *help = mg_magic_help(li.magic, li.kind);
         if (li.in_body || cursor <= li.args_start)
             return help;

@@ -14,6 +14,7 @@
 #include <stddef.h>
 
 #include "args.h"
+#include "session.h"
 #include "sink.h"
 
 typedef enum mg_status { MG_OK = 0, MG_ERROR = 1, MG_INTERRUPTED = 2 } mg_status;
@@ -158,6 +159,9 @@ void mg_interp_free(mg_interp *it);
 
 /* Checks the whole cell (syntax, magic names, keys), then runs it. */
 mg_status mg_interp_run(mg_interp *it, const char *code, const mg_sink *out);
+
+/* The engine session (model, runs), created on first use. */
+mg_session *mg_interp_session(mg_interp *it);
 
 /* Session defaults (%set). */
 const mg_value *mg_setting(const mg_interp *it, const char *name);

@@ -12,4 +12,16 @@ mg_status mg_magic_sleep(mg_call *c);
 mg_status mg_magic_echo(mg_call *c);
 mg_status mg_magic_clear(mg_call *c);
 
+/* magics_engine.c */
+mg_status mg_magic_model(mg_call *c);
+mg_status mg_magic_layers(mg_call *c);
+mg_status mg_magic_maximize(mg_call *c);
+mg_status mg_magic_examples(mg_call *c);
+mg_status mg_magic_runs(mg_call *c);
+mg_status mg_magic_show(mg_call *c);
+mg_status mg_magic_save(mg_call *c);
+mg_status mg_magic_device(mg_call *c);
+mg_status mg_magic_seed(mg_call *c);
+void mg_magic_objective_complete(const mg_complete_ctx *cx, mg_completions *out);
+
 #endif
