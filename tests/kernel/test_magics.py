@@ -1,0 +1,214 @@
+"""The engine magics through a real kernel and Debian's jupyter_client: the
+fashion-cnn workflow of docs/magics.md, the live display updated in place,
+PNG sizes, plots, the session's runs, completion and inspection of layer
+names, interrupts, and one error output per bad input with the session kept."""
+import base64
+import os
+import struct
+import time
+
+import pytest
+
+from conftest import control_reply, drain, iopub_for, shell_reply
+
+pytestmark = pytest.mark.skipif(
+    os.environ.get("ACTMAX_SANITIZED") == "1",
+    reason="libtorch is not built with ASan; the engine cannot be dlopen'ed in a sanitized kernel")
+
+
+def png_size(b64):
+    raw = base64.b64decode(b64)
+    assert raw[:8] == b"\x89PNG\r\n\x1a\n", "not a PNG"
+    w, h = struct.unpack(">II", raw[16:24])
+    try:  # a full decode when Pillow is there
+        import io
+
+        from PIL import Image
+        im = Image.open(io.BytesIO(raw))
+        im.load()
+        assert im.size == (w, h)
+    except ImportError:
+        pass
+    return w, h
+
+
+def run(kc, code, timeout=120):
+    msg_id = kc.execute(code)
+    msgs = iopub_for(kc, msg_id, timeout=timeout)
+    reply = shell_reply(kc, msg_id, timeout=timeout)
+    return msgs, reply
+
+
+def kinds(msgs, t):
+    return [m for m in msgs if m["msg_type"] == t]
+
+
+def errors(msgs):
+    return [m["content"] for m in kinds(msgs, "error")]
+
+
+def pngs(msgs):
+    return [m["content"] for m in kinds(msgs, "display_data") if "image/png" in m["content"]["data"]]
+
+
+@pytest.fixture(scope="module")
+def loaded(kernel):
+    km, kc = kernel
+    drain(kc)
+    msgs, reply = run(kc, "%model fashion-cnn")
+    assert reply["content"]["status"] == "ok", errors(msgs)
+    return kc
+
+
+def test_engine_magic_before_model_is_an_error(kernel):
+    km, kc = kernel
+    drain(kc)
+    msgs, reply = run(kc, "%layers")
+    (err,) = errors(msgs)
+    assert err["ename"] == "NoModelError" and "%model fashion-cnn" in err["evalue"]
+    msgs, reply = run(kc, "%maximize conv2[5] steps=4")
+    assert errors(msgs)[0]["ename"] == "NoModelError"
+
+
+def test_model_summary_and_layers(loaded):
+    kc = loaded
+    msgs, _ = run(kc, "%model")
+    text = "".join(m["content"]["data"]["text/plain"] for m in kinds(msgs, "display_data"))
+    assert "image" in text and "(1, 28, 28)" in text and "Sneaker" in text and "cpu" in text
+    msgs, _ = run(kc, "%layers conv2")
+    (d,) = kinds(msgs, "display_data")
+    html = d["content"]["data"]["text/html"]
+    assert "<table" in html and "conv2.conv" in html and "(1, 32, 7, 7)" in html
+    assert "conv1" not in d["content"]["data"]["text/plain"]
+
+
+def test_maximize_live_display_png_and_plot(loaded):
+    kc = loaded
+    msgs, reply = run(kc, "%maximize conv2[5] steps=32")
+    assert reply["content"]["status"] == "ok", errors(msgs)
+    live = [m for m in kinds(msgs, "display_data") if m["content"].get("transient", {}).get("display_id")]
+    assert len(live) == 1, "one live display per run"
+    did = live[0]["content"]["transient"]["display_id"]
+    updates = kinds(msgs, "update_display_data")
+    assert updates, "the live display was never updated"
+    assert all(u["content"]["transient"]["display_id"] == did for u in updates)
+    assert msgs.index(live[0]) < msgs.index(updates[0])
+    last = updates[-1]["content"]["data"]
+    assert "32/32" in last["text/plain"] and "data:image/png;base64" in last["text/html"]
+    image, plot = pngs(msgs)[:2]
+    w, h = png_size(image["data"]["image/png"])
+    assert (w, h) == (280, 280), "28x28 upscaled by 10 without smoothing"
+    assert image["metadata"]["image/png"] == {"width": 280, "height": 280}
+    assert "final activation" in image["data"]["text/plain"]
+    assert png_size(plot["data"]["image/png"]) == (640, 360)
+
+
+def test_batch_grid_diversity_and_inhibition(loaded):
+    kc = loaded
+    msgs, reply = run(kc, '%maximize fc["Sneaker"] steps=32 batch=4 diversity=1e-2 thresholds=8,16')
+    assert reply["content"]["status"] == "ok", errors(msgs)
+    w, h = png_size(pngs(msgs)[0]["data"]["image/png"])
+    assert w > 280 and h > 280, "a batch of 4 is a 2x2 grid"
+    text = pngs(msgs)[0]["data"]["text/plain"]
+    assert len(text.split("final activation:")[1].split("\n")[0].split()) == 4
+    msgs, reply = run(kc, "%maximize -conv2[5] steps=32")
+    assert reply["content"]["status"] == "ok", errors(msgs)
+    final = float(pngs(msgs)[0]["data"]["text/plain"].split("final activation:")[1].split()[0])
+    assert final <= 0, "minimizing a ReLU channel drives it to zero"
+
+
+def test_examples_runs_show_save(loaded, tmp_path):
+    kc = loaded
+    run(kc, "%maximize conv2[5] steps=32")
+    msgs, reply = run(kc, "%examples conv2[5] k=8")
+    assert reply["content"]["status"] == "ok", errors(msgs)
+    (grid,) = pngs(msgs)
+    assert "top 8 of 10000 test images" in grid["data"]["text/plain"]
+    vals = [float(l.split()[-1]) for l in grid["data"]["text/plain"].splitlines()[1:]]
+    assert len(vals) == 8 and vals == sorted(vals, reverse=True)
+    msgs, _ = run(kc, "%runs")
+    table = kinds(msgs, "display_data")[0]["content"]["data"]["text/plain"]
+    assert "conv2[5]" in table and 'fc["Sneaker"]' in table
+    msgs, _ = run(kc, "%show 1")
+    assert len(pngs(msgs)) == 2
+    out = tmp_path / "sneaker.png"
+    msgs, reply = run(kc, f"%save last path={out}")
+    assert reply["content"]["status"] == "ok" and out.exists()
+    assert out.read_bytes()[:4] == b"\x89PNG"
+
+
+@pytest.mark.parametrize("code,ename,words", [
+    ("%model fashion-cn", "ModelNotFoundError", ["fashion-cnn"]),
+    ("%maximize conv9[5] steps=4", "ObjectiveError", ["conv2"]),
+    ("%maximize conv2[99] steps=4", "ObjectiveError", ["32"]),
+    ('%maximize fc["Snaker"] steps=4', "ObjectiveError", ["Sneaker"]),
+    ("%maximize conv2[5] steps=-3", "UsageError", ["1 to 100000"]),
+    ("%maximize conv2[5] lr=abc", "UsageError", ["lr"]),
+    ("%maximize conv2[5] size=0", "UsageError", ["8 to 2048"]),
+    ("%maximize conv2[5] batch=100000", "UsageError", ["1 to 256"]),
+    ("%maximize conv2[5] steps=4 init=/etc/hostname", "ImageError", ["PNG"]),
+    ("%save last path=/nonexistent/dir/x.png", "OSError", ["/nonexistent/dir"]),
+    ('%examples fc["Snaker"]', "ObjectiveError", ["Sneaker"]),
+    ("%examples conv2[40]", "ObjectiveError", ["0..31"]),
+    ("%show 999", "ValueError", ["last"]),
+])
+def test_bad_input_is_one_error_and_state_is_kept(loaded, code, ename, words):
+    kc = loaded
+    msgs, reply = run(kc, code)
+    errs = errors(msgs)
+    assert len(errs) == 1, errs
+    assert errs[0]["ename"] == ename, errs[0]
+    for w in words:
+        assert w in errs[0]["evalue"], errs[0]["evalue"]
+    assert reply["content"]["status"] == "error"
+    msgs, reply = run(kc, "%model")
+    assert reply["content"]["status"] == "ok"
+    assert "fashion-cnn" in kinds(msgs, "display_data")[0]["content"]["data"]["text/plain"]
+
+
+def test_completion_and_inspection(loaded):
+    kc = loaded
+    code = "%maximize conv"
+    r = shell_reply(kc, kc.complete(code, len(code)))["content"]
+    assert {"conv1", "conv2", "conv2.conv"} <= set(r["matches"])
+    assert r["cursor_start"] == len("%maximize ")
+    code = '%maximize fc["Sn'
+    r = shell_reply(kc, kc.complete(code, len(code)))["content"]
+    assert r["matches"] == ['Sneaker"]']
+    code = "%maximize conv2[5] ste"
+    r = shell_reply(kc, kc.complete(code, len(code)))["content"]
+    assert any(m.startswith("steps") for m in r["matches"])
+    code = "%maximize conv2.conv[5]"
+    r = shell_reply(kc, kc.inspect(code, len("%maximize conv2.c")))["content"]
+    assert r["found"] and "Conv2d" in r["data"]["text/plain"] and "(1, 32, 14, 14)" in r["data"]["text/plain"]
+
+
+def test_settings_drive_defaults(loaded):
+    kc = loaded
+    msgs, _ = run(kc, "%set steps=8\n%seed 3\n%device cpu\n%maximize conv2[1]")
+    text = pngs(msgs)[0]["data"]["text/plain"]
+    assert "steps 8," in text and "seed=3" in text
+    run(kc, "%set steps=256 seed=0 device=auto")
+
+
+def test_interrupt_shows_best_result_and_kernel_goes_on(kernel):
+    km, kc = kernel
+    drain(kc)
+    run(kc, "%model fashion-cnn")
+    msg_id = kc.execute("%maximize conv2[5] steps=100000")
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:  # wait until the run is live
+        m = kc.get_iopub_msg(timeout=60)
+        if m["parent_header"].get("msg_id") == msg_id and m["msg_type"] == "update_display_data":
+            break
+    req = kc.session.msg("interrupt_request", {})
+    kc.control_channel.send(req)
+    control_reply(kc, req["header"]["msg_id"])
+    msgs = iopub_for(kc, msg_id, timeout=60)
+    shell_reply(kc, msg_id)
+    (err,) = errors(msgs)
+    assert err["ename"] == "KeyboardInterrupt"
+    text = pngs(msgs)[0]["data"]["text/plain"]
+    assert "interrupted" in text
+    msgs, reply = run(kc, "%runs")
+    assert reply["content"]["status"] == "ok"
