@@ -9,7 +9,7 @@ libzmq3-dev libsodium-dev libcjson-dev libpng-dev libcairo2-dev fonts-dejavu-cor
 python3 python3-torch python3-torchvision python3-numpy
 python3-jupyter-client python3-nbclient python3-nbformat python3-ipykernel python3-pytest python3-psutil
 jupyter-notebook
-dataset-fashion-mnist fortunes-min fortunes"
+dataset-fashion-mnist fortunes-min fortunes chromium"
 
 missing=""
 for p in $PKGS; do
