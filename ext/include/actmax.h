@@ -214,6 +214,140 @@ AM_API int am_model_tap(am_model *m, const am_input *input,
  * AM_E_UNSUPPORTED when no such lookup exists. */
 AM_API int am_model_embeddings(am_model *m, am_tensor *matrix);
 
+/* ---------------------------------------------------------------- tokenizer and datasets
+ *
+ * The byte-level BPE tokenizer and the dataset readers (C, libc + zlib; also
+ * built alone as the static library actmax_data, whose header am_data.h is
+ * this header). Buffers returned through `T **` out-pointers are malloc'ed
+ * and freed by the caller with free(); `const T **` ones belong to the handle.
+ * Errors come back through *_errmsg on the handle rather than a shared field. */
+
+enum {
+    AM_DATA_OK       = 0,
+    AM_DATA_E_ARG    = -1,  /* NULL argument, unknown name or split, id out of range */
+    AM_DATA_E_IO     = -2,  /* file missing or unreadable */
+    AM_DATA_E_FORMAT = -3,  /* malformed JSON, bad vocabulary, bad IDX file */
+    AM_DATA_E_NOMEM  = -9   /* allocation failed */
+};
+
+/* A fixed, static English string per status code; never NULL. */
+AM_API const char *am_data_strerror(int status);
+
+/* ------------------------------------------------------------- tokenizer */
+
+/* A GPT-2-style byte-level BPE tokenizer: GPT-2's pre-tokenization regex,
+ * its bytes-to-unicode vocabulary alphabet, merges applied by rank. Any byte
+ * string encodes (bytes that are not valid UTF-8 form pieces of their own);
+ * decoding returns bytes. Added tokens such as <|endoftext|> are split out of
+ * the text before pre-tokenization. */
+typedef struct am_tokenizer am_tokenizer;
+
+/* From the Hugging Face tokenizer.json layout:
+ * {"model": {"type": "BPE", "vocab": {token: id}, "merges": ["a b", ...] or
+ * [["a", "b"], ...]}, "added_tokens": [{"id": .., "content": ..}, ...]}. */
+AM_API int am_tokenizer_load_json(const char *json, size_t len, am_tokenizer **out);
+
+/* From GPT-2's original pair of files: vocab.json ({token: id}) and
+ * merges.txt (one "a b" per line, an optional "#version" first line).
+ * "<|endoftext|>", when in the vocabulary, is treated as an added token. */
+AM_API int am_tokenizer_load_vocab_merges(const char *vocab_json, size_t vocab_len,
+                                   const char *merges_txt, size_t merges_len,
+                                   am_tokenizer **out);
+
+/* Reads a tokenizer.json file. */
+AM_API int am_tokenizer_load_file(const char *path, am_tokenizer **out);
+
+AM_API void am_tokenizer_free(am_tokenizer *t);
+
+/* The last error on t, "" when none; a fixed message for t == NULL. */
+AM_API const char *am_tokenizer_errmsg(const am_tokenizer *t);
+
+/* One more than the largest token id. */
+AM_API int64_t am_tokenizer_vocab_size(const am_tokenizer *t);
+
+/* The id of <|endoftext|>, or -1 when the vocabulary has none. */
+AM_API int64_t am_tokenizer_eot(const am_tokenizer *t);
+
+/* text[0..len) -> *ids (n), malloc'ed (free() it; non-NULL even when n is 0). */
+AM_API int am_tokenizer_encode(am_tokenizer *t, const char *text, size_t len,
+                        int64_t **ids, size_t *n);
+
+/* ids (n) -> *text (len bytes plus a NUL), malloc'ed. An id out of range
+ * fails with AM_DATA_E_ARG and names the id and the valid range. */
+AM_API int am_tokenizer_decode(am_tokenizer *t, const int64_t *ids, size_t n,
+                        char **text, size_t *len);
+
+/* The raw bytes of one token, owned by t. */
+AM_API int am_tokenizer_token_bytes(const am_tokenizer *t, int64_t id,
+                             const char **bytes, size_t *len);
+
+/* A token's bytes as printable text, like snprintf: writes at most size
+ * bytes including the NUL into buf and returns the full length (or a
+ * negative status). Valid printable UTF-8 is kept; \n \t \r and backslash
+ * become \n \t \r \\; any other byte becomes \xNN. */
+AM_API int am_tokenizer_token_text(const am_tokenizer *t, int64_t id, char *buf, size_t size);
+
+/* The id of the token whose bytes are bytes[0..len), or -1. */
+AM_API int64_t am_tokenizer_token_id(const am_tokenizer *t, const char *bytes, size_t len);
+
+/* --------------------------------------------------------------- datasets */
+
+typedef struct am_dataset am_dataset;
+
+enum { AM_DATASET_IMAGE = 0, AM_DATASET_TEXT = 1 };  /* am_dataset_kind() */
+
+typedef struct am_dataset_options {
+    /* fashion-mnist: directory of the IDX .gz files (NULL: the environment
+     *   variable ACTMAX_FASHION_MNIST, else /usr/share/datasets/fashion-mnist).
+     * fortunes: the held-out file written by the build
+     *   (share/actmax/data/fortunes-heldout.txt), fortune layout: entries
+     *   separated by lines holding a single '%'. Required.
+     * text: any text file, one entry. Required. */
+    const char *path;
+    /* Text datasets: the model's tokenizer (required; must outlive the
+     * dataset). */
+    const am_tokenizer *tokenizer;
+    int64_t window;   /* text: tokens per window T; 0 means 64 */
+    int64_t stride;   /* text: tokens between window starts; 0 means window */
+} am_dataset_options;
+
+/* One batch; its buffers belong to the dataset and stay valid until the next
+ * am_dataset_next_batch / am_dataset_item / am_dataset_free on it.
+ * B = items in the batch, C/H/W = image channels/height/width, T = window. */
+typedef struct am_batch {
+    int64_t count;           /* B; 0 once the dataset is exhausted */
+    int64_t first;           /* dataset index of item 0; item b is first + b */
+    const float *images;     /* image: (B, C, H, W) in [0, 1]; NULL for text */
+    const int64_t *labels;   /* image: (B) class indices; NULL for text */
+    const int64_t *tokens;   /* text: (B, T) token ids; NULL for images */
+} am_batch;
+
+/* name: "fashion-mnist" (split "train" 60000 or "test" 10000 images),
+ * "fortunes" (split "heldout"; "test" is a synonym), or "text" (split
+ * ignored). Text datasets are the tokens of every entry, each followed by
+ * <|endoftext|> when the tokenizer has it, concatenated and cut into windows
+ * [i*stride, i*stride + T) of which only whole ones count. opts may be NULL
+ * for fashion-mnist. */
+AM_API int am_dataset_open(const char *name, const char *split, const am_dataset_options *opts,
+                    am_dataset **out);
+AM_API void am_dataset_free(am_dataset *ds);
+AM_API const char *am_dataset_errmsg(const am_dataset *ds);
+
+/* Fills batch with up to max_items items following the previous batch. */
+AM_API int am_dataset_next_batch(am_dataset *ds, int64_t max_items, am_batch *batch);
+/* Starts the iteration over. */
+AM_API int am_dataset_reset(am_dataset *ds);
+/* A batch of the one item at index (for showing top-k examples). */
+AM_API int am_dataset_item(am_dataset *ds, int64_t index, am_batch *batch);
+
+AM_API int64_t am_dataset_size(const am_dataset *ds);             /* items, or a negative status */
+AM_API int am_dataset_kind(const am_dataset *ds);                 /* AM_DATASET_* or a negative status */
+/* One item's shape: (C, H, W) for images, (T) for text; returns the number
+ * of dims or a negative status. */
+AM_API int am_dataset_item_shape(const am_dataset *ds, int64_t *shape, int max);
+AM_API int am_dataset_num_labels(const am_dataset *ds);           /* 0 for text */
+AM_API const char *am_dataset_label(const am_dataset *ds, int i); /* NULL when out of range */
+
 /* ---------------------------------------------------------------- runs */
 
 enum { AM_OPT_ADAM = 0, AM_OPT_SGD = 1 };
@@ -321,6 +455,158 @@ AM_API const float *am_run_snapshot(const am_run *r, int k, int *step, int64_t s
 
 /* Wall-clock seconds of the optimization loop, and steps per second. */
 AM_API double am_run_seconds(const am_run *r);
+
+/* ---------------------------------------------------------------- text prompts
+ *
+ * Activation maximization for text models (kind "text", driven through the
+ * embedding input of am_model_embeddings, which these calls prepare
+ * themselves). The model must carry a tokenizer (the metadata's
+ * "tokenizer" extra file). Objectives use the language of am_options, on
+ * layer outputs of shape (T, ...) with the batch left out:
+ * "blocks.2.mlp.act[-1, 123]" is neuron 123 at the last position,
+ * "blocks.2.mlp.act[:, 123]" its mean over positions. Labels and diversity()
+ * are not available on text.
+ *
+ * "score" below is what the methods maximize: the objective minus
+ * fluency times the prompt's cross-entropy (mean over positions 2..T of
+ * -log p(token | tokens before it), in nats). */
+
+enum {
+    AM_TEXT_SOFT  = 0,  /* Adam on continuous embeddings, then projection to the nearest tokens */
+    AM_TEXT_PEZ   = 1,  /* projected gradient: forward/backward at the projected tokens, update the continuous ones */
+    AM_TEXT_GCG   = 2,  /* greedy coordinate gradient over real tokens */
+    AM_TEXT_SWEEP = 3   /* every vocabulary token at one position (exact for len 1) */
+};
+enum { AM_DIST_COSINE = 0, AM_DIST_L2 = 1 };
+
+/* What the text progress callback sees once per step. */
+typedef struct am_text_progress {
+    int            step;        /* 1-based, within the restart */
+    int            steps;
+    int            restart;     /* 0-based */
+    int            restarts;
+    float          activation;  /* soft: the continuous embeddings' objective; others: the best prompt's */
+    float          xent;        /* cross-entropy of that prompt (0 when fluency is off and not computed) */
+    const int64_t *tokens;      /* (len) the best prompt so far (soft: the current projection) */
+    int            len;
+} am_text_progress;
+
+/* Return nonzero to cancel; the run then stops and keeps its best result. */
+typedef int (*am_text_progress_fn)(void *user, const am_text_progress *p);
+
+typedef struct am_text_options {
+    const char *objective;     /* required */
+    int      method;           /* AM_TEXT_*, default AM_TEXT_SOFT */
+    int      len;              /* prompt tokens T, 1..context; default 8 */
+    int      steps;            /* default 200 (sweep: ignored) */
+    float    lr;               /* soft and pez Adam step, default 0.05 */
+    int      distance;         /* projection metric, AM_DIST_COSINE (default) or AM_DIST_L2 */
+    float    snap;             /* soft: weight of the penalty on the distance to the nearest token; default 0 */
+    float    fluency;          /* weight of the cross-entropy penalty, default 0 (off) */
+    int      topk;             /* gcg: candidate tokens per position (default 64);
+                                  soft/pez: nearest tokens reported per position (default 5) */
+    int      batch;            /* gcg: single-token swaps tried per step (default 128);
+                                  sweep and attribution: sequences per forward (default 512) */
+    int      position;         /* sweep: the position searched (negative counts from the end), default -1 */
+    const int64_t *init_tokens;/* (len) start prompt for pez, gcg and sweep; NULL: random tokens that
+                                  decode and re-encode to themselves */
+    uint64_t seed;             /* default 0; restart r uses seed + r */
+    int      restarts;         /* default 1; the best score is kept */
+    int      retokenize;       /* gcg: reject swaps whose prompt does not re-encode to itself; default 1 */
+    int      attribution;      /* per-position attribution of the result, default 1 */
+    am_text_progress_fn progress;   /* may be NULL */
+    void    *progress_user;
+} am_text_options;
+
+/* Fills o with the defaults above (objective NULL). */
+AM_API void am_text_options_default(am_text_options *o);
+
+typedef struct am_text_run am_text_run;
+
+/* Runs one search to completion (or cancellation). Fails before any step
+ * with AM_E_UNSUPPORTED for an image model or a model without tokenizer,
+ * AM_E_ARG for len outside 1..context and other bad options, AM_E_OBJECTIVE
+ * (with the column) for a syntax error or an index out of range such as a
+ * position >= len, AM_E_LAYER for an unknown layer. *out is always set when
+ * out is non-NULL; free with am_text_run_free. */
+AM_API int am_text_run_new(am_model *m, const am_text_options *o, am_text_run **out);
+AM_API void am_text_run_free(am_text_run *r);
+AM_API const char *am_text_run_error(const am_text_run *r);
+AM_API int am_text_run_cancelled(const am_text_run *r);
+/* Steps taken by the kept restart. */
+AM_API int am_text_run_steps(const am_text_run *r);
+AM_API double am_text_run_seconds(const am_text_run *r);
+
+/* The discrete result: the best prompt (soft: the projection of the final
+ * embeddings) as ids (len), and its decoded text (NUL-terminated). */
+AM_API const int64_t *am_text_run_tokens(const am_text_run *r, int *len);
+AM_API const char *am_text_run_text(const am_text_run *r);
+/* 1 when the text re-encodes to exactly these ids. */
+AM_API int am_text_run_roundtrip(const am_text_run *r);
+
+/* The discrete prompt's objective and cross-entropy, recomputed on the ids. */
+AM_API float am_text_run_activation(const am_text_run *r);
+AM_API float am_text_run_xent(const am_text_run *r);
+
+/* soft and pez: the continuous embeddings' objective (soft: final; pez: at
+ * the step the kept prompt was found), and activation / soft_activation.
+ * NaN for gcg and sweep. */
+AM_API float am_text_run_soft_activation(const am_text_run *r);
+AM_API float am_text_run_retention(const am_text_run *r);
+/* soft and pez: the final continuous embeddings (len, D); NULL otherwise. */
+AM_API const float *am_text_run_embeds(const am_text_run *r, int *len, int *dim);
+
+/* soft and pez: the k nearest tokens per position of the final embeddings,
+ * ids (len, k) and values (len, k), nearest first: cosine similarity for
+ * AM_DIST_COSINE, Euclidean distance for AM_DIST_L2. */
+AM_API int am_text_run_nearest(const am_text_run *r, const int64_t **ids, const float **values,
+                               int *len, int *k);
+
+/* Curves over the kept restart's steps (S): the activation and
+ * cross-entropy of the prompt the progress reports (soft: continuous). */
+AM_API const float *am_text_run_curve(const am_text_run *r, int *steps);
+AM_API const float *am_text_run_xent_curve(const am_text_run *r, int *steps);
+
+/* Per position t of the result: the objective minus its value with token t
+ * swapped for the best other token there (drop, len), and that token (alt,
+ * len). Tried exhaustively when the vocabulary has <= 8192 tokens, else
+ * among the gradient's top 256. Returns AM_E_UNSUPPORTED when not computed. */
+AM_API int am_text_run_attribution(const am_text_run *r, const float **drop, const int64_t **alt, int *len);
+
+/* sweep: the objective of every vocabulary token at the searched position
+ * (vocab), the rest of the prompt fixed. */
+AM_API const float *am_text_run_sweep(const am_text_run *r, int *vocab, int *position);
+
+/* ---------------------------------------------------------------- text examples */
+
+/* The top-k windows of a text corpus by an objective, for showing which
+ * real text drives a neuron. Windows are am_dataset_open("fortunes" or
+ * "text", ...) windows of the model's tokenizer. */
+typedef struct am_text_examples_options {
+    const char *objective;    /* required */
+    const char *dataset;      /* "fortunes" (default when NULL) or "text" */
+    const char *path;         /* the corpus file, required */
+    int64_t     window;       /* tokens per window, 1..context; default 0: 64 or the context if smaller */
+    int64_t     stride;       /* default 0: the window */
+    int         k;            /* default 0: 10 */
+    int         batch;        /* windows per forward, default 0: 256 */
+} am_text_examples_options;
+
+typedef struct am_text_examples am_text_examples;
+
+AM_API int am_text_examples_new(am_model *m, const am_text_examples_options *o, am_text_examples **out);
+AM_API void am_text_examples_free(am_text_examples *e);
+AM_API const char *am_text_examples_error(const am_text_examples *e);
+/* Windows scanned, and how many top windows were kept (<= k). */
+AM_API int64_t am_text_examples_scanned(const am_text_examples *e);
+AM_API int am_text_examples_count(const am_text_examples *e);
+/* The corpus maximum of the objective (= the first example's score). */
+AM_API float am_text_examples_max(const am_text_examples *e);
+/* Example i (best first): its window index, score, tokens (T) and
+ * per-token activations (T): the objective with its position index set to
+ * each position in turn (for [:, n], neuron n at each position). */
+AM_API int am_text_examples_get(const am_text_examples *e, int i, int64_t *index, float *score,
+                                const int64_t **tokens, const float **acts, int *len);
 
 #ifdef __cplusplus
 }

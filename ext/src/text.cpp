@@ -1,0 +1,854 @@
+// text.cpp — prompts for text models: continuous embeddings projected to
+// tokens (soft), projected gradient (PEZ, Wen et al. 2023), greedy
+// coordinate gradient over real tokens (GCG, Zou et al. 2023), exhaustive
+// single-position sweeps, per-position attribution, and corpus top-k.
+//
+// Everything runs on the embeddings graph of am_model_embeddings, so token
+// ids become rows of the embedding matrix and gradients reach them.
+#include <torch/torch.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <limits>
+#include <random>
+#include <set>
+
+#include "internal.hpp"
+#include "objective.hpp"
+
+using am::Error;
+
+struct am_text_run {
+    std::string error;
+    bool cancelled = false;
+    int steps_done = 0;
+    double seconds = 0;
+    std::vector<int64_t> tokens;        // (T)
+    std::string text;
+    bool roundtrip = false;
+    float act = 0, xent = 0;
+    float soft_act = std::numeric_limits<float>::quiet_NaN();
+    float retention = std::numeric_limits<float>::quiet_NaN();
+    int T = 0, D = 0, K = 0;
+    std::vector<float> embeds;          // (T, D) soft and pez only
+    std::vector<int64_t> near_ids;      // (T, K)
+    std::vector<float> near_vals;       // (T, K)
+    std::vector<float> curve, xcurve;   // (S) each
+    bool has_attr = false;
+    std::vector<float> attr_drop;       // (T)
+    std::vector<int64_t> attr_alt;      // (T)
+    std::vector<float> sweep;           // (vocab) sweep only
+    int sweep_pos = -1;
+};
+
+struct am_text_examples {
+    std::string error;
+    int64_t scanned = 0;
+    int T = 0;
+    std::vector<int64_t> index;               // (k)
+    std::vector<float> score;                 // (k)
+    std::vector<std::vector<int64_t>> toks;   // (k, T)
+    std::vector<std::vector<float>> acts;     // (k, T)
+};
+
+namespace am {
+namespace {
+
+using Acts = std::map<std::string, torch::Tensor>;  // layer -> (B, T, ...)
+
+std::string shape_of(const torch::Tensor &t, int64_t from) {
+    std::string r = "[";
+    for (int64_t i = from; i < t.dim(); i++) r += (i > from ? ", " : "") + std::to_string(t.size(i));
+    return r + "]";
+}
+
+// The objective over a batch: (B). pos >= 0 replaces the first index (the
+// position) of every layer reference, for per-token colouring.
+torch::Tensor eval_text(const ObjNode &n, const Acts &acts, int64_t B, int64_t pos) {
+    switch (n.kind) {
+    case ObjNode::kNum: return torch::full({B}, n.num);
+    case ObjNode::kNeg: return -eval_text(*n.a, acts, B, pos);
+    case ObjNode::kAdd: return eval_text(*n.a, acts, B, pos) + eval_text(*n.b, acts, B, pos);
+    case ObjNode::kSub: return eval_text(*n.a, acts, B, pos) - eval_text(*n.b, acts, B, pos);
+    case ObjNode::kMul: return eval_text(*n.a, acts, B, pos) * eval_text(*n.b, acts, B, pos);
+    case ObjNode::kDiv: {
+        auto d = eval_text(*n.b, acts, B, pos);
+        if (objective_is_constant(*n.b) && d.abs().min().item<double>() == 0.0)
+            throw ObjectiveError(n.column, "division by zero");
+        return eval_text(*n.a, acts, B, pos) / d;
+    }
+    case ObjNode::kDiversity:
+        throw ObjectiveError(n.column, "diversity() compares images of a batch; text objectives cannot use it");
+    case ObjNode::kTap: {
+        const torch::Tensor &full = acts.at(n.layer);
+        torch::Tensor t = full.to(torch::kCPU);
+        int64_t dim = 1;
+        bool pos_done = false;
+        for (size_t k = 0; k < n.index.size(); k++) {
+            const auto &ix = n.index[k];
+            if (dim >= t.dim())
+                throw ObjectiveError(ix.column, "too many indices: " + n.layer + " has shape " + shape_of(full, 1) +
+                                                    " (batch dimension left out)");
+            int64_t size = t.size(dim);
+            if (k == 0 && pos >= 0) {
+                t = t.select(dim, pos);
+                pos_done = true;
+                continue;
+            }
+            if (ix.kind == ObjIndex::kLabel)
+                throw ObjectiveError(ix.column, "labels name image classes; index text layers by number");
+            if (ix.kind == ObjIndex::kSlice) {
+                int64_t s = ix.has_start ? ix.start : 0, e = ix.has_stop ? ix.stop : size;
+                if (s < 0) s += size;
+                if (e < 0) e += size;
+                s = std::clamp<int64_t>(s, 0, size);
+                e = std::clamp<int64_t>(e, 0, size);
+                if (e <= s || ix.step < 1)
+                    throw ObjectiveError(ix.column, "empty slice on dimension " + std::to_string(dim - 1) + " of " +
+                                                        n.layer + " with shape " + shape_of(full, 1));
+                t = t.slice(dim, s, e, ix.step);
+                dim++;
+                continue;
+            }
+            int64_t v = ix.value;
+            if (v < -size || v >= size) {
+                std::string hint = dim == 1 && full.dim() >= 3
+                                       ? " (dimension 0 is the position: the prompt has " + std::to_string(size) +
+                                             " tokens, so use 0.." + std::to_string(size - 1) + " or -1.." +
+                                             std::to_string(-size) + ")"
+                                       : " (batch dimension left out)";
+                throw ObjectiveError(ix.column, "index " + std::to_string(v) + " is out of range for dimension " +
+                                                    std::to_string(dim - 1) + " (size " + std::to_string(size) +
+                                                    ") of " + n.layer + " with shape " + shape_of(full, 1) + hint);
+            }
+            if (v < 0) v += size;
+            t = t.select(dim, v);
+        }
+        if (pos >= 0 && !pos_done && t.dim() >= 2) t = t.select(1, pos);
+        return t.reshape({B, -1}).mean(1);
+    }
+    }
+    throw ObjectiveError(n.column, "internal: unknown node");
+}
+
+struct Tok {
+    am_tokenizer *t = nullptr;
+    ~Tok() { am_tokenizer_free(t); }
+};
+
+void load_tokenizer(const am_model *m, Tok &tok) {
+    if (!m->has_tokenizer)
+        throw Error(AM_E_UNSUPPORTED, "the model carries no tokenizer (its actmax.json names no \"tokenizer\" extra "
+                                      "file); text prompts need one to decode and check the prompts");
+    int st = am_tokenizer_load_json(m->tokenizer.data(), m->tokenizer.size(), &tok.t);
+    if (st != AM_OK)
+        throw Error(AM_E_FORMAT, std::string("the model's tokenizer does not load: ") + am_tokenizer_errmsg(tok.t));
+}
+
+void check_text_model(am_model *m) {
+    if (m->kind != "text")
+        throw Error(AM_E_UNSUPPORTED, "text prompts need a text model; this one is '" + m->kind +
+                                          "' (optimize images with am_run_new)");
+    if (m->input_shape.size() != 1)
+        throw Error(AM_E_MODEL, "a text model's input shape must be [T] (its context)");
+}
+
+struct Parsed {
+    std::string src;
+    std::unique_ptr<ObjNode> root;
+    std::vector<std::string> layers;
+};
+
+Parsed parse_text_objective(const char *s) {
+    if (!s || !*s) throw Error(AM_E_ARG, "no objective given, e.g. \"blocks.2.mlp.act[-1, 123]\"");
+    Parsed p;
+    p.src = s;
+    try {
+        p.root = parse_objective(p.src);
+    } catch (const ObjectiveError &e) {
+        throw Error(AM_E_OBJECTIVE, objective_format_error(p.src, e.column, e.what()));
+    }
+    objective_layers(*p.root, p.layers);
+    if (p.layers.empty()) throw Error(AM_E_OBJECTIVE, "the objective names no layer, so nothing can be maximized");
+    return p;
+}
+
+// The model driven by embeddings, with the objective and the logits tapped.
+struct Engine {
+    am_model *m;
+    Parsed obj;
+    std::shared_ptr<TapPlan> plan;
+    size_t n_obj;          // the objective's layers come first in the plan
+    torch::Tensor E;       // (V, D)
+    int64_t V = 0, D = 0, T = 0;
+    float fluency = 0;
+    Tok tok;
+    int64_t eot = -1;
+
+    struct Out {
+        torch::Tensor act, xent, logp;  // (B), (B), (B, T-1, V) or undefined
+        torch::Tensor score() const { return act; }
+    };
+
+    Out run(const torch::Tensor &emb, const torch::Tensor &ids, bool keep_logp = false) {
+        auto outs = tap_run(m, *plan, emb);
+        Acts acts;
+        for (size_t i = 0; i < n_obj; i++) acts[obj.layers[i]] = outs[i];
+        int64_t B = emb.size(0);
+        Out o;
+        try {
+            o.act = eval_text(*obj.root, acts, B, -1);
+        } catch (const ObjectiveError &e) {
+            throw Error(AM_E_OBJECTIVE, objective_format_error(obj.src, e.column, e.what()));
+        }
+        o.act = o.act.to(m->device);
+        const torch::Tensor &logits = outs.back();  // (B, T, V)
+        if (T < 2) {
+            o.xent = torch::zeros({B}, emb.options().requires_grad(false));
+        } else {
+            auto lp = torch::log_softmax(logits.slice(1, 0, T - 1).to(torch::kFloat), 2);
+            o.xent = -lp.gather(2, ids.slice(1, 1, T).unsqueeze(2)).squeeze(2).mean(1);
+            if (keep_logp) o.logp = lp.detach();
+        }
+        return o;
+    }
+
+    torch::Tensor embed(const torch::Tensor &ids) const {  // (B, T) -> (B, T, D)
+        return E.index_select(0, ids.reshape({-1})).reshape({ids.size(0), ids.size(1), D});
+    }
+
+    // Objective and cross-entropy of token sequences (N, T), in chunks.
+    void eval_ids(const torch::Tensor &ids, int64_t chunk, std::vector<float> &act, std::vector<float> &xent) {
+        torch::NoGradGuard ng;
+        act.clear();
+        xent.clear();
+        for (int64_t s = 0; s < ids.size(0); s += chunk) {
+            auto part = ids.slice(0, s, std::min(ids.size(0), s + chunk));
+            auto o = run(embed(part), part);
+            auto a = o.act.to(torch::kCPU).contiguous(), x = o.xent.to(torch::kCPU).contiguous();
+            act.insert(act.end(), a.data_ptr<float>(), a.data_ptr<float>() + a.numel());
+            xent.insert(xent.end(), x.data_ptr<float>(), x.data_ptr<float>() + x.numel());
+        }
+    }
+
+    bool roundtrip(const std::vector<int64_t> &ids, std::string *text = nullptr) {
+        char *s = nullptr;
+        size_t n = 0;
+        if (am_tokenizer_decode(tok.t, ids.data(), ids.size(), &s, &n) != AM_OK) return false;
+        int64_t *back = nullptr;
+        size_t nb = 0;
+        bool ok = am_tokenizer_encode(tok.t, s, n, &back, &nb) == AM_OK && nb == ids.size() &&
+                  std::equal(ids.begin(), ids.end(), back);
+        if (text) text->assign(s, n);
+        std::free(s);
+        std::free(back);
+        return ok;
+    }
+
+    // Random non-special tokens whose text re-encodes to themselves.
+    std::vector<int64_t> random_prompt(std::mt19937_64 &rng) {
+        std::uniform_int_distribution<int64_t> pick(0, V - 1);
+        auto draw = [&]() {
+            for (;;) {
+                int64_t v = pick(rng);
+                if (v != eot) return v;
+            }
+        };
+        for (int attempt = 0; attempt < 20; attempt++) {
+            std::vector<int64_t> ids;
+            for (int64_t t = 0; t < T; t++) {
+                bool ok = false;
+                for (int tries = 0; tries < 200 && !ok; tries++) {
+                    ids.push_back(draw());
+                    ok = roundtrip(ids);
+                    if (!ok) ids.pop_back();
+                }
+                if (!ok) break;
+            }
+            if (static_cast<int64_t>(ids.size()) == T && roundtrip(ids)) return ids;
+        }
+        throw Error(AM_E_UNSUPPORTED, "found no random prompt of " + std::to_string(T) +
+                                          " tokens that re-encodes to itself; give init_tokens");
+    }
+};
+
+torch::Tensor ids_tensor(const std::vector<int64_t> &ids, torch::Device dev) {
+    return torch::tensor(ids, torch::kLong).reshape({1, static_cast<int64_t>(ids.size())}).to(dev);
+}
+
+// Nearest tokens of each row of e (T, D): values (T, K) and ids (T, K),
+// nearest first. Cosine: similarity, larger is nearer; L2: distance.
+std::pair<torch::Tensor, torch::Tensor> nearest(const torch::Tensor &e, const torch::Tensor &E, int dist, int64_t K) {
+    torch::NoGradGuard ng;
+    if (dist == AM_DIST_COSINE) {
+        auto en = e / e.norm(2, {1}, true).clamp_min(1e-12);
+        auto En = E / E.norm(2, {1}, true).clamp_min(1e-12);
+        auto sim = torch::matmul(en, En.t());
+        auto r = sim.topk(K, 1, true, true);
+        return {std::get<0>(r), std::get<1>(r)};
+    }
+    auto d2 = (e * e).sum(1, true) - 2 * torch::matmul(e, E.t()) + (E * E).sum(1).unsqueeze(0);
+    auto r = d2.topk(K, 1, false, true);
+    return {std::get<0>(r).clamp_min(0).sqrt(), std::get<1>(r)};
+}
+
+std::vector<int64_t> to_ids(const torch::Tensor &t) {
+    auto c = t.to(torch::kCPU, torch::kLong).contiguous();
+    return std::vector<int64_t>(c.data_ptr<int64_t>(), c.data_ptr<int64_t>() + c.numel());
+}
+
+std::vector<float> to_floats(const torch::Tensor &t) {
+    auto c = t.detach().to(torch::kCPU, torch::kFloat).contiguous();
+    return std::vector<float>(c.data_ptr<float>(), c.data_ptr<float>() + c.numel());
+}
+
+// What one restart leaves.
+struct Result {
+    std::vector<int64_t> ids;
+    float score = -std::numeric_limits<float>::infinity();
+    float soft_act = std::numeric_limits<float>::quiet_NaN();
+    std::vector<float> embeds, curve, xcurve;
+    int steps = 0;
+    bool cancelled = false;
+    std::vector<float> sweep;
+};
+
+struct Ctx {
+    Engine &en;
+    const am_text_options &o;
+    int restart;
+    std::mt19937_64 rng;
+};
+
+bool report(Ctx &c, int step, float act, float xent, const std::vector<int64_t> &ids) {
+    if (!c.o.progress) return false;
+    am_text_progress p{};
+    p.step = step;
+    p.steps = c.o.steps;
+    p.restart = c.restart;
+    p.restarts = c.o.restarts;
+    p.activation = act;
+    p.xent = xent;
+    p.tokens = ids.data();
+    p.len = static_cast<int>(ids.size());
+    return c.o.progress(c.o.progress_user, &p) != 0;
+}
+
+std::vector<int64_t> start_ids(Ctx &c) {
+    if (c.o.init_tokens) {
+        std::vector<int64_t> ids(c.o.init_tokens, c.o.init_tokens + c.en.T);
+        for (auto v : ids)
+            if (v < 0 || v >= c.en.V)
+                throw Error(AM_E_ARG, "init_tokens holds id " + std::to_string(v) + "; ids are 0.." + std::to_string(c.en.V - 1));
+        return ids;
+    }
+    return c.en.random_prompt(c.rng);
+}
+
+// soft (pez = false) and PEZ (pez = true).
+Result run_continuous(Ctx &c, bool pez) {
+    Engine &en = c.en;
+    const auto &o = c.o;
+    Result r;
+    auto init = start_ids(c);
+    auto e = en.embed(ids_tensor(init, en.m->device)).detach().clone().squeeze(0).requires_grad_(true);  // (T, D)
+    torch::optim::Adam opt({e}, torch::optim::AdamOptions(o.lr));
+    for (int step = 1; step <= o.steps; step++) {
+        auto proj = std::get<1>(nearest(e.detach(), en.E, o.distance, 1)).reshape({1, en.T});
+        opt.zero_grad();
+        float act, xent;
+        if (!pez) {
+            auto out = en.run(e.unsqueeze(0), proj);
+            auto loss = -(out.act.sum() - o.fluency * out.xent.sum());
+            if (o.snap > 0) {
+                if (o.distance == AM_DIST_COSINE) {
+                    auto en_ = e / e.norm(2, {1}, true).clamp_min(1e-12);
+                    auto En = en.E / en.E.norm(2, {1}, true).clamp_min(1e-12);
+                    loss = loss + o.snap * (1 - std::get<0>(torch::matmul(en_, En.t()).max(1))).mean();
+                } else {
+                    auto d2 = (e * e).sum(1, true) - 2 * torch::matmul(e, en.E.t()) + (en.E * en.E).sum(1).unsqueeze(0);
+                    loss = loss + o.snap * (std::get<0>(d2.min(1)) / static_cast<double>(en.D)).mean();
+                }
+            }
+            loss.backward();
+            act = out.act.item<float>();
+            xent = out.xent.item<float>();
+            r.ids = to_ids(proj);
+        } else {
+            // PEZ: the gradient is taken at the projected tokens and applied
+            // to the continuous embeddings.
+            auto hard = en.embed(proj).detach().clone().requires_grad_(true);
+            auto out = en.run(hard, proj);
+            auto score = out.act.sum() - o.fluency * out.xent.sum();
+            auto g = torch::autograd::grad({score}, {hard})[0];
+            e.mutable_grad() = -g.squeeze(0);
+            float s = score.item<float>();
+            if (s > r.score) {
+                r.score = s;
+                r.ids = to_ids(proj);
+            }
+            act = out.act.item<float>();
+            xent = out.xent.item<float>();
+        }
+        opt.step();
+        r.curve.push_back(act);
+        r.xcurve.push_back(xent);
+        r.steps = step;
+        if (report(c, step, act, xent, pez ? r.ids : to_ids(proj))) {
+            r.cancelled = true;
+            break;
+        }
+    }
+    torch::NoGradGuard ng;
+    auto ef = e.detach();
+    auto proj = std::get<1>(nearest(ef, en.E, o.distance, 1)).reshape({1, en.T});
+    auto soft = en.run(ef.unsqueeze(0), proj);
+    r.soft_act = soft.act.item<float>();
+    if (!pez) {
+        // Restarts are compared on what they deliver: the projected prompt.
+        r.ids = to_ids(proj);
+        std::vector<float> a, x;
+        en.eval_ids(proj, 1, a, x);
+        r.score = a[0] - o.fluency * x[0];
+    }
+    r.embeds = to_floats(ef);
+    return r;
+}
+
+Result run_gcg(Ctx &c) {
+    Engine &en = c.en;
+    const auto &o = c.o;
+    Result r;
+    auto cur = start_ids(c);
+    int64_t K = std::min<int64_t>(o.topk, en.V - 1);
+    std::vector<float> a, x;
+    en.eval_ids(ids_tensor(cur, en.m->device), 1, a, x);
+    float cur_act = a[0], cur_x = x[0];
+    float cur_score = cur_act - o.fluency * cur_x;
+    for (int step = 1; step <= o.steps; step++) {
+        // Gradient with respect to the one-hot tokens: through the
+        // embeddings (grad . E^T) and, for the fluency term, through the
+        // next-token targets (d xent / d onehot[t, v] = -logp[t-1, v] / (T-1)).
+        auto ids = ids_tensor(cur, en.m->device);
+        auto emb = en.embed(ids).detach().clone().requires_grad_(true);
+        auto out = en.run(emb, ids, o.fluency != 0);
+        auto score = out.act.sum() - o.fluency * out.xent.sum();
+        auto g = torch::autograd::grad({score}, {emb})[0].squeeze(0);  // (T, D)
+        torch::Tensor G;
+        {
+            torch::NoGradGuard ng;
+            G = torch::matmul(g, en.E.t());  // (T, V)
+            if (o.fluency != 0 && en.T > 1)
+                G.slice(0, 1, en.T).add_(out.logp.squeeze(0) * (o.fluency / static_cast<double>(en.T - 1)));
+            if (en.eot >= 0) G.select(1, en.eot).fill_(-std::numeric_limits<float>::infinity());
+            G.scatter_(1, ids.reshape({en.T, 1}), -std::numeric_limits<float>::infinity());
+        }
+        auto top = to_ids(std::get<1>(G.topk(K, 1)).to(torch::kCPU));  // (T, K)
+        std::set<std::pair<int64_t, int64_t>> seen;
+        std::vector<int64_t> cand;  // (N, T)
+        std::uniform_int_distribution<int64_t> pos_d(0, en.T - 1), k_d(0, K - 1);
+        int tries = 0;
+        while (static_cast<int>(seen.size()) < o.batch && tries < 4 * o.batch) {
+            tries++;
+            int64_t p = pos_d(c.rng), v = top[static_cast<size_t>(p * K + k_d(c.rng))];
+            if (!seen.insert({p, v}).second) continue;
+            auto s = cur;
+            s[static_cast<size_t>(p)] = v;
+            if (o.retokenize && !en.roundtrip(s)) continue;
+            cand.insert(cand.end(), s.begin(), s.end());
+        }
+        int64_t N = static_cast<int64_t>(cand.size()) / en.T;
+        if (N > 0) {
+            auto ct = torch::tensor(cand, torch::kLong).reshape({N, en.T}).to(en.m->device);
+            en.eval_ids(ct, std::max(1, o.batch), a, x);
+            for (int64_t i = 0; i < N; i++) {
+                float s = a[static_cast<size_t>(i)] - o.fluency * x[static_cast<size_t>(i)];
+                if (s > cur_score) {
+                    cur_score = s;
+                    cur_act = a[static_cast<size_t>(i)];
+                    cur_x = x[static_cast<size_t>(i)];
+                    cur.assign(cand.begin() + i * en.T, cand.begin() + (i + 1) * en.T);
+                }
+            }
+        }
+        r.curve.push_back(cur_act);
+        r.xcurve.push_back(cur_x);
+        r.steps = step;
+        if (report(c, step, cur_act, cur_x, cur)) {
+            r.cancelled = true;
+            break;
+        }
+    }
+    r.ids = cur;
+    r.score = cur_score;
+    return r;
+}
+
+Result run_sweep(Ctx &c) {
+    Engine &en = c.en;
+    const auto &o = c.o;
+    Result r;
+    auto base = start_ids(c);
+    int64_t p = o.position < 0 ? o.position + en.T : o.position;
+    auto all = torch::tensor(base, torch::kLong).reshape({1, en.T}).repeat({en.V, 1});
+    all.select(1, p).copy_(torch::arange(en.V, torch::kLong));
+    std::vector<float> a, x;
+    en.eval_ids(all.to(en.m->device), o.batch, a, x);
+    size_t best = 0;
+    for (size_t v = 0; v < a.size(); v++)
+        if (a[v] - o.fluency * x[v] > a[best] - o.fluency * x[best]) best = v;
+    r.ids = base;
+    r.ids[static_cast<size_t>(p)] = static_cast<int64_t>(best);
+    r.score = a[best] - o.fluency * x[best];
+    r.curve = {a[best]};
+    r.xcurve = {x[best]};
+    r.steps = 1;
+    r.sweep = a;
+    r.cancelled = report(c, 1, a[best], x[best], r.ids);
+    return r;
+}
+
+void attribution(Engine &en, const am_text_options &o, const std::vector<int64_t> &ids, float act, am_text_run *out) {
+    std::vector<int64_t> rows;  // candidates, (N, T)
+    std::vector<int64_t> where;  // (N) position of the swap
+    auto add = [&](int64_t t, int64_t v) {
+        if (v == ids[static_cast<size_t>(t)]) return;
+        auto s = ids;
+        s[static_cast<size_t>(t)] = v;
+        rows.insert(rows.end(), s.begin(), s.end());
+        where.push_back(t);
+    };
+    if (en.V <= 8192) {
+        for (int64_t t = 0; t < en.T; t++)
+            for (int64_t v = 0; v < en.V; v++) add(t, v);
+    } else {
+        auto idt = ids_tensor(ids, en.m->device);
+        auto emb = en.embed(idt).detach().clone().requires_grad_(true);
+        auto g = torch::autograd::grad({en.run(emb, idt).act.sum()}, {emb})[0].squeeze(0);
+        torch::NoGradGuard ng;
+        auto top = to_ids(std::get<1>(torch::matmul(g, en.E.t()).topk(256, 1)).to(torch::kCPU));
+        for (int64_t t = 0; t < en.T; t++)
+            for (int64_t k = 0; k < 256; k++) add(t, top[static_cast<size_t>(t * 256 + k)]);
+    }
+    int64_t N = static_cast<int64_t>(where.size());
+    out->attr_drop.assign(static_cast<size_t>(en.T), 0.f);
+    out->attr_alt.assign(static_cast<size_t>(en.T), -1);
+    if (N == 0) return;
+    std::vector<float> a, x;
+    en.eval_ids(torch::tensor(rows, torch::kLong).reshape({N, en.T}).to(en.m->device), o.batch, a, x);
+    std::vector<float> best(static_cast<size_t>(en.T), -std::numeric_limits<float>::infinity());
+    for (int64_t i = 0; i < N; i++) {
+        size_t t = static_cast<size_t>(where[static_cast<size_t>(i)]);
+        if (a[static_cast<size_t>(i)] > best[t]) {
+            best[t] = a[static_cast<size_t>(i)];
+            out->attr_alt[t] = rows[static_cast<size_t>(i * en.T) + t];
+        }
+    }
+    for (size_t t = 0; t < best.size(); t++) out->attr_drop[t] = act - best[t];
+    out->has_attr = true;
+}
+
+void check_text_options(const am_text_options *o, int64_t context) {
+    if (!o) throw Error(AM_E_ARG, "options are NULL; fill them with am_text_options_default first");
+    if (o->method < AM_TEXT_SOFT || o->method > AM_TEXT_SWEEP)
+        throw Error(AM_E_ARG, "method must be AM_TEXT_SOFT (0), AM_TEXT_PEZ (1), AM_TEXT_GCG (2) or AM_TEXT_SWEEP (3), got " +
+                                  std::to_string(o->method));
+    if (o->len < 1 || o->len > context)
+        throw Error(AM_E_ARG, "len must be 1.." + std::to_string(context) + " (the model's context), got " + std::to_string(o->len));
+    if (o->steps < 1 || o->steps > 1000000) throw Error(AM_E_ARG, "steps must be 1..1000000, got " + std::to_string(o->steps));
+    if (!(o->lr > 0) || !std::isfinite(o->lr)) throw Error(AM_E_ARG, "lr must be a positive number");
+    if (o->distance != AM_DIST_COSINE && o->distance != AM_DIST_L2)
+        throw Error(AM_E_ARG, "distance must be AM_DIST_COSINE (0) or AM_DIST_L2 (1)");
+    if (!(o->snap >= 0) || !std::isfinite(o->snap)) throw Error(AM_E_ARG, "snap must be >= 0");
+    if (!(o->fluency >= 0) || !std::isfinite(o->fluency)) throw Error(AM_E_ARG, "fluency must be >= 0");
+    if (o->topk < 1) throw Error(AM_E_ARG, "topk must be >= 1, got " + std::to_string(o->topk));
+    if (o->batch < 1 || o->batch > 65536) throw Error(AM_E_ARG, "batch must be 1..65536, got " + std::to_string(o->batch));
+    if (o->restarts < 1 || o->restarts > 1000) throw Error(AM_E_ARG, "restarts must be 1..1000, got " + std::to_string(o->restarts));
+    if (o->method == AM_TEXT_SWEEP && (o->position < -o->len || o->position >= o->len))
+        throw Error(AM_E_ARG, "position " + std::to_string(o->position) + " is outside the prompt of len " +
+                                  std::to_string(o->len) + " (use 0.." + std::to_string(o->len - 1) + " or -1..-" +
+                                  std::to_string(o->len) + ")");
+}
+
+// Builds the engine and checks the objective on one probe forward.
+void setup(Engine &en, am_model *m, const char *objective, int64_t T) {
+    en.m = m;
+    load_tokenizer(m, en.tok);
+    en.eot = am_tokenizer_eot(en.tok.t);
+    en.obj = parse_text_objective(objective);
+    int st = am_model_embeddings(m, nullptr);
+    if (st != AM_OK) throw Error(st, m->error);
+    en.E = m->embedding;
+    en.V = en.E.size(0);
+    en.D = en.E.size(1);
+    en.T = T;
+    en.n_obj = en.obj.layers.size();
+    auto layers = en.obj.layers;
+    layers.push_back("output");
+    en.plan = tap_plan(m, Base::kEmbeds, layers);
+    std::vector<float> a, x;
+    en.eval_ids(torch::zeros({1, T}, torch::kLong).to(m->device), 1, a, x);
+}
+
+void text_run_impl(am_model *m, const am_text_options *o, am_text_run *r) {
+    check_text_model(m);
+    int64_t context = m->input_shape[0];
+    check_text_options(o, context);
+    Engine en;
+    en.fluency = o->fluency;
+    setup(en, m, o->objective, o->len);
+    auto t0 = std::chrono::steady_clock::now();
+    Result best;
+    for (int rs = 0; rs < o->restarts; rs++) {
+        torch::manual_seed(o->seed + static_cast<uint64_t>(rs));
+        Ctx c{en, *o, rs, std::mt19937_64(o->seed + static_cast<uint64_t>(rs))};
+        Result res;
+        switch (o->method) {
+        case AM_TEXT_SOFT: res = run_continuous(c, false); break;
+        case AM_TEXT_PEZ: res = run_continuous(c, true); break;
+        case AM_TEXT_GCG: res = run_gcg(c); break;
+        default: res = run_sweep(c); break;
+        }
+        bool cancelled = res.cancelled;
+        if (rs == 0 || res.score > best.score) best = std::move(res);
+        if (cancelled) {
+            r->cancelled = true;
+            break;
+        }
+    }
+    r->seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    r->T = static_cast<int>(en.T);
+    r->D = static_cast<int>(en.D);
+    r->tokens = best.ids;
+    r->steps_done = best.steps;
+    r->curve = best.curve;
+    r->xcurve = best.xcurve;
+    r->sweep = best.sweep;
+    if (o->method == AM_TEXT_SWEEP) r->sweep_pos = static_cast<int>(o->position < 0 ? o->position + en.T : o->position);
+    std::vector<float> a, x;
+    en.eval_ids(ids_tensor(r->tokens, m->device), 1, a, x);
+    r->act = a[0];
+    r->xent = x[0];
+    r->roundtrip = en.roundtrip(r->tokens, &r->text);
+    if (o->method == AM_TEXT_SOFT || o->method == AM_TEXT_PEZ) {
+        r->soft_act = best.soft_act;
+        r->retention = r->act / best.soft_act;
+        r->embeds = best.embeds;
+        auto e = torch::tensor(best.embeds).reshape({en.T, en.D}).to(m->device);
+        int64_t K = std::min<int64_t>(o->topk, en.V);
+        auto nv = nearest(e, en.E, o->distance, K);
+        r->K = static_cast<int>(K);
+        r->near_vals = to_floats(nv.first);
+        r->near_ids = to_ids(nv.second);
+    }
+    if (o->attribution) attribution(en, *o, r->tokens, r->act, r);
+}
+
+void examples_impl(am_model *m, const am_text_examples_options *o, am_text_examples *ex) {
+    check_text_model(m);
+    if (!o) throw Error(AM_E_ARG, "options are NULL");
+    int64_t context = m->input_shape[0];
+    int64_t T = o->window ? o->window : std::min<int64_t>(64, context);
+    if (T < 1 || T > context)
+        throw Error(AM_E_ARG, "window must be 1.." + std::to_string(context) + " (the model's context), got " + std::to_string(T));
+    if (o->stride < 0) throw Error(AM_E_ARG, "stride must be >= 0 (0: the window)");
+    int k = o->k ? o->k : 10;
+    if (k < 1 || k > 100000) throw Error(AM_E_ARG, "k must be 1..100000, got " + std::to_string(k));
+    int64_t chunk = o->batch ? o->batch : 256;
+    if (chunk < 1) throw Error(AM_E_ARG, "batch must be >= 1");
+    if (!o->path) throw Error(AM_E_ARG, "path to the corpus is required (e.g. share/actmax/data/fortunes-heldout.txt)");
+    Engine en;
+    setup(en, m, o->objective, T);
+    am_dataset_options dopt{};
+    dopt.path = o->path;
+    dopt.tokenizer = en.tok.t;
+    dopt.window = T;
+    dopt.stride = o->stride;
+    am_dataset *ds = nullptr;
+    int st = am_dataset_open(o->dataset ? o->dataset : "fortunes", "heldout", &dopt, &ds);
+    std::unique_ptr<am_dataset, void (*)(am_dataset *)> guard(ds, am_dataset_free);
+    if (st != AM_OK) throw Error(st, std::string("corpus: ") + am_dataset_errmsg(ds));
+    if (am_dataset_kind(ds) != AM_DATASET_TEXT) throw Error(AM_E_ARG, "the dataset is not text; use \"fortunes\" or \"text\"");
+    // Token ids go through the model's own lookup here: no gradient needed.
+    auto plan = tap_plan(m, Base::kForward, en.obj.layers);
+    std::vector<std::pair<float, int64_t>> all;
+    torch::NoGradGuard ng;
+    auto score_batch = [&](const int64_t *tokens, int64_t count, int64_t pos) {
+        auto ids = torch::from_blob(const_cast<int64_t *>(tokens), {count, T}, torch::kLong).clone().to(m->device);
+        auto outs = tap_run(m, *plan, ids);
+        Acts acts;
+        for (size_t i = 0; i < outs.size(); i++) acts[en.obj.layers[i]] = outs[i];
+        try {
+            return eval_text(*en.obj.root, acts, count, pos);
+        } catch (const ObjectiveError &e) {
+            throw Error(AM_E_OBJECTIVE, objective_format_error(en.obj.src, e.column, e.what()));
+        }
+    };
+    for (;;) {
+        am_batch b{};
+        st = am_dataset_next_batch(ds, chunk, &b);
+        if (st != AM_OK) throw Error(st, std::string("corpus: ") + am_dataset_errmsg(ds));
+        if (b.count == 0) break;
+        auto v = to_floats(score_batch(b.tokens, b.count, -1));
+        for (int64_t i = 0; i < b.count; i++) all.emplace_back(v[static_cast<size_t>(i)], b.first + i);
+    }
+    ex->scanned = static_cast<int64_t>(all.size());
+    if (all.empty()) throw Error(AM_E_ARG, "the corpus holds no whole window of " + std::to_string(T) + " tokens");
+    size_t kk = std::min(all.size(), static_cast<size_t>(k));
+    std::partial_sort(all.begin(), all.begin() + static_cast<long>(kk), all.end(),
+                      [](const auto &x, const auto &y) { return x.first > y.first || (x.first == y.first && x.second < y.second); });
+    ex->T = static_cast<int>(T);
+    for (size_t i = 0; i < kk; i++) {
+        am_batch b{};
+        st = am_dataset_item(ds, all[i].second, &b);
+        if (st != AM_OK || b.count != 1) throw Error(st ? st : AM_E_INTERNAL, std::string("corpus: ") + am_dataset_errmsg(ds));
+        std::vector<int64_t> toks(b.tokens, b.tokens + T);
+        std::vector<float> per(static_cast<size_t>(T));
+        for (int64_t t = 0; t < T; t++) per[static_cast<size_t>(t)] = score_batch(toks.data(), 1, t).item<float>();
+        ex->index.push_back(all[i].second);
+        ex->score.push_back(all[i].first);
+        ex->toks.push_back(std::move(toks));
+        ex->acts.push_back(std::move(per));
+    }
+}
+
+}  // namespace
+}  // namespace am
+
+extern "C" {
+
+void am_text_options_default(am_text_options *o) {
+    if (!o) return;
+    std::memset(o, 0, sizeof *o);
+    o->method = AM_TEXT_SOFT;
+    o->len = 8;
+    o->steps = 200;
+    o->lr = 0.05f;
+    o->distance = AM_DIST_COSINE;
+    o->topk = 64;
+    o->batch = 128;
+    o->position = -1;
+    o->restarts = 1;
+    o->retokenize = 1;
+    o->attribution = 1;
+}
+
+int am_text_run_new(am_model *m, const am_text_options *o, am_text_run **out) {
+    if (!out) return AM_E_ARG;
+    *out = nullptr;
+    am_text_run *r = nullptr;
+    try {
+        r = new am_text_run();
+    } catch (...) {
+        return AM_E_NOMEM;
+    }
+    *out = r;
+    AM_FENCE_BEGIN
+    if (!m || !m->loaded || !m->graph) throw Error(AM_E_ARG, "model handle is NULL or did not load");
+    am::text_run_impl(m, o, r);
+    return AM_OK;
+    AM_FENCE_END(&r->error)
+}
+
+void am_text_run_free(am_text_run *r) { delete r; }
+const char *am_text_run_error(const am_text_run *r) { return r ? r->error.c_str() : "text run handle is NULL"; }
+int am_text_run_cancelled(const am_text_run *r) { return r ? (r->cancelled ? 1 : 0) : AM_E_ARG; }
+int am_text_run_steps(const am_text_run *r) { return r ? r->steps_done : AM_E_ARG; }
+double am_text_run_seconds(const am_text_run *r) { return r ? r->seconds : 0.0; }
+
+const int64_t *am_text_run_tokens(const am_text_run *r, int *len) {
+    if (len) *len = r ? static_cast<int>(r->tokens.size()) : 0;
+    return r && !r->tokens.empty() ? r->tokens.data() : nullptr;
+}
+const char *am_text_run_text(const am_text_run *r) { return r ? r->text.c_str() : ""; }
+int am_text_run_roundtrip(const am_text_run *r) { return r ? (r->roundtrip ? 1 : 0) : AM_E_ARG; }
+float am_text_run_activation(const am_text_run *r) { return r ? r->act : std::numeric_limits<float>::quiet_NaN(); }
+float am_text_run_xent(const am_text_run *r) { return r ? r->xent : std::numeric_limits<float>::quiet_NaN(); }
+float am_text_run_soft_activation(const am_text_run *r) {
+    return r ? r->soft_act : std::numeric_limits<float>::quiet_NaN();
+}
+float am_text_run_retention(const am_text_run *r) { return r ? r->retention : std::numeric_limits<float>::quiet_NaN(); }
+
+const float *am_text_run_embeds(const am_text_run *r, int *len, int *dim) {
+    bool ok = r && !r->embeds.empty();
+    if (len) *len = ok ? r->T : 0;
+    if (dim) *dim = ok ? r->D : 0;
+    return ok ? r->embeds.data() : nullptr;
+}
+
+int am_text_run_nearest(const am_text_run *r, const int64_t **ids, const float **values, int *len, int *k) {
+    if (!r) return AM_E_ARG;
+    if (r->near_ids.empty()) return AM_E_UNSUPPORTED;
+    if (ids) *ids = r->near_ids.data();
+    if (values) *values = r->near_vals.data();
+    if (len) *len = r->T;
+    if (k) *k = r->K;
+    return AM_OK;
+}
+
+const float *am_text_run_curve(const am_text_run *r, int *steps) {
+    if (steps) *steps = r ? static_cast<int>(r->curve.size()) : 0;
+    return r && !r->curve.empty() ? r->curve.data() : nullptr;
+}
+const float *am_text_run_xent_curve(const am_text_run *r, int *steps) {
+    if (steps) *steps = r ? static_cast<int>(r->xcurve.size()) : 0;
+    return r && !r->xcurve.empty() ? r->xcurve.data() : nullptr;
+}
+
+int am_text_run_attribution(const am_text_run *r, const float **drop, const int64_t **alt, int *len) {
+    if (!r) return AM_E_ARG;
+    if (!r->has_attr) return AM_E_UNSUPPORTED;
+    if (drop) *drop = r->attr_drop.data();
+    if (alt) *alt = r->attr_alt.data();
+    if (len) *len = r->T;
+    return AM_OK;
+}
+
+const float *am_text_run_sweep(const am_text_run *r, int *vocab, int *position) {
+    bool ok = r && !r->sweep.empty();
+    if (vocab) *vocab = ok ? static_cast<int>(r->sweep.size()) : 0;
+    if (position) *position = ok ? r->sweep_pos : -1;
+    return ok ? r->sweep.data() : nullptr;
+}
+
+int am_text_examples_new(am_model *m, const am_text_examples_options *o, am_text_examples **out) {
+    if (!out) return AM_E_ARG;
+    *out = nullptr;
+    am_text_examples *ex = nullptr;
+    try {
+        ex = new am_text_examples();
+    } catch (...) {
+        return AM_E_NOMEM;
+    }
+    *out = ex;
+    AM_FENCE_BEGIN
+    if (!m || !m->loaded || !m->graph) throw Error(AM_E_ARG, "model handle is NULL or did not load");
+    am::examples_impl(m, o, ex);
+    return AM_OK;
+    AM_FENCE_END(&ex->error)
+}
+
+void am_text_examples_free(am_text_examples *e) { delete e; }
+const char *am_text_examples_error(const am_text_examples *e) { return e ? e->error.c_str() : "examples handle is NULL"; }
+int64_t am_text_examples_scanned(const am_text_examples *e) { return e ? e->scanned : static_cast<int64_t>(AM_E_ARG); }
+int am_text_examples_count(const am_text_examples *e) { return e ? static_cast<int>(e->index.size()) : AM_E_ARG; }
+float am_text_examples_max(const am_text_examples *e) {
+    return e && !e->score.empty() ? e->score[0] : std::numeric_limits<float>::quiet_NaN();
+}
+
+int am_text_examples_get(const am_text_examples *e, int i, int64_t *index, float *score, const int64_t **tokens,
+                         const float **acts, int *len) {
+    if (!e || i < 0 || static_cast<size_t>(i) >= e->index.size()) return AM_E_ARG;
+    size_t k = static_cast<size_t>(i);
+    if (index) *index = e->index[k];
+    if (score) *score = e->score[k];
+    if (tokens) *tokens = e->toks[k].data();
+    if (acts) *acts = e->acts[k].data();
+    if (len) *len = e->T;
+    return AM_OK;
+}
+
+}  // extern "C"
