@@ -10,6 +10,7 @@
 #include <errno.h>
 #include <fnmatch.h>
 #include <math.h>
+#include <cjson/cJSON.h>
 #include <png.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -780,18 +781,23 @@ static char *run_summary_json(const mg_run_rec *r)
     const mg_engine_api *e = mg_engine();
     int nb = 0;
     const float *fin = e->am_run_final(r->run, &nb);
-    mg_str j = MG_STR_INIT;
-    char *obj = NULL;
-    render_html_escape(r->objective, &obj); /* no quotes or backslashes survive raw */
-    mg_str_addf(&j, "{\"run\": %d, \"objective\": \"%s\", \"steps\": %d, \"seconds\": %.4f, "
-                    "\"cancelled\": %s, \"live_updates\": %d, \"final\": [",
-                r->id, obj ? obj : "", e->am_run_steps(r->run), e->am_run_seconds(r->run),
-                e->am_run_cancelled(r->run) ? "true" : "false", r->live_updates);
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddNumberToObject(o, "run", r->id);
+    cJSON_AddStringToObject(o, "objective", r->objective);
+    cJSON_AddStringToObject(o, "engine_objective", r->engine_obj);
+    cJSON_AddStringToObject(o, "options", r->options ? r->options : "");
+    cJSON_AddNumberToObject(o, "steps", e->am_run_steps(r->run));
+    cJSON_AddNumberToObject(o, "seconds", e->am_run_seconds(r->run));
+    cJSON_AddBoolToObject(o, "cancelled", e->am_run_cancelled(r->run));
+    cJSON_AddNumberToObject(o, "live_updates", r->live_updates);
+    cJSON *f = cJSON_AddArrayToObject(o, "final");
     for (int i = 0; i < nb; i++)
-        mg_str_addf(&j, "%s%.6g", i ? ", " : "", isfinite(fin[i]) ? fin[i] : 0.0);
-    mg_str_add(&j, "]}");
-    render_free(obj);
-    return mg_str_steal(&j);
+        cJSON_AddItemToArray(f, cJSON_CreateNumber(isfinite(fin[i]) ? fin[i] : 0.0));
+    char *txt = cJSON_PrintUnformatted(o);
+    cJSON_Delete(o);
+    char *out = mg_strdup(txt ? txt : "{}");
+    cJSON_free(txt);
+    return out;
 }
 
 static void show_run(const mg_call *c, const mg_run_rec *r)
@@ -1010,7 +1016,13 @@ mg_status mg_magic_maximize(mg_call *c)
     /* The last state always reaches the display, throttle or not. */
     render_png_clear(&L.img);
     rec.run = run;
-    run_image_png(&rec, &L.img);
+    {
+        /* Small in the live display: the full-size result follows it. */
+        int64_t shape[4];
+        const float *img = e->am_run_images(run, shape);
+        if (img)
+            images_png(img, shape, NULL, NULL, 128, &L.img);
+    }
     live_send(&L, L.last_step, L.last_obj);
     render_png_clear(&L.img);
     rec.live_updates = L.updates;
