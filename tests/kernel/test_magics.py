@@ -212,3 +212,24 @@ def test_interrupt_shows_best_result_and_kernel_goes_on(kernel):
     assert "interrupted" in text
     msgs, reply = run(kc, "%runs")
     assert reply["content"]["status"] == "ok"
+
+
+def test_command_line_writes_png_html_and_json(tmp_path):
+    import json
+    import subprocess
+    out = tmp_path / "out"
+    r = subprocess.run([os.environ["ACTMAX_EXE"], "-o", str(out), "-c",
+                        "%model fashion-cnn\n%layers conv2\n%maximize conv2[5] steps=16"],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert "final activation" in r.stdout
+    files = sorted(p.name for p in out.iterdir())
+    assert [f for f in files if f.endswith(".html")], files
+    (js,) = [p for p in out.iterdir() if p.suffix == ".json"]
+    summary = json.loads(js.read_text())
+    assert summary["objective"] == "conv2[5]" and summary["steps"] == 16
+    assert summary["live_updates"] >= 2 and len(summary["final"]) == 1
+    assert len([f for f in files if f.endswith(".png")]) == 2  # image and plot, no progress
+    r = subprocess.run([os.environ["ACTMAX_EXE"], "-c", "%maximize conv2[5]"],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 1 and "NoModelError" in r.stderr
