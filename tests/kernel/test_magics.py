@@ -191,7 +191,8 @@ def test_settings_drive_defaults(loaded):
     run(kc, "%set steps=256 seed=0 device=auto")
 
 
-def test_interrupt_shows_best_result_and_kernel_goes_on(kernel):
+@pytest.mark.parametrize("how", ["interrupt_request", "SIGINT"])
+def test_interrupt_shows_best_result_and_kernel_goes_on(kernel, how):
     km, kc = kernel
     drain(kc)
     run(kc, "%model fashion-cnn")
@@ -201,9 +202,12 @@ def test_interrupt_shows_best_result_and_kernel_goes_on(kernel):
         m = kc.get_iopub_msg(timeout=60)
         if m["parent_header"].get("msg_id") == msg_id and m["msg_type"] == "update_display_data":
             break
-    req = kc.session.msg("interrupt_request", {})
-    kc.control_channel.send(req)
-    control_reply(kc, req["header"]["msg_id"])
+    if how == "SIGINT":  # the notebook's stop button (interrupt_mode "signal")
+        km.interrupt_kernel()
+    else:
+        req = kc.session.msg("interrupt_request", {})
+        kc.control_channel.send(req)
+        control_reply(kc, req["header"]["msg_id"])
     msgs = iopub_for(kc, msg_id, timeout=60)
     shell_reply(kc, msg_id)
     (err,) = errors(msgs)
