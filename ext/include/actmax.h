@@ -506,7 +506,7 @@ typedef struct am_text_options {
     int      topk;             /* gcg: candidate tokens per position (default 64);
                                   soft/pez: nearest tokens reported per position (default 5) */
     int      batch;            /* gcg: single-token swaps tried per step (default 128);
-                                  sweep and attribution: sequences per forward (default 512) */
+                                  sweep and attribution: sequences per forward (at least 512) */
     int      position;         /* sweep: the position searched (negative counts from the end), default -1 */
     const int64_t *init_tokens;/* (len) start prompt for pez, gcg and sweep; NULL: random tokens that
                                   decode and re-encode to themselves */

@@ -180,8 +180,11 @@ Parsed parse_text_objective(const char *s) {
 struct Engine {
     am_model *m;
     Parsed obj;
-    std::shared_ptr<TapPlan> plan;
-    size_t n_obj;          // the objective's layers come first in the plan
+    // The objective's layers, then the logits (plan_full) or without them
+    // (plan_obj: the graph stops at the deepest objective layer, much
+    // cheaper for batched scoring when no cross-entropy is needed).
+    std::shared_ptr<TapPlan> plan_full, plan_obj;
+    size_t n_obj;
     torch::Tensor E;       // (V, D)
     int64_t V = 0, D = 0, T = 0;
     float fluency = 0;
@@ -193,8 +196,8 @@ struct Engine {
         torch::Tensor score() const { return act; }
     };
 
-    Out run(const torch::Tensor &emb, const torch::Tensor &ids, bool keep_logp = false) {
-        auto outs = tap_run(m, *plan, emb);
+    Out run(const torch::Tensor &emb, const torch::Tensor &ids, bool need_xent = true, bool keep_logp = false) {
+        auto outs = tap_run(m, need_xent ? *plan_full : *plan_obj, emb);
         Acts acts;
         for (size_t i = 0; i < n_obj; i++) acts[obj.layers[i]] = outs[i];
         int64_t B = emb.size(0);
@@ -205,6 +208,7 @@ struct Engine {
             throw Error(AM_E_OBJECTIVE, objective_format_error(obj.src, e.column, e.what()));
         }
         o.act = o.act.to(m->device);
+        if (!need_xent) return o;
         const torch::Tensor &logits = outs.back();  // (B, T, V)
         if (T < 2) {
             o.xent = torch::zeros({B}, emb.options().requires_grad(false));
@@ -221,15 +225,19 @@ struct Engine {
     }
 
     // Objective and cross-entropy of token sequences (N, T), in chunks.
-    void eval_ids(const torch::Tensor &ids, int64_t chunk, std::vector<float> &act, std::vector<float> &xent) {
+    // need_xent false leaves xent empty.
+    void eval_ids(const torch::Tensor &ids, int64_t chunk, std::vector<float> &act, std::vector<float> &xent,
+                  bool need_xent = true) {
         torch::NoGradGuard ng;
         act.clear();
         xent.clear();
         for (int64_t s = 0; s < ids.size(0); s += chunk) {
             auto part = ids.slice(0, s, std::min(ids.size(0), s + chunk));
-            auto o = run(embed(part), part);
-            auto a = o.act.to(torch::kCPU).contiguous(), x = o.xent.to(torch::kCPU).contiguous();
+            auto o = run(embed(part), part, need_xent);
+            auto a = o.act.to(torch::kCPU).contiguous();
             act.insert(act.end(), a.data_ptr<float>(), a.data_ptr<float>() + a.numel());
+            if (!need_xent) continue;
+            auto x = o.xent.to(torch::kCPU).contiguous();
             xent.insert(xent.end(), x.data_ptr<float>(), x.data_ptr<float>() + x.numel());
         }
     }
@@ -345,7 +353,45 @@ std::vector<int64_t> start_ids(Ctx &c) {
                 throw Error(AM_E_ARG, "init_tokens holds id " + std::to_string(v) + "; ids are 0.." + std::to_string(c.en.V - 1));
         return ids;
     }
-    return c.en.random_prompt(c.rng);
+    // Random prompts often sit where the objective is flat (a GELU far
+    // below zero has no useful gradient, and its local maximum is there), so
+    // the start is the best of a batch of random prompts.
+    Engine &en = c.en;
+    int64_t n = std::max(1, std::min(c.o.batch, 256));
+    std::vector<int64_t> rows;
+    for (int64_t i = 0; i < n; i++) {
+        auto p = en.random_prompt(c.rng);
+        rows.insert(rows.end(), p.begin(), p.end());
+    }
+    std::vector<float> a, x;
+    bool fl = c.o.fluency != 0;
+    en.eval_ids(torch::tensor(rows, torch::kLong).reshape({n, en.T}).to(en.m->device), n, a, x, fl);
+    size_t best = 0;
+    for (size_t i = 0; i < a.size(); i++)
+        if (a[i] - (fl ? c.o.fluency * x[i] : 0.f) > a[best] - (fl ? c.o.fluency * x[best] : 0.f)) best = i;
+    std::vector<int64_t> ids(rows.begin() + static_cast<long>(best) * en.T,
+                             rows.begin() + static_cast<long>(best + 1) * en.T);
+    if (c.o.method == AM_TEXT_SWEEP) return ids;
+    // Then the last token, the one every position's context ends with, by a
+    // sweep over the vocabulary: a neuron that fires on few tokens is
+    // usually off for every random prompt, and its gradient there says
+    // nothing.
+    std::vector<int64_t> cand;
+    for (int64_t v = 0; v < en.V; v++) {
+        if (v == en.eot) continue;
+        auto s = ids;
+        s.back() = v;
+        if (!en.roundtrip(s)) continue;
+        cand.insert(cand.end(), s.begin(), s.end());
+    }
+    int64_t N = static_cast<int64_t>(cand.size()) / en.T;
+    if (N == 0) return ids;
+    en.eval_ids(torch::tensor(cand, torch::kLong).reshape({N, en.T}).to(en.m->device), 512, a, x, fl);
+    best = 0;
+    for (size_t i = 0; i < a.size(); i++)
+        if (a[i] - (fl ? c.o.fluency * x[i] : 0.f) > a[best] - (fl ? c.o.fluency * x[best] : 0.f)) best = i;
+    return std::vector<int64_t>(cand.begin() + static_cast<long>(best) * en.T,
+                                cand.begin() + static_cast<long>(best + 1) * en.T);
 }
 
 // soft (pez = false) and PEZ (pez = true).
@@ -434,7 +480,7 @@ Result run_gcg(Ctx &c) {
         // next-token targets (d xent / d onehot[t, v] = -logp[t-1, v] / (T-1)).
         auto ids = ids_tensor(cur, en.m->device);
         auto emb = en.embed(ids).detach().clone().requires_grad_(true);
-        auto out = en.run(emb, ids, o.fluency != 0);
+        auto out = en.run(emb, ids, true, o.fluency != 0);
         auto score = out.act.sum() - o.fluency * out.xent.sum();
         auto g = torch::autograd::grad({score}, {emb})[0].squeeze(0);  // (T, D)
         torch::Tensor G;
@@ -461,16 +507,27 @@ Result run_gcg(Ctx &c) {
             cand.insert(cand.end(), s.begin(), s.end());
         }
         int64_t N = static_cast<int64_t>(cand.size()) / en.T;
+        bool fl = o.fluency != 0;
         if (N > 0) {
             auto ct = torch::tensor(cand, torch::kLong).reshape({N, en.T}).to(en.m->device);
-            en.eval_ids(ct, std::max(1, o.batch), a, x);
+            en.eval_ids(ct, std::max(1, o.batch), a, x, fl);
+            int64_t pick = -1;
             for (int64_t i = 0; i < N; i++) {
-                float s = a[static_cast<size_t>(i)] - o.fluency * x[static_cast<size_t>(i)];
+                float s = a[static_cast<size_t>(i)] - (fl ? o.fluency * x[static_cast<size_t>(i)] : 0.f);
                 if (s > cur_score) {
                     cur_score = s;
                     cur_act = a[static_cast<size_t>(i)];
-                    cur_x = x[static_cast<size_t>(i)];
-                    cur.assign(cand.begin() + i * en.T, cand.begin() + (i + 1) * en.T);
+                    pick = i;
+                }
+            }
+            if (pick >= 0) {
+                cur.assign(cand.begin() + pick * en.T, cand.begin() + (pick + 1) * en.T);
+                if (fl) {
+                    cur_x = x[static_cast<size_t>(pick)];
+                } else {
+                    std::vector<float> a1;
+                    en.eval_ids(ids_tensor(cur, en.m->device), 1, a1, x);
+                    cur_x = x[0];
                 }
             }
         }
@@ -496,18 +553,22 @@ Result run_sweep(Ctx &c) {
     auto all = torch::tensor(base, torch::kLong).reshape({1, en.T}).repeat({en.V, 1});
     all.select(1, p).copy_(torch::arange(en.V, torch::kLong));
     std::vector<float> a, x;
-    en.eval_ids(all.to(en.m->device), o.batch, a, x);
+    bool fl = o.fluency != 0;
+    en.eval_ids(all.to(en.m->device), std::max(o.batch, 512), a, x, fl);
+    auto score = [&](size_t v) { return a[v] - (fl ? o.fluency * x[v] : 0.f); };
     size_t best = 0;
     for (size_t v = 0; v < a.size(); v++)
-        if (a[v] - o.fluency * x[v] > a[best] - o.fluency * x[best]) best = v;
+        if (score(v) > score(best)) best = v;
     r.ids = base;
     r.ids[static_cast<size_t>(p)] = static_cast<int64_t>(best);
-    r.score = a[best] - o.fluency * x[best];
+    r.score = score(best);
+    std::vector<float> a1, x1;
+    en.eval_ids(ids_tensor(r.ids, en.m->device), 1, a1, x1);
     r.curve = {a[best]};
-    r.xcurve = {x[best]};
+    r.xcurve = {x1[0]};
     r.steps = 1;
     r.sweep = a;
-    r.cancelled = report(c, 1, a[best], x[best], r.ids);
+    r.cancelled = report(c, 1, a[best], x1[0], r.ids);
     return r;
 }
 
@@ -527,7 +588,7 @@ void attribution(Engine &en, const am_text_options &o, const std::vector<int64_t
     } else {
         auto idt = ids_tensor(ids, en.m->device);
         auto emb = en.embed(idt).detach().clone().requires_grad_(true);
-        auto g = torch::autograd::grad({en.run(emb, idt).act.sum()}, {emb})[0].squeeze(0);
+        auto g = torch::autograd::grad({en.run(emb, idt, false).act.sum()}, {emb})[0].squeeze(0);
         torch::NoGradGuard ng;
         auto top = to_ids(std::get<1>(torch::matmul(g, en.E.t()).topk(256, 1)).to(torch::kCPU));
         for (int64_t t = 0; t < en.T; t++)
@@ -538,7 +599,7 @@ void attribution(Engine &en, const am_text_options &o, const std::vector<int64_t
     out->attr_alt.assign(static_cast<size_t>(en.T), -1);
     if (N == 0) return;
     std::vector<float> a, x;
-    en.eval_ids(torch::tensor(rows, torch::kLong).reshape({N, en.T}).to(en.m->device), o.batch, a, x);
+    en.eval_ids(torch::tensor(rows, torch::kLong).reshape({N, en.T}).to(en.m->device), std::max(o.batch, 512), a, x, false);
     std::vector<float> best(static_cast<size_t>(en.T), -std::numeric_limits<float>::infinity());
     for (int64_t i = 0; i < N; i++) {
         size_t t = static_cast<size_t>(where[static_cast<size_t>(i)]);
@@ -588,7 +649,8 @@ void setup(Engine &en, am_model *m, const char *objective, int64_t T) {
     en.n_obj = en.obj.layers.size();
     auto layers = en.obj.layers;
     layers.push_back("output");
-    en.plan = tap_plan(m, Base::kEmbeds, layers);
+    en.plan_full = tap_plan(m, Base::kEmbeds, layers);
+    en.plan_obj = tap_plan(m, Base::kEmbeds, en.obj.layers);
     std::vector<float> a, x;
     en.eval_ids(torch::zeros({1, T}, torch::kLong).to(m->device), 1, a, x);
 }

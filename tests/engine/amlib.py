@@ -251,3 +251,175 @@ class Run:
             self.snapshots.append((step.value, np.ctypeslib.as_array(p, shape=self.images.shape).copy()))
         lib.am_run_free(self.h)
         self.h = None
+
+
+# ---------------------------------------------------------------- text prompts
+
+SOFT, PEZ, GCG, SWEEP = 0, 1, 2, 3
+DIST_COSINE, DIST_L2 = 0, 1
+
+
+class TextProgress(C.Structure):
+    _fields_ = [("step", C.c_int), ("steps", C.c_int), ("restart", C.c_int), ("restarts", C.c_int),
+                ("activation", C.c_float), ("xent", C.c_float), ("tokens", C.POINTER(C.c_int64)), ("len", C.c_int)]
+
+
+TEXT_PROGRESS_FN = C.CFUNCTYPE(C.c_int, C.c_void_p, C.POINTER(TextProgress))
+
+
+class TextOptions(C.Structure):
+    _fields_ = [("objective", C.c_char_p), ("method", C.c_int), ("len", C.c_int), ("steps", C.c_int),
+                ("lr", C.c_float), ("distance", C.c_int), ("snap", C.c_float), ("fluency", C.c_float),
+                ("topk", C.c_int), ("batch", C.c_int), ("position", C.c_int),
+                ("init_tokens", C.POINTER(C.c_int64)), ("seed", C.c_uint64), ("restarts", C.c_int),
+                ("retokenize", C.c_int), ("attribution", C.c_int), ("progress", TEXT_PROGRESS_FN),
+                ("progress_user", C.c_void_p)]
+
+
+class TextExamplesOptions(C.Structure):
+    _fields_ = [("objective", C.c_char_p), ("dataset", C.c_char_p), ("path", C.c_char_p), ("window", C.c_int64),
+                ("stride", C.c_int64), ("k", C.c_int), ("batch", C.c_int)]
+
+
+_P = C.c_void_p
+for _name, _res, _args in [
+    ("am_text_options_default", None, [C.POINTER(TextOptions)]),
+    ("am_text_run_new", C.c_int, [_P, C.POINTER(TextOptions), C.POINTER(_P)]),
+    ("am_text_run_free", None, [_P]),
+    ("am_text_run_error", C.c_char_p, [_P]),
+    ("am_text_run_cancelled", C.c_int, [_P]),
+    ("am_text_run_steps", C.c_int, [_P]),
+    ("am_text_run_seconds", C.c_double, [_P]),
+    ("am_text_run_tokens", C.POINTER(C.c_int64), [_P, C.POINTER(C.c_int)]),
+    ("am_text_run_text", C.c_char_p, [_P]),
+    ("am_text_run_roundtrip", C.c_int, [_P]),
+    ("am_text_run_activation", C.c_float, [_P]),
+    ("am_text_run_xent", C.c_float, [_P]),
+    ("am_text_run_soft_activation", C.c_float, [_P]),
+    ("am_text_run_retention", C.c_float, [_P]),
+    ("am_text_run_embeds", C.POINTER(C.c_float), [_P, C.POINTER(C.c_int), C.POINTER(C.c_int)]),
+    ("am_text_run_nearest", C.c_int, [_P, C.POINTER(C.POINTER(C.c_int64)), C.POINTER(C.POINTER(C.c_float)),
+                                      C.POINTER(C.c_int), C.POINTER(C.c_int)]),
+    ("am_text_run_curve", C.POINTER(C.c_float), [_P, C.POINTER(C.c_int)]),
+    ("am_text_run_xent_curve", C.POINTER(C.c_float), [_P, C.POINTER(C.c_int)]),
+    ("am_text_run_attribution", C.c_int, [_P, C.POINTER(C.POINTER(C.c_float)), C.POINTER(C.POINTER(C.c_int64)),
+                                          C.POINTER(C.c_int)]),
+    ("am_text_run_sweep", C.POINTER(C.c_float), [_P, C.POINTER(C.c_int), C.POINTER(C.c_int)]),
+    ("am_text_examples_new", C.c_int, [_P, C.POINTER(TextExamplesOptions), C.POINTER(_P)]),
+    ("am_text_examples_free", None, [_P]),
+    ("am_text_examples_error", C.c_char_p, [_P]),
+    ("am_text_examples_scanned", C.c_int64, [_P]),
+    ("am_text_examples_count", C.c_int, [_P]),
+    ("am_text_examples_max", C.c_float, [_P]),
+    ("am_text_examples_get", C.c_int, [_P, C.c_int, C.POINTER(C.c_int64), C.POINTER(C.c_float),
+                                       C.POINTER(C.POINTER(C.c_int64)), C.POINTER(C.POINTER(C.c_float)),
+                                       C.POINTER(C.c_int)]),
+    ("am_tokenizer_load_json", C.c_int, [C.c_char_p, C.c_size_t, C.POINTER(_P)]),
+    ("am_tokenizer_free", None, [_P]),
+    ("am_tokenizer_encode", C.c_int, [_P, C.c_char_p, C.c_size_t, C.POINTER(C.POINTER(C.c_int64)),
+                                      C.POINTER(C.c_size_t)]),
+]:
+    _f = getattr(lib, _name)
+    _f.restype = _res
+    _f.argtypes = _args
+
+
+def _arr(p, n, dtype):
+    return np.ctypeslib.as_array(p, shape=(n,)).copy().astype(dtype) if n > 0 and p else np.zeros(0, dtype)
+
+
+class TextRun:
+    """One text search; keyword arguments are am_text_options fields (method, len, ...)."""
+
+    def __init__(self, model, objective, progress=None, init_tokens=None, **kw):
+        o = TextOptions()
+        lib.am_text_options_default(C.byref(o))
+        o.objective = objective.encode() if objective is not None else None
+        for k, v in kw.items():
+            if not hasattr(o, k):
+                raise KeyError(k)
+            setattr(o, k, v)
+        if progress is not None:
+            self._cb = TEXT_PROGRESS_FN(lambda user, p: int(progress(p.contents) or 0))
+            o.progress = self._cb
+        if init_tokens is not None:
+            self._init = np.ascontiguousarray(init_tokens, dtype=np.int64)
+            o.init_tokens = self._init.ctypes.data_as(C.POINTER(C.c_int64))
+        h = C.c_void_p()
+        self.status = lib.am_text_run_new(model.h, C.byref(o), C.byref(h))
+        self.error = lib.am_text_run_error(h).decode()
+        try:
+            if self.status != 0:
+                raise AmError(self.status, self.error)
+            n = C.c_int()
+            p = lib.am_text_run_tokens(h, C.byref(n))
+            self.tokens = _arr(p, n.value, np.int64)
+            self.text = C.string_at(lib.am_text_run_text(h))
+            self.roundtrip = lib.am_text_run_roundtrip(h)
+            self.activation = lib.am_text_run_activation(h)
+            self.xent = lib.am_text_run_xent(h)
+            self.soft_activation = lib.am_text_run_soft_activation(h)
+            self.retention = lib.am_text_run_retention(h)
+            self.steps = lib.am_text_run_steps(h)
+            self.seconds = lib.am_text_run_seconds(h)
+            self.cancelled = lib.am_text_run_cancelled(h)
+            p = lib.am_text_run_curve(h, C.byref(n))
+            self.curve = _arr(p, n.value, np.float32)
+            p = lib.am_text_run_xent_curve(h, C.byref(n))
+            self.xent_curve = _arr(p, n.value, np.float32)
+            t, d = C.c_int(), C.c_int()
+            p = lib.am_text_run_embeds(h, C.byref(t), C.byref(d))
+            self.embeds = _arr(p, t.value * d.value, np.float32).reshape(t.value, d.value) if p else None
+            ids, vals, k = C.POINTER(C.c_int64)(), C.POINTER(C.c_float)(), C.c_int()
+            self.nearest = None
+            if lib.am_text_run_nearest(h, C.byref(ids), C.byref(vals), C.byref(t), C.byref(k)) == 0:
+                self.nearest = (_arr(ids, t.value * k.value, np.int64).reshape(t.value, k.value),
+                                _arr(vals, t.value * k.value, np.float32).reshape(t.value, k.value))
+            drop, alt = C.POINTER(C.c_float)(), C.POINTER(C.c_int64)()
+            self.attribution = None
+            if lib.am_text_run_attribution(h, C.byref(drop), C.byref(alt), C.byref(t)) == 0:
+                self.attribution = (_arr(drop, t.value, np.float32), _arr(alt, t.value, np.int64))
+            pos = C.c_int()
+            p = lib.am_text_run_sweep(h, C.byref(n), C.byref(pos))
+            self.sweep = _arr(p, n.value, np.float32) if p else None
+            self.sweep_position = pos.value
+        finally:
+            lib.am_text_run_free(h)
+
+
+def text_examples(model, objective, path, window=0, stride=0, k=0, batch=0, dataset=None):
+    """Returns (max, scanned, [(index, score, tokens, acts)])."""
+    o = TextExamplesOptions(objective.encode() if objective is not None else None,
+                            dataset.encode() if dataset else None,
+                            str(path).encode() if path is not None else None, window, stride, k, batch)
+    h = C.c_void_p()
+    st = lib.am_text_examples_new(model.h, C.byref(o), C.byref(h))
+    try:
+        if st != 0:
+            raise AmError(st, lib.am_text_examples_error(h).decode())
+        out = []
+        for i in range(lib.am_text_examples_count(h)):
+            idx, sc, toks, acts, n = C.c_int64(), C.c_float(), C.POINTER(C.c_int64)(), C.POINTER(C.c_float)(), C.c_int()
+            assert lib.am_text_examples_get(h, i, C.byref(idx), C.byref(sc), C.byref(toks), C.byref(acts),
+                                            C.byref(n)) == 0
+            out.append((idx.value, sc.value, _arr(toks, n.value, np.int64), _arr(acts, n.value, np.float32)))
+        return lib.am_text_examples_max(h), lib.am_text_examples_scanned(h), out
+    finally:
+        lib.am_text_examples_free(h)
+
+
+def encode(tokenizer_json, text):
+    """Token ids of text under a tokenizer.json (bytes), through libactmax."""
+    t = C.c_void_p()
+    st = lib.am_tokenizer_load_json(tokenizer_json, len(tokenizer_json), C.byref(t))
+    try:
+        if st != 0:
+            raise AmError(st, "tokenizer")
+        ids, n = C.POINTER(C.c_int64)(), C.c_size_t()
+        raw = text.encode() if isinstance(text, str) else text
+        assert lib.am_tokenizer_encode(t, raw, len(raw), C.byref(ids), C.byref(n)) == 0
+        out = _arr(ids, n.value, np.int64)
+        C.CDLL(None).free(ids)
+        return out
+    finally:
+        lib.am_tokenizer_free(t)
