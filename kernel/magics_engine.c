@@ -812,6 +812,9 @@ static void show_run(const mg_call *c, const mg_run_rec *r)
         mg_sink_printf(c->out, "(image not rendered: %s)\n", render_last_error());
     char *json = run_summary_json(r);
     mg_bundle_json(b, "application/json", json);
+    /* The notebook shows the PNG of this bundle, not its text: the summary
+     * goes out as text too. */
+    mg_sink_stream(c->out, "stdout", text);
     mg_sink_display(c->out, b, NULL);
     mg_bundle_free(b);
     render_png_clear(&png);

@@ -50,6 +50,11 @@ def test_notebook_page_shows_images(tmp_path):
     NotebookClient(nb, kernel_name="actmax", timeout=120, startup_timeout=60).execute()
     root = tmp_path / "nb"
     root.mkdir()
+    # Signed as trusted by the server's own key, as a notebook a person ran
+    # themselves: an untrusted one would have its HTML styles stripped.
+    from nbformat.sign import NotebookNotary
+    (tmp_path / "data").mkdir()
+    NotebookNotary(data_dir=str(tmp_path / "data")).sign(nb)
     nbformat.write(nb, str(root / "browser.ipynb"))
     pngs_saved = sum("image/png" in o.get("data", {}) for c in nb.cells if c.cell_type == "code"
                      for o in c.outputs)
@@ -83,6 +88,7 @@ def test_notebook_page_shows_images(tmp_path):
     imgs = dom.count('<img src="data:image/png;base64,')
     assert imgs >= pngs_saved, f"{imgs} PNG images in the page, {pngs_saved} in the notebook"
     assert shot.exists() and shot.read_bytes()[:4] == b"\x89PNG"
+    assert "background:#2563eb" in dom, "the progress bar lost its styles (notebook not trusted?)"
     if ARTIFACTS:
         os.makedirs(ARTIFACTS, exist_ok=True)
         shutil.copy(shot, os.path.join(ARTIFACTS, "browser-notebook.png"))
