@@ -107,7 +107,7 @@ torch::Tensor eval_text(const ObjNode &n, const Acts &acts, int64_t B, int64_t p
                 s = std::clamp<int64_t>(s, 0, size);
                 e = std::clamp<int64_t>(e, 0, size);
                 if (e <= s || ix.step < 1)
-                    throw ObjectiveError(ix.column, "empty slice on dimension " + std::to_string(dim - 1) + " of " +
+                    throw ObjectiveError(ix.column, "empty slice on dimension " + std::to_string(k) + " of " +
                                                         n.layer + " with shape " + shape_of(full, 1));
                 t = t.slice(dim, s, e, ix.step);
                 dim++;
@@ -115,13 +115,13 @@ torch::Tensor eval_text(const ObjNode &n, const Acts &acts, int64_t B, int64_t p
             }
             int64_t v = ix.value;
             if (v < -size || v >= size) {
-                std::string hint = dim == 1 && full.dim() >= 3
+                std::string hint = k == 0 && full.dim() >= 3
                                        ? " (dimension 0 is the position: the prompt has " + std::to_string(size) +
                                              " tokens, so use 0.." + std::to_string(size - 1) + " or -1.." +
                                              std::to_string(-size) + ")"
                                        : " (batch dimension left out)";
                 throw ObjectiveError(ix.column, "index " + std::to_string(v) + " is out of range for dimension " +
-                                                    std::to_string(dim - 1) + " (size " + std::to_string(size) +
+                                                    std::to_string(k) + " (size " + std::to_string(size) +
                                                     ") of " + n.layer + " with shape " + shape_of(full, 1) + hint);
             }
             if (v < 0) v += size;

@@ -1,0 +1,307 @@
+"""Text prompts (am_text_run_*) and corpus top-k (am_text_examples_*).
+
+A small GPT with random weights and a real byte-level BPE tokenizer is
+scripted here; every figure the engine reports is recomputed in PyTorch.
+The built-in tiny-lm gets one short end-to-end check.
+"""
+import json
+import os
+
+import numpy as np
+import pytest
+import torch
+
+import amlib
+
+VOCAB_BYTES = 256
+CTX = 8
+NEURON = "blocks.1.mlp.1"  # the GELU of the second block
+
+
+def bytes_to_unicode():
+    """GPT-2's byte -> printable character table."""
+    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
+    cs = bs[:]
+    n = 0
+    for b in range(256):
+        if b not in bs:
+            bs.append(b)
+            cs.append(256 + n)
+            n += 1
+    return dict(zip(bs, [chr(c) for c in cs]))
+
+
+def tokenizer_json():
+    b2u = bytes_to_unicode()
+    vocab = {b2u[b]: b for b in range(256)}
+    merges = [("Ġ", "t"), ("h", "e"), ("Ġt", "he"), ("a", "n")]
+    for a, b in merges:
+        vocab[a + b] = len(vocab)
+    eot = len(vocab)
+    vocab["<|endoftext|>"] = eot
+    tok = {"version": "1.0", "added_tokens": [{"id": eot, "content": "<|endoftext|>", "special": True}],
+           "model": {"type": "BPE", "vocab": vocab, "merges": [f"{a} {b}" for a, b in merges]}}
+    return json.dumps(tok), len(vocab), eot
+
+
+class Block(torch.nn.Module):
+    def __init__(self, d, heads):
+        super().__init__()
+        self.ln1 = torch.nn.LayerNorm(d)
+        self.attn = torch.nn.MultiheadAttention(d, heads, batch_first=True)
+        self.ln2 = torch.nn.LayerNorm(d)
+        self.mlp = torch.nn.Sequential(torch.nn.Linear(d, 4 * d), torch.nn.GELU(), torch.nn.Linear(4 * d, d))
+
+    def forward(self, x, mask):
+        h = self.ln1(x)
+        a, _ = self.attn(h, h, h, attn_mask=mask, need_weights=False)
+        x = x + a
+        return x + self.mlp(self.ln2(x))
+
+
+class TinyGPT(torch.nn.Module):
+    def __init__(self, vocab, d=32, ctx=CTX, layers=2):
+        super().__init__()
+        self.wte = torch.nn.Embedding(vocab, d)
+        self.wpe = torch.nn.Embedding(ctx, d)
+        self.blocks = torch.nn.ModuleList([Block(d, 4) for _ in range(layers)])
+        self.ln_f = torch.nn.LayerNorm(d)
+        self.head = torch.nn.Linear(d, vocab, bias=False)
+
+    def forward(self, idx):
+        return self.from_embeds(self.wte(idx))
+
+    def from_embeds(self, e):
+        T = e.size(1)
+        x = e + self.wpe(torch.arange(T, device=e.device))
+        mask = torch.triu(torch.full((T, T), float("-inf"), device=e.device), diagonal=1)
+        for blk in self.blocks:
+            x = blk(x, mask)
+        return self.head(self.ln_f(x))
+
+
+@pytest.fixture(scope="module")
+def gpt(model_dir):
+    torch.manual_seed(5)
+    tok, vocab, eot = tokenizer_json()
+    model = TinyGPT(vocab).eval()
+    meta = {"kind": "text", "vocab_size": vocab, "context": CTX, "tokenizer": "tokenizer.json"}
+    path = model_dir / "gpt_prompts.pt"
+    torch.jit.save(torch.jit.script(model), str(path),
+                   _extra_files={"actmax.json": json.dumps(meta), "tokenizer.json": tok})
+    notok = model_dir / "gpt_notok.pt"
+    torch.jit.save(torch.jit.script(model), str(notok),
+                   _extra_files={"actmax.json": json.dumps({"kind": "text", "context": CTX})})
+    return dict(path=path, model=model, tok=tok.encode(), vocab=vocab, eot=eot, notok=notok)
+
+
+def neuron_acts(model, ids=None, embeds=None):
+    """Output of blocks.1.mlp.1 (B, T, 4D) through a forward hook."""
+    got = {}
+    h = model.blocks[1].mlp[1].register_forward_hook(lambda mod, i, o: got.setdefault("a", o.detach()))
+    with torch.no_grad():
+        if embeds is not None:
+            model.from_embeds(torch.as_tensor(embeds))
+        else:
+            model(torch.as_tensor(np.array(np.atleast_2d(ids))))
+    h.remove()
+    return got["a"].numpy()
+
+
+def xent(model, ids):
+    with torch.no_grad():
+        logits = model(torch.as_tensor(ids)[None])[0]
+    lp = torch.log_softmax(logits[:-1], 1)
+    return float(-lp[torch.arange(len(ids) - 1), torch.as_tensor(ids[1:])].mean())
+
+
+@pytest.fixture(scope="module")
+def lm(gpt):
+    return amlib.Model(gpt["path"])
+
+
+@pytest.mark.parametrize("distance", [amlib.DIST_COSINE, amlib.DIST_L2])
+def test_soft_projection(gpt, lm, distance):
+    obj = f"{NEURON}[-1, 7]"
+    r = amlib.TextRun(lm, obj, method=amlib.SOFT, len=5, steps=40, lr=0.1, distance=distance, topk=4, seed=1)
+    W = gpt["model"].wte.weight.detach().numpy()
+    e = r.embeds
+    assert e.shape == (5, W.shape[1])
+    # Nearest tokens against numpy.
+    if distance == amlib.DIST_COSINE:
+        sim = (e / np.linalg.norm(e, axis=1, keepdims=True)) @ (W / np.linalg.norm(W, axis=1, keepdims=True)).T
+        ref_ids = np.argsort(-sim, axis=1)[:, :4]
+        ref_vals = np.take_along_axis(sim, ref_ids, 1)
+    else:
+        dist = np.linalg.norm(e[:, None, :] - W[None, :, :], axis=2)
+        ref_ids = np.argsort(dist, axis=1)[:, :4]
+        ref_vals = np.take_along_axis(dist, ref_ids, 1)
+    ids, vals = r.nearest
+    assert np.array_equal(ids, ref_ids)
+    assert np.allclose(vals, ref_vals, atol=1e-4)
+    assert np.array_equal(r.tokens, ref_ids[:, 0])
+    # The projected prompt re-run gives the reported activation, and the
+    # continuous embeddings the soft one.
+    proj = neuron_acts(gpt["model"], ids=r.tokens)[0, -1, 7]
+    soft = neuron_acts(gpt["model"], embeds=e[None])[0, -1, 7]
+    print(f"soft {r.soft_activation:.4f} projected {r.activation:.4f} retention {r.retention:.3f}")
+    assert abs(r.activation - proj) <= 1e-4 * max(1, abs(proj))
+    assert abs(r.soft_activation - soft) <= 1e-4 * max(1, abs(soft))
+    assert abs(r.retention - r.activation / r.soft_activation) <= 1e-5 * max(1, abs(r.retention))
+    assert r.curve.shape == (40,) and r.xent_curve.shape == (40,)
+    assert abs(r.xent - xent(gpt["model"], r.tokens)) <= 1e-4
+    # Optimizing raised the continuous activation above where it started.
+    assert r.curve[-1] > r.curve[0]
+
+
+def test_gcg_monotone_and_recomputed(gpt, lm):
+    seen = []
+    r = amlib.TextRun(lm, f"{NEURON}[-1, 3]", method=amlib.GCG, len=6, steps=25, topk=16, batch=32, seed=2,
+                      progress=lambda p: seen.append(p.activation))
+    assert len(seen) == 25 and r.steps == 25
+    assert all(b >= a for a, b in zip(seen, seen[1:])), seen
+    assert np.allclose(r.curve, seen)
+    ref = neuron_acts(gpt["model"], ids=r.tokens)[0, -1, 3]
+    print(f"gcg activation {r.activation:.4f} (start {seen[0]:.4f}) torch {ref:.4f}")
+    assert abs(r.activation - ref) <= 1e-4 * max(1, abs(ref))
+    assert abs(r.curve[-1] - r.activation) <= 1e-4 * max(1, abs(ref))
+    # Retokenization: the text encodes back to the very same ids.
+    assert r.roundtrip == 1
+    assert np.array_equal(amlib.encode(gpt["tok"], r.text), r.tokens)
+    assert gpt["eot"] not in r.tokens
+    # Attribution: swapping each token for the reported alternative costs the reported drop.
+    drop, alt = r.attribution
+    for t in range(6):
+        s = r.tokens.copy()
+        s[t] = alt[t]
+        assert alt[t] != r.tokens[t]
+        a = neuron_acts(gpt["model"], ids=s)[0, -1, 3]
+        assert abs((r.activation - a) - drop[t]) <= 1e-4 * max(1, abs(a))
+
+
+def test_gcg_cancel_keeps_best(lm):
+    r = amlib.TextRun(lm, f"{NEURON}[-1, 3]", method=amlib.GCG, len=4, steps=50, batch=16, seed=2,
+                      progress=lambda p: p.step >= 3)
+    assert r.cancelled == 1 and r.steps == 3 and len(r.tokens) == 4
+
+
+def test_sweep_len1_is_brute_force(gpt, lm):
+    r = amlib.TextRun(lm, f"{NEURON}[-1, 11]", method=amlib.SWEEP, len=1)
+    ref = neuron_acts(gpt["model"], ids=np.arange(gpt["vocab"])[:, None])[:, 0, 11]
+    assert r.sweep.shape == (gpt["vocab"],) and r.sweep_position == 0
+    assert np.abs(r.sweep - ref).max() <= 1e-4
+    assert r.tokens[0] == int(np.argmax(ref))
+    assert abs(r.activation - ref.max()) <= 1e-4
+
+
+def test_sweep_middle_position(gpt, lm):
+    start = np.array([40, 41, 42, 43], dtype=np.int64)
+    r = amlib.TextRun(lm, f"{NEURON}[:, 2]", method=amlib.SWEEP, len=4, position=1, init_tokens=start)
+    rows = np.repeat(start[None], gpt["vocab"], 0)
+    rows[:, 1] = np.arange(gpt["vocab"])
+    ref = neuron_acts(gpt["model"], ids=rows)[:, :, 2].mean(1)
+    assert np.abs(r.sweep - ref).max() <= 1e-4
+    assert np.array_equal(r.tokens[[0, 2, 3]], start[[0, 2, 3]])
+
+
+def test_fluency_lowers_cross_entropy(gpt, lm):
+    kw = dict(method=amlib.GCG, len=6, steps=30, topk=32, batch=48, seed=4)
+    plain = amlib.TextRun(lm, f"{NEURON}[-1, 5]", fluency=0.0, **kw)
+    fluent = amlib.TextRun(lm, f"{NEURON}[-1, 5]", fluency=20.0, **kw)
+    print(f"xent without fluency {plain.xent:.3f}, with {fluent.xent:.3f}; "
+          f"activation {plain.activation:.3f} vs {fluent.activation:.3f}")
+    assert fluent.xent < plain.xent
+    assert abs(fluent.xent - xent(gpt["model"], fluent.tokens)) <= 1e-4
+    assert fluent.xent_curve.shape == (30,)
+
+
+def test_pez_and_restarts(gpt, lm):
+    one = amlib.TextRun(lm, f"{NEURON}[-1, 9]", method=amlib.PEZ, len=4, steps=15, seed=0)
+    many = amlib.TextRun(lm, f"{NEURON}[-1, 9]", method=amlib.PEZ, len=4, steps=15, seed=0, restarts=3)
+    assert many.activation >= one.activation - 1e-6
+    ref = neuron_acts(gpt["model"], ids=many.tokens)[0, -1, 9]
+    assert abs(many.activation - ref) <= 1e-4 * max(1, abs(ref))
+    assert many.curve[-1] >= many.curve[0]
+
+
+def expect_error(status, fragment, fn):
+    with pytest.raises(amlib.AmError) as e:
+        fn()
+    print(e.value)
+    assert e.value.status == status and fragment in e.value.message
+
+
+def test_bad_input(gpt, lm, resnet18_file):
+    obj = f"{NEURON}[-1, 3]"
+    expect_error(-1, "len must be 1..8", lambda: amlib.TextRun(lm, obj, len=0))
+    expect_error(-1, "len must be 1..8", lambda: amlib.TextRun(lm, obj, len=9))
+    expect_error(-6, "position", lambda: amlib.TextRun(lm, f"{NEURON}[5, 3]", len=4, steps=1))
+    expect_error(-6, "out of range for dimension 1 (size 128)",
+                 lambda: amlib.TextRun(lm, f"{NEURON}[-1, 999]", len=4, steps=1))
+    expect_error(-6, "^", lambda: amlib.TextRun(lm, f"{NEURON}[-1, 3", len=4, steps=1))
+    expect_error(-5, "unknown layer", lambda: amlib.TextRun(lm, "blocks.7.mlp[-1, 3]", len=4, steps=1))
+    expect_error(-1, "method", lambda: amlib.TextRun(lm, obj, method=9))
+    expect_error(-1, "outside the prompt", lambda: amlib.TextRun(lm, obj, method=amlib.SWEEP, len=3, position=3))
+    expect_error(-1, "objective", lambda: amlib.TextRun(lm, None))
+    img = amlib.Model(resnet18_file[0], input_shape=[3, 64, 64])
+    expect_error(-7, "text model", lambda: amlib.TextRun(img, "layer1[0]", len=4))
+    expect_error(-7, "text model", lambda: amlib.text_examples(img, "layer1[0]", "/dev/null"))
+    expect_error(-7, "image model", lambda: amlib.Run(lm, obj, steps=1))
+    notok = amlib.Model(gpt["notok"])
+    expect_error(-7, "tokenizer", lambda: amlib.TextRun(notok, obj, len=4, steps=1))
+    expect_error(-1, "window must be 1..8", lambda: amlib.text_examples(lm, obj, "/dev/null", window=9))
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    rng = np.random.default_rng(0)
+    words = ["the", "then", "an", "and", "hen", "ant", "tan", "he", "a", "tether", "net", "eh"]
+    text = " ".join(rng.choice(words, size=300)) + "\n"
+    path = tmp_path_factory.mktemp("corpus") / "corpus.txt"
+    path.write_text(text)
+    return path, text
+
+
+def test_examples_topk(gpt, lm, corpus):
+    path, text = corpus
+    W = 5
+    mx, scanned, ex = amlib.text_examples(lm, f"{NEURON}[-1, 6]", path, dataset="text", window=W, stride=1, k=4)
+    stream = np.concatenate([amlib.encode(gpt["tok"], text), [gpt["eot"]]]).astype(np.int64)
+    windows = np.lib.stride_tricks.sliding_window_view(stream, W)
+    assert scanned == len(windows)
+    acts = neuron_acts(gpt["model"], ids=windows)
+    brute = acts[:, -1, 6]
+    print(f"{scanned} windows, max {mx:.4f}, brute force max {brute.max():.4f}")
+    assert len(ex) == 4
+    idx, score, toks, per = ex[0]
+    assert np.array_equal(toks, windows[idx])
+    assert abs(score - brute[idx]) <= 1e-4
+    assert mx == score
+    assert brute.max() <= mx + 1e-4
+    assert [e[1] for e in ex] == sorted([e[1] for e in ex], reverse=True)
+    # Per-token colouring: the objective at each position of the window.
+    assert np.allclose(per, acts[idx, :, 6], atol=1e-4)
+    # A mean-over-positions objective colours by the neuron at each position too.
+    _, _, ex2 = amlib.text_examples(lm, f"{NEURON}[:, 6]", path, dataset="text", window=W, stride=1, k=1)
+    i2, s2, _, per2 = ex2[0]
+    assert abs(s2 - acts[:, :, 6].mean(1).max()) <= 1e-4
+    assert np.allclose(per2, acts[i2, :, 6], atol=1e-4)
+
+
+def _tiny_lm():
+    lib_path = os.environ.get("ACTMAX_LIB", "")
+    share = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(lib_path))), "share", "actmax")
+    return os.path.join(share, "models", "tiny-lm.pt")
+
+
+@pytest.mark.skipif(not os.path.exists(_tiny_lm()), reason="tiny-lm.pt is built only with ACTMAX_MODELS=ON")
+def test_tiny_lm_end_to_end():
+    path = _tiny_lm()
+    m = amlib.Model(path)
+    r = amlib.TextRun(m, "blocks.2.mlp.act[-1, 123]", method=amlib.GCG, len=8, steps=20, attribution=0)
+    # The token-id graph (not the embeddings one the search ran on).
+    (acts,) = m.tap(r.tokens[None], ["blocks.2.mlp.act"])
+    ref = float(acts[0, -1, 123])
+    print(f"tiny-lm gcg 20 steps: {r.activation:.4f} (torch {ref:.4f}) {r.text!r}")
+    assert abs(r.activation - ref) <= 1e-4 * max(1, abs(ref))
+    assert r.roundtrip == 1 and r.attribution is None
