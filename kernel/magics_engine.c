@@ -1152,6 +1152,7 @@ mg_status mg_magic_seed(mg_call *c)
 
 /* ================================================================ %examples */
 
+#ifdef MG_HAVE_DATA
 /* The simple objectives evaluated here from one tap: [-]LAYER[i, j, ...]
  * with integer or "label" indices; dimensions left are averaged. */
 typedef struct simple_obj {
@@ -1250,7 +1251,6 @@ unsupported:
     return -1;
 }
 
-#ifdef MG_HAVE_DATA
 typedef struct top_item {
     float value;
     int64_t index;
