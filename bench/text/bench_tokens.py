@@ -1,0 +1,136 @@
+"""Discrete prompts for tiny-lm MLP neurons, beside the held-out corpus.
+
+For neurons drawn with a fixed seed across the blocks, objective
+blocks.L.mlp.act[-1, n] at a fixed prompt length:
+  soft      the continuous embeddings' activation (method soft)
+  proj      the activation of their projection to the nearest tokens
+  keep      proj / soft (retention)
+  gcg       the best discrete prompt found by GCG within the step budget
+  corpus    the maximum over every window of the same length in the
+            held-out corpus (stride 1), the same objective at the last position
+  gcg/corp  ratio; the neuron is a "win" when the prompt beats the corpus
+  s         wall seconds for the neuron (soft + gcg), the machine as it is
+
+The corpus pass reads windows through the am_dataset functions that
+libactmax exports and taps the four blocks' activations at once, so it is
+one pass for every neuron.
+"""
+import argparse
+import ctypes as C
+import os
+import sys
+import time
+
+import numpy as np
+
+here = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(here, "..", "..", "tests", "engine"))
+
+
+class DatasetOptions(C.Structure):
+    _fields_ = [("path", C.c_char_p), ("tokenizer", C.c_void_p), ("window", C.c_int64), ("stride", C.c_int64)]
+
+
+class Batch(C.Structure):
+    _fields_ = [("count", C.c_int64), ("first", C.c_int64), ("images", C.c_void_p), ("labels", C.c_void_p),
+                ("tokens", C.POINTER(C.c_int64))]
+
+
+def corpus_max(amlib, model, corpus, window, layers, chunk=1024):
+    """Per layer, the maximum over windows of each neuron at the last position."""
+    lib = amlib.lib
+    lib.am_dataset_open.argtypes = [C.c_char_p, C.c_char_p, C.POINTER(DatasetOptions), C.POINTER(C.c_void_p)]
+    lib.am_dataset_next_batch.argtypes = [C.c_void_p, C.c_int64, C.POINTER(Batch)]
+    lib.am_dataset_errmsg.restype = C.c_char_p
+    lib.am_dataset_errmsg.argtypes = [C.c_void_p]
+    lib.am_dataset_free.argtypes = [C.c_void_p]
+    p, n = C.c_char_p(), C.c_size_t()
+    assert lib.am_model_tokenizer(model.h, C.byref(p), C.byref(n)) == 0
+    tok = C.c_void_p()
+    assert lib.am_tokenizer_load_json(p, n.value, C.byref(tok)) == 0
+    ds = C.c_void_p()
+    opts = DatasetOptions(str(corpus).encode(), tok, window, 1)
+    st = lib.am_dataset_open(b"fortunes", b"heldout", C.byref(opts), C.byref(ds))
+    if st != 0:
+        sys.exit(f"corpus: {lib.am_dataset_errmsg(ds).decode()}")
+    best = {l: None for l in layers}
+    count = 0
+    while True:
+        b = Batch()
+        assert lib.am_dataset_next_batch(ds, chunk, C.byref(b)) == 0
+        if b.count == 0:
+            break
+        ids = np.ctypeslib.as_array(b.tokens, shape=(b.count * window,)).copy().reshape(b.count, window)
+        acts = model.tap(ids, layers)
+        for l, a in zip(layers, acts):
+            m = a[:, -1, :].max(0)
+            best[l] = m if best[l] is None else np.maximum(best[l], m)
+        count += b.count
+    lib.am_dataset_free(ds)
+    lib.am_tokenizer_free(tok)
+    return best, count
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--lib", required=True)
+    ap.add_argument("--model", required=True)
+    ap.add_argument("--corpus", required=True)
+    ap.add_argument("--neurons", type=int, default=20)
+    ap.add_argument("--len", type=int, default=8)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--soft-steps", type=int, default=200)
+    ap.add_argument("--gcg-steps", type=int, default=300)
+    ap.add_argument("--gcg-batch", type=int, default=128)
+    ap.add_argument("--gcg-topk", type=int, default=64)
+    ap.add_argument("--restarts", type=int, default=1)
+    ap.add_argument("--budget-s", type=float, default=60.0,
+                    help="wall seconds per neuron after which GCG is cancelled (keeping its best)")
+    args = ap.parse_args()
+    os.environ["ACTMAX_LIB"] = args.lib
+    import amlib
+
+    model = amlib.Model(args.model)
+    layers_info = [l for l in model.layers() if l["name"].endswith(".mlp.act")]
+    layers = [l["name"] for l in layers_info]
+    width = layers_info[0]["shape"][-1]
+    rng = np.random.default_rng(args.seed)
+    picks = [(layers[int(rng.integers(len(layers)))], int(rng.integers(width))) for _ in range(args.neurons)]
+
+    t0 = time.time()
+    cmax, windows = corpus_max(amlib, model, args.corpus, args.len, layers)
+    t_corpus = time.time() - t0
+    print(f"tiny-lm, len {args.len}: {args.neurons} neurons (seed {args.seed}); corpus: {windows} windows of "
+          f"{args.len} tokens (stride 1) in {t_corpus:.1f} s")
+    print(f"soft: {args.soft_steps} Adam steps; gcg: {args.gcg_steps} steps x {args.gcg_batch} swaps, "
+          f"top-{args.gcg_topk}, {args.restarts} restart(s), cancelled after {args.budget_s:.0f} s")
+    hdr = f"{'objective':<30} {'soft':>7} {'proj':>7} {'keep':>6} {'gcg':>7} {'corpus':>7} {'gcg/corp':>8} {'win':>4} {'s':>6}  prompt"
+    print(hdr)
+    print("-" * len(hdr))
+    rows = []
+    for layer, n in picks:
+        obj = f"{layer}[-1, {n}]"
+        t = time.time()
+        soft = amlib.TextRun(model, obj, method=amlib.SOFT, len=args.len, steps=args.soft_steps, lr=0.05,
+                             seed=args.seed, attribution=0)
+        start = time.time()
+        gcg = amlib.TextRun(model, obj, method=amlib.GCG, len=args.len, steps=args.gcg_steps,
+                            batch=args.gcg_batch, topk=args.gcg_topk, restarts=args.restarts, seed=args.seed,
+                            attribution=0, progress=lambda p: (time.time() - start) > args.budget_s)
+        secs = time.time() - t
+        cm = float(cmax[layer][n])
+        win = gcg.activation > cm
+        ratio = gcg.activation / cm if cm > 0 else float("nan")
+        rows.append((soft.soft_activation, soft.activation, soft.retention, gcg.activation, cm, win, secs))
+        print(f"{obj:<30} {soft.soft_activation:7.3f} {soft.activation:7.3f} {soft.retention:6.2f} "
+              f"{gcg.activation:7.3f} {cm:7.3f} {ratio:8.2f} {'yes' if win else 'no':>4} {secs:6.1f}  "
+              f"{gcg.text.decode('utf-8', 'replace')!r}", flush=True)
+    r = np.array(rows, dtype=np.float64)
+    print("-" * len(hdr))
+    print(f"median retention (proj/soft) {np.median(r[:, 2]):.2f}; median gcg/corpus {np.median(r[:, 3] / r[:, 4]):.2f}; "
+          f"win rate {r[:, 5].mean() * 100:.0f}% ({int(r[:, 5].sum())}/{len(rows)}); "
+          f"{r[:, 6].mean():.1f} s per neuron (max {r[:, 6].max():.1f}), target >= 80% at <= 60 s")
+
+
+if __name__ == "__main__":
+    main()
