@@ -800,6 +800,52 @@ static char *run_summary_json(const mg_run_rec *r)
     return out;
 }
 
+/* The snapshots at the thresholds, then the result: image 0 of the batch
+ * at each, as one row showing how the image formed. */
+static void show_snapshots(const mg_call *c, const mg_run_rec *r)
+{
+    const mg_engine_api *e = mg_engine();
+    int ns = e->am_run_num_snapshots(r->run);
+    if (ns <= 0)
+        return;
+    int64_t shape[4];
+    const float *fin = e->am_run_images(r->run, shape);
+    if (!fin)
+        return;
+    size_t per = (size_t)(shape[1] * shape[2] * shape[3]);
+    float *pix = mg_xmalloc((size_t)(ns + 1) * per * sizeof(float)); /* (ns + 1, C, H, W) */
+    char **caps = mg_xcalloc((size_t)ns + 1, sizeof *caps);
+    int n = 0;
+    for (int k = 0; k < ns; k++) {
+        int step = 0;
+        int64_t sshape[4];
+        const float *img = e->am_run_snapshot(r->run, k, &step, sshape);
+        if (!img || sshape[1] != shape[1] || sshape[2] != shape[2] || sshape[3] != shape[3])
+            continue;
+        memcpy(pix + (size_t)n * per, img, per * sizeof(float));
+        caps[n++] = mg_asprintf("step %d", step);
+    }
+    memcpy(pix + (size_t)n * per, fin, per * sizeof(float));
+    caps[n++] = mg_asprintf("final (step %d)", e->am_run_steps(r->run));
+    render_grid_opts go = {.min_cell_px = 128, .columns = n};
+    render_png png = {0};
+    if (render_grid_png(pix, n, (int)shape[1], (int)shape[2], (int)shape[3],
+                        (const char *const *)caps, &go, &png) == RENDER_OK) {
+        mg_bundle *b = mg_bundle_new();
+        char *text = mg_asprintf("<snapshots of run %d at %d steps>", r->id, n - 1);
+        mg_bundle_text(b, "text/plain", text);
+        bundle_png(b, &png);
+        mg_sink_display(c->out, b, NULL);
+        mg_bundle_free(b);
+        free(text);
+    }
+    render_png_clear(&png);
+    for (int i = 0; i < n; i++)
+        free(caps[i]);
+    free(caps);
+    free(pix);
+}
+
 static void show_run(const mg_call *c, const mg_run_rec *r)
 {
     render_png png = {0};
@@ -819,6 +865,8 @@ static void show_run(const mg_call *c, const mg_run_rec *r)
     mg_bundle_free(b);
     render_png_clear(&png);
     free(json);
+
+    show_snapshots(c, r);
 
     b = mg_bundle_new();
     char *ptext = mg_asprintf("<plot: objective over %d steps>", mg_engine()->am_run_steps(r->run));

@@ -111,6 +111,10 @@ def test_batch_grid_diversity_and_inhibition(loaded):
     assert w > 280 and h > 280, "a batch of 4 is a 2x2 grid"
     text = pngs(msgs)[0]["data"]["text/plain"]
     assert len(text.split("final activation:")[1].split("\n")[0].split()) == 4
+    snaps = [p for p in pngs(msgs) if p["data"]["text/plain"].startswith("<snapshots")]
+    assert len(snaps) == 1 and "at 2 steps" in snaps[0]["data"]["text/plain"]
+    w, h = png_size(snaps[0]["data"]["image/png"])
+    assert w > 2 * h, "steps 8, 16 and the final image in one row"
     msgs, reply = run(kc, "%maximize -conv2[5] steps=32")
     assert reply["content"]["status"] == "ok", errors(msgs)
     final = float(pngs(msgs)[0]["data"]["text/plain"].split("final activation:")[1].split()[0])
