@@ -84,6 +84,9 @@ def main():
     ap.add_argument("--gcg-batch", type=int, default=128)
     ap.add_argument("--gcg-topk", type=int, default=64)
     ap.add_argument("--restarts", type=int, default=1)
+    ap.add_argument("--fluency", type=float, default=0.5,
+                    help="weight of the cross-entropy penalty in the fluency table")
+    ap.add_argument("--fluency-neurons", type=int, default=3)
     ap.add_argument("--budget-s", type=float, default=60.0,
                     help="wall seconds per neuron after which GCG is cancelled (keeping its best)")
     args = ap.parse_args()
@@ -121,7 +124,7 @@ def main():
         cm = float(cmax[layer][n])
         win = gcg.activation > cm
         ratio = gcg.activation / cm if cm > 0 else float("nan")
-        rows.append((soft.soft_activation, soft.activation, soft.retention, gcg.activation, cm, win, secs))
+        rows.append((soft.soft_activation, soft.activation, soft.retention, gcg.activation, cm, win, secs, gcg.xent))
         print(f"{obj:<30} {soft.soft_activation:7.3f} {soft.activation:7.3f} {soft.retention:6.2f} "
               f"{gcg.activation:7.3f} {cm:7.3f} {ratio:8.2f} {'yes' if win else 'no':>4} {secs:6.1f}  "
               f"{gcg.text.decode('utf-8', 'replace')!r}", flush=True)
@@ -130,6 +133,19 @@ def main():
     print(f"median retention (proj/soft) {np.median(r[:, 2]):.2f}; median gcg/corpus {np.median(r[:, 3] / r[:, 4]):.2f}; "
           f"win rate {r[:, 5].mean() * 100:.0f}% ({int(r[:, 5].sum())}/{len(rows)}); "
           f"{r[:, 6].mean():.1f} s per neuron (max {r[:, 6].max():.1f}), target >= 80% at <= 60 s")
+
+    # Fluency: the same search with the prompt's cross-entropy as a penalty.
+    if args.fluency_neurons > 0:
+        print(f"\nfluency {args.fluency} (gcg, same seed and steps): activation and cross-entropy (nats/token)")
+        print(f"{'objective':<30} {'act w=0':>8} {'xent w=0':>8} {'act':>8} {'xent':>8}  prompt")
+        for (layer, n), row in list(zip(picks, rows))[:args.fluency_neurons]:
+            obj = f"{layer}[-1, {n}]"
+            start = time.time()
+            f = amlib.TextRun(model, obj, method=amlib.GCG, len=args.len, steps=args.gcg_steps,
+                              batch=args.gcg_batch, topk=args.gcg_topk, seed=args.seed, fluency=args.fluency,
+                              attribution=0, progress=lambda p: (time.time() - start) > args.budget_s)
+            print(f"{obj:<30} {row[3]:8.3f} {row[7]:8.3f} {f.activation:8.3f} {f.xent:8.3f}  "
+                  f"{f.text.decode('utf-8', 'replace')!r}", flush=True)
 
 
 if __name__ == "__main__":
