@@ -858,9 +858,18 @@ static void show_run(const mg_call *c, const mg_run_rec *r)
         mg_sink_printf(c->out, "(image not rendered: %s)\n", render_last_error());
     char *json = run_summary_json(r);
     mg_bundle_json(b, "application/json", json);
-    /* The notebook shows the PNG of this bundle, not its text: the summary
-     * goes out as text too. */
-    mg_sink_stream(c->out, "stdout", text);
+    /* The notebook shows the PNG of this bundle, not its text: the key
+     * figures go out as a line of text too. */
+    {
+        const mg_engine_api *e = mg_engine();
+        int nb = 0;
+        const float *fin = e->am_run_final(r->run, &nb);
+        double secs = e->am_run_seconds(r->run);
+        mg_sink_printf(c->out, "run %d: %s = %.4g%s after %d steps in %.2f s%s\n", r->id,
+                       r->objective, nb ? fin[0] : NAN, nb > 1 ? " (image 0)" : "",
+                       e->am_run_steps(r->run), secs,
+                       e->am_run_cancelled(r->run) ? ", interrupted: best result so far" : "");
+    }
     mg_sink_display(c->out, b, NULL);
     mg_bundle_free(b);
     render_png_clear(&png);
