@@ -143,6 +143,9 @@ def test_examples_runs_show_save(loaded, tmp_path):
 
 @pytest.mark.parametrize("code,ename,words", [
     ("%model fashion-cn", "ModelNotFoundError", ["fashion-cnn"]),
+    ("%model /etc/hostname", "ModelError", ["previous model is still loaded"]),
+    ("%model /no/such/model.pt", "ModelNotFoundError", ["/no/such/model.pt"]),
+    ("%model fashion-cnn input=abc", "ValueError", ["3x224x224"]),
     ("%maximize conv9[5] steps=4", "ObjectiveError", ["conv2"]),
     ("%maximize conv2[99] steps=4", "ObjectiveError", ["32"]),
     ('%maximize fc["Snaker"] steps=4', "ObjectiveError", ["Sneaker"]),
@@ -241,3 +244,41 @@ def test_command_line_writes_png_html_and_json(tmp_path):
     r = subprocess.run([os.environ["ACTMAX_EXE"], "-c", "%maximize conv2[5]"],
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 1 and "NoModelError" in r.stderr
+
+
+def test_plain_torchscript_rgb_model(kernel, tmp_path):
+    """A TorchScript file without actmax.json: the input comes from input=, the
+    engine's note says which normalization it assumed, and the result is an
+    RGB PNG."""
+    import zlib
+
+    torch = pytest.importorskip("torch")
+
+    class Tiny(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = torch.nn.Conv2d(3, 8, 3, padding=1)
+            self.relu = torch.nn.ReLU()
+
+        def forward(self, x):
+            return self.relu(self.conv(x))
+
+    torch.manual_seed(0)
+    path = tmp_path / "tiny rgb.pt"
+    torch.jit.script(Tiny().eval()).save(str(path))
+    km, kc = kernel
+    drain(kc)
+    msgs, reply = run(kc, f"%model '{path}'")
+    (err,) = errors(msgs)
+    assert "input=" in err["evalue"] or "input" in err["evalue"], err
+    msgs, reply = run(kc, f"%model '{path}' input=3x32x32")
+    assert reply["content"]["status"] == "ok", errors(msgs)
+    summary = kinds(msgs, "display_data")[0]["content"]["data"]["text/plain"]
+    assert "(3, 32, 32)" in summary and "ImageNet" in summary
+    msgs, reply = run(kc, "%maximize conv[2] steps=16")
+    assert reply["content"]["status"] == "ok", errors(msgs)
+    raw = base64.b64decode(pngs(msgs)[0]["data"]["image/png"])
+    w, h = struct.unpack(">II", raw[16:24])
+    assert (w, h) == (256, 256) and raw[25] == 2, "32x32 RGB upscaled by 8, colour type 2 (RGB)"
+    assert zlib.crc32(raw[12:29]) == struct.unpack(">I", raw[29:33])[0]
+    run(kc, "%model fashion-cnn")
