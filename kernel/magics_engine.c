@@ -1416,11 +1416,25 @@ mg_status mg_magic_examples(mg_call *c)
     int64_t seen = 0;
     mg_status st = MG_OK;
     double t0 = render_clock_monotonic(NULL);
+    /* A live display, as for %maximize, over the items read. */
+    int64_t total = am_dataset_size(ds);
+    if (limit && limit < total)
+        total = limit;
+    live prog = {0};
+    prog.out = c->out;
+    render_throttle_init(&prog.thr, 4, NULL, NULL);
+    snprintf(prog.display_id, sizeof prog.display_id, "actmax-run-examples-%d-%ld", ++s->n_displays,
+             (long)getpid());
+    prog.t0 = t0;
+    prog.label = c->positional;
+    prog.steps = (int)total;
     while (am_dataset_next_batch(ds, 256, &bt) == 0 && bt.count > 0 && (!limit || seen < limit)) {
         if (mg_sink_should_stop(c->out)) {
             st = MG_INTERRUPTED;
             break;
         }
+        if (render_throttle_ready(&prog.thr, false))
+            live_send(&prog, (int)seen, ntop ? top[0].value : NAN);
         int64_t shp[4];
         am_dataset_item_shape(ds, shp + 1, 3);
         shp[0] = bt.count;
@@ -1462,6 +1476,8 @@ mg_status mg_magic_examples(mg_call *c)
         seen += bt.count;
     }
     double secs = render_clock_monotonic(NULL) - t0;
+    if (prog.shown)
+        live_send(&prog, (int)(seen < total ? seen : total), ntop ? top[0].value : NAN);
     free(x);
     if (st == MG_OK && ntop > 0) {
         int64_t ishape[3];
