@@ -1428,7 +1428,9 @@ mg_status mg_magic_examples(mg_call *c)
     prog.t0 = t0;
     prog.label = c->positional;
     prog.steps = (int)total;
-    while (am_dataset_next_batch(ds, 256, &bt) == 0 && bt.count > 0 && (!limit || seen < limit)) {
+    while ((!limit || seen < limit) &&
+           am_dataset_next_batch(ds, limit && limit - seen < 256 ? limit - seen : 256, &bt) == 0 &&
+           bt.count > 0) {
         if (mg_sink_should_stop(c->out)) {
             st = MG_INTERRUPTED;
             break;
