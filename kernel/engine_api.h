@@ -42,7 +42,39 @@
     X(am_run_final)                                                                                \
     X(am_run_num_snapshots)                                                                        \
     X(am_run_snapshot)                                                                             \
-    X(am_run_seconds)
+    X(am_run_seconds)                                                                              \
+    X(am_model_tokenizer)                                                                          \
+    X(am_tokenizer_load_json)                                                                      \
+    X(am_tokenizer_free)                                                                           \
+    X(am_tokenizer_errmsg)                                                                         \
+    X(am_tokenizer_encode)                                                                         \
+    X(am_tokenizer_decode)                                                                         \
+    X(am_tokenizer_token_bytes)                                                                    \
+    X(am_text_options_default)                                                                     \
+    X(am_text_run_new)                                                                             \
+    X(am_text_run_free)                                                                            \
+    X(am_text_run_error)                                                                           \
+    X(am_text_run_cancelled)                                                                       \
+    X(am_text_run_steps)                                                                           \
+    X(am_text_run_seconds)                                                                         \
+    X(am_text_run_tokens)                                                                          \
+    X(am_text_run_text)                                                                            \
+    X(am_text_run_roundtrip)                                                                       \
+    X(am_text_run_activation)                                                                      \
+    X(am_text_run_xent)                                                                            \
+    X(am_text_run_soft_activation)                                                                 \
+    X(am_text_run_retention)                                                                       \
+    X(am_text_run_nearest)                                                                         \
+    X(am_text_run_curve)                                                                           \
+    X(am_text_run_xent_curve)                                                                      \
+    X(am_text_run_attribution)                                                                     \
+    X(am_text_examples_new)                                                                        \
+    X(am_text_examples_free)                                                                       \
+    X(am_text_examples_error)                                                                      \
+    X(am_text_examples_scanned)                                                                    \
+    X(am_text_examples_count)                                                                      \
+    X(am_text_examples_max)                                                                        \
+    X(am_text_examples_get)
 
 typedef struct mg_engine_api {
 #define MG_ENGINE_FIELD(f) __typeof__(&f) f;

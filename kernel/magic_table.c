@@ -21,6 +21,11 @@ const mg_key mg_settings_table[] = {
     MG_KEY_BOOL("transforms", "true", "transformation robustness (pad, jitter, scale, rotate)"),
     MG_KEY_INT("k", "9", 1, 64, "dataset examples shown by %examples"),
     MG_KEY_ENUM("split", "test", "test|train", "dataset split read by %examples"),
+    MG_KEY_ENUM("method", "soft", "soft|pez|gcg|sweep", "prompt search of %tokens"),
+    MG_KEY_INT("len", "8", 1, 4096, "prompt tokens of %tokens"),
+    MG_KEY_ENUM("metric", "cosine", "cosine|l2", "projection metric of %tokens"),
+    MG_KEY_FLOAT("fluency", "0", 0, 1e6, "weight of %tokens' cross-entropy penalty"),
+    MG_KEY_INT("restarts", "1", 1, 1000, "independent %tokens searches, the best kept"),
     MG_KEY_END,
 };
 
@@ -66,6 +71,33 @@ static const mg_key EXAMPLES_KEYS[] = {
     MG_KEY_INT("k", "9", 1, 64, "how many top examples to show"),
     MG_KEY_ENUM("split", "test", "test|train", "dataset split"),
     MG_KEY_INT("limit", "0", 0, 100000000, "read at most this many items; 0: all"),
+    MG_KEY_STRING("path", "", "text models: a text file to read instead of the held-out corpus"),
+    MG_KEY_INT("window", "0", 0, 4096, "text models: tokens per window; 0: 64 or the context"),
+    MG_KEY_END,
+};
+
+static const mg_key TOKENS_KEYS[] = {
+    MG_KEY_ENUM("method", "soft", "soft|pez|gcg|sweep",
+                "soft: Adam on embeddings, then nearest tokens; pez: projected gradient; "
+                "gcg: greedy coordinate gradient; sweep: every token at one position"),
+    MG_KEY_INT("len", "8", 0, 4096, "prompt tokens (1..the model's context)"),
+    MG_KEY_INT("steps", "256", 1, 100000, "optimization steps (sweep: ignored)"),
+    MG_KEY_FLOAT("lr", "0.05", 1e-6, 100, "Adam step of soft and pez"),
+    MG_KEY_INT("seed", "0", 0, 4294967295.0, "random seed; restart r uses seed + r"),
+    MG_KEY_INT("restarts", "1", 1, 1000, "independent searches; the best score is kept"),
+    MG_KEY_ENUM("metric", "cosine", "cosine|l2", "projection to the nearest token"),
+    MG_KEY_FLOAT("snap", "0", 0, 1e6, "soft: weight of the distance-to-nearest-token penalty"),
+    MG_KEY_FLOAT("fluency", "0", 0, 1e6, "weight of the prompt's cross-entropy penalty (nats)"),
+    MG_KEY_INT("topk", NULL, 1, 100000,
+               "gcg: candidates per position (default 64); soft/pez: nearest tokens shown (5)"),
+    MG_KEY_INT("batch", NULL, 1, 1000000,
+               "gcg: swaps tried per step (default 128); sweep: sequences per forward"),
+    MG_KEY_INT("position", "-1", -4096, 4095, "sweep: the position searched, negative from the end"),
+    MG_KEY_STRING("init", "", "start prompt of pez, gcg and sweep, as text of exactly len tokens"),
+    MG_KEY_BOOL("retokenize", "true", "gcg: only prompts that re-encode to themselves"),
+    MG_KEY_BOOL("attribution", "true", "per-position drop if each token is swapped"),
+    MG_KEY_FLOAT("updates_per_s", "4", 0.1, 100, "most live display updates per second"),
+    MG_KEY_BOOL("verbose", "false", "also print how many live updates were sent"),
     MG_KEY_END,
 };
 
@@ -149,13 +181,31 @@ const mg_magic mg_magic_table[] = {
      .run = mg_magic_maximize,
      .complete = mg_magic_objective_complete,
      .needs_engine = true},
+    {.name = "tokens",
+     .kinds = MG_LINE,
+     .summary = "Optimize a prompt of a text model for an objective, shown live.",
+     .help = "%tokens blocks.2.mlp.act[-1, 123] len=8       soft prompt, projected to tokens\n"
+             "%tokens blocks.2.mlp.act[-1, 123] method=gcg len=8 steps=200\n"
+             "%tokens blocks.2.mlp.act[:, 123] fluency=0.1  mean over positions, readable\n"
+             "Shows the prompt coloured by activation, soft vs projected values (retention),\n"
+             "nearest tokens per position, attribution, and the curves. Kept in %runs.",
+     .positional = "OBJECTIVE",
+     .positional_doc = "LAYER[position, unit] or objective algebra, on the text model",
+     .positional_required = true,
+     .keys = TOKENS_KEYS,
+     .run = mg_magic_tokens,
+     .complete = mg_magic_objective_complete,
+     .needs_engine = true},
     {.name = "examples",
      .kinds = MG_LINE,
      .summary = "Top-k dataset images for an objective (the observation approach).",
      .help = "%examples conv2[5] k=16 ranks the model's dataset (Fashion-MNIST) by the\n"
              "objective and shows the top k with their activations, next to the latest\n"
              "%maximize image of the same objective. Forms: LAYER, LAYER[c], LAYER[c, y, x],\n"
-             "LAYER[\"Label\"], each optionally negated (lowest activations).",
+             "LAYER[\"Label\"], each optionally negated (lowest activations).\n"
+             "On a text model (tiny-lm): the top-k windows of the held-out corpus, every\n"
+             "token coloured by its activation, the corpus maximum, and the latest %tokens\n"
+             "prompt of the same objective beside it: %examples blocks.2.mlp.act[:, 123] k=10",
      .positional = "OBJECTIVE",
      .positional_doc = "LAYER[index, ...], optionally negated",
      .positional_required = true,

@@ -23,5 +23,29 @@ mg_status mg_magic_save(mg_call *c);
 mg_status mg_magic_device(mg_call *c);
 mg_status mg_magic_seed(mg_call *c);
 void mg_magic_objective_complete(const mg_complete_ctx *cx, mg_completions *out);
+mg_status mg_magic_tokens(mg_call *c);
+
+/* magics_tokens.c: text runs, kept by magics_engine.c beside image runs. */
+typedef struct mg_text_rec mg_text_rec;
+struct am_model;
+struct render_png;
+/* Runs %tokens on model; on success *out is the new run and *options its
+ * key=value summary (malloc'd). */
+mg_status mg_tokens_run(mg_call *c, struct am_model *model, const char *model_name,
+                        mg_text_rec **out, char **options);
+void mg_text_rec_free(mg_text_rec *r);
+void mg_text_rec_show(const mg_call *c, const mg_text_rec *r, int id, const char *objective,
+                      const char *options);
+int mg_text_rec_steps(const mg_text_rec *r);
+float mg_text_rec_final(const mg_text_rec *r); /* the discrete prompt's activation */
+double mg_text_rec_seconds(const mg_text_rec *r);
+const char *mg_text_rec_prompt(const mg_text_rec *r); /* decoded bytes, NUL-terminated */
+int mg_text_rec_live_updates(const mg_text_rec *r);
+int mg_text_rec_plot_png(const mg_text_rec *r, int id, const char *objective,
+                         struct render_png *png);
+/* %examples on a text model; opt_prompt (may be NULL) is the latest %tokens
+ * result of the same objective, shown beside the corpus maximum. */
+mg_status mg_tokens_examples(mg_call *c, struct am_model *model, const char *model_name,
+                             const char *opt_prompt, float opt_value, int opt_run);
 
 #endif

@@ -42,7 +42,8 @@ typedef struct mg_run_rec {
     char *objective;   /* as typed (diversity term excluded) */
     char *engine_obj;  /* what the engine ran */
     char *options;     /* key=value summary */
-    am_run *run;       /* images (B, C, H, W), curves (S), terms: owned */
+    am_run *run;       /* images (B, C, H, W), curves (S), terms: owned; NULL for text */
+    mg_text_rec *text; /* a %tokens run (magics_tokens.c): owned; NULL for images */
     int *thresholds;   /* (n_thresholds) */
     int n_thresholds;
     int live_updates;  /* display messages sent while it ran */
@@ -87,6 +88,7 @@ void mg_session_free(mg_session *s)
         mg_run_rec *r = &s->runs[i];
         if (e)
             e->am_run_free(r->run);
+        mg_text_rec_free(r->text);
         free(r->objective);
         free(r->engine_obj);
         free(r->options);
@@ -669,7 +671,8 @@ static int parse_run_ref(const mg_call *c, mg_session *s, mg_run_rec **out)
 {
     const char *ref = c->positional;
     if (s->n_runs == 0) {
-        mg_fail(c, "NoRunError", "no runs yet in this session: run %%maximize OBJECTIVE first");
+        mg_fail(c, "NoRunError", "no runs yet in this session: run %%maximize OBJECTIVE (images) "
+                "or %%tokens OBJECTIVE (text) first");
         return -1;
     }
     if (!ref || strcmp(ref, "last") == 0) {
@@ -848,6 +851,10 @@ static void show_snapshots(const mg_call *c, const mg_run_rec *r)
 
 static void show_run(const mg_call *c, const mg_run_rec *r)
 {
+    if (r->text) {
+        mg_text_rec_show(c, r->text, r->id, r->objective, r->options);
+        return;
+    }
     render_png png = {0};
     mg_bundle *b = mg_bundle_new();
     char *text = run_summary_text(r);
@@ -998,8 +1005,8 @@ mg_status mg_magic_maximize(mg_call *c)
         free(rec.objective);
         free(rec.engine_obj);
         return mg_fail(c, "UnsupportedError",
-                       "%%maximize optimizes images; %s is a %s model (token optimization is "
-                       "not available in this kernel yet)",
+                       "%%maximize optimizes images; %s is a %s model: optimize a prompt with "
+                       "%%tokens OBJECTIVE, e.g. %%tokens blocks.2.mlp.act[-1, 123] len=8",
                        s->model_name, e->am_model_kind(s->model));
     }
     o.height = o.width = 0;
@@ -1100,6 +1107,25 @@ mg_status mg_magic_maximize(mg_call *c)
     return MG_OK;
 }
 
+/* ================================================================ %tokens */
+
+mg_status mg_magic_tokens(mg_call *c)
+{
+    mg_session *s = session_of(c);
+    if (need_model(c, s) != MG_OK)
+        return MG_ERROR;
+    mg_run_rec rec = {0};
+    mg_status st = mg_tokens_run(c, s->model, s->model_name, &rec.text, &rec.options);
+    if (!rec.text)
+        return st;
+    rec.objective = mg_strdup(c->positional);
+    rec.engine_obj = mg_strdup(c->positional);
+    rec.live_updates = mg_text_rec_live_updates(rec.text);
+    add_run(s, &rec);
+    show_run(c, &s->runs[s->n_runs - 1]);
+    return st;
+}
+
 /* ================================================================ %runs %show %save */
 
 mg_status mg_magic_runs(mg_call *c)
@@ -1114,7 +1140,17 @@ mg_status mg_magic_runs(mg_call *c)
     for (int i = 0; i < s->n_runs; i++) {
         mg_run_rec *r = &s->runs[i];
         int nb = 0;
-        const float *fin = e->am_run_final(r->run, &nb);
+        const float *fin = NULL;
+        if (r->text) {
+            cells[i * 6 + 0] = mg_asprintf("%d", r->id);
+            cells[i * 6 + 1] = mg_strdup(r->objective);
+            cells[i * 6 + 2] = mg_asprintf("%d", mg_text_rec_steps(r->text));
+            cells[i * 6 + 3] = mg_asprintf("%.4g", mg_text_rec_final(r->text));
+            cells[i * 6 + 4] = mg_asprintf("%.2f", mg_text_rec_seconds(r->text));
+            cells[i * 6 + 5] = mg_strdup(r->options);
+            continue;
+        }
+        fin = e->am_run_final(r->run, &nb);
         cells[i * 6 + 0] = mg_asprintf("%d", r->id);
         cells[i * 6 + 1] = mg_strdup(r->objective);
         cells[i * 6 + 2] = mg_asprintf("%d", e->am_run_steps(r->run));
@@ -1150,8 +1186,24 @@ mg_status mg_magic_save(mg_call *c)
     if (!path[0])
         return mg_fail(c, "ValueError", "%%save needs path=FILE.png, e.g. %%save last path=run.png");
     bool plot = strcmp(mg_enum(c, "what"), "plot") == 0;
+    if (r->text && !plot) {
+        /* A text run has no image: its result is the prompt, saved as the
+         * bytes it decodes to. */
+        const char *prompt = mg_text_rec_prompt(r->text);
+        FILE *f = fopen(path, "wb");
+        size_t n = strlen(prompt);
+        if (!f || fwrite(prompt, 1, n, f) != n || fclose(f) != 0) {
+            int en = errno;
+            return mg_fail(c, "OSError", "cannot write %s: %s; give a path in a folder that "
+                           "exists and is writable", path, strerror(en));
+        }
+        mg_sink_printf(c->out, "saved run %d prompt (%zu bytes of text) to %s\n", r->id, n, path);
+        return MG_OK;
+    }
     render_png png = {0};
-    int rc = plot ? run_plot_png(r, &png) : run_image_png(r, &png);
+    int rc = plot ? (r->text ? mg_text_rec_plot_png(r->text, r->id, r->objective, &png)
+                             : run_plot_png(r, &png))
+                  : run_image_png(r, &png);
     if (rc != RENDER_OK)
         return mg_fail(c, "RenderError", "%s", render_last_error());
     FILE *f = fopen(path, "wb");
@@ -1334,6 +1386,16 @@ mg_status mg_magic_examples(mg_call *c)
         return MG_ERROR;
     if (!c->positional)
         return mg_fail(c, "ValueError", "%%examples needs an objective, e.g. %%examples conv2[5] k=16");
+    if (strcmp(mg_engine()->am_model_kind(s->model), "text") == 0) {
+        /* The latest prompt of the same objective goes beside the corpus. */
+        const mg_run_rec *cmp = NULL;
+        for (int i = s->n_runs - 1; i >= 0 && !cmp; i--)
+            if (s->runs[i].text && strcmp(s->runs[i].objective, c->positional) == 0)
+                cmp = &s->runs[i];
+        return mg_tokens_examples(c, s->model, s->model_name,
+                                  cmp ? mg_text_rec_prompt(cmp->text) : NULL,
+                                  cmp ? mg_text_rec_final(cmp->text) : NAN, cmp ? cmp->id : 0);
+    }
 #ifndef MG_HAVE_DATA
     return mg_fail(c, "UnsupportedError",
                    "this kernel was built without the dataset readers (ext/data)");
@@ -1488,7 +1550,7 @@ mg_status mg_magic_examples(mg_call *c)
         /* The most recent run of the same objective goes first, to compare. */
         const mg_run_rec *cmp = NULL;
         for (int i = s->n_runs - 1; i >= 0 && !cmp; i--)
-            if (strcmp(s->runs[i].objective, c->positional) == 0)
+            if (!s->runs[i].text && strcmp(s->runs[i].objective, c->positional) == 0)
                 cmp = &s->runs[i];
         int64_t rshape[4] = {0};
         const float *rimg = cmp ? e->am_run_images(cmp->run, rshape) : NULL;

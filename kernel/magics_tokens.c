@@ -1,0 +1,980 @@
+/* The language-model magics: %tokens (prompt optimization through
+ * am_text_run_*) and %examples on a text model (corpus windows through
+ * am_text_examples_*), and how a text run is shown: prompt with per-token
+ * colouring, nearest-token and attribution tables, soft vs projected values,
+ * curves. magics_engine.c keeps text runs beside image runs and calls in
+ * here to show, list and save them.
+ *
+ * Legend for shapes: T = prompt tokens, K = nearest tokens per position,
+ * S = steps, V = vocabulary, W = window tokens. */
+#include <ctype.h>
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <cjson/cJSON.h>
+
+#include "engine_api.h"
+#include "magics.h"
+#include "render.h"
+#include "util.h"
+
+/* ================================================================ helpers */
+
+/* A token's bytes as table text: invalid UTF-8 escaped as \xNN, and
+ * whitespace made visible (· for space, ↵ for newline, → for tab) so that
+ * " the" and "the" differ on screen. */
+static char *token_label(const am_tokenizer *tok, int64_t id)
+{
+    const mg_engine_api *e = mg_engine();
+    const char *bytes = NULL;
+    size_t len = 0;
+    if (!tok || e->am_tokenizer_token_bytes(tok, id, &bytes, &len) != 0)
+        return mg_asprintf("<%lld>", (long long)id);
+    char *clean = NULL;
+    if (render_utf8_sanitize(bytes, len, &clean, NULL) != RENDER_OK)
+        return mg_asprintf("<%lld>", (long long)id);
+    mg_str s = MG_STR_INIT;
+    for (const char *p = clean; *p; p++) {
+        if (*p == ' ')
+            mg_str_add(&s, "\xC2\xB7");
+        else if (*p == '\n')
+            mg_str_add(&s, "\xE2\x86\xB5");
+        else if (*p == '\t')
+            mg_str_add(&s, "\xE2\x86\x92");
+        else if (*p == '\r')
+            mg_str_add(&s, "\\r");
+        else
+            mg_str_addc(&s, *p);
+    }
+    render_free(clean);
+    if (s.len == 0)
+        mg_str_add(&s, "\"\"");
+    return mg_str_steal(&s);
+}
+
+/* The model's tokenizer, parsed from the file it carries; NULL with *err. */
+static am_tokenizer *model_tokenizer(am_model *m, char **err)
+{
+    const mg_engine_api *e = mg_engine();
+    const char *bytes = NULL;
+    size_t len = 0;
+    int rc = e->am_model_tokenizer(m, &bytes, &len);
+    if (rc != AM_OK) {
+        *err = mg_asprintf("the model carries no tokenizer (its actmax.json needs a \"tokenizer\" "
+                           "field naming an extra file in the TorchScript archive, e.g. "
+                           "tokenizer.json): %s",
+                           e->am_strerror(rc));
+        return NULL;
+    }
+    am_tokenizer *t = NULL;
+    rc = e->am_tokenizer_load_json(bytes, len, &t);
+    if (rc != 0) {
+        *err = mg_asprintf("the model's tokenizer does not parse: %s",
+                           t ? e->am_tokenizer_errmsg(t) : "out of memory");
+        e->am_tokenizer_free(t);
+        return NULL;
+    }
+    return t;
+}
+
+/* The prompt as text, escaped where not UTF-8 (never breaks the output). */
+static char *ids_text(am_tokenizer *tok, const int64_t *ids, int n)
+{
+    const mg_engine_api *e = mg_engine();
+    char *raw = NULL, *clean = NULL;
+    size_t len = 0;
+    if (!tok || e->am_tokenizer_decode(tok, ids, (size_t)n, &raw, &len) != 0) {
+        free(raw);
+        return mg_strdup("?");
+    }
+    render_utf8_sanitize(raw, len, &clean, NULL);
+    free(raw);
+    char *out = mg_strdup(clean ? clean : "?");
+    render_free(clean);
+    return out;
+}
+
+/* ---------------------------------------------------------------- objectives
+ *
+ * The simple form LAYER[i, j, ...] (each index an integer, negative from the
+ * end, or ':' for the mean), optionally negated, is evaluated here on
+ * token inputs: the projected prompt's value at each recorded step, and the
+ * per-position activations that colour the prompt. Other objective forms
+ * (algebra of several terms) still run in the engine; only these two
+ * figures are then left out. */
+
+#define TK_MAX_IDX 7
+typedef struct tk_obj {
+    char *layer;
+    int n_idx;
+    int64_t idx[TK_MAX_IDX]; /* (n_idx) */
+    bool all[TK_MAX_IDX];    /* (n_idx) ':' */
+    float sign;
+} tk_obj;
+
+static bool tk_parse(const char *text, tk_obj *o)
+{
+    memset(o, 0, sizeof *o);
+    o->sign = 1;
+    const char *p = text;
+    while (isspace((unsigned char)*p))
+        p++;
+    if (*p == '-') {
+        o->sign = -1;
+        p++;
+        while (isspace((unsigned char)*p))
+            p++;
+    }
+    const char *q = p;
+    while (*q && (isalnum((unsigned char)*q) || strchr("_.#:", *q)))
+        q++;
+    if (q == p)
+        return false;
+    o->layer = mg_strndup(p, (size_t)(q - p));
+    p = q;
+    if (*p == '[') {
+        p++;
+        for (;;) {
+            while (isspace((unsigned char)*p))
+                p++;
+            if (o->n_idx == TK_MAX_IDX)
+                goto bad;
+            if (*p == ':') {
+                o->all[o->n_idx++] = true;
+                p++;
+            } else {
+                char *end;
+                long long v = strtoll(p, &end, 10);
+                if (end == p)
+                    goto bad;
+                o->idx[o->n_idx++] = v;
+                p = end;
+            }
+            while (isspace((unsigned char)*p))
+                p++;
+            if (*p == ',') {
+                p++;
+                continue;
+            }
+            if (*p != ']')
+                goto bad;
+            p++;
+            break;
+        }
+    }
+    while (isspace((unsigned char)*p))
+        p++;
+    if (*p)
+        goto bad;
+    return true;
+bad:
+    free(o->layer);
+    o->layer = NULL;
+    return false;
+}
+
+/* The objective on one item of a tap output (shape without the batch:
+ * dims[0..nd)); pos >= 0 replaces the first index (the position). NaN when
+ * an index is out of range. */
+static float tk_eval(const tk_obj *o, const float *v, const int64_t *dims, int nd, int64_t pos)
+{
+    if (o->n_idx > nd)
+        return NAN;
+    int64_t lo[AM_MAX_DIMS], hi[AM_MAX_DIMS];
+    for (int d = 0; d < nd; d++) {
+        lo[d] = 0;
+        hi[d] = dims[d];
+        if (d < o->n_idx && (!o->all[d] || (d == 0 && pos >= 0))) {
+            int64_t i = d == 0 && pos >= 0 ? pos : o->idx[d];
+            if (i < 0)
+                i += dims[d];
+            if (i < 0 || i >= dims[d])
+                return NAN;
+            lo[d] = i;
+            hi[d] = i + 1;
+        }
+    }
+    int64_t cur[AM_MAX_DIMS];
+    memcpy(cur, lo, sizeof(int64_t) * (size_t)nd);
+    double sum = 0;
+    int64_t count = 0;
+    for (;;) {
+        int64_t off = 0;
+        for (int d = 0; d < nd; d++)
+            off = off * dims[d] + cur[d];
+        sum += v[off];
+        count++;
+        int d = nd - 1;
+        while (d >= 0 && ++cur[d] == hi[d]) {
+            cur[d] = lo[d];
+            d--;
+        }
+        if (d < 0)
+            break;
+    }
+    return count ? o->sign * (float)(sum / (double)count) : NAN;
+}
+
+/* Taps the objective's layer on n prompts of len tokens (n, len); fills
+ * value (n) with the objective, and when acts is non-NULL (len) the
+ * per-position values of prompt 0. 0 or -1. */
+static int tk_values(am_model *m, const tk_obj *o, const int64_t *ids, int n, int len,
+                     float *value, float *acts)
+{
+    const mg_engine_api *e = mg_engine();
+    if (!o->layer)
+        return -1;
+    am_input in = {.kind = AM_INPUT_TOKENS, .tokens = ids, .ndim = 2};
+    in.shape[0] = n;
+    in.shape[1] = len;
+    const char *layers[1] = {o->layer};
+    am_tensor out = {0};
+    if (e->am_model_tap(m, &in, layers, 1, &out, NULL) != AM_OK || out.ndim < 2 ||
+        out.shape[0] != n) {
+        e->am_tensor_release(&out);
+        return -1;
+    }
+    int64_t per = 1;
+    for (int d = 1; d < out.ndim; d++)
+        per *= out.shape[d];
+    for (int b = 0; b < n; b++)
+        value[b] = tk_eval(o, out.data + b * per, out.shape + 1, out.ndim - 1, -1);
+    if (acts)
+        for (int t = 0; t < len; t++)
+            acts[t] = out.shape[1] == len ? tk_eval(o, out.data, out.shape + 1, out.ndim - 1, t)
+                                          : NAN;
+    e->am_tensor_release(&out);
+    return 0;
+}
+
+/* Coloured token spans, Neuroscope style: background from the heat colour
+ * of each token's activation, the value in the title attribute. */
+static void colored_spans(mg_str *html, am_tokenizer *tok, const int64_t *ids, const float *acts,
+                          int n, float lo, float hi)
+{
+    const mg_engine_api *e = mg_engine();
+    mg_str_add(html, "<span style=\"font-family:monospace;white-space:pre-wrap\">");
+    for (int t = 0; t < n; t++) {
+        const char *bytes = NULL;
+        size_t len = 0;
+        char *clean = NULL, *esc = NULL;
+        if (e->am_tokenizer_token_bytes(tok, ids[t], &bytes, &len) != 0) {
+            bytes = "?";
+            len = 1;
+        }
+        render_utf8_sanitize(bytes, len, &clean, NULL);
+        render_html_escape(clean ? clean : "?", &esc);
+        char col[8] = "#ffffff";
+        if (acts && isfinite(acts[t]) && lo < hi)
+            render_heat_color(acts[t], lo, hi, col);
+        mg_str_addf(html, "<span class=\"actmax-tok\" style=\"background:%s\" title=\"%s%.4g\">%s</span>",
+                    col, acts ? "" : "token ", acts ? acts[t] : (double)ids[t],
+                    esc ? esc : "?");
+        render_free(clean);
+        render_free(esc);
+    }
+    mg_str_add(html, "</span>");
+}
+
+static void heat_range(const float *v, int n, float *lo, float *hi)
+{
+    float mx = 0, mn = 0;
+    for (int i = 0; i < n; i++)
+        if (isfinite(v[i])) {
+            if (v[i] > mx)
+                mx = v[i];
+            if (v[i] < mn)
+                mn = v[i];
+        }
+    *lo = mn < 0 ? mn : 0;
+    *hi = mx > 0 ? mx : (mn < 0 ? -mn * 1e-6f : 1);
+    if (*lo >= *hi)
+        *hi = *lo + 1;
+}
+
+static void send_table(const mg_call *c, const render_table *t)
+{
+    char *html = NULL, *text = NULL;
+    render_table_html(t, &html);
+    render_table_text(t, &text);
+    mg_bundle *b = mg_bundle_new();
+    mg_bundle_text(b, "text/plain", text ? text : "");
+    if (html)
+        mg_bundle_text(b, "text/html", html);
+    mg_sink_display(c->out, b, NULL);
+    mg_bundle_free(b);
+    render_free(html);
+    render_free(text);
+}
+
+static void bundle_png(mg_bundle *b, const render_png *png)
+{
+    mg_bundle_bytes(b, "image/png", png->data, png->size);
+    mg_bundle_meta_num(b, "image/png", "width", png->width);
+    mg_bundle_meta_num(b, "image/png", "height", png->height);
+}
+
+/* ================================================================ text runs */
+
+struct mg_text_rec {
+    am_text_run *run;     /* owned */
+    am_tokenizer *tok;    /* owned: the run's model may be replaced later */
+    tk_obj obj;           /* parsed objective (layer NULL when not simple) */
+    int method;           /* AM_TEXT_* */
+    bool fluency;         /* cross-entropy penalty on */
+    float *proj_curve;    /* (S) the projected prompt's value per step; NaN: not evaluated */
+    float *acts;          /* (T) per-position activations of the result; NULL: not simple */
+    int live_updates;
+};
+
+static const char *const METHODS[] = {"soft", "pez", "gcg", "sweep"};
+
+void mg_text_rec_free(mg_text_rec *r)
+{
+    if (!r)
+        return;
+    const mg_engine_api *e = mg_engine();
+    if (e) {
+        e->am_text_run_free(r->run);
+        e->am_tokenizer_free(r->tok);
+    }
+    free(r->obj.layer);
+    free(r->proj_curve);
+    free(r->acts);
+    free(r);
+}
+
+int mg_text_rec_steps(const mg_text_rec *r)
+{
+    return mg_engine()->am_text_run_steps(r->run);
+}
+
+float mg_text_rec_final(const mg_text_rec *r)
+{
+    return mg_engine()->am_text_run_activation(r->run);
+}
+
+double mg_text_rec_seconds(const mg_text_rec *r)
+{
+    return mg_engine()->am_text_run_seconds(r->run);
+}
+
+const char *mg_text_rec_prompt(const mg_text_rec *r)
+{
+    return mg_engine()->am_text_run_text(r->run);
+}
+
+int mg_text_rec_plot_png(const mg_text_rec *r, int id, const char *objective, render_png *png)
+{
+    const mg_engine_api *e = mg_engine();
+    int steps = 0, xs_n = 0;
+    const float *curve = e->am_text_run_curve(r->run, &steps);
+    const float *xent = e->am_text_run_xent_curve(r->run, &xs_n);
+    float *xs = mg_xmalloc((size_t)(steps ? steps : 1) * sizeof(float)); /* (S) */
+    for (int i = 0; i < steps; i++)
+        xs[i] = (float)(i + 1);
+    render_series ser[3];
+    int ns = 0;
+    bool soft = r->method == AM_TEXT_SOFT;
+    ser[ns++] = (render_series){soft ? "soft (continuous)" : "best prompt", xs, curve, steps};
+    if (soft && r->proj_curve)
+        ser[ns++] = (render_series){"projected prompt", xs, r->proj_curve, steps};
+    if (r->fluency && xent && xs_n == steps)
+        ser[ns++] = (render_series){"cross-entropy (nats)", xs, xent, steps};
+    char *title = mg_asprintf("run %d: %s (%s)", id, objective, METHODS[r->method]);
+    render_plot_opts po = {.width = 640, .height = 360, .title = title, .xlabel = "step",
+                           .ylabel = "activation"};
+    int rc = render_plot_png(ser, ns, &po, png);
+    free(title);
+    free(xs);
+    return rc;
+}
+
+/* Summary lines shared by the text/plain output and %runs. */
+static char *summary_text(const mg_text_rec *r, int id, const char *objective, const char *options)
+{
+    const mg_engine_api *e = mg_engine();
+    mg_str t = MG_STR_INIT;
+    int len = 0;
+    const int64_t *ids = e->am_text_run_tokens(r->run, &len);
+    char *prompt = ids_text(r->tok, ids, len);
+    float act = e->am_text_run_activation(r->run);
+    float soft = e->am_text_run_soft_activation(r->run);
+    mg_str_addf(&t, "run %d: %s  [%s]%s\n", id, objective, METHODS[r->method],
+                e->am_text_run_cancelled(r->run) ? "  (interrupted: best result so far)" : "");
+    mg_str_addf(&t, "prompt: \"%s\"  (%d tokens, %s)\n", prompt, len,
+                e->am_text_run_roundtrip(r->run) ? "re-encodes to itself"
+                                                  : "does NOT re-encode to the same tokens");
+    if (isfinite(soft))
+        mg_str_addf(&t, "soft activation %.4g, projected %.4g, retention %.1f%%\n", soft, act,
+                    100.0 * e->am_text_run_retention(r->run));
+    else
+        mg_str_addf(&t, "activation %.4g\n", act);
+    if (r->fluency)
+        mg_str_addf(&t, "cross-entropy %.4g nats\n", e->am_text_run_xent(r->run));
+    double secs = e->am_text_run_seconds(r->run);
+    mg_str_addf(&t, "steps %d, %.2f s\n", e->am_text_run_steps(r->run), secs);
+    if (options && options[0])
+        mg_str_addf(&t, "options: %s\n", options);
+    free(prompt);
+    return mg_str_steal(&t);
+}
+
+void mg_text_rec_show(const mg_call *c, const mg_text_rec *r, int id, const char *objective,
+                      const char *options)
+{
+    const mg_engine_api *e = mg_engine();
+    int len = 0;
+    const int64_t *ids = e->am_text_run_tokens(r->run, &len);
+    float act = e->am_text_run_activation(r->run);
+    float soft = e->am_text_run_soft_activation(r->run);
+
+    /* 1. Summary: the prompt coloured by per-token activation, the values. */
+    {
+        char *text = summary_text(r, id, objective, options);
+        mg_str h = MG_STR_INIT;
+        char *eobj = NULL;
+        render_html_escape(objective, &eobj);
+        mg_str_addf(&h, "<div class=\"actmax-text-run\"><b>run %d</b>: <code>%s</code> [%s]<br>",
+                    id, eobj ? eobj : "", METHODS[r->method]);
+        render_free(eobj);
+        float lo = 0, hi = 1;
+        if (r->acts)
+            heat_range(r->acts, len, &lo, &hi);
+        mg_str_add(&h, "prompt: ");
+        colored_spans(&h, r->tok, ids, r->acts, len, lo, hi);
+        mg_str_addf(&h, "<br><small>%s</small><br>",
+                    r->acts ? "colour: the objective's neuron at each position (hover for values)"
+                            : "per-position colouring needs an objective of the form LAYER[i, j]");
+        if (isfinite(soft))
+            mg_str_addf(&h, "<table><tr><th>soft (continuous)</th><th>projected (tokens)</th>"
+                            "<th>retention</th></tr><tr><td>%.4g</td><td>%.4g</td><td>%.1f%%</td>"
+                            "</tr></table>",
+                        soft, act, 100.0 * e->am_text_run_retention(r->run));
+        else
+            mg_str_addf(&h, "activation: <b>%.4g</b><br>", act);
+        mg_str_addf(&h, "re-encodes to itself: %s</div>",
+                    e->am_text_run_roundtrip(r->run) ? "yes" : "no");
+        /* The figures for programs: ids, not only their rendering. */
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddNumberToObject(o, "run", id);
+        cJSON_AddStringToObject(o, "objective", objective);
+        cJSON_AddStringToObject(o, "method", METHODS[r->method]);
+        cJSON *ja = cJSON_AddArrayToObject(o, "tokens");
+        for (int t = 0; t < len; t++)
+            cJSON_AddItemToArray(ja, cJSON_CreateNumber((double)ids[t]));
+        char *ptext = ids_text(r->tok, ids, len);
+        cJSON_AddStringToObject(o, "prompt", ptext);
+        free(ptext);
+        cJSON_AddBoolToObject(o, "roundtrip", e->am_text_run_roundtrip(r->run));
+        cJSON_AddNumberToObject(o, "activation", isfinite(act) ? act : 0.0);
+        if (isfinite(soft)) {
+            cJSON_AddNumberToObject(o, "soft_activation", soft);
+            cJSON_AddNumberToObject(o, "retention", e->am_text_run_retention(r->run));
+        }
+        if (r->fluency)
+            cJSON_AddNumberToObject(o, "xent", e->am_text_run_xent(r->run));
+        cJSON_AddNumberToObject(o, "steps", e->am_text_run_steps(r->run));
+        cJSON_AddNumberToObject(o, "seconds", e->am_text_run_seconds(r->run));
+        cJSON_AddBoolToObject(o, "cancelled", e->am_text_run_cancelled(r->run));
+        cJSON_AddNumberToObject(o, "live_updates", r->live_updates);
+        char *json = cJSON_PrintUnformatted(o);
+        cJSON_Delete(o);
+        mg_bundle *b = mg_bundle_new();
+        mg_bundle_text(b, "text/plain", text);
+        mg_bundle_text(b, "text/html", mg_str_cstr(&h));
+        if (json)
+            mg_bundle_json(b, "application/json", json);
+        mg_sink_display(c->out, b, NULL);
+        mg_bundle_free(b);
+        cJSON_free(json);
+        mg_str_free(&h);
+        free(text);
+    }
+
+    /* 2. Positions: the token, its activation, attribution, nearest tokens. */
+    const int64_t *nid = NULL;
+    const float *nval = NULL;
+    int nlen = 0, k = 0;
+    if (e->am_text_run_nearest(r->run, &nid, &nval, &nlen, &k) != AM_OK || nlen != len)
+        k = 0;
+    const float *drop = NULL;
+    const int64_t *alt = NULL;
+    int alen = 0;
+    bool attr = e->am_text_run_attribution(r->run, &drop, &alt, &alen) == AM_OK && alen == len;
+    int ncol = 2 + (r->acts ? 1 : 0) + (attr ? 2 : 0) + 2 * k;
+    const char **header = mg_xcalloc((size_t)ncol, sizeof *header);
+    char **hfree = mg_xcalloc((size_t)ncol, sizeof *hfree);
+    char **cells = mg_xcalloc((size_t)(len * ncol), sizeof *cells); /* (T, ncol) */
+    float *heat = mg_xmalloc((size_t)(len * ncol > 0 ? len * ncol : 1) * sizeof(float));
+    for (int i = 0; i < len * ncol; i++)
+        heat[i] = NAN;
+    int col = 0;
+    header[col++] = "pos";
+    header[col++] = "token";
+    int c_act = -1, c_attr = -1, c_near = -1;
+    if (r->acts) {
+        c_act = col;
+        header[col++] = "activation";
+    }
+    if (attr) {
+        c_attr = col;
+        header[col++] = "drop if swapped";
+        header[col++] = "best alternative";
+    }
+    bool l2 = strstr(options ? options : "", "metric=l2") != NULL;
+    if (k) {
+        c_near = col;
+        for (int j = 0; j < k; j++) {
+            header[col] = hfree[col] = mg_asprintf("nearest %d", j + 1);
+            col++;
+            header[col] = hfree[col] = mg_strdup(l2 ? "L2" : "cos");
+            col++;
+        }
+    }
+    float hlo = 0, hhi = 1;
+    if (r->acts)
+        heat_range(r->acts, len, &hlo, &hhi);
+    for (int t = 0; t < len; t++) {
+        char **row = cells + t * ncol;
+        row[0] = mg_asprintf("%d", t);
+        row[1] = token_label(r->tok, ids[t]);
+        if (c_act >= 0) {
+            row[c_act] = mg_asprintf("%.4g", r->acts[t]);
+            heat[t * ncol + c_act] = r->acts[t];
+        }
+        if (c_attr >= 0) {
+            row[c_attr] = mg_asprintf("%.4g", drop[t]);
+            row[c_attr + 1] = token_label(r->tok, alt[t]);
+        }
+        for (int j = 0; j < k; j++) {
+            row[c_near + 2 * j] = token_label(r->tok, nid[t * k + j]);
+            row[c_near + 2 * j + 1] = mg_asprintf("%.3f", nval[t * k + j]);
+        }
+    }
+    char *cap = mg_asprintf("run %d: per position%s%s", id,
+                            attr ? "; drop = objective minus its value with that token swapped "
+                                   "for the best alternative" : "",
+                            k ? (l2 ? "; nearest tokens by L2 distance of the soft embedding"
+                                    : "; nearest tokens by cosine similarity of the soft embedding")
+                              : "");
+    render_table tb = {.n_cols = ncol, .n_rows = len, .header = header,
+                       .cells = (const char *const *)cells, .heat = heat, .heat_lo = hlo,
+                       .heat_hi = hhi, .caption = cap};
+    send_table(c, &tb);
+    free(cap);
+    for (int i = 0; i < len * ncol; i++)
+        free(cells[i]);
+    for (int i = 0; i < ncol; i++)
+        free(hfree[i]);
+    free(cells);
+    free(hfree);
+    free(header);
+    free(heat);
+
+    /* 3. Curves. */
+    render_png png = {0};
+    if (mg_text_rec_plot_png(r, id, objective, &png) == RENDER_OK) {
+        mg_bundle *b = mg_bundle_new();
+        char *pt = mg_asprintf("<plot: %s over %d steps>",
+                               r->method == AM_TEXT_SOFT ? "soft and projected activation"
+                                                         : "activation",
+                               e->am_text_run_steps(r->run));
+        mg_bundle_text(b, "text/plain", pt);
+        bundle_png(b, &png);
+        mg_sink_display(c->out, b, NULL);
+        mg_bundle_free(b);
+        free(pt);
+    }
+    render_png_clear(&png);
+}
+
+/* ================================================================ live display */
+
+typedef struct tk_live {
+    const mg_sink *out;
+    render_throttle thr;
+    char display_id[80];
+    bool shown, stopped;
+    double t0;
+    const char *objective;
+    am_tokenizer *tok;
+    int total;            /* steps * restarts */
+    int updates;
+    int last_step;
+    float last_act;
+    int64_t *last_ids;    /* (len) best prompt reported last */
+    int len;
+    int64_t *step_ids;    /* (steps, len) the projection reported at each step, restart 0.. */
+    int steps;
+} tk_live;
+
+static void tk_live_send(tk_live *L, int step, double act)
+{
+    char *prompt = L->last_ids ? ids_text(L->tok, L->last_ids, L->len) : mg_strdup("");
+    char *label = mg_asprintf("%s   best prompt: \"%s\"", L->objective, prompt);
+    render_progress p = {step, L->total > 0 ? L->total : 1, act,
+                         render_clock_monotonic(NULL) - L->t0, label, NULL};
+    char *html = NULL, *text = NULL;
+    if (render_progress_html(&p, &html, &text) == RENDER_OK) {
+        mg_bundle *b = mg_bundle_new();
+        mg_bundle_text(b, "text/plain", text);
+        mg_bundle_text(b, "text/html", html);
+        if (L->shown)
+            mg_sink_update(L->out, b, L->display_id);
+        else
+            mg_sink_display(L->out, b, L->display_id);
+        L->shown = true;
+        L->updates++;
+        mg_bundle_free(b);
+    }
+    render_free(html);
+    render_free(text);
+    free(label);
+    free(prompt);
+}
+
+static int tk_live_progress(void *user, const am_text_progress *p)
+{
+    tk_live *L = user;
+    L->last_step = p->restart * p->steps + p->step;
+    L->last_act = p->activation;
+    if (p->tokens && p->len == L->len) {
+        memcpy(L->last_ids, p->tokens, sizeof(int64_t) * (size_t)L->len);
+        /* Kept per step of the current restart; the kept restart's curve
+         * is matched to them afterwards. */
+        if (p->step >= 1 && p->step <= L->steps)
+            memcpy(L->step_ids + (size_t)(p->step - 1) * (size_t)L->len, p->tokens,
+                   sizeof(int64_t) * (size_t)L->len);
+    }
+    if (mg_sink_should_stop(L->out)) {
+        L->stopped = true;
+        return 1;
+    }
+    if (render_throttle_ready(&L->thr, false))
+        tk_live_send(L, L->last_step, L->last_act);
+    return 0;
+}
+
+/* ================================================================ %tokens */
+
+static int method_of(const char *name)
+{
+    for (int i = 0; i < 4; i++)
+        if (strcmp(name, METHODS[i]) == 0)
+            return i;
+    return AM_TEXT_SOFT;
+}
+
+mg_status mg_tokens_run(mg_call *c, am_model *model, const char *model_name, mg_text_rec **out,
+                        char **options)
+{
+    const mg_engine_api *e = mg_engine();
+    *out = NULL;
+    *options = NULL;
+    if (!c->positional || !c->positional[0])
+        return mg_fail(c, "ValueError", "%%tokens needs an objective, e.g. "
+                       "%%tokens blocks.2.mlp.act[-1, 123] len=8");
+    if (strcmp(e->am_model_kind(model), "text") != 0)
+        return mg_fail(c, "UnsupportedError",
+                       "%%tokens optimizes prompts of a text model; %s is an %s model: use "
+                       "%%maximize OBJECTIVE for images, or load a text model, e.g. %%model tiny-lm",
+                       model_name, e->am_model_kind(model));
+    int64_t ishape[AM_MAX_DIMS];
+    int nd = e->am_model_input_shape(model, ishape, AM_MAX_DIMS);
+    int64_t context = nd >= 1 ? ishape[nd - 1] : 0;
+    int len = (int)mg_int(c, "len");
+    if (len < 1 || (context > 0 && len > context))
+        return mg_fail(c, "ValueError", "len=%d: give a prompt length between 1 and the model's "
+                       "context, %lld tokens", len, (long long)context);
+    char *err = NULL;
+    am_tokenizer *tok = model_tokenizer(model, &err);
+    if (!tok) {
+        mg_status st = mg_fail(c, "TokenizerError", "%%tokens on %s: %s", model_name, err);
+        free(err);
+        return st;
+    }
+    /* init=TEXT: the start prompt of pez, gcg and sweep, as text. */
+    int64_t *init = NULL;
+    const char *init_text = mg_string(c, "init");
+    if (init_text[0]) {
+        size_t n = 0;
+        if (e->am_tokenizer_encode(tok, init_text, strlen(init_text), &init, &n) != 0 ||
+            (int)n != len) {
+            mg_status st = mg_fail(c, "ValueError", "init=\"%s\" encodes to %zu tokens; give a "
+                                   "text of exactly len=%d tokens", init_text, n, len);
+            free(init);
+            e->am_tokenizer_free(tok);
+            return st;
+        }
+    }
+    am_text_options o;
+    e->am_text_options_default(&o);
+    o.objective = c->positional;
+    o.method = method_of(mg_enum(c, "method"));
+    o.len = len;
+    o.steps = (int)mg_int(c, "steps");
+    o.lr = (float)mg_float(c, "lr");
+    o.distance = strcmp(mg_enum(c, "metric"), "l2") == 0 ? AM_DIST_L2 : AM_DIST_COSINE;
+    o.snap = (float)mg_float(c, "snap");
+    o.fluency = (float)mg_float(c, "fluency");
+    if (mg_given(c, "topk"))
+        o.topk = (int)mg_int(c, "topk");
+    /* %set batch counts images for %maximize: only a batch typed here
+     * changes the engine's default. */
+    if (mg_given(c, "batch"))
+        o.batch = (int)mg_int(c, "batch");
+    o.position = (int)mg_int(c, "position");
+    o.init_tokens = init;
+    o.seed = (uint64_t)mg_int(c, "seed");
+    o.restarts = (int)mg_int(c, "restarts");
+    o.retokenize = mg_bool(c, "retokenize");
+    o.attribution = mg_bool(c, "attribution");
+
+    mg_text_rec *rec = mg_xcalloc(1, sizeof *rec);
+    rec->tok = tok;
+    rec->method = o.method;
+    rec->fluency = o.fluency > 0;
+    tk_parse(c->positional, &rec->obj);
+
+    tk_live L = {0};
+    L.out = c->out;
+    render_throttle_init(&L.thr, mg_float(c, "updates_per_s"), NULL, NULL);
+    static int displays;
+    snprintf(L.display_id, sizeof L.display_id, "actmax-tokens-%d-%ld", ++displays, (long)getpid());
+    L.t0 = render_clock_monotonic(NULL);
+    L.objective = c->positional;
+    L.tok = tok;
+    L.steps = o.method == AM_TEXT_SWEEP ? 1 : o.steps;
+    L.total = L.steps * o.restarts;
+    L.len = len;
+    L.last_act = NAN;
+    L.last_ids = mg_xcalloc((size_t)len, sizeof(int64_t));
+    L.step_ids = mg_xcalloc((size_t)L.steps * (size_t)len, sizeof(int64_t)); /* (S, T) */
+    o.progress = tk_live_progress;
+    o.progress_user = &L;
+    free(L.last_ids);
+    L.last_ids = NULL;
+    tk_live_send(&L, 0, NAN);
+    L.last_ids = mg_xcalloc((size_t)len, sizeof(int64_t));
+
+    am_text_run *run = NULL;
+    int rc = e->am_text_run_new(model, &o, &run);
+    free(init);
+    if (rc != AM_OK) {
+        mg_bundle *b = mg_bundle_new();
+        mg_bundle_text(b, "text/plain", "run failed before its first step");
+        mg_bundle_text(b, "text/html", "<i>run failed before its first step</i>");
+        mg_sink_update(c->out, b, L.display_id);
+        mg_bundle_free(b);
+        const char *msg = run ? e->am_text_run_error(run) : "";
+        const char *ename = rc == AM_E_OBJECTIVE || rc == AM_E_LAYER ? "ObjectiveError"
+                            : rc == AM_E_UNSUPPORTED                ? "UnsupportedError"
+                                                                    : "ValueError";
+        mg_status st = mg_fail(c, ename, "%s: %s", e->am_strerror(rc), msg);
+        e->am_text_run_free(run);
+        free(L.last_ids);
+        free(L.step_ids);
+        mg_text_rec_free(rec);
+        return st;
+    }
+    rec->run = run;
+    /* The final state always reaches the display, throttle or not. */
+    {
+        int rl = 0;
+        const int64_t *ids = e->am_text_run_tokens(run, &rl);
+        if (ids && rl == len)
+            memcpy(L.last_ids, ids, sizeof(int64_t) * (size_t)len);
+        tk_live_send(&L, L.last_step, e->am_text_run_activation(run));
+    }
+    rec->live_updates = L.updates;
+
+    /* The projected prompt's value at the recorded steps (soft only: the
+     * other methods' curve is already a real prompt's). Prompts repeat a
+     * lot, so only changes are evaluated. */
+    int steps = 0;
+    e->am_text_run_curve(run, &steps);
+    if (rec->method == AM_TEXT_SOFT && rec->obj.layer && steps > 0 && steps <= L.steps) {
+        rec->proj_curve = mg_xmalloc((size_t)steps * sizeof(float));
+        float *vals = mg_xmalloc((size_t)steps * sizeof(float));
+        if (tk_values(model, &rec->obj, L.step_ids, steps, len, vals, NULL) == 0)
+            memcpy(rec->proj_curve, vals, (size_t)steps * sizeof(float));
+        else
+            for (int i = 0; i < steps; i++)
+                rec->proj_curve[i] = NAN;
+        free(vals);
+    }
+    {
+        int rl = 0;
+        const int64_t *ids = e->am_text_run_tokens(run, &rl);
+        float v;
+        rec->acts = mg_xmalloc((size_t)(rl > 0 ? rl : 1) * sizeof(float));
+        if (!rec->obj.layer || tk_values(model, &rec->obj, ids, 1, rl, &v, rec->acts) != 0) {
+            free(rec->acts);
+            rec->acts = NULL;
+        }
+    }
+    free(L.last_ids);
+    free(L.step_ids);
+    *options = mg_asprintf("method=%s len=%d steps=%d lr=%g seed=%llu restarts=%d metric=%s "
+                           "fluency=%g%s%s",
+                           METHODS[o.method], len, o.steps, o.lr, (unsigned long long)o.seed,
+                           o.restarts, o.distance == AM_DIST_L2 ? "l2" : "cosine", o.fluency,
+                           init_text[0] ? " init=" : "", init_text);
+    *out = rec;
+    if (mg_bool(c, "verbose"))
+        mg_sink_printf(c->out, "live display updates sent: %d\n", L.updates);
+    if (e->am_text_run_cancelled(run) || L.stopped)
+        return MG_INTERRUPTED;
+    return MG_OK;
+}
+
+int mg_text_rec_live_updates(const mg_text_rec *r)
+{
+    return r->live_updates;
+}
+
+/* ================================================================ %examples (text) */
+
+static char *corpus_path(void)
+{
+    const char *env = getenv("ACTMAX_FORTUNES_HELDOUT");
+    if (env && env[0])
+        return mg_strdup(env);
+    const char *dirs[] = {ACTMAX_MODELS_DIR "/../data", ACTMAX_INSTALL_MODELS_DIR "/../data"};
+    for (size_t i = 0; i < sizeof dirs / sizeof *dirs; i++) {
+        char *p = mg_asprintf("%s/fortunes-heldout.txt", dirs[i]);
+        if (access(p, R_OK) == 0)
+            return p;
+        free(p);
+    }
+    return NULL;
+}
+
+mg_status mg_tokens_examples(mg_call *c, am_model *model, const char *model_name,
+                             const char *opt_prompt, float opt_value, int opt_run)
+{
+    const mg_engine_api *e = mg_engine();
+    char *err = NULL;
+    am_tokenizer *tok = model_tokenizer(model, &err);
+    if (!tok) {
+        mg_status st = mg_fail(c, "TokenizerError", "%%examples on %s: %s", model_name, err);
+        free(err);
+        return st;
+    }
+    const char *dsname = e->am_model_dataset(model);
+    const char *path_arg = mg_string(c, "path");
+    char *path = path_arg[0] ? mg_strdup(path_arg) : corpus_path();
+    if (!path) {
+        e->am_tokenizer_free(tok);
+        return mg_fail(c, "DatasetError", "%%examples on a text model reads a corpus: the "
+                       "held-out fortunes file (share/actmax/data/fortunes-heldout.txt) was not "
+                       "found; give path=FILE (any text file)");
+    }
+    am_text_examples_options o = {0};
+    o.objective = c->positional;
+    /* A file of the user's is read as one text; the built-in corpus keeps
+     * its fortune layout (entries separated by '%' lines). */
+    o.dataset = path_arg[0] ? "text" : "fortunes";
+    o.path = path;
+    o.window = mg_int(c, "window");
+    o.k = (int)mg_int(c, "k");
+    am_text_examples *ex = NULL;
+    double t0 = render_clock_monotonic(NULL);
+    int rc = e->am_text_examples_new(model, &o, &ex);
+    double secs = render_clock_monotonic(NULL) - t0;
+    if (rc != AM_OK) {
+        mg_status st = mg_fail(c, rc == AM_E_OBJECTIVE || rc == AM_E_LAYER ? "ObjectiveError"
+                                                                           : "DatasetError",
+                               "%s: %s", e->am_strerror(rc), ex ? e->am_text_examples_error(ex) : "");
+        e->am_text_examples_free(ex);
+        e->am_tokenizer_free(tok);
+        free(path);
+        return st;
+    }
+    int n = e->am_text_examples_count(ex);
+    float mx = e->am_text_examples_max(ex);
+    int64_t scanned = e->am_text_examples_scanned(ex);
+    /* One colour scale over all windows, so rows compare. */
+    float lo = 0, hi = 0;
+    for (int i = 0; i < n; i++) {
+        int64_t idx;
+        float score;
+        const int64_t *ids;
+        const float *acts;
+        int len;
+        if (e->am_text_examples_get(ex, i, &idx, &score, &ids, &acts, &len) != AM_OK)
+            continue;
+        for (int t = 0; t < len; t++)
+            if (isfinite(acts[t])) {
+                if (acts[t] > hi)
+                    hi = acts[t];
+                if (acts[t] < lo)
+                    lo = acts[t];
+            }
+    }
+    if (lo >= hi)
+        hi = lo + 1;
+    char *eobj = NULL;
+    render_html_escape(c->positional, &eobj);
+    mg_str h = MG_STR_INIT, t = MG_STR_INIT;
+    mg_str_addf(&h, "<div class=\"actmax-text-examples\"><b>top %d of %lld windows</b> of %s for "
+                    "<code>%s</code>: dataset maximum <b>%.4g</b>",
+                n, (long long)scanned, dsname[0] ? dsname : "the corpus", eobj ? eobj : "", mx);
+    mg_str_addf(&t, "top %d of %lld windows for %s: dataset maximum %.4g (%.2f s)\n", n,
+                (long long)scanned, c->positional, mx, secs);
+    if (opt_prompt) {
+        char *ep = NULL;
+        render_html_escape(opt_prompt, &ep);
+        mg_str_addf(&h, "; optimized prompt (run %d) <code>%s</code> reaches <b>%.4g</b> "
+                        "(%.0f%% of the dataset maximum)",
+                    opt_run, ep ? ep : "", opt_value, mx != 0 ? 100.0 * opt_value / mx : NAN);
+        mg_str_addf(&t, "optimized prompt (run %d) \"%s\" reaches %.4g (%.0f%% of the dataset "
+                        "maximum)\n",
+                    opt_run, opt_prompt, opt_value, mx != 0 ? 100.0 * opt_value / mx : NAN);
+        render_free(ep);
+    }
+    mg_str_add(&h, "<table><tr><th>#</th><th>window</th><th>score</th><th>text (colour: "
+                   "activation per token, hover for values)</th></tr>");
+    for (int i = 0; i < n; i++) {
+        int64_t idx;
+        float score;
+        const int64_t *ids;
+        const float *acts;
+        int len;
+        if (e->am_text_examples_get(ex, i, &idx, &score, &ids, &acts, &len) != AM_OK)
+            continue;
+        mg_str_addf(&h, "<tr><td>%d</td><td>%lld</td><td>%.4g</td><td style=\"text-align:left\">",
+                    i + 1, (long long)idx, score);
+        colored_spans(&h, tok, ids, acts, len, lo, hi);
+        mg_str_add(&h, "</td></tr>");
+        /* text/plain: the window with the strongest token in [brackets]. */
+        int best = 0;
+        for (int j = 1; j < len; j++)
+            if (acts[j] > acts[best])
+                best = j;
+        mg_str_addf(&t, "  %2d. #%-6lld %8.4g  ", i + 1, (long long)idx, score);
+        for (int j = 0; j < len; j++) {
+            char *lab = token_label(tok, ids[j]);
+            mg_str_addf(&t, j == best ? "[%s]" : "%s", lab);
+            free(lab);
+        }
+        mg_str_addf(&t, "   (bracketed: %.4g)\n", acts[best]);
+    }
+    mg_str_add(&h, "</table></div>");
+    mg_bundle *b = mg_bundle_new();
+    mg_bundle_text(b, "text/plain", mg_str_cstr(&t));
+    mg_bundle_text(b, "text/html", mg_str_cstr(&h));
+    mg_sink_display(c->out, b, NULL);
+    mg_bundle_free(b);
+    mg_str_free(&h);
+    mg_str_free(&t);
+    render_free(eobj);
+    e->am_text_examples_free(ex);
+    e->am_tokenizer_free(tok);
+    free(path);
+    return MG_OK;
+}
