@@ -144,7 +144,8 @@ static int ds_open_fashion(am_dataset *ds, const char *split, const char *dir)
     if (!dir || !*dir)
         dir = kFashionDir;
     char path[4096];
-    uint32_t idims[3], ldims[1];
+    /* Zeroed because GCC 13 cannot see ds_read_idx fills them on success. */
+    uint32_t idims[3] = {0, 0, 0}, ldims[1] = {0};
     snprintf(path, sizeof path, "%s/%s-images-idx3-ubyte.gz", dir, prefix);
     int rc = ds_read_idx(ds, path, 3, idims, &ds->pixels);
     if (rc != AM_DATA_OK) {
