@@ -723,6 +723,8 @@ mg_status mg_tokens_run(mg_call *c, am_model *model, const char *model_name, mg_
     o.fluency = (float)mg_float(c, "fluency");
     if (mg_given(c, "topk"))
         o.topk = (int)mg_int(c, "topk");
+    else if (o.method == AM_TEXT_SOFT || o.method == AM_TEXT_PEZ)
+        o.topk = 5; /* nearest tokens shown: a readable table */
     /* %set batch counts images for %maximize: only a batch typed here
      * changes the engine's default. */
     if (mg_given(c, "batch"))

@@ -1,0 +1,238 @@
+"""The language-model magics through a real kernel and Debian's jupyter_client:
+%tokens on tiny-lm (soft projection and GCG: nearest-token and attribution
+tables in HTML and text/plain, soft vs projected values, the prompt
+re-encoding to its tokens, the live display updated in place, the curve PNG),
+%examples on the held-out corpus (coloured token spans, the corpus maximum
+beside the optimized prompt), text runs in %runs/%show/%save, and one clear
+error per bad input with the session kept."""
+import base64
+import json
+import os
+import struct
+import sys
+
+import pytest
+
+from conftest import drain, iopub_for, shell_reply
+
+pytestmark = pytest.mark.skipif(
+    os.environ.get("ACTMAX_SANITIZED") == "1",
+    reason="the sanitized build is configured without the engine; these run in the plain build")
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+OBJ = "blocks.2.mlp.act[-1, 123]"
+MEAN_OBJ = "blocks.2.mlp.act[:, 123]"
+
+
+def run(kc, code, timeout=120):
+    msg_id = kc.execute(code)
+    msgs = iopub_for(kc, msg_id, timeout=timeout)
+    reply = shell_reply(kc, msg_id, timeout=timeout)
+    return msgs, reply
+
+
+def kinds(msgs, t):
+    return [m for m in msgs if m["msg_type"] == t]
+
+
+def errors(msgs):
+    return [m["content"] for m in kinds(msgs, "error")]
+
+
+def displays(msgs):
+    return [m["content"] for m in kinds(msgs, "display_data")
+            if not m["content"].get("transient", {}).get("display_id")]
+
+
+def png_size(b64):
+    raw = base64.b64decode(b64)
+    assert raw[:8] == b"\x89PNG\r\n\x1a\n", "not a PNG"
+    return struct.unpack(">II", raw[16:24])
+
+
+def tiny_lm_path():
+    build = os.path.dirname(os.environ["ACTMAX_EXE"])
+    return os.path.join(build, "share", "actmax", "models", "tiny-lm.pt")
+
+
+def tokenizer():
+    """The tokenizer tiny-lm carries, through the project's own Python BPE."""
+    import torch
+    sys.path.insert(0, os.path.join(ROOT, "models"))
+    import bpe
+    extra = {"actmax.json": "", "tokenizer.json": ""}
+    torch.jit.load(tiny_lm_path(), _extra_files=extra)
+    return bpe.Tokenizer.from_json(extra["tokenizer.json"])
+
+
+def summary(msgs):
+    (s,) = [d for d in displays(msgs) if "application/json" in d["data"]]
+    return s
+
+
+@pytest.fixture(scope="module")
+def lm(kernel):
+    km, kc = kernel
+    drain(kc)
+    msgs, reply = run(kc, "%model tiny-lm")
+    assert reply["content"]["status"] == "ok", errors(msgs)
+    return kc
+
+
+def test_soft_tables_values_live_and_plot(lm):
+    kc = lm
+    msgs, reply = run(kc, f"%tokens {OBJ} len=6 steps=20 updates_per_s=100")
+    assert reply["content"]["status"] == "ok", errors(msgs)
+    # Live display: one display_data with an id, then updates of that id.
+    live = [m for m in kinds(msgs, "display_data") if m["content"].get("transient", {}).get("display_id")]
+    assert len(live) == 1
+    did = live[0]["content"]["transient"]["display_id"]
+    updates = kinds(msgs, "update_display_data")
+    assert updates and all(u["content"]["transient"]["display_id"] == did for u in updates)
+    last = updates[-1]["content"]["data"]
+    assert "20/20" in last["text/plain"] and "best prompt" in last["text/plain"]
+    # Summary: soft vs projected and the retention, in text, HTML and JSON.
+    s = summary(msgs)
+    info = json.loads(s["data"]["application/json"]) if isinstance(s["data"]["application/json"], str) \
+        else s["data"]["application/json"]
+    assert info["method"] == "soft" and len(info["tokens"]) == 6 and info["steps"] == 20
+    text, html = s["data"]["text/plain"], s["data"]["text/html"]
+    assert "soft activation" in text and "projected" in text and "retention" in text
+    assert f"{info['soft_activation']:.4g}" in text and f"{info['activation']:.4g}" in text
+    assert abs(info["retention"] * info["soft_activation"] - info["activation"]) < 1e-3 * max(1, abs(info["activation"]))
+    assert "soft (continuous)" in html and "projected (tokens)" in html
+    assert html.count('class="actmax-tok"') == 6 and "background:#" in html
+    # The kernel's word on re-encoding matches the tokenizer's.
+    tok = tokenizer()
+    reenc = tok.encode(tok.decode(info["tokens"])) == info["tokens"]
+    assert info["roundtrip"] == reenc
+    assert ("re-encodes to itself" in text) == reenc
+    # Nearest-token table, in HTML and in text.
+    (table,) = [d for d in displays(msgs) if "nearest 1" in d["data"]["text/plain"]]
+    assert "<table" in table["data"]["text/html"] and "cos" in table["data"]["text/plain"]
+    rows = [l for l in table["data"]["text/plain"].splitlines() if l.strip()[:1].isdigit()]
+    assert len(rows) == 6
+    # The curve PNG: soft and projected over steps.
+    plots = [d for d in displays(msgs) if "image/png" in d["data"]]
+    assert len(plots) == 1 and "soft and projected" in plots[0]["data"]["text/plain"]
+    assert png_size(plots[0]["data"]["image/png"]) == (640, 360)
+
+
+def test_gcg_reencodes_attribution_and_examples(lm):
+    kc = lm
+    msgs, reply = run(kc, f"%tokens {MEAN_OBJ} method=gcg len=6 steps=20 batch=64")
+    assert reply["content"]["status"] == "ok", errors(msgs)
+    s = summary(msgs)
+    info = s["data"]["application/json"]
+    info = json.loads(info) if isinstance(info, str) else info
+    tok = tokenizer()
+    assert info["method"] == "gcg" and info["roundtrip"]
+    assert tok.encode(tok.decode(info["tokens"])) == info["tokens"], "GCG keeps prompts that re-encode"
+    assert "re-encodes to itself" in s["data"]["text/plain"]
+    (table,) = [d for d in displays(msgs) if "drop if swapped" in d["data"]["text/plain"]]
+    assert "best alternative" in table["data"]["text/html"]
+    # %examples: the corpus windows, coloured, with the maximum and the prompt.
+    msgs, reply = run(kc, f"%examples {MEAN_OBJ} k=5", timeout=300)
+    assert reply["content"]["status"] == "ok", errors(msgs)
+    (ex,) = displays(msgs)
+    text, html = ex["data"]["text/plain"], ex["data"]["text/html"]
+    mx = float(text.split("dataset maximum ")[1].split()[0])
+    scores = [float(l.split()[2]) for l in text.splitlines() if l.strip()[:1].isdigit() and "#" in l]
+    assert len(scores) == 5 and scores == sorted(scores, reverse=True)
+    assert abs(scores[0] - mx) <= 1e-3 * max(1, abs(mx))
+    assert html.count('class="actmax-tok"') >= 5 * 8 and 'title="' in html
+    colours = {c.split('"')[0] for c in html.split("background:")[1:]}
+    assert len(colours) > 2, "tokens coloured by their activation"
+    assert f"optimized prompt (run {info['run']})" in text
+
+
+def test_runs_show_save(lm, tmp_path):
+    kc = lm
+    msgs, reply = run(kc, f"%tokens {OBJ} len=4 steps=8")
+    assert reply["content"]["status"] == "ok", errors(msgs)
+    info = summary(msgs)["data"]["application/json"]
+    info = json.loads(info) if isinstance(info, str) else info
+    msgs, _ = run(kc, "%runs")
+    table = displays(msgs)[0]["data"]["text/plain"]
+    assert OBJ in table and "method=soft" in table
+    msgs, reply = run(kc, f"%show {info['run']}")
+    assert reply["content"]["status"] == "ok"
+    assert summary(msgs)["data"]["application/json"]
+    out = tmp_path / "prompt.txt"
+    msgs, reply = run(kc, f"%save last path={out}")
+    assert reply["content"]["status"] == "ok", errors(msgs)
+    assert out.read_bytes() == tokenizer().decode(info["tokens"])
+    plot = tmp_path / "curve.png"
+    msgs, reply = run(kc, f"%save last path={plot} what=plot")
+    assert reply["content"]["status"] == "ok" and plot.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_non_utf8_tokens_are_escaped(lm, tmp_path):
+    kc = lm
+    corpus = tmp_path / "bytes.txt"
+    corpus.write_bytes(b"caf\xe9 \xff\xfe na\xefve r\xe9sum\xe9 \x80\x81 " * 20)
+    msgs, reply = run(kc, f"%examples {MEAN_OBJ} k=3 window=8 path={corpus}")
+    assert reply["content"]["status"] == "ok", errors(msgs)
+    (ex,) = displays(msgs)
+    text, html = ex["data"]["text/plain"], ex["data"]["text/html"]
+    assert "\\x" in text and "\\x" in html, "invalid bytes shown as \\xNN"
+    assert "\ufffd" not in text
+
+
+def test_text_model_to_maximize_points_to_tokens(lm):
+    kc = lm
+    msgs, reply = run(kc, f"%maximize {OBJ} steps=4")
+    (err,) = errors(msgs)
+    assert err["ename"] == "UnsupportedError" and "%tokens" in err["evalue"]
+
+
+@pytest.mark.parametrize("code,ename,words", [
+    (f"%tokens blocks.2.mlp.act[70, 123] len=8 steps=4", "ObjectiveError", ["70"]),
+    (f"%tokens {OBJ} len=0 steps=4", "ValueError", ["len=0", "1 and"]),
+    (f"%tokens {OBJ} len=65 steps=4", "ValueError", ["64"]),
+    (f"%tokens blocks.9.mlp.act[-1, 1] steps=4", "ObjectiveError", ["blocks"]),
+    (f"%tokens blocks.2.mlp.act[-1, 9999] steps=4", "ObjectiveError", ["9999"]),
+    (f"%tokens {OBJ} method=beam", "UsageError", ["soft, pez, gcg, sweep"]),
+    (f"%tokens {OBJ} method=gcg init=hello steps=4", "ValueError", ["len=8"]),
+])
+def test_bad_input_is_one_error_and_state_is_kept(lm, code, ename, words):
+    kc = lm
+    msgs, reply = run(kc, code)
+    errs = errors(msgs)
+    assert len(errs) == 1, errs
+    assert errs[0]["ename"] == ename, errs[0]
+    for w in words:
+        assert w in errs[0]["evalue"], errs[0]["evalue"]
+    msgs, reply = run(kc, f"%tokens {OBJ} len=2 steps=2")
+    assert reply["content"]["status"] == "ok", errors(msgs)
+
+
+def test_image_model_and_model_without_tokenizer(kernel, tmp_path):
+    import torch
+    km, kc = kernel
+    drain(kc)
+    msgs, reply = run(kc, "%model fashion-cnn")
+    assert reply["content"]["status"] == "ok", errors(msgs)
+    msgs, reply = run(kc, f"%tokens {OBJ} steps=4")
+    (err,) = errors(msgs)
+    assert err["ename"] == "UnsupportedError" and "%maximize" in err["evalue"]
+    # tiny-lm saved again with its metadata but without the tokenizer file.
+    extra = {"actmax.json": "", "tokenizer.json": ""}
+    m = torch.jit.load(tiny_lm_path(), _extra_files=extra)
+    meta = json.loads(extra["actmax.json"])
+    meta.pop("tokenizer", None)
+    path = tmp_path / "lm-no-tokenizer.pt"
+    torch.jit.save(m, str(path), _extra_files={"actmax.json": json.dumps(meta)})
+    msgs, reply = run(kc, f"%model {path}")
+    if reply["content"]["status"] != "ok":
+        # The engine may refuse the file at load: then that is the clear error.
+        (err,) = errors(msgs)
+        assert "tokenizer" in err["evalue"], err
+    else:
+        msgs, reply = run(kc, f"%tokens {OBJ} steps=4")
+        (err,) = errors(msgs)
+        assert err["ename"] == "TokenizerError" and "tokenizer" in err["evalue"], err
+    msgs, reply = run(kc, "%model tiny-lm")
+    assert reply["content"]["status"] == "ok", errors(msgs)
+    msgs, reply = run(kc, f"%tokens {OBJ} len=2 steps=2")
+    assert reply["content"]["status"] == "ok", errors(msgs)
