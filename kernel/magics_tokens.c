@@ -97,6 +97,30 @@ static char *ids_text(am_tokenizer *tok, const int64_t *ids, int n)
     return out;
 }
 
+/* The prompt on one line of text/plain: invalid UTF-8 as \xNN, and \n, \t,
+ * \r and " escaped as in C. */
+static char *one_line(const char *text)
+{
+    mg_str s = MG_STR_INIT;
+    char *clean = NULL;
+    if (render_utf8_sanitize(text, strlen(text), &clean, NULL) != RENDER_OK)
+        return mg_strdup("?");
+    for (const char *p = clean; *p; p++) {
+        if (*p == '\n')
+            mg_str_add(&s, "\\n");
+        else if (*p == '\t')
+            mg_str_add(&s, "\\t");
+        else if (*p == '\r')
+            mg_str_add(&s, "\\r");
+        else if (*p == '"')
+            mg_str_add(&s, "\\\"");
+        else
+            mg_str_addc(&s, *p);
+    }
+    render_free(clean);
+    return mg_str_steal(&s);
+}
+
 /* ---------------------------------------------------------------- objectives
  *
  * The simple form LAYER[i, j, ...] (each index an integer, negative from the
@@ -400,7 +424,9 @@ static char *summary_text(const mg_text_rec *r, int id, const char *objective, c
     mg_str t = MG_STR_INIT;
     int len = 0;
     const int64_t *ids = e->am_text_run_tokens(r->run, &len);
-    char *prompt = ids_text(r->tok, ids, len);
+    char *raw = ids_text(r->tok, ids, len);
+    char *prompt = one_line(raw);
+    free(raw);
     float act = e->am_text_run_activation(r->run);
     float soft = e->am_text_run_soft_activation(r->run);
     mg_str_addf(&t, "run %d: %s  [%s]%s\n", id, objective, METHODS[r->method],
@@ -614,7 +640,9 @@ typedef struct tk_live {
 
 static void tk_live_send(tk_live *L, int step, double act)
 {
-    char *prompt = L->last_ids ? ids_text(L->tok, L->last_ids, L->len) : mg_strdup("");
+    char *raw = L->last_ids ? ids_text(L->tok, L->last_ids, L->len) : mg_strdup("");
+    char *prompt = one_line(raw);
+    free(raw);
     char *label = mg_asprintf("%s   best prompt: \"%s\"", L->objective, prompt);
     render_progress p = {step, L->total > 0 ? L->total : 1, act,
                          render_clock_monotonic(NULL) - L->t0, label, NULL};
@@ -934,9 +962,11 @@ mg_status mg_tokens_examples(mg_call *c, am_model *model, const char *model_name
         mg_str_addf(&h, "; optimized prompt (run %d) <code>%s</code> reaches <b>%.4g</b> "
                         "(%.0f%% of the dataset maximum)",
                     opt_run, ep ? ep : "", opt_value, mx != 0 ? 100.0 * opt_value / mx : NAN);
+        char *line = one_line(opt_prompt);
         mg_str_addf(&t, "optimized prompt (run %d) \"%s\" reaches %.4g (%.0f%% of the dataset "
                         "maximum)\n",
-                    opt_run, opt_prompt, opt_value, mx != 0 ? 100.0 * opt_value / mx : NAN);
+                    opt_run, line, opt_value, mx != 0 ? 100.0 * opt_value / mx : NAN);
+        free(line);
         render_free(ep);
     }
     mg_str_add(&h, "<table><tr><th>#</th><th>window</th><th>score</th><th>text (colour: "
