@@ -98,7 +98,8 @@ def main():
     layers = [l["name"] for l in layers_info]
     width = layers_info[0]["shape"][-1]
     rng = np.random.default_rng(args.seed)
-    picks = [(layers[int(rng.integers(len(layers)))], int(rng.integers(width))) for _ in range(args.neurons)]
+    flat = rng.choice(len(layers) * width, size=args.neurons, replace=False)
+    picks = [(layers[int(f) // width], int(f) % width) for f in flat]
 
     t0 = time.time()
     cmax, windows = corpus_max(amlib, model, args.corpus, args.len, layers)

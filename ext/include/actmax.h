@@ -503,8 +503,8 @@ typedef struct am_text_options {
     int      distance;         /* projection metric, AM_DIST_COSINE (default) or AM_DIST_L2 */
     float    snap;             /* soft: weight of the penalty on the distance to the nearest token; default 0 */
     float    fluency;          /* weight of the cross-entropy penalty, default 0 (off) */
-    int      topk;             /* gcg: candidate tokens per position (default 64);
-                                  soft/pez: nearest tokens reported per position (default 5) */
+    int      topk;             /* gcg: candidate tokens per position, default 64 */
+    int      nearest;          /* soft and pez: nearest tokens reported per position, default 5 */
     int      batch;            /* gcg: single-token swaps tried per step (default 128);
                                   sweep and attribution: sequences per forward (at least 512) */
     int      position;         /* sweep: the position searched (negative counts from the end), default -1 */
@@ -548,15 +548,14 @@ AM_API int am_text_run_roundtrip(const am_text_run *r);
 AM_API float am_text_run_activation(const am_text_run *r);
 AM_API float am_text_run_xent(const am_text_run *r);
 
-/* soft and pez: the continuous embeddings' objective (soft: final; pez: at
- * the step the kept prompt was found), and activation / soft_activation.
- * NaN for gcg and sweep. */
+/* soft and pez: the objective of the final continuous embeddings, and
+ * activation / soft_activation (retention). NaN for gcg and sweep. */
 AM_API float am_text_run_soft_activation(const am_text_run *r);
 AM_API float am_text_run_retention(const am_text_run *r);
 /* soft and pez: the final continuous embeddings (len, D); NULL otherwise. */
 AM_API const float *am_text_run_embeds(const am_text_run *r, int *len, int *dim);
 
-/* soft and pez: the k nearest tokens per position of the final embeddings,
+/* soft and pez: the k = nearest nearest tokens per position of the final embeddings,
  * ids (len, k) and values (len, k), nearest first: cosine similarity for
  * AM_DIST_COSINE, Euclidean distance for AM_DIST_L2. */
 AM_API int am_text_run_nearest(const am_text_run *r, const int64_t **ids, const float **values,

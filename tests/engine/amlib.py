@@ -270,7 +270,7 @@ TEXT_PROGRESS_FN = C.CFUNCTYPE(C.c_int, C.c_void_p, C.POINTER(TextProgress))
 class TextOptions(C.Structure):
     _fields_ = [("objective", C.c_char_p), ("method", C.c_int), ("len", C.c_int), ("steps", C.c_int),
                 ("lr", C.c_float), ("distance", C.c_int), ("snap", C.c_float), ("fluency", C.c_float),
-                ("topk", C.c_int), ("batch", C.c_int), ("position", C.c_int),
+                ("topk", C.c_int), ("nearest", C.c_int), ("batch", C.c_int), ("position", C.c_int),
                 ("init_tokens", C.POINTER(C.c_int64)), ("seed", C.c_uint64), ("restarts", C.c_int),
                 ("retokenize", C.c_int), ("attribution", C.c_int), ("progress", TEXT_PROGRESS_FN),
                 ("progress_user", C.c_void_p)]

@@ -123,7 +123,7 @@ def lm(gpt):
 @pytest.mark.parametrize("distance", [amlib.DIST_COSINE, amlib.DIST_L2])
 def test_soft_projection(gpt, lm, distance):
     obj = f"{NEURON}[-1, 7]"
-    r = amlib.TextRun(lm, obj, method=amlib.SOFT, len=5, steps=40, lr=0.1, distance=distance, topk=4, seed=1)
+    r = amlib.TextRun(lm, obj, method=amlib.SOFT, len=5, steps=40, lr=0.1, distance=distance, nearest=4, seed=1)
     W = gpt["model"].wte.weight.detach().numpy()
     e = r.embeds
     assert e.shape == (5, W.shape[1])
