@@ -501,15 +501,18 @@ typedef struct am_text_options {
     int      steps;            /* default 200 (sweep: ignored) */
     float    lr;               /* soft and pez Adam step, default 0.05 */
     int      distance;         /* projection metric, AM_DIST_COSINE (default) or AM_DIST_L2 */
-    float    snap;             /* soft: weight of the penalty on the distance to the nearest token; default 0 */
+    float    snap;             /* soft: weight of the penalty on the distance to the nearest token
+                                  (cosine: 1 - similarity; L2: squared distance / D); default 0 */
     float    fluency;          /* weight of the cross-entropy penalty, default 0 (off) */
     int      topk;             /* gcg: candidate tokens per position, default 64 */
     int      nearest;          /* soft and pez: nearest tokens reported per position, default 5 */
     int      batch;            /* gcg: single-token swaps tried per step (default 128);
                                   sweep and attribution: sequences per forward (at least 512) */
     int      position;         /* sweep: the position searched (negative counts from the end), default -1 */
-    const int64_t *init_tokens;/* (len) start prompt for pez, gcg and sweep; NULL: random tokens that
-                                  decode and re-encode to themselves */
+    const int64_t *init_tokens;/* (len) start prompt (soft and pez start from its embedding rows),
+                                  copied. NULL: the best of min(batch, 256) random prompts that
+                                  re-encode to themselves, then (except for sweep) its last token
+                                  chosen by a sweep over the vocabulary */
     uint64_t seed;             /* default 0; restart r uses seed + r */
     int      restarts;         /* default 1; the best score is kept */
     int      retokenize;       /* gcg: reject swaps whose prompt does not re-encode to itself; default 1 */
