@@ -634,8 +634,8 @@ typedef struct tk_live {
     float last_act;
     int64_t *last_ids;    /* (len) best prompt reported last */
     int len;
-    int64_t *step_ids;    /* (steps, len) the projection reported at each step, restart 0.. */
-    int steps;
+    int64_t *step_ids;    /* (restarts, steps, len) the prompt reported at each step */
+    int steps, restarts;
 } tk_live;
 
 static void tk_live_send(tk_live *L, int step, double act)
@@ -672,11 +672,11 @@ static int tk_live_progress(void *user, const am_text_progress *p)
     L->last_act = p->activation;
     if (p->tokens && p->len == L->len) {
         memcpy(L->last_ids, p->tokens, sizeof(int64_t) * (size_t)L->len);
-        /* Kept per step of the current restart; the kept restart's curve
-         * is matched to them afterwards. */
-        if (p->step >= 1 && p->step <= L->steps)
-            memcpy(L->step_ids + (size_t)(p->step - 1) * (size_t)L->len, p->tokens,
-                   sizeof(int64_t) * (size_t)L->len);
+        /* Kept per step and restart; the kept restart is found afterwards. */
+        if (p->step >= 1 && p->step <= L->steps && p->restart >= 0 && p->restart < L->restarts)
+            memcpy(L->step_ids + ((size_t)p->restart * (size_t)L->steps + (size_t)(p->step - 1)) *
+                                     (size_t)L->len,
+                   p->tokens, sizeof(int64_t) * (size_t)L->len);
     }
     if (mg_sink_should_stop(L->out)) {
         L->stopped = true;
@@ -779,17 +779,16 @@ mg_status mg_tokens_run(mg_call *c, am_model *model, const char *model_name, mg_
     L.objective = c->positional;
     L.tok = tok;
     L.steps = o.method == AM_TEXT_SWEEP ? 1 : o.steps;
+    L.restarts = o.restarts;
     L.total = L.steps * o.restarts;
     L.len = len;
     L.last_act = NAN;
-    L.last_ids = mg_xcalloc((size_t)len, sizeof(int64_t));
-    L.step_ids = mg_xcalloc((size_t)L.steps * (size_t)len, sizeof(int64_t)); /* (S, T) */
     o.progress = tk_live_progress;
     o.progress_user = &L;
-    free(L.last_ids);
-    L.last_ids = NULL;
-    tk_live_send(&L, 0, NAN);
+    tk_live_send(&L, 0, NAN); /* before any prompt exists */
     L.last_ids = mg_xcalloc((size_t)len, sizeof(int64_t));
+    L.step_ids = mg_xcalloc((size_t)L.restarts * (size_t)L.steps * (size_t)len,
+                            sizeof(int64_t)); /* (restarts, S, T) */
 
     am_text_run *run = NULL;
     int rc = e->am_text_run_new(model, &o, &run);
@@ -827,10 +826,22 @@ mg_status mg_tokens_run(mg_call *c, am_model *model, const char *model_name, mg_
      * lot, so only changes are evaluated. */
     int steps = 0;
     e->am_text_run_curve(run, &steps);
-    if (rec->method == AM_TEXT_SOFT && rec->obj.layer && steps > 0 && steps <= L.steps) {
+    /* The kept restart: the one whose last reported projection is the
+     * result (soft's result is the projection of its final embeddings). */
+    const int64_t *kept = NULL;
+    {
+        int rl = 0;
+        const int64_t *ids = e->am_text_run_tokens(run, &rl);
+        for (int r = L.restarts - 1; r >= 0 && !kept && steps > 0 && rl == len; r--) {
+            const int64_t *at = L.step_ids + (size_t)r * (size_t)L.steps * (size_t)len;
+            if (memcmp(at + (size_t)(steps - 1) * (size_t)len, ids, sizeof(int64_t) * (size_t)len) == 0)
+                kept = at;
+        }
+    }
+    if (rec->method == AM_TEXT_SOFT && rec->obj.layer && kept && steps <= L.steps) {
         rec->proj_curve = mg_xmalloc((size_t)steps * sizeof(float));
         float *vals = mg_xmalloc((size_t)steps * sizeof(float));
-        if (tk_values(model, &rec->obj, L.step_ids, steps, len, vals, NULL) == 0)
+        if (tk_values(model, &rec->obj, kept, steps, len, vals, NULL) == 0)
             memcpy(rec->proj_curve, vals, (size_t)steps * sizeof(float));
         else
             for (int i = 0; i < steps; i++)

@@ -10,10 +10,11 @@ import json
 import os
 import struct
 import sys
+import time
 
 import pytest
 
-from conftest import drain, iopub_for, shell_reply
+from conftest import control_reply, drain, iopub_for, shell_reply
 
 pytestmark = pytest.mark.skipif(
     os.environ.get("ACTMAX_SANITIZED") == "1",
@@ -234,5 +235,31 @@ def test_image_model_and_model_without_tokenizer(kernel, tmp_path):
         assert err["ename"] == "TokenizerError" and "tokenizer" in err["evalue"], err
     msgs, reply = run(kc, "%model tiny-lm")
     assert reply["content"]["status"] == "ok", errors(msgs)
+    msgs, reply = run(kc, f"%tokens {OBJ} len=2 steps=2")
+    assert reply["content"]["status"] == "ok", errors(msgs)
+
+
+def test_interrupt_keeps_best_prompt_and_kernel_goes_on(kernel):
+    km, kc = kernel
+    drain(kc)
+    run(kc, "%model tiny-lm")
+    msg_id = kc.execute(f"%tokens {OBJ} method=gcg len=6 steps=100000")
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:  # wait until the run is live
+        m = kc.get_iopub_msg(timeout=60)
+        if m["parent_header"].get("msg_id") == msg_id and m["msg_type"] == "update_display_data":
+            break
+    req = kc.session.msg("interrupt_request", {})
+    kc.control_channel.send(req)
+    control_reply(kc, req["header"]["msg_id"])
+    msgs = iopub_for(kc, msg_id, timeout=60)
+    shell_reply(kc, msg_id)
+    (err,) = errors(msgs)
+    assert err["ename"] == "KeyboardInterrupt"
+    s = summary(msgs)
+    assert "interrupted" in s["data"]["text/plain"]
+    info = s["data"]["application/json"]
+    info = json.loads(info) if isinstance(info, str) else info
+    assert info["cancelled"] and 0 < info["steps"] < 100000 and len(info["tokens"]) == 6
     msgs, reply = run(kc, f"%tokens {OBJ} len=2 steps=2")
     assert reply["content"]["status"] == "ok", errors(msgs)
