@@ -46,6 +46,6 @@ int mg_text_rec_plot_png(const mg_text_rec *r, int id, const char *objective,
 /* %examples on a text model; opt_prompt (may be NULL) is the latest %tokens
  * result of the same objective, shown beside the corpus maximum. */
 mg_status mg_tokens_examples(mg_call *c, struct am_model *model, const char *model_name,
-                             const char *opt_prompt, float opt_value, int opt_run);
+                             const char *model_path, const char *opt_prompt, float opt_value, int opt_run);
 
 #endif

@@ -1392,7 +1392,7 @@ mg_status mg_magic_examples(mg_call *c)
         for (int i = s->n_runs - 1; i >= 0 && !cmp; i--)
             if (s->runs[i].text && strcmp(s->runs[i].objective, c->positional) == 0)
                 cmp = &s->runs[i];
-        return mg_tokens_examples(c, s->model, s->model_name,
+        return mg_tokens_examples(c, s->model, s->model_name, s->model_path,
                                   cmp ? mg_text_rec_prompt(cmp->text) : NULL,
                                   cmp ? mg_text_rec_final(cmp->text) : NAN, cmp ? cmp->id : 0);
     }

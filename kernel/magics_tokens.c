@@ -880,11 +880,22 @@ int mg_text_rec_live_updates(const mg_text_rec *r)
 
 /* ================================================================ %examples (text) */
 
-static char *corpus_path(void)
+/* The held-out corpus: $ACTMAX_FORTUNES_HELDOUT, then data/ beside the
+ * model's folder (share/actmax/models -> share/actmax/data, wherever the
+ * model was found), then the build and install share folders. */
+static char *corpus_path(const char *model_path)
 {
     const char *env = getenv("ACTMAX_FORTUNES_HELDOUT");
     if (env && env[0])
         return mg_strdup(env);
+    const char *slash = model_path ? strrchr(model_path, '/') : NULL;
+    if (slash) {
+        char *p = mg_asprintf("%.*s/../data/fortunes-heldout.txt", (int)(slash - model_path),
+                              model_path);
+        if (access(p, R_OK) == 0)
+            return p;
+        free(p);
+    }
     const char *dirs[] = {ACTMAX_MODELS_DIR "/../data", ACTMAX_INSTALL_MODELS_DIR "/../data"};
     for (size_t i = 0; i < sizeof dirs / sizeof *dirs; i++) {
         char *p = mg_asprintf("%s/fortunes-heldout.txt", dirs[i]);
@@ -896,7 +907,7 @@ static char *corpus_path(void)
 }
 
 mg_status mg_tokens_examples(mg_call *c, am_model *model, const char *model_name,
-                             const char *opt_prompt, float opt_value, int opt_run)
+                             const char *model_path, const char *opt_prompt, float opt_value, int opt_run)
 {
     const mg_engine_api *e = mg_engine();
     char *err = NULL;
@@ -908,7 +919,7 @@ mg_status mg_tokens_examples(mg_call *c, am_model *model, const char *model_name
     }
     const char *dsname = e->am_model_dataset(model);
     const char *path_arg = mg_string(c, "path");
-    char *path = path_arg[0] ? mg_strdup(path_arg) : corpus_path();
+    char *path = path_arg[0] ? mg_strdup(path_arg) : corpus_path(model_path);
     if (!path) {
         e->am_tokenizer_free(tok);
         return mg_fail(c, "DatasetError", "%%examples on a text model reads a corpus: the "
