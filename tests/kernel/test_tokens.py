@@ -168,16 +168,18 @@ def test_runs_show_save(lm, tmp_path):
     assert reply["content"]["status"] == "ok" and plot.read_bytes()[:4] == b"\x89PNG"
 
 
-def test_non_utf8_tokens_are_escaped(lm, tmp_path):
+def test_non_utf8_and_whitespace_tokens_are_visible(lm, tmp_path):
     kc = lm
     corpus = tmp_path / "bytes.txt"
-    corpus.write_bytes(b"caf\xe9 \xff\xfe na\xefve r\xe9sum\xe9 \x80\x81 " * 20)
-    msgs, reply = run(kc, f"%examples {MEAN_OBJ} k=3 window=8 path={corpus}")
+    corpus.write_bytes(b"caf\xe9 \xff\xfe na\xefve\n r\xe9sum\xe9 \x80\x81 " * 20)
+    msgs, reply = run(kc, f"%examples {MEAN_OBJ} k=3 window=32 path={corpus}")
     assert reply["content"]["status"] == "ok", errors(msgs)
     (ex,) = displays(msgs)
     text, html = ex["data"]["text/plain"], ex["data"]["text/html"]
     assert "\\x" in text and "\\x" in html, "invalid bytes shown as \\xNN"
     assert "\ufffd" not in text
+    # Whitespace tokens are visible in the text form: · for a space, ↵ for a newline.
+    assert "\u00b7" in text and "\u21b5" in text
 
 
 def test_text_model_to_maximize_points_to_tokens(lm):
