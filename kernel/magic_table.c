@@ -102,7 +102,7 @@ static const mg_key TOKENS_KEYS[] = {
 };
 
 static const mg_key SAVE_KEYS[] = {
-    MG_KEY_STRING("path", NULL, "PNG file to write"),
+    MG_KEY_STRING("path", NULL, "file to write: PNG, or the prompt text of a %tokens run"),
     MG_KEY_ENUM("what", "image", "image|plot", "the result image (grid for a batch) or the curve"),
     MG_KEY_END,
 };
@@ -220,15 +220,17 @@ const mg_magic mg_magic_table[] = {
      .needs_engine = true},
     {.name = "show",
      .kinds = MG_LINE,
-     .summary = "Show a run again (image, summary, curve).",
+     .summary = "Show a run again (image or prompt, summary, tables, curve).",
      .positional = "RUN",
      .positional_doc = "last (default) or a run number",
      .run = mg_magic_show,
      .needs_engine = true},
     {.name = "save",
      .kinds = MG_LINE,
-     .summary = "Save a run's image (or curve) as PNG.",
-     .help = "%save last path=sneaker.png; %save 2 path=curve.png what=plot",
+     .summary = "Save a run's image (or curve) as PNG; a %tokens run's prompt as text.",
+     .help = "%save last path=sneaker.png; %save 2 path=curve.png what=plot\n"
+             "For a %tokens run, %save writes the prompt (the bytes it decodes to) to the\n"
+             "file, and what=plot the curve as PNG.",
      .positional = "RUN",
      .positional_doc = "last (default) or a run number",
      .keys = SAVE_KEYS,

@@ -265,3 +265,13 @@ def test_interrupt_keeps_best_prompt_and_kernel_goes_on(kernel):
     assert info["cancelled"] and 0 < info["steps"] < 100000 and len(info["tokens"]) == 6
     msgs, reply = run(kc, f"%tokens {OBJ} len=2 steps=2")
     assert reply["content"]["status"] == "ok", errors(msgs)
+
+
+def test_completion_of_text_layers(lm):
+    kc = lm
+    code = "%tokens blocks.2.ml"
+    r = shell_reply(kc, kc.complete(code, len(code)))["content"]
+    assert "blocks.2.mlp.act" in r["matches"], r["matches"]
+    code = f"%tokens {OBJ} meth"
+    r = shell_reply(kc, kc.complete(code, len(code)))["content"]
+    assert any(m.startswith("method") for m in r["matches"]), r["matches"]
