@@ -606,8 +606,9 @@ void mg_text_rec_show(const mg_call *c, const mg_text_rec *r, int id, const char
     if (mg_text_rec_plot_png(r, id, objective, &png) == RENDER_OK) {
         mg_bundle *b = mg_bundle_new();
         char *pt = mg_asprintf("<plot: %s over %d steps>",
-                               r->method == AM_TEXT_SOFT ? "soft and projected activation"
-                                                         : "activation",
+                               r->proj_curve ? "soft and projected activation"
+                               : r->method == AM_TEXT_SOFT ? "soft activation"
+                                                           : "activation",
                                e->am_text_run_steps(r->run));
         mg_bundle_text(b, "text/plain", pt);
         bundle_png(b, &png);
