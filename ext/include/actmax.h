@@ -505,7 +505,8 @@ typedef struct am_text_options {
                                   (cosine: 1 - similarity; L2: squared distance / D); default 0 */
     float    fluency;          /* weight of the cross-entropy penalty, default 0 (off) */
     int      topk;             /* gcg: candidate tokens per position, default 64 */
-    int      nearest;          /* soft and pez: nearest tokens reported per position, default 5 */
+    int      nearest;          /* soft and pez: nearest tokens reported per position;
+                                  default 0: topk of them (callers that set topk for this keep working) */
     int      batch;            /* gcg: single-token swaps tried per step (default 128);
                                   sweep and attribution: sequences per forward (at least 512) */
     int      position;         /* sweep: the position searched (negative counts from the end), default -1 */

@@ -626,7 +626,7 @@ void check_text_options(const am_text_options *o, int64_t context) {
     if (!(o->snap >= 0) || !std::isfinite(o->snap)) throw Error(AM_E_ARG, "snap must be >= 0");
     if (!(o->fluency >= 0) || !std::isfinite(o->fluency)) throw Error(AM_E_ARG, "fluency must be >= 0");
     if (o->topk < 1) throw Error(AM_E_ARG, "topk must be >= 1, got " + std::to_string(o->topk));
-    if (o->nearest < 1) throw Error(AM_E_ARG, "nearest must be >= 1, got " + std::to_string(o->nearest));
+    if (o->nearest < 0) throw Error(AM_E_ARG, "nearest must be >= 0 (0: topk), got " + std::to_string(o->nearest));
     if (o->batch < 1 || o->batch > 65536) throw Error(AM_E_ARG, "batch must be 1..65536, got " + std::to_string(o->batch));
     if (o->restarts < 1 || o->restarts > 1000) throw Error(AM_E_ARG, "restarts must be 1..1000, got " + std::to_string(o->restarts));
     if (o->method == AM_TEXT_SWEEP && (o->position < -o->len || o->position >= o->len))
@@ -701,7 +701,7 @@ void text_run_impl(am_model *m, const am_text_options *o, am_text_run *r) {
         r->retention = r->act / best.soft_act;
         r->embeds = best.embeds;
         auto e = torch::tensor(best.embeds).reshape({en.T, en.D}).to(m->device);
-        int64_t K = std::min<int64_t>(o->nearest, en.V);
+        int64_t K = std::min<int64_t>(o->nearest ? o->nearest : o->topk, en.V);
         auto nv = nearest(e, en.E, o->distance, K);
         r->K = static_cast<int>(K);
         r->near_vals = to_floats(nv.first);
@@ -792,7 +792,6 @@ void am_text_options_default(am_text_options *o) {
     o->lr = 0.05f;
     o->distance = AM_DIST_COSINE;
     o->topk = 64;
-    o->nearest = 5;
     o->batch = 128;
     o->position = -1;
     o->restarts = 1;
