@@ -750,10 +750,8 @@ mg_status mg_tokens_run(mg_call *c, am_model *model, const char *model_name, mg_
     o.distance = strcmp(mg_enum(c, "metric"), "l2") == 0 ? AM_DIST_L2 : AM_DIST_COSINE;
     o.snap = (float)mg_float(c, "snap");
     o.fluency = (float)mg_float(c, "fluency");
-    if (mg_given(c, "topk"))
-        o.topk = (int)mg_int(c, "topk");
-    else if (o.method == AM_TEXT_SOFT || o.method == AM_TEXT_PEZ)
-        o.topk = 5; /* nearest tokens shown: a readable table */
+    o.topk = (int)mg_int(c, "topk");
+    o.nearest = (int)mg_int(c, "nearest");
     /* %set batch counts images for %maximize: only a batch typed here
      * changes the engine's default. */
     if (mg_given(c, "batch"))

@@ -111,6 +111,7 @@ def test_soft_tables_values_live_and_plot(lm):
     # Nearest-token table, in HTML and in text.
     (table,) = [d for d in displays(msgs) if "nearest 1" in d["data"]["text/plain"]]
     assert "<table" in table["data"]["text/html"] and "cos" in table["data"]["text/plain"]
+    assert "nearest 5" in table["data"]["text/plain"] and "nearest 6" not in table["data"]["text/plain"]
     rows = [l for l in table["data"]["text/plain"].splitlines() if l.strip()[:1].isdigit()]
     assert len(rows) == 6
     # The curve PNG: soft and projected over steps.
@@ -149,8 +150,10 @@ def test_gcg_reencodes_attribution_and_examples(lm):
 
 def test_runs_show_save(lm, tmp_path):
     kc = lm
-    msgs, reply = run(kc, f"%tokens {OBJ} len=4 steps=8")
+    msgs, reply = run(kc, f"%tokens {OBJ} len=4 steps=8 nearest=3")
     assert reply["content"]["status"] == "ok", errors(msgs)
+    (table,) = [d for d in displays(msgs) if "nearest 1" in d["data"]["text/plain"]]
+    assert "nearest 3" in table["data"]["text/plain"] and "nearest 4" not in table["data"]["text/plain"]
     info = summary(msgs)["data"]["application/json"]
     info = json.loads(info) if isinstance(info, str) else info
     msgs, _ = run(kc, "%runs")
