@@ -25,6 +25,10 @@ mg_status mg_magic_seed(mg_call *c);
 void mg_magic_objective_complete(const mg_complete_ctx *cx, mg_completions *out);
 mg_status mg_magic_tokens(mg_call *c);
 
+/* magics_engine.c: a table as one display, HTML with its text/plain twin. */
+struct render_table;
+void mg_send_table(const mg_call *c, const struct render_table *t);
+
 /* magics_tokens.c: text runs, kept by magics_engine.c beside image runs. */
 typedef struct mg_text_rec mg_text_rec;
 struct am_model;

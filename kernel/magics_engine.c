@@ -157,7 +157,7 @@ static int images_png(const float *img, const int64_t shape[4], const char *cons
     return render_grid_png(img, b, ch, h, w, captions, &go, out);
 }
 
-static void send_table(const mg_call *c, const render_table *t)
+void mg_send_table(const mg_call *c, const render_table *t)
 {
     char *html = NULL, *text = NULL;
     render_table_html(t, &html);
@@ -361,7 +361,7 @@ static void model_summary(const mg_call *c, const mg_session *s)
         cells[2 * i + 1] = rows[i][1];
     }
     render_table t = {.n_cols = 2, .n_rows = 10, .cells = cells};
-    send_table(c, &t);
+    mg_send_table(c, &t);
     free(layers);
     free(params);
     mg_str_free(&shape);
@@ -480,7 +480,7 @@ mg_status mg_magic_layers(mg_call *c)
     char *cap = mg_asprintf("%s: %d of %d layers", s->model_name, n, s->n_layers);
     render_table t = {.n_cols = 5, .n_rows = n, .header = header,
                       .cells = (const char *const *)cells, .caption = cap};
-    send_table(c, &t);
+    mg_send_table(c, &t);
     for (int i = 0; i < n * 5; i++)
         free(cells[i]);
     free(cells);
@@ -1161,7 +1161,7 @@ mg_status mg_magic_runs(mg_call *c)
     const char *header[] = {"run", "objective", "steps", "final", "seconds", "options"};
     render_table t = {.n_cols = 6, .n_rows = s->n_runs, .header = header,
                       .cells = (const char *const *)cells};
-    send_table(c, &t);
+    mg_send_table(c, &t);
     for (int i = 0; i < s->n_runs * 6; i++)
         free(cells[i]);
     free(cells);

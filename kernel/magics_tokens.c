@@ -319,21 +319,6 @@ static void heat_range(const float *v, int n, float *lo, float *hi)
         *hi = *lo + 1;
 }
 
-static void send_table(const mg_call *c, const render_table *t)
-{
-    char *html = NULL, *text = NULL;
-    render_table_html(t, &html);
-    render_table_text(t, &text);
-    mg_bundle *b = mg_bundle_new();
-    mg_bundle_text(b, "text/plain", text ? text : "");
-    if (html)
-        mg_bundle_text(b, "text/html", html);
-    mg_sink_display(c->out, b, NULL);
-    mg_bundle_free(b);
-    render_free(html);
-    render_free(text);
-}
-
 static void bundle_png(mg_bundle *b, const render_png *png)
 {
     mg_bundle_bytes(b, "image/png", png->data, png->size);
@@ -590,7 +575,7 @@ void mg_text_rec_show(const mg_call *c, const mg_text_rec *r, int id, const char
     render_table tb = {.n_cols = ncol, .n_rows = len, .header = header,
                        .cells = (const char *const *)cells, .heat = heat, .heat_lo = hlo,
                        .heat_hi = hhi, .caption = cap};
-    send_table(c, &tb);
+    mg_send_table(c, &tb);
     free(cap);
     for (int i = 0; i < len * ncol; i++)
         free(cells[i]);
