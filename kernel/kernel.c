@@ -521,22 +521,33 @@ static int h_execute(mg_req *r, char **err)
     return 0;
 }
 
-static int h_complete(mg_req *r, char **err)
+/* The code and cursor of a complete or inspect request; the cursor is in
+ * code points (protocol 5.2+), defaulting to the end and clamped to >= 0. */
+static int request_code_cursor(mg_req *r, const char *what, const char **code, size_t *len,
+                               size_t *cp, char **err)
 {
-    const char *code = get_str(r->msg->content, "code");
-    if (!code) {
-        *err = mg_strdup("complete_request without a string 'code'");
+    *code = get_str(r->msg->content, "code");
+    if (!*code) {
+        *err = mg_asprintf("%s without a string 'code'", what);
         return -1;
     }
-    size_t len = strlen(code);
-    long long cp = (long long)mg_utf8_byte_to_cp(code, len, len);
-    get_int(r->msg->content, "cursor_pos", &cp);
-    if (cp < 0)
-        cp = 0;
+    *len = strlen(*code);
+    long long c = (long long)mg_utf8_byte_to_cp(*code, *len, *len);
+    get_int(r->msg->content, "cursor_pos", &c);
+    *cp = c < 0 ? 0 : (size_t)c;
+    return 0;
+}
+
+static int h_complete(mg_req *r, char **err)
+{
+    const char *code;
+    size_t len, cp;
+    if (request_code_cursor(r, "complete_request", &code, &len, &cp, err) != 0)
+        return -1;
     mg_completions comp;
     memset(&comp, 0, sizeof comp);
     size_t start = 0, end = 0;
-    mg_interp_complete_cp(r->k->interp, code, (size_t)cp, &comp, &start, &end);
+    mg_interp_complete_cp(r->k->interp, code, cp, &comp, &start, &end);
     cJSON *m = cJSON_AddArrayToObject(r->reply, "matches");
     for (size_t i = 0; i < comp.n; i++)
         cJSON_AddItemToArray(m, cJSON_CreateString(comp.v[i]));
@@ -550,17 +561,11 @@ static int h_complete(mg_req *r, char **err)
 
 static int h_inspect(mg_req *r, char **err)
 {
-    const char *code = get_str(r->msg->content, "code");
-    if (!code) {
-        *err = mg_strdup("inspect_request without a string 'code'");
+    const char *code;
+    size_t len, cp;
+    if (request_code_cursor(r, "inspect_request", &code, &len, &cp, err) != 0)
         return -1;
-    }
-    size_t len = strlen(code);
-    long long cp = (long long)mg_utf8_byte_to_cp(code, len, len);
-    get_int(r->msg->content, "cursor_pos", &cp);
-    if (cp < 0)
-        cp = 0;
-    char *text = mg_interp_inspect(r->k->interp, code, mg_utf8_cp_to_byte(code, len, (size_t)cp));
+    char *text = mg_interp_inspect(r->k->interp, code, mg_utf8_cp_to_byte(code, len, cp));
     cJSON_AddStringToObject(r->reply, "status", "ok");
     cJSON_AddBoolToObject(r->reply, "found", text != NULL);
     cJSON *d = cJSON_AddObjectToObject(r->reply, "data");

@@ -157,6 +157,20 @@ static int images_png(const float *img, const int64_t shape[4], const char *cons
     return render_grid_png(img, b, ch, h, w, captions, &go, out);
 }
 
+void mg_live_send(const mg_sink *out, const char *display_id, bool *shown, const char *text,
+                  const char *html)
+{
+    mg_bundle *b = mg_bundle_new();
+    mg_bundle_text(b, "text/plain", text);
+    mg_bundle_text(b, "text/html", html);
+    if (*shown)
+        mg_sink_update(out, b, display_id);
+    else
+        mg_sink_display(out, b, display_id);
+    *shown = true;
+    mg_bundle_free(b);
+}
+
 void mg_send_table(const mg_call *c, const render_table *t)
 {
     char *html = NULL, *text = NULL;
@@ -624,16 +638,8 @@ static void live_send(live *L, int step, double obj)
     char *html = NULL, *text = NULL;
     if (render_progress_html(&p, &html, &text) != RENDER_OK)
         return;
-    mg_bundle *b = mg_bundle_new();
-    mg_bundle_text(b, "text/plain", text);
-    mg_bundle_text(b, "text/html", html);
-    if (L->shown)
-        mg_sink_update(L->out, b, L->display_id);
-    else
-        mg_sink_display(L->out, b, L->display_id);
-    L->shown = true;
+    mg_live_send(L->out, L->display_id, &L->shown, text, html);
     L->updates++;
-    mg_bundle_free(b);
     render_free(html);
     render_free(text);
 }
@@ -1066,11 +1072,8 @@ mg_status mg_magic_maximize(mg_call *c)
     int rc = e->am_run_new(s->model, &o, &run);
     free(init);
     if (rc != AM_OK) {
-        mg_bundle *b = mg_bundle_new();
-        mg_bundle_text(b, "text/plain", "run failed before its first step");
-        mg_bundle_text(b, "text/html", "<i>run failed before its first step</i>");
-        mg_sink_update(c->out, b, L.display_id);
-        mg_bundle_free(b);
+        mg_live_send(c->out, L.display_id, &L.shown, "run failed before its first step",
+                     "<i>run failed before its first step</i>");
         mg_status st = mg_fail(c, "ObjectiveError", "%s: %s", e->am_strerror(rc),
                                run ? e->am_run_error(run) : "");
         e->am_run_free(run);

@@ -634,16 +634,8 @@ static void tk_live_send(tk_live *L, int step, double act)
                          render_clock_monotonic(NULL) - L->t0, label, NULL};
     char *html = NULL, *text = NULL;
     if (render_progress_html(&p, &html, &text) == RENDER_OK) {
-        mg_bundle *b = mg_bundle_new();
-        mg_bundle_text(b, "text/plain", text);
-        mg_bundle_text(b, "text/html", html);
-        if (L->shown)
-            mg_sink_update(L->out, b, L->display_id);
-        else
-            mg_sink_display(L->out, b, L->display_id);
-        L->shown = true;
+        mg_live_send(L->out, L->display_id, &L->shown, text, html);
         L->updates++;
-        mg_bundle_free(b);
     }
     render_free(html);
     render_free(text);
@@ -778,11 +770,8 @@ mg_status mg_tokens_run(mg_call *c, am_model *model, const char *model_name, mg_
     int rc = e->am_text_run_new(model, &o, &run);
     free(init);
     if (rc != AM_OK) {
-        mg_bundle *b = mg_bundle_new();
-        mg_bundle_text(b, "text/plain", "run failed before its first step");
-        mg_bundle_text(b, "text/html", "<i>run failed before its first step</i>");
-        mg_sink_update(c->out, b, L.display_id);
-        mg_bundle_free(b);
+        mg_live_send(c->out, L.display_id, &L.shown, "run failed before its first step",
+                     "<i>run failed before its first step</i>");
         const char *msg = run ? e->am_text_run_error(run) : "";
         const char *ename = rc == AM_E_OBJECTIVE || rc == AM_E_LAYER ? "ObjectiveError"
                             : rc == AM_E_UNSUPPORTED                ? "UnsupportedError"
