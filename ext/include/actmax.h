@@ -205,6 +205,22 @@ AM_API int am_model_tap(am_model *m, const am_input *input,
                         const char *const *layers, int n,
                         am_tensor *outs, am_tensor *grad);
 
+/* The objective of an optimization run (the language of am_options's
+ * objectives: indices, slices, "labels", averaging over the dimensions left,
+ * + - * / by numbers, unary minus, parentheses) evaluated on each of the B
+ * items of a FLOAT (or, for text models, EMBEDS) input batch, without
+ * gradients: writes values[0..B-1], B = input->shape[0]. The model runs up
+ * to the deepest layer the objective reads, as for am_model_tap; the input
+ * is what the model takes (already normalized, no transforms). Gives the
+ * same number as a run's objective for that image (am_run_final).
+ * diversity(...) compares the items of a batch with each other, so it is
+ * refused (AM_E_OBJECTIVE). Syntax errors, indices out of range and unknown
+ * labels: AM_E_OBJECTIVE with the objective and a caret under the column;
+ * unknown layers: AM_E_LAYER with the closest names; messages via
+ * am_model_error. values is left unspecified on failure. */
+AM_API int am_model_objective(am_model *m, const am_input *input,
+                              const char *objective, float *values);
+
 /* ---------------------------------------------------------------- text models */
 
 /* Prepares the model to be driven by embeddings: finds the aten::embedding

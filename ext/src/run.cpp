@@ -13,6 +13,7 @@
 
 #include "internal.hpp"
 #include "objective.hpp"
+#include "objective_eval.hpp"
 
 using am::Error;
 
@@ -40,104 +41,6 @@ struct Objective {
     std::string src;
     std::unique_ptr<ObjNode> root;
 };
-
-using Acts = std::map<std::string, torch::Tensor>;  // layer -> (B, ...)
-
-struct EvalCtx {
-    const am_model *m;
-    const Acts *acts;
-    std::map<std::string, torch::Tensor> diversity_cache;
-};
-
-std::string shape_of(const torch::Tensor &t) {
-    std::string r = "[";
-    for (int64_t i = 0; i < t.dim(); i++) r += (i ? ", " : "") + std::to_string(t.size(i));
-    return r + "]";
-}
-
-// Lucid's diversity: negative mean pairwise cosine similarity of the
-// per-image Gram matrices (channels x channels) across the batch.
-torch::Tensor diversity(const torch::Tensor &act) {
-    int64_t B = act.size(0);
-    if (B < 2 || act.dim() < 2) return torch::zeros({}, act.options());
-    auto f = act.reshape({B, act.size(1), -1});
-    auto gram = torch::bmm(f, f.transpose(1, 2)).reshape({B, -1});
-    gram = gram / (gram.norm(2, {1}, true) + 1e-10);
-    auto sim = torch::mm(gram, gram.t());
-    return -(sim.sum() - sim.diagonal().sum()) / static_cast<double>(B);
-}
-
-torch::Tensor eval_node(const ObjNode &n, int64_t b, EvalCtx &ctx) {
-    switch (n.kind) {
-    case ObjNode::kNum: return torch::full({}, n.num);
-    case ObjNode::kNeg: return -eval_node(*n.a, b, ctx);
-    case ObjNode::kAdd: return eval_node(*n.a, b, ctx) + eval_node(*n.b, b, ctx);
-    case ObjNode::kSub: return eval_node(*n.a, b, ctx) - eval_node(*n.b, b, ctx);
-    case ObjNode::kMul: return eval_node(*n.a, b, ctx) * eval_node(*n.b, b, ctx);
-    case ObjNode::kDiv: {
-        auto d = eval_node(*n.b, b, ctx);
-        if (d.item<double>() == 0.0) throw ObjectiveError(n.column, "division by zero");
-        return eval_node(*n.a, b, ctx) / d;
-    }
-    case ObjNode::kDiversity: {
-        auto it = ctx.diversity_cache.find(n.layer);
-        if (it != ctx.diversity_cache.end()) return it->second;
-        auto d = diversity(ctx.acts->at(n.layer));
-        ctx.diversity_cache[n.layer] = d;
-        return d;
-    }
-    case ObjNode::kTap: {
-        torch::Tensor full = ctx.acts->at(n.layer);
-        torch::Tensor t = full[b];
-        int64_t dim = 0;
-        for (const auto &ix : n.index) {
-            if (dim >= t.dim()) {
-                throw ObjectiveError(ix.column, "too many indices: " + n.layer + " has shape " +
-                                                    shape_of(full[0]) + " (batch dimension left out)");
-            }
-            int64_t size = t.size(dim);
-            int64_t v = ix.value;
-            if (ix.kind == ObjIndex::kLabel) {
-                const auto &labels = ctx.m->labels;
-                auto f = std::find(labels.begin(), labels.end(), ix.label);
-                if (f == labels.end()) {
-                    std::string close;
-                    std::vector<std::pair<size_t, std::string>> d;
-                    for (auto &l : labels) d.emplace_back(edit_distance(ix.label, l), l);
-                    std::sort(d.begin(), d.end());
-                    for (size_t i = 0; i < d.size() && i < 4; i++) close += (i ? ", " : "") + ("\"" + d[i].second + "\"");
-                    throw ObjectiveError(ix.column, labels.empty()
-                                                        ? "the model has no labels; index by number instead"
-                                                        : "unknown label \"" + ix.label + "\"; closest: " + close);
-                }
-                v = f - labels.begin();
-            }
-            if (ix.kind == ObjIndex::kSlice) {
-                int64_t s = ix.has_start ? ix.start : 0, e = ix.has_stop ? ix.stop : size;
-                if (s < 0) s += size;
-                if (e < 0) e += size;
-                s = std::clamp<int64_t>(s, 0, size);
-                e = std::clamp<int64_t>(e, 0, size);
-                if (e <= s)
-                    throw ObjectiveError(ix.column, "empty slice on dimension " + std::to_string(dim) + " of " +
-                                                        n.layer + " with shape " + shape_of(full[0]));
-                t = t.slice(dim, s, e, ix.step);
-                dim++;
-                continue;
-            }
-            if (v < -size || v >= size)
-                throw ObjectiveError(ix.column, "index " + std::to_string(v) + " is out of range for dimension " +
-                                                    std::to_string(dim) + " (size " + std::to_string(size) + ") of " +
-                                                    n.layer + " with shape " + shape_of(full[0]) +
-                                                    " (batch dimension left out)");
-            if (v < 0) v += size;
-            t = t.select(dim, v);
-        }
-        return t.mean();
-    }
-    }
-    throw ObjectiveError(n.column, "internal: unknown node");
-}
 
 // ============================================================ image parameterization
 

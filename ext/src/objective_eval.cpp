@@ -1,0 +1,187 @@
+// objective_eval.cpp — the objective language evaluated on tapped
+// activations: indexing (integers, slices, labels), averaging over the
+// dimensions left, algebra, Lucid's diversity. Used by optimization runs
+// (run.cpp, per batch element, with gradients) and by am_model_objective
+// (every element of a batch at once, no gradients).
+#include "objective_eval.hpp"
+
+#include <torch/torch.h>
+
+#include <algorithm>
+#include <cstring>
+
+namespace am {
+
+std::string shape_of(const torch::Tensor &t) {
+    std::string r = "[";
+    for (int64_t i = 0; i < t.dim(); i++) r += (i ? ", " : "") + std::to_string(t.size(i));
+    return r + "]";
+}
+
+torch::Tensor diversity(const torch::Tensor &act) {
+    int64_t B = act.size(0);
+    if (B < 2 || act.dim() < 2) return torch::zeros({}, act.options());
+    auto f = act.reshape({B, act.size(1), -1});
+    auto gram = torch::bmm(f, f.transpose(1, 2)).reshape({B, -1});
+    gram = gram / (gram.norm(2, {1}, true) + 1e-10);
+    auto sim = torch::mm(gram, gram.t());
+    return -(sim.sum() - sim.diagonal().sum()) / static_cast<double>(B);
+}
+
+torch::Tensor eval_node(const ObjNode &n, int64_t b, EvalCtx &ctx) {
+    switch (n.kind) {
+    case ObjNode::kNum: return torch::full({}, n.num);
+    case ObjNode::kNeg: return -eval_node(*n.a, b, ctx);
+    case ObjNode::kAdd: return eval_node(*n.a, b, ctx) + eval_node(*n.b, b, ctx);
+    case ObjNode::kSub: return eval_node(*n.a, b, ctx) - eval_node(*n.b, b, ctx);
+    case ObjNode::kMul: return eval_node(*n.a, b, ctx) * eval_node(*n.b, b, ctx);
+    case ObjNode::kDiv: {
+        // The parser allows only a number after '/', so d is a scalar.
+        auto d = eval_node(*n.b, b, ctx);
+        if (d.item<double>() == 0.0) throw ObjectiveError(n.column, "division by zero");
+        return eval_node(*n.a, b, ctx) / d;
+    }
+    case ObjNode::kDiversity: {
+        if (b < 0)
+            throw ObjectiveError(n.column, "diversity() compares the images of one batch with each other; "
+                                           "it has no value for each image on its own");
+        auto it = ctx.diversity_cache.find(n.layer);
+        if (it != ctx.diversity_cache.end()) return it->second;
+        auto d = diversity(ctx.acts->at(n.layer));
+        ctx.diversity_cache[n.layer] = d;
+        return d;
+    }
+    case ObjNode::kTap: {
+        torch::Tensor full = ctx.acts->at(n.layer);
+        // One element: t is full[b] and indices start at dimension 0. The
+        // whole batch: t keeps the batch dimension in front (lead = 1).
+        const int64_t lead = b < 0 ? 1 : 0;
+        torch::Tensor t = b < 0 ? full : full[b];
+        int64_t dim = lead;
+        for (const auto &ix : n.index) {
+            if (dim >= t.dim()) {
+                throw ObjectiveError(ix.column, "too many indices: " + n.layer + " has shape " +
+                                                    shape_of(full[0]) + " (batch dimension left out)");
+            }
+            int64_t size = t.size(dim);
+            int64_t v = ix.value;
+            if (ix.kind == ObjIndex::kLabel) {
+                const auto &labels = ctx.m->labels;
+                auto f = std::find(labels.begin(), labels.end(), ix.label);
+                if (f == labels.end()) {
+                    std::string close;
+                    std::vector<std::pair<size_t, std::string>> d;
+                    for (auto &l : labels) d.emplace_back(edit_distance(ix.label, l), l);
+                    std::sort(d.begin(), d.end());
+                    for (size_t i = 0; i < d.size() && i < 4; i++) close += (i ? ", " : "") + ("\"" + d[i].second + "\"");
+                    throw ObjectiveError(ix.column, labels.empty()
+                                                        ? "the model has no labels; index by number instead"
+                                                        : "unknown label \"" + ix.label + "\"; closest: " + close);
+                }
+                v = f - labels.begin();
+            }
+            if (ix.kind == ObjIndex::kSlice) {
+                int64_t s = ix.has_start ? ix.start : 0, e = ix.has_stop ? ix.stop : size;
+                if (s < 0) s += size;
+                if (e < 0) e += size;
+                s = std::clamp<int64_t>(s, 0, size);
+                e = std::clamp<int64_t>(e, 0, size);
+                if (e <= s)
+                    throw ObjectiveError(ix.column, "empty slice on dimension " + std::to_string(dim - lead) + " of " +
+                                                        n.layer + " with shape " + shape_of(full[0]));
+                t = t.slice(dim, s, e, ix.step);
+                dim++;
+                continue;
+            }
+            if (v < -size || v >= size)
+                throw ObjectiveError(ix.column, "index " + std::to_string(v) + " is out of range for dimension " +
+                                                    std::to_string(dim - lead) + " (size " + std::to_string(size) +
+                                                    ") of " + n.layer + " with shape " + shape_of(full[0]) +
+                                                    " (batch dimension left out)");
+            if (v < 0) v += size;
+            t = t.select(dim, v);
+        }
+        if (b >= 0) return t.mean();
+        return t.reshape({t.size(0), -1}).mean(1);  // (B): the mean of each element's rest
+    }
+    }
+    throw ObjectiveError(n.column, "internal: unknown node");
+}
+
+namespace {
+
+const ObjNode *find_diversity(const ObjNode &n) {
+    if (n.kind == ObjNode::kDiversity) return &n;
+    for (const ObjNode *c : {n.a.get(), n.b.get()})
+        if (c)
+            if (const ObjNode *d = find_diversity(*c)) return d;
+    return nullptr;
+}
+
+}  // namespace
+}  // namespace am
+
+using am::Error;
+
+extern "C" int am_model_objective(am_model *m, const am_input *input, const char *objective, float *values) {
+    if (!m) return AM_E_ARG;
+    AM_FENCE_BEGIN
+    if (!m->loaded || !m->graph) throw Error(AM_E_ARG, "the model did not load; see am_model_error");
+    if (!input || !objective || !values)
+        throw Error(AM_E_ARG, "am_model_objective needs an input, an objective and an array for the values");
+    if (input->kind != AM_INPUT_FLOAT && input->kind != AM_INPUT_EMBEDS)
+        throw Error(AM_E_ARG, "am_model_objective takes AM_INPUT_FLOAT or AM_INPUT_EMBEDS inputs, got kind " +
+                                  std::to_string(input->kind));
+    if (!input->data) throw Error(AM_E_ARG, "float input without data");
+    if (input->ndim < 1 || input->ndim > AM_MAX_DIMS) throw Error(AM_E_ARG, "input ndim must be 1..8");
+    std::vector<int64_t> shape(input->shape, input->shape + input->ndim);
+    for (auto d : shape)
+        if (d <= 0) throw Error(AM_E_ARG, "input shape has a non-positive size");
+    const int64_t B = shape[0];
+
+    const std::string src = objective;
+    std::unique_ptr<am::ObjNode> root;
+    try {
+        root = am::parse_objective(src);
+    } catch (const am::ObjectiveError &e) {
+        throw Error(AM_E_OBJECTIVE, am::objective_format_error(src, e.column, e.what()));
+    }
+    if (const am::ObjNode *d = am::find_diversity(*root))
+        throw Error(AM_E_OBJECTIVE,
+                    am::objective_format_error(src, d->column,
+                                               "diversity() compares the images of one batch with each other; "
+                                               "it has no value for each image on its own (use it in a run)"));
+    std::vector<std::string> layers;
+    am::objective_layers(*root, layers);
+
+    am::Base base = am::Base::kForward;
+    if (input->kind == AM_INPUT_EMBEDS) {
+        int st = am_model_embeddings(m, nullptr);
+        if (st != AM_OK) throw Error(st, m->error);
+        base = am::Base::kEmbeds;
+    }
+    auto plan = am::tap_plan(m, base, layers);  // unknown layers: AM_E_LAYER with the closest names
+
+    torch::NoGradGuard ng;
+    auto x = torch::from_blob(const_cast<float *>(input->data), shape, torch::kFloat).clone().to(m->device);
+    std::vector<torch::Tensor> outs;
+    try {
+        outs = am::tap_run(m, *plan, x);
+    } catch (const std::exception &e) {
+        throw Error(AM_E_MODEL, "forward failed on input of shape " + am::shape_of(x) + ": " +
+                                    am::short_what(e.what(), 2));
+    }
+    am::Acts acts;
+    for (size_t i = 0; i < layers.size(); i++) acts[layers[i]] = outs[i];
+    am::EvalCtx ctx{m, &acts, {}};
+    torch::Tensor v;
+    try {
+        v = am::eval_node(*root, -1, ctx);
+    } catch (const am::ObjectiveError &e) {
+        throw Error(AM_E_OBJECTIVE, am::objective_format_error(src, e.column, e.what()));
+    }
+    v = v.to(torch::kCPU, torch::kFloat).expand({B}).contiguous();
+    std::memcpy(values, v.data_ptr<float>(), static_cast<size_t>(B) * sizeof(float));
+    return AM_OK;
+    AM_FENCE_END(&m->error)
+}

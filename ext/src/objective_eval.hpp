@@ -1,0 +1,34 @@
+// objective_eval.hpp — objectives evaluated on tapped activations (libtorch).
+// Shared by optimization runs (run.cpp) and am_model_objective.
+#pragma once
+#include <map>
+#include <string>
+
+#include "internal.hpp"
+#include "objective.hpp"
+
+namespace am {
+
+using Acts = std::map<std::string, torch::Tensor>;  // layer -> (B, ...)
+
+struct EvalCtx {
+    const am_model *m;
+    const Acts *acts;
+    std::map<std::string, torch::Tensor> diversity_cache;
+};
+
+// "[d0, d1, ...]"
+std::string shape_of(const torch::Tensor &t);
+
+// Lucid's diversity: negative mean pairwise cosine similarity of the
+// per-image Gram matrices (channels x channels) across the batch.
+torch::Tensor diversity(const torch::Tensor &act);
+
+// The objective n for batch element b: a scalar tensor. With b < 0, for
+// every element at once: (B) (diversity() is refused there, it is a
+// property of the batch, not of an element). Same indexing, labels and
+// averaging either way. Throws ObjectiveError (column, message) for bad
+// indices, unknown labels, division by zero.
+torch::Tensor eval_node(const ObjNode &n, int64_t b, EvalCtx &ctx);
+
+}  // namespace am
