@@ -68,6 +68,7 @@ lib.am_model_layer.argtypes = [C.c_void_p, C.c_int, C.POINTER(LayerInfo)]
 lib.am_model_tap.argtypes = [C.c_void_p, C.POINTER(Input), C.POINTER(C.c_char_p), C.c_int,
                              C.POINTER(Tensor), C.POINTER(Tensor)]
 lib.am_model_embeddings.argtypes = [C.c_void_p, C.POINTER(Tensor)]
+lib.am_model_objective.argtypes = [C.c_void_p, C.POINTER(Input), C.c_char_p, C.POINTER(C.c_float)]
 lib.am_model_tokenizer.argtypes = [C.c_void_p, C.POINTER(C.c_char_p), C.POINTER(C.c_size_t)]
 lib.am_model_label.restype = C.c_char_p
 lib.am_model_label.argtypes = [C.c_void_p, C.c_int]
@@ -173,6 +174,20 @@ class Model:
         if grad:
             return acts, _to_numpy(g)
         return acts
+
+    def objective(self, x, objective, kind=None):
+        """The objective's value for each item of the batch x: (B,)."""
+        x = np.ascontiguousarray(x, dtype=np.float32)
+        inp = Input()
+        inp.kind = AM_INPUT_FLOAT if kind is None else kind
+        inp.data = x.ctypes.data_as(C.POINTER(C.c_float))
+        inp.ndim = x.ndim
+        for i, s in enumerate(x.shape):
+            inp.shape[i] = s
+        values = np.zeros(x.shape[0], dtype=np.float32)
+        self._check(lib.am_model_objective(self.h, C.byref(inp), objective.encode(),
+                                           values.ctypes.data_as(C.POINTER(C.c_float))))
+        return values
 
     def embeddings(self):
         t = Tensor()
