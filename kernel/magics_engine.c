@@ -1265,104 +1265,6 @@ mg_status mg_magic_seed(mg_call *c)
 /* ================================================================ %examples */
 
 #ifdef MG_HAVE_DATA
-/* The simple objectives evaluated here from one tap: [-]LAYER[i, j, ...]
- * with integer or "label" indices; dimensions left are averaged. */
-typedef struct simple_obj {
-    char *layer;
-    int n_idx;
-    int64_t idx[AM_MAX_DIMS]; /* (n_idx), may be negative until checked */
-    float sign;
-} simple_obj;
-
-static int parse_simple(const char *text, const mg_session *s, simple_obj *o, char **err)
-{
-    const mg_engine_api *e = mg_engine();
-    memset(o, 0, sizeof *o);
-    o->sign = 1;
-    const char *p = text;
-    while (*p == ' ')
-        p++;
-    if (*p == '-') {
-        o->sign = -1;
-        p++;
-    }
-    while (*p == ' ')
-        p++;
-    const char *q = p;
-    while (*q && is_layer_char((unsigned char)*q))
-        q++;
-    if (q == p)
-        goto unsupported;
-    o->layer = mg_strndup(p, (size_t)(q - p));
-    p = q;
-    while (*p == ' ')
-        p++;
-    if (*p == '[') {
-        p++;
-        for (;;) {
-            while (*p == ' ')
-                p++;
-            if (o->n_idx == AM_MAX_DIMS)
-                goto unsupported;
-            if (*p == '"' || *p == '\'') {
-                char quote = *p++;
-                const char *end = strchr(p, quote);
-                if (!end)
-                    goto unsupported;
-                char *lab = mg_strndup(p, (size_t)(end - p));
-                int found = -1, nl = e->am_model_num_labels(s->model);
-                for (int i = 0; i < nl && found < 0; i++)
-                    if (strcmp(e->am_model_label(s->model, i), lab) == 0)
-                        found = i;
-                if (found < 0) {
-                    mg_str all = MG_STR_INIT;
-                    for (int i = 0; i < nl; i++)
-                        mg_str_addf(&all, "%s\"%s\"", i ? ", " : "", e->am_model_label(s->model, i));
-                    *err = mg_asprintf("unknown label \"%s\"; the labels of %s are: %s", lab,
-                                       s->model_name, nl ? mg_str_cstr(&all) : "(none)");
-                    mg_str_free(&all);
-                    free(lab);
-                    return -1;
-                }
-                free(lab);
-                o->idx[o->n_idx++] = found;
-                p = end + 1;
-            } else {
-                char *end;
-                long long v = strtoll(p, &end, 10);
-                if (end == p)
-                    goto unsupported;
-                o->idx[o->n_idx++] = v;
-                p = end;
-            }
-            while (*p == ' ')
-                p++;
-            if (*p == ',') {
-                p++;
-                continue;
-            }
-            if (*p == ']') {
-                p++;
-                break;
-            }
-            goto unsupported;
-        }
-    }
-    while (*p == ' ')
-        p++;
-    if (*p)
-        goto unsupported;
-    return 0;
-unsupported:
-    free(o->layer);
-    o->layer = NULL;
-    *err = mg_asprintf("%%examples ranks dataset images by simple objectives only: LAYER, "
-                       "LAYER[c], LAYER[c, y, x], LAYER[\"Label\"], optionally negated; "
-                       "'%s' is not one of them",
-                       text);
-    return -1;
-}
-
 typedef struct top_item {
     float value;
     int64_t index;
@@ -1404,55 +1306,8 @@ mg_status mg_magic_examples(mg_call *c)
                    "this kernel was built without the dataset readers (ext/data)");
 #else
     const mg_engine_api *e = mg_engine();
-    simple_obj so;
-    char *err = NULL;
-    if (parse_simple(c->positional, s, &so, &err) != 0) {
-        mg_status st = mg_fail(c, "ObjectiveError", "%s", err);
-        free(err);
-        return st;
-    }
-    const am_layer_info *L = find_layer(s, so.layer, strlen(so.layer));
-    if (!L && strcmp(so.layer, "output") != 0) {
-        const char **names = mg_xcalloc((size_t)s->n_layers + 1, sizeof *names);
-        for (int i = 0; i < s->n_layers; i++)
-            names[i] = s->layers[i].name;
-        const char *best = mg_closest(so.layer, names, (size_t)s->n_layers);
-        mg_status st = mg_fail(c, "LayerError", "unknown layer %s%s%s%s; %%layers lists them",
-                               so.layer, best ? " (did you mean " : "", best ? best : "",
-                               best ? "?)" : "");
-        free(names);
-        free(so.layer);
-        return st;
-    }
-    if (L && so.n_idx > L->ndim - 1) {
-        mg_str sh = MG_STR_INIT;
-        shape_text(&sh, L->shape, L->ndim);
-        mg_status st = mg_fail(c, "ObjectiveError", "%s has %d dims after the batch (shape %s); "
-                               "%d indices given", so.layer, L->ndim - 1, mg_str_cstr(&sh), so.n_idx);
-        mg_str_free(&sh);
-        free(so.layer);
-        return st;
-    }
-    for (int i = 0; L && i < so.n_idx; i++) {
-        int64_t d = L->shape[i + 1];
-        if (so.idx[i] < -d || so.idx[i] >= d) {
-            mg_str sh = MG_STR_INIT;
-            shape_text(&sh, L->shape, L->ndim);
-            mg_status st = mg_fail(c, "ObjectiveError",
-                                   "index %lld is out of range for dim %d of %s, shape %s "
-                                   "(batch first): use 0..%lld",
-                                   (long long)so.idx[i], i, so.layer, mg_str_cstr(&sh),
-                                   (long long)d - 1);
-            mg_str_free(&sh);
-            free(so.layer);
-            return st;
-        }
-        if (so.idx[i] < 0)
-            so.idx[i] += d;
-    }
     const char *dsname = e->am_model_dataset(s->model);
     if (strcmp(dsname, "fashion-mnist") != 0) {
-        free(so.layer);
         return mg_fail(c, "UnsupportedError", "%%examples reads the model's dataset; %s names "
                        "'%s', and only fashion-mnist images are supported",
                        s->model_name, dsname[0] ? dsname : "none");
@@ -1463,7 +1318,6 @@ mg_status mg_magic_examples(mg_call *c)
         mg_status st = mg_fail(c, "DatasetError", "%s: %s", am_data_strerror(rc),
                                ds ? am_dataset_errmsg(ds) : "");
         am_dataset_free(ds);
-        free(so.layer);
         return st;
     }
     const float *mean = NULL, *sd = NULL;
@@ -1474,10 +1328,11 @@ mg_status mg_magic_examples(mg_call *c)
     int64_t limit = mg_int(c, "limit");
     top_item *top = mg_xcalloc((size_t)k, sizeof *top);
     int ntop = 0;
-    const char *layers[1] = {so.layer};
     am_batch bt;
     float *x = NULL;     /* (B, C, H, W) normalized */
     size_t xcap = 0;
+    float *vals = NULL;  /* (B) the objective of each item */
+    size_t vcap = 0;
     int64_t seen = 0;
     mg_status st = MG_OK;
     double t0 = render_clock_monotonic(NULL);
@@ -1500,14 +1355,14 @@ mg_status mg_magic_examples(mg_call *c)
             st = MG_INTERRUPTED;
             break;
         }
-        if (render_throttle_ready(&prog.thr, false))
-            live_send(&prog, (int)seen, ntop ? top[0].value : NAN);
         int64_t shp[4];
         am_dataset_item_shape(ds, shp + 1, 3);
         shp[0] = bt.count;
         size_t per = (size_t)(shp[1] * shp[2] * shp[3]), n = per * (size_t)bt.count;
         if (n > xcap)
             x = mg_xrealloc(x, (xcap = n) * sizeof(float));
+        if ((size_t)bt.count > vcap)
+            vals = mg_xrealloc(vals, (vcap = (size_t)bt.count) * sizeof(float));
         for (size_t i = 0; i < n; i++) {
             int ch = (int)((i % per) / (size_t)(shp[2] * shp[3]));
             float m = nmean ? mean[ch % nmean] : 0, d = nmean ? sd[ch % nmean] : 1;
@@ -1515,37 +1370,33 @@ mg_status mg_magic_examples(mg_call *c)
         }
         am_input in = {.kind = AM_INPUT_FLOAT, .data = x, .ndim = 4};
         memcpy(in.shape, shp, sizeof shp);
-        am_tensor out = {0};
-        rc = e->am_model_tap(s->model, &in, layers, 1, &out, NULL);
+        /* The engine evaluates the objective as a run would (the whole
+         * language but diversity), per item. A bad objective fails on the
+         * first batch, before anything is shown. */
+        rc = e->am_model_objective(s->model, &in, c->positional, vals);
         if (rc != AM_OK) {
-            st = mg_fail(c, "EngineError", "%s: %s", e->am_strerror(rc), e->am_model_error(s->model));
+            const char *ename = rc == AM_E_LAYER       ? "LayerError"
+                                : rc == AM_E_OBJECTIVE ? "ObjectiveError"
+                                                       : "EngineError";
+            if (rc == AM_E_LAYER || rc == AM_E_OBJECTIVE)
+                st = mg_fail(c, ename, "%s", e->am_model_error(s->model));
+            else
+                st = mg_fail(c, ename, "%s: %s", e->am_strerror(rc), e->am_model_error(s->model));
             break;
         }
-        /* Per item: index the leading dims, average the rest. */
-        int64_t inner = 1, stride_item = 1;
-        for (int d = 1; d < out.ndim; d++)
-            stride_item *= out.shape[d];
-        for (int d = 1 + so.n_idx; d < out.ndim; d++)
-            inner *= out.shape[d];
-        int64_t off = 0;
-        for (int i = 0; i < so.n_idx; i++)
-            off = off * out.shape[i + 1] + so.idx[i];
-        off *= inner;
-        for (int64_t b = 0; b < out.shape[0]; b++) {
-            const float *v = out.data + b * stride_item + off;
-            double sum = 0;
-            for (int64_t j = 0; j < inner; j++)
-                sum += v[j];
-            top_item ti = {so.sign * (float)(sum / (double)inner), bt.first + b, bt.labels[b]};
+        for (int64_t b = 0; b < bt.count; b++) {
+            top_item ti = {vals[b], bt.first + b, bt.labels[b]};
             top_insert(top, &ntop, k, ti);
         }
-        e->am_tensor_release(&out);
         seen += bt.count;
+        if (render_throttle_ready(&prog.thr, false))
+            live_send(&prog, (int)seen, ntop ? top[0].value : NAN);
     }
     double secs = render_clock_monotonic(NULL) - t0;
     if (prog.shown)
         live_send(&prog, (int)(seen < total ? seen : total), ntop ? top[0].value : NAN);
     free(x);
+    free(vals);
     if (st == MG_OK && ntop > 0) {
         int64_t ishape[3];
         am_dataset_item_shape(ds, ishape, 3);
@@ -1585,7 +1436,7 @@ mg_status mg_magic_examples(mg_call *c)
         mg_str_addf(&text, "%s (%.2f s)\n", title, secs);
         for (int i = 0; i < ntop; i++) {
             const char *lab = am_dataset_label(ds, (int)top[i].label);
-            mg_str_addf(&text, "  #%lld %-12s %.4g\n", (long long)top[i].index, lab ? lab : "?",
+            mg_str_addf(&text, "  #%lld %-12s %.6g\n", (long long)top[i].index, lab ? lab : "?",
                         top[i].value);
         }
         mg_bundle *b = mg_bundle_new();
@@ -1604,7 +1455,6 @@ mg_status mg_magic_examples(mg_call *c)
         free(grid);
     }
     free(top);
-    free(so.layer);
     am_dataset_free(ds);
     return st;
 #endif

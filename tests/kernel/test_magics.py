@@ -141,6 +141,62 @@ def test_examples_runs_show_save(loaded, tmp_path):
     assert out.read_bytes()[:4] == b"\x89PNG"
 
 
+def fashion_test_images(indices):
+    """Test-split images of Debian's dataset-fashion-mnist, as the kernel reads
+    them ([0, 1]), by index."""
+    import gzip
+
+    import numpy as np
+    d = os.environ.get("ACTMAX_FASHION_MNIST", "/usr/share/datasets/fashion-mnist")
+    with gzip.open(f"{d}/t10k-images-idx3-ubyte.gz", "rb") as f:
+        data = f.read()
+    px = np.frombuffer(data, np.uint8, offset=16).reshape(-1, 1, 28, 28)
+    return px[indices].astype(np.float32) / 255.0
+
+
+def test_examples_compound_objective_matches_torch(loaded):
+    """The whole objective language ranks dataset images: the values shown are
+    those PyTorch computes for the same images, and they are the top ones."""
+    torch = pytest.importorskip("torch")
+    import json
+    kc = loaded
+    obj = "conv2[5] - conv2[3]"
+    msgs, reply = run(kc, f"%examples {obj} k=6 limit=2000")
+    assert reply["content"]["status"] == "ok", errors(msgs)
+    (grid,) = pngs(msgs)
+    lines = grid["data"]["text/plain"].splitlines()
+    assert f"top 6 of 2000 test images for {obj}" in lines[0]
+    rows = [l.split() for l in lines[1:]]
+    idx = [int(r[0].lstrip("#")) for r in rows]
+    vals = [float(r[-1]) for r in rows]
+    assert len(vals) == 6 and vals == sorted(vals, reverse=True)
+
+    path = os.path.join(os.path.dirname(os.environ["ACTMAX_EXE"]), "share", "actmax", "models", "fashion-cnn.pt")
+    extra = {"actmax.json": ""}
+    m = torch.jit.load(path, _extra_files=extra).eval()
+    meta = json.loads(extra["actmax.json"])
+    mean, std = meta["mean"][0], meta["std"][0]
+    x = torch.from_numpy(fashion_test_images(list(range(2000))))
+    with torch.no_grad():
+        c2 = m.conv2(m.conv1((x - mean) / std))
+    want = (c2[:, 5].mean((1, 2)) - c2[:, 3].mean((1, 2))).numpy()
+    for i, v in zip(idx, vals):
+        assert abs(want[i] - v) <= 1e-4 + 1e-5 * abs(v), (i, v, want[i])
+    # The top of the whole slice, not just some images.
+    assert abs(float(want.max()) - vals[0]) <= 1e-4 + 1e-5 * abs(vals[0])
+    assert sorted(idx) == sorted(int(i) for i in want.argsort()[::-1][:6])
+    # A bad objective: one error, and the next cell works.
+    msgs, reply = run(kc, "%examples conv2[5] conv2[3] k=4")
+    errs = errors(msgs)
+    assert len(errs) == 1 and errs[0]["ename"] == "ObjectiveError", errs
+    assert not pngs(msgs) and not kinds(msgs, "update_display_data")
+    msgs, reply = run(kc, "%examples -(conv2[5] - conv2[3]) / 2 k=3 limit=500")
+    assert reply["content"]["status"] == "ok", errors(msgs)
+    lines = pngs(msgs)[0]["data"]["text/plain"].splitlines()
+    vals2 = [float(l.split()[-1]) for l in lines[1:]]
+    assert len(vals2) == 3 and abs(vals2[0] - float(-want[:500].min() / 2)) <= 1e-4
+
+
 @pytest.mark.parametrize("code,ename,words", [
     ("%model fashion-cn", "ModelNotFoundError", ["fashion-cnn"]),
     ("%model /etc/hostname", "ModelError", ["previous model is still loaded"]),
@@ -156,7 +212,10 @@ def test_examples_runs_show_save(loaded, tmp_path):
     ("%maximize conv2[5] steps=4 init=/etc/hostname", "ImageError", ["PNG"]),
     ("%save last path=/nonexistent/dir/x.png", "OSError", ["/nonexistent/dir"]),
     ('%examples fc["Snaker"]', "ObjectiveError", ["Sneaker"]),
-    ("%examples conv2[40]", "ObjectiveError", ["0..31"]),
+    ("%examples conv2[40]", "ObjectiveError", ["size 32", "[32, 7, 7]"]),
+    ("%examples conv2[5] - * conv2[3]", "ObjectiveError", ["column 12", "^"]),
+    ("%examples conv2[5] - cnv2[3]", "LayerError", ["conv2"]),
+    ("%examples conv2[5] + 0.1*diversity(conv2)", "ObjectiveError", ["diversity", "batch"]),
     ("%show 999", "ValueError", ["last"]),
 ])
 def test_bad_input_is_one_error_and_state_is_kept(loaded, code, ename, words):
