@@ -25,6 +25,35 @@ std::string short_what(const std::string &what, int max_lines = 3);
 // Edit distance, for "did you mean" lists.
 size_t edit_distance(const std::string &a, const std::string &b);
 
+// A faster kernel that a run's tap graph calls through the op
+// actmax::fast(x, id) in place of one node (fastops.cpp).
+struct FastOp {
+    int64_t id = 0;  // set by fast_op_register
+    virtual ~FastOp() = default;
+    virtual torch::Tensor run(const torch::Tensor &x) = 0;
+};
+
+// Makes op reachable from graphs by op->id for as long as it lives.
+void fast_op_register(const std::shared_ptr<FastOp> &op);
+
+// A 3x3 stride-1 convolution with fixed weights through oneDNN's Winograd
+// kernels where they win, libtorch's elsewhere; null when the convolution
+// does not qualify or the engine was built without oneDNN.
+std::shared_ptr<FastOp> fast_conv(const torch::Tensor &w, const torch::Tensor &b, const std::vector<int64_t> &stride,
+                                  const std::vector<int64_t> &pad, const std::vector<int64_t> &dil, int64_t groups);
+
+// 2-D max pooling through channels-last memory (vectorized on CPU).
+std::shared_ptr<FastOp> fast_max_pool(const std::vector<int64_t> &kernel, const std::vector<int64_t> &stride,
+                                      const std::vector<int64_t> &pad, const std::vector<int64_t> &dil, bool ceil);
+
+// Every step of a run allocates and frees the same few megabyte-sized
+// tensors. glibc serves blocks that large by mmap and returns them on free,
+// so each step pays a page fault per 4 KiB touched: a tenth of a step of
+// resnet18 at 224x224 on CPU. Called by runs, once per process: raises the
+// mmap and trim thresholds so those blocks stay in the heap (glibc only;
+// ACTMAX_NO_MALLOPT=1 leaves malloc alone).
+void tune_malloc_for_runs();
+
 // A compiled tap graph: input(s) -> tuple of the tapped tensors.
 struct TapPlan {
     std::shared_ptr<torch::jit::GraphFunction> fn;
@@ -35,6 +64,7 @@ struct TapPlan {
     torch::Tensor stem_w;             // (Co, C, kh, kw)
     torch::Tensor stem_b;             // (Co) or undefined
     std::vector<int64_t> stem_stride, stem_pad, stem_dil;  // (2) each
+    std::vector<std::shared_ptr<FastOp>> fast_ops;         // called from fn by id
 };
 
 // Which base graph a tap plan edits.

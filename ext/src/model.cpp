@@ -335,6 +335,20 @@ static c10::optional<c10::IValue> attr_value(const am_model *m, const Graph &g, 
     return cur;
 }
 
+// An int[] argument known when the graph is built: a constant, or (as
+// tracing writes them) a list built from int constants.
+static c10::optional<std::vector<int64_t>> int_list(Value *v) {
+    if (auto c = torch::jit::constant_as<std::vector<int64_t>>(v)) return c;
+    if (v->node()->kind() != c10::prim::ListConstruct) return c10::nullopt;
+    std::vector<int64_t> r;
+    for (Value *e : v->node()->inputs()) {
+        auto i = torch::jit::constant_as<int64_t>(e);
+        if (!i) return c10::nullopt;
+        r.push_back(*i);
+    }
+    return r;
+}
+
 static bool is_conv(const Node *n) {
     if (n->kind() == c10::aten::conv2d) return true;
     if (n->kind() != c10::aten::_convolution) return false;
@@ -395,9 +409,9 @@ static void extract_stem(const am_model *m, Graph &g, TapPlan &plan) {
     if (!is_conv(conv) || x->uses()[0].offset != 0) return;
     auto w = attr_value(m, g, conv->inputs()[1]);
     auto b = attr_value(m, g, conv->inputs()[2]);
-    auto stride = torch::jit::constant_as<std::vector<int64_t>>(conv->inputs()[3]);
-    auto pad = torch::jit::constant_as<std::vector<int64_t>>(conv->inputs()[4]);
-    auto dil = torch::jit::constant_as<std::vector<int64_t>>(conv->inputs()[5]);
+    auto stride = int_list(conv->inputs()[3]);
+    auto pad = int_list(conv->inputs()[4]);
+    auto dil = int_list(conv->inputs()[5]);
     auto groups = torch::jit::constant_as<int64_t>(conv->inputs()[conv->kind() == c10::aten::conv2d ? 6 : 8]);
     if (!w || !b || !w->isTensor() || !stride || !pad || !dil || !groups || *groups != 1) return;
     if (w->toTensor().dim() != 4 || w->toTensor().size(1) > 4 || stride->size() != 2 || pad->size() != 2 ||
@@ -414,6 +428,45 @@ static void extract_stem(const am_model *m, Graph &g, TapPlan &plan) {
     conv->output()->replaceAllUsesWith(features);
     conv->destroy();
     g.eraseInput(1);
+}
+
+// Puts the kernels of fastops.cpp in place of the convolutions and max
+// pools they do faster; each stays alive in the plan.
+static void use_fast_ops(const am_model *m, Graph &g, TapPlan &plan) {
+    if (!m->device.is_cpu()) return;
+    std::vector<Node *> todo;
+    for (Node *n : g.block()->nodes())
+        if (is_conv(n) || n->kind() == c10::aten::max_pool2d) todo.push_back(n);
+    for (Node *n : todo) {
+        std::shared_ptr<FastOp> op;
+        if (n->kind() == c10::aten::max_pool2d) {
+            auto k = int_list(n->inputs()[1]);
+            auto st = int_list(n->inputs()[2]);
+            auto pd = int_list(n->inputs()[3]);
+            auto dl = int_list(n->inputs()[4]);
+            auto ceil = torch::jit::constant_as<bool>(n->inputs()[5]);
+            if (!k || !st || !pd || !dl || !ceil) continue;
+            op = fast_max_pool(*k, st->empty() ? *k : *st, *pd, *dl, *ceil);
+        } else {
+            auto w = attr_value(m, g, n->inputs()[1]);
+            auto b = attr_value(m, g, n->inputs()[2]);
+            auto st = int_list(n->inputs()[3]);
+            auto pd = int_list(n->inputs()[4]);
+            auto dl = int_list(n->inputs()[5]);
+            auto groups = torch::jit::constant_as<int64_t>(n->inputs()[n->kind() == c10::aten::conv2d ? 6 : 8]);
+            if (!w || !b || !w->isTensor() || !st || !pd || !dl || !groups) continue;
+            op = fast_conv(w->toTensor(), b->isTensor() ? b->toTensor() : torch::Tensor(), *st, *pd, *dl, *groups);
+        }
+        if (!op) continue;
+        torch::jit::WithInsertPoint guard(n);
+        Value *id = g.insertConstant(op->id);
+        Node *f = g.create(c10::Symbol::fromQualString("actmax::fast"), {n->inputs()[0], id}, 1);
+        f->insertBefore(n);
+        f->output()->setType(n->outputs()[0]->type());
+        n->outputs()[0]->replaceAllUsesWith(f->output());
+        n->destroy();
+        plan.fast_ops.push_back(op);
+    }
 }
 
 struct StemConvFn : public torch::autograd::Function<StemConvFn> {
@@ -576,7 +629,9 @@ std::shared_ptr<TapPlan> tap_plan(am_model *m, Base base, const std::vector<std:
         (void)in_shape;
         torch::jit::EliminateDeadCode(g);
         if (!std::getenv("ACTMAX_NO_STEM")) extract_stem(m, *g, *plan);
+        use_fast_ops(m, *g, *plan);
         torch::jit::EliminateDeadCode(g);
+        if (std::getenv("ACTMAX_DUMP_GRAPH")) std::cerr << *g;
     }
 
     plan->layers = layers;

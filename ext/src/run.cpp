@@ -193,6 +193,7 @@ void check_options(const am_model *m, const am_options *o) {
 
 void run_impl(am_model *m, const am_options *o, am_run *r) {
     check_options(m, o);
+    if (m->device.is_cpu()) tune_malloc_for_runs();
     int64_t B = o->n_objectives > 1 ? o->n_objectives : o->batch;
     int64_t C = m->input_shape[0];
     int64_t H = o->height ? o->height : m->input_shape[1];

@@ -657,6 +657,7 @@ void setup(Engine &en, am_model *m, const char *objective, int64_t T) {
 }
 
 void text_run_impl(am_model *m, const am_text_options *o, am_text_run *r) {
+    if (m->device.is_cpu()) tune_malloc_for_runs();
     check_text_model(m);
     int64_t context = m->input_shape[0];
     check_text_options(o, context);
