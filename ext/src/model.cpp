@@ -471,7 +471,8 @@ static void use_fast_ops(const am_model *m, Graph &g, TapPlan &plan) {
 
 struct StemConvFn : public torch::autograd::Function<StemConvFn> {
     static torch::Tensor forward(torch::autograd::AutogradContext *ctx, torch::Tensor x, torch::Tensor w,
-                                 torch::Tensor b, std::vector<int64_t> stride, std::vector<int64_t> pad,
+                                 c10::optional<torch::Tensor> b, std::vector<int64_t> stride,
+                                 std::vector<int64_t> pad,
                                  std::vector<int64_t> dil) {
         ctx->save_for_backward({w});
         ctx->saved_data["stride"] = stride;
@@ -643,7 +644,11 @@ std::shared_ptr<TapPlan> tap_plan(am_model *m, Base base, const std::vector<std:
 std::vector<torch::Tensor> tap_run(am_model *m, const TapPlan &plan, const torch::Tensor &input) {
     torch::Tensor x = input;
     if (plan.has_stem)
-        x = StemConvFn::apply(input, plan.stem_w, plan.stem_b, plan.stem_stride, plan.stem_pad, plan.stem_dil);
+        // The bias goes as an optional, not as a tensor input: autograd
+        // records every tensor input's device, which an undefined one lacks.
+        x = StemConvFn::apply(input, plan.stem_w,
+                              plan.stem_b.defined() ? c10::optional<torch::Tensor>(plan.stem_b) : c10::nullopt,
+                              plan.stem_stride, plan.stem_pad, plan.stem_dil);
     std::vector<c10::IValue> stack{m->module._ivalue(), x};
     plan.fn->run(stack);
     auto elems = stack.at(0).toTuple()->elements();

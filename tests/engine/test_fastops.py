@@ -83,3 +83,46 @@ def test_switches_turn_them_off(r18_128, monkeypatch):
     monkeypatch.setenv("ACTMAX_NO_WINOGRAD", "1")
     monkeypatch.setenv("ACTMAX_NO_FAST_POOL", "1")
     assert fast_ops_in_graph(path, "layer2") == (0, 0)
+
+
+class SmallScripted(torch.nn.Module):
+    """Scripted, as the built-in fashion-cnn: batch norms stay unfolded
+    (their training branch reads the convolution's output too), the first
+    convolution has no bias and becomes the extracted stem."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv1 = torch.nn.Conv2d(1, 16, 3, padding=1, bias=False)
+        self.bn1 = torch.nn.BatchNorm2d(16)
+        self.conv2 = torch.nn.Conv2d(16, 16, 3, padding=1)
+        self.pool = torch.nn.MaxPool2d(2)
+
+    def forward(self, x):
+        x = self.pool(torch.relu(self.bn1(self.conv1(x))))
+        return torch.relu(self.conv2(x))
+
+
+def test_scripted_model_without_stem_bias(model_dir):
+    torch.manual_seed(2)
+    model = SmallScripted().eval()
+    with torch.no_grad():
+        model.bn1.running_mean.uniform_(-0.2, 0.2)
+        model.bn1.running_var.uniform_(0.5, 2.0)
+    path = model_dir / "small-scripted.pt"
+    torch.jit.script(model).save(str(path))
+    m = amlib.Model(str(path), input_shape=[1, 56, 56])
+    seed, lr = 4, 100.0
+    run = amlib.Run(m, "conv2[5]", steps=1, seed=seed, optimizer=1, lr=lr, param=1, decorrelate=0, transforms=0)
+    torch.manual_seed(seed)
+    p = (torch.randn(1, 1, 56, 56) * 0.01).requires_grad_(True)
+    feats = {}
+    h = model.conv2.register_forward_hook(lambda mod, i, o: feats.__setitem__("t", o))
+    # Without actmax.json a 1-channel model is normalized with mean 0, std 1.
+    model(torch.sigmoid(p))
+    h.remove()
+    (g,) = torch.autograd.grad(feats["t"][:, 5].mean(), p)
+    expect = torch.sigmoid(p.detach() + lr * g).numpy()
+    moved = float(np.abs(expect - torch.sigmoid(p.detach()).numpy()).max())
+    diff = float(np.abs(run.images - expect).max())
+    print(f"scripted, stem without bias: image moved by up to {moved:.2e}, max|diff| {diff:.2e}")
+    assert moved > 1e-3 and diff <= 0.01 * moved
