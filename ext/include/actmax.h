@@ -601,6 +601,12 @@ AM_API const float *am_text_run_sweep(const am_text_run *r, int *vocab, int *pos
 /* The top-k windows of a text corpus by an objective, for showing which
  * real text drives a neuron. Windows are am_dataset_open("fortunes" or
  * "text", ...) windows of the model's tokenizer. */
+
+/* Called after each batch: windows scanned so far (1..total, increasing),
+ * the corpus' windows (total), and the best score so far. Return nonzero
+ * to cancel; the scan then stops and keeps the top-k of what it scanned. */
+typedef int (*am_text_examples_progress_fn)(void *user, int64_t scanned, int64_t total, float best);
+
 typedef struct am_text_examples_options {
     const char *objective;    /* required */
     const char *dataset;      /* "fortunes" (default when NULL) or "text" */
@@ -609,6 +615,8 @@ typedef struct am_text_examples_options {
     int64_t     stride;       /* default 0: the window */
     int         k;            /* default 0: 10 */
     int         batch;        /* windows per forward, default 0: 256 */
+    am_text_examples_progress_fn progress; /* may be NULL */
+    void       *progress_user;
 } am_text_examples_options;
 
 typedef struct am_text_examples am_text_examples;
@@ -616,8 +624,12 @@ typedef struct am_text_examples am_text_examples;
 AM_API int am_text_examples_new(am_model *m, const am_text_examples_options *o, am_text_examples **out);
 AM_API void am_text_examples_free(am_text_examples *e);
 AM_API const char *am_text_examples_error(const am_text_examples *e);
-/* Windows scanned, and how many top windows were kept (<= k). */
+/* Windows scanned (< the corpus' windows when cancelled), and how many top
+ * windows were kept (<= k). */
 AM_API int64_t am_text_examples_scanned(const am_text_examples *e);
+/* 1 when the progress callback stopped the scan (the top-k is then that of
+ * the windows scanned), 0 when every window was scanned. */
+AM_API int am_text_examples_cancelled(const am_text_examples *e);
 AM_API int am_text_examples_count(const am_text_examples *e);
 /* The corpus maximum of the objective (= the first example's score). */
 AM_API float am_text_examples_max(const am_text_examples *e);

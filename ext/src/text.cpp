@@ -47,6 +47,7 @@ struct am_text_run {
 struct am_text_examples {
     std::string error;
     int64_t scanned = 0;
+    bool cancelled = false;
     int T = 0;
     std::vector<int64_t> index;               // (k)
     std::vector<float> score;                 // (k)
@@ -751,13 +752,24 @@ void examples_impl(am_model *m, const am_text_examples_options *o, am_text_examp
             throw Error(AM_E_OBJECTIVE, objective_format_error(en.obj.src, e.column, e.what()));
         }
     };
+    const int64_t total = am_dataset_size(ds);
+    float best = -std::numeric_limits<float>::infinity();
     for (;;) {
         am_batch b{};
         st = am_dataset_next_batch(ds, chunk, &b);
         if (st != AM_OK) throw Error(st, std::string("corpus: ") + am_dataset_errmsg(ds));
         if (b.count == 0) break;
         auto v = to_floats(score_batch(b.tokens, b.count, -1));
-        for (int64_t i = 0; i < b.count; i++) all.emplace_back(v[static_cast<size_t>(i)], b.first + i);
+        for (int64_t i = 0; i < b.count; i++) {
+            float x = v[static_cast<size_t>(i)];
+            if (x > best) best = x;
+            all.emplace_back(x, b.first + i);
+        }
+        // A nonzero return stops the scan; the top-k of what was scanned is kept.
+        if (o->progress && o->progress(o->progress_user, static_cast<int64_t>(all.size()), total, best)) {
+            ex->cancelled = true;
+            break;
+        }
     }
     ex->scanned = static_cast<int64_t>(all.size());
     if (all.empty()) throw Error(AM_E_ARG, "the corpus holds no whole window of " + std::to_string(T) + " tokens");
@@ -898,6 +910,7 @@ int am_text_examples_new(am_model *m, const am_text_examples_options *o, am_text
 void am_text_examples_free(am_text_examples *e) { delete e; }
 const char *am_text_examples_error(const am_text_examples *e) { return e ? e->error.c_str() : "examples handle is NULL"; }
 int64_t am_text_examples_scanned(const am_text_examples *e) { return e ? e->scanned : static_cast<int64_t>(AM_E_ARG); }
+int am_text_examples_cancelled(const am_text_examples *e) { return e ? (e->cancelled ? 1 : 0) : AM_E_ARG; }
 int am_text_examples_count(const am_text_examples *e) { return e ? static_cast<int>(e->index.size()) : AM_E_ARG; }
 float am_text_examples_max(const am_text_examples *e) {
     return e && !e->score.empty() ? e->score[0] : std::numeric_limits<float>::quiet_NaN();

@@ -291,9 +291,13 @@ class TextOptions(C.Structure):
                 ("progress_user", C.c_void_p)]
 
 
+TEXT_EXAMPLES_PROGRESS_FN = C.CFUNCTYPE(C.c_int, C.c_void_p, C.c_int64, C.c_int64, C.c_float)
+
+
 class TextExamplesOptions(C.Structure):
     _fields_ = [("objective", C.c_char_p), ("dataset", C.c_char_p), ("path", C.c_char_p), ("window", C.c_int64),
-                ("stride", C.c_int64), ("k", C.c_int), ("batch", C.c_int)]
+                ("stride", C.c_int64), ("k", C.c_int), ("batch", C.c_int),
+                ("progress", TEXT_EXAMPLES_PROGRESS_FN), ("progress_user", C.c_void_p)]
 
 
 _P = C.c_void_p
@@ -324,6 +328,7 @@ for _name, _res, _args in [
     ("am_text_examples_free", None, [_P]),
     ("am_text_examples_error", C.c_char_p, [_P]),
     ("am_text_examples_scanned", C.c_int64, [_P]),
+    ("am_text_examples_cancelled", C.c_int, [_P]),
     ("am_text_examples_count", C.c_int, [_P]),
     ("am_text_examples_max", C.c_float, [_P]),
     ("am_text_examples_get", C.c_int, [_P, C.c_int, C.POINTER(C.c_int64), C.POINTER(C.c_float),
@@ -402,16 +407,23 @@ class TextRun:
             lib.am_text_run_free(h)
 
 
-def text_examples(model, objective, path, window=0, stride=0, k=0, batch=0, dataset=None):
-    """Returns (max, scanned, [(index, score, tokens, acts)])."""
+def text_examples(model, objective, path, window=0, stride=0, k=0, batch=0, dataset=None, progress=None,
+                  info=None):
+    """Returns (max, scanned, [(index, score, tokens, acts)]). progress(scanned, total, best) is called
+    after each batch (a truthy return cancels); info, a dict, gets "cancelled"."""
     o = TextExamplesOptions(objective.encode() if objective is not None else None,
                             dataset.encode() if dataset else None,
                             str(path).encode() if path is not None else None, window, stride, k, batch)
+    if progress is not None:
+        cb = TEXT_EXAMPLES_PROGRESS_FN(lambda user, scanned, total, best: int(bool(progress(scanned, total, best))))
+        o.progress = cb
     h = C.c_void_p()
     st = lib.am_text_examples_new(model.h, C.byref(o), C.byref(h))
     try:
         if st != 0:
             raise AmError(st, lib.am_text_examples_error(h).decode())
+        if info is not None:
+            info["cancelled"] = lib.am_text_examples_cancelled(h)
         out = []
         for i in range(lib.am_text_examples_count(h)):
             idx, sc, toks, acts, n = C.c_int64(), C.c_float(), C.POINTER(C.c_int64)(), C.POINTER(C.c_float)(), C.c_int()

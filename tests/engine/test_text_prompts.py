@@ -288,6 +288,50 @@ def test_examples_topk(gpt, lm, corpus):
     assert np.allclose(per2, acts[i2, :, 6], atol=1e-4)
 
 
+def test_examples_progress_and_cancel(gpt, lm, corpus):
+    path, text = corpus
+    W, B, K = 5, 64, 4
+    obj = f"{NEURON}[-1, 6]"
+    stream = np.concatenate([amlib.encode(gpt["tok"], text), [gpt["eot"]]]).astype(np.int64)
+    windows = np.lib.stride_tricks.sliding_window_view(stream, W)
+    brute = neuron_acts(gpt["model"], ids=windows)[:, -1, 6]
+    N = len(windows)
+    assert N > 3 * B  # several batches
+    # Every batch is reported: increasing counts, ending at the total, the best so far.
+    calls = []
+    info = {}
+    mx, scanned, ex = amlib.text_examples(lm, obj, path, dataset="text", window=W, stride=1, k=K, batch=B,
+                                          progress=lambda s, t, b: calls.append((s, t, b)), info=info)
+    print(f"{len(calls)} progress calls over {N} windows: {calls[:3]} ... {calls[-1]}")
+    assert info["cancelled"] == 0 and scanned == N
+    assert [c[0] for c in calls] == [min((i + 1) * B, N) for i in range(len(calls))]
+    assert calls[-1][0] == N and all(c[1] == N for c in calls)
+    for s, _, b in calls:
+        assert abs(b - brute[:s].max()) <= 1e-4
+    assert calls[-1][2] == mx
+    # Cancelled after the first batch: AM_OK, the top k of the windows scanned.
+    calls = []
+    info = {}
+    mx, scanned, ex = amlib.text_examples(lm, obj, path, dataset="text", window=W, stride=1, k=K, batch=B,
+                                          progress=lambda s, t, b: calls.append((s, t, b)) or True, info=info)
+    print(f"cancelled after {scanned} of {N} windows, max {mx:.4f}")
+    assert len(calls) == 1 and info["cancelled"] == 1
+    assert scanned == B < N
+    scores = [e[1] for e in ex]
+    assert len(ex) == K and scores == sorted(scores, reverse=True)
+    top = np.argsort(-brute[:B], kind="stable")[:K]
+    assert [e[0] for e in ex] == list(top)
+    for idx, score, toks, _ in ex:
+        assert idx < B
+        assert np.array_equal(toks, windows[idx])
+        assert abs(score - brute[idx]) <= 1e-4
+    assert mx == scores[0] and abs(mx - calls[0][2]) <= 1e-6
+    # A callback that returns 0 changes nothing.
+    _, scanned, ex2 = amlib.text_examples(lm, obj, path, dataset="text", window=W, stride=1, k=K, batch=B,
+                                          progress=lambda s, t, b: 0, info=info)
+    assert info["cancelled"] == 0 and scanned == N
+
+
 def _tiny_lm():
     lib_path = os.environ.get("ACTMAX_LIB", "")
     share = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(lib_path))), "share", "actmax")
