@@ -73,6 +73,7 @@
     X(am_text_examples_free)                                                                       \
     X(am_text_examples_error)                                                                      \
     X(am_text_examples_scanned)                                                                    \
+    X(am_text_examples_cancelled)                                                                  \
     X(am_text_examples_count)                                                                      \
     X(am_text_examples_max)                                                                        \
     X(am_text_examples_get)

@@ -1342,7 +1342,7 @@ mg_status mg_magic_examples(mg_call *c)
         total = limit;
     live prog = {0};
     prog.out = c->out;
-    render_throttle_init(&prog.thr, 4, NULL, NULL);
+    render_throttle_init(&prog.thr, mg_float(c, "updates_per_s"), NULL, NULL);
     snprintf(prog.display_id, sizeof prog.display_id, "actmax-run-examples-%d-%ld", ++s->n_displays,
              (long)getpid());
     prog.t0 = t0;
@@ -1456,6 +1456,8 @@ mg_status mg_magic_examples(mg_call *c)
     }
     free(top);
     am_dataset_free(ds);
+    if (mg_bool(c, "verbose"))
+        mg_sink_printf(c->out, "live display updates sent: %d\n", prog.updates);
     return st;
 #endif
 }

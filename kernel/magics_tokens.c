@@ -9,6 +9,7 @@
  * S = steps, V = vocabulary, W = window tokens. */
 #include <ctype.h>
 #include <errno.h>
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -879,6 +880,59 @@ static char *corpus_path(const char *model_path)
     return NULL;
 }
 
+/* The live display of the corpus scan: windows scanned of the corpus' windows,
+ * and the best score so far, updated in place after each batch (throttled). */
+typedef struct tx_live {
+    const mg_sink *out;
+    render_throttle thr;
+    char display_id[80];
+    bool shown, stopped;
+    double t0;
+    const char *objective;
+    int updates;
+    int64_t scanned, total;
+    float best;
+} tx_live;
+
+static void tx_live_send(tx_live *L)
+{
+    int64_t total = L->total > 0 ? L->total : 1;
+    int64_t step = L->scanned < 0 ? 0 : L->scanned > total ? total : L->scanned;
+    if (total > INT_MAX) { /* the bar counts in ints: scale both */
+        step = (int64_t)((double)step / (double)total * INT_MAX);
+        total = INT_MAX;
+    }
+    char *label = mg_asprintf("%s   %s", L->objective,
+                              L->total > 0 ? "corpus windows scanned, best score so far"
+                                           : "reading the corpus");
+    render_progress p = {(int)step, (int)total, isfinite(L->best) ? L->best : NAN,
+                         render_clock_monotonic(NULL) - L->t0, label, NULL};
+    char *html = NULL, *text = NULL;
+    if (render_progress_html(&p, &html, &text) == RENDER_OK) {
+        mg_live_send(L->out, L->display_id, &L->shown, text, html);
+        L->updates++;
+    }
+    render_free(html);
+    render_free(text);
+    free(label);
+}
+
+static int tx_live_progress(void *user, int64_t scanned, int64_t total, float best)
+{
+    tx_live *L = user;
+    L->scanned = scanned;
+    L->total = total;
+    L->best = best;
+    /* Serves the control channel (interrupt_request, kernel_info) too. */
+    if (mg_sink_should_stop(L->out)) {
+        L->stopped = true;
+        return 1;
+    }
+    if (render_throttle_ready(&L->thr, false))
+        tx_live_send(L);
+    return 0;
+}
+
 mg_status mg_tokens_examples(mg_call *c, am_model *model, const char *model_name,
                              const char *model_path, const char *opt_prompt, float opt_value, int opt_run)
 {
@@ -907,11 +961,29 @@ mg_status mg_tokens_examples(mg_call *c, am_model *model, const char *model_name
     o.path = path;
     o.window = mg_int(c, "window");
     o.k = (int)mg_int(c, "k");
+    /* %set batch counts images for %maximize: only a batch typed here
+     * changes the engine's default. */
+    if (mg_given(c, "batch"))
+        o.batch = (int)mg_int(c, "batch");
+    tx_live L = {0};
+    L.out = c->out;
+    render_throttle_init(&L.thr, mg_float(c, "updates_per_s"), NULL, NULL);
+    static int displays;
+    snprintf(L.display_id, sizeof L.display_id, "actmax-text-examples-%d-%ld", ++displays,
+             (long)getpid());
+    L.objective = c->positional;
+    L.best = NAN;
+    o.progress = tx_live_progress;
+    o.progress_user = &L;
     am_text_examples *ex = NULL;
     double t0 = render_clock_monotonic(NULL);
+    L.t0 = t0;
+    tx_live_send(&L); /* before the corpus is read: 0 windows */
     int rc = e->am_text_examples_new(model, &o, &ex);
     double secs = render_clock_monotonic(NULL) - t0;
     if (rc != AM_OK) {
+        mg_live_send(c->out, L.display_id, &L.shown, "scan failed before its first batch",
+                     "<i>scan failed before its first batch</i>");
         mg_status st = mg_fail(c, rc == AM_E_OBJECTIVE || rc == AM_E_LAYER ? "ObjectiveError"
                                                                            : "DatasetError",
                                "%s: %s", e->am_strerror(rc), ex ? e->am_text_examples_error(ex) : "");
@@ -923,6 +995,14 @@ mg_status mg_tokens_examples(mg_call *c, am_model *model, const char *model_name
     int n = e->am_text_examples_count(ex);
     float mx = e->am_text_examples_max(ex);
     int64_t scanned = e->am_text_examples_scanned(ex);
+    bool interrupted = e->am_text_examples_cancelled(ex) == 1 || L.stopped;
+    /* The last state always reaches the display, throttle or not. */
+    L.scanned = scanned;
+    if (L.total <= 0)
+        L.total = scanned;
+    if (n > 0)
+        L.best = mx;
+    tx_live_send(&L);
     /* One colour scale over all windows, so rows compare. */
     float lo = 0, hi = 0;
     for (int i = 0; i < n; i++) {
@@ -946,21 +1026,30 @@ mg_status mg_tokens_examples(mg_call *c, am_model *model, const char *model_name
     char *eobj = NULL;
     render_html_escape(c->positional, &eobj);
     mg_str h = MG_STR_INIT, t = MG_STR_INIT;
+    const char *mxname = interrupted ? "maximum of the windows scanned" : "dataset maximum";
     mg_str_addf(&h, "<div class=\"actmax-text-examples\"><b>top %d of %lld windows</b> of %s for "
-                    "<code>%s</code>: dataset maximum <b>%.4g</b>",
-                n, (long long)scanned, dsname[0] ? dsname : "the corpus", eobj ? eobj : "", mx);
-    mg_str_addf(&t, "top %d of %lld windows for %s: dataset maximum %.4g (%.2f s)\n", n,
-                (long long)scanned, c->positional, mx, secs);
+                    "<code>%s</code>: %s <b>%.4g</b>",
+                n, (long long)scanned, dsname[0] ? dsname : "the corpus", eobj ? eobj : "", mxname,
+                mx);
+    mg_str_addf(&t, "top %d of %lld windows for %s: %s %.4g (%.2f s)\n", n, (long long)scanned,
+                c->positional, mxname, mx, secs);
+    if (interrupted) {
+        mg_str_addf(&h, "<br><b>interrupted after %lld of %lld windows</b>: the top %d of those "
+                        "scanned",
+                    (long long)scanned, (long long)L.total, n);
+        mg_str_addf(&t, "interrupted after %lld of %lld windows: the top %d of those scanned\n",
+                    (long long)scanned, (long long)L.total, n);
+    }
     if (opt_prompt) {
         char *ep = NULL;
         render_html_escape(opt_prompt, &ep);
         mg_str_addf(&h, "; optimized prompt (run %d) <code>%s</code> reaches <b>%.4g</b> "
-                        "(%.0f%% of the dataset maximum)",
-                    opt_run, ep ? ep : "", opt_value, mx != 0 ? 100.0 * opt_value / mx : NAN);
+                        "(%.0f%% of the %s)",
+                    opt_run, ep ? ep : "", opt_value, mx != 0 ? 100.0 * opt_value / mx : NAN,
+                    mxname);
         char *line = one_line(opt_prompt);
-        mg_str_addf(&t, "optimized prompt (run %d) \"%s\" reaches %.4g (%.0f%% of the dataset "
-                        "maximum)\n",
-                    opt_run, line, opt_value, mx != 0 ? 100.0 * opt_value / mx : NAN);
+        mg_str_addf(&t, "optimized prompt (run %d) \"%s\" reaches %.4g (%.0f%% of the %s)\n",
+                    opt_run, line, opt_value, mx != 0 ? 100.0 * opt_value / mx : NAN, mxname);
         free(line);
         render_free(ep);
     }
@@ -1003,5 +1092,7 @@ mg_status mg_tokens_examples(mg_call *c, am_model *model, const char *model_name
     e->am_text_examples_free(ex);
     e->am_tokenizer_free(tok);
     free(path);
-    return MG_OK;
+    if (mg_bool(c, "verbose"))
+        mg_sink_printf(c->out, "live display updates sent: %d\n", L.updates);
+    return interrupted ? MG_INTERRUPTED : MG_OK;
 }

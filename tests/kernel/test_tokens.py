@@ -270,6 +270,81 @@ def test_interrupt_keeps_best_prompt_and_kernel_goes_on(kernel):
     assert reply["content"]["status"] == "ok", errors(msgs)
 
 
+def _bar(text):
+    """(done, total) of a live display's text/plain: "... ] 12/345  3%  objective ..."."""
+    done, total = text.splitlines()[-1].split("] ", 1)[1].split()[0].split("/")
+    return int(done), int(total)
+
+
+def test_text_examples_live_display(lm):
+    kc = lm
+    msgs, reply = run(kc, f"%examples {OBJ} k=3 batch=64 updates_per_s=100 verbose=true", timeout=300)
+    assert reply["content"]["status"] == "ok", errors(msgs)
+    # One display_data with an id (0 windows), then updates of that id, in place.
+    live = [m for m in kinds(msgs, "display_data") if m["content"].get("transient", {}).get("display_id")]
+    assert len(live) == 1
+    did = live[0]["content"]["transient"]["display_id"]
+    assert _bar(live[0]["content"]["data"]["text/plain"])[0] == 0
+    assert "reading the corpus" in live[0]["content"]["data"]["text/plain"]
+    updates = kinds(msgs, "update_display_data")
+    assert len(updates) >= 3 and all(u["content"]["transient"]["display_id"] == did for u in updates)
+    bars = [_bar(u["content"]["data"]["text/plain"]) for u in updates]
+    done = [b[0] for b in bars]
+    assert done == sorted(done) and done[0] < done[-1]
+    # The result: every window scanned, the bar full, the best so far = the maximum.
+    (ex,) = displays(msgs)
+    text = ex["data"]["text/plain"]
+    scanned = int(text.split("top 3 of ")[1].split()[0])
+    assert bars[-1] == (scanned, scanned) and scanned > 3 * 64
+    mx = float(text.split("dataset maximum ")[1].split()[0])
+    best = float(updates[-1]["content"]["data"]["text/plain"].split("objective ")[1].split()[0])
+    assert abs(best - mx) <= 1e-3 * max(1, abs(mx))
+    assert "interrupted" not in text
+    sent = [m["content"]["text"] for m in kinds(msgs, "stream") if "live display updates sent" in m["content"]["text"]]
+    assert sent and int(sent[0].split(":")[1]) == 1 + len(updates)
+    print(f"text %examples: {scanned} windows in batches of 64, {1 + len(updates)} live display messages, "
+          f"steps {done}")
+
+
+def test_text_examples_interrupt_shows_partial_topk_and_kernel_goes_on(kernel):
+    km, kc = kernel
+    drain(kc)
+    run(kc, "%model tiny-lm")
+    # Windows of 4 tokens one per forward: tens of thousands of batches.
+    msg_id = kc.execute(f"%examples {OBJ} k=4 window=4 batch=1 updates_per_s=20")
+    deadline = time.monotonic() + 120
+    seen = 0
+    while time.monotonic() < deadline and seen < 5:  # wait until the scan is well under way
+        m = kc.get_iopub_msg(timeout=120)
+        if m["parent_header"].get("msg_id") == msg_id and m["msg_type"] == "update_display_data":
+            seen += 1
+    req = kc.session.msg("interrupt_request", {})
+    kc.control_channel.send(req)
+    control_reply(kc, req["header"]["msg_id"])
+    msgs = iopub_for(kc, msg_id, timeout=60)
+    reply = shell_reply(kc, msg_id)
+    assert reply["content"]["status"] == "error"
+    (err,) = errors(msgs)
+    assert err["ename"] == "KeyboardInterrupt"
+    # The partial top-k is shown, saying where the scan stopped.
+    (ex,) = displays(msgs)
+    text = ex["data"]["text/plain"]
+    line = [l for l in text.splitlines() if l.startswith("interrupted after ")]
+    assert line, text
+    n, total = int(line[0].split()[2]), int(line[0].split()[4])
+    assert 4 < n < total
+    assert f"top 4 of {n} windows" in text and "maximum of the windows scanned" in text
+    assert "interrupted after" in ex["data"]["text/html"]
+    scores = [float(l.split()[2]) for l in text.splitlines() if l.strip()[:1].isdigit() and "#" in l]
+    assert len(scores) == 4 and scores == sorted(scores, reverse=True)
+    # The live display ends where the scan stopped.
+    updates = kinds(msgs, "update_display_data")
+    assert updates and _bar(updates[-1]["content"]["data"]["text/plain"]) == (n, total)
+    print(f"text %examples interrupted after {n} of {total} windows")
+    msgs, reply = run(kc, f"%examples {OBJ} k=2 batch=512")
+    assert reply["content"]["status"] == "ok", errors(msgs)
+
+
 def test_completion_of_text_layers(lm):
     kc = lm
     code = "%tokens blocks.2.ml"
