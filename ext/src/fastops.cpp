@@ -158,38 +158,43 @@ struct WinoConv : FastOp, std::enable_shared_from_this<WinoConv> {
         return p;
     }
 
-    // y = conv(x) through oneDNN, NCHW in and out.
-    static torch::Tensor forward_raw(const Prims &p, const torch::Tensor &x, const torch::Tensor &y) {
+    // One primitive on libtorch's NCHW buffers: the input reordered into
+    // the layout the kernel chose, the output reordered back.
+    struct Side {
+        int arg;
+        const memory::desc &user, &want;
+        void *data;
+    };
+    static void exec_nchw(const dnnl::primitive &prim, Side in, Side out, std::unordered_map<int, memory> args) {
         auto &eng = cpu_engine();
         dnnl::stream s(eng);
-        memory usrc(p.user_src, eng, x.data_ptr()), udst(p.user_dst, eng, y.data_ptr());
-        memory src = usrc, dst = udst;
-        if (p.src != p.user_src) {
-            src = memory(p.src, eng);
-            dnnl::reorder(usrc, src).execute(s, usrc, src);
+        memory uin(in.user, eng, in.data), uout(out.user, eng, out.data);
+        memory min = uin, mout = uout;
+        if (in.want != in.user) {
+            min = memory(in.want, eng);
+            dnnl::reorder(uin, min).execute(s, uin, min);
         }
-        if (p.dst != p.user_dst) dst = memory(p.dst, eng);
-        std::unordered_map<int, memory> args{{DNNL_ARG_SRC, src}, {DNNL_ARG_WEIGHTS, p.wf}, {DNNL_ARG_DST, dst}};
-        if (p.bias) args[DNNL_ARG_BIAS] = p.bias;
-        p.fwd.execute(s, args);
-        if (p.dst != p.user_dst) dnnl::reorder(dst, udst).execute(s, dst, udst);
+        if (out.want != out.user) mout = memory(out.want, eng);
+        args[in.arg] = min;
+        args[out.arg] = mout;
+        prim.execute(s, args);
+        if (out.want != out.user) dnnl::reorder(mout, uout).execute(s, mout, uout);
         s.wait();
+    }
+
+    // y = conv(x); x, y contiguous NCHW.
+    static torch::Tensor forward_raw(const Prims &p, const torch::Tensor &x, const torch::Tensor &y) {
+        std::unordered_map<int, memory> args{{DNNL_ARG_WEIGHTS, p.wf}};
+        if (p.bias) args[DNNL_ARG_BIAS] = p.bias;
+        exec_nchw(p.fwd, {DNNL_ARG_SRC, p.user_src, p.src, x.data_ptr()},
+                  {DNNL_ARG_DST, p.user_dst, p.dst, y.data_ptr()}, std::move(args));
         return y;
     }
 
+    // gx = the input gradient for gy; both contiguous NCHW.
     static torch::Tensor backward_raw(const Prims &p, const torch::Tensor &gy, const torch::Tensor &gx) {
-        auto &eng = cpu_engine();
-        dnnl::stream s(eng);
-        memory ugdst(p.user_dst, eng, gy.data_ptr()), ugsrc(p.user_src, eng, gx.data_ptr());
-        memory gdst = ugdst, gsrc = ugsrc;
-        if (p.gdst != p.user_dst) {
-            gdst = memory(p.gdst, eng);
-            dnnl::reorder(ugdst, gdst).execute(s, ugdst, gdst);
-        }
-        if (p.gsrc != p.user_src) gsrc = memory(p.gsrc, eng);
-        p.bwd.execute(s, {{DNNL_ARG_DIFF_DST, gdst}, {DNNL_ARG_WEIGHTS, p.wb}, {DNNL_ARG_DIFF_SRC, gsrc}});
-        if (p.gsrc != p.user_src) dnnl::reorder(gsrc, ugsrc).execute(s, gsrc, ugsrc);
-        s.wait();
+        exec_nchw(p.bwd, {DNNL_ARG_DIFF_DST, p.user_dst, p.gdst, gy.data_ptr()},
+                  {DNNL_ARG_DIFF_SRC, p.user_src, p.gsrc, gx.data_ptr()}, {{DNNL_ARG_WEIGHTS, p.wb}});
         return gx;
     }
 
