@@ -1,7 +1,10 @@
 """Fixtures for the kernel's protocol tests: a real actmax kernel started by
 Debian's jupyter_client from the build tree's kernelspec (JUPYTER_PATH is set
-by ctest), and helpers to collect the messages of one request."""
+by ctest), helpers to collect the messages of one request, and helpers to
+pick outputs out of them (errors, displays, PNGs and their sizes)."""
+import base64
 import os
+import struct
 import time
 
 import pytest
@@ -114,3 +117,48 @@ def outputs(msgs):
 def stdout_of(msgs):
     return "".join(m["content"]["text"] for m in msgs
                    if m["msg_type"] == "stream" and m["content"]["name"] == "stdout")
+
+
+def run(kc, code, timeout=120):
+    """Runs code; returns (iopub messages, reply). The engine magics' default
+    timeout is long enough for a model load or an optimization."""
+    msg_id = kc.execute(code)
+    msgs = iopub_for(kc, msg_id, timeout=timeout)
+    reply = shell_reply(kc, msg_id, timeout=timeout)
+    return msgs, reply
+
+
+def kinds(msgs, t):
+    return [m for m in msgs if m["msg_type"] == t]
+
+
+def errors(msgs):
+    return [m["content"] for m in kinds(msgs, "error")]
+
+
+def displays(msgs):
+    """display_data contents, leaving out live displays (those with a display_id)."""
+    return [m["content"] for m in kinds(msgs, "display_data")
+            if not m["content"].get("transient", {}).get("display_id")]
+
+
+def pngs(msgs):
+    return [m["content"] for m in kinds(msgs, "display_data") if "image/png" in m["content"]["data"]]
+
+
+def png_size(b64):
+    """(width, height) of a base64 PNG from its header, checked by a full
+    decode when Pillow is there."""
+    raw = base64.b64decode(b64)
+    assert raw[:8] == b"\x89PNG\r\n\x1a\n", "not a PNG"
+    w, h = struct.unpack(">II", raw[16:24])
+    try:
+        import io
+
+        from PIL import Image
+        im = Image.open(io.BytesIO(raw))
+        im.load()
+        assert im.size == (w, h)
+    except ImportError:
+        pass
+    return w, h

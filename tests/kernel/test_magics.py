@@ -9,46 +9,11 @@ import time
 
 import pytest
 
-from conftest import control_reply, drain, iopub_for, shell_reply
+from conftest import control_reply, drain, errors, iopub_for, kinds, png_size, pngs, run, shell_reply
 
 pytestmark = pytest.mark.skipif(
     os.environ.get("ACTMAX_SANITIZED") == "1",
     reason="the sanitized build is configured without the engine; these run in the plain build")
-
-
-def png_size(b64):
-    raw = base64.b64decode(b64)
-    assert raw[:8] == b"\x89PNG\r\n\x1a\n", "not a PNG"
-    w, h = struct.unpack(">II", raw[16:24])
-    try:  # a full decode when Pillow is there
-        import io
-
-        from PIL import Image
-        im = Image.open(io.BytesIO(raw))
-        im.load()
-        assert im.size == (w, h)
-    except ImportError:
-        pass
-    return w, h
-
-
-def run(kc, code, timeout=120):
-    msg_id = kc.execute(code)
-    msgs = iopub_for(kc, msg_id, timeout=timeout)
-    reply = shell_reply(kc, msg_id, timeout=timeout)
-    return msgs, reply
-
-
-def kinds(msgs, t):
-    return [m for m in msgs if m["msg_type"] == t]
-
-
-def errors(msgs):
-    return [m["content"] for m in kinds(msgs, "error")]
-
-
-def pngs(msgs):
-    return [m["content"] for m in kinds(msgs, "display_data") if "image/png" in m["content"]["data"]]
 
 
 @pytest.fixture(scope="module")
