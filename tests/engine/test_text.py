@@ -1,7 +1,7 @@
 """Text models: the token-embedding lookup is replaced by an embeddings input.
 
-A small GPT-style model with random weights, defined here. Running the edited
-graph on rows of the embedding matrix must equal the original model on the
+A small GPT-style model with random weights (tests/engine/tinygpt.py).
+Running the edited graph on rows of the embedding matrix must equal the original model on the
 token ids, and gradients with respect to the embeddings must exist.
 """
 import json
@@ -11,40 +11,7 @@ import pytest
 import torch
 
 import amlib
-
-
-class Block(torch.nn.Module):
-    def __init__(self, d, heads):
-        super().__init__()
-        self.ln1 = torch.nn.LayerNorm(d)
-        self.attn = torch.nn.MultiheadAttention(d, heads, batch_first=True)
-        self.ln2 = torch.nn.LayerNorm(d)
-        self.mlp = torch.nn.Sequential(torch.nn.Linear(d, 4 * d), torch.nn.GELU(), torch.nn.Linear(4 * d, d))
-
-    def forward(self, x, mask):
-        h = self.ln1(x)
-        a, _ = self.attn(h, h, h, attn_mask=mask, need_weights=False)
-        x = x + a
-        return x + self.mlp(self.ln2(x))
-
-
-class TinyGPT(torch.nn.Module):
-    def __init__(self, vocab=50, d=32, ctx=8, layers=2):
-        super().__init__()
-        self.wte = torch.nn.Embedding(vocab, d)
-        self.wpe = torch.nn.Embedding(ctx, d)
-        self.blocks = torch.nn.ModuleList([Block(d, 4) for _ in range(layers)])
-        self.ln_f = torch.nn.LayerNorm(d)
-        self.head = torch.nn.Linear(d, vocab, bias=False)
-
-    def forward(self, idx):
-        T = idx.size(1)
-        pos = torch.arange(T, device=idx.device)
-        x = self.wte(idx) + self.wpe(pos)
-        mask = torch.triu(torch.full((T, T), float("-inf"), device=idx.device), diagonal=1)
-        for blk in self.blocks:
-            x = blk(x, mask)
-        return self.head(self.ln_f(x))
+from tinygpt import TinyGPT, save_scripted
 
 
 @pytest.fixture(scope="module")
@@ -54,8 +21,7 @@ def gpt(model_dir):
     meta = {"kind": "text", "vocab_size": 50, "context": 8, "tokenizer": "tokenizer.json"}
     tok = json.dumps({"type": "bpe", "merges": [["a", "b"]]})
     path = model_dir / "gpt.pt"
-    torch.jit.save(torch.jit.script(model), str(path),
-                   _extra_files={"actmax.json": json.dumps(meta), "tokenizer.json": tok})
+    save_scripted(model, path, meta, tok)
     return path, model, tok
 
 
@@ -82,12 +48,7 @@ def test_embeddings_replace_token_lookup(gpt):
     assert np.abs(by_emb - ref).max() <= 1e-5
     # Reference gradient: the same network fed embeddings directly.
     e = torch.from_numpy(emb).requires_grad_(True)
-    T = ids.shape[1]
-    x = e + model.wpe(torch.arange(T))
-    mask = torch.triu(torch.full((T, T), float("-inf")), diagonal=1)
-    for blk in model.blocks:
-        x = blk(x, mask)
-    out = model.head(model.ln_f(x))
+    out = model.from_embeds(e)
     (gref,) = torch.autograd.grad(out.sum(), e)
     assert grad.shape == emb.shape
     assert np.abs(grad).max() > 0

@@ -1,10 +1,10 @@
 """Text prompts (am_text_run_*) and corpus top-k (am_text_examples_*).
 
-A small GPT with random weights and a real byte-level BPE tokenizer is
-scripted here; every figure the engine reports is recomputed in PyTorch.
+A small GPT with random weights and a real byte-level BPE tokenizer
+(tests/engine/tinygpt.py) is scripted here; every figure the engine reports
+is recomputed in PyTorch.
 The built-in tiny-lm gets one short end-to-end check.
 """
-import json
 import os
 
 import numpy as np
@@ -12,86 +12,23 @@ import pytest
 import torch
 
 import amlib
+from tinygpt import TinyGPT, save_scripted, tokenizer_json
 
 VOCAB_BYTES = 256
 CTX = 8
 NEURON = "blocks.1.mlp.1"  # the GELU of the second block
 
 
-def bytes_to_unicode():
-    """GPT-2's byte -> printable character table."""
-    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
-    cs = bs[:]
-    n = 0
-    for b in range(256):
-        if b not in bs:
-            bs.append(b)
-            cs.append(256 + n)
-            n += 1
-    return dict(zip(bs, [chr(c) for c in cs]))
-
-
-def tokenizer_json():
-    b2u = bytes_to_unicode()
-    vocab = {b2u[b]: b for b in range(256)}
-    merges = [("Ġ", "t"), ("h", "e"), ("Ġt", "he"), ("a", "n")]
-    for a, b in merges:
-        vocab[a + b] = len(vocab)
-    eot = len(vocab)
-    vocab["<|endoftext|>"] = eot
-    tok = {"version": "1.0", "added_tokens": [{"id": eot, "content": "<|endoftext|>", "special": True}],
-           "model": {"type": "BPE", "vocab": vocab, "merges": [f"{a} {b}" for a, b in merges]}}
-    return json.dumps(tok), len(vocab), eot
-
-
-class Block(torch.nn.Module):
-    def __init__(self, d, heads):
-        super().__init__()
-        self.ln1 = torch.nn.LayerNorm(d)
-        self.attn = torch.nn.MultiheadAttention(d, heads, batch_first=True)
-        self.ln2 = torch.nn.LayerNorm(d)
-        self.mlp = torch.nn.Sequential(torch.nn.Linear(d, 4 * d), torch.nn.GELU(), torch.nn.Linear(4 * d, d))
-
-    def forward(self, x, mask):
-        h = self.ln1(x)
-        a, _ = self.attn(h, h, h, attn_mask=mask, need_weights=False)
-        x = x + a
-        return x + self.mlp(self.ln2(x))
-
-
-class TinyGPT(torch.nn.Module):
-    def __init__(self, vocab, d=32, ctx=CTX, layers=2):
-        super().__init__()
-        self.wte = torch.nn.Embedding(vocab, d)
-        self.wpe = torch.nn.Embedding(ctx, d)
-        self.blocks = torch.nn.ModuleList([Block(d, 4) for _ in range(layers)])
-        self.ln_f = torch.nn.LayerNorm(d)
-        self.head = torch.nn.Linear(d, vocab, bias=False)
-
-    def forward(self, idx):
-        return self.from_embeds(self.wte(idx))
-
-    def from_embeds(self, e):
-        T = e.size(1)
-        x = e + self.wpe(torch.arange(T, device=e.device))
-        mask = torch.triu(torch.full((T, T), float("-inf"), device=e.device), diagonal=1)
-        for blk in self.blocks:
-            x = blk(x, mask)
-        return self.head(self.ln_f(x))
-
-
 @pytest.fixture(scope="module")
 def gpt(model_dir):
     torch.manual_seed(5)
     tok, vocab, eot = tokenizer_json()
-    model = TinyGPT(vocab).eval()
+    model = TinyGPT(vocab, ctx=CTX).eval()
     meta = {"kind": "text", "vocab_size": vocab, "context": CTX, "tokenizer": "tokenizer.json"}
     path = model_dir / "gpt_prompts.pt"
-    torch.jit.save(torch.jit.script(model), str(path),
-                   _extra_files={"actmax.json": json.dumps(meta), "tokenizer.json": tok})
+    save_scripted(model, path, meta, tok)
     notok = model_dir / "gpt_notok.pt"
-    torch.jit.save(torch.jit.script(model), str(notok),
-                   _extra_files={"actmax.json": json.dumps({"kind": "text", "context": CTX})})
+    save_scripted(model, notok, {"kind": "text", "context": CTX})
     return dict(path=path, model=model, tok=tok.encode(), vocab=vocab, eot=eot, notok=notok)
 
 
