@@ -208,11 +208,12 @@ AM_API int am_model_tap(am_model *m, const am_input *input,
 /* The objective of an optimization run (the language of am_options's
  * objectives: indices, slices, "labels", averaging over the dimensions left,
  * + - * / by numbers, unary minus, parentheses) evaluated on each of the B
- * items of a FLOAT (or, for text models, EMBEDS) input batch, without
- * gradients: writes values[0..B-1], B = input->shape[0]. The model runs up
- * to the deepest layer the objective reads, as for am_model_tap; the input
- * is what the model takes (already normalized, no transforms). Gives the
- * same number as a run's objective for that image (am_run_final).
+ * items of a FLOAT (or, for text models, TOKENS or EMBEDS) input batch,
+ * without gradients: writes values[0..B-1], B = input->shape[0]. The model
+ * runs up to the deepest layer the objective reads, as for am_model_tap; the
+ * input is what the model takes (already normalized, no transforms). Gives the
+ * same number as a run's objective for that image (am_run_final) or prompt
+ * (am_text_run_activation).
  * diversity(...) compares the items of a batch with each other, so it is
  * refused (AM_E_OBJECTIVE). Syntax errors, indices out of range and unknown
  * labels: AM_E_OBJECTIVE with the objective and a caret under the column;
@@ -220,6 +221,15 @@ AM_API int am_model_tap(am_model *m, const am_input *input,
  * am_model_error. values is left unspecified on failure. */
 AM_API int am_model_objective(am_model *m, const am_input *input,
                               const char *objective, float *values);
+
+/* Text models: the objective at each token, for per-token colouring.
+ * values (B, T) row-major, T = input->shape[1]: for position t, t stands in
+ * for the first index (the position) of every layer reference, or selects
+ * position t of a layer referenced without indices; the rest as in
+ * am_model_objective. One forward for all positions. AM_E_UNSUPPORTED for
+ * image models and FLOAT inputs. */
+AM_API int am_model_objective_positions(am_model *m, const am_input *input,
+                                        const char *objective, float *values);
 
 /* ---------------------------------------------------------------- text models */
 

@@ -58,7 +58,18 @@ torch::Tensor eval_node(const ObjNode &n, int64_t b, EvalCtx &ctx) {
         const int64_t lead = b < 0 ? 1 : 0;
         torch::Tensor t = b < 0 ? full : full[b];
         int64_t dim = lead;
-        for (const auto &ix : n.index) {
+        const bool at_pos = b < 0 && ctx.pos >= 0;
+        bool pos_done = false;
+        for (size_t k = 0; k < n.index.size(); k++) {
+            const auto &ix = n.index[k];
+            if (k == 0 && at_pos && dim < t.dim()) {
+                if (ctx.pos >= t.size(dim))
+                    throw ObjectiveError(ix.column, "position " + std::to_string(ctx.pos) + " is past the " +
+                                                        std::to_string(t.size(dim)) + " positions of " + n.layer);
+                t = t.select(dim, ctx.pos);
+                pos_done = true;
+                continue;
+            }
             if (dim >= t.dim()) {
                 throw ObjectiveError(ix.column, "too many indices: " + n.layer + " has shape " +
                                                     shape_of(full[0]) + " (batch dimension left out)");
@@ -87,21 +98,32 @@ torch::Tensor eval_node(const ObjNode &n, int64_t b, EvalCtx &ctx) {
                 s = std::clamp<int64_t>(s, 0, size);
                 e = std::clamp<int64_t>(e, 0, size);
                 if (e <= s)
-                    throw ObjectiveError(ix.column, "empty slice on dimension " + std::to_string(dim - lead) + " of " +
+                    throw ObjectiveError(ix.column, "empty slice on dimension " + std::to_string(k) + " of " +
                                                         n.layer + " with shape " + shape_of(full[0]));
                 t = t.slice(dim, s, e, ix.step);
                 dim++;
                 continue;
             }
-            if (v < -size || v >= size)
-                throw ObjectiveError(ix.column, "index " + std::to_string(v) + " is out of range for dimension " +
-                                                    std::to_string(dim - lead) + " (size " + std::to_string(size) +
-                                                    ") of " + n.layer + " with shape " + shape_of(full[0]) +
-                                                    " (batch dimension left out)");
+            if (v < -size || v >= size) {
+                bool text_pos = k == 0 && ctx.m->kind == "text" && full.dim() >= 3;
+                throw ObjectiveError(
+                    ix.column, "index " + std::to_string(v) + " is out of range for dimension " +
+                                   std::to_string(k) + " (size " + std::to_string(size) + ") of " + n.layer +
+                                   " with shape " + shape_of(full[0]) +
+                                   (text_pos ? " (dimension 0 is the position: the prompt has " +
+                                                   std::to_string(size) + " tokens, so use 0.." +
+                                                   std::to_string(size - 1) + " or -1.." + std::to_string(-size) + ")"
+                                             : " (batch dimension left out)"));
+            }
             if (v < 0) v += size;
             t = t.select(dim, v);
         }
         if (b >= 0) return t.mean();
+        if (at_pos && !pos_done) {
+            if (t.dim() < 2 || ctx.pos >= t.size(1))
+                throw ObjectiveError(n.column, n.layer + " has no position " + std::to_string(ctx.pos));
+            t = t.select(1, ctx.pos);
+        }
         return t.reshape({t.size(0), -1}).mean(1);  // (B): the mean of each element's rest
     }
     }
@@ -123,21 +145,27 @@ const ObjNode *find_diversity(const ObjNode &n) {
 
 using am::Error;
 
-extern "C" int am_model_objective(am_model *m, const am_input *input, const char *objective, float *values) {
-    if (!m) return AM_E_ARG;
-    AM_FENCE_BEGIN
+namespace {
+
+// The body of am_model_objective and am_model_objective_positions: values
+// (B) or, with positions, (B, T).
+void model_objective(am_model *m, const am_input *input, const char *objective, float *values, bool positions) {
     if (!m->loaded || !m->graph) throw Error(AM_E_ARG, "the model did not load; see am_model_error");
     if (!input || !objective || !values)
         throw Error(AM_E_ARG, "am_model_objective needs an input, an objective and an array for the values");
-    if (input->kind != AM_INPUT_FLOAT && input->kind != AM_INPUT_EMBEDS)
-        throw Error(AM_E_ARG, "am_model_objective takes AM_INPUT_FLOAT or AM_INPUT_EMBEDS inputs, got kind " +
-                                  std::to_string(input->kind));
-    if (!input->data) throw Error(AM_E_ARG, "float input without data");
+    if (input->kind != AM_INPUT_FLOAT && input->kind != AM_INPUT_EMBEDS && input->kind != AM_INPUT_TOKENS)
+        throw Error(AM_E_ARG, "am_model_objective takes AM_INPUT_FLOAT, AM_INPUT_TOKENS or AM_INPUT_EMBEDS "
+                              "inputs, got kind " + std::to_string(input->kind));
+    bool tokens = input->kind == AM_INPUT_TOKENS;
+    if (tokens ? !input->tokens : !input->data) throw Error(AM_E_ARG, "input without data");
     if (input->ndim < 1 || input->ndim > AM_MAX_DIMS) throw Error(AM_E_ARG, "input ndim must be 1..8");
     std::vector<int64_t> shape(input->shape, input->shape + input->ndim);
     for (auto d : shape)
         if (d <= 0) throw Error(AM_E_ARG, "input shape has a non-positive size");
     const int64_t B = shape[0];
+    if (positions && (m->kind != "text" || input->kind == AM_INPUT_FLOAT || input->ndim < 2))
+        throw Error(AM_E_UNSUPPORTED, "per-position values need a text model and a (B, T) token or (B, T, D) "
+                                      "embedding input");
 
     const std::string src = objective;
     std::unique_ptr<am::ObjNode> root;
@@ -163,7 +191,9 @@ extern "C" int am_model_objective(am_model *m, const am_input *input, const char
     auto plan = am::tap_plan(m, base, layers);  // unknown layers: AM_E_LAYER with the closest names
 
     torch::NoGradGuard ng;
-    auto x = torch::from_blob(const_cast<float *>(input->data), shape, torch::kFloat).clone().to(m->device);
+    auto x = tokens ? torch::from_blob(const_cast<int64_t *>(input->tokens), shape, torch::kLong)
+                    : torch::from_blob(const_cast<float *>(input->data), shape, torch::kFloat);
+    x = x.clone().to(m->device);
     std::vector<torch::Tensor> outs;
     try {
         outs = am::tap_run(m, *plan, x);
@@ -173,15 +203,36 @@ extern "C" int am_model_objective(am_model *m, const am_input *input, const char
     }
     am::Acts acts;
     for (size_t i = 0; i < layers.size(); i++) acts[layers[i]] = outs[i];
-    am::EvalCtx ctx{m, &acts, {}};
-    torch::Tensor v;
-    try {
-        v = am::eval_node(*root, -1, ctx);
-    } catch (const am::ObjectiveError &e) {
-        throw Error(AM_E_OBJECTIVE, am::objective_format_error(src, e.column, e.what()));
+    const int64_t T = positions ? shape[1] : 1;
+    for (int64_t t = 0; t < T; t++) {
+        am::EvalCtx ctx{m, &acts, {}, positions ? t : -1};
+        torch::Tensor v;
+        try {
+            v = am::eval_node(*root, -1, ctx);
+        } catch (const am::ObjectiveError &e) {
+            throw Error(AM_E_OBJECTIVE, am::objective_format_error(src, e.column, e.what()));
+        }
+        v = v.to(torch::kCPU, torch::kFloat).expand({B}).contiguous();
+        const float *pv = v.data_ptr<float>();
+        for (int64_t i = 0; i < B; i++) values[i * T + t] = pv[i];
     }
-    v = v.to(torch::kCPU, torch::kFloat).expand({B}).contiguous();
-    std::memcpy(values, v.data_ptr<float>(), static_cast<size_t>(B) * sizeof(float));
+}
+
+}  // namespace
+
+extern "C" int am_model_objective(am_model *m, const am_input *input, const char *objective, float *values) {
+    if (!m) return AM_E_ARG;
+    AM_FENCE_BEGIN
+    model_objective(m, input, objective, values, false);
+    return AM_OK;
+    AM_FENCE_END(&m->error)
+}
+
+extern "C" int am_model_objective_positions(am_model *m, const am_input *input, const char *objective,
+                                            float *values) {
+    if (!m) return AM_E_ARG;
+    AM_FENCE_BEGIN
+    model_objective(m, input, objective, values, true);
     return AM_OK;
     AM_FENCE_END(&m->error)
 }

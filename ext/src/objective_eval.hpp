@@ -15,6 +15,11 @@ struct EvalCtx {
     const am_model *m;
     const Acts *acts;
     std::map<std::string, torch::Tensor> diversity_cache;
+    // Text layers are (B, T, ...). With pos >= 0 (whole-batch mode only),
+    // position pos stands in for the first index of every layer reference,
+    // or is selected when there is none: the objective "at token pos", for
+    // per-token colouring.
+    int64_t pos = -1;
 };
 
 // "[d0, d1, ...]"
@@ -28,7 +33,8 @@ torch::Tensor diversity(const torch::Tensor &act);
 // every element at once: (B) (diversity() is refused there, it is a
 // property of the batch, not of an element). Same indexing, labels and
 // averaging either way. Throws ObjectiveError (column, message) for bad
-// indices, unknown labels, division by zero.
+// indices, unknown labels, division by zero. Used for image runs, text
+// runs, corpus scoring and am_model_objective alike.
 torch::Tensor eval_node(const ObjNode &n, int64_t b, EvalCtx &ctx);
 
 }  // namespace am

@@ -18,6 +18,7 @@
 
 #include "internal.hpp"
 #include "objective.hpp"
+#include "objective_eval.hpp"
 
 using am::Error;
 
@@ -57,83 +58,6 @@ struct am_text_examples {
 
 namespace am {
 namespace {
-
-using Acts = std::map<std::string, torch::Tensor>;  // layer -> (B, T, ...)
-
-std::string shape_of(const torch::Tensor &t, int64_t from) {
-    std::string r = "[";
-    for (int64_t i = from; i < t.dim(); i++) r += (i > from ? ", " : "") + std::to_string(t.size(i));
-    return r + "]";
-}
-
-// The objective over a batch: (B). pos >= 0 replaces the first index (the
-// position) of every layer reference, for per-token colouring.
-torch::Tensor eval_text(const ObjNode &n, const Acts &acts, int64_t B, int64_t pos) {
-    switch (n.kind) {
-    case ObjNode::kNum: return torch::full({B}, n.num);
-    case ObjNode::kNeg: return -eval_text(*n.a, acts, B, pos);
-    case ObjNode::kAdd: return eval_text(*n.a, acts, B, pos) + eval_text(*n.b, acts, B, pos);
-    case ObjNode::kSub: return eval_text(*n.a, acts, B, pos) - eval_text(*n.b, acts, B, pos);
-    case ObjNode::kMul: return eval_text(*n.a, acts, B, pos) * eval_text(*n.b, acts, B, pos);
-    case ObjNode::kDiv: {
-        auto d = eval_text(*n.b, acts, B, pos);
-        if (objective_is_constant(*n.b) && d.abs().min().item<double>() == 0.0)
-            throw ObjectiveError(n.column, "division by zero");
-        return eval_text(*n.a, acts, B, pos) / d;
-    }
-    case ObjNode::kDiversity:
-        throw ObjectiveError(n.column, "diversity() compares images of a batch; text objectives cannot use it");
-    case ObjNode::kTap: {
-        const torch::Tensor &full = acts.at(n.layer);
-        torch::Tensor t = full.to(torch::kCPU);
-        int64_t dim = 1;
-        bool pos_done = false;
-        for (size_t k = 0; k < n.index.size(); k++) {
-            const auto &ix = n.index[k];
-            if (dim >= t.dim())
-                throw ObjectiveError(ix.column, "too many indices: " + n.layer + " has shape " + shape_of(full, 1) +
-                                                    " (batch dimension left out)");
-            int64_t size = t.size(dim);
-            if (k == 0 && pos >= 0) {
-                t = t.select(dim, pos);
-                pos_done = true;
-                continue;
-            }
-            if (ix.kind == ObjIndex::kLabel)
-                throw ObjectiveError(ix.column, "labels name image classes; index text layers by number");
-            if (ix.kind == ObjIndex::kSlice) {
-                int64_t s = ix.has_start ? ix.start : 0, e = ix.has_stop ? ix.stop : size;
-                if (s < 0) s += size;
-                if (e < 0) e += size;
-                s = std::clamp<int64_t>(s, 0, size);
-                e = std::clamp<int64_t>(e, 0, size);
-                if (e <= s || ix.step < 1)
-                    throw ObjectiveError(ix.column, "empty slice on dimension " + std::to_string(k) + " of " +
-                                                        n.layer + " with shape " + shape_of(full, 1));
-                t = t.slice(dim, s, e, ix.step);
-                dim++;
-                continue;
-            }
-            int64_t v = ix.value;
-            if (v < -size || v >= size) {
-                std::string hint = k == 0 && full.dim() >= 3
-                                       ? " (dimension 0 is the position: the prompt has " + std::to_string(size) +
-                                             " tokens, so use 0.." + std::to_string(size - 1) + " or -1.." +
-                                             std::to_string(-size) + ")"
-                                       : " (batch dimension left out)";
-                throw ObjectiveError(ix.column, "index " + std::to_string(v) + " is out of range for dimension " +
-                                                    std::to_string(k) + " (size " + std::to_string(size) +
-                                                    ") of " + n.layer + " with shape " + shape_of(full, 1) + hint);
-            }
-            if (v < 0) v += size;
-            t = t.select(dim, v);
-        }
-        if (pos >= 0 && !pos_done && t.dim() >= 2) t = t.select(1, pos);
-        return t.reshape({B, -1}).mean(1);
-    }
-    }
-    throw ObjectiveError(n.column, "internal: unknown node");
-}
 
 struct Tok {
     am_tokenizer *t = nullptr;
@@ -204,7 +128,8 @@ struct Engine {
         int64_t B = emb.size(0);
         Out o;
         try {
-            o.act = eval_text(*obj.root, acts, B, -1);
+            EvalCtx ctx{m, &acts, {}};
+            o.act = eval_node(*obj.root, -1, ctx).expand({B});
         } catch (const ObjectiveError &e) {
             throw Error(AM_E_OBJECTIVE, objective_format_error(obj.src, e.column, e.what()));
         }
@@ -741,13 +666,24 @@ void examples_impl(am_model *m, const am_text_examples_options *o, am_text_examp
     auto plan = tap_plan(m, Base::kForward, en.obj.layers);
     std::vector<std::pair<float, int64_t>> all;
     torch::NoGradGuard ng;
-    auto score_batch = [&](const int64_t *tokens, int64_t count, int64_t pos) {
+    // The objective of count windows (count); with per_token, of window 0
+    // at each position in turn (T), from the same forward.
+    auto score_batch = [&](const int64_t *tokens, int64_t count, bool per_token) {
         auto ids = torch::from_blob(const_cast<int64_t *>(tokens), {count, T}, torch::kLong).clone().to(m->device);
         auto outs = tap_run(m, *plan, ids);
         Acts acts;
         for (size_t i = 0; i < outs.size(); i++) acts[en.obj.layers[i]] = outs[i];
         try {
-            return eval_text(*en.obj.root, acts, count, pos);
+            if (!per_token) {
+                EvalCtx ctx{m, &acts, {}};
+                return eval_node(*en.obj.root, -1, ctx).expand({count});
+            }
+            std::vector<torch::Tensor> at;
+            for (int64_t t = 0; t < T; t++) {
+                EvalCtx ctx{m, &acts, {}, t};
+                at.push_back(eval_node(*en.obj.root, -1, ctx).expand({count})[0]);
+            }
+            return torch::stack(at);
         } catch (const ObjectiveError &e) {
             throw Error(AM_E_OBJECTIVE, objective_format_error(en.obj.src, e.column, e.what()));
         }
@@ -759,7 +695,7 @@ void examples_impl(am_model *m, const am_text_examples_options *o, am_text_examp
         st = am_dataset_next_batch(ds, chunk, &b);
         if (st != AM_OK) throw Error(st, std::string("corpus: ") + am_dataset_errmsg(ds));
         if (b.count == 0) break;
-        auto v = to_floats(score_batch(b.tokens, b.count, -1));
+        auto v = to_floats(score_batch(b.tokens, b.count, false));
         for (int64_t i = 0; i < b.count; i++) {
             float x = v[static_cast<size_t>(i)];
             if (x > best) best = x;
@@ -782,8 +718,7 @@ void examples_impl(am_model *m, const am_text_examples_options *o, am_text_examp
         st = am_dataset_item(ds, all[i].second, &b);
         if (st != AM_OK || b.count != 1) throw Error(st ? st : AM_E_INTERNAL, std::string("corpus: ") + am_dataset_errmsg(ds));
         std::vector<int64_t> toks(b.tokens, b.tokens + T);
-        std::vector<float> per(static_cast<size_t>(T));
-        for (int64_t t = 0; t < T; t++) per[static_cast<size_t>(t)] = score_batch(toks.data(), 1, t).item<float>();
+        std::vector<float> per = to_floats(score_batch(toks.data(), 1, true));
         ex->index.push_back(all[i].second);
         ex->score.push_back(all[i].first);
         ex->toks.push_back(std::move(toks));

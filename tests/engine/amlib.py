@@ -69,6 +69,7 @@ lib.am_model_tap.argtypes = [C.c_void_p, C.POINTER(Input), C.POINTER(C.c_char_p)
                              C.POINTER(Tensor), C.POINTER(Tensor)]
 lib.am_model_embeddings.argtypes = [C.c_void_p, C.POINTER(Tensor)]
 lib.am_model_objective.argtypes = [C.c_void_p, C.POINTER(Input), C.c_char_p, C.POINTER(C.c_float)]
+lib.am_model_objective_positions.argtypes = [C.c_void_p, C.POINTER(Input), C.c_char_p, C.POINTER(C.c_float)]
 lib.am_model_tokenizer.argtypes = [C.c_void_p, C.POINTER(C.c_char_p), C.POINTER(C.c_size_t)]
 lib.am_model_label.restype = C.c_char_p
 lib.am_model_label.argtypes = [C.c_void_p, C.c_int]
@@ -175,18 +176,25 @@ class Model:
             return acts, _to_numpy(g)
         return acts
 
-    def objective(self, x, objective, kind=None):
-        """The objective's value for each item of the batch x: (B,)."""
-        x = np.ascontiguousarray(x, dtype=np.float32)
+    def objective(self, x, objective, kind=None, positions=False):
+        """The objective's value for each item of the batch x: (B,); with
+        positions (text models), at each token: (B, T). Integer x is taken
+        as token ids."""
         inp = Input()
-        inp.kind = AM_INPUT_FLOAT if kind is None else kind
-        inp.data = x.ctypes.data_as(C.POINTER(C.c_float))
+        if np.issubdtype(np.asarray(x).dtype, np.integer):
+            x = np.ascontiguousarray(x, dtype=np.int64)
+            inp.kind = AM_INPUT_TOKENS
+            inp.tokens = x.ctypes.data_as(C.POINTER(C.c_int64))
+        else:
+            x = np.ascontiguousarray(x, dtype=np.float32)
+            inp.kind = AM_INPUT_FLOAT if kind is None else kind
+            inp.data = x.ctypes.data_as(C.POINTER(C.c_float))
         inp.ndim = x.ndim
         for i, s in enumerate(x.shape):
             inp.shape[i] = s
-        values = np.zeros(x.shape[0], dtype=np.float32)
-        self._check(lib.am_model_objective(self.h, C.byref(inp), objective.encode(),
-                                           values.ctypes.data_as(C.POINTER(C.c_float))))
+        values = np.zeros(x.shape[:2] if positions else x.shape[:1], dtype=np.float32)
+        fn = lib.am_model_objective_positions if positions else lib.am_model_objective
+        self._check(fn(self.h, C.byref(inp), objective.encode(), values.ctypes.data_as(C.POINTER(C.c_float))))
         return values
 
     def embeddings(self):

@@ -131,3 +131,60 @@ def test_diversity_is_refused(net, batch):
         assert st == E_OBJECTIVE and "diversity" in msg and "batch" in msg and "^" in msg, msg
     # The model is still usable after the errors.
     assert model.objective(batch.numpy(), "conv[0]").shape == (batch.shape[0],)
+
+
+# ------------------------------------------------------------ text models
+
+@pytest.fixture(scope="module")
+def gpt(tmp_path_factory):
+    from tinygpt import TinyGPT, save_scripted
+    torch.manual_seed(7)
+    model = TinyGPT(vocab=50, ctx=8).eval()
+    path = tmp_path_factory.mktemp("objective") / "gpt.pt"
+    save_scripted(model, path, {"kind": "text", "vocab_size": 50, "context": 8})
+    return model, amlib.Model(str(path))
+
+
+def gpt_acts(model, ids):
+    got = {}
+    hs = [model.blocks[i].mlp[1].register_forward_hook(lambda mod, inp, o, i=i: got.__setitem__(i, o.detach()))
+          for i in (0, 1)]
+    with torch.no_grad():
+        model(torch.as_tensor(ids))
+    for h in hs:
+        h.remove()
+    return got  # block -> (B, T, 128)
+
+
+TEXT_OBJ = "blocks.1.mlp.1[-1, 9] - 0.5 * blocks.0.mlp.1[:, 3] + 1"
+
+
+def test_text_tokens_and_positions_match_pytorch(gpt):
+    """One objective of two terms on token inputs: per prompt (the position
+    as written) and per token (the position index set to each token in turn,
+    or the position selected where a term has no index there)."""
+    model, m = gpt
+    ids = np.random.default_rng(0).integers(0, 50, size=(3, 6))
+    a = gpt_acts(model, ids)
+    want = (a[1][:, -1, 9] - 0.5 * a[0][:, :, 3].mean(1) + 1).numpy()
+    got = m.objective(ids, TEXT_OBJ)
+    assert np.abs(got - want).max() <= 1e-5
+    per = m.objective(ids, TEXT_OBJ, positions=True)
+    want_per = (a[1][:, :, 9] - 0.5 * a[0][:, :, 3] + 1).numpy()
+    print(f"text objective: max|diff| {np.abs(got - want).max():.1e}, per token {np.abs(per - want_per).max():.1e}")
+    assert per.shape == (3, 6) and np.abs(per - want_per).max() <= 1e-5
+    # A layer without indices: its mean over the rest at each position.
+    per = m.objective(ids, "blocks.1.mlp.1", positions=True)
+    assert np.abs(per - a[1].mean(2).numpy()).max() <= 1e-5
+
+
+def test_text_errors(gpt, net, batch):
+    _, m = gpt
+    ids = np.zeros((1, 4), dtype=np.int64)
+    st, msg = error_of(m, ids, "blocks.1.mlp.1[9, 0]")
+    assert st == -6 and "dimension 0 is the position" in msg and "4 tokens" in msg
+    st, msg = error_of(m, ids, "blocks.1.mlp.1[-1, 999]")
+    assert st == -6 and "dimension 1 (size 128)" in msg
+    with pytest.raises(amlib.AmError) as e:
+        net[0].objective(batch.numpy(), "conv[1]", positions=True)
+    assert e.value.status == -7 and "text model" in e.value.message
