@@ -29,6 +29,7 @@
     X(am_model_layer)                                                                              \
     X(am_model_tap)                                                                                \
     X(am_model_objective)                                                                          \
+    X(am_model_objective_positions)                                                                \
     X(am_options_default)                                                                          \
     X(am_run_new)                                                                                  \
     X(am_run_free)                                                                                 \

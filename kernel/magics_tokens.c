@@ -24,36 +24,42 @@
 
 /* ================================================================ helpers */
 
-/* A token's bytes as table text: invalid UTF-8 escaped as \xNN, and
- * whitespace made visible (· for space, ↵ for newline, → for tab) so that
- * " the" and "the" differ on screen. */
-static char *token_label(const am_tokenizer *tok, int64_t id)
+/* bytes sanitized (invalid UTF-8 as \xNN) with each character of from[]
+ * replaced by the string at the same place in to[]; NULL when it fails. */
+static char *escape_chars(const char *bytes, size_t len, const char *from, const char *const *to)
 {
-    const mg_engine_api *e = mg_engine();
-    const char *bytes = NULL;
-    size_t len = 0;
-    if (!tok || e->am_tokenizer_token_bytes(tok, id, &bytes, &len) != 0)
-        return mg_asprintf("<%lld>", (long long)id);
     char *clean = NULL;
     if (render_utf8_sanitize(bytes, len, &clean, NULL) != RENDER_OK)
-        return mg_asprintf("<%lld>", (long long)id);
+        return NULL;
     mg_str s = MG_STR_INIT;
     for (const char *p = clean; *p; p++) {
-        if (*p == ' ')
-            mg_str_add(&s, "\xC2\xB7");
-        else if (*p == '\n')
-            mg_str_add(&s, "\xE2\x86\xB5");
-        else if (*p == '\t')
-            mg_str_add(&s, "\xE2\x86\x92");
-        else if (*p == '\r')
-            mg_str_add(&s, "\\r");
+        const char *hit = strchr(from, *p);
+        if (hit)
+            mg_str_add(&s, to[hit - from]);
         else
             mg_str_addc(&s, *p);
     }
     render_free(clean);
-    if (s.len == 0)
-        mg_str_add(&s, "\"\"");
     return mg_str_steal(&s);
+}
+
+/* A token's bytes as table text: whitespace made visible (· for space, ↵
+ * for newline, → for tab) so that " the" and "the" differ on screen. */
+static char *token_label(const am_tokenizer *tok, int64_t id)
+{
+    static const char *const to[] = {"\xC2\xB7", "\xE2\x86\xB5", "\xE2\x86\x92", "\\r"};
+    const mg_engine_api *e = mg_engine();
+    const char *bytes = NULL;
+    size_t len = 0;
+    char *out = NULL;
+    if (!tok || e->am_tokenizer_token_bytes(tok, id, &bytes, &len) != 0 ||
+        !(out = escape_chars(bytes, len, " \n\t\r", to)))
+        return mg_asprintf("<%lld>", (long long)id);
+    if (!*out) {
+        free(out);
+        return mg_strdup("\"\"");
+    }
+    return out;
 }
 
 /* The model's tokenizer, parsed from the file it carries; NULL with *err. */
@@ -98,181 +104,12 @@ static char *ids_text(am_tokenizer *tok, const int64_t *ids, int n)
     return out;
 }
 
-/* The prompt on one line of text/plain: invalid UTF-8 as \xNN, and \n, \t,
- * \r and " escaped as in C. */
+/* The prompt on one line of text/plain: \n, \t, \r and " escaped as in C. */
 static char *one_line(const char *text)
 {
-    mg_str s = MG_STR_INIT;
-    char *clean = NULL;
-    if (render_utf8_sanitize(text, strlen(text), &clean, NULL) != RENDER_OK)
-        return mg_strdup("?");
-    for (const char *p = clean; *p; p++) {
-        if (*p == '\n')
-            mg_str_add(&s, "\\n");
-        else if (*p == '\t')
-            mg_str_add(&s, "\\t");
-        else if (*p == '\r')
-            mg_str_add(&s, "\\r");
-        else if (*p == '"')
-            mg_str_add(&s, "\\\"");
-        else
-            mg_str_addc(&s, *p);
-    }
-    render_free(clean);
-    return mg_str_steal(&s);
-}
-
-/* ---------------------------------------------------------------- objectives
- *
- * The simple form LAYER[i, j, ...] (each index an integer, negative from the
- * end, or ':' for the mean), optionally negated, is evaluated here on
- * token inputs: the projected prompt's value at each recorded step, and the
- * per-position activations that colour the prompt. Other objective forms
- * (algebra of several terms) still run in the engine; only these two
- * figures are then left out. */
-
-#define TK_MAX_IDX 7
-typedef struct tk_obj {
-    char *layer;
-    int n_idx;
-    int64_t idx[TK_MAX_IDX]; /* (n_idx) */
-    bool all[TK_MAX_IDX];    /* (n_idx) ':' */
-    float sign;
-} tk_obj;
-
-static bool tk_parse(const char *text, tk_obj *o)
-{
-    memset(o, 0, sizeof *o);
-    o->sign = 1;
-    const char *p = text;
-    while (isspace((unsigned char)*p))
-        p++;
-    if (*p == '-') {
-        o->sign = -1;
-        p++;
-        while (isspace((unsigned char)*p))
-            p++;
-    }
-    const char *q = p;
-    while (*q && (isalnum((unsigned char)*q) || strchr("_.#:", *q)))
-        q++;
-    if (q == p)
-        return false;
-    o->layer = mg_strndup(p, (size_t)(q - p));
-    p = q;
-    if (*p == '[') {
-        p++;
-        for (;;) {
-            while (isspace((unsigned char)*p))
-                p++;
-            if (o->n_idx == TK_MAX_IDX)
-                goto bad;
-            if (*p == ':') {
-                o->all[o->n_idx++] = true;
-                p++;
-            } else {
-                char *end;
-                long long v = strtoll(p, &end, 10);
-                if (end == p)
-                    goto bad;
-                o->idx[o->n_idx++] = v;
-                p = end;
-            }
-            while (isspace((unsigned char)*p))
-                p++;
-            if (*p == ',') {
-                p++;
-                continue;
-            }
-            if (*p != ']')
-                goto bad;
-            p++;
-            break;
-        }
-    }
-    while (isspace((unsigned char)*p))
-        p++;
-    if (*p)
-        goto bad;
-    return true;
-bad:
-    free(o->layer);
-    o->layer = NULL;
-    return false;
-}
-
-/* The objective on one item of a tap output (shape without the batch:
- * dims[0..nd)); pos >= 0 replaces the first index (the position). NaN when
- * an index is out of range. */
-static float tk_eval(const tk_obj *o, const float *v, const int64_t *dims, int nd, int64_t pos)
-{
-    if (o->n_idx > nd)
-        return NAN;
-    int64_t lo[AM_MAX_DIMS], hi[AM_MAX_DIMS];
-    for (int d = 0; d < nd; d++) {
-        lo[d] = 0;
-        hi[d] = dims[d];
-        if (d < o->n_idx && (!o->all[d] || (d == 0 && pos >= 0))) {
-            int64_t i = d == 0 && pos >= 0 ? pos : o->idx[d];
-            if (i < 0)
-                i += dims[d];
-            if (i < 0 || i >= dims[d])
-                return NAN;
-            lo[d] = i;
-            hi[d] = i + 1;
-        }
-    }
-    int64_t cur[AM_MAX_DIMS];
-    memcpy(cur, lo, sizeof(int64_t) * (size_t)nd);
-    double sum = 0;
-    int64_t count = 0;
-    for (;;) {
-        int64_t off = 0;
-        for (int d = 0; d < nd; d++)
-            off = off * dims[d] + cur[d];
-        sum += v[off];
-        count++;
-        int d = nd - 1;
-        while (d >= 0 && ++cur[d] == hi[d]) {
-            cur[d] = lo[d];
-            d--;
-        }
-        if (d < 0)
-            break;
-    }
-    return count ? o->sign * (float)(sum / (double)count) : NAN;
-}
-
-/* Taps the objective's layer on n prompts of len tokens (n, len); fills
- * value (n) with the objective, and when acts is non-NULL (len) the
- * per-position values of prompt 0. 0 or -1. */
-static int tk_values(am_model *m, const tk_obj *o, const int64_t *ids, int n, int len,
-                     float *value, float *acts)
-{
-    const mg_engine_api *e = mg_engine();
-    if (!o->layer)
-        return -1;
-    am_input in = {.kind = AM_INPUT_TOKENS, .tokens = ids, .ndim = 2};
-    in.shape[0] = n;
-    in.shape[1] = len;
-    const char *layers[1] = {o->layer};
-    am_tensor out = {0};
-    if (e->am_model_tap(m, &in, layers, 1, &out, NULL) != AM_OK || out.ndim < 2 ||
-        out.shape[0] != n) {
-        e->am_tensor_release(&out);
-        return -1;
-    }
-    int64_t per = 1;
-    for (int d = 1; d < out.ndim; d++)
-        per *= out.shape[d];
-    for (int b = 0; b < n; b++)
-        value[b] = tk_eval(o, out.data + b * per, out.shape + 1, out.ndim - 1, -1);
-    if (acts)
-        for (int t = 0; t < len; t++)
-            acts[t] = out.shape[1] == len ? tk_eval(o, out.data, out.shape + 1, out.ndim - 1, t)
-                                          : NAN;
-    e->am_tensor_release(&out);
-    return 0;
+    static const char *const to[] = {"\\n", "\\t", "\\r", "\\\""};
+    char *out = escape_chars(text, strlen(text), "\n\t\r\"", to);
+    return out ? out : mg_strdup("?");
 }
 
 /* Coloured token spans, Neuroscope style: background from the heat colour
@@ -332,11 +169,10 @@ static void bundle_png(mg_bundle *b, const render_png *png)
 struct mg_text_rec {
     am_text_run *run;     /* owned */
     am_tokenizer *tok;    /* owned: the run's model may be replaced later */
-    tk_obj obj;           /* parsed objective (layer NULL when not simple) */
     int method;           /* AM_TEXT_* */
     bool fluency;         /* cross-entropy penalty on */
     float *proj_curve;    /* (S) the projected prompt's value per step; NaN: not evaluated */
-    float *acts;          /* (T) per-position activations of the result; NULL: not simple */
+    float *acts;          /* (T) per-position activations of the result; NULL: not evaluated */
     int live_updates;
 };
 
@@ -351,7 +187,6 @@ void mg_text_rec_free(mg_text_rec *r)
         e->am_text_run_free(r->run);
         e->am_tokenizer_free(r->tok);
     }
-    free(r->obj.layer);
     free(r->proj_curve);
     free(r->acts);
     free(r);
@@ -459,8 +294,8 @@ void mg_text_rec_show(const mg_call *c, const mg_text_rec *r, int id, const char
         mg_str_add(&h, "prompt: ");
         colored_spans(&h, r->tok, ids, r->acts, len, lo, hi);
         mg_str_addf(&h, "<br><small>%s</small><br>",
-                    r->acts ? "colour: the objective's neuron at each position (hover for values)"
-                            : "per-position colouring needs an objective of the form LAYER[i, j]");
+                    r->acts ? "colour: the objective at each position (hover for values)"
+                            : "no per-position colouring: the objective could not be evaluated per token");
         if (isfinite(soft))
             mg_str_addf(&h, "<table><tr><th>soft (continuous)</th><th>projected (tokens)</th>"
                             "<th>retention</th></tr><tr><td>%.4g</td><td>%.4g</td><td>%.1f%%</td>"
@@ -745,7 +580,6 @@ mg_status mg_tokens_run(mg_call *c, am_model *model, const char *model_name, mg_
     rec->tok = tok;
     rec->method = o.method;
     rec->fluency = o.fluency > 0;
-    tk_parse(c->positional, &rec->obj);
 
     tk_live L = {0};
     L.out = c->out;
@@ -812,22 +646,19 @@ mg_status mg_tokens_run(mg_call *c, am_model *model, const char *model_name, mg_
                 kept = at;
         }
     }
-    if (rec->method == AM_TEXT_SOFT && rec->obj.layer && kept && steps <= L.steps) {
+    if (rec->method == AM_TEXT_SOFT && kept && steps <= L.steps) {
+        am_input in = {.kind = AM_INPUT_TOKENS, .tokens = kept, .ndim = 2, .shape = {steps, len}};
         rec->proj_curve = mg_xmalloc((size_t)steps * sizeof(float));
-        float *vals = mg_xmalloc((size_t)steps * sizeof(float));
-        if (tk_values(model, &rec->obj, kept, steps, len, vals, NULL) == 0)
-            memcpy(rec->proj_curve, vals, (size_t)steps * sizeof(float));
-        else
+        if (e->am_model_objective(model, &in, c->positional, rec->proj_curve) != AM_OK)
             for (int i = 0; i < steps; i++)
                 rec->proj_curve[i] = NAN;
-        free(vals);
     }
     {
         int rl = 0;
         const int64_t *ids = e->am_text_run_tokens(run, &rl);
-        float v;
+        am_input in = {.kind = AM_INPUT_TOKENS, .tokens = ids, .ndim = 2, .shape = {1, rl}};
         rec->acts = mg_xmalloc((size_t)(rl > 0 ? rl : 1) * sizeof(float));
-        if (!rec->obj.layer || tk_values(model, &rec->obj, ids, 1, rl, &v, rec->acts) != 0) {
+        if (rl <= 0 || e->am_model_objective_positions(model, &in, c->positional, rec->acts) != AM_OK) {
             free(rec->acts);
             rec->acts = NULL;
         }

@@ -5,16 +5,14 @@ re-encoding to its tokens, the live display updated in place, the curve PNG),
 %examples on the held-out corpus (coloured token spans, the corpus maximum
 beside the optimized prompt), text runs in %runs/%show/%save, and one clear
 error per bad input with the session kept."""
-import base64
 import json
 import os
-import struct
 import sys
 import time
 
 import pytest
 
-from conftest import control_reply, drain, iopub_for, shell_reply
+from conftest import control_reply, displays, drain, errors, iopub_for, kinds, png_size, run, shell_reply
 
 pytestmark = pytest.mark.skipif(
     os.environ.get("ACTMAX_SANITIZED") == "1",
@@ -23,32 +21,6 @@ pytestmark = pytest.mark.skipif(
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 OBJ = "blocks.2.mlp.act[-1, 123]"
 MEAN_OBJ = "blocks.2.mlp.act[:, 123]"
-
-
-def run(kc, code, timeout=120):
-    msg_id = kc.execute(code)
-    msgs = iopub_for(kc, msg_id, timeout=timeout)
-    reply = shell_reply(kc, msg_id, timeout=timeout)
-    return msgs, reply
-
-
-def kinds(msgs, t):
-    return [m for m in msgs if m["msg_type"] == t]
-
-
-def errors(msgs):
-    return [m["content"] for m in kinds(msgs, "error")]
-
-
-def displays(msgs):
-    return [m["content"] for m in kinds(msgs, "display_data")
-            if not m["content"].get("transient", {}).get("display_id")]
-
-
-def png_size(b64):
-    raw = base64.b64decode(b64)
-    assert raw[:8] == b"\x89PNG\r\n\x1a\n", "not a PNG"
-    return struct.unpack(">II", raw[16:24])
 
 
 def tiny_lm_path():
@@ -118,6 +90,27 @@ def test_soft_tables_values_live_and_plot(lm):
     plots = [d for d in displays(msgs) if "image/png" in d["data"]]
     assert len(plots) == 1 and "soft and projected" in plots[0]["data"]["text/plain"]
     assert png_size(plots[0]["data"]["image/png"]) == (640, 360)
+
+
+def test_compound_objective_gets_token_colours_and_projected_curve(lm):
+    """An objective of two terms: the engine evaluates it at each token
+    (am_model_objective_positions) and on every projection (am_model_objective);
+    at the last token it is the prompt's own activation."""
+    import re
+    obj = "blocks.2.mlp.act[-1, 123] - 0.5 * blocks.1.mlp.act[-1, 7]"
+    msgs, reply = run(lm, f"%tokens {obj} len=6 steps=20")
+    assert reply["content"]["status"] == "ok", errors(msgs)
+    s = summary(msgs)
+    info = s["data"]["application/json"]
+    info = json.loads(info) if isinstance(info, str) else info
+    html = s["data"]["text/html"]
+    assert "colour: the objective at each position" in html
+    titles = re.findall(r'class="actmax-tok" style="background:#[0-9a-f]{6}" title="([^"]+)"', html)
+    assert len(titles) == 6 and not any(t.startswith("token") for t in titles)
+    last = float(titles[-1])
+    assert abs(last - info["activation"]) <= 1e-3 * max(1.0, abs(info["activation"]))
+    plots = [d for d in displays(msgs) if "image/png" in d["data"]]
+    assert len(plots) == 1 and "soft and projected" in plots[0]["data"]["text/plain"]
 
 
 def test_gcg_reencodes_attribution_and_examples(lm):
