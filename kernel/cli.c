@@ -8,6 +8,7 @@
 #include <time.h>
 
 #include "kernel.h"
+#include "live.h"
 #include "magic.h"
 #include "util.h"
 
@@ -65,7 +66,7 @@ static void cli_display(void *ctx, const mg_bundle *b, const char *display_id, b
     /* A display that is updated in place is live progress: on a terminal
      * and in the output folder only its final state matters, which the
      * command shows again as its result. */
-    if (display_id && display_id[0] && strncmp(display_id, "actmax-run-", 11) == 0)
+    if (display_id && strncmp(display_id, MG_LIVE_PREFIX, strlen(MG_LIVE_PREFIX)) == 0)
         return;
     (void)update;
     write_bundle(ctx, b);

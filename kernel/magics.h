@@ -25,11 +25,6 @@ mg_status mg_magic_seed(mg_call *c);
 void mg_magic_objective_complete(const mg_complete_ctx *cx, mg_completions *out);
 mg_status mg_magic_tokens(mg_call *c);
 
-/* magics_engine.c: a live display shown the first time (*shown false), then
- * updated in place under the same display_id. */
-void mg_live_send(const mg_sink *out, const char *display_id, bool *shown, const char *text,
-                  const char *html);
-
 /* magics_engine.c: a table as one display, HTML with its text/plain twin. */
 struct render_table;
 void mg_send_table(const mg_call *c, const struct render_table *t);

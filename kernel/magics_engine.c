@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "engine_api.h"
+#include "live.h"
 #include "magics.h"
 #include "render.h"
 #include "session.h"
@@ -57,7 +58,6 @@ struct mg_session {
     am_layer_info *layers; /* (n_layers); strings owned by model */
     mg_run_rec *runs;      /* (n_runs) */
     int n_runs, cap_runs;
-    int n_displays;        /* display ids handed out */
 };
 
 mg_session *mg_session_new(void)
@@ -155,20 +155,6 @@ static int images_png(const float *img, const int64_t shape[4], const char *cons
     go.min_cell_px = b == 1 ? min_px : 128;
     go.title = title;
     return render_grid_png(img, b, ch, h, w, captions, &go, out);
-}
-
-void mg_live_send(const mg_sink *out, const char *display_id, bool *shown, const char *text,
-                  const char *html)
-{
-    mg_bundle *b = mg_bundle_new();
-    mg_bundle_text(b, "text/plain", text);
-    mg_bundle_text(b, "text/html", html);
-    if (*shown)
-        mg_sink_update(out, b, display_id);
-    else
-        mg_sink_display(out, b, display_id);
-    *shown = true;
-    mg_bundle_free(b);
 }
 
 void mg_send_table(const mg_call *c, const render_table *t)
@@ -617,31 +603,18 @@ static float *read_png(const char *path, int c, int h, int w, char **err)
 
 /* ================================================================ live display */
 
+/* %maximize's live display: the progress bar with the latest image. */
 typedef struct live {
-    const mg_sink *out;
-    render_throttle thr;
-    char display_id[64];
-    bool shown;
-    bool stopped;          /* the user interrupted */
-    double t0;
+    mg_live d;
     const char *label;
     render_png img;        /* latest image received */
-    int updates;           /* display_data + update_display_data sent */
     int last_step, steps;
     double last_obj;
 } live;
 
 static void live_send(live *L, int step, double obj)
 {
-    render_progress p = {step, L->steps, obj, render_clock_monotonic(NULL) - L->t0, L->label,
-                         L->img.data ? &L->img : NULL};
-    char *html = NULL, *text = NULL;
-    if (render_progress_html(&p, &html, &text) != RENDER_OK)
-        return;
-    mg_live_send(L->out, L->display_id, &L->shown, text, html);
-    L->updates++;
-    render_free(html);
-    render_free(text);
+    mg_live_progress(&L->d, step, L->steps, obj, L->label, &L->img);
 }
 
 static int live_progress(void *user, const am_progress *p)
@@ -661,12 +634,9 @@ static int live_progress(void *user, const am_progress *p)
             render_png_encode(p->image, (int)one[1], (int)one[2], (int)one[3], 128, &L->img);
         }
     }
-    /* Serves the control channel (interrupt_request, kernel_info) too. */
-    if (mg_sink_should_stop(L->out)) {
-        L->stopped = true;
+    if (mg_live_interrupted(&L->d))
         return 1;
-    }
-    if (render_throttle_ready(&L->thr, false))
+    if (mg_live_due(&L->d))
         live_send(L, p->step, p->objective);
     return 0;
 }
@@ -1054,11 +1024,7 @@ mg_status mg_magic_maximize(mg_call *c)
         o.n_thresholds = n;
     }
     live L = {0};
-    L.out = c->out;
-    render_throttle_init(&L.thr, mg_float(c, "updates_per_s"), NULL, NULL);
-    snprintf(L.display_id, sizeof L.display_id, "actmax-run-%d-%d-%ld", s->n_runs + 1,
-             ++s->n_displays, (long)getpid());
-    L.t0 = render_clock_monotonic(NULL);
+    mg_live_init(&L.d, c, "run");
     L.label = rec.objective;
     L.steps = o.steps;
     L.last_obj = NAN;
@@ -1072,7 +1038,7 @@ mg_status mg_magic_maximize(mg_call *c)
     int rc = e->am_run_new(s->model, &o, &run);
     free(init);
     if (rc != AM_OK) {
-        mg_live_send(c->out, L.display_id, &L.shown, "run failed before its first step",
+        mg_live_send(&L.d, "run failed before its first step",
                      "<i>run failed before its first step</i>");
         mg_status st = mg_fail(c, "ObjectiveError", "%s: %s", e->am_strerror(rc),
                                run ? e->am_run_error(run) : "");
@@ -1095,7 +1061,7 @@ mg_status mg_magic_maximize(mg_call *c)
     }
     live_send(&L, L.last_step, L.last_obj);
     render_png_clear(&L.img);
-    rec.live_updates = L.updates;
+    rec.live_updates = L.d.updates;
     rec.options = mg_asprintf("steps=%d lr=%g batch=%d seed=%llu optimizer=%s param=%s "
                               "transforms=%s diversity=%g",
                               o.steps, o.lr, o.batch, (unsigned long long)o.seed,
@@ -1104,8 +1070,8 @@ mg_status mg_magic_maximize(mg_call *c)
     add_run(s, &rec);
     show_run(c, &s->runs[s->n_runs - 1]);
     if (mg_bool(c, "verbose"))
-        mg_sink_printf(c->out, "live display updates sent: %d\n", L.updates);
-    if (e->am_run_cancelled(run) || L.stopped)
+        mg_sink_printf(c->out, "live display updates sent: %d\n", L.d.updates);
+    if (e->am_run_cancelled(run) || L.d.stopped)
         return MG_INTERRUPTED;
     return MG_OK;
 }
@@ -1341,17 +1307,14 @@ mg_status mg_magic_examples(mg_call *c)
     if (limit && limit < total)
         total = limit;
     live prog = {0};
-    prog.out = c->out;
-    render_throttle_init(&prog.thr, mg_float(c, "updates_per_s"), NULL, NULL);
-    snprintf(prog.display_id, sizeof prog.display_id, "actmax-run-examples-%d-%ld", ++s->n_displays,
-             (long)getpid());
-    prog.t0 = t0;
+    mg_live_init(&prog.d, c, "examples");
+    prog.d.t0 = t0;
     prog.label = c->positional;
     prog.steps = (int)total;
     while ((!limit || seen < limit) &&
            am_dataset_next_batch(ds, limit && limit - seen < 256 ? limit - seen : 256, &bt) == 0 &&
            bt.count > 0) {
-        if (mg_sink_should_stop(c->out)) {
+        if (mg_live_interrupted(&prog.d)) {
             st = MG_INTERRUPTED;
             break;
         }
@@ -1389,11 +1352,11 @@ mg_status mg_magic_examples(mg_call *c)
             top_insert(top, &ntop, k, ti);
         }
         seen += bt.count;
-        if (render_throttle_ready(&prog.thr, false))
+        if (mg_live_due(&prog.d))
             live_send(&prog, (int)seen, ntop ? top[0].value : NAN);
     }
     double secs = render_clock_monotonic(NULL) - t0;
-    if (prog.shown)
+    if (prog.d.shown)
         live_send(&prog, (int)(seen < total ? seen : total), ntop ? top[0].value : NAN);
     free(x);
     free(vals);
@@ -1457,7 +1420,7 @@ mg_status mg_magic_examples(mg_call *c)
     free(top);
     am_dataset_free(ds);
     if (mg_bool(c, "verbose"))
-        mg_sink_printf(c->out, "live display updates sent: %d\n", prog.updates);
+        mg_sink_printf(c->out, "live display updates sent: %d\n", prog.d.updates);
     return st;
 #endif
 }

@@ -18,6 +18,7 @@
 #include <cjson/cJSON.h>
 
 #include "engine_api.h"
+#include "live.h"
 #include "magics.h"
 #include "render.h"
 #include "util.h"
@@ -443,15 +444,10 @@ void mg_text_rec_show(const mg_call *c, const mg_text_rec *r, int id, const char
 /* ================================================================ live display */
 
 typedef struct tk_live {
-    const mg_sink *out;
-    render_throttle thr;
-    char display_id[80];
-    bool shown, stopped;
-    double t0;
+    mg_live d;
     const char *objective;
     am_tokenizer *tok;
     int total;            /* steps * restarts */
-    int updates;
     int last_step;
     float last_act;
     int64_t *last_ids;    /* (len) best prompt reported last */
@@ -466,15 +462,7 @@ static void tk_live_send(tk_live *L, int step, double act)
     char *prompt = one_line(raw);
     free(raw);
     char *label = mg_asprintf("%s   best prompt: \"%s\"", L->objective, prompt);
-    render_progress p = {step, L->total > 0 ? L->total : 1, act,
-                         render_clock_monotonic(NULL) - L->t0, label, NULL};
-    char *html = NULL, *text = NULL;
-    if (render_progress_html(&p, &html, &text) == RENDER_OK) {
-        mg_live_send(L->out, L->display_id, &L->shown, text, html);
-        L->updates++;
-    }
-    render_free(html);
-    render_free(text);
+    mg_live_progress(&L->d, step, L->total, act, label, NULL);
     free(label);
     free(prompt);
 }
@@ -492,11 +480,9 @@ static int tk_live_progress(void *user, const am_text_progress *p)
                                      (size_t)L->len,
                    p->tokens, sizeof(int64_t) * (size_t)L->len);
     }
-    if (mg_sink_should_stop(L->out)) {
-        L->stopped = true;
+    if (mg_live_interrupted(&L->d))
         return 1;
-    }
-    if (render_throttle_ready(&L->thr, false))
+    if (mg_live_due(&L->d))
         tk_live_send(L, L->last_step, L->last_act);
     return 0;
 }
@@ -582,11 +568,7 @@ mg_status mg_tokens_run(mg_call *c, am_model *model, const char *model_name, mg_
     rec->fluency = o.fluency > 0;
 
     tk_live L = {0};
-    L.out = c->out;
-    render_throttle_init(&L.thr, mg_float(c, "updates_per_s"), NULL, NULL);
-    static int displays;
-    snprintf(L.display_id, sizeof L.display_id, "actmax-tokens-%d-%ld", ++displays, (long)getpid());
-    L.t0 = render_clock_monotonic(NULL);
+    mg_live_init(&L.d, c, "tokens");
     L.objective = c->positional;
     L.tok = tok;
     L.steps = o.method == AM_TEXT_SWEEP ? 1 : o.steps;
@@ -605,7 +587,7 @@ mg_status mg_tokens_run(mg_call *c, am_model *model, const char *model_name, mg_
     int rc = e->am_text_run_new(model, &o, &run);
     free(init);
     if (rc != AM_OK) {
-        mg_live_send(c->out, L.display_id, &L.shown, "run failed before its first step",
+        mg_live_send(&L.d, "run failed before its first step",
                      "<i>run failed before its first step</i>");
         const char *msg = run ? e->am_text_run_error(run) : "";
         const char *ename = rc == AM_E_OBJECTIVE || rc == AM_E_LAYER ? "ObjectiveError"
@@ -627,7 +609,7 @@ mg_status mg_tokens_run(mg_call *c, am_model *model, const char *model_name, mg_
             memcpy(L.last_ids, ids, sizeof(int64_t) * (size_t)len);
         tk_live_send(&L, L.last_step, e->am_text_run_activation(run));
     }
-    rec->live_updates = L.updates;
+    rec->live_updates = L.d.updates;
 
     /* The projected prompt's value at the recorded steps (soft only: the
      * other methods' curve is already a real prompt's). Prompts repeat a
@@ -672,8 +654,8 @@ mg_status mg_tokens_run(mg_call *c, am_model *model, const char *model_name, mg_
                            init_text[0] ? " init=" : "", init_text);
     *out = rec;
     if (mg_bool(c, "verbose"))
-        mg_sink_printf(c->out, "live display updates sent: %d\n", L.updates);
-    if (e->am_text_run_cancelled(run) || L.stopped)
+        mg_sink_printf(c->out, "live display updates sent: %d\n", L.d.updates);
+    if (e->am_text_run_cancelled(run) || L.d.stopped)
         return MG_INTERRUPTED;
     return MG_OK;
 }
@@ -714,13 +696,8 @@ static char *corpus_path(const char *model_path)
 /* The live display of the corpus scan: windows scanned of the corpus' windows,
  * and the best score so far, updated in place after each batch (throttled). */
 typedef struct tx_live {
-    const mg_sink *out;
-    render_throttle thr;
-    char display_id[80];
-    bool shown, stopped;
-    double t0;
+    mg_live d;
     const char *objective;
-    int updates;
     int64_t scanned, total;
     float best;
 } tx_live;
@@ -736,15 +713,7 @@ static void tx_live_send(tx_live *L)
     char *label = mg_asprintf("%s   %s", L->objective,
                               L->total > 0 ? "corpus windows scanned, best score so far"
                                            : "reading the corpus");
-    render_progress p = {(int)step, (int)total, isfinite(L->best) ? L->best : NAN,
-                         render_clock_monotonic(NULL) - L->t0, label, NULL};
-    char *html = NULL, *text = NULL;
-    if (render_progress_html(&p, &html, &text) == RENDER_OK) {
-        mg_live_send(L->out, L->display_id, &L->shown, text, html);
-        L->updates++;
-    }
-    render_free(html);
-    render_free(text);
+    mg_live_progress(&L->d, (int)step, (int)total, isfinite(L->best) ? L->best : NAN, label, NULL);
     free(label);
 }
 
@@ -754,12 +723,9 @@ static int tx_live_progress(void *user, int64_t scanned, int64_t total, float be
     L->scanned = scanned;
     L->total = total;
     L->best = best;
-    /* Serves the control channel (interrupt_request, kernel_info) too. */
-    if (mg_sink_should_stop(L->out)) {
-        L->stopped = true;
+    if (mg_live_interrupted(&L->d))
         return 1;
-    }
-    if (render_throttle_ready(&L->thr, false))
+    if (mg_live_due(&L->d))
         tx_live_send(L);
     return 0;
 }
@@ -797,23 +763,18 @@ mg_status mg_tokens_examples(mg_call *c, am_model *model, const char *model_name
     if (mg_given(c, "batch"))
         o.batch = (int)mg_int(c, "batch");
     tx_live L = {0};
-    L.out = c->out;
-    render_throttle_init(&L.thr, mg_float(c, "updates_per_s"), NULL, NULL);
-    static int displays;
-    snprintf(L.display_id, sizeof L.display_id, "actmax-text-examples-%d-%ld", ++displays,
-             (long)getpid());
+    mg_live_init(&L.d, c, "text-examples");
     L.objective = c->positional;
     L.best = NAN;
     o.progress = tx_live_progress;
     o.progress_user = &L;
     am_text_examples *ex = NULL;
-    double t0 = render_clock_monotonic(NULL);
-    L.t0 = t0;
+    double t0 = L.d.t0;
     tx_live_send(&L); /* before the corpus is read: 0 windows */
     int rc = e->am_text_examples_new(model, &o, &ex);
     double secs = render_clock_monotonic(NULL) - t0;
     if (rc != AM_OK) {
-        mg_live_send(c->out, L.display_id, &L.shown, "scan failed before its first batch",
+        mg_live_send(&L.d, "scan failed before its first batch",
                      "<i>scan failed before its first batch</i>");
         mg_status st = mg_fail(c, rc == AM_E_OBJECTIVE || rc == AM_E_LAYER ? "ObjectiveError"
                                                                            : "DatasetError",
@@ -826,7 +787,7 @@ mg_status mg_tokens_examples(mg_call *c, am_model *model, const char *model_name
     int n = e->am_text_examples_count(ex);
     float mx = e->am_text_examples_max(ex);
     int64_t scanned = e->am_text_examples_scanned(ex);
-    bool interrupted = e->am_text_examples_cancelled(ex) == 1 || L.stopped;
+    bool interrupted = e->am_text_examples_cancelled(ex) == 1 || L.d.stopped;
     /* The last state always reaches the display, throttle or not. */
     L.scanned = scanned;
     if (L.total <= 0)
@@ -924,6 +885,6 @@ mg_status mg_tokens_examples(mg_call *c, am_model *model, const char *model_name
     e->am_tokenizer_free(tok);
     free(path);
     if (mg_bool(c, "verbose"))
-        mg_sink_printf(c->out, "live display updates sent: %d\n", L.updates);
+        mg_sink_printf(c->out, "live display updates sent: %d\n", L.d.updates);
     return interrupted ? MG_INTERRUPTED : MG_OK;
 }

@@ -346,3 +346,17 @@ def test_completion_of_text_layers(lm):
     code = f"%tokens {OBJ} meth"
     r = shell_reply(kc, kc.complete(code, len(code)))["content"]
     assert any(m.startswith("method") for m in r["matches"]), r["matches"]
+
+
+def test_command_line_leaves_live_displays_out(tmp_path):
+    """`actmax -c ... -o DIR` writes results, not the live progress that a
+    notebook shows in place (every live display id has one prefix)."""
+    import subprocess
+    out = tmp_path / "out"
+    r = subprocess.run([os.environ["ACTMAX_EXE"], "-c", f"%model tiny-lm\n%tokens {OBJ} len=4 steps=10",
+                        "-o", str(out)], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    files = sorted(os.listdir(out))
+    progress = [f for f in files if "best prompt" in (out / f).read_text(errors="replace")]
+    assert files and any(f.endswith(".json") for f in files) and any(f.endswith(".png") for f in files)
+    assert progress == [], f"live progress written to the folder: {progress}"
