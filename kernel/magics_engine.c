@@ -1360,7 +1360,8 @@ mg_status mg_magic_examples(mg_call *c)
         live_send(&prog, (int)(seen < total ? seen : total), ntop ? top[0].value : NAN);
     free(x);
     free(vals);
-    if (st == MG_OK && ntop > 0) {
+    /* Interrupted: the top k of the images read so far. */
+    if ((st == MG_OK || st == MG_INTERRUPTED) && ntop > 0) {
         int64_t ishape[3];
         am_dataset_item_shape(ds, ishape, 3);
         size_t per = (size_t)(ishape[0] * ishape[1] * ishape[2]);
@@ -1390,8 +1391,9 @@ mg_status mg_magic_examples(mg_call *c)
             const char *lab = am_dataset_label(ds, (int)top[i].label);
             caps[g] = mg_asprintf("%s %.3g", lab ? lab : "?", top[i].value);
         }
-        char *title = mg_asprintf("top %d of %lld %s images for %s", ntop, (long long)seen,
-                                  mg_enum(c, "split"), c->positional);
+        char *title = mg_asprintf("top %d of %lld %s images for %s%s", ntop, (long long)seen,
+                                  mg_enum(c, "split"), c->positional,
+                                  st == MG_INTERRUPTED ? " (interrupted: the images read so far)" : "");
         int64_t gshape[4] = {cells, ishape[0], ishape[1], ishape[2]};
         render_png png = {0};
         render_grid_opts go = {.min_cell_px = 96, .title = title};

@@ -249,6 +249,35 @@ def test_interrupt_shows_best_result_and_kernel_goes_on(kernel, how):
     assert reply["content"]["status"] == "ok"
 
 
+def test_interrupted_examples_show_the_top_k_read_so_far(kernel):
+    km, kc = kernel
+    drain(kc)
+    run(kc, "%model fashion-cnn")
+    msg_id = kc.execute("%examples conv2[5] k=4 split=train updates_per_s=20")
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:  # wait until the scan is under way
+        m = kc.get_iopub_msg(timeout=60)
+        if m["parent_header"].get("msg_id") == msg_id and m["msg_type"] == "update_display_data":
+            break
+    req = kc.session.msg("interrupt_request", {})
+    kc.control_channel.send(req)
+    control_reply(kc, req["header"]["msg_id"])
+    msgs = iopub_for(kc, msg_id, timeout=60)
+    shell_reply(kc, msg_id)
+    (err,) = errors(msgs)
+    assert err["ename"] == "KeyboardInterrupt"
+    (grid,) = pngs(msgs)
+    text = grid["data"]["text/plain"]
+    assert "interrupted" in text, text
+    n = int(text.split(" of ")[1].split()[0])
+    assert 0 < n < 60000
+    values = [float(l.split()[-1]) for l in text.splitlines() if l.strip().startswith("#")]
+    assert len(values) == 4 and values == sorted(values, reverse=True)
+    print(f"%examples interrupted after {n} of 60000 training images")
+    msgs, reply = run(kc, "%runs")
+    assert reply["content"]["status"] == "ok"
+
+
 def test_command_line_writes_png_html_and_json(tmp_path):
     import json
     import subprocess
