@@ -112,16 +112,22 @@ async def round_trip(kc, code):
     return time.perf_counter() - t0
 
 
+def started(name):
+    """A kernel started and answering, with a blocking client on it."""
+    km = KernelManager(kernel_name=name)
+    km.start_kernel()
+    kc = km.client()
+    kc.start_channels()
+    kc.wait_for_ready(timeout=60)
+    return km, kc
+
+
 def blocking_round_trips(kernels, runs):
     """The same round trips with the BlockingKernelClient (for reference),
     alternating between the kernels."""
     clients = []
     for name, code in kernels:
-        km = KernelManager(kernel_name=name)
-        km.start_kernel()
-        kc = km.client()
-        kc.start_channels()
-        kc.wait_for_ready(timeout=60)
+        km, kc = started(name)
         for _ in range(100):  # wait until iopub delivers (see sync_iopub)
             msg_id = kc.kernel_info()
             try:
@@ -215,11 +221,7 @@ def lean_round_trips(kernels, runs):
     """Round trips through LeanClient, alternating between the kernels."""
     running = []
     for name, code in kernels:
-        km = KernelManager(kernel_name=name)
-        km.start_kernel()
-        kc = km.client()
-        kc.start_channels()
-        kc.wait_for_ready(timeout=60)
+        km, kc = started(name)
         kc.stop_channels()
         lc = LeanClient(km)
         time.sleep(0.5)  # let the SUB subscription reach the kernel
