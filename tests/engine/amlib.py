@@ -117,6 +117,25 @@ def _to_numpy(t):
     return arr
 
 
+def _input(x, kind=None):
+    """An am_input over x: integer arrays are token ids, the rest floats
+    (AM_INPUT_FLOAT unless kind says EMBEDS). Returns (input, the array it
+    points into), which the caller keeps alive for the call."""
+    inp = Input()
+    if np.issubdtype(np.asarray(x).dtype, np.integer):
+        x = np.ascontiguousarray(x, dtype=np.int64)
+        inp.kind = AM_INPUT_TOKENS
+        inp.tokens = x.ctypes.data_as(C.POINTER(C.c_int64))
+    else:
+        x = np.ascontiguousarray(x, dtype=np.float32)
+        inp.kind = AM_INPUT_FLOAT if kind is None else kind
+        inp.data = x.ctypes.data_as(C.POINTER(C.c_float))
+    inp.ndim = x.ndim
+    for i, s in enumerate(x.shape):
+        inp.shape[i] = s
+    return inp, x
+
+
 class Model:
     def __init__(self, path, device="cpu", input_shape=None):
         self.h = C.c_void_p()
@@ -155,18 +174,7 @@ class Model:
         return out
 
     def tap(self, x, layers, grad=False, kind=None):
-        x = np.ascontiguousarray(x)
-        inp = Input()
-        if x.dtype == np.int64:
-            inp.kind = AM_INPUT_TOKENS
-            inp.tokens = x.ctypes.data_as(C.POINTER(C.c_int64))
-        else:
-            x = np.ascontiguousarray(x, dtype=np.float32)
-            inp.kind = AM_INPUT_FLOAT if kind is None else kind
-            inp.data = x.ctypes.data_as(C.POINTER(C.c_float))
-        inp.ndim = x.ndim
-        for i, s in enumerate(x.shape):
-            inp.shape[i] = s
+        inp, x = _input(x, kind)
         names = (C.c_char_p * len(layers))(*[l.encode() for l in layers])
         outs = (Tensor * len(layers))()
         g = Tensor()
@@ -180,18 +188,7 @@ class Model:
         """The objective's value for each item of the batch x: (B,); with
         positions (text models), at each token: (B, T). Integer x is taken
         as token ids."""
-        inp = Input()
-        if np.issubdtype(np.asarray(x).dtype, np.integer):
-            x = np.ascontiguousarray(x, dtype=np.int64)
-            inp.kind = AM_INPUT_TOKENS
-            inp.tokens = x.ctypes.data_as(C.POINTER(C.c_int64))
-        else:
-            x = np.ascontiguousarray(x, dtype=np.float32)
-            inp.kind = AM_INPUT_FLOAT if kind is None else kind
-            inp.data = x.ctypes.data_as(C.POINTER(C.c_float))
-        inp.ndim = x.ndim
-        for i, s in enumerate(x.shape):
-            inp.shape[i] = s
+        inp, x = _input(x, kind)
         values = np.zeros(x.shape[:2] if positions else x.shape[:1], dtype=np.float32)
         fn = lib.am_model_objective_positions if positions else lib.am_model_objective
         self._check(fn(self.h, C.byref(inp), objective.encode(), values.ctypes.data_as(C.POINTER(C.c_float))))
