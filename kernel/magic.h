@@ -14,6 +14,7 @@
 #include <stddef.h>
 
 #include "args.h"
+#include "magic_keys.h"
 #include "session.h"
 #include "sink.h"
 
@@ -21,23 +22,6 @@ typedef enum mg_status { MG_OK = 0, MG_ERROR = 1, MG_INTERRUPTED = 2 } mg_status
 
 /* ---- typed keys -------------------------------------------------------- */
 
-typedef enum mg_type { MG_T_INT, MG_T_FLOAT, MG_T_STRING, MG_T_BOOL, MG_T_ENUM } mg_type;
-
-typedef struct mg_key {
-    const char *name;
-    mg_type type;
-    const char *def;     /* default, written as a user would type it; NULL: none */
-    double lo, hi;       /* inclusive range (int, float) */
-    const char *choices; /* enum: "auto|cpu|cuda" */
-    const char *doc;     /* one line */
-} mg_key;
-
-#define MG_KEY_INT(n, def, lo, hi, doc) {n, MG_T_INT, def, lo, hi, NULL, doc}
-#define MG_KEY_FLOAT(n, def, lo, hi, doc) {n, MG_T_FLOAT, def, lo, hi, NULL, doc}
-#define MG_KEY_STRING(n, def, doc) {n, MG_T_STRING, def, 0, 0, NULL, doc}
-#define MG_KEY_BOOL(n, def, doc) {n, MG_T_BOOL, def, 0, 0, NULL, doc}
-#define MG_KEY_ENUM(n, def, choices, doc) {n, MG_T_ENUM, def, 0, 0, choices, doc}
-#define MG_KEY_END {0}
 
 typedef struct mg_value {
     bool set;   /* holds a value (given, from %set, or the default) */
@@ -122,7 +106,6 @@ struct mg_magic {
 
 /* The tables, filled in one place: magic_table.c. */
 extern const mg_magic mg_magic_table[];
-extern const mg_key mg_settings_table[];
 
 const mg_magic *mg_magic_find(const char *name, unsigned kind);
 /* Help text (malloc'd) of a magic as line (kind MG_LINE) or cell magic. */
