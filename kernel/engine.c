@@ -2,6 +2,7 @@
  * that needs it loads it with dlopen, so kernel_info and the built-in magics
  * answer without waiting for libtorch. */
 #include <dlfcn.h>
+#include <stdint.h>
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,36 +17,47 @@
 #endif
 
 static void *g_engine;
-static mg_engine_api g_api;
-static int g_api_ok;
+static const am_api *g_api;
 
 const mg_engine_api *mg_engine(void)
 {
-    return g_api_ok ? &g_api : NULL;
+    return g_api;
 }
 
-/* Fills g_api from h; 0, or -1 with *err naming every missing symbol (an
- * older or foreign libactmax). */
+/* Takes the engine's table; 0, or -1 with *err naming both API versions when
+ * the library was built from another actmax.h (or is no libactmax at all). */
 static int resolve(void *h, const char *where, char **err)
 {
-    mg_str missing = MG_STR_INIT;
-    void *sym;
-#define MG_ENGINE_RESOLVE(f)                                                                       \
-    sym = dlsym(h, #f);                                                                            \
-    if (!sym)                                                                                      \
-        mg_str_addf(&missing, " %s", #f);                                                          \
-    memcpy(&g_api.f, &sym, sizeof sym);
-    MG_ENGINE_FUNCS(MG_ENGINE_RESOLVE)
-#undef MG_ENGINE_RESOLVE
-    if (missing.len) {
-        *err = mg_asprintf("%s lacks functions of actmax.h:%s; rebuild the engine (ext/) from "
-                           "the same source as the kernel, or point $ACTMAX_ENGINE at a matching "
-                           "libactmax.so",
-                           where, mg_str_cstr(&missing));
-        mg_str_free(&missing);
+    typedef const am_api *(*get_api_fn)(uint32_t, uint32_t *);
+    typedef const char *(*version_fn)(void);
+    void *sym = dlsym(h, "am_get_api");
+    if (!sym) {
+        *err = mg_asprintf("%s has no am_get_api: it is not a libactmax of version %s or later; "
+                           "rebuild the engine (ext/) from the same source as the kernel, or point "
+                           "$ACTMAX_ENGINE at a matching libactmax.so",
+                           where, AM_VERSION);
         return -1;
     }
-    mg_str_free(&missing);
+    get_api_fn get_api;
+    memcpy(&get_api, &sym, sizeof sym);
+    uint32_t engine_api = 0;
+    const am_api *api = get_api(AM_API_VERSION, &engine_api);
+    if (!api || api->size < sizeof(am_api)) {
+        const char *engine_version = "unknown";
+        void *vsym = dlsym(h, "am_version");
+        if (vsym) {
+            version_fn vf;
+            memcpy(&vf, &vsym, sizeof vsym);
+            engine_version = vf();
+        }
+        *err = mg_asprintf("%s is actmax %s with engine API version %u, but this kernel (actmax %s) "
+                           "needs engine API version %u; rebuild the engine (ext/) from the same "
+                           "source as the kernel, or point $ACTMAX_ENGINE at a matching libactmax.so",
+                           where, engine_version, (unsigned)engine_api, AM_VERSION,
+                           (unsigned)AM_API_VERSION);
+        return -1;
+    }
+    g_api = api;
     return 0;
 }
 
@@ -104,6 +116,5 @@ int mg_engine_load(char **err)
         g_engine = NULL;
         return -1;
     }
-    g_api_ok = 1;
     return 0;
 }

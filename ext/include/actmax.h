@@ -38,26 +38,60 @@ extern "C" {
 #define AM_API
 #endif
 
+/* ---------------------------------------------------------------- versions */
+
+/* AM_VERSION ("major.minor.patch") and AM_API_VERSION come from the build
+ * (CMake writes actmax_version.h from the project's version). AM_API_VERSION
+ * changes whenever a function, a struct layout or a meaning in this header
+ * changes, so a front built against one header refuses an engine built from
+ * another instead of calling it with the wrong layout. */
+#include "actmax_version.h"
+
 /* ---------------------------------------------------------------- status */
 
+/* Every status code, its value, its fixed message and the name of the error
+ * class a front shows for it (the kernel's "ObjectiveError: ...", the Python
+ * module's exception classes), listed once: the enum, am_strerror and
+ * am_status_class are all generated from this list. */
+#define AM_STATUS_MAP(X)                                                      \
+    X(OK,            0, "ok", "")                                             \
+    /* a NULL handle, a bad size, an option out of range */                   \
+    X(E_ARG,        -1, "invalid argument", "ValueError")                     \
+    /* file missing or unreadable */                                          \
+    X(E_IO,         -2, "file missing or unreadable", "OSError")              \
+    /* not a TorchScript file, truncated, bad actmax.json */                  \
+    X(E_FORMAT,     -3, "not a valid model file or metadata", "FormatError")  \
+    /* the model's forward failed or has an unusable shape */                 \
+    X(E_MODEL,      -4, "the model failed to run", "ModelError")              \
+    /* unknown layer, call number or tuple element */                         \
+    X(E_LAYER,      -5, "unknown layer", "LayerError")                        \
+    /* objective syntax error, index out of range, unknown label */           \
+    X(E_OBJECTIVE,  -6, "invalid objective", "ObjectiveError")                \
+    /* a request the model cannot serve (e.g. no embedding) */                \
+    X(E_UNSUPPORTED,-7, "not supported by this model", "UnsupportedError")    \
+    /* device unknown or not available */                                     \
+    X(E_DEVICE,     -8, "device not available", "DeviceError")                \
+    /* allocation failed */                                                   \
+    X(E_NOMEM,      -9, "out of memory", "MemoryError")                       \
+    /* an unexpected libtorch or C++ failure */                               \
+    X(E_INTERNAL,  -10, "internal error", "EngineError")
+
 enum {
-    AM_OK           = 0,
-    AM_E_ARG        = -1,  /* a NULL handle, a bad size, an option out of range */
-    AM_E_IO         = -2,  /* file missing or unreadable */
-    AM_E_FORMAT     = -3,  /* not a TorchScript file, truncated, bad actmax.json */
-    AM_E_MODEL      = -4,  /* the model's forward failed or has an unusable shape */
-    AM_E_LAYER      = -5,  /* unknown layer, call number or tuple element */
-    AM_E_OBJECTIVE  = -6,  /* objective syntax error, index out of range, unknown label */
-    AM_E_UNSUPPORTED= -7,  /* a request the model cannot serve (e.g. no embedding) */
-    AM_E_DEVICE     = -8,  /* device unknown or not available */
-    AM_E_NOMEM      = -9,  /* allocation failed */
-    AM_E_INTERNAL   = -10  /* an unexpected libtorch or C++ failure */
+#define AM_STATUS_ENUM(name, value, text, cls) AM_##name = value,
+    AM_STATUS_MAP(AM_STATUS_ENUM)
+#undef AM_STATUS_ENUM
+    AM_STATUS_END_ = 1
 };
 
-/* A fixed, static English string per status code; never NULL. */
+/* A fixed, static English string per status code ("unknown status code" for
+ * any other value); never NULL. */
 AM_API const char *am_strerror(int status);
 
-/* The library version, e.g. "0.1.0". */
+/* The error class name for a status ("ObjectiveError" for AM_E_OBJECTIVE, ""
+ * for AM_OK, "EngineError" for any unknown value); never NULL. */
+AM_API const char *am_status_class(int status);
+
+/* The library version, AM_VERSION of the build that made it. */
 AM_API const char *am_version(void);
 
 /* Which BLAS libtorch's matrix products resolved to. Runs one small matmul
@@ -648,6 +682,80 @@ AM_API float am_text_examples_max(const am_text_examples *e);
  * each position in turn (for [:, n], neuron n at each position). */
 AM_API int am_text_examples_get(const am_text_examples *e, int i, int64_t *index, float *score,
                                 const int64_t **tokens, const float **acts, int *len);
+
+/* ---------------------------------------------------------------- the function table
+ *
+ * Fronts that load libactmax at run time (the kernel dlopens it; the Python
+ * module too) take every function above from one table instead of looking
+ * each name up, the way ONNX Runtime's OrtGetApiBase works:
+ *
+ *     const am_api *api = am_get_api(AM_API_VERSION, &engine_version);
+ *     if (!api) ... refuse: built for AM_API_VERSION, the engine is engine_version
+ *     api->am_model_load(...);
+ *
+ * The table lists each function of this header by its own name, its type
+ * taken from the declaration above, so the list below is the only other
+ * place a function is named, and a test checks it against the declarations.
+ * The struct sizes let a binding that declares its own copies of the structs
+ * (ctypes, cffi) check them against the engine's. */
+
+#define AM_API_FUNCTIONS(X)                                                           \
+    X(am_strerror) X(am_status_class) X(am_version) X(am_blas_info)                                      \
+    X(am_tensor_release) X(am_tensor_numel)                                           \
+    X(am_model_load) X(am_model_free) X(am_model_error) X(am_model_note)              \
+    X(am_model_kind) X(am_model_device) X(am_model_input_shape)                       \
+    X(am_model_normalization) X(am_model_num_labels) X(am_model_label)                \
+    X(am_model_dataset) X(am_model_metadata) X(am_model_tokenizer)                    \
+    X(am_model_num_layers) X(am_model_layer) X(am_model_tap) X(am_model_objective)    \
+    X(am_model_objective_positions) X(am_model_embeddings)                            \
+    X(am_data_strerror)                                                               \
+    X(am_tokenizer_load_json) X(am_tokenizer_load_vocab_merges)                       \
+    X(am_tokenizer_load_file) X(am_tokenizer_free) X(am_tokenizer_errmsg)             \
+    X(am_tokenizer_vocab_size) X(am_tokenizer_eot) X(am_tokenizer_encode)             \
+    X(am_tokenizer_decode) X(am_tokenizer_token_bytes) X(am_tokenizer_token_text)     \
+    X(am_tokenizer_token_id)                                                          \
+    X(am_dataset_open) X(am_dataset_free) X(am_dataset_errmsg)                        \
+    X(am_dataset_next_batch) X(am_dataset_reset) X(am_dataset_item)                   \
+    X(am_dataset_size) X(am_dataset_kind) X(am_dataset_item_shape)                    \
+    X(am_dataset_num_labels) X(am_dataset_label)                                      \
+    X(am_options_default) X(am_run_new) X(am_run_free) X(am_run_error)                \
+    X(am_run_cancelled) X(am_run_steps) X(am_run_images) X(am_run_curve)              \
+    X(am_run_num_terms) X(am_run_term_name) X(am_run_term_curve) X(am_run_final)      \
+    X(am_run_num_snapshots) X(am_run_snapshot) X(am_run_seconds)                      \
+    X(am_text_options_default) X(am_text_run_new) X(am_text_run_free)                 \
+    X(am_text_run_error) X(am_text_run_cancelled) X(am_text_run_steps)                \
+    X(am_text_run_seconds) X(am_text_run_tokens) X(am_text_run_text)                  \
+    X(am_text_run_roundtrip) X(am_text_run_activation) X(am_text_run_xent)            \
+    X(am_text_run_soft_activation) X(am_text_run_retention) X(am_text_run_embeds)     \
+    X(am_text_run_nearest) X(am_text_run_curve) X(am_text_run_xent_curve)             \
+    X(am_text_run_attribution) X(am_text_run_sweep)                                   \
+    X(am_text_examples_new) X(am_text_examples_free) X(am_text_examples_error)        \
+    X(am_text_examples_scanned) X(am_text_examples_cancelled)                         \
+    X(am_text_examples_count) X(am_text_examples_max) X(am_text_examples_get)
+
+/* Every struct passed by pointer, for the size check. */
+#define AM_API_STRUCTS(X)                                                             \
+    X(am_tensor) X(am_layer_info) X(am_input) X(am_dataset_options) X(am_batch)       \
+    X(am_progress) X(am_options) X(am_text_progress) X(am_text_options)               \
+    X(am_text_examples_options)
+
+typedef struct am_api {
+    uint32_t    api_version;   /* AM_API_VERSION of the engine */
+    uint32_t    size;          /* sizeof(am_api) in the engine */
+    const char *version;       /* AM_VERSION of the engine */
+#define AM_API_SIZE_FIELD(s) uint32_t sizeof_##s;
+    AM_API_STRUCTS(AM_API_SIZE_FIELD)
+#undef AM_API_SIZE_FIELD
+#define AM_API_FUNCTION_FIELD(f) __typeof__(&f) f;
+    AM_API_FUNCTIONS(AM_API_FUNCTION_FIELD)
+#undef AM_API_FUNCTION_FIELD
+} am_api;
+
+/* The engine's function table when api_version is the engine's
+ * AM_API_VERSION, else NULL. *engine_api_version (may be NULL) is always set
+ * to the engine's AM_API_VERSION, so the caller can name both versions when
+ * it refuses. The table is static: never freed. */
+AM_API const am_api *am_get_api(uint32_t api_version, uint32_t *engine_api_version);
 
 #ifdef __cplusplus
 }

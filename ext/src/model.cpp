@@ -982,24 +982,6 @@ static am_model *checked(am_model *m) {
 
 extern "C" {
 
-const char *am_strerror(int status) {
-    switch (status) {
-    case AM_OK: return "ok";
-    case AM_E_ARG: return "invalid argument";
-    case AM_E_IO: return "file missing or unreadable";
-    case AM_E_FORMAT: return "not a valid model file or metadata";
-    case AM_E_MODEL: return "the model failed to run";
-    case AM_E_LAYER: return "unknown layer";
-    case AM_E_OBJECTIVE: return "invalid objective";
-    case AM_E_UNSUPPORTED: return "not supported by this model";
-    case AM_E_DEVICE: return "device not available";
-    case AM_E_NOMEM: return "out of memory";
-    case AM_E_INTERNAL: return "internal error";
-    default: return "unknown status code";
-    }
-}
-
-const char *am_version(void) { return "0.1.0"; }
 
 int am_blas_info(char *buf, size_t n, int *optimized) {
     if (optimized) *optimized = 0;
