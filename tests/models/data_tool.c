@@ -2,6 +2,10 @@
  * compare its answers with models/bpe.py and models/fmnist.py.
  *
  *   data_tool encode TOKENIZER.json FILE         ids of FILE's bytes, one line
+ *   data_tool encode-each TOKENIZER.json FILE    FILE holds texts separated by NUL
+ *                                                bytes: one line of ids per text
+ *   data_tool info TOKENIZER.json                vocabulary size, eot, bos, then
+ *                                                the family on a second line
  *   data_tool decode TOKENIZER.json              ids on stdin -> bytes on stdout
  *   data_tool token-text TOKENIZER.json ID       a token as printable text
  *   data_tool images DIR SPLIT N                 size, then N labels, then the
@@ -71,6 +75,57 @@ static int cmd_encode(const char *tok_path, const char *file)
     free(text);
     am_tokenizer_free(t);
     return rc != AM_OK;
+}
+
+static int cmd_encode_each(const char *tok_path, const char *file)
+{
+    am_tokenizer *t;
+    if (load_tok(tok_path, &t) != AM_OK) {
+        am_tokenizer_free(t);
+        return 1;
+    }
+    FILE *f = fopen(file, "rb");
+    if (!f) {
+        fprintf(stderr, "data_tool: cannot open %s\n", file);
+        am_tokenizer_free(t);
+        return 1;
+    }
+    size_t len;
+    char *text = read_all(f, &len);
+    fclose(f);
+    int rc = text ? AM_OK : AM_E_NOMEM;
+    for (size_t pos = 0; rc == AM_OK && pos <= len;) {
+        const char *end = memchr(text + pos, '\0', len - pos);
+        size_t n = end ? (size_t)(end - (text + pos)) : len - pos;
+        int64_t *ids;
+        size_t k;
+        rc = am_tokenizer_encode(t, text + pos, n, &ids, &k);
+        if (rc != AM_OK) {
+            fprintf(stderr, "data_tool: %s\n", am_tokenizer_error(t));
+            break;
+        }
+        for (size_t i = 0; i < k; i++)
+            printf(i ? " %lld" : "%lld", (long long)ids[i]);
+        printf("\n");
+        free(ids);
+        pos += n + 1;
+    }
+    free(text);
+    am_tokenizer_free(t);
+    return rc != AM_OK;
+}
+
+static int cmd_info(const char *tok_path)
+{
+    am_tokenizer *t;
+    if (load_tok(tok_path, &t) != AM_OK) {
+        am_tokenizer_free(t);
+        return 1;
+    }
+    printf("%lld %lld %lld\n%s\n", (long long)am_tokenizer_vocab_size(t),
+           (long long)am_tokenizer_eot(t), (long long)am_tokenizer_bos(t), am_tokenizer_describe(t));
+    am_tokenizer_free(t);
+    return 0;
 }
 
 static int cmd_decode(const char *tok_path)
@@ -199,6 +254,10 @@ int main(int argc, char **argv)
 {
     if (argc == 4 && strcmp(argv[1], "encode") == 0)
         return cmd_encode(argv[2], argv[3]);
+    if (argc == 4 && strcmp(argv[1], "encode-each") == 0)
+        return cmd_encode_each(argv[2], argv[3]);
+    if (argc == 3 && strcmp(argv[1], "info") == 0)
+        return cmd_info(argv[2]);
     if (argc == 3 && strcmp(argv[1], "decode") == 0)
         return cmd_decode(argv[2]);
     if (argc == 4 && strcmp(argv[1], "token-text") == 0)
