@@ -1,4 +1,4 @@
-"""The C tokenizer (through models_data_tool) against models/bpe.py: same ids
+"""The C tokenizer (through data_tool) against models/bpe.py: same ids
 on the same text, exact round trips, GPT-2's pre-tokenization quirks."""
 import subprocess
 
