@@ -186,6 +186,81 @@ static void test_tiny_gpt2_pair(void)
     free(vocab);
 }
 
+/* A SentencePiece-layout tokenizer.json (Llama's): <unk> <s> </s>, the 256
+ * byte-fallback tokens, then "\u2581" a b "\u2581a" ab "\u2581ab" with the
+ * merges in the given order. */
+static char *tiny_spm_json(const char *merges)
+{
+    char *j = malloc(16384);
+    if (!j)
+        return NULL;
+    int k = sprintf(j, "{\"added_tokens\": [{\"id\": 0, \"content\": \"<unk>\", \"special\": true},"
+                       "{\"id\": 1, \"content\": \"<s>\", \"special\": true},"
+                       "{\"id\": 2, \"content\": \"</s>\", \"special\": true}],"
+                       "\"normalizer\": {\"type\": \"Sequence\", \"normalizers\": ["
+                       "{\"type\": \"Prepend\", \"prepend\": \"\\u2581\"},"
+                       "{\"type\": \"Replace\", \"pattern\": {\"String\": \" \"}, \"content\": \"\\u2581\"}]},"
+                       "\"pre_tokenizer\": null,"
+                       "\"post_processor\": {\"type\": \"TemplateProcessing\", \"single\": ["
+                       "{\"SpecialToken\": {\"id\": \"<s>\", \"type_id\": 0}},"
+                       "{\"Sequence\": {\"id\": \"A\", \"type_id\": 0}}],"
+                       "\"special_tokens\": {\"<s>\": {\"id\": \"<s>\", \"ids\": [1], \"tokens\": [\"<s>\"]}}},"
+                       "\"model\": {\"type\": \"BPE\", \"unk_token\": \"<unk>\", \"fuse_unk\": true,"
+                       "\"byte_fallback\": true, \"vocab\": {\"<unk>\": 0, \"<s>\": 1, \"</s>\": 2");
+    for (int b = 0; b < 256; b++)
+        k += sprintf(j + k, ", \"<0x%02X>\": %d", b, 3 + b);
+    sprintf(j + k, ", \"\\u2581\": 259, \"a\": 260, \"b\": 261, \"\\u2581a\": 262, \"ab\": 263,"
+                   " \"\\u2581ab\": 264}, \"merges\": [%s]}}", merges);
+    return j;
+}
+
+static void check_ids(am_tokenizer *t, const char *text, const int64_t *want, size_t n_want)
+{
+    int64_t *ids;
+    size_t n;
+    CHECK_INT(am_tokenizer_encode(t, text, strlen(text), &ids, &n), AM_OK);
+    CHECK_INT(n, n_want);
+    for (size_t i = 0; i < n && i < n_want; i++)
+        CHECK_INT(ids[i], want[i]);
+    free(ids);
+}
+
+static void test_tiny_spm(void)
+{
+    char *j = tiny_spm_json("\"\\u2581 a\", \"a b\", \"\\u2581a b\"");
+    am_tokenizer *t;
+    CHECK_INT(am_tokenizer_load_json(j, strlen(j), &t), AM_OK);
+    CHECK_HAS(am_tokenizer_error(t), "");
+    CHECK_INT(am_tokenizer_bos(t), 1);
+    CHECK_INT(am_tokenizer_eot(t), 2);
+    CHECK_INT(am_tokenizer_vocab_size(t), 265);
+    CHECK_HAS(am_tokenizer_describe(t), "SentencePiece-style BPE");
+    /* "\u2581 a" ranks first, so "\u2581a" + "b" wins over "\u2581" + "ab". */
+    check_ids(t, "ab ab", (const int64_t[]){264, 264}, 2);
+    /* "c" and "\xc3\xa9" are not in the vocabulary: their bytes' tokens. */
+    check_ids(t, "c\xc3\xa9", (const int64_t[]){259, 3 + 'c', 3 + 0xc3, 3 + 0xa9}, 4);
+    check_ids(t, "<s>a", (const int64_t[]){1, 262}, 2);
+    check_ids(t, " a", (const int64_t[]){259, 262}, 2);
+    check_ids(t, "", NULL, 0);
+    CHECK_INT(am_tokenizer_token_id(t, " a", 2), 262);
+    CHECK_INT(am_tokenizer_token_id(t, "c", 1), 3 + 'c'); /* a byte token when no other has it */
+    CHECK(round_trips(t, " ab  a\n\xff", 8, NULL));
+    char *text;
+    size_t len;
+    CHECK_INT(am_tokenizer_decode(t, (const int64_t[]){1, 262}, 2, &text, &len), AM_OK);
+    CHECK(len == 5 && memcmp(text, "<s> a", 5) == 0);
+    free(text);
+    am_tokenizer_free(t);
+    free(j);
+
+    /* The other order: "a b" first leaves "\u2581" + "ab", which no merge joins. */
+    j = tiny_spm_json("\"a b\", \"\\u2581 a\", \"\\u2581a b\"");
+    CHECK_INT(am_tokenizer_load_json(j, strlen(j), &t), AM_OK);
+    check_ids(t, "ab ab", (const int64_t[]){259, 263, 259, 263}, 4);
+    am_tokenizer_free(t);
+    free(j);
+}
+
 static void test_malformed_json(void)
 {
     am_tokenizer *t;
@@ -380,6 +455,7 @@ int main(int argc, char **argv)
         return 2;
     }
     test_tiny_gpt2_pair();
+    test_tiny_spm();
     test_malformed_json();
     test_real_tokenizer(argv[1], argv[2]);
     test_datasets(argv[3], argv[1], argv[2]);
