@@ -80,7 +80,9 @@ def reference_forward(m, ids):
         q, k, v = (F.linear(h, sd[p + f"self_attn.{n}_proj.weight"]).view(B, T, heads, S)
                    .transpose(1, 2) for n in "qkv")
         q, k = q * cos + rot(q) * sin, k * cos + rot(k) * sin
-        y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        att = (q @ k.transpose(-2, -1)) / math.sqrt(S)
+        att = att.masked_fill(torch.ones(T, T, dtype=torch.bool).triu(1), float("-inf"))
+        y = att.softmax(-1) @ v
         x = x + F.linear(y.transpose(1, 2).reshape(B, T, C), sd[p + "self_attn.o_proj.weight"])
         h = rms(x, sd[p + "post_attention_layernorm.weight"])
         g = F.silu(F.linear(h, sd[p + "mlp.gate_proj.weight"])) * F.linear(h, sd[p + "mlp.up_proj.weight"])
