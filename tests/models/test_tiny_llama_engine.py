@@ -29,8 +29,8 @@ def torch_act(module, ids):
     """layers.1.mlp.act's output (T, hidden) on ids, from the scripted
     module's parts (a scripted module takes no forward hooks)."""
     x = module.embed_tokens(torch.as_tensor(np.asarray(ids, dtype=np.int64))[None])
-    x = module.layers[0](x)
-    layer = module.layers[1]
+    x = getattr(module.layers, "0")(x)  # a loaded ModuleList has no [i]
+    layer = getattr(module.layers, "1")
     x = x + layer.self_attn(layer.input_layernorm(x))
     h = layer.post_attention_layernorm(x)
     return layer.mlp.act(layer.mlp.gate_proj(h), layer.mlp.up_proj(h))[0]
