@@ -6,9 +6,16 @@ As a function:
     from export import export
     export(model, "mynet.pt", input=[3, 224, 224], labels=[...])
 
+A language model of either tokenizer family, GPT-2's byte-level BPE or
+Llama's SentencePiece BPE (a tokenizer.json, or a SentencePiece .model that
+is converted to tokenizer.json in Hugging Face's Llama layout):
+    export(lm, "lm.pt", kind="text", tokenizer="tokenizer.json", context=1024)
+    export(llama, "llama.pt", kind="text", tokenizer="tokenizer.model", context=2048)
+
 From the command line (Debian's /usr/bin/python3):
     export.py --arch resnet18 --weights my_weights.pth --out resnet18.pt
     export.py --module mypkg.nets:build_net --weights w.pth --input 1x28x28 --out net.pt
+    export.py --module mypkg.lm:build --kind text --tokenizer tokenizer.model --context 512 --out lm.pt
 Weights are a state_dict saved with torch.save; without --weights the
 architecture keeps its random initialization (nothing is downloaded).
 """
@@ -44,15 +51,18 @@ def _shape(value):
 
 def export(model, path, *, input=None, kind="image", mean=None, std=None, labels=None,
            value_range=(0.0, 1.0), dataset=None, tokenizer=None, context=None,
-           method="script"):
+           method="script", **extra_meta):
     """Writes model to path as TorchScript with actmax.json; returns the metadata.
 
     kind="image": input is the item shape without batch (e.g. [3, 224, 224]);
       the saved module takes normalized input and the engine normalizes with
       mean/std (default: ImageNet's for 3 channels, none otherwise).
     kind="text": the module maps token ids (1, T) int64 to logits (1, T, V);
-      tokenizer is the path of a GPT-2-layout tokenizer.json; context is the
-      largest T.
+      tokenizer is the path of a tokenizer.json (GPT-2's byte-level layout or
+      Llama's SentencePiece layout) or of a SentencePiece BPE .model, which is
+      converted to tokenizer.json (models/spm_json.py); context is the largest T.
+    Other keyword arguments (e.g. eot=, bos=, embedding=) go into actmax.json
+    as they are.
     method: "script" (torch.jit.script; falls back to tracing if scripting
       fails) or "trace".
     """
@@ -89,10 +99,22 @@ def export(model, path, *, input=None, kind="image", mean=None, std=None, labels
                               "context= (the longest token sequence it takes)")
         with open(tokenizer, "rb") as f:
             tok_bytes = f.read()
+        if str(tokenizer).endswith(".model"):
+            sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+            import spm_json
+            try:
+                tok_bytes = spm_json.dumps(tok_bytes).encode()
+            except Exception as e:  # sentencepiece's own parse errors
+                raise ExportError(f"{tokenizer} is not a SentencePiece BPE model with byte "
+                                  f"fallback: {e}") from None
         try:
-            vocab = json.loads(tok_bytes)["model"]["vocab"]
+            tok = json.loads(tok_bytes)
+            vocab = tok["model"]["vocab"]
         except (ValueError, KeyError, TypeError) as e:
             raise ExportError(f"{tokenizer} is not a tokenizer.json with model.vocab: {e}") from None
+        if tok["model"].get("type", "BPE") != "BPE":
+            raise ExportError(f"{tokenizer}: model type {tok['model'].get('type')!r} is not "
+                              f"supported; actmax reads BPE tokenizers (GPT-2 or Llama layout)")
         extra["tokenizer.json"] = tok_bytes
         example = torch.zeros(1, min(int(context), 8), dtype=torch.long)
         meta = {"kind": "text", "vocab_size": max(vocab.values()) + 1, "context": int(context),
@@ -114,6 +136,7 @@ def export(model, path, *, input=None, kind="image", mean=None, std=None, labels
         meta["labels"] = labels
     if dataset:
         meta["dataset"] = dataset
+    meta.update(extra_meta)
 
     scripted = None
     if method == "script":

@@ -22,6 +22,8 @@ MODELS = {
     "fashion-cnn": ("fashion_cnn.py", ["fashion_cnn.py", "fmnist.py"], []),
     "tiny-lm": ("tiny_lm.py", ["tiny_lm.py", "bpe.py", "fortunes.py"],
                 ["fortunes-heldout.txt", "tiny-lm-tokenizer.json"]),
+    "tiny-llama": ("tiny_llama.py", ["tiny_llama.py", "spm_json.py", "fortunes.py", "export.py"],
+                   ["tiny-llama-tokenizer.json", "tiny-llama-spm.model"]),
 }
 
 

@@ -280,31 +280,33 @@ AM_API int am_model_embeddings(am_model *m, am_tensor *matrix);
  * built alone as the static library actmax_data, whose header am_data.h is
  * this header). Buffers returned through `T **` out-pointers are malloc'ed
  * and freed by the caller with free(); `const T **` ones belong to the handle.
- * Errors come back through *_errmsg on the handle rather than a shared field. */
-
-enum {
-    AM_DATA_OK       = 0,
-    AM_DATA_E_ARG    = -1,  /* NULL argument, unknown name or split, id out of range */
-    AM_DATA_E_IO     = -2,  /* file missing or unreadable */
-    AM_DATA_E_FORMAT = -3,  /* malformed JSON, bad vocabulary, bad IDX file */
-    AM_DATA_E_NOMEM  = -9   /* allocation failed */
-};
-
-/* A fixed, static English string per status code; never NULL. */
-AM_API const char *am_data_strerror(int status);
+ * Status codes are the engine's AM_OK / AM_E_*; errors come back through
+ * *_error on the handle rather than a shared field. */
 
 /* ------------------------------------------------------------- tokenizer */
 
-/* A GPT-2-style byte-level BPE tokenizer: GPT-2's pre-tokenization regex,
- * its bytes-to-unicode vocabulary alphabet, merges applied by rank. Any byte
- * string encodes (bytes that are not valid UTF-8 form pieces of their own);
- * decoding returns bytes. Added tokens such as <|endoftext|> are split out of
- * the text before pre-tokenization. */
+/* A BPE tokenizer of one of two families, encoding as the Hugging Face
+ * tokenizers library does:
+ *   - byte-level BPE (GPT-2, tiny-lm): GPT-2's pre-tokenization regex, its
+ *     bytes-to-unicode vocabulary alphabet, merges applied by rank;
+ *   - SentencePiece-style BPE (Llama, Mistral): U+2581 stands for a space, a
+ *     space is prepended (normalizers Prepend + Replace, or a Metaspace
+ *     pre-tokenizer), characters are merged by rank, and a character outside
+ *     the vocabulary becomes its bytes' <0x00>..<0xFF> tokens (byte
+ *     fallback) or <unk>.
+ * Any byte string encodes (bytes that are not valid UTF-8 form pieces of
+ * their own or byte-fallback tokens); decoding returns bytes (a token's bytes
+ * have ' ' for U+2581; the space encoding prepended is dropped again). Added
+ * tokens such as <|endoftext|> or <s> are split out of the text first. */
 typedef struct am_tokenizer am_tokenizer;
 
 /* From the Hugging Face tokenizer.json layout:
  * {"model": {"type": "BPE", "vocab": {token: id}, "merges": ["a b", ...] or
- * [["a", "b"], ...]}, "added_tokens": [{"id": .., "content": ..}, ...]}. */
+ * [["a", "b"], ...], "byte_fallback": .., "unk_token": ..}, "normalizer": ..,
+ * "pre_tokenizer": .., "post_processor": .., "added_tokens": [{"id": ..,
+ * "content": ..}, ...]}. A layout outside the two families (another model
+ * type, normalizer or pre-tokenizer, BPE dropout, a subword prefix) fails
+ * with AM_E_FORMAT naming the part that is not supported. */
 AM_API int am_tokenizer_load_json(const char *json, size_t len, am_tokenizer **out);
 
 /* From GPT-2's original pair of files: vocab.json ({token: id}) and
@@ -320,20 +322,30 @@ AM_API int am_tokenizer_load_file(const char *path, am_tokenizer **out);
 AM_API void am_tokenizer_free(am_tokenizer *t);
 
 /* The last error on t, "" when none; a fixed message for t == NULL. */
-AM_API const char *am_tokenizer_errmsg(const am_tokenizer *t);
+AM_API const char *am_tokenizer_error(const am_tokenizer *t);
 
 /* One more than the largest token id. */
 AM_API int64_t am_tokenizer_vocab_size(const am_tokenizer *t);
 
-/* The id of <|endoftext|>, or -1 when the vocabulary has none. */
+/* The id of the added token that ends a text (<|endoftext|>, </s>, <eos> or
+ * <|end_of_text|>), or -1 when there is none. */
 AM_API int64_t am_tokenizer_eot(const am_tokenizer *t);
+
+/* The id the post-processor puts before a text (Llama's <s>), or -1 when
+ * there is none. am_tokenizer_encode does not add it: a caller that feeds a
+ * whole text to the model puts it first. */
+AM_API int64_t am_tokenizer_bos(const am_tokenizer *t);
+
+/* The family and layout, for display: "byte-level BPE (GPT-2 family)" or
+ * "SentencePiece-style BPE (U+2581 for a space, ...)"; never NULL. */
+AM_API const char *am_tokenizer_describe(const am_tokenizer *t);
 
 /* text[0..len) -> *ids (n), malloc'ed (free() it; non-NULL even when n is 0). */
 AM_API int am_tokenizer_encode(am_tokenizer *t, const char *text, size_t len,
                         int64_t **ids, size_t *n);
 
 /* ids (n) -> *text (len bytes plus a NUL), malloc'ed. An id out of range
- * fails with AM_DATA_E_ARG and names the id and the valid range. */
+ * fails with AM_E_ARG and names the id and the valid range. */
 AM_API int am_tokenizer_decode(am_tokenizer *t, const int64_t *ids, size_t n,
                         char **text, size_t *len);
 
@@ -391,7 +403,7 @@ typedef struct am_batch {
 AM_API int am_dataset_open(const char *name, const char *split, const am_dataset_options *opts,
                     am_dataset **out);
 AM_API void am_dataset_free(am_dataset *ds);
-AM_API const char *am_dataset_errmsg(const am_dataset *ds);
+AM_API const char *am_dataset_error(const am_dataset *ds);
 
 /* Fills batch with up to max_items items following the previous batch. */
 AM_API int am_dataset_next_batch(am_dataset *ds, int64_t max_items, am_batch *batch);
@@ -708,13 +720,13 @@ AM_API int am_text_examples_get(const am_text_examples *e, int i, int64_t *index
     X(am_model_dataset) X(am_model_metadata) X(am_model_tokenizer)                    \
     X(am_model_num_layers) X(am_model_layer) X(am_model_tap) X(am_model_objective)    \
     X(am_model_objective_positions) X(am_model_embeddings)                            \
-    X(am_data_strerror)                                                               \
     X(am_tokenizer_load_json) X(am_tokenizer_load_vocab_merges)                       \
-    X(am_tokenizer_load_file) X(am_tokenizer_free) X(am_tokenizer_errmsg)             \
+    X(am_tokenizer_load_file) X(am_tokenizer_free) X(am_tokenizer_error)              \
     X(am_tokenizer_vocab_size) X(am_tokenizer_eot) X(am_tokenizer_encode)             \
+    X(am_tokenizer_bos) X(am_tokenizer_describe)                                      \
     X(am_tokenizer_decode) X(am_tokenizer_token_bytes) X(am_tokenizer_token_text)     \
     X(am_tokenizer_token_id)                                                          \
-    X(am_dataset_open) X(am_dataset_free) X(am_dataset_errmsg)                        \
+    X(am_dataset_open) X(am_dataset_free) X(am_dataset_error)                         \
     X(am_dataset_next_batch) X(am_dataset_reset) X(am_dataset_item)                   \
     X(am_dataset_size) X(am_dataset_kind) X(am_dataset_item_shape)                    \
     X(am_dataset_num_labels) X(am_dataset_label)                                      \

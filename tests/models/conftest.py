@@ -29,12 +29,5 @@ def load_model(name, extra=("actmax.json",)):
     return m, files
 
 
-def data_tool():
-    tool = os.environ.get("ACTMAX_DATA_TOOL")
-    if not tool or not os.path.isfile(tool):
-        pytest.fail(f"ACTMAX_DATA_TOOL ({tool}) is not the built models_data_tool")
-    return tool
-
-
 def metadata(files):
     return json.loads(files["actmax.json"])

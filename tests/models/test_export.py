@@ -1,5 +1,6 @@
 """models/export.py on a torchvision model with random weights, through the
-function and the command line, and its errors."""
+function and the command line, on a Llama-family language model with a
+SentencePiece tokenizer, and its errors."""
 import json
 import os
 import subprocess
@@ -67,3 +68,54 @@ def test_errors_are_explained(tmp_path):
                         str(tmp_path / "b.pt")], capture_output=True, text=True)
     assert r.returncode == 2 and "no architecture 'resnet1800'" in r.stderr
     assert not (tmp_path / "a.pt").exists() and not (tmp_path / "b.pt").exists()
+
+
+def test_llama_family_module(tmp_path):
+    """A Llama-architecture module with a SentencePiece .model: the tokenizer
+    travels as tokenizer.json in Hugging Face's Llama layout, the scripted
+    module computes what the Python one does, metadata passes through."""
+    spm = pytest.importorskip("sentencepiece", reason="python3-sentencepiece is not installed "
+                              "(scripts/install-deps.sh installs it)")
+    import fortunes
+    import spm_json
+    import tiny_llama
+    train, _ = fortunes.split()
+    model_bytes = tiny_llama.train_tokenizer(train[:2000], 600, threads=1)
+    sp_path = tmp_path / "tokenizer.model"
+    sp_path.write_bytes(model_bytes)
+    torch.manual_seed(2)
+    net = tiny_llama.TinyLlama(600, context=32, d=32, layers=2, heads=2, hidden=64).eval()
+    path = str(tmp_path / "llama.pt")
+    meta = export.export(net, path, kind="text", tokenizer=str(sp_path), context=32, bos=1, eot=2)
+    assert meta == {"kind": "text", "vocab_size": 600, "context": 32,
+                    "tokenizer": "tokenizer.json", "bos": 1, "eot": 2}
+    files = {"actmax.json": "", "tokenizer.json": ""}
+    m = torch.jit.load(path, _extra_files=files)
+    assert json.loads(files["actmax.json"]) == meta
+    tok = json.loads(files["tokenizer.json"])
+    assert tok == spm_json.convert(model_bytes)
+    assert tok["model"]["byte_fallback"] and tok["post_processor"]["type"] == "TemplateProcessing"
+    sp = spm.SentencePieceProcessor()
+    sp.LoadFromSerializedProto(model_bytes)
+    ids = torch.tensor([[1] + sp.encode("Nothing is so firmly believed as what we least know.")])
+    ids = ids[:, :32]
+    with torch.no_grad():
+        torch.testing.assert_close(m(ids), net(ids), rtol=1e-5, atol=1e-5)
+    # Scripted, not traced: another length works too.
+    with torch.no_grad():
+        assert m(ids[:, :5]).shape == (1, 5, 600)
+    assert "layers.1.mlp.act" in {n for n, _ in m.named_modules()}
+
+
+def test_text_export_errors(tmp_path):
+    net = torch.nn.Sequential(torch.nn.Embedding(10, 4), torch.nn.Linear(4, 10))
+    bad = tmp_path / "wordpiece.json"
+    bad.write_text(json.dumps({"model": {"type": "WordPiece", "vocab": {"a": 0}}}))
+    with pytest.raises(export.ExportError, match="model type 'WordPiece' is not supported"):
+        export.export(net, str(tmp_path / "x.pt"), kind="text", tokenizer=str(bad), context=4)
+    junk = tmp_path / "junk.model"
+    junk.write_bytes(b"not a sentencepiece model")
+    with pytest.raises(export.ExportError, match="is not a SentencePiece BPE model"):
+        export.export(net, str(tmp_path / "x.pt"), kind="text", tokenizer=str(junk), context=4)
+    with pytest.raises(export.ExportError, match="needs tokenizer="):
+        export.export(net, str(tmp_path / "x.pt"), kind="text")

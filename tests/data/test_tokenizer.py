@@ -1,10 +1,11 @@
-"""The C tokenizer (through models_data_tool) against models/bpe.py: same ids
+"""The C tokenizer (through data_tool) against models/bpe.py: same ids
 on the same text, exact round trips, GPT-2's pre-tokenization quirks."""
 import subprocess
 
 import pytest
 
 import bpe
+import fortunes
 from conftest import build_file, data_tool
 
 SAMPLES = [
@@ -79,6 +80,22 @@ def test_heldout_sample_agrees_and_round_trips(tok, tok_path, tmp_path):
     assert ids == tok.encode(held)
     assert c_decode(tok_path, ids) == held
     print(f"held-out: {len(held)} bytes, {len(ids)} tokens, C and Python agree")
+
+
+def test_heldout_entries_identical(tok, tok_path, tmp_path):
+    """Entry by entry, as the dataset reader encodes them."""
+    with open(build_file("data", "fortunes-heldout.txt"), "rb") as f:
+        entries = [e.encode("utf-8", "surrogateescape") for e in
+                   fortunes.parse_entries(f.read().decode("utf-8", "surrogateescape"))]
+    p = tmp_path / "entries.bin"
+    p.write_bytes(b"\0".join(entries))
+    r = subprocess.run([data_tool(), "encode-each", tok_path, str(p)], capture_output=True,
+                       check=True)
+    got = [[int(v) for v in ln.split()] for ln in r.stdout.decode().split("\n")[:len(entries)]]
+    same = sum(g == tok.encode(e) for g, e in zip(got, entries))
+    print(f"\ntiny-lm tokenizer: ids identical to models/bpe.py on {same} of {len(entries)} "
+          f"held-out fortunes entries")
+    assert len(entries) > 1000 and same == len(entries)
 
 
 def test_token_text_escapes(tok, tok_path):

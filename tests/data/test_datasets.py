@@ -1,4 +1,4 @@
-"""The C dataset readers (through models_data_tool) against Python's reading
+"""The C dataset readers (through data_tool) against Python's reading
 of the same files."""
 import os
 import subprocess

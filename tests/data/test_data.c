@@ -48,11 +48,11 @@ static int round_trips(am_tokenizer *t, const char *text, size_t len, size_t *n_
 {
     int64_t *ids;
     size_t n;
-    if (am_tokenizer_encode(t, text, len, &ids, &n) != AM_DATA_OK)
+    if (am_tokenizer_encode(t, text, len, &ids, &n) != AM_OK)
         return 0;
     char *back;
     size_t blen;
-    int ok = am_tokenizer_decode(t, ids, n, &back, &blen) == AM_DATA_OK && blen == len &&
+    int ok = am_tokenizer_decode(t, ids, n, &back, &blen) == AM_OK && blen == len &&
              memcmp(back, text, len) == 0;
     if (ok)
         free(back);
@@ -110,9 +110,9 @@ static void test_tiny_gpt2_pair(void)
     am_tokenizer *t;
     int rc = am_tokenizer_load_vocab_merges(vocab, strlen(vocab), kTinyMerges,
                                             strlen(kTinyMerges), &t);
-    CHECK_INT(rc, AM_DATA_OK);
-    if (rc != AM_DATA_OK) {
-        fprintf(stderr, "  %s\n", am_tokenizer_errmsg(t));
+    CHECK_INT(rc, AM_OK);
+    if (rc != AM_OK) {
+        fprintf(stderr, "  %s\n", am_tokenizer_error(t));
         am_tokenizer_free(t);
         free(vocab);
         return;
@@ -123,7 +123,7 @@ static void test_tiny_gpt2_pair(void)
     size_t n;
     /* " the the" -> "Ġthe" "Ġthe"; "the" alone has no leading space: "t" "he". */
     static const char text[] = "the the<|endoftext|>x";
-    CHECK_INT(am_tokenizer_encode(t, text, strlen(text), &ids, &n), AM_DATA_OK);
+    CHECK_INT(am_tokenizer_encode(t, text, strlen(text), &ids, &n), AM_OK);
     CHECK_INT(n, 5);
     if (n == 5) {
         CHECK_INT(ids[0], 't');
@@ -154,16 +154,16 @@ static void test_tiny_gpt2_pair(void)
                   "[\"h\", \"e\"], [\"\\u0120t\", \"he\"]]}}", vocab);
     am_tokenizer *t2;
     rc = am_tokenizer_load_json(json, strlen(json), &t2);
-    CHECK_INT(rc, AM_DATA_OK);
-    if (rc == AM_DATA_OK) {
+    CHECK_INT(rc, AM_OK);
+    if (rc == AM_OK) {
         int64_t *ids2;
         size_t n2;
-        CHECK_INT(am_tokenizer_encode(t2, text, strlen(text), &ids2, &n2), AM_DATA_OK);
+        CHECK_INT(am_tokenizer_encode(t2, text, strlen(text), &ids2, &n2), AM_OK);
         CHECK_INT(n2, 5);
         CHECK(n2 == 5 && ids2[2] == 258 && ids2[3] == 259);
         free(ids2);
     } else {
-        fprintf(stderr, "  %s\n", am_tokenizer_errmsg(t2));
+        fprintf(stderr, "  %s\n", am_tokenizer_error(t2));
     }
     am_tokenizer_free(t2);
     free(json);
@@ -172,52 +172,127 @@ static void test_tiny_gpt2_pair(void)
     am_tokenizer *t3;
     static const char bad_merges[] = "#version: 0.2\nh e\nabc\n";
     CHECK_INT(am_tokenizer_load_vocab_merges(vocab, vl, bad_merges, strlen(bad_merges), &t3),
-              AM_DATA_E_FORMAT);
-    CHECK_HAS(am_tokenizer_errmsg(t3), "merges.txt line 3");
+              AM_E_FORMAT);
+    CHECK_HAS(am_tokenizer_error(t3), "merges.txt line 3");
     am_tokenizer_free(t3);
     /* A merge of tokens that are not in the vocabulary. */
     static const char unknown_merges[] = "q zz\n";
     CHECK_INT(am_tokenizer_load_vocab_merges(vocab, vl, unknown_merges, strlen(unknown_merges), &t3),
-              AM_DATA_E_FORMAT);
-    CHECK_HAS(am_tokenizer_errmsg(t3), "not in the vocabulary");
+              AM_E_FORMAT);
+    CHECK_HAS(am_tokenizer_error(t3), "not in the vocabulary");
     am_tokenizer_free(t3);
 
     am_tokenizer_free(t);
     free(vocab);
 }
 
+/* A SentencePiece-layout tokenizer.json (Llama's): <unk> <s> </s>, the 256
+ * byte-fallback tokens, then "\u2581" a b "\u2581a" ab "\u2581ab" with the
+ * merges in the given order. */
+static char *tiny_spm_json(const char *merges)
+{
+    char *j = malloc(16384);
+    if (!j)
+        return NULL;
+    int k = sprintf(j, "{\"added_tokens\": [{\"id\": 0, \"content\": \"<unk>\", \"special\": true},"
+                       "{\"id\": 1, \"content\": \"<s>\", \"special\": true},"
+                       "{\"id\": 2, \"content\": \"</s>\", \"special\": true}],"
+                       "\"normalizer\": {\"type\": \"Sequence\", \"normalizers\": ["
+                       "{\"type\": \"Prepend\", \"prepend\": \"\\u2581\"},"
+                       "{\"type\": \"Replace\", \"pattern\": {\"String\": \" \"}, \"content\": \"\\u2581\"}]},"
+                       "\"pre_tokenizer\": null,"
+                       "\"post_processor\": {\"type\": \"TemplateProcessing\", \"single\": ["
+                       "{\"SpecialToken\": {\"id\": \"<s>\", \"type_id\": 0}},"
+                       "{\"Sequence\": {\"id\": \"A\", \"type_id\": 0}}],"
+                       "\"special_tokens\": {\"<s>\": {\"id\": \"<s>\", \"ids\": [1], \"tokens\": [\"<s>\"]}}},"
+                       "\"model\": {\"type\": \"BPE\", \"unk_token\": \"<unk>\", \"fuse_unk\": true,"
+                       "\"byte_fallback\": true, \"vocab\": {\"<unk>\": 0, \"<s>\": 1, \"</s>\": 2");
+    for (int b = 0; b < 256; b++)
+        k += sprintf(j + k, ", \"<0x%02X>\": %d", b, 3 + b);
+    sprintf(j + k, ", \"\\u2581\": 259, \"a\": 260, \"b\": 261, \"\\u2581a\": 262, \"ab\": 263,"
+                   " \"\\u2581ab\": 264}, \"merges\": [%s]}}", merges);
+    return j;
+}
+
+static void check_ids(am_tokenizer *t, const char *text, const int64_t *want, size_t n_want)
+{
+    int64_t *ids;
+    size_t n;
+    CHECK_INT(am_tokenizer_encode(t, text, strlen(text), &ids, &n), AM_OK);
+    CHECK_INT(n, n_want);
+    for (size_t i = 0; i < n && i < n_want; i++)
+        CHECK_INT(ids[i], want[i]);
+    free(ids);
+}
+
+static void test_tiny_spm(void)
+{
+    char *j = tiny_spm_json("\"\\u2581 a\", \"a b\", \"\\u2581a b\"");
+    am_tokenizer *t;
+    CHECK_INT(am_tokenizer_load_json(j, strlen(j), &t), AM_OK);
+    CHECK_HAS(am_tokenizer_error(t), "");
+    CHECK_INT(am_tokenizer_bos(t), 1);
+    CHECK_INT(am_tokenizer_eot(t), 2);
+    CHECK_INT(am_tokenizer_vocab_size(t), 265);
+    CHECK_HAS(am_tokenizer_describe(t), "SentencePiece-style BPE");
+    /* "\u2581 a" ranks first, so "\u2581a" + "b" wins over "\u2581" + "ab". */
+    check_ids(t, "ab ab", (const int64_t[]){264, 264}, 2);
+    /* "c" and "\xc3\xa9" are not in the vocabulary: their bytes' tokens. */
+    check_ids(t, "c\xc3\xa9", (const int64_t[]){259, 3 + 'c', 3 + 0xc3, 3 + 0xa9}, 4);
+    check_ids(t, "<s>a", (const int64_t[]){1, 262}, 2);
+    check_ids(t, " a", (const int64_t[]){259, 262}, 2);
+    check_ids(t, "", NULL, 0);
+    CHECK_INT(am_tokenizer_token_id(t, " a", 2), 262);
+    CHECK_INT(am_tokenizer_token_id(t, "c", 1), 3 + 'c'); /* a byte token when no other has it */
+    CHECK(round_trips(t, " ab  a\n\xff", 8, NULL));
+    char *text;
+    size_t len;
+    CHECK_INT(am_tokenizer_decode(t, (const int64_t[]){1, 262}, 2, &text, &len), AM_OK);
+    CHECK(len == 5 && memcmp(text, "<s> a", 5) == 0);
+    free(text);
+    am_tokenizer_free(t);
+    free(j);
+
+    /* The other order: "a b" first leaves "\u2581" + "ab", which no merge joins. */
+    j = tiny_spm_json("\"a b\", \"\\u2581 a\", \"\\u2581a b\"");
+    CHECK_INT(am_tokenizer_load_json(j, strlen(j), &t), AM_OK);
+    check_ids(t, "ab ab", (const int64_t[]){259, 263, 259, 263}, 4);
+    am_tokenizer_free(t);
+    free(j);
+}
+
 static void test_malformed_json(void)
 {
     am_tokenizer *t;
     static const char bad[] = "{\"model\": {\"type\": \"BPE\",\n \"vocab\": {\"a\": 1,, }}}";
-    CHECK_INT(am_tokenizer_load_json(bad, strlen(bad), &t), AM_DATA_E_FORMAT);
+    CHECK_INT(am_tokenizer_load_json(bad, strlen(bad), &t), AM_E_FORMAT);
     CHECK(t != NULL);
-    CHECK_HAS(am_tokenizer_errmsg(t), "malformed JSON at line 2");
-    CHECK_HAS(am_tokenizer_errmsg(t), "expected");
+    CHECK_HAS(am_tokenizer_error(t), "malformed JSON at line 2");
+    CHECK_HAS(am_tokenizer_error(t), "expected");
     am_tokenizer_free(t);
 
     static const char truncated[] = "{\"model\": {\"vocab\": {\"a\": 1";
-    CHECK_INT(am_tokenizer_load_json(truncated, strlen(truncated), &t), AM_DATA_E_FORMAT);
-    CHECK_HAS(am_tokenizer_errmsg(t), "end of the input");
+    CHECK_INT(am_tokenizer_load_json(truncated, strlen(truncated), &t), AM_E_FORMAT);
+    CHECK_HAS(am_tokenizer_error(t), "end of the input");
     am_tokenizer_free(t);
 
     static const char no_model[] = "{\"vocab\": {}}";
-    CHECK_INT(am_tokenizer_load_json(no_model, strlen(no_model), &t), AM_DATA_E_FORMAT);
-    CHECK_HAS(am_tokenizer_errmsg(t), "no \"model\" object");
+    CHECK_INT(am_tokenizer_load_json(no_model, strlen(no_model), &t), AM_E_FORMAT);
+    CHECK_HAS(am_tokenizer_error(t), "no \"model\" object");
     am_tokenizer_free(t);
 
     static const char wordpiece[] = "{\"model\": {\"type\": \"WordPiece\", \"vocab\": {}}}";
-    CHECK_INT(am_tokenizer_load_json(wordpiece, strlen(wordpiece), &t), AM_DATA_E_FORMAT);
-    CHECK_HAS(am_tokenizer_errmsg(t), "\"WordPiece\" is not supported");
+    CHECK_INT(am_tokenizer_load_json(wordpiece, strlen(wordpiece), &t), AM_E_FORMAT);
+    CHECK_HAS(am_tokenizer_error(t), "\"WordPiece\" is not supported");
     am_tokenizer_free(t);
 
     static const char few_bytes[] = "{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0}, \"merges\": []}}";
-    CHECK_INT(am_tokenizer_load_json(few_bytes, strlen(few_bytes), &t), AM_DATA_E_FORMAT);
-    CHECK_HAS(am_tokenizer_errmsg(t), "no token for byte 0x00");
+    CHECK_INT(am_tokenizer_load_json(few_bytes, strlen(few_bytes), &t), AM_E_FORMAT);
+    CHECK_HAS(am_tokenizer_error(t), "no token for byte 0x00");
     am_tokenizer_free(t);
 
-    CHECK_INT(am_tokenizer_load_file("/nonexistent/tokenizer.json", &t), AM_DATA_E_IO);
-    CHECK_HAS(am_tokenizer_errmsg(t), "/nonexistent/tokenizer.json");
+    CHECK_INT(am_tokenizer_load_file("/nonexistent/tokenizer.json", &t), AM_E_IO);
+    CHECK_HAS(am_tokenizer_error(t), "/nonexistent/tokenizer.json");
     am_tokenizer_free(t);
     am_tokenizer_free(NULL);
 }
@@ -226,9 +301,9 @@ static void test_real_tokenizer(const char *tok_path, const char *heldout_path)
 {
     am_tokenizer *t;
     int rc = am_tokenizer_load_file(tok_path, &t);
-    CHECK_INT(rc, AM_DATA_OK);
-    if (rc != AM_DATA_OK) {
-        fprintf(stderr, "  %s\n", am_tokenizer_errmsg(t));
+    CHECK_INT(rc, AM_OK);
+    if (rc != AM_OK) {
+        fprintf(stderr, "  %s\n", am_tokenizer_error(t));
         am_tokenizer_free(t);
         return;
     }
@@ -238,13 +313,13 @@ static void test_real_tokenizer(const char *tok_path, const char *heldout_path)
     /* The empty string: no tokens, and decoding nothing gives "". */
     int64_t *ids;
     size_t n = 99;
-    CHECK_INT(am_tokenizer_encode(t, "", 0, &ids, &n), AM_DATA_OK);
+    CHECK_INT(am_tokenizer_encode(t, "", 0, &ids, &n), AM_OK);
     CHECK_INT(n, 0);
     CHECK(ids != NULL);
     free(ids);
     char *text;
     size_t len = 99;
-    CHECK_INT(am_tokenizer_decode(t, NULL, 0, &text, &len), AM_DATA_OK);
+    CHECK_INT(am_tokenizer_decode(t, NULL, 0, &text, &len), AM_OK);
     CHECK_INT(len, 0);
     CHECK(text && text[0] == '\0');
     free(text);
@@ -259,8 +334,8 @@ static void test_real_tokenizer(const char *tok_path, const char *heldout_path)
 
     /* An id outside the vocabulary is refused with the valid range. */
     int64_t bad_id = am_tokenizer_vocab_size(t);
-    CHECK_INT(am_tokenizer_decode(t, &bad_id, 1, &text, &len), AM_DATA_E_ARG);
-    CHECK_HAS(am_tokenizer_errmsg(t), "not in the vocabulary (ids 0..");
+    CHECK_INT(am_tokenizer_decode(t, &bad_id, 1, &text, &len), AM_E_ARG);
+    CHECK_HAS(am_tokenizer_error(t), "not in the vocabulary (ids 0..");
     CHECK(text == NULL);
 
     /* The whole held-out text round-trips exactly. */
@@ -286,9 +361,9 @@ static void test_datasets(const char *fashion_dir, const char *tok_path, const c
     static const int64_t sizes[2] = {60000, 10000};
     for (int s = 0; s < 2; s++) {
         int rc = am_dataset_open("fashion-mnist", splits[s], &o, &ds);
-        CHECK_INT(rc, AM_DATA_OK);
-        if (rc != AM_DATA_OK) {
-            fprintf(stderr, "  %s\n", am_dataset_errmsg(ds));
+        CHECK_INT(rc, AM_OK);
+        if (rc != AM_OK) {
+            fprintf(stderr, "  %s\n", am_dataset_error(ds));
             am_dataset_free(ds);
             continue;
         }
@@ -304,7 +379,7 @@ static void test_datasets(const char *fashion_dir, const char *tok_path, const c
         am_batch b;
         int64_t seen = 0, label_counts[10] = {0};
         int in_range = 1;
-        while (am_dataset_next_batch(ds, 4096, &b) == AM_DATA_OK && b.count > 0) {
+        while (am_dataset_next_batch(ds, 4096, &b) == AM_OK && b.count > 0) {
             CHECK_INT(b.first, seen);
             for (int64_t i = 0; i < b.count * 784; i++)
                 in_range &= b.images[i] >= 0.0f && b.images[i] <= 1.0f;
@@ -316,31 +391,31 @@ static void test_datasets(const char *fashion_dir, const char *tok_path, const c
         CHECK(in_range);
         for (int c = 0; c < 10; c++)
             CHECK_INT(label_counts[c], sizes[s] / 10); /* Fashion-MNIST is balanced */
-        CHECK_INT(am_dataset_item(ds, sizes[s], &b), AM_DATA_E_ARG);
-        CHECK_HAS(am_dataset_errmsg(ds), "out of range");
-        CHECK_INT(am_dataset_item(ds, 3, &b), AM_DATA_OK);
+        CHECK_INT(am_dataset_item(ds, sizes[s], &b), AM_E_ARG);
+        CHECK_HAS(am_dataset_error(ds), "out of range");
+        CHECK_INT(am_dataset_item(ds, 3, &b), AM_OK);
         CHECK(b.count == 1 && b.first == 3);
         am_dataset_free(ds);
     }
 
-    CHECK_INT(am_dataset_open("fashion-mnist", "validation", &o, &ds), AM_DATA_E_ARG);
-    CHECK_HAS(am_dataset_errmsg(ds), "use \"train\"");
+    CHECK_INT(am_dataset_open("fashion-mnist", "validation", &o, &ds), AM_E_ARG);
+    CHECK_HAS(am_dataset_error(ds), "use \"train\"");
     am_dataset_free(ds);
-    CHECK_INT(am_dataset_open("imagenet", "train", NULL, &ds), AM_DATA_E_ARG);
-    CHECK_HAS(am_dataset_errmsg(ds), "unknown dataset \"imagenet\"");
+    CHECK_INT(am_dataset_open("imagenet", "train", NULL, &ds), AM_E_ARG);
+    CHECK_HAS(am_dataset_error(ds), "unknown dataset \"imagenet\"");
     am_dataset_free(ds);
     o.path = "/nonexistent";
-    CHECK_INT(am_dataset_open("fashion-mnist", "test", &o, &ds), AM_DATA_E_IO);
-    CHECK_HAS(am_dataset_errmsg(ds), "dataset-fashion-mnist");
+    CHECK_INT(am_dataset_open("fashion-mnist", "test", &o, &ds), AM_E_IO);
+    CHECK_HAS(am_dataset_error(ds), "dataset-fashion-mnist");
     am_dataset_free(ds);
-    CHECK_INT(am_dataset_open("fortunes", "heldout", NULL, &ds), AM_DATA_E_ARG);
-    CHECK_HAS(am_dataset_errmsg(ds), "needs options.path");
+    CHECK_INT(am_dataset_open("fortunes", "heldout", NULL, &ds), AM_E_ARG);
+    CHECK_HAS(am_dataset_error(ds), "needs options.path");
     am_dataset_free(ds);
     am_dataset_free(NULL);
 
     /* Text windows: T tokens each, consecutive, ids in the vocabulary. */
     am_tokenizer *t;
-    if (am_tokenizer_load_file(tok_path, &t) != AM_DATA_OK) {
+    if (am_tokenizer_load_file(tok_path, &t) != AM_OK) {
         am_tokenizer_free(t);
         failures++;
         return;
@@ -350,24 +425,24 @@ static void test_datasets(const char *fashion_dir, const char *tok_path, const c
     to.tokenizer = t;
     to.window = 32;
     int rc = am_dataset_open("fortunes", "heldout", &to, &ds);
-    CHECK_INT(rc, AM_DATA_OK);
-    if (rc == AM_DATA_OK) {
+    CHECK_INT(rc, AM_OK);
+    if (rc == AM_OK) {
         CHECK_INT(am_dataset_kind(ds), AM_DATASET_TEXT);
         int64_t shape[1];
         CHECK_INT(am_dataset_item_shape(ds, shape, 1), 1);
         CHECK_INT(shape[0], 32);
         CHECK(am_dataset_size(ds) > 1000);
         am_batch b;
-        CHECK_INT(am_dataset_next_batch(ds, 8, &b), AM_DATA_OK);
+        CHECK_INT(am_dataset_next_batch(ds, 8, &b), AM_OK);
         CHECK_INT(b.count, 8);
         CHECK(b.tokens != NULL && b.images == NULL);
         int ok = 1;
         for (int64_t i = 0; i < 8 * 32; i++)
             ok &= b.tokens[i] >= 0 && b.tokens[i] < am_tokenizer_vocab_size(t);
         CHECK(ok);
-        CHECK_INT(am_dataset_next_batch(ds, 0, &b), AM_DATA_E_ARG);
+        CHECK_INT(am_dataset_next_batch(ds, 0, &b), AM_E_ARG);
     } else {
-        fprintf(stderr, "  %s\n", am_dataset_errmsg(ds));
+        fprintf(stderr, "  %s\n", am_dataset_error(ds));
     }
     am_dataset_free(ds);
     am_tokenizer_free(t);
@@ -380,6 +455,7 @@ int main(int argc, char **argv)
         return 2;
     }
     test_tiny_gpt2_pair();
+    test_tiny_spm();
     test_malformed_json();
     test_real_tokenizer(argv[1], argv[2]);
     test_datasets(argv[3], argv[1], argv[2]);
