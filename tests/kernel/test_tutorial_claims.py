@@ -17,7 +17,6 @@ number of claims it checked."""
 import base64
 import io
 import itertools
-import json
 import math
 import os
 import re
@@ -389,6 +388,123 @@ def _(o, c):
     assert pixel > default, (pixel, default)
 
 
+# 05-text-is-discrete
+N5 = "05-text-is-discrete"
+OBJ5 = "blocks.2.mlp.act[-1, 123]"
+SOFT = f"%tokens {OBJ5} len=8 steps=100"
+EARLY = f"%tokens {OBJ5} len=8 steps=8"
+GCG = f"%tokens {OBJ5} method=gcg"
+
+
+def text_run(o, snippet):
+    """A %tokens run: its JSON summary, with its per-position table as
+    'table', one dict per row keyed by the table's header."""
+    run, table = None, None
+    for out in o.cell(snippet).outputs:
+        data = out.get("data", {})
+        if "application/json" in data and "method" in data["application/json"]:
+            run = dict(data["application/json"])
+        text = data.get("text/plain", "")
+        if re.match(r"run \d+: per position", text):
+            lines = text.splitlines()
+            # The header's names hold spaces; the cells do not (whitespace
+            # in tokens is shown as visible marks).
+            names = re.split(r"\s{2,}", lines[1].strip())
+            # "cos" (or "L2") follows each "nearest k": named "cos k" here.
+            names = [f"{n} {names[i - 1].split()[-1]}" if n in ("cos", "L2") else n
+                     for i, n in enumerate(names)]
+            table = [dict(zip(names, line.split())) for line in lines[3:] if line.strip()]
+    assert run and table, f"{o.name}: no %tokens summary and table in {snippet!r}"
+    run["table"] = table
+    return run
+
+
+def text_examples(o, snippet):
+    """The dataset maximum and the optimized prompt's share of it."""
+    for out in o.cell(snippet).outputs:
+        text = out.get("data", {}).get("text/plain", "")
+        top = re.search(r"dataset maximum (\S+) \(", text)
+        ours = re.search(r"optimized prompt \(run (\d+)\) .* reaches (\S+) \((\d+)% of the", text)
+        if top:
+            assert ours, f"{o.name}: no optimized prompt beside the corpus:\n{text}"
+            return {"maximum": float(top.group(1)), "run": int(ours.group(1)),
+                    "reaches": float(ours.group(2)), "percent": float(ours.group(3))}
+    raise AssertionError(f"{o.name}: no text examples in {snippet!r}")
+
+
+@claim(N5, "retention-small")
+def _(o, c):
+    r = text_run(o, SOFT)
+    assert r["retention"] < c.value / 100, r["retention"]
+    assert r["retention"] == pytest.approx(r["activation"] / r["soft_activation"], abs=1e-4)
+
+
+@claim(N5, "retention-negative")
+def _(o, c):
+    assert text_run(o, SOFT)["retention"] < 0
+
+
+@claim(N5, "soft-between-tokens")
+def _(o, c):
+    cos = [float(row["cos 1"]) for row in text_run(o, SOFT)["table"]]
+    assert len(cos) == 8 and max(cos) < c.value, cos
+
+
+@claim(N5, "soft-drops-negative")
+def _(o, c):
+    drops = [float(row["drop if swapped"]) for row in text_run(o, SOFT)["table"]]
+    assert len(drops) == 8 and max(drops) < 0, drops
+
+
+@claim(N5, "early-projection-higher")
+def _(o, c):
+    late, early = text_run(o, SOFT), text_run(o, EARLY)
+    assert early["steps"] == 8 and late["steps"] == 100
+    assert early["activation"] > late["activation"] + 1, (early["activation"], late["activation"])
+    assert early["soft_activation"] < late["soft_activation"], \
+        (early["soft_activation"], late["soft_activation"])
+
+
+@claim(N5, "gcg-above-projections")
+def _(o, c):
+    gcg = text_run(o, GCG)["activation"]
+    assert gcg > max(text_run(o, s)["activation"] for s in (SOFT, EARLY)), gcg
+
+
+@claim(N5, "gcg-roundtrip")
+def _(o, c):
+    assert text_run(o, GCG)["roundtrip"] is True
+
+
+@claim(N5, "gcg-drops-small")
+def _(o, c):
+    r = text_run(o, GCG)
+    drops = [float(row["drop if swapped"]) for row in r["table"]]
+    assert min(drops) > 0 and max(drops) <= c.value / 100 * r["activation"], \
+        (drops, r["activation"])
+
+
+@claim(N5, "gcg-fires-late")
+def _(o, c):
+    acts = [float(row["activation"]) for row in text_run(o, GCG)["table"]]
+    firing = [i for i, a in enumerate(acts) if a > c.value]
+    assert firing and min(firing) >= len(acts) - 4, acts
+
+
+@claim(N5, "gcg-beats-corpus")
+def _(o, c):
+    ex = text_examples(o, "%examples")
+    gcg = text_run(o, GCG)
+    assert ex["run"] == gcg["run"] and ex["reaches"] == pytest.approx(gcg["activation"], rel=1e-3)
+    assert gcg["activation"] > ex["maximum"] and ex["percent"] > 100, ex
+
+
+@claim(N5, "soft-vs-corpus")
+def _(o, c):
+    soft = text_run(o, SOFT)["soft_activation"]
+    assert soft > c.value * text_examples(o, "%examples")["maximum"], soft
+
+
 # ---------------------------------------------------------------- the test
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=os.path.basename)
@@ -417,3 +533,14 @@ def test_claims(path, capsys):
 def test_every_check_has_a_notebook():
     names = {os.path.splitext(os.path.basename(p))[0] for p in NOTEBOOKS}
     assert set(CHECKS) <= names, sorted(set(CHECKS) - names)
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=os.path.basename)
+def test_committed_without_outputs(path):
+    """Outputs in the repository would go stale beside the text the claims
+    check; the notebooks are shipped empty and executed by whoever reads them."""
+    import nbformat
+    nb = nbformat.read(path, as_version=4)
+    full = [i for i, c in enumerate(nb.cells)
+            if c.cell_type == "code" and (c.outputs or c.execution_count is not None)]
+    assert not full, f"cells with outputs: {full}"
