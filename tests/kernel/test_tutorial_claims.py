@@ -208,6 +208,21 @@ def _real_sneakers(o):
     return [v for _, _, v in o.ranking(SNEAKER, 'fc["Sneaker"]')]
 
 
+@claim(N1, "conv2-channels")
+def _(o, c):
+    text = "".join(out.get("data", {}).get("text/plain", "") for out in o.cell("%layers").outputs)
+    row = re.search(r"^conv2 +\S+ +\((\d+), (\d+), (\d+), (\d+)\)", text, re.M)
+    assert row, f"no conv2 row in:\n{text}"
+    # The text quotes the whole shape: (1, 32, 7, 7).
+    assert [int(g) for g in row.groups()] == [1, int(c.value), 7, 7], row.group(0)
+
+
+@claim(N1, "pixel-logit")
+def _(o, c):
+    final = _pixel_runs(o)[0]["final"][0]
+    assert relative(final, c.value) < 0.25, final
+
+
 @claim(N1, "live-differs-from-final")
 def _(o, c):
     r = o.run("%maximize conv2[5]")
