@@ -7,14 +7,15 @@ placed before the words that make it: `<!-- claim: NAME -->`. When a number
 follows the marker directly ("span <!-- claim: classes -->7 of the ten
 classes"), that number is the claim's value, and the check compares the output
 with it, so the text and the test cannot drift apart. Teacher notes kept out
-of a notebook (notebooks/teacher/NAME-notes.md) make claims about notebook
-NAME's outputs. CHECKS holds one function per claim; a marked claim without a
+of a notebook (notebooks/teacher/NAME.md) make claims about notebook NAME's
+outputs. CHECKS holds one function per claim; a marked claim without a
 check, or a check whose claim is gone from the text, fails the test.
 
 Each notebook is executed once per process (tutorial_run.py, shared with
 test_tutorials.py); the test prints each notebook's execution time and the
 number of claims it checked."""
 import base64
+import glob
 import io
 import itertools
 import math
@@ -64,7 +65,7 @@ def claims_of(path, nb):
             found += claims_in(cell.source, f"{name} cell {i}")
         else:
             assert not MARKER.search(cell.source), f"{name} cell {i}: a claim marker in a code cell"
-    notes = os.path.join(ROOT, "notebooks", "teacher", name.replace("-teacher", "") + "-notes.md")
+    notes = os.path.join(ROOT, "notebooks", "teacher", name + ".md")
     if os.path.exists(notes):
         with open(notes, encoding="utf-8") as f:
             found += claims_in(f.read(), os.path.relpath(notes, ROOT))
@@ -372,7 +373,7 @@ def _(o, c):
     assert -c.value <= final <= 0, final
 
 
-# 04-exercises-teacher (the claims are in notebooks/teacher/04-exercises-notes.md)
+# 04-exercises-teacher (the claims are in notebooks/teacher/04-exercises-teacher.md)
 N4 = "04-exercises-teacher"
 SEEDS = "%maximize conv2[3] seed=1"
 BAG = '%maximize fc["Bag"] param=pixel'
@@ -545,9 +546,12 @@ def test_claims(path, capsys):
     assert marked, f"{ex.name}: a tutorial without a single checked claim"
 
 
-def test_every_check_has_a_notebook():
+def test_every_check_and_note_has_a_notebook():
     names = {os.path.splitext(os.path.basename(p))[0] for p in NOTEBOOKS}
     assert set(CHECKS) <= names, sorted(set(CHECKS) - names)
+    notes = {os.path.splitext(os.path.basename(p))[0]
+             for p in glob.glob(os.path.join(ROOT, "notebooks", "teacher", "*.md"))}
+    assert notes <= names, f"teacher notes without their notebook: {sorted(notes - names)}"
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=os.path.basename)
