@@ -1,16 +1,12 @@
 """Every notebook in notebooks/ executed headless with nbclient through the
 actmax kernel. A cell may fail only when its metadata tags say
 "raises-exception" (a cell that shows an error on purpose, and then it must);
-every tutorial must show at least one image."""
-import glob
+every tutorial must show at least one image. The execution is shared with
+test_tutorial_claims.py (tutorial_run.py)."""
 import os
 
-import nbformat
 import pytest
-from nbclient import NotebookClient
-
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-NOTEBOOKS = sorted(glob.glob(os.path.join(ROOT, "notebooks", "*.ipynb")))
+from tutorial_run import NOTEBOOKS, executed
 
 pytestmark = pytest.mark.skipif(
     os.environ.get("ACTMAX_SANITIZED") == "1",
@@ -22,11 +18,8 @@ def test_there_are_tutorials():
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=os.path.basename)
-def test_notebook_runs(path, tmp_path):
-    nb = nbformat.read(path, as_version=4)
-    client = NotebookClient(nb, kernel_name="actmax", timeout=300, startup_timeout=60,
-                            allow_errors=True, resources={"metadata": {"path": str(tmp_path)}})
-    client.execute()
+def test_notebook_runs(path):
+    nb = executed(path).nb
     images = 0
     for i, cell in enumerate(nb.cells):
         if cell.cell_type != "code":
