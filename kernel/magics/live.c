@@ -2,16 +2,17 @@
 #include "live.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <unistd.h>
 
 #include "util.h"
 
-void mg_live_init(mg_live *L, const mg_call *c, const char *kind)
+void mg_live_init(mg_live *L, const mg_sink *out, const char *kind, double updates_per_s)
 {
     static int n;
     *L = (mg_live){0};
-    L->out = c->out;
-    render_throttle_init(&L->thr, mg_float(c, "updates_per_s"), NULL, NULL);
+    L->out = out;
+    render_throttle_init(&L->thr, updates_per_s, NULL, NULL);
     snprintf(L->display_id, sizeof L->display_id, MG_LIVE_PREFIX "%s-%d-%ld", kind, ++n,
              (long)getpid());
     L->t0 = render_clock_monotonic(NULL);
@@ -53,4 +54,18 @@ bool mg_live_interrupted(mg_live *L)
 bool mg_live_due(mg_live *L)
 {
     return render_throttle_ready(&L->thr, false);
+}
+
+int mg_live_finish(mg_live *L, int step, int total, double value, const char *label,
+                   const render_png *img)
+{
+    mg_live_progress(L, step, total, value, label, img);
+    return L->updates;
+}
+
+void mg_live_fail(mg_live *L, const char *what)
+{
+    char *html = mg_asprintf("<i>%s</i>", what);
+    mg_live_send(L, what, html);
+    free(html);
 }

@@ -3,10 +3,12 @@
  * A cell is a sequence of line magics (`%name args`, one per line, run in
  * order, stopping at the first error) or one cell magic (`%%name args` on
  * the first line, the rest of the cell is its body). `name?`, `%name?` and
- * `%%name?` show help. Every magic is one entry of the table in
- * magic_table.c: name, kinds, summary, help, an optional bare first
- * argument, typed keys, the function that runs it, and an optional
- * completion hook. */
+ * `%%name?` show help. Every magic is one entry of a registry's table:
+ * name, kinds, summary, help, an optional bare first argument, typed keys,
+ * the function that runs it, and optional completion and preparation hooks.
+ * The interpreter knows no magic itself: whoever creates it hands it a
+ * registry (main.c hands it the actmax magics, the unit tests a small test
+ * registry), as xeus hands an interpreter to its kernel. */
 #ifndef ACTMAX_MAGIC_H
 #define ACTMAX_MAGIC_H
 
@@ -15,7 +17,6 @@
 
 #include "args.h"
 #include "magic_keys.h"
-#include "session.h"
 #include "sink.h"
 
 typedef enum mg_status { MG_OK = 0, MG_ERROR = 1, MG_INTERRUPTED = 2 } mg_status;
@@ -101,23 +102,35 @@ struct mg_magic {
     const mg_key *keys;         /* MG_KEY_END-terminated; NULL: no keys */
     mg_status (*run)(mg_call *c);
     mg_complete_fn complete;    /* optional: extra candidates (layers, labels, ...) */
-    bool needs_engine;          /* load libactmax (dlopen) before the first run */
+    /* Optional: run before the magic, every time (loads what it needs, e.g.
+     * the engine); 0, or -1 with *err (malloc'd), shown as an EngineError. */
+    int (*prepare)(char **err);
 };
 
-/* The tables, filled in one place: magic_table.c. */
-extern const mg_magic mg_magic_table[];
+/* What an interpreter runs: the magics, the session settings, and the
+ * magics' own per-interpreter state (the engine session), which the
+ * interpreter only creates, frees and asks about the word under a cursor. */
+typedef struct mg_registry {
+    const mg_magic *magics; /* ends with an entry whose name is NULL */
+    const mg_key *settings; /* the %set defaults, MG_KEY_END-terminated */
+    void *(*state_new)(void);                  /* optional */
+    void (*state_free)(void *state);           /* optional */
+    /* Optional: help (malloc'd) for the word under cursor (bytes into code)
+     * in a magic that has a prepare hook, or NULL. */
+    char *(*inspect)(void *state, const char *code, size_t len, size_t cursor);
+} mg_registry;
 
-const mg_magic *mg_magic_find(const char *name, unsigned kind);
+const mg_magic *mg_magic_find(const mg_registry *reg, const char *name, unsigned kind);
 /* Help text (malloc'd) of a magic as line (kind MG_LINE) or cell magic. */
 char *mg_magic_help(const mg_magic *m, unsigned kind);
-char *mg_lsmagic_text(void);
+char *mg_lsmagic_text(const mg_registry *reg);
 /* "unknown magic %maximise; did you mean %maximize? ..." (malloc'd). */
-char *mg_unknown_magic_message(const char *name, unsigned kind);
-char *mg_help_overview(void);
+char *mg_unknown_magic_message(const mg_registry *reg, const char *name, unsigned kind);
+char *mg_help_overview(const mg_registry *reg);
 /* The session defaults with their current values. */
 char *mg_settings_help(const mg_interp *it);
 /* Checks every table entry (names, defaults, enum choices); 0 or -1 with *err. */
-int mg_registry_check(char **err);
+int mg_registry_check(const mg_registry *reg, char **err);
 
 /* Typed access to a call's keys. Asking for an undeclared key is a
  * programming error: it is logged and a zero value returned. */
@@ -137,14 +150,17 @@ mg_status mg_fail(const mg_call *c, const char *ename, const char *fmt, ...)
 
 /* ---- interpreter ------------------------------------------------------- */
 
-mg_interp *mg_interp_new(void);
+/* An interpreter over reg (borrowed: it must outlive the interpreter). */
+mg_interp *mg_interp_new(const mg_registry *reg);
 void mg_interp_free(mg_interp *it);
+const mg_registry *mg_interp_registry(const mg_interp *it);
 
 /* Checks the whole cell (syntax, magic names, keys), then runs it. */
 mg_status mg_interp_run(mg_interp *it, const char *code, const mg_sink *out);
 
-/* The engine session (model, runs), created on first use. */
-mg_session *mg_interp_session(mg_interp *it);
+/* The registry's per-interpreter state (the engine session: model, runs),
+ * created with state_new on first use; NULL when the registry has none. */
+void *mg_interp_state(mg_interp *it);
 
 /* Session defaults (%set). */
 const mg_value *mg_setting(const mg_interp *it, const char *name);
@@ -160,11 +176,5 @@ void mg_interp_complete_cp(mg_interp *it, const char *code, size_t cursor_cp, mg
 char *mg_interp_inspect(mg_interp *it, const char *code, size_t cursor);
 /* "complete", "incomplete" or "invalid". */
 const char *mg_interp_is_complete(mg_interp *it, const char *code);
-
-/* ---- engine ------------------------------------------------------------ */
-
-/* Loads libactmax with dlopen on first use; 0, or -1 with *err. */
-int mg_engine_load(char **err);
-void *mg_engine_handle(void);
 
 #endif

@@ -10,36 +10,39 @@
 #include "util.h"
 
 struct mg_interp {
-    mg_value *settings; /* parallel to mg_settings_table */
+    const mg_registry *reg;
+    mg_value *settings; /* parallel to reg->settings */
     size_t n_settings;
-    mg_session *session; /* engine state (model, runs); created on first use */
+    void *state; /* the registry's state (engine session); created on first use */
 };
 
-mg_session *mg_interp_session(mg_interp *it)
+void *mg_interp_state(mg_interp *it)
 {
-    if (!it->session)
-        it->session = mg_session_new();
-    return it->session;
+    if (!it->state && it->reg->state_new)
+        it->state = it->reg->state_new();
+    return it->state;
 }
 
-mg_interp *mg_interp_new(void)
+const mg_registry *mg_interp_registry(const mg_interp *it)
 {
-    static bool checked;
-    if (!checked) {
-        /* A bad table entry (a default outside its range, a duplicate name)
-         * is a programming error: say so once, loudly. */
-        char *err = NULL;
-        if (mg_registry_check(&err) != 0) {
-            mg_log("magic table: %s", err);
-            free(err);
-        }
-        checked = true;
+    return it->reg;
+}
+
+mg_interp *mg_interp_new(const mg_registry *reg)
+{
+    /* A bad table entry (a default outside its range, a duplicate name) is
+     * a programming error: say so loudly. */
+    char *bad = NULL;
+    if (mg_registry_check(reg, &bad) != 0) {
+        mg_log("magic table: %s", bad);
+        free(bad);
     }
     mg_interp *it = mg_xcalloc(1, sizeof *it);
-    it->n_settings = mg_keys_count(mg_settings_table);
+    it->reg = reg;
+    it->n_settings = mg_keys_count(reg->settings);
     it->settings = mg_xcalloc(it->n_settings ? it->n_settings : 1, sizeof *it->settings);
     for (size_t i = 0; i < it->n_settings; i++) {
-        const mg_key *k = &mg_settings_table[i];
+        const mg_key *k = &reg->settings[i];
         char *err = NULL;
         if (k->def && mg_value_parse(k, k->def, &it->settings[i], &err) != 0) {
             mg_log("bad default for setting %s: %s", k->name, err);
@@ -56,14 +59,15 @@ void mg_interp_free(mg_interp *it)
     for (size_t i = 0; i < it->n_settings; i++)
         mg_value_clear(&it->settings[i]);
     free(it->settings);
-    mg_session_free(it->session);
+    if (it->state && it->reg->state_free)
+        it->reg->state_free(it->state);
     free(it);
 }
 
 const mg_value *mg_setting(const mg_interp *it, const char *name)
 {
     size_t idx;
-    if (!mg_keys_find(mg_settings_table, name, &idx))
+    if (!mg_keys_find(it->reg->settings, name, &idx))
         return NULL;
     return &it->settings[idx];
 }
@@ -71,7 +75,7 @@ const mg_value *mg_setting(const mg_interp *it, const char *name)
 int mg_setting_set(mg_interp *it, const char *name, const char *text, char **err)
 {
     size_t idx;
-    const mg_key *k = mg_keys_find(mg_settings_table, name, &idx);
+    const mg_key *k = mg_keys_find(it->reg->settings, name, &idx);
     if (!k) {
         *err = mg_asprintf("unknown setting '%s'", name);
         return -1;
@@ -229,10 +233,10 @@ static char *valid_keys(const mg_key *keys)
     return mg_str_steal(&s);
 }
 
-char *mg_unknown_magic_message(const char *name, unsigned kind)
+char *mg_unknown_magic_message(const mg_registry *reg, const char *name, unsigned kind)
 {
     const char *pfx = kind == MG_CELL ? "%%" : "%";
-    const mg_magic *other = mg_magic_find(name, kind == MG_CELL ? MG_LINE : MG_CELL);
+    const mg_magic *other = mg_magic_find(reg, name, kind == MG_CELL ? MG_LINE : MG_CELL);
     if (other) {
         if (kind == MG_CELL)
             return mg_asprintf("%%%%%s is not a cell magic; %%%s is a line magic, write it "
@@ -244,7 +248,7 @@ char *mg_unknown_magic_message(const char *name, unsigned kind)
     }
     const char *cands[512];
     size_t n = 0;
-    for (const mg_magic *m = mg_magic_table; m->name && n < 512; m++)
+    for (const mg_magic *m = reg->magics; m->name && n < 512; m++)
         if (m->kinds & kind)
             cands[n++] = m->name;
     const char *best = mg_closest(name, cands, n);
@@ -316,7 +320,7 @@ static const char NOT_MAGIC[] =
     "line, or a cell magic (%%%%name on the first line, its body below). %%lsmagic lists the "
     "magics, %%help (or ?) explains the syntax and NAME? shows one magic's keys.";
 
-static int parse_cell(const char *code, cell *out, perr *e)
+static int parse_cell(const mg_registry *reg, const char *code, cell *out, perr *e)
 {
     memset(out, 0, sizeof *out);
     memset(e, 0, sizeof *e);
@@ -347,12 +351,12 @@ static int parse_cell(const char *code, cell *out, perr *e)
             s->mkind = hkind;
             s->help_name = hname;
             if (hname) {
-                s->magic = mg_magic_find(hname, hkind);
+                s->magic = mg_magic_find(reg, hname, hkind);
                 if (!s->magic)
-                    s->magic = mg_magic_find(hname, MG_LINE | MG_CELL);
-                if (!s->magic && !mg_keys_find(mg_settings_table, hname, NULL))
+                    s->magic = mg_magic_find(reg, hname, MG_LINE | MG_CELL);
+                if (!s->magic && !mg_keys_find(reg->settings, hname, NULL))
                     return fail_at(e, "UnknownMagicError", lineno, code, l,
-                                   mg_unknown_magic_message(hname, hkind));
+                                   mg_unknown_magic_message(reg, hname, hkind));
             }
             first = false;
             if (next > len)
@@ -372,7 +376,7 @@ static int parse_cell(const char *code, cell *out, perr *e)
         if (!ok_name) {
             char *msg = b == a ? mg_asprintf("'%s' must be followed by a magic name (e.g. "
                                              "%%lsmagic)", kind == MG_CELL ? "%%" : "%")
-                               : mg_unknown_magic_message(name, kind);
+                               : mg_unknown_magic_message(reg, name, kind);
             free(name);
             return fail_at(e, b == a ? "UsageError" : "UnknownMagicError", lineno, code, l, msg);
         }
@@ -383,9 +387,9 @@ static int parse_cell(const char *code, cell *out, perr *e)
             free(name);
             return fail_at(e, "UsageError", lineno, code, l, msg);
         }
-        const mg_magic *m = mg_magic_find(name, kind);
+        const mg_magic *m = mg_magic_find(reg, name, kind);
         if (!m) {
-            char *msg = mg_unknown_magic_message(name, kind);
+            char *msg = mg_unknown_magic_message(reg, name, kind);
             free(name);
             return fail_at(e, "UnknownMagicError", lineno, code, l, msg);
         }
@@ -479,7 +483,7 @@ static void resolve(mg_interp *it, stmt *s, mg_value *vals)
             continue;
         }
         size_t idx;
-        const mg_key *sk = mg_keys_find(mg_settings_table, k->name, &idx);
+        const mg_key *sk = mg_keys_find(it->reg->settings, k->name, &idx);
         if (sk && sk->type == k->type && it->settings[idx].set &&
             (k->type != MG_T_ENUM || strcmp(sk->choices, k->choices) == 0)) {
             mg_value_copy(&vals[i], &it->settings[idx]);
@@ -500,7 +504,7 @@ static mg_status run_help(mg_interp *it, const stmt *s, const mg_sink *out)
 {
     char *text;
     if (!s->help_name)
-        text = mg_help_overview();
+        text = mg_help_overview(it->reg);
     else if (s->magic)
         text = mg_magic_help(s->magic, s->mkind);
     else
@@ -514,7 +518,7 @@ mg_status mg_interp_run(mg_interp *it, const char *code, const mg_sink *user_out
 {
     cell c;
     perr e;
-    if (parse_cell(code, &c, &e) != 0) {
+    if (parse_cell(it->reg, code, &c, &e) != 0) {
         char *ctx = mg_asprintf("  line %zu: %s", e.line, e.line_text);
         emit_error(user_out, e.ename, e.evalue, ctx);
         free(ctx);
@@ -540,9 +544,9 @@ mg_status mg_interp_run(mg_interp *it, const char *code, const mg_sink *user_out
             st = run_help(it, s, &out);
             continue;
         }
-        if (s->magic->needs_engine) {
+        if (s->magic->prepare) {
             char *err = NULL;
-            if (mg_engine_load(&err) != 0) {
+            if (s->magic->prepare(&err) != 0) {
                 char *ctx = mg_asprintf("  in %s%s (line %zu)", pfx, s->magic->name, s->line);
                 emit_error(&out, "EngineError", err, ctx);
                 free(ctx);
@@ -575,9 +579,10 @@ mg_status mg_interp_run(mg_interp *it, const char *code, const mg_sink *user_out
 
 /* ---- completion -------------------------------------------------------- */
 
-static void complete_names(const char *prefix, size_t n, unsigned kind, mg_completions *out)
+static void complete_names(const mg_registry *reg, const char *prefix, size_t n, unsigned kind,
+                           mg_completions *out)
 {
-    for (const mg_magic *m = mg_magic_table; m->name; m++) {
+    for (const mg_magic *m = reg->magics; m->name; m++) {
         if (!(m->kinds & kind) || strncmp(m->name, prefix, n) != 0)
             continue;
         char *cand = mg_asprintf("%s%s", kind == MG_CELL ? "%%" : "%", m->name);
@@ -611,7 +616,8 @@ typedef struct line_info {
 } line_info;
 
 /* What the line holding pos says, when it is a magic line or a cell body. */
-static bool magic_line(const char *code, size_t len, size_t pos, line_info *li)
+static bool magic_line(const mg_registry *reg, const char *code, size_t len, size_t pos,
+                       line_info *li)
 {
     memset(li, 0, sizeof *li);
     size_t ls = pos;
@@ -635,7 +641,7 @@ static bool magic_line(const char *code, size_t len, size_t pos, line_info *li)
     while (li->name_end < l.end && mg_is_ident_char((unsigned char)code[li->name_end]))
         li->name_end++;
     char *name = mg_strndup(code + li->name_start, li->name_end - li->name_start);
-    li->magic = mg_magic_find(name, li->kind);
+    li->magic = mg_magic_find(reg, name, li->kind);
     free(name);
     li->args_start = li->name_end;
     li->args_end = li->in_body ? len : l.end;
@@ -658,7 +664,7 @@ void mg_interp_complete(mg_interp *it, const char *code, size_t cursor, mg_compl
         ls--;
     line_span l = line_at(code, len, ls);
     line_info li;
-    bool is_magic = magic_line(code, len, cursor, &li);
+    bool is_magic = magic_line(it->reg, code, len, cursor, &li);
 
     if (!li.in_body) {
         if (cursor <= l.text)
@@ -671,7 +677,7 @@ void mg_interp_complete(mg_interp *it, const char *code, size_t cursor, mg_compl
         while (ne < l.end && mg_is_ident_char((unsigned char)code[ne]))
             ne++;
         if (cursor <= ne && cursor >= ns) {
-            complete_names(code + ns, cursor - ns, pct == 2 ? MG_CELL : MG_LINE, out);
+            complete_names(it->reg, code + ns, cursor - ns, pct == 2 ? MG_CELL : MG_LINE, out);
             out->start = l.text;
             out->end = ne;
             return;
@@ -797,22 +803,22 @@ char *mg_interp_inspect(mg_interp *it, const char *code, size_t cursor)
     unsigned hkind = MG_LINE;
     if (parse_help(code + l.text, l.end - l.text, &hname, &hkind)) {
         char *text = NULL;
-        const mg_magic *m = hname ? mg_magic_find(hname, hkind) : NULL;
+        const mg_magic *m = hname ? mg_magic_find(it->reg, hname, hkind) : NULL;
         if (!m && hname)
-            m = mg_magic_find(hname, MG_LINE | MG_CELL);
+            m = mg_magic_find(it->reg, hname, MG_LINE | MG_CELL);
         if (m)
             text = mg_magic_help(m, hkind);
         else if (!hname)
-            text = mg_help_overview();
+            text = mg_help_overview(it->reg);
         free(hname);
         return text;
     }
     line_info li;
-    if (magic_line(code, len, cursor, &li)) {
+    if (magic_line(it->reg, code, len, cursor, &li)) {
         if (!li.magic)
             return NULL;
-        if (li.magic->needs_engine && it->session && cursor > li.args_start) {
-            char *layer = mg_session_inspect(it->session, code, len, cursor);
+        if (li.magic->prepare && it->state && it->reg->inspect && cursor > li.args_start) {
+            char *layer = it->reg->inspect(it->state, code, len, cursor);
             if (layer)
                 return layer;
         }
@@ -852,7 +858,7 @@ char *mg_interp_inspect(mg_interp *it, const char *code, size_t cursor)
     if (a == b)
         return NULL;
     char *word = mg_strndup(code + a, b - a);
-    const mg_magic *m = mg_magic_find(word, MG_LINE | MG_CELL);
+    const mg_magic *m = mg_magic_find(it->reg, word, MG_LINE | MG_CELL);
     char *text = m ? mg_magic_help(m, MG_LINE) : NULL;
     if (!text && mg_setting(it, word))
         text = mg_settings_help(it);
@@ -872,7 +878,7 @@ const char *mg_interp_is_complete(mg_interp *it, const char *code)
                      !(fl.end > fl.text && code[fl.end - 1] == '?');
     cell c;
     perr e;
-    int rc = parse_cell(code, &c, &e);
+    int rc = parse_cell(it->reg, code, &c, &e);
     cell_free(&c);
     perr_free(&e);
     if (rc != 0)

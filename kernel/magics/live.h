@@ -1,6 +1,7 @@
 /* The live progress display of the engine magics (%maximize, %examples,
- * %tokens): one output shown once and then updated in place under its
- * display_id, throttled, and the place where an interrupt is noticed. */
+ * %tokens): one output shown once, updated in place under its display_id
+ * at most updates_per_s times a second, closed by mg_live_finish (or
+ * mg_live_fail), and the place where an interrupt is noticed. */
 #ifndef ACTMAX_LIVE_H
 #define ACTMAX_LIVE_H
 
@@ -8,10 +9,6 @@
 
 #include "magic.h"
 #include "render.h"
-
-/* Every live display id starts with this; the command line (cli.c) leaves
- * such displays out, as only their final state matters there. */
-#define MG_LIVE_PREFIX "actmax-live-"
 
 typedef struct mg_live {
     const mg_sink *out;
@@ -23,9 +20,9 @@ typedef struct mg_live {
     int updates;   /* display_data + update_display_data sent */
 } mg_live;
 
-/* A new display for c ("actmax-live-KIND-N-PID"), throttled to the call's
+/* A new display on out ("actmax-live-KIND-N-PID"), throttled to
  * updates_per_s. */
-void mg_live_init(mg_live *L, const mg_call *c, const char *kind);
+void mg_live_init(mg_live *L, const mg_sink *out, const char *kind, double updates_per_s);
 
 /* Sends text and html: the first time as a display, then in place. */
 void mg_live_send(mg_live *L, const char *text, const char *html);
@@ -41,5 +38,12 @@ bool mg_live_interrupted(mg_live *L);
 
 /* Whether a throttled update is due now. */
 bool mg_live_due(mg_live *L);
+
+/* The closing call: the last state always reaches the display, throttle or
+ * not. The number of display messages sent in all. */
+int mg_live_finish(mg_live *L, int step, int total, double value, const char *label,
+                   const render_png *img);
+/* The closing call of work that failed before its first step. */
+void mg_live_fail(mg_live *L, const char *what);
 
 #endif

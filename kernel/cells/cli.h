@@ -5,6 +5,7 @@
 #ifndef ACTMAX_CLI_H
 #define ACTMAX_CLI_H
 
+#include "magic.h"
 #include "sink.h"
 
 typedef struct mg_cli_sink {
@@ -15,7 +16,7 @@ typedef struct mg_cli_sink {
 
 mg_sink mg_cli_sink_make(mg_cli_sink *c);
 
-/* Runs code; exit status 0 (ok), 1 (error), 130 (interrupted). */
-int mg_cli_run(const char *code, const char *out_dir);
+/* Runs code with it; exit status 0 (ok), 1 (error), 130 (interrupted). */
+int mg_cli_run(mg_interp *it, const char *code, const char *out_dir);
 
 #endif

@@ -7,9 +7,8 @@
 #include <sys/stat.h>
 #include <time.h>
 
-#include "kernel.h"
-#include "live.h"
 #include "magic.h"
+#include "signals.h"
 #include "util.h"
 
 static void cli_stream(void *ctx, const char *name, const char *text)
@@ -132,13 +131,11 @@ mg_sink mg_cli_sink_make(mg_cli_sink *c)
     return s;
 }
 
-int mg_cli_run(const char *code, const char *out_dir)
+int mg_cli_run(mg_interp *it, const char *code, const char *out_dir)
 {
     mg_install_signal_handlers();
     mg_cli_sink c = {out_dir, 0, 0};
     mg_sink sink = mg_cli_sink_make(&c);
-    mg_interp *it = mg_interp_new();
     mg_status st = mg_interp_run(it, code, &sink);
-    mg_interp_free(it);
     return st == MG_OK ? 0 : st == MG_INTERRUPTED ? 130 : 1;
 }

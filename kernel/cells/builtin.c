@@ -1,14 +1,15 @@
-/* The magics that need no engine: %lsmagic, %help, %set, and the
- * diagnostics %sleep, %echo and %clear used by the tests. */
+/* The magics every registry may list, which need nothing but the
+ * interpreter: %lsmagic, %help, %set, and the diagnostics %sleep, %echo and
+ * %clear used by the tests (builtin.h). */
 #include <stdlib.h>
 #include <string.h>
 
-#include "magics.h"
+#include "builtin.h"
 #include "util.h"
 
 mg_status mg_magic_lsmagic(mg_call *c)
 {
-    char *text = mg_lsmagic_text();
+    char *text = mg_lsmagic_text(mg_interp_registry(c->interp));
     mg_sink_stream(c->out, "stdout", text);
     free(text);
     return MG_OK;
@@ -17,7 +18,7 @@ mg_status mg_magic_lsmagic(mg_call *c)
 mg_status mg_magic_help_run(mg_call *c)
 {
     if (!c->positional) {
-        char *text = mg_help_overview();
+        char *text = mg_help_overview(mg_interp_registry(c->interp));
         mg_sink_stream(c->out, "stdout", text);
         free(text);
         return MG_OK;
@@ -36,16 +37,17 @@ mg_status mg_magic_help_run(mg_call *c)
     while (n > 0 && p[n - 1] == '?')
         n--;
     char *name = mg_strndup(p, n);
-    const mg_magic *m = mg_magic_find(name, kind);
+    const mg_registry *reg = mg_interp_registry(c->interp);
+    const mg_magic *m = mg_magic_find(reg, name, kind);
     if (!m)
-        m = mg_magic_find(name, MG_LINE | MG_CELL);
+        m = mg_magic_find(reg, name, MG_LINE | MG_CELL);
     char *text = NULL;
     if (m)
         text = mg_magic_help(m, kind);
     else if (mg_setting(c->interp, name))
         text = mg_settings_help(c->interp);
     if (!text) {
-        char *msg = mg_unknown_magic_message(name, kind);
+        char *msg = mg_unknown_magic_message(reg, name, kind);
         free(name);
         mg_status st = mg_fail(c, "UnknownMagicError", "%s", msg);
         free(msg);
@@ -66,7 +68,7 @@ void mg_magic_help_complete(const mg_complete_ctx *cx, mg_completions *out)
     size_t pct = 0;
     while (pct < wn && pct < 2 && w[pct] == '%')
         pct++;
-    for (const mg_magic *m = mg_magic_table; m->name; m++) {
+    for (const mg_magic *m = mg_interp_registry(cx->interp)->magics; m->name; m++) {
         if (strncmp(m->name, w + pct, wn - pct) != 0)
             continue;
         if (pct == 2 && !(m->kinds & MG_CELL))

@@ -292,9 +292,9 @@ char *mg_value_format(const mg_key *k, const mg_value *v)
 
 /* ---- registry ---------------------------------------------------------- */
 
-const mg_magic *mg_magic_find(const char *name, unsigned kind)
+const mg_magic *mg_magic_find(const mg_registry *reg, const char *name, unsigned kind)
 {
-    for (const mg_magic *m = mg_magic_table; m->name; m++)
+    for (const mg_magic *m = reg->magics; m->name; m++)
         if ((m->kinds & kind) && strcmp(m->name, name) == 0)
             return m;
     return NULL;
@@ -362,18 +362,18 @@ char *mg_settings_help(const mg_interp *it)
 {
     mg_str s = MG_STR_INIT;
     mg_str_add(&s, "Session defaults (change with %set key=value):\n");
-    key_lines(&s, mg_settings_table, it);
+    key_lines(&s, mg_interp_registry(it)->settings, it);
     return mg_str_steal(&s);
 }
 
-static void list_kind(mg_str *s, unsigned kind, const char *title)
+static void list_kind(const mg_registry *reg, mg_str *s, unsigned kind, const char *title)
 {
     size_t w = 0;
-    for (const mg_magic *m = mg_magic_table; m->name; m++)
+    for (const mg_magic *m = reg->magics; m->name; m++)
         if ((m->kinds & kind) && strlen(m->name) > w)
             w = strlen(m->name);
     bool any = false;
-    for (const mg_magic *m = mg_magic_table; m->name; m++) {
+    for (const mg_magic *m = reg->magics; m->name; m++) {
         if (!(m->kinds & kind))
             continue;
         if (!any)
@@ -384,16 +384,16 @@ static void list_kind(mg_str *s, unsigned kind, const char *title)
     }
 }
 
-char *mg_lsmagic_text(void)
+char *mg_lsmagic_text(const mg_registry *reg)
 {
     mg_str s = MG_STR_INIT;
-    list_kind(&s, MG_LINE, "Line magics");
-    list_kind(&s, MG_CELL, "Cell magics");
+    list_kind(reg, &s, MG_LINE, "Line magics");
+    list_kind(reg, &s, MG_CELL, "Cell magics");
     mg_str_add(&s, "Type %help NAME or NAME? for a magic's keys.\n");
     return mg_str_steal(&s);
 }
 
-char *mg_help_overview(void)
+char *mg_help_overview(const mg_registry *reg)
 {
     mg_str s = MG_STR_INIT;
     mg_str_add(&s,
@@ -406,20 +406,20 @@ char *mg_help_overview(void)
                "Values may be quoted ('a b' or \"a b\", with backslash escapes); '#' starts\n"
                "a comment. %set key=value sets session defaults used when a magic's key\n"
                "of the same name is not given.\n\n");
-    char *ls = mg_lsmagic_text();
+    char *ls = mg_lsmagic_text(reg);
     mg_str_add(&s, ls);
     free(ls);
     return mg_str_steal(&s);
 }
 
-int mg_registry_check(char **err)
+int mg_registry_check(const mg_registry *reg, char **err)
 {
     const mg_key *lists[256];
     const char *owners[256];
     size_t nl = 0;
-    lists[nl] = mg_settings_table;
+    lists[nl] = reg->settings;
     owners[nl++] = "%set";
-    for (const mg_magic *m = mg_magic_table; m->name; m++) {
+    for (const mg_magic *m = reg->magics; m->name; m++) {
         if (!m->summary || !m->run || !(m->kinds & (MG_LINE | MG_CELL))) {
             *err = mg_asprintf("magic %s lacks a summary, a run function or a kind", m->name);
             return -1;
@@ -430,7 +430,7 @@ int mg_registry_check(char **err)
                 return -1;
             }
         }
-        for (const mg_magic *o = mg_magic_table; o < m; o++) {
+        for (const mg_magic *o = reg->magics; o < m; o++) {
             if (strcmp(o->name, m->name) == 0 && (o->kinds & m->kinds)) {
                 *err = mg_asprintf("magic %s registered twice", m->name);
                 return -1;

@@ -8,8 +8,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "engine_api.h"
-#include "magic.h"
+#include "engine.h"
 #include "util.h"
 
 #ifndef ACTMAX_ENGINE_LIB

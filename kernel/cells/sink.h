@@ -14,6 +14,11 @@
 
 typedef struct mg_bundle mg_bundle;
 
+/* Every display id of live progress (a display updated in place while a
+ * command runs) starts with this; the command line's sink leaves such
+ * displays out, as only their final state matters there. */
+#define MG_LIVE_PREFIX "actmax-live-"
+
 typedef enum mg_data_kind {
     MG_DATA_TEXT,   /* UTF-8 text (text/plain, text/html, image/svg+xml, ...) */
     MG_DATA_BINARY, /* raw bytes, base64-encoded on the wire (image/png) */

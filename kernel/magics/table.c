@@ -1,34 +1,18 @@
 /* THE registration table: every magic and every session setting is listed
  * here and nowhere else. To add a magic: write `mg_status f(mg_call *c)`
- * (magics.h), give it a key list in magic_keys.c and one entry in mg_magic_table.
+ * (magics.h), give it a key list in magic_keys.c and one entry in MAGICS.
  * Keys are typed and checked before the cell runs; inside f read them with
  * mg_int / mg_float / mg_bool / mg_string / mg_enum and write output with
  * the mg_sink_* helpers (see docs/kernel.md). */
 
+#include "builtin.h"
+#include "engine.h"
 #include "magic_keys.h"
 #include "magics.h"
+#include "session.h"
 
-const mg_magic mg_magic_table[] = {
-    {.name = "lsmagic",
-     .kinds = MG_LINE,
-     .summary = "List the magics.",
-     .run = mg_magic_lsmagic},
-    {.name = "help",
-     .kinds = MG_LINE,
-     .summary = "Show how cells work, or one magic's help and keys.",
-     .help = "%help alone explains the cell syntax; %help NAME (or NAME?, %NAME?) shows\n"
-             "one magic's usage, keys, types and defaults.",
-     .positional = "NAME",
-     .positional_doc = "a magic name, with or without % / %%",
-     .run = mg_magic_help_run,
-     .complete = mg_magic_help_complete},
-    {.name = "set",
-     .kinds = MG_LINE,
-     .summary = "Set session defaults; alone, list them.",
-     .help = "%set key=value ... changes defaults for the rest of the session; a magic's\n"
-             "key of the same name uses them when not given on its line.",
-     .keys = mg_settings_table,
-     .run = mg_magic_set},
+static const mg_magic MAGICS[] = {
+    MG_CORE_MAGICS,
     {.name = "model",
      .kinds = MG_LINE,
      .summary = "Load a model (built-in name or TorchScript file); alone, describe it.",
@@ -39,7 +23,7 @@ const mg_magic mg_magic_table[] = {
      .positional_doc = "built-in model name or TorchScript file",
      .keys = mg_keys_model,
      .run = mg_magic_model,
-     .needs_engine = true},
+     .prepare = mg_engine_load},
     {.name = "layers",
      .kinds = MG_LINE,
      .summary = "Table of the model's layers: paths, types, output shapes, parameters.",
@@ -49,7 +33,7 @@ const mg_magic mg_magic_table[] = {
      .positional_doc = "substring or glob (* ? [])",
      .run = mg_magic_layers,
      .complete = mg_magic_objective_complete,
-     .needs_engine = true},
+     .prepare = mg_engine_load},
     {.name = "maximize",
      .kinds = MG_LINE,
      .summary = "Optimize an image that maximizes an objective, shown live.",
@@ -64,7 +48,7 @@ const mg_magic mg_magic_table[] = {
      .keys = mg_keys_maximize,
      .run = mg_magic_maximize,
      .complete = mg_magic_objective_complete,
-     .needs_engine = true},
+     .prepare = mg_engine_load},
     {.name = "tokens",
      .kinds = MG_LINE,
      .summary = "Optimize a prompt of a text model for an objective, shown live.",
@@ -79,7 +63,7 @@ const mg_magic mg_magic_table[] = {
      .keys = mg_keys_tokens,
      .run = mg_magic_tokens,
      .complete = mg_magic_objective_complete,
-     .needs_engine = true},
+     .prepare = mg_engine_load},
     {.name = "examples",
      .kinds = MG_LINE,
      .summary = "Top-k dataset images for an objective (the observation approach).",
@@ -96,19 +80,19 @@ const mg_magic mg_magic_table[] = {
      .keys = mg_keys_examples,
      .run = mg_magic_examples,
      .complete = mg_magic_objective_complete,
-     .needs_engine = true},
+     .prepare = mg_engine_load},
     {.name = "runs",
      .kinds = MG_LINE,
      .summary = "Table of this session's runs.",
      .run = mg_magic_runs,
-     .needs_engine = true},
+     .prepare = mg_engine_load},
     {.name = "show",
      .kinds = MG_LINE,
      .summary = "Show a run again (image or prompt, summary, tables, curve).",
      .positional = "RUN",
      .positional_doc = "last (default) or a run number",
      .run = mg_magic_show,
-     .needs_engine = true},
+     .prepare = mg_engine_load},
     {.name = "save",
      .kinds = MG_LINE,
      .summary = "Save a run's image (or curve) as PNG; a %tokens run's prompt as text.",
@@ -119,7 +103,7 @@ const mg_magic mg_magic_table[] = {
      .positional_doc = "last (default) or a run number",
      .keys = mg_keys_save,
      .run = mg_magic_save,
-     .needs_engine = true},
+     .prepare = mg_engine_load},
     {.name = "device",
      .kinds = MG_LINE,
      .summary = "Show or set the device for the next %model (same as %set device=).",
@@ -132,27 +116,19 @@ const mg_magic mg_magic_table[] = {
      .positional = "SEED",
      .positional_doc = "an integer 0..4294967295",
      .run = mg_magic_seed},
-    {.name = "sleep",
-     .kinds = MG_LINE,
-     .summary = "Wait, checking for interrupts (diagnostic).",
-     .help = "Waits in steps of 50 ms, serving the control channel and stopping early on an\n"
-             "interrupt. Used by the tests to interrupt a long-running command.",
-     .keys = mg_keys_sleep,
-     .run = mg_magic_sleep},
-    {.name = "echo",
-     .kinds = MG_LINE | MG_CELL,
-     .summary = "Show text through one of the outputs (diagnostic).",
-     .help = "%echo TEXT shows TEXT; %%echo shows the cell body. to= picks the output:\n"
-             "a stream, display_data (with display_id, and update=true to replace it),\n"
-             "execute_result, or the pager.",
-     .positional = "TEXT",
-     .positional_doc = "the text to show (line magic)",
-     .keys = mg_keys_echo,
-     .run = mg_magic_echo},
-    {.name = "clear",
-     .kinds = MG_LINE,
-     .summary = "Clear the cell's output (diagnostic).",
-     .keys = mg_keys_clear,
-     .run = mg_magic_clear},
+    MG_DIAGNOSTIC_MAGICS,
     {0},
 };
+
+static const mg_registry REGISTRY = {
+    .magics = MAGICS,
+    .settings = mg_settings_table,
+    .state_new = mg_session_new,
+    .state_free = mg_session_free,
+    .inspect = mg_session_inspect,
+};
+
+const mg_registry *mg_actmax_registry(void)
+{
+    return &REGISTRY;
+}
