@@ -26,7 +26,10 @@ typedef struct mg_str {
     size_t len;
     size_t cap;
 } mg_str;
-#define MG_STR_INIT {NULL, 0, 0}
+#define MG_STR_INIT                                                                                \
+    {                                                                                              \
+        NULL, 0, 0                                                                                 \
+    }
 
 void mg_str_addn(mg_str *s, const char *text, size_t n);
 void mg_str_add(mg_str *s, const char *text);

@@ -178,7 +178,9 @@ char *mg_unescape(const char *s, size_t n)
         case 'n': mg_str_addc(&o, '\n'); break;
         case 't': mg_str_addc(&o, '\t'); break;
         case 'r': mg_str_addc(&o, '\r'); break;
-        case '0': mg_str_addn(&o, "", 0); /* an embedded NUL would truncate; drop it */ break;
+        case '0':
+            mg_str_addn(&o, "", 0); /* an embedded NUL would truncate; drop it */
+            break;
         default:
             mg_str_addc(&o, '\\');
             mg_str_addc(&o, c);

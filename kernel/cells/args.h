@@ -23,9 +23,9 @@ typedef struct mg_tok {
 typedef struct mg_toks {
     mg_tok *v;
     size_t n, cap;
-    size_t end;        /* where scanning stopped: comment start or text end */
-    bool open_quote;   /* text ended inside a quote (lenient scan only) */
-    int depth;         /* brackets left open at the end */
+    size_t end;      /* where scanning stopped: comment start or text end */
+    bool open_quote; /* text ended inside a quote (lenient scan only) */
+    int depth;       /* brackets left open at the end */
 } mg_toks;
 
 /* Splits text into tokens. Strict: 0, or -1 with *err (malloc'd) naming the
@@ -37,8 +37,8 @@ void mg_toks_free(mg_toks *t);
 
 typedef struct mg_kwarg {
     char *key;
-    char *value;  /* unquoted and unescaped when the whole value is quoted */
-    size_t col;   /* byte offset of the key in the text */
+    char *value; /* unquoted and unescaped when the whole value is quoted */
+    size_t col;  /* byte offset of the key in the text */
     bool quoted;
 } mg_kwarg;
 

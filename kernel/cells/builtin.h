@@ -15,6 +15,9 @@ mg_status mg_magic_sleep(mg_call *c);
 mg_status mg_magic_echo(mg_call *c);
 mg_status mg_magic_clear(mg_call *c);
 
+/* The entries are laid out by hand: clang-format reads a macro body as code. */
+/* clang-format off */
+
 /* %lsmagic, %help and %set. */
 #define MG_CORE_MAGICS                                                                          \
     {.name = "lsmagic", .kinds = MG_LINE, .summary = "List the magics.", .run = mg_magic_lsmagic}, \
@@ -59,5 +62,7 @@ mg_status mg_magic_clear(mg_call *c);
      .summary = "Clear the cell's output (diagnostic).",                                        \
      .keys = mg_keys_clear,                                                                     \
      .run = mg_magic_clear}
+
+/* clang-format on */
 
 #endif

@@ -23,7 +23,7 @@ static const char *extension(const char *mime)
 {
     static const struct {
         const char *mime, *ext;
-    } map[] = {{"image/png", "png"},  {"image/jpeg", "jpg"},  {"image/svg+xml", "svg"},
+    } map[] = {{"image/png", "png"},  {"image/jpeg", "jpg"},   {"image/svg+xml", "svg"},
                {"text/html", "html"}, {"text/markdown", "md"}, {"application/json", "json"},
                {"text/latex", "tex"}};
     for (size_t i = 0; i < sizeof map / sizeof map[0]; i++)

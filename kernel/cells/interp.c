@@ -166,9 +166,9 @@ typedef struct stmt {
     size_t line;           /* 1-based */
     char *help_name;       /* ST_HELP: name as typed (for settings) */
     mg_args args;
-    mg_value *values;      /* given values, one per key */
+    mg_value *values; /* given values, one per key */
     size_t n_values;
-    const char *body;      /* cell magic body (inside code) */
+    const char *body; /* cell magic body (inside code) */
 } stmt;
 
 typedef struct cell {
@@ -253,8 +253,8 @@ char *mg_unknown_magic_message(const mg_registry *reg, const char *name, unsigne
             cands[n++] = m->name;
     const char *best = mg_closest(name, cands, n);
     if (best)
-        return mg_asprintf("unknown magic %s%s; did you mean %s%s? (%%lsmagic lists them all)",
-                           pfx, name, pfx, best);
+        return mg_asprintf("unknown magic %s%s; did you mean %s%s? (%%lsmagic lists them all)", pfx,
+                           name, pfx, best);
     return mg_asprintf("unknown magic %s%s (%%lsmagic lists them all)", pfx, name);
 }
 
@@ -270,8 +270,8 @@ static char *check_args(stmt *s)
             msg = mg_asprintf("%s%s takes no bare argument (got '%s'); valid keys: %s", pfx,
                               m->name, s->args.positional, keys);
         else
-            msg = mg_asprintf("%s%s takes no arguments (got '%s')", pfx, m->name,
-                              s->args.positional);
+            msg =
+                mg_asprintf("%s%s takes no arguments (got '%s')", pfx, m->name, s->args.positional);
         free(keys);
         return msg;
     }
@@ -375,7 +375,8 @@ static int parse_cell(const mg_registry *reg, const char *code, cell *out, perr 
             ok_name = mg_is_ident_char((unsigned char)name[i]);
         if (!ok_name) {
             char *msg = b == a ? mg_asprintf("'%s' must be followed by a magic name (e.g. "
-                                             "%%lsmagic)", kind == MG_CELL ? "%%" : "%")
+                                             "%%lsmagic)",
+                                             kind == MG_CELL ? "%%" : "%")
                                : mg_unknown_magic_message(reg, name, kind);
             free(name);
             return fail_at(e, b == a ? "UsageError" : "UnknownMagicError", lineno, code, l, msg);
@@ -557,8 +558,8 @@ mg_status mg_interp_run(mg_interp *it, const char *code, const mg_sink *user_out
         }
         mg_value *vals = mg_xcalloc(s->n_values ? s->n_values : 1, sizeof *vals);
         resolve(it, s, vals);
-        mg_call call = {s->magic, it, &out, s->args.positional, s->body, s->mkind == MG_CELL,
-                        s->line, &s->args, vals};
+        mg_call call = {s->magic, it,       &out, s->args.positional, s->body, s->mkind == MG_CELL,
+                        s->line,  &s->args, vals};
         int errors_before = px.errors;
         st = s->magic->run(&call);
         for (size_t k = 0; k < s->n_values; k++)
@@ -612,7 +613,7 @@ typedef struct line_info {
     unsigned kind;
     size_t name_start, name_end; /* the name without % signs */
     size_t args_start, args_end;
-    bool in_body;                /* the position is in a cell magic's body */
+    bool in_body; /* the position is in a cell magic's body */
 } line_info;
 
 /* What the line holding pos says, when it is a magic line or a cell body. */
@@ -625,8 +626,8 @@ static bool magic_line(const mg_registry *reg, const char *code, size_t len, siz
         ls--;
     size_t first = first_code_line(code, len);
     line_span fl = line_at(code, len, first);
-    bool is_cell = first < len && fl.end - fl.text >= 2 && code[fl.text] == '%' &&
-                code[fl.text + 1] == '%';
+    bool is_cell =
+        first < len && fl.end - fl.text >= 2 && code[fl.text] == '%' && code[fl.text + 1] == '%';
     line_span l = line_at(code, len, ls);
     if (is_cell && ls > first) {
         l = fl;

@@ -23,15 +23,14 @@ typedef enum mg_status { MG_OK = 0, MG_ERROR = 1, MG_INTERRUPTED = 2 } mg_status
 
 /* ---- typed keys -------------------------------------------------------- */
 
-
 typedef struct mg_value {
     bool set;   /* holds a value (given, from %set, or the default) */
     bool given; /* typed on the magic line */
     long long i;
     double f;
     bool b;
-    int e;      /* enum: index into choices */
-    char *s;    /* string and enum text; owned */
+    int e;   /* enum: index into choices */
+    char *s; /* string and enum text; owned */
 } mg_value;
 
 /* Parses text for key k. 0, or -1 with *err (malloc'd) naming the key, what
@@ -40,7 +39,7 @@ int mg_value_parse(const mg_key *k, const char *text, mg_value *out, char **err)
 void mg_value_copy(mg_value *dst, const mg_value *src);
 void mg_value_clear(mg_value *v);
 char *mg_value_format(const mg_key *k, const mg_value *v); /* as a user would type it */
-const char *mg_type_name(const mg_key *k);                  /* INT, FLOAT, TEXT, BOOL, a|b|c */
+const char *mg_type_name(const mg_key *k);                 /* INT, FLOAT, TEXT, BOOL, a|b|c */
 size_t mg_keys_count(const mg_key *keys);
 const mg_key *mg_keys_find(const mg_key *keys, const char *name, size_t *index);
 
@@ -59,9 +58,9 @@ typedef struct mg_call {
     const char *positional; /* bare first argument, NULL when none */
     const char *body;       /* cell magic body, NULL for line magics */
     bool is_cell;
-    size_t line;            /* 1-based line of the magic in the cell */
-    const mg_args *args;    /* as typed */
-    mg_value *values;       /* one per key of magic->keys, resolved */
+    size_t line;         /* 1-based line of the magic in the cell */
+    const mg_args *args; /* as typed */
+    mg_value *values;    /* one per key of magic->keys, resolved */
 } mg_call;
 
 /* Completion. Offsets are bytes; the kernel converts to code points. */
@@ -74,7 +73,7 @@ typedef struct mg_completions {
 typedef struct mg_complete_ctx {
     mg_interp *interp;
     const mg_magic *magic;
-    const char *args;   /* the text after the magic name (or the cell body) */
+    const char *args; /* the text after the magic name (or the cell body) */
     size_t len;
     size_t cursor;      /* cursor, bytes into args */
     size_t word_start;  /* start of the word being completed, bytes into args */
@@ -96,12 +95,12 @@ struct mg_magic {
     unsigned kinds; /* MG_LINE, MG_CELL or both */
     const char *summary;
     const char *help;
-    const char *positional;     /* metavar of the bare first argument; NULL: none */
+    const char *positional; /* metavar of the bare first argument; NULL: none */
     const char *positional_doc;
     bool positional_required;
-    const mg_key *keys;         /* MG_KEY_END-terminated; NULL: no keys */
+    const mg_key *keys; /* MG_KEY_END-terminated; NULL: no keys */
     mg_status (*run)(mg_call *c);
-    mg_complete_fn complete;    /* optional: extra candidates (layers, labels, ...) */
+    mg_complete_fn complete; /* optional: extra candidates (layers, labels, ...) */
     /* Optional: run before the magic, every time (loads what it needs, e.g.
      * the engine); 0, or -1 with *err (malloc'd), shown as an EngineError. */
     int (*prepare)(char **err);
@@ -111,10 +110,10 @@ struct mg_magic {
  * magics' own per-interpreter state (the engine session), which the
  * interpreter only creates, frees and asks about the word under a cursor. */
 typedef struct mg_registry {
-    const mg_magic *magics; /* ends with an entry whose name is NULL */
-    const mg_key *settings; /* the %set defaults, MG_KEY_END-terminated */
-    void *(*state_new)(void);                  /* optional */
-    void (*state_free)(void *state);           /* optional */
+    const mg_magic *magics;          /* ends with an entry whose name is NULL */
+    const mg_key *settings;          /* the %set defaults, MG_KEY_END-terminated */
+    void *(*state_new)(void);        /* optional */
+    void (*state_free)(void *state); /* optional */
     /* Optional: help (malloc'd) for the word under cursor (bytes into code)
      * in a magic that has a prepare hook, or NULL. */
     char *(*inspect)(void *state, const char *code, size_t len, size_t cursor);

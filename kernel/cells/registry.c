@@ -63,12 +63,8 @@ static void describe(mg_str *s, const mg_key *k)
         }
         break;
     }
-    case MG_T_BOOL:
-        mg_str_add(s, "true or false");
-        break;
-    case MG_T_STRING:
-        mg_str_add(s, "text");
-        break;
+    case MG_T_BOOL: mg_str_add(s, "true or false"); break;
+    case MG_T_STRING: mg_str_add(s, "text"); break;
     case MG_T_ENUM: {
         mg_str_add(s, "one of ");
         const char *p = k->choices;
@@ -187,9 +183,7 @@ int mg_value_parse(const mg_key *k, const char *text, mg_value *out, char **err)
         }
         break;
     }
-    case MG_T_STRING:
-        v.s = mg_strdup(text);
-        break;
+    case MG_T_STRING: v.s = mg_strdup(text); break;
     case MG_T_ENUM: {
         int idx = enum_index(k->choices, text, false);
         if (idx < 0)
@@ -379,8 +373,7 @@ static void list_kind(const mg_registry *reg, mg_str *s, unsigned kind, const ch
         if (!any)
             mg_str_addf(s, "%s:\n", title);
         any = true;
-        mg_str_addf(s, "  %s%-*s  %s\n", kind == MG_CELL ? "%%" : "%", (int)w, m->name,
-                    m->summary);
+        mg_str_addf(s, "  %s%-*s  %s\n", kind == MG_CELL ? "%%" : "%", (int)w, m->name, m->summary);
     }
 }
 
@@ -396,16 +389,15 @@ char *mg_lsmagic_text(const mg_registry *reg)
 char *mg_help_overview(const mg_registry *reg)
 {
     mg_str s = MG_STR_INIT;
-    mg_str_add(&s,
-               "actmax cells are magics, not Python:\n"
-               "  %name [ARG] key=value ...   one line magic per line; lines run in order\n"
-               "                              and the cell stops at the first error\n"
-               "  %%name [ARG] key=value ...  a cell magic on the first line; the rest of\n"
-               "                              the cell is its body\n"
-               "  name?  %name?  %%name?      help for one magic (also %help name)\n"
-               "Values may be quoted ('a b' or \"a b\", with backslash escapes); '#' starts\n"
-               "a comment. %set key=value sets session defaults used when a magic's key\n"
-               "of the same name is not given.\n\n");
+    mg_str_add(&s, "actmax cells are magics, not Python:\n"
+                   "  %name [ARG] key=value ...   one line magic per line; lines run in order\n"
+                   "                              and the cell stops at the first error\n"
+                   "  %%name [ARG] key=value ...  a cell magic on the first line; the rest of\n"
+                   "                              the cell is its body\n"
+                   "  name?  %name?  %%name?      help for one magic (also %help name)\n"
+                   "Values may be quoted ('a b' or \"a b\", with backslash escapes); '#' starts\n"
+                   "a comment. %set key=value sets session defaults used when a magic's key\n"
+                   "of the same name is not given.\n\n");
     char *ls = mg_lsmagic_text(reg);
     mg_str_add(&s, ls);
     free(ls);
@@ -548,8 +540,8 @@ mg_status mg_fail(const mg_call *c, const char *ename, const char *fmt, ...)
     mg_str_vaddf(&s, fmt, ap);
     va_end(ap);
     char *tb0 = mg_asprintf("%s: %s", ename, mg_str_cstr(&s));
-    char *tb1 = mg_asprintf("  in %s%s (line %zu)", c->is_cell ? "%%" : "%", c->magic->name,
-                            c->line);
+    char *tb1 =
+        mg_asprintf("  in %s%s (line %zu)", c->is_cell ? "%%" : "%", c->magic->name, c->line);
     const char *tb[2] = {tb0, tb1};
     mg_sink_error(c->out, ename, mg_str_cstr(&s), tb, 2);
     free(tb0);

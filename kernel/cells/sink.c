@@ -266,7 +266,7 @@ static bool cap_wait(void *ctx, double seconds)
     return ((mg_capture *)ctx)->stop;
 }
 
-static const mg_sink_ops CAPTURE_OPS = {cap_stream, cap_display, cap_result, cap_error,
+static const mg_sink_ops CAPTURE_OPS = {cap_stream, cap_display, cap_result,      cap_error,
                                         cap_clear,  cap_page,    cap_should_stop, cap_wait};
 
 mg_sink mg_capture_sink(mg_capture *c)

@@ -92,11 +92,11 @@ bool mg_sink_wait(const mg_sink *s, double seconds);
 
 /* A sink that records calls as text, for unit tests and as a fallback. */
 typedef struct mg_capture {
-    char *out;     /* stdout text, results and displays as text/plain */
-    char *err;     /* stderr text and errors ("ename: evalue") */
+    char *out; /* stdout text, results and displays as text/plain */
+    char *err; /* stderr text and errors ("ename: evalue") */
     char *page;
     int n_errors;
-    bool stop;     /* value returned by should_stop */
+    bool stop; /* value returned by should_stop */
 } mg_capture;
 mg_sink mg_capture_sink(mg_capture *c);
 void mg_capture_free(mg_capture *c);

@@ -28,8 +28,9 @@ const mg_key mg_settings_table[] = {
 };
 
 const mg_key mg_keys_model[] = {
-    MG_KEY_STRING("input", NULL, "input shape without batch, CxHxW (e.g. 3x224x224); needed "
-                                 "for a model without actmax.json metadata"),
+    MG_KEY_STRING("input", NULL,
+                  "input shape without batch, CxHxW (e.g. 3x224x224); needed "
+                  "for a model without actmax.json metadata"),
     MG_KEY_ENUM("device", "auto", "auto|cpu|cuda", "where the model runs (auto: cuda if present)"),
     MG_KEY_END,
 };
@@ -93,8 +94,10 @@ const mg_key mg_keys_tokens[] = {
     MG_KEY_INT("nearest", "5", 1, 1000, "soft and pez: nearest tokens shown per position"),
     MG_KEY_INT("batch", NULL, 1, 1000000,
                "gcg: swaps tried per step (default 128); sweep: sequences per forward"),
-    MG_KEY_INT("position", "-1", -4096, 4095, "sweep: the position searched, negative from the end"),
-    MG_KEY_STRING("init", "", "start prompt as text of exactly len tokens (soft/pez: its embeddings)"),
+    MG_KEY_INT("position", "-1", -4096, 4095,
+               "sweep: the position searched, negative from the end"),
+    MG_KEY_STRING("init", "",
+                  "start prompt as text of exactly len tokens (soft/pez: its embeddings)"),
     MG_KEY_BOOL("retokenize", "true", "gcg: only prompts that re-encode to themselves"),
     MG_KEY_BOOL("attribution", "true", "per-position drop if each token is swapped"),
     MG_KEY_FLOAT("updates_per_s", "4", 0.1, 100, "most live display updates per second"),
@@ -131,15 +134,9 @@ const mg_key *mg_magic_keys(const char *magic)
         const char *name;
         const mg_key *keys;
     } k_tables[] = {
-        {"model", mg_keys_model},
-        {"maximize", mg_keys_maximize},
-        {"examples", mg_keys_examples},
-        {"tokens", mg_keys_tokens},
-        {"save", mg_keys_save},
-        {"sleep", mg_keys_sleep},
-        {"echo", mg_keys_echo},
-        {"clear", mg_keys_clear},
-        {"set", mg_settings_table},
+        {"model", mg_keys_model},   {"maximize", mg_keys_maximize}, {"examples", mg_keys_examples},
+        {"tokens", mg_keys_tokens}, {"save", mg_keys_save},         {"sleep", mg_keys_sleep},
+        {"echo", mg_keys_echo},     {"clear", mg_keys_clear},       {"set", mg_settings_table},
     };
     for (size_t i = 0; i < sizeof k_tables / sizeof k_tables[0]; i++)
         if (strcmp(k_tables[i].name, magic) == 0)

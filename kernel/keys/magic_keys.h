@@ -15,12 +15,30 @@ typedef struct mg_key {
     const char *doc;     /* one line */
 } mg_key;
 
-#define MG_KEY_INT(n, def, lo, hi, doc) {n, MG_T_INT, def, lo, hi, NULL, doc}
-#define MG_KEY_FLOAT(n, def, lo, hi, doc) {n, MG_T_FLOAT, def, lo, hi, NULL, doc}
-#define MG_KEY_STRING(n, def, doc) {n, MG_T_STRING, def, 0, 0, NULL, doc}
-#define MG_KEY_BOOL(n, def, doc) {n, MG_T_BOOL, def, 0, 0, NULL, doc}
-#define MG_KEY_ENUM(n, def, choices, doc) {n, MG_T_ENUM, def, 0, 0, choices, doc}
-#define MG_KEY_END {0}
+#define MG_KEY_INT(n, def, lo, hi, doc)                                                            \
+    {                                                                                              \
+        n, MG_T_INT, def, lo, hi, NULL, doc                                                        \
+    }
+#define MG_KEY_FLOAT(n, def, lo, hi, doc)                                                          \
+    {                                                                                              \
+        n, MG_T_FLOAT, def, lo, hi, NULL, doc                                                      \
+    }
+#define MG_KEY_STRING(n, def, doc)                                                                 \
+    {                                                                                              \
+        n, MG_T_STRING, def, 0, 0, NULL, doc                                                       \
+    }
+#define MG_KEY_BOOL(n, def, doc)                                                                   \
+    {                                                                                              \
+        n, MG_T_BOOL, def, 0, 0, NULL, doc                                                         \
+    }
+#define MG_KEY_ENUM(n, def, choices, doc)                                                          \
+    {                                                                                              \
+        n, MG_T_ENUM, def, 0, 0, choices, doc                                                      \
+    }
+#define MG_KEY_END                                                                                 \
+    {                                                                                              \
+        0                                                                                          \
+    }
 
 /* Session defaults (%set key=value), ended by MG_KEY_END. */
 extern const mg_key mg_settings_table[];

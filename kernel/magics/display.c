@@ -55,8 +55,10 @@ mg_status mg_write_png(const mg_call *c, const render_png *png, const char *path
         int en = errno;
         if (f)
             fclose(f);
-        return mg_fail(c, "OSError", "cannot write %s: %s; give a path in a folder that exists "
-                       "and is writable", path, strerror(en));
+        return mg_fail(c, "OSError",
+                       "cannot write %s: %s; give a path in a folder that exists "
+                       "and is writable",
+                       path, strerror(en));
     }
     if (fclose(f) != 0)
         return mg_fail(c, "OSError", "cannot write %s: %s", path, strerror(errno));

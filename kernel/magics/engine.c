@@ -49,11 +49,11 @@ static int resolve(void *h, const char *where, char **err)
             memcpy(&vf, &vsym, sizeof vsym);
             engine_version = vf();
         }
-        *err = mg_asprintf("%s is actmax %s with engine API version %u, but this kernel (actmax %s) "
-                           "needs engine API version %u; rebuild the engine (ext/) from the same "
-                           "source as the kernel, or point $ACTMAX_ENGINE at a matching libactmax.so",
-                           where, engine_version, (unsigned)engine_api, AM_VERSION,
-                           (unsigned)AM_API_VERSION);
+        *err = mg_asprintf(
+            "%s is actmax %s with engine API version %u, but this kernel (actmax %s) "
+            "needs engine API version %u; rebuild the engine (ext/) from the same "
+            "source as the kernel, or point $ACTMAX_ENGINE at a matching libactmax.so",
+            where, engine_version, (unsigned)engine_api, AM_VERSION, (unsigned)AM_API_VERSION);
         return -1;
     }
     g_api = api;

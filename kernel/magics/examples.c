@@ -26,7 +26,8 @@ mg_status mg_magic_examples(mg_call *c)
     if (mg_session_need_model(c, s) != MG_OK)
         return MG_ERROR;
     if (!c->positional)
-        return mg_fail(c, "ValueError", "%%examples needs an objective, e.g. %%examples conv2[5] k=16");
+        return mg_fail(c, "ValueError",
+                       "%%examples needs an objective, e.g. %%examples conv2[5] k=16");
     if (strcmp(mg_engine()->am_model_kind(s->model), "text") == 0)
         return mg_text_examples(c, s);
     return mg_image_examples(c, s);
@@ -147,8 +148,8 @@ static mg_status scan_dataset(const mg_call *c, const mg_session *s, am_dataset 
     }
     sc->secs = render_clock_monotonic(NULL) - t0;
     if (prog.shown)
-        mg_live_finish(&prog, (int)(sc->seen < sc->total ? sc->seen : sc->total),
-                       (int)sc->total, sc->ntop ? sc->top[0].value : NAN, c->positional, NULL);
+        mg_live_finish(&prog, (int)(sc->seen < sc->total ? sc->seen : sc->total), (int)sc->total,
+                       sc->ntop ? sc->top[0].value : NAN, c->positional, NULL);
     free(x);
     free(vals);
     sc->live_updates = prog.updates;
@@ -167,8 +168,8 @@ static void show_examples(const mg_call *c, const mg_session *s, am_dataset *ds,
     int64_t rshape[4] = {0};
     float rfinal = NAN;
     const float *rimg = cmp ? mg_image_run_result(cmp, rshape, &rfinal) : NULL;
-    bool with_run = rimg && rshape[1] == ishape[0] && rshape[2] == ishape[1] &&
-                    rshape[3] == ishape[2];
+    bool with_run =
+        rimg && rshape[1] == ishape[0] && rshape[2] == ishape[1] && rshape[3] == ishape[2];
     int cells = sc->ntop + (with_run ? 1 : 0), g = 0;
     float *grid = mg_xmalloc((size_t)cells * per * sizeof(float)); /* (K, C, H, W) */
     char **caps = mg_xcalloc((size_t)cells, sizeof *caps);
@@ -212,7 +213,8 @@ mg_status mg_image_examples(mg_call *c, mg_session *s)
 {
     const char *dsname = mg_engine()->am_model_dataset(s->model);
     if (strcmp(dsname, "fashion-mnist") != 0)
-        return mg_fail(c, "UnsupportedError", "%%examples reads the model's dataset; %s names "
+        return mg_fail(c, "UnsupportedError",
+                       "%%examples reads the model's dataset; %s names "
                        "'%s', and only fashion-mnist images are supported",
                        s->model_name, dsname[0] ? dsname : "none");
     am_dataset *ds = NULL;

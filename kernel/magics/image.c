@@ -23,9 +23,9 @@
 
 /* An image run's own record. */
 typedef struct image_rec {
-    am_run *run;       /* images (B, C, H, W), curves (S), terms: owned */
-    char *engine_obj;  /* what the engine ran (the diversity term added) */
-    int *thresholds;   /* (n_thresholds) steps of the snapshots */
+    am_run *run;      /* images (B, C, H, W), curves (S), terms: owned */
+    char *engine_obj; /* what the engine ran (the diversity term added) */
+    int *thresholds;  /* (n_thresholds) steps of the snapshots */
     int n_thresholds;
 } image_rec;
 
@@ -100,7 +100,7 @@ static float *read_png(const char *path, int c, int h, int w, char **err)
 typedef struct live {
     mg_live d;
     const char *label;
-    render_png img;        /* latest image received */
+    render_png img; /* latest image received */
     int last_step, steps;
     double last_obj;
 } live;
@@ -121,8 +121,8 @@ static int live_progress(void *user, const am_progress *p)
         render_png_clear(&L->img);
         if (one[0] > 1) {
             render_grid_opts go = {.min_cell_px = 64, .gutter_px = 4};
-            render_grid_png(p->image, (int)one[0], (int)one[1], (int)one[2], (int)one[3], NULL,
-                            &go, &L->img);
+            render_grid_png(p->image, (int)one[0], (int)one[1], (int)one[2], (int)one[3], NULL, &go,
+                            &L->img);
         } else {
             render_png_encode(p->image, (int)one[1], (int)one[2], (int)one[3], 128, &L->img);
         }
@@ -177,7 +177,8 @@ static int run_plot_png(const mg_run_rec *r, render_png *png)
     ser[0] = (render_series){"objective", xs, curve, steps};
     for (int i = 0; i + 1 < ns; i++)
         ser[i + 1] = (render_series){e->am_run_term_name(rec_of(r)->run, i), xs,
-                                     e->am_run_term_curve(rec_of(r)->run, i), e->am_run_steps(rec_of(r)->run)};
+                                     e->am_run_term_curve(rec_of(r)->run, i),
+                                     e->am_run_steps(rec_of(r)->run)};
     float *vl = mg_xcalloc((size_t)rec_of(r)->n_thresholds + 1, sizeof *vl);
     char **vlab = mg_xcalloc((size_t)rec_of(r)->n_thresholds + 1, sizeof *vlab);
     for (int i = 0; i < rec_of(r)->n_thresholds; i++) {
@@ -185,8 +186,12 @@ static int run_plot_png(const mg_run_rec *r, render_png *png)
         vlab[i] = mg_asprintf("step %d", rec_of(r)->thresholds[i]);
     }
     char *title = mg_asprintf("run %d: %s", r->id, r->objective);
-    render_plot_opts po = {.width = 640, .height = 360, .title = title, .xlabel = "step",
-                           .ylabel = "objective", .vlines = vl,
+    render_plot_opts po = {.width = 640,
+                           .height = 360,
+                           .title = title,
+                           .xlabel = "step",
+                           .ylabel = "objective",
+                           .vlines = vl,
                            .vline_labels = (const char *const *)vlab,
                            .n_vlines = rec_of(r)->n_thresholds};
     int rc = render_plot_png(ser, ns, &po, png);
@@ -215,8 +220,8 @@ static char *run_summary_text(const mg_run_rec *r)
     mg_str_addf(&t, "final activation:");
     for (int i = 0; i < nb && i < 16; i++)
         mg_str_addf(&t, " %.4g", fin[i]);
-    mg_str_addf(&t, "\nsteps %d, %.2f s (%.1f steps/s), image %lldx%lldx%lld x%lld\n", steps,
-                secs, secs > 0 ? steps / secs : 0.0, (long long)shape[1], (long long)shape[2],
+    mg_str_addf(&t, "\nsteps %d, %.2f s (%.1f steps/s), image %lldx%lldx%lld x%lld\n", steps, secs,
+                secs > 0 ? steps / secs : 0.0, (long long)shape[1], (long long)shape[2],
                 (long long)shape[3], (long long)shape[0]);
     if (r->options && r->options[0])
         mg_str_addf(&t, "options: %s\n", r->options);
@@ -301,9 +306,9 @@ static void print_result_line(const mg_call *c, const mg_run_rec *r)
     int nb = 0;
     const float *fin = e->am_run_final(rec_of(r)->run, &nb);
     double secs = e->am_run_seconds(rec_of(r)->run);
-    mg_sink_printf(c->out, "run %d: %s = %.4g%s after %d steps in %.2f s%s\n", r->id,
-                   r->objective, nb ? fin[0] : NAN, nb > 1 ? " (image 0)" : "",
-                   e->am_run_steps(rec_of(r)->run), secs,
+    mg_sink_printf(c->out, "run %d: %s = %.4g%s after %d steps in %.2f s%s\n", r->id, r->objective,
+                   nb ? fin[0] : NAN, nb > 1 ? " (image 0)" : "", e->am_run_steps(rec_of(r)->run),
+                   secs,
                    e->am_run_cancelled(rec_of(r)->run) ? ", interrupted: best result so far" : "");
 }
 
@@ -311,8 +316,8 @@ static void show_plot(const mg_call *c, const mg_run_rec *r)
 {
     render_png png = {0};
     mg_bundle *b = mg_bundle_new();
-    char *ptext = mg_asprintf("<plot: objective over %d steps>",
-                              mg_engine()->am_run_steps(rec_of(r)->run));
+    char *ptext =
+        mg_asprintf("<plot: objective over %d steps>", mg_engine()->am_run_steps(rec_of(r)->run));
     mg_bundle_text(b, "text/plain", ptext);
     if (run_plot_png(r, &png) == RENDER_OK) {
         mg_bundle_png(b, &png);
@@ -368,8 +373,8 @@ static mg_status run_save(const mg_call *c, const mg_run_rec *r, const char *pat
     return st;
 }
 
-const mg_run_ops mg_image_run_ops = {"image", show_run, run_plot_png, run_row, run_save,
-                                     image_rec_free};
+const mg_run_ops mg_image_run_ops = {"image", show_run, run_plot_png,
+                                     run_row, run_save, image_rec_free};
 
 const float *mg_image_run_result(const mg_run_rec *r, int64_t shape[4], float *final0)
 {
@@ -424,10 +429,10 @@ static char *first_layer(const char *obj)
 /* Everything a %maximize call asks for, checked, before the engine runs. */
 typedef struct max_opts {
     am_options o;
-    char *engine_obj;  /* the objective, with the diversity term */
+    char *engine_obj; /* the objective, with the diversity term */
     const char *objs[1];
-    float *init;       /* (B, C, H, W) from init=PNG, or NULL */
-    int *thresholds;   /* (n_thresholds) */
+    float *init;     /* (B, C, H, W) from init=PNG, or NULL */
+    int *thresholds; /* (n_thresholds) */
     int n_thresholds;
     double diversity;
 } max_opts;
@@ -513,7 +518,8 @@ static mg_status max_options(const mg_call *c, const mg_session *s, max_opts *m)
     m->o.n_objectives = 1;
     read_keys(c, m);
     if (m->o.scale_min > m->o.scale_max)
-        return mg_fail(c, "ValueError", "scale_min=%g is above scale_max=%g: give scale_min <= scale_max",
+        return mg_fail(c, "ValueError",
+                       "scale_min=%g is above scale_max=%g: give scale_min <= scale_max",
                        m->o.scale_min, m->o.scale_max);
     int64_t in[AM_MAX_DIMS];
     int nd = e->am_model_input_shape(s->model, in, AM_MAX_DIMS);
@@ -583,11 +589,11 @@ static mg_run_rec max_record(const mg_call *c, max_opts *m, am_run *run, int liv
     const am_options *o = &m->o;
     mg_run_rec r = {.ops = &mg_image_run_ops, .data = ir, .live_updates = live_updates};
     r.objective = mg_strdup(c->positional);
-    r.options = mg_asprintf("steps=%d lr=%g batch=%d seed=%llu optimizer=%s param=%s "
-                            "transforms=%s diversity=%g",
-                            o->steps, o->lr, o->batch, (unsigned long long)o->seed,
-                            mg_enum(c, "optimizer"), mg_enum(c, "param"),
-                            o->transforms ? "on" : "off", m->diversity);
+    r.options =
+        mg_asprintf("steps=%d lr=%g batch=%d seed=%llu optimizer=%s param=%s "
+                    "transforms=%s diversity=%g",
+                    o->steps, o->lr, o->batch, (unsigned long long)o->seed, mg_enum(c, "optimizer"),
+                    mg_enum(c, "param"), o->transforms ? "on" : "off", m->diversity);
     return r;
 }
 

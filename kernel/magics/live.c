@@ -35,7 +35,8 @@ void mg_live_send(mg_live *L, const char *text, const char *html)
 void mg_live_progress(mg_live *L, int step, int total, double value, const char *label,
                       const render_png *img)
 {
-    render_progress p = {step, total > 0 ? total : 1, value, render_clock_monotonic(NULL) - L->t0,
+    render_progress p = {step,  total > 0 ? total : 1,
+                         value, render_clock_monotonic(NULL) - L->t0,
                          label, img && img->data ? img : NULL};
     char *html = NULL, *text = NULL;
     if (render_progress_html(&p, &html, &text) == RENDER_OK)

@@ -14,10 +14,10 @@ typedef struct mg_live {
     const mg_sink *out;
     render_throttle thr;
     char display_id[96];
-    bool shown;    /* display_data sent; later sends are updates */
-    bool stopped;  /* the user interrupted */
-    double t0;     /* when the work started */
-    int updates;   /* display_data + update_display_data sent */
+    bool shown;   /* display_data sent; later sends are updates */
+    bool stopped; /* the user interrupted */
+    double t0;    /* when the work started */
+    int updates;  /* display_data + update_display_data sent */
 } mg_live;
 
 /* A new display on out ("actmax-live-KIND-N-PID"), throttled to

@@ -182,10 +182,10 @@ mg_status mg_magic_layers(mg_call *c)
         for (int i = 0; i < s->n_layers; i++)
             names[i] = s->layers[i].name;
         const char *best = mg_closest(pat, names, (size_t)s->n_layers);
-        mg_status st = mg_fail(c, "LayerError",
-                               "no layer of %s matches '%s'%s%s%s; %%layers alone lists all %d",
-                               s->model_name, pat, best ? " (closest: " : "", best ? best : "",
-                               best ? ")" : "", s->n_layers);
+        mg_status st =
+            mg_fail(c, "LayerError",
+                    "no layer of %s matches '%s'%s%s%s; %%layers alone lists all %d", s->model_name,
+                    pat, best ? " (closest: " : "", best ? best : "", best ? ")" : "", s->n_layers);
         free(names);
         return st;
     }
@@ -209,8 +209,11 @@ mg_status mg_magic_layers(mg_call *c)
     }
     const char *header[] = {"layer", "type", "output (batch first)", "params", "calls"};
     char *cap = mg_asprintf("%s: %d of %d layers", s->model_name, n, s->n_layers);
-    render_table t = {.n_cols = 5, .n_rows = n, .header = header,
-                      .cells = (const char *const *)cells, .caption = cap};
+    render_table t = {.n_cols = 5,
+                      .n_rows = n,
+                      .header = header,
+                      .cells = (const char *const *)cells,
+                      .caption = cap};
     mg_send_table(c, &t);
     for (int i = 0; i < n * 5; i++)
         free(cells[i]);

@@ -129,8 +129,8 @@ char *mg_corpus_path(const char *model_path)
         return mg_strdup(env);
     const char *slash = model_path ? strrchr(model_path, '/') : NULL;
     if (slash) {
-        char *p = mg_asprintf("%.*s/../data/fortunes-heldout.txt", (int)(slash - model_path),
-                              model_path);
+        char *p =
+            mg_asprintf("%.*s/../data/fortunes-heldout.txt", (int)(slash - model_path), model_path);
         if (access(p, R_OK) == 0)
             return p;
         free(p);

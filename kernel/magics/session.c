@@ -142,7 +142,8 @@ static int parse_run_ref(const mg_call *c, mg_session *s, mg_run_rec **out)
 {
     const char *ref = c->positional;
     if (s->n_runs == 0) {
-        mg_fail(c, "NoRunError", "no runs yet in this session: run %%maximize OBJECTIVE (images) "
+        mg_fail(c, "NoRunError",
+                "no runs yet in this session: run %%maximize OBJECTIVE (images) "
                 "or %%tokens OBJECTIVE (text) first");
         return -1;
     }
@@ -153,8 +154,9 @@ static int parse_run_ref(const mg_call *c, mg_session *s, mg_run_rec **out)
     char *end;
     long v = strtol(ref, &end, 10);
     if (*end || end == ref || v < 1 || v > s->n_runs) {
-        mg_fail(c, "ValueError", "run '%s' does not exist: give `last` or a run number 1..%d (see %%runs)",
-                ref, s->n_runs);
+        mg_fail(c, "ValueError",
+                "run '%s' does not exist: give `last` or a run number 1..%d (see %%runs)", ref,
+                s->n_runs);
         return -1;
     }
     *out = &s->runs[v - 1];
@@ -182,8 +184,8 @@ mg_status mg_magic_runs(mg_call *c)
         cells[i * 6 + 5] = mg_strdup(r->options);
     }
     const char *header[] = {"run", "objective", "steps", "final", "seconds", "options"};
-    render_table t = {.n_cols = 6, .n_rows = s->n_runs, .header = header,
-                      .cells = (const char *const *)cells};
+    render_table t = {
+        .n_cols = 6, .n_rows = s->n_runs, .header = header, .cells = (const char *const *)cells};
     mg_send_table(c, &t);
     for (int i = 0; i < s->n_runs * 6; i++)
         free(cells[i]);
@@ -207,7 +209,8 @@ mg_status mg_magic_save(mg_call *c)
         return MG_ERROR;
     const char *path = mg_string(c, "path");
     if (!path[0])
-        return mg_fail(c, "ValueError", "%%save needs path=FILE.png, e.g. %%save last path=run.png");
+        return mg_fail(c, "ValueError",
+                       "%%save needs path=FILE.png, e.g. %%save last path=run.png");
     if (strcmp(mg_enum(c, "what"), "plot") != 0)
         return r->ops->save(c, r, path);
     render_png png = {0};

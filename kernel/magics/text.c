@@ -116,8 +116,8 @@ char *mg_one_line(const char *text)
 
 /* Coloured token spans, Neuroscope style: background from the heat colour
  * of each token's activation, the value in the title attribute. */
-void mg_colored_spans(mg_str *html, am_tokenizer *tok, const int64_t *ids, const float *acts,
-                          int n, float lo, float hi)
+void mg_colored_spans(mg_str *html, am_tokenizer *tok, const int64_t *ids, const float *acts, int n,
+                      float lo, float hi)
 {
     const mg_engine_api *e = mg_engine();
     mg_str_add(html, "<span style=\"font-family:monospace;white-space:pre-wrap\">");
@@ -134,9 +134,9 @@ void mg_colored_spans(mg_str *html, am_tokenizer *tok, const int64_t *ids, const
         char col[8] = "#ffffff";
         if (acts && isfinite(acts[t]) && lo < hi)
             render_heat_color(acts[t], lo, hi, col);
-        mg_str_addf(html, "<span class=\"actmax-tok\" style=\"background:%s\" title=\"%s%.4g\">%s</span>",
-                    col, acts ? "" : "token ", acts ? acts[t] : (double)ids[t],
-                    esc ? esc : "?");
+        mg_str_addf(html,
+                    "<span class=\"actmax-tok\" style=\"background:%s\" title=\"%s%.4g\">%s</span>",
+                    col, acts ? "" : "token ", acts ? acts[t] : (double)ids[t], esc ? esc : "?");
         render_free(clean);
         render_free(esc);
     }
@@ -162,14 +162,14 @@ void mg_heat_range(const float *v, int n, float *lo, float *hi)
 /* ================================================================ text runs */
 
 typedef struct mg_text_rec {
-    am_text_run *run;     /* owned */
-    am_tokenizer *tok;    /* owned: the run's model may be replaced later */
-    int method;           /* AM_TEXT_* */
-    bool fluency;         /* cross-entropy penalty on */
-    float *proj_curve;    /* (S) the projected prompt's value per step; NaN: not evaluated */
-    float *acts;          /* (T) per-position activations of the result; NULL: not evaluated */
+    am_text_run *run;  /* owned */
+    am_tokenizer *tok; /* owned: the run's model may be replaced later */
+    int method;        /* AM_TEXT_* */
+    bool fluency;      /* cross-entropy penalty on */
+    float *proj_curve; /* (S) the projected prompt's value per step; NaN: not evaluated */
+    float *acts;       /* (T) per-position activations of the result; NULL: not evaluated */
     int live_updates;
-    bool stopped;         /* the user interrupted while it ran */
+    bool stopped; /* the user interrupted while it ran */
 } mg_text_rec;
 
 static const char *const METHODS[] = {"soft", "pez", "gcg", "sweep"};
@@ -204,8 +204,7 @@ float mg_text_run_final(const mg_run_rec *r)
     return mg_engine()->am_text_run_activation(rec_of(r)->run);
 }
 
-static int text_rec_plot_png(const mg_text_rec *r, int id, const char *objective,
-                             render_png *png)
+static int text_rec_plot_png(const mg_text_rec *r, int id, const char *objective, render_png *png)
 {
     const mg_engine_api *e = mg_engine();
     int steps = 0, xs_n = 0;
@@ -223,8 +222,8 @@ static int text_rec_plot_png(const mg_text_rec *r, int id, const char *objective
     if (r->fluency && xent && xs_n == steps)
         ser[ns++] = (render_series){"cross-entropy (nats)", xs, xent, steps};
     char *title = mg_asprintf("run %d: %s (%s)", id, objective, METHODS[r->method]);
-    render_plot_opts po = {.width = 640, .height = 360, .title = title, .xlabel = "step",
-                           .ylabel = "activation"};
+    render_plot_opts po = {
+        .width = 640, .height = 360, .title = title, .xlabel = "step", .ylabel = "activation"};
     int rc = render_plot_png(ser, ns, &po, png);
     free(title);
     free(xs);
@@ -247,7 +246,7 @@ static char *summary_text(const mg_text_rec *r, int id, const char *objective, c
                 e->am_text_run_cancelled(r->run) ? "  (interrupted: best result so far)" : "");
     mg_str_addf(&t, "prompt: \"%s\"  (%d tokens, %s)\n", prompt, len,
                 e->am_text_run_roundtrip(r->run) ? "re-encodes to itself"
-                                                  : "does NOT re-encode to the same tokens");
+                                                 : "does NOT re-encode to the same tokens");
     if (isfinite(soft))
         mg_str_addf(&t, "soft activation %.4g, projected %.4g, retention %.1f%%\n", soft, act,
                     100.0 * e->am_text_run_retention(r->run));
@@ -275,8 +274,8 @@ static char *summary_html(const mg_text_rec *r, int id, const char *objective)
     mg_str h = MG_STR_INIT;
     char *eobj = NULL;
     render_html_escape(objective, &eobj);
-    mg_str_addf(&h, "<div class=\"actmax-text-run\"><b>run %d</b>: <code>%s</code> [%s]<br>",
-                id, eobj ? eobj : "", METHODS[r->method]);
+    mg_str_addf(&h, "<div class=\"actmax-text-run\"><b>run %d</b>: <code>%s</code> [%s]<br>", id,
+                eobj ? eobj : "", METHODS[r->method]);
     render_free(eobj);
     float lo = 0, hi = 1;
     if (r->acts)
@@ -284,12 +283,14 @@ static char *summary_html(const mg_text_rec *r, int id, const char *objective)
     mg_str_add(&h, "prompt: ");
     mg_colored_spans(&h, r->tok, ids, r->acts, len, lo, hi);
     mg_str_addf(&h, "<br><small>%s</small><br>",
-                r->acts ? "colour: the objective at each position (hover for values)"
-                        : "no per-position colouring: the objective could not be evaluated per token");
+                r->acts
+                    ? "colour: the objective at each position (hover for values)"
+                    : "no per-position colouring: the objective could not be evaluated per token");
     if (isfinite(soft))
-        mg_str_addf(&h, "<table><tr><th>soft (continuous)</th><th>projected (tokens)</th>"
-                        "<th>retention</th></tr><tr><td>%.4g</td><td>%.4g</td><td>%.1f%%</td>"
-                        "</tr></table>",
+        mg_str_addf(&h,
+                    "<table><tr><th>soft (continuous)</th><th>projected (tokens)</th>"
+                    "<th>retention</th></tr><tr><td>%.4g</td><td>%.4g</td><td>%.1f%%</td>"
+                    "</tr></table>",
                     soft, act, 100.0 * e->am_text_run_retention(r->run));
     else
         mg_str_addf(&h, "activation: <b>%.4g</b><br>", act);
@@ -357,15 +358,15 @@ static void show_summary(const mg_call *c, const mg_text_rec *r, int id, const c
  * tokens. */
 typedef struct pos_table {
     int len, ncol, k;
-    int c_act, c_attr, c_near;      /* first column of each part; -1: absent */
-    const int64_t *nid;             /* (T, K) nearest token ids */
-    const float *nval;              /* (T, K) their similarities */
-    const float *drop;              /* (T) attribution */
-    const int64_t *alt;             /* (T) best alternative token */
-    const char **header;            /* (ncol) */
-    char **hfree;                   /* (ncol) owned header texts */
-    char **cells;                   /* (T, ncol) */
-    float *heat;                    /* (T, ncol) */
+    int c_act, c_attr, c_near; /* first column of each part; -1: absent */
+    const int64_t *nid;        /* (T, K) nearest token ids */
+    const float *nval;         /* (T, K) their similarities */
+    const float *drop;         /* (T) attribution */
+    const int64_t *alt;        /* (T) best alternative token */
+    const char **header;       /* (ncol) */
+    char **hfree;              /* (ncol) owned header texts */
+    char **cells;              /* (T, ncol) */
+    float *heat;               /* (T, ncol) */
 } pos_table;
 
 static void pos_columns(pos_table *p, const mg_text_rec *r, bool attr, bool l2)
@@ -442,23 +443,30 @@ static void show_positions(const mg_call *c, const mg_text_rec *r, int id, const
     int nlen = 0, alen = 0;
     if (e->am_text_run_nearest(r->run, &p.nid, &p.nval, &nlen, &p.k) != AM_OK || nlen != p.len)
         p.k = 0;
-    bool attr = e->am_text_run_attribution(r->run, &p.drop, &p.alt, &alen) == AM_OK &&
-                alen == p.len;
+    bool attr =
+        e->am_text_run_attribution(r->run, &p.drop, &p.alt, &alen) == AM_OK && alen == p.len;
     bool l2 = strstr(options ? options : "", "metric=l2") != NULL;
     pos_columns(&p, r, attr, l2);
     pos_rows(&p, r, ids);
     float hlo = 0, hhi = 1;
     if (r->acts)
         mg_heat_range(r->acts, p.len, &hlo, &hhi);
-    char *cap = mg_asprintf("run %d: per position%s%s", id,
-                            attr ? "; drop = objective minus its value with that token swapped "
-                                   "for the best alternative" : "",
-                            p.k ? (l2 ? "; nearest tokens by L2 distance of the soft embedding"
-                                      : "; nearest tokens by cosine similarity of the soft embedding")
-                                : "");
-    render_table tb = {.n_cols = p.ncol, .n_rows = p.len, .header = p.header,
-                       .cells = (const char *const *)p.cells, .heat = p.heat, .heat_lo = hlo,
-                       .heat_hi = hhi, .caption = cap};
+    char *cap =
+        mg_asprintf("run %d: per position%s%s", id,
+                    attr ? "; drop = objective minus its value with that token swapped "
+                           "for the best alternative"
+                         : "",
+                    p.k ? (l2 ? "; nearest tokens by L2 distance of the soft embedding"
+                              : "; nearest tokens by cosine similarity of the soft embedding")
+                        : "");
+    render_table tb = {.n_cols = p.ncol,
+                       .n_rows = p.len,
+                       .header = p.header,
+                       .cells = (const char *const *)p.cells,
+                       .heat = p.heat,
+                       .heat_lo = hlo,
+                       .heat_hi = hhi,
+                       .caption = cap};
     mg_send_table(c, &tb);
     free(cap);
     pos_table_free(&p);
@@ -470,7 +478,7 @@ static void show_curves(const mg_call *c, const mg_text_rec *r, int id, const ch
     if (text_rec_plot_png(r, id, objective, &png) == RENDER_OK) {
         mg_bundle *b = mg_bundle_new();
         char *pt = mg_asprintf("<plot: %s over %d steps>",
-                               r->proj_curve ? "soft and projected activation"
+                               r->proj_curve               ? "soft and projected activation"
                                : r->method == AM_TEXT_SOFT ? "soft activation"
                                                            : "activation",
                                mg_engine()->am_text_run_steps(r->run));
@@ -497,12 +505,12 @@ typedef struct tk_live {
     mg_live d;
     const char *objective;
     am_tokenizer *tok;
-    int total;            /* steps * restarts */
+    int total; /* steps * restarts */
     int last_step;
     float last_act;
-    int64_t *last_ids;    /* (len) best prompt reported last */
+    int64_t *last_ids; /* (len) best prompt reported last */
     int len;
-    int64_t *step_ids;    /* (restarts, steps, len) the prompt reported at each step */
+    int64_t *step_ids; /* (restarts, steps, len) the prompt reported at each step */
     int steps, restarts;
 } tk_live;
 
@@ -552,20 +560,24 @@ static mg_status check_len(const mg_call *c, am_model *model, const char *model_
 {
     const mg_engine_api *e = mg_engine();
     if (!c->positional || !c->positional[0])
-        return mg_fail(c, "ValueError", "%%tokens needs an objective, e.g. "
+        return mg_fail(c, "ValueError",
+                       "%%tokens needs an objective, e.g. "
                        "%%tokens blocks.2.mlp.act[-1, 123] len=8");
     if (strcmp(e->am_model_kind(model), "text") != 0)
-        return mg_fail(c, "UnsupportedError",
-                       "%%tokens optimizes prompts of a text model; %s is an %s model: use "
-                       "%%maximize OBJECTIVE for images, or load a text model, e.g. %%model tiny-lm",
-                       model_name, e->am_model_kind(model));
+        return mg_fail(
+            c, "UnsupportedError",
+            "%%tokens optimizes prompts of a text model; %s is an %s model: use "
+            "%%maximize OBJECTIVE for images, or load a text model, e.g. %%model tiny-lm",
+            model_name, e->am_model_kind(model));
     int64_t ishape[AM_MAX_DIMS];
     int nd = e->am_model_input_shape(model, ishape, AM_MAX_DIMS);
     int64_t context = nd >= 1 ? ishape[nd - 1] : 0;
     *len = (int)mg_int(c, "len");
     if (*len < 1 || (context > 0 && *len > context))
-        return mg_fail(c, "ValueError", "len=%d: give a prompt length between 1 and the model's "
-                       "context, %lld tokens", *len, (long long)context);
+        return mg_fail(c, "ValueError",
+                       "len=%d: give a prompt length between 1 and the model's "
+                       "context, %lld tokens",
+                       *len, (long long)context);
     return MG_OK;
 }
 
@@ -579,8 +591,10 @@ static mg_status encode_init(const mg_call *c, am_tokenizer *tok, int len, int64
     size_t n = 0;
     if (mg_engine()->am_tokenizer_encode(tok, init_text, strlen(init_text), init, &n) != 0 ||
         (int)n != len) {
-        mg_status st = mg_fail(c, "ValueError", "init=\"%s\" encodes to %zu tokens; give a "
-                               "text of exactly len=%d tokens", init_text, n, len);
+        mg_status st = mg_fail(c, "ValueError",
+                               "init=\"%s\" encodes to %zu tokens; give a "
+                               "text of exactly len=%d tokens",
+                               init_text, n, len);
         free(*init);
         *init = NULL;
         return st;
@@ -638,8 +652,8 @@ static am_text_run *tokens_engine(const mg_call *c, am_model *model, am_text_opt
     if (rc != AM_OK) {
         mg_live_fail(&L->d, "run failed before its first step");
         const char *ename = rc == AM_E_OBJECTIVE || rc == AM_E_LAYER ? "ObjectiveError"
-                            : rc == AM_E_UNSUPPORTED                ? "UnsupportedError"
-                                                                    : "ValueError";
+                            : rc == AM_E_UNSUPPORTED                 ? "UnsupportedError"
+                                                                     : "ValueError";
         mg_fail(c, ename, "%s: %s", e->am_strerror(rc), run ? e->am_text_run_error(run) : "");
         e->am_text_run_free(run);
         return NULL;
@@ -732,8 +746,12 @@ static mg_text_rec *tokens_run(const mg_call *c, const mg_session *s, char **opt
     mg_text_rec *rec = NULL;
     if (run) {
         rec = mg_xcalloc(1, sizeof *rec);
-        *rec = (mg_text_rec){.run = run, .tok = tok, .method = o.method, .fluency = o.fluency > 0,
-                             .live_updates = L.d.updates, .stopped = L.d.stopped};
+        *rec = (mg_text_rec){.run = run,
+                             .tok = tok,
+                             .method = o.method,
+                             .fluency = o.fluency > 0,
+                             .live_updates = L.d.updates,
+                             .stopped = L.d.stopped};
         projected_curve(rec, s->model, c->positional, &L);
         position_acts(rec, s->model, c->positional);
         *options = options_text(c, &o);
@@ -774,15 +792,17 @@ static mg_status run_save(const mg_call *c, const mg_run_rec *r, const char *pat
     size_t n = strlen(prompt);
     if (!f || fwrite(prompt, 1, n, f) != n || fclose(f) != 0) {
         int en = errno;
-        return mg_fail(c, "OSError", "cannot write %s: %s; give a path in a folder that "
-                       "exists and is writable", path, strerror(en));
+        return mg_fail(c, "OSError",
+                       "cannot write %s: %s; give a path in a folder that "
+                       "exists and is writable",
+                       path, strerror(en));
     }
     mg_sink_printf(c->out, "saved run %d prompt (%zu bytes of text) to %s\n", r->id, n, path);
     return MG_OK;
 }
 
-const mg_run_ops mg_text_run_ops = {"text", show_run, run_plot_png, run_row, run_save,
-                                    text_rec_free};
+const mg_run_ops mg_text_run_ops = {"text",  show_run, run_plot_png,
+                                    run_row, run_save, text_rec_free};
 
 mg_status mg_magic_tokens(mg_call *c)
 {
@@ -793,8 +813,8 @@ mg_status mg_magic_tokens(mg_call *c)
     mg_text_rec *tr = tokens_run(c, s, &options);
     if (!tr)
         return MG_ERROR;
-    mg_run_rec rec = {.ops = &mg_text_run_ops, .data = tr, .options = options,
-                      .live_updates = tr->live_updates};
+    mg_run_rec rec = {
+        .ops = &mg_text_run_ops, .data = tr, .options = options, .live_updates = tr->live_updates};
     rec.objective = mg_strdup(c->positional);
     if (mg_bool(c, "verbose"))
         mg_sink_printf(c->out, "live display updates sent: %d\n", tr->live_updates);

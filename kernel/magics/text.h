@@ -28,8 +28,8 @@ char *mg_ids_text(am_tokenizer *tok, const int64_t *ids, int n);
 char *mg_one_line(const char *text);
 /* Coloured token spans, Neuroscope style: background from the heat colour
  * of each token's activation, the value in the title attribute. */
-void mg_colored_spans(mg_str *html, am_tokenizer *tok, const int64_t *ids, const float *acts,
-                      int n, float lo, float hi);
+void mg_colored_spans(mg_str *html, am_tokenizer *tok, const int64_t *ids, const float *acts, int n,
+                      float lo, float hi);
 /* The colour range of v (n values), never empty. */
 void mg_heat_range(const float *v, int n, float *lo, float *hi);
 

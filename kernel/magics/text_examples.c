@@ -134,16 +134,18 @@ static void heading(const mg_call *c, const am_text_examples *ex, int n, int64_t
     char *eobj = NULL;
     render_html_escape(c->positional, &eobj);
     const char *mxname = interrupted ? "maximum of the windows scanned" : "dataset maximum";
-    mg_str_addf(h, "<div class=\"actmax-text-examples\"><b>top %d of %lld windows</b> of %s for "
-                   "<code>%s</code>: %s <b>%.4g</b>",
+    mg_str_addf(h,
+                "<div class=\"actmax-text-examples\"><b>top %d of %lld windows</b> of %s for "
+                "<code>%s</code>: %s <b>%.4g</b>",
                 n, (long long)scanned, dsname[0] ? dsname : "the corpus", eobj ? eobj : "", mxname,
                 mx);
     mg_str_addf(t, "top %d of %lld windows for %s: %s %.4g (%.2f s)\n", n, (long long)scanned,
                 c->positional, mxname, mx, secs);
     render_free(eobj);
     if (interrupted) {
-        mg_str_addf(h, "<br><b>interrupted after %lld of %lld windows</b>: the top %d of those "
-                       "scanned",
+        mg_str_addf(h,
+                    "<br><b>interrupted after %lld of %lld windows</b>: the top %d of those "
+                    "scanned",
                     (long long)scanned, (long long)total, n);
         mg_str_addf(t, "interrupted after %lld of %lld windows: the top %d of those scanned\n",
                     (long long)scanned, (long long)total, n);
@@ -152,8 +154,9 @@ static void heading(const mg_call *c, const am_text_examples *ex, int n, int64_t
         return;
     char *ep = NULL;
     render_html_escape(op->prompt, &ep);
-    mg_str_addf(h, "; optimized prompt (run %d) <code>%s</code> reaches <b>%.4g</b> "
-                   "(%.0f%% of the %s)",
+    mg_str_addf(h,
+                "; optimized prompt (run %d) <code>%s</code> reaches <b>%.4g</b> "
+                "(%.0f%% of the %s)",
                 op->run, ep ? ep : "", op->value, mx != 0 ? 100.0 * op->value / mx : NAN, mxname);
     char *line = mg_one_line(op->prompt);
     mg_str_addf(t, "optimized prompt (run %d) \"%s\" reaches %.4g (%.0f%% of the %s)\n", op->run,
@@ -164,8 +167,7 @@ static void heading(const mg_call *c, const am_text_examples *ex, int n, int64_t
 
 /* The windows, one row each: coloured tokens in HTML; in text the window
  * with the strongest token in [brackets]. */
-static void window_rows(const am_text_examples *ex, int n, am_tokenizer *tok, mg_str *h,
-                        mg_str *t)
+static void window_rows(const am_text_examples *ex, int n, am_tokenizer *tok, mg_str *h, mg_str *t)
 {
     const mg_engine_api *e = mg_engine();
     float lo, hi;
@@ -213,7 +215,8 @@ static mg_status examples_run(mg_call *c, const mg_session *s, const opt_prompt 
     char *path = path_arg[0] ? mg_strdup(path_arg) : mg_corpus_path(s->model_path);
     if (!path) {
         e->am_tokenizer_free(tok);
-        return mg_fail(c, "DatasetError", "%%examples on a text model reads a corpus: the "
+        return mg_fail(c, "DatasetError",
+                       "%%examples on a text model reads a corpus: the "
                        "held-out fortunes file (share/actmax/data/fortunes-heldout.txt) was not "
                        "found; give path=FILE (any text file)");
     }

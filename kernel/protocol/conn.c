@@ -43,9 +43,11 @@ int mg_conn_parse(const char *json, mg_conn *c, char **err)
     c->key = get_str(o, "key", "");
     c->signature_scheme = get_str(o, "signature_scheme", "hmac-sha256");
     int rc = 0;
-    if (get_port(o, "shell_port", &c->shell_port, err) || get_port(o, "iopub_port", &c->iopub_port, err) ||
+    if (get_port(o, "shell_port", &c->shell_port, err) ||
+        get_port(o, "iopub_port", &c->iopub_port, err) ||
         get_port(o, "stdin_port", &c->stdin_port, err) ||
-        get_port(o, "control_port", &c->control_port, err) || get_port(o, "hb_port", &c->hb_port, err))
+        get_port(o, "control_port", &c->control_port, err) ||
+        get_port(o, "hb_port", &c->hb_port, err))
         rc = -1;
     else if (strcmp(c->transport, "tcp") != 0 && strcmp(c->transport, "ipc") != 0) {
         *err = mg_asprintf("connection file: unknown transport '%s'", c->transport);

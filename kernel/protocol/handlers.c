@@ -286,7 +286,6 @@ static int h_interrupt(mg_req *r, char **err)
     return 0;
 }
 
-
 /* The message types the kernel serves, and nowhere else. */
 static const mg_handler HANDLERS[] = {
     {"kernel_info_request", "kernel_info_reply", CH_SHELL | CH_CONTROL, h_kernel_info},

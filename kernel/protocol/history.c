@@ -53,8 +53,7 @@ size_t mg_history_range(const mg_history *h, int start, int stop, size_t **idx)
     return k;
 }
 
-size_t mg_history_search(const mg_history *h, const char *glob, bool unique, size_t n,
-                         size_t **idx)
+size_t mg_history_search(const mg_history *h, const char *glob, bool unique, size_t n, size_t **idx)
 {
     *idx = mg_xcalloc(h->n ? h->n : 1, sizeof **idx);
     size_t k = 0;

@@ -23,7 +23,8 @@ void mg_history_free(mg_history *h);
 
 /* Selections return indices into h->v, in order (caller frees *idx). */
 size_t mg_history_tail(const mg_history *h, size_t n, size_t **idx);
-size_t mg_history_range(const mg_history *h, int start, int stop, size_t **idx); /* stop<0: no end */
+size_t mg_history_range(const mg_history *h, int start, int stop,
+                        size_t **idx); /* stop<0: no end */
 size_t mg_history_search(const mg_history *h, const char *glob, bool unique, size_t n,
                          size_t **idx); /* n == 0: all */
 

@@ -17,9 +17,7 @@ static cJSON *bundle_data(const mg_bundle *b)
     for (size_t i = 0; i < mg_bundle_count(b); i++) {
         const mg_bundle_item *it = mg_bundle_item_at(b, i);
         switch (it->kind) {
-        case MG_DATA_TEXT:
-            cJSON_AddStringToObject(data, it->mime, (const char *)it->data);
-            break;
+        case MG_DATA_TEXT: cJSON_AddStringToObject(data, it->mime, (const char *)it->data); break;
         case MG_DATA_BINARY: {
             size_t n = sodium_base64_encoded_len(it->len, sodium_base64_VARIANT_ORIGINAL);
             char *b64 = mg_xmalloc(n);

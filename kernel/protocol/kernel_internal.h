@@ -63,7 +63,7 @@ typedef struct mg_iopub {
     int count;
     char *ename, *evalue; /* the last error shown, for the reply */
     cJSON *traceback;
-    mg_str page;          /* pager text, the reply's payload */
+    mg_str page; /* pager text, the reply's payload */
 } mg_iopub;
 
 mg_sink mg_iopub_sink(mg_iopub *s);

@@ -25,9 +25,8 @@
 #include "conn.h"
 #include "signals.h"
 
-#define MAX_FRAMES 1024
+#define MAX_FRAMES   1024
 #define REPLAY_LIMIT 4096
-
 
 /* ---- sending ----------------------------------------------------------- */
 
@@ -66,8 +65,7 @@ static char *print_json(const cJSON *j)
 /* Sends msg_type with content (taken) and metadata (taken, may be NULL),
  * parented to parent_json ("{}" when NULL). */
 static void send_msg(mg_kernel *k, void *sock, const mg_buf *idents, size_t n_idents,
-                     const char *msg_type, const char *parent_json, cJSON *content,
-                     cJSON *metadata)
+                     const char *msg_type, const char *parent_json, cJSON *content, cJSON *metadata)
 {
     char *date = iso_now();
     char *msg_id = mg_asprintf("%s_%d_%llu", k->session, k->pid, ++k->seq);
@@ -417,7 +415,9 @@ int mg_kernel_main(const char *connection_file, mg_interp *interp)
             dispatch(k, k->shell, CH_SHELL, ZMQ_DONTWAIT);
     }
     mg_log("kernel %s exiting (%s)", k->session,
-           k->shutdown ? "shutdown" : mg_terminated() ? "terminated" : "orphaned");
+           k->shutdown       ? "shutdown"
+           : mg_terminated() ? "terminated"
+                             : "orphaned");
     status = 0;
 out:
     close_all(k);

@@ -160,7 +160,8 @@ static size_t slot_of(const mg_replay *r, const unsigned char d[32])
 
 static bool table_has(const mg_replay *r, int g, const unsigned char d[32])
 {
-    for (size_t i = slot_of(r, d), probes = 0; probes < r->cap; i = (i + 1) & (r->cap - 1), probes++) {
+    for (size_t i = slot_of(r, d), probes = 0; probes < r->cap;
+         i = (i + 1) & (r->cap - 1), probes++) {
         if (!r->used[g][i])
             return false;
         if (memcmp(r->table[g] + 32 * i, d, 32) == 0)
@@ -224,8 +225,8 @@ static cJSON *parse_object(const mg_buf *b)
     if (!j)
         return NULL;
     size_t used = end ? (size_t)(end - text) : b->len;
-    while (used < b->len && (text[used] == ' ' || text[used] == '\n' || text[used] == '\r' ||
-                             text[used] == '\t'))
+    while (used < b->len &&
+           (text[used] == ' ' || text[used] == '\n' || text[used] == '\r' || text[used] == '\t'))
         used++;
     if (!cJSON_IsObject(j) || used < b->len) {
         cJSON_Delete(j);
@@ -305,8 +306,7 @@ void mg_msg_free(mg_msg *m)
 }
 
 void mg_wire_encode(const mg_signer *s, const mg_buf *idents, size_t n_idents, const char *header,
-                    const char *parent, const char *metadata, const char *content,
-                    mg_frames *out)
+                    const char *parent, const char *metadata, const char *content, mg_frames *out)
 {
     const char *texts[4] = {header, parent, metadata, content};
     mg_buf parts[4];

@@ -101,7 +101,6 @@ void mg_msg_free(mg_msg *m);
 
 /* Appends a signed message to out (which may already hold frames). */
 void mg_wire_encode(const mg_signer *s, const mg_buf *idents, size_t n_idents, const char *header,
-                    const char *parent, const char *metadata, const char *content,
-                    mg_frames *out);
+                    const char *parent, const char *metadata, const char *content, mg_frames *out);
 
 #endif
