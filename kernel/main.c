@@ -18,6 +18,7 @@ static void usage(FILE *f)
           "       actmax -c 'MAGICS' [-o DIR]         run magics, print the outputs\n"
           "       actmax run FILE [-o DIR]            run a file of magics\n"
           "       actmax --version\n"
+          "       actmax --magics-md                  the magics' key tables, as Markdown\n"
           "With -o, outputs other than text (images, HTML) are written into DIR.\n",
           f);
 }
@@ -61,6 +62,19 @@ int main(int argc, char **argv)
     }
     if (argc >= 2 && (strcmp(argv[1], "--version") == 0 || strcmp(argv[1], "-V") == 0)) {
         printf("actmax %s\n", AM_VERSION);
+        return 0;
+    }
+    if (argc >= 2 && strcmp(argv[1], "--magics-md") == 0) {
+        /* The tables are only as good as the registry: check it first. */
+        char *bad = NULL;
+        if (mg_registry_check(mg_actmax_registry(), &bad) != 0) {
+            fprintf(stderr, "actmax: magic table: %s\n", bad);
+            free(bad);
+            return 1;
+        }
+        char *md = mg_registry_markdown(mg_actmax_registry());
+        fputs(md, stdout);
+        free(md);
         return 0;
     }
     if (argc >= 2 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)) {

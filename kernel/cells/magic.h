@@ -128,6 +128,9 @@ char *mg_unknown_magic_message(const mg_registry *reg, const char *name, unsigne
 char *mg_help_overview(const mg_registry *reg);
 /* The session defaults with their current values. */
 char *mg_settings_help(const mg_interp *it);
+/* The key tables of every magic (and of %set) as Markdown, each between
+ * <!-- keys:NAME --> and <!-- /keys:NAME --> lines, for docs/magics.md. */
+char *mg_registry_markdown(const mg_registry *reg);
 /* Checks every table entry (names, defaults, enum choices); 0 or -1 with *err. */
 int mg_registry_check(const mg_registry *reg, char **err);
 

@@ -404,6 +404,52 @@ char *mg_help_overview(const mg_registry *reg)
     return mg_str_steal(&s);
 }
 
+/* Markdown table cells: a '|' would end the cell. */
+static void md_cell(mg_str *s, const char *text)
+{
+    for (const char *p = text; *p; p++) {
+        if (*p == '|')
+            mg_str_add(s, "\\|");
+        else if (*p == '\n')
+            mg_str_addc(s, ' ');
+        else
+            mg_str_addc(s, *p);
+    }
+}
+
+static void md_keys(mg_str *s, const char *title, const mg_key *keys)
+{
+    mg_str_addf(s, "<!-- keys:%s -->\n", title);
+    mg_str_add(s, "| key | default | meaning |\n|---|---|---|\n");
+    for (size_t i = 0; keys && keys[i].name; i++) {
+        const mg_key *k = &keys[i];
+        mg_str d = MG_STR_INIT;
+        describe(&d, k);
+        mg_str_addf(s, "| `%s` | ", k->name);
+        if (k->def && k->def[0])
+            mg_str_addf(s, "`%s`", k->def);
+        else
+            mg_str_add(s, "none");
+        mg_str_add(s, " | ");
+        md_cell(s, k->doc);
+        mg_str_add(s, " (");
+        md_cell(s, mg_str_cstr(&d));
+        mg_str_add(s, ") |\n");
+        mg_str_free(&d);
+    }
+    mg_str_addf(s, "<!-- /keys:%s -->\n", title);
+}
+
+char *mg_registry_markdown(const mg_registry *reg)
+{
+    mg_str s = MG_STR_INIT;
+    md_keys(&s, "set", reg->settings);
+    for (const mg_magic *m = reg->magics; m->name; m++)
+        if (m->keys && m->keys[0].name && m->keys != reg->settings)
+            md_keys(&s, m->name, m->keys);
+    return mg_str_steal(&s);
+}
+
 int mg_registry_check(const mg_registry *reg, char **err)
 {
     const mg_key *lists[256];
