@@ -5,9 +5,14 @@
  * the Jupyter kernel can dlopen libactmax.so and call it without any C++.
  *
  * Conventions
- *   - Every call returns an int status: AM_OK (0) or a negative AM_E_* code.
- *     am_strerror(code) gives a fixed string per code; the detailed message
- *     of the last failure is kept on the handle (am_model_error, am_run_error).
+ *   - Every call returns an int status: AM_OK (0) or a negative AM_E_* code,
+ *     one family for the whole library (the tokenizer and dataset readers
+ *     included). am_strerror(code) gives a fixed string per code.
+ *   - The detailed message of the last failure is kept on the handle it
+ *     happened on and read with am_<thing>_error(handle): am_model_error,
+ *     am_run_error, am_text_run_error, am_text_examples_error,
+ *     am_tokenizer_error, am_dataset_error. Each returns "" when the handle
+ *     has had no failure and a fixed message for a NULL handle; never NULL.
  *   - Constructors fill *out even on failure (unless out itself is NULL), so
  *     the caller can read the message and must then free the handle.
  *   - Destructors accept NULL.
@@ -59,8 +64,8 @@ extern "C" {
     X(E_ARG,        -1, "invalid argument", "ValueError")                     \
     /* file missing or unreadable */                                          \
     X(E_IO,         -2, "file missing or unreadable", "OSError")              \
-    /* not a TorchScript file, truncated, bad actmax.json */                  \
-    X(E_FORMAT,     -3, "not a valid model file or metadata", "FormatError")  \
+    /* not a TorchScript file, bad actmax.json, tokenizer or dataset file */  \
+    X(E_FORMAT,     -3, "malformed model, metadata or data file", "FormatError") \
     /* the model's forward failed or has an unusable shape */                 \
     X(E_MODEL,      -4, "the model failed to run", "ModelError")              \
     /* unknown layer, call number or tuple element */                         \
@@ -280,18 +285,9 @@ AM_API int am_model_embeddings(am_model *m, am_tensor *matrix);
  * built alone as the static library actmax_data, whose header am_data.h is
  * this header). Buffers returned through `T **` out-pointers are malloc'ed
  * and freed by the caller with free(); `const T **` ones belong to the handle.
- * Errors come back through *_errmsg on the handle rather than a shared field. */
-
-enum {
-    AM_DATA_OK       = 0,
-    AM_DATA_E_ARG    = -1,  /* NULL argument, unknown name or split, id out of range */
-    AM_DATA_E_IO     = -2,  /* file missing or unreadable */
-    AM_DATA_E_FORMAT = -3,  /* malformed JSON, bad vocabulary, bad IDX file */
-    AM_DATA_E_NOMEM  = -9   /* allocation failed */
-};
-
-/* A fixed, static English string per status code; never NULL. */
-AM_API const char *am_data_strerror(int status);
+ * Statuses are the AM_E_* codes above: AM_E_ARG (NULL argument, unknown name
+ * or split, id out of range), AM_E_IO, AM_E_FORMAT (malformed JSON, bad
+ * vocabulary, bad IDX file), AM_E_NOMEM. */
 
 /* ------------------------------------------------------------- tokenizer */
 
@@ -320,7 +316,7 @@ AM_API int am_tokenizer_load_file(const char *path, am_tokenizer **out);
 AM_API void am_tokenizer_free(am_tokenizer *t);
 
 /* The last error on t, "" when none; a fixed message for t == NULL. */
-AM_API const char *am_tokenizer_errmsg(const am_tokenizer *t);
+AM_API const char *am_tokenizer_error(const am_tokenizer *t);
 
 /* One more than the largest token id. */
 AM_API int64_t am_tokenizer_vocab_size(const am_tokenizer *t);
@@ -333,7 +329,7 @@ AM_API int am_tokenizer_encode(am_tokenizer *t, const char *text, size_t len,
                         int64_t **ids, size_t *n);
 
 /* ids (n) -> *text (len bytes plus a NUL), malloc'ed. An id out of range
- * fails with AM_DATA_E_ARG and names the id and the valid range. */
+ * fails with AM_E_ARG and names the id and the valid range. */
 AM_API int am_tokenizer_decode(am_tokenizer *t, const int64_t *ids, size_t n,
                         char **text, size_t *len);
 
@@ -391,7 +387,8 @@ typedef struct am_batch {
 AM_API int am_dataset_open(const char *name, const char *split, const am_dataset_options *opts,
                     am_dataset **out);
 AM_API void am_dataset_free(am_dataset *ds);
-AM_API const char *am_dataset_errmsg(const am_dataset *ds);
+/* The last error on ds, "" when none; a fixed message for ds == NULL. */
+AM_API const char *am_dataset_error(const am_dataset *ds);
 
 /* Fills batch with up to max_items items following the previous batch. */
 AM_API int am_dataset_next_batch(am_dataset *ds, int64_t max_items, am_batch *batch);
@@ -708,13 +705,12 @@ AM_API int am_text_examples_get(const am_text_examples *e, int i, int64_t *index
     X(am_model_dataset) X(am_model_metadata) X(am_model_tokenizer)                    \
     X(am_model_num_layers) X(am_model_layer) X(am_model_tap) X(am_model_objective)    \
     X(am_model_objective_positions) X(am_model_embeddings)                            \
-    X(am_data_strerror)                                                               \
     X(am_tokenizer_load_json) X(am_tokenizer_load_vocab_merges)                       \
-    X(am_tokenizer_load_file) X(am_tokenizer_free) X(am_tokenizer_errmsg)             \
+    X(am_tokenizer_load_file) X(am_tokenizer_free) X(am_tokenizer_error)              \
     X(am_tokenizer_vocab_size) X(am_tokenizer_eot) X(am_tokenizer_encode)             \
     X(am_tokenizer_decode) X(am_tokenizer_token_bytes) X(am_tokenizer_token_text)     \
     X(am_tokenizer_token_id)                                                          \
-    X(am_dataset_open) X(am_dataset_free) X(am_dataset_errmsg)                        \
+    X(am_dataset_open) X(am_dataset_free) X(am_dataset_error)                         \
     X(am_dataset_next_batch) X(am_dataset_reset) X(am_dataset_item)                   \
     X(am_dataset_size) X(am_dataset_kind) X(am_dataset_item_shape)                    \
     X(am_dataset_num_labels) X(am_dataset_label)                                      \

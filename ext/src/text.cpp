@@ -70,7 +70,7 @@ void load_tokenizer(const am_model *m, Tok &tok) {
                                       "file); text prompts need one to decode and check the prompts");
     int st = am_tokenizer_load_json(m->tokenizer.data(), m->tokenizer.size(), &tok.t);
     if (st != AM_OK)
-        throw Error(AM_E_FORMAT, std::string("the model's tokenizer does not load: ") + am_tokenizer_errmsg(tok.t));
+        throw Error(AM_E_FORMAT, std::string("the model's tokenizer does not load: ") + am_tokenizer_error(tok.t));
 }
 
 void check_text_model(am_model *m) {
@@ -660,7 +660,7 @@ void examples_impl(am_model *m, const am_text_examples_options *o, am_text_examp
     am_dataset *ds = nullptr;
     int st = am_dataset_open(o->dataset ? o->dataset : "fortunes", "heldout", &dopt, &ds);
     std::unique_ptr<am_dataset, void (*)(am_dataset *)> guard(ds, am_dataset_free);
-    if (st != AM_OK) throw Error(st, std::string("corpus: ") + am_dataset_errmsg(ds));
+    if (st != AM_OK) throw Error(st, std::string("corpus: ") + am_dataset_error(ds));
     if (am_dataset_kind(ds) != AM_DATASET_TEXT) throw Error(AM_E_ARG, "the dataset is not text; use \"fortunes\" or \"text\"");
     // Token ids go through the model's own lookup here: no gradient needed.
     auto plan = tap_plan(m, Base::kForward, en.obj.layers);
@@ -693,7 +693,7 @@ void examples_impl(am_model *m, const am_text_examples_options *o, am_text_examp
     for (;;) {
         am_batch b{};
         st = am_dataset_next_batch(ds, chunk, &b);
-        if (st != AM_OK) throw Error(st, std::string("corpus: ") + am_dataset_errmsg(ds));
+        if (st != AM_OK) throw Error(st, std::string("corpus: ") + am_dataset_error(ds));
         if (b.count == 0) break;
         auto v = to_floats(score_batch(b.tokens, b.count, false));
         for (int64_t i = 0; i < b.count; i++) {
@@ -716,7 +716,7 @@ void examples_impl(am_model *m, const am_text_examples_options *o, am_text_examp
     for (size_t i = 0; i < kk; i++) {
         am_batch b{};
         st = am_dataset_item(ds, all[i].second, &b);
-        if (st != AM_OK || b.count != 1) throw Error(st ? st : AM_E_INTERNAL, std::string("corpus: ") + am_dataset_errmsg(ds));
+        if (st != AM_OK || b.count != 1) throw Error(st ? st : AM_E_INTERNAL, std::string("corpus: ") + am_dataset_error(ds));
         std::vector<int64_t> toks(b.tokens, b.tokens + T);
         std::vector<float> per = to_floats(score_batch(toks.data(), 1, true));
         ex->index.push_back(all[i].second);
