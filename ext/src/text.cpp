@@ -59,6 +59,28 @@ struct am_text_examples {
 namespace am {
 namespace {
 
+// Tuning numbers of the text searches.
+// Random prompts drawn for the start (capped: each costs a forward, and
+// beyond a few hundred the best of them hardly improves).
+constexpr int kStartPrompts = 256;
+// Sequences per forward when scoring many prompts (sweeps, attribution):
+// large enough to keep the matrix products efficient, small enough that
+// a (batch, T, vocab) logits tensor stays in memory for models like tiny-lm.
+constexpr int64_t kScoreBatch = 512;
+// Attribution tries every token at every position up to this vocabulary;
+// larger vocabularies try the gradient's top kAttributionCandidates.
+constexpr int64_t kAttributionExhaustive = 8192;
+constexpr int64_t kAttributionCandidates = 256;
+// Random prompts that re-encode to themselves: whole prompts tried, and
+// draws per position, before giving up (a tokenizer whose pieces never
+// round-trip would otherwise loop forever).
+constexpr int kPromptAttempts = 20;
+constexpr int kTokenDraws = 200;
+// Text examples: the default window (tokens) and top-k, and windows per forward.
+constexpr int64_t kExampleWindow = 64;
+constexpr int kExampleK = 10;
+constexpr int64_t kExampleBatch = 256;
+
 struct Tok {
     am_tokenizer *t = nullptr;
     ~Tok() { am_tokenizer_free(t); }
@@ -91,11 +113,7 @@ Parsed parse_text_objective(const char *s) {
     if (!s || !*s) throw Error(AM_E_ARG, "no objective given, e.g. \"blocks.2.mlp.act[-1, 123]\"");
     Parsed p;
     p.src = s;
-    try {
-        p.root = parse_objective(p.src);
-    } catch (const ObjectiveError &e) {
-        throw Error(AM_E_OBJECTIVE, objective_format_error(p.src, e.column, e.what()));
-    }
+    p.root = parse_with_caret(p.src);
     objective_layers(*p.root, p.layers);
     if (p.layers.empty()) throw Error(AM_E_OBJECTIVE, "the objective names no layer, so nothing can be maximized");
     return p;
@@ -127,12 +145,8 @@ struct Engine {
         for (size_t i = 0; i < n_obj; i++) acts[obj.layers[i]] = outs[i];
         int64_t B = emb.size(0);
         Out o;
-        try {
-            EvalCtx ctx{m, &acts, {}};
-            o.act = eval_node(*obj.root, -1, ctx).expand({B});
-        } catch (const ObjectiveError &e) {
-            throw Error(AM_E_OBJECTIVE, objective_format_error(obj.src, e.column, e.what()));
-        }
+        EvalCtx ctx{m, &acts, {}};
+        o.act = with_caret(obj.src, [&] { return eval_node(*obj.root, -1, ctx); }).expand({B});
         o.act = o.act.to(m->device);
         if (!need_xent) return o;
         const torch::Tensor &logits = outs.back();  // (B, T, V)
@@ -191,11 +205,11 @@ struct Engine {
                 if (v != eot) return v;
             }
         };
-        for (int attempt = 0; attempt < 20; attempt++) {
+        for (int attempt = 0; attempt < kPromptAttempts; attempt++) {
             std::vector<int64_t> ids;
             for (int64_t t = 0; t < T; t++) {
                 bool ok = false;
-                for (int tries = 0; tries < 200 && !ok; tries++) {
+                for (int tries = 0; tries < kTokenDraws && !ok; tries++) {
                     ids.push_back(draw());
                     ok = roundtrip(ids);
                     if (!ok) ids.pop_back();
@@ -283,7 +297,7 @@ std::vector<int64_t> start_ids(Ctx &c) {
     // below zero has no useful gradient, and its local maximum is there), so
     // the start is the best of a batch of random prompts.
     Engine &en = c.en;
-    int64_t n = std::max(1, std::min(c.o.batch, 256));
+    int64_t n = std::max(1, std::min(c.o.batch, kStartPrompts));
     std::vector<int64_t> rows;
     for (int64_t i = 0; i < n; i++) {
         auto p = en.random_prompt(c.rng);
@@ -312,7 +326,7 @@ std::vector<int64_t> start_ids(Ctx &c) {
     }
     int64_t N = static_cast<int64_t>(cand.size()) / en.T;
     if (N == 0) return ids;
-    en.eval_ids(torch::tensor(cand, torch::kLong).reshape({N, en.T}).to(en.m->device), 512, a, x, fl);
+    en.eval_ids(torch::tensor(cand, torch::kLong).reshape({N, en.T}).to(en.m->device), kScoreBatch, a, x, fl);
     best = 0;
     for (size_t i = 0; i < a.size(); i++)
         if (a[i] - (fl ? c.o.fluency * x[i] : 0.f) > a[best] - (fl ? c.o.fluency * x[best] : 0.f)) best = i;
@@ -480,7 +494,7 @@ Result run_sweep(Ctx &c) {
     all.select(1, p).copy_(torch::arange(en.V, torch::kLong));
     std::vector<float> a, x;
     bool fl = o.fluency != 0;
-    en.eval_ids(all.to(en.m->device), std::max(o.batch, 512), a, x, fl);
+    en.eval_ids(all.to(en.m->device), std::max<int64_t>(o.batch, kScoreBatch), a, x, fl);
     auto score = [&](size_t v) { return a[v] - (fl ? o.fluency * x[v] : 0.f); };
     size_t best = 0;
     for (size_t v = 0; v < a.size(); v++)
@@ -508,7 +522,7 @@ void attribution(Engine &en, const am_text_options &o, const std::vector<int64_t
         rows.insert(rows.end(), s.begin(), s.end());
         where.push_back(t);
     };
-    if (en.V <= 8192) {
+    if (en.V <= kAttributionExhaustive) {
         for (int64_t t = 0; t < en.T; t++)
             for (int64_t v = 0; v < en.V; v++) add(t, v);
     } else {
@@ -516,16 +530,16 @@ void attribution(Engine &en, const am_text_options &o, const std::vector<int64_t
         auto emb = en.embed(idt).detach().clone().requires_grad_(true);
         auto g = torch::autograd::grad({en.run(emb, idt, false).act.sum()}, {emb})[0].squeeze(0);
         torch::NoGradGuard ng;
-        auto top = to_ids(std::get<1>(torch::matmul(g, en.E.t()).topk(256, 1)).to(torch::kCPU));
+        auto top = to_ids(std::get<1>(torch::matmul(g, en.E.t()).topk(kAttributionCandidates, 1)).to(torch::kCPU));
         for (int64_t t = 0; t < en.T; t++)
-            for (int64_t k = 0; k < 256; k++) add(t, top[static_cast<size_t>(t * 256 + k)]);
+            for (int64_t k = 0; k < kAttributionCandidates; k++) add(t, top[static_cast<size_t>(t * kAttributionCandidates + k)]);
     }
     int64_t N = static_cast<int64_t>(where.size());
     out->attr_drop.assign(static_cast<size_t>(en.T), 0.f);
     out->attr_alt.assign(static_cast<size_t>(en.T), -1);
     if (N == 0) return;
     std::vector<float> a, x;
-    en.eval_ids(torch::tensor(rows, torch::kLong).reshape({N, en.T}).to(en.m->device), std::max(o.batch, 512), a, x, false);
+    en.eval_ids(torch::tensor(rows, torch::kLong).reshape({N, en.T}).to(en.m->device), std::max<int64_t>(o.batch, kScoreBatch), a, x, false);
     std::vector<float> best(static_cast<size_t>(en.T), -std::numeric_limits<float>::infinity());
     for (int64_t i = 0; i < N; i++) {
         size_t t = static_cast<size_t>(where[static_cast<size_t>(i)]);
@@ -641,13 +655,13 @@ void examples_impl(am_model *m, const am_text_examples_options *o, am_text_examp
     check_text_model(m);
     if (!o) throw Error(AM_E_ARG, "options are NULL");
     int64_t context = m->input_shape[0];
-    int64_t T = o->window ? o->window : std::min<int64_t>(64, context);
+    int64_t T = o->window ? o->window : std::min<int64_t>(kExampleWindow, context);
     if (T < 1 || T > context)
         throw Error(AM_E_ARG, "window must be 1.." + std::to_string(context) + " (the model's context), got " + std::to_string(T));
     if (o->stride < 0) throw Error(AM_E_ARG, "stride must be >= 0 (0: the window)");
-    int k = o->k ? o->k : 10;
+    int k = o->k ? o->k : kExampleK;
     if (k < 1 || k > 100000) throw Error(AM_E_ARG, "k must be 1..100000, got " + std::to_string(k));
-    int64_t chunk = o->batch ? o->batch : 256;
+    int64_t chunk = o->batch ? o->batch : kExampleBatch;
     if (chunk < 1) throw Error(AM_E_ARG, "batch must be >= 1");
     if (!o->path) throw Error(AM_E_ARG, "path to the corpus is required (e.g. share/actmax/data/fortunes-heldout.txt)");
     Engine en;
@@ -673,7 +687,7 @@ void examples_impl(am_model *m, const am_text_examples_options *o, am_text_examp
         auto outs = tap_run(m, *plan, ids);
         Acts acts;
         for (size_t i = 0; i < outs.size(); i++) acts[en.obj.layers[i]] = outs[i];
-        try {
+        return with_caret(en.obj.src, [&] {
             if (!per_token) {
                 EvalCtx ctx{m, &acts, {}};
                 return eval_node(*en.obj.root, -1, ctx).expand({count});
@@ -684,9 +698,7 @@ void examples_impl(am_model *m, const am_text_examples_options *o, am_text_examp
                 at.push_back(eval_node(*en.obj.root, -1, ctx).expand({count})[0]);
             }
             return torch::stack(at);
-        } catch (const ObjectiveError &e) {
-            throw Error(AM_E_OBJECTIVE, objective_format_error(en.obj.src, e.column, e.what()));
-        }
+        });
     };
     const int64_t total = am_dataset_size(ds);
     float best = -std::numeric_limits<float>::infinity();
@@ -748,20 +760,10 @@ void am_text_options_default(am_text_options *o) {
 }
 
 int am_text_run_new(am_model *m, const am_text_options *o, am_text_run **out) {
-    if (!out) return AM_E_ARG;
-    *out = nullptr;
-    am_text_run *r = nullptr;
-    try {
-        r = new am_text_run();
-    } catch (...) {
-        return AM_E_NOMEM;
-    }
-    *out = r;
-    AM_FENCE_BEGIN
-    if (!m || !m->loaded || !m->graph) throw Error(AM_E_ARG, "model handle is NULL or did not load");
-    am::text_run_impl(m, o, r);
-    return AM_OK;
-    AM_FENCE_END(&r->error)
+    return am::construct(out, [&](am_text_run *r) {
+        if (!m || !m->loaded || !m->graph) throw Error(AM_E_ARG, "model handle is NULL or did not load");
+        am::text_run_impl(m, o, r);
+    });
 }
 
 void am_text_run_free(am_text_run *r) { delete r; }
@@ -826,20 +828,10 @@ const float *am_text_run_sweep(const am_text_run *r, int *vocab, int *position) 
 }
 
 int am_text_examples_new(am_model *m, const am_text_examples_options *o, am_text_examples **out) {
-    if (!out) return AM_E_ARG;
-    *out = nullptr;
-    am_text_examples *ex = nullptr;
-    try {
-        ex = new am_text_examples();
-    } catch (...) {
-        return AM_E_NOMEM;
-    }
-    *out = ex;
-    AM_FENCE_BEGIN
-    if (!m || !m->loaded || !m->graph) throw Error(AM_E_ARG, "model handle is NULL or did not load");
-    am::examples_impl(m, o, ex);
-    return AM_OK;
-    AM_FENCE_END(&ex->error)
+    return am::construct(out, [&](am_text_examples *ex) {
+        if (!m || !m->loaded || !m->graph) throw Error(AM_E_ARG, "model handle is NULL or did not load");
+        am::examples_impl(m, o, ex);
+    });
 }
 
 void am_text_examples_free(am_text_examples *e) { delete e; }
