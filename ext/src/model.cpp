@@ -9,6 +9,7 @@
 #include <cstdio>
 #include <cstring>
 #include <fstream>
+#include <memory>
 #include <sstream>
 
 #include "internal.hpp"
@@ -72,24 +73,43 @@ namespace {
 
 // actmax.json, read by ext/data's JSON reader (the one JSON reader of the
 // engine). Values are looked up by key; the document owns them.
+// A caller's metadata (am_model_load_with) is a second document whose keys
+// win over the archive's.
 class Meta {
   public:
     Meta() = default;
     Meta(const Meta &) = delete;
     Meta &operator=(const Meta &) = delete;
-    ~Meta() { am__json_free(doc_); }
-
-    void parse(const std::string &text, const char *what) {
-        if (text.empty()) return;
-        char err[256];
-        if (am__json_parse(text.data(), text.size(), &doc_, err, sizeof err) != 0)
-            throw Error(AM_E_FORMAT, std::string(what) + ": " + err);
-        if (doc_->type != AM__JSON_OBJECT) throw Error(AM_E_FORMAT, std::string(what) + " must hold a JSON object");
+    ~Meta() {
+        am__json_free(file_);
+        am__json_free(over_);
     }
-    const am__json *get(const char *key) const { return doc_ ? am__json_get(doc_, key) : nullptr; }
+
+    void parse_file(const std::string &text) { file_ = parse(text, "actmax.json"); }
+    void parse_override(const char *text) {
+        if (text) over_ = parse(text, "metadata");
+    }
+    bool empty() const { return !file_ && !over_; }
+    const am__json *get(const char *key) const {
+        if (const am__json *v = over_ ? am__json_get(over_, key) : nullptr) return v;
+        return file_ ? am__json_get(file_, key) : nullptr;
+    }
 
   private:
-    am__json *doc_ = nullptr;
+    static am__json *parse(const std::string &text, const char *what) {
+        if (text.empty()) return nullptr;
+        am__json *doc = nullptr;
+        char err[256];
+        if (am__json_parse(text.data(), text.size(), &doc, err, sizeof err) != 0)
+            throw Error(AM_E_FORMAT, std::string(what) + ": " + err);
+        if (doc->type != AM__JSON_OBJECT) {
+            am__json_free(doc);
+            throw Error(AM_E_FORMAT, std::string(what) + " must hold a JSON object");
+        }
+        return doc;
+    }
+    am__json *file_ = nullptr;
+    am__json *over_ = nullptr;
 };
 
 bool is_string(const am__json *j) { return j && j->type == AM__JSON_STRING; }
@@ -126,21 +146,33 @@ static void collect_modules(const torch::jit::Module &root, am_model *m) {
     }
 }
 
+// "auto" is resolved from what libtorch reports, the one authority on
+// whether it can run CUDA here (a device node can exist without a usable
+// driver, or libtorch be built without CUDA).
 static void set_device(am_model *m, const char *device) {
     std::string dev = device && *device ? device : "cpu";
+    if (dev == "auto") dev = torch::cuda::is_available() ? "cuda" : "cpu";
     try {
         m->device = torch::Device(dev);
     } catch (const c10::Error &) {
-        throw Error(AM_E_DEVICE, "unknown device '" + dev + "'; expected cpu, cuda or cuda:N");
+        throw Error(AM_E_DEVICE, "unknown device '" + dev + "'; expected auto, cpu, cuda or cuda:N");
     }
     if (m->device.is_cuda() && !torch::cuda::is_available())
         throw Error(AM_E_DEVICE, "device '" + dev + "' requested but CUDA is not available here; use cpu");
     m->device_name = dev;
 }
 
-// The module from a file; extra files asked for in `extra` are filled.
-static void read_file(am_model *m, const char *path, torch::jit::ExtraFilesMap &extra) {
-    {
+// Where the archive comes from: a file, or bytes in memory.
+struct Source {
+    const char *path = nullptr;
+    std::string bytes;  // when path is null
+    std::string name() const { return path ? std::string("'") + path + "'" : std::string("the archive in memory"); }
+};
+
+// The module from its archive; extra files asked for in `extra` are filled.
+static void read_archive(am_model *m, const Source &src, torch::jit::ExtraFilesMap &extra) {
+    if (src.path) {
+        const char *path = src.path;
         std::ifstream f(path, std::ios::binary);
         if (!f) throw Error(AM_E_IO, std::string("cannot open model file '") + path + "': " + std::strerror(errno));
         char magic[4] = {0};
@@ -149,30 +181,40 @@ static void read_file(am_model *m, const char *path, torch::jit::ExtraFilesMap &
         // a clear message before libtorch's parser sees it.
         if (f.gcount() < 4 || std::memcmp(magic, "PK\x03\x04", 4) != 0)
             throw Error(AM_E_FORMAT, std::string("'") + path + "' is not a TorchScript file (expected a zip archive written by torch.jit.save)");
+    } else if (src.bytes.size() < 4 || std::memcmp(src.bytes.data(), "PK\x03\x04", 4) != 0) {
+        throw Error(AM_E_FORMAT, "the bytes given are not a TorchScript archive (expected the zip archive "
+                                 "torch.jit.save writes, e.g. to an io.BytesIO)");
     }
     try {
-        m->module = torch::jit::load(path, m->device, extra);
+        if (src.path) {
+            m->module = torch::jit::load(src.path, m->device, extra);
+        } else {
+            std::istringstream in(src.bytes);
+            m->module = torch::jit::load(in, m->device, extra);
+        }
     } catch (const c10::Error &e) {
-        throw Error(AM_E_FORMAT, std::string("cannot load '") + path + "' as TorchScript (truncated or corrupt?): " +
+        throw Error(AM_E_FORMAT, "cannot load " + src.name() + " as TorchScript (truncated or corrupt?): " +
                                      short_what(e.what(), 1));
     }
 }
 
 // The tokenizer extra file named by the metadata, from the archive itself
 // (its name is only known once actmax.json is read).
-static void read_tokenizer(am_model *m, const char *path, const std::string &name) {
-    caffe2::serialize::PyTorchStreamReader reader(path);
+static void read_tokenizer(am_model *m, const Source &src, const std::string &name) {
+    std::istringstream in(src.bytes);
+    auto reader = src.path ? std::make_unique<caffe2::serialize::PyTorchStreamReader>(src.path)
+                           : std::make_unique<caffe2::serialize::PyTorchStreamReader>(&in);
     std::string rec = "extra/" + name;
-    if (!reader.hasRecord(rec))
+    if (!reader->hasRecord(rec))
         throw Error(AM_E_FORMAT, "actmax.json names tokenizer '" + name + "' but the file carries no such extra file");
-    auto data = reader.getRecord(rec);
+    auto data = reader->getRecord(rec);
     m->tokenizer.assign(static_cast<const char *>(std::get<0>(data).get()), std::get<1>(data));
     m->has_tokenizer = true;
 }
 
 // Kind, labels, dataset, tokenizer, input shape, range, mean and std from
 // the metadata; shape (ndim > 0) overrides "input".
-static void apply_metadata(am_model *m, const Meta &meta, const char *path, const int64_t *shape, int ndim) {
+static void apply_metadata(am_model *m, const Meta &meta, const Source &src, const int64_t *shape, int ndim) {
     if (auto k = meta.get("kind")) {
         if (!is_string(k) || (string_of(k) != "image" && string_of(k) != "text"))
             throw Error(AM_E_FORMAT, "actmax.json: \"kind\" must be \"image\" or \"text\"");
@@ -189,7 +231,7 @@ static void apply_metadata(am_model *m, const Meta &meta, const char *path, cons
     }
     if (auto t = meta.get("tokenizer")) {
         if (!is_string(t)) throw Error(AM_E_FORMAT, "actmax.json: \"tokenizer\" must name an extra file");
-        read_tokenizer(m, path, string_of(t));
+        read_tokenizer(m, src, string_of(t));
     }
 
     if (ndim > 0) {
@@ -268,21 +310,40 @@ static void prepare(am_model *m) {
                                           " inputs; the engine drives models with exactly one");
 }
 
-static void load_model(am_model *m, const char *path, const char *device, const int64_t *shape, int ndim) {
-    if (!path || !*path) throw Error(AM_E_ARG, "no model path given");
-    if (ndim < 0 || ndim > AM_MAX_DIMS || (ndim > 0 && !shape))
+static void load_model(am_model *m, const am_model_load_options &o) {
+    Source src;
+    if (o.path && *o.path) {
+        if (o.data) throw Error(AM_E_ARG, "give the model as a path or as data, not both");
+        src.path = o.path;
+    } else if (o.data) {
+        if (o.len == 0) throw Error(AM_E_ARG, "data is given with len 0; len is the archive's size in bytes");
+        src.bytes.assign(static_cast<const char *>(o.data), o.len);
+    } else {
+        throw Error(AM_E_ARG, "no model path given");
+    }
+    if (o.input_ndim < 0 || o.input_ndim > AM_MAX_DIMS || (o.input_ndim > 0 && !o.input_shape))
         throw Error(AM_E_ARG, "input shape must have 0.." + std::to_string(AM_MAX_DIMS) + " dims");
-    set_device(m, device);
+    set_device(m, o.device);
+    Meta meta;
+    meta.parse_override(o.metadata);  // a caller's typo fails before the archive is read
     torch::jit::ExtraFilesMap extra{{"actmax.json", ""}};
-    read_file(m, path, extra);
+    read_archive(m, src, extra);
     m->loaded = true;
     m->metadata = extra["actmax.json"];
-    Meta meta;
-    meta.parse(m->metadata, "actmax.json");
-    apply_metadata(m, meta, path, shape, ndim);
+    meta.parse_file(m->metadata);
+    apply_metadata(m, meta, src, o.input_shape, o.input_ndim);
     prepare(m);
 }
 
+
+InputScale::InputScale(const am_model *m, torch::Device dev) {
+    auto fopt = torch::TensorOptions().dtype(torch::kFloat);
+    int64_t C = static_cast<int64_t>(m->mean.size());
+    mean = torch::tensor(m->mean, fopt).reshape({1, C, 1, 1}).to(dev);
+    sd = torch::tensor(m->stdev, fopt).reshape({1, C, 1, 1}).to(dev);
+    lo = m->range[0];
+    hi = m->range[1];
+}
 
 }  // namespace am
 
@@ -350,7 +411,19 @@ int64_t am_tensor_numel(const am_tensor *t) {
 
 int am_model_load(const char *path, const char *device, const int64_t *input_shape, int input_ndim,
                   am_model **out) {
-    return am::construct(out, [&](am_model *m) { am::load_model(m, path, device, input_shape, input_ndim); });
+    am_model_load_options o{};
+    o.path = path;
+    o.device = device;
+    o.input_shape = input_shape;
+    o.input_ndim = input_ndim;
+    return am_model_load_with(&o, out);
+}
+
+int am_model_load_with(const am_model_load_options *o, am_model **out) {
+    return am::construct(out, [&](am_model *m) {
+        if (!o) throw Error(AM_E_ARG, "load options are NULL");
+        am::load_model(m, *o);
+    });
 }
 
 void am_model_free(am_model *m) { delete m; }

@@ -130,8 +130,6 @@ torch::Tensor eval_node(const ObjNode &n, int64_t b, EvalCtx &ctx) {
     throw ObjectiveError(n.column, "internal: unknown node");
 }
 
-namespace {
-
 const ObjNode *find_diversity(const ObjNode &n) {
     if (n.kind == ObjNode::kDiversity) return &n;
     for (const ObjNode *c : {n.a.get(), n.b.get()})
@@ -140,7 +138,6 @@ const ObjNode *find_diversity(const ObjNode &n) {
     return nullptr;
 }
 
-}  // namespace
 }  // namespace am
 
 using am::Error;

@@ -37,6 +37,9 @@ torch::Tensor diversity(const torch::Tensor &act);
 // runs, corpus scoring and am_model_objective alike.
 torch::Tensor eval_node(const ObjNode &n, int64_t b, EvalCtx &ctx);
 
+// The first diversity() node of the subtree, or null.
+const ObjNode *find_diversity(const ObjNode &n);
+
 // Runs f(); an ObjectiveError it throws becomes Error(AM_E_OBJECTIVE) quoting
 // src with a caret under the column, so every parse and evaluation of an
 // objective reports its failures the same way.

@@ -263,14 +263,7 @@ void run_impl(am_model *m, const am_options *o, am_run *r) {
     }
     tf.H = H; tf.W = W;
 
-    auto mean = torch::tensor(m->mean, fopt).reshape({1, C, 1, 1}).to(dev);
-    auto sd = torch::tensor(m->stdev, fopt).reshape({1, C, 1, 1}).to(dev);
-    float lo = m->range[0], hi = m->range[1];
-    auto to_model = [&](const torch::Tensor &display) {
-        auto x = display;
-        if (lo != 0.f || hi != 1.f) x = lo + (hi - lo) * x;
-        return (x - mean) / sd;
-    };
+    const InputScale to_model(m, dev);
 
     std::unique_ptr<torch::optim::Optimizer> opt;
     if (o->optimizer == AM_OPT_ADAM)

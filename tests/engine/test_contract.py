@@ -123,6 +123,8 @@ _MIRRORS = {
     "am_tensor": amlib.Tensor, "am_input": amlib.Input, "am_layer_info": amlib.LayerInfo,
     "am_progress": amlib.Progress, "am_options": amlib.Options, "am_text_progress": amlib.TextProgress,
     "am_text_options": amlib.TextOptions, "am_text_examples_options": amlib.TextExamplesOptions,
+    "am_model_load_options": amlib.LoadOptions, "am_examples_options": amlib.ExamplesOptions,
+    "am_example": amlib.Example,
 }
 
 
