@@ -123,9 +123,6 @@ typedef struct am_tensor {
 /* Frees t->data and zeroes t. Accepts NULL and already-released tensors. */
 AM_API void am_tensor_release(am_tensor *t);
 
-/* Number of elements (1 for ndim == 0). */
-AM_API int64_t am_tensor_numel(const am_tensor *t);
-
 /* ---------------------------------------------------------------- models */
 
 typedef struct am_model am_model;
@@ -201,11 +198,6 @@ AM_API const char *am_model_label(const am_model *m, int i);
 
 /* The "dataset" field of the metadata ("" if absent). */
 AM_API const char *am_model_dataset(const am_model *m);
-
-/* The raw actmax.json text of the archive ("" if it had none), without the
- * caller's metadata of am_model_load_with (the accessors above give the
- * values in effect). */
-AM_API const char *am_model_metadata(const am_model *m);
 
 /* The bytes of the tokenizer extra file named by the metadata's "tokenizer"
  * field, for the tokenizer code to parse. *bytes points into memory owned by
@@ -417,8 +409,6 @@ AM_API const char *am_dataset_error(const am_dataset *ds);
 
 /* Fills batch with up to max_items items following the previous batch. */
 AM_API int am_dataset_next_batch(am_dataset *ds, int64_t max_items, am_batch *batch);
-/* Starts the iteration over. */
-AM_API int am_dataset_reset(am_dataset *ds);
 /* A batch of the one item at index (for showing top-k examples). */
 AM_API int am_dataset_item(am_dataset *ds, int64_t index, am_batch *batch);
 
@@ -813,12 +803,12 @@ AM_API int am_text_examples_get(const am_text_examples *e, int i, int64_t *index
 
 #define AM_API_FUNCTIONS(X)                                                           \
     X(am_strerror) X(am_status_class) X(am_version) X(am_blas_info)                   \
-    X(am_tensor_release) X(am_tensor_numel)                                           \
+    X(am_tensor_release)                                                              \
     X(am_model_load) X(am_model_load_with) X(am_model_free) X(am_model_error)         \
     X(am_model_note)                                                                  \
     X(am_model_kind) X(am_model_device) X(am_model_input_shape)                       \
     X(am_model_normalization) X(am_model_num_labels) X(am_model_label)                \
-    X(am_model_dataset) X(am_model_metadata) X(am_model_tokenizer)                    \
+    X(am_model_dataset) X(am_model_tokenizer)                                         \
     X(am_model_num_layers) X(am_model_layer) X(am_model_tap) X(am_model_objective)    \
     X(am_model_objective_positions) X(am_model_embeddings)                            \
     X(am_tokenizer_load_json) X(am_tokenizer_load_vocab_merges)                       \
@@ -827,7 +817,7 @@ AM_API int am_text_examples_get(const am_text_examples *e, int i, int64_t *index
     X(am_tokenizer_decode) X(am_tokenizer_token_bytes) X(am_tokenizer_token_text)     \
     X(am_tokenizer_token_id)                                                          \
     X(am_dataset_open) X(am_dataset_free) X(am_dataset_error)                         \
-    X(am_dataset_next_batch) X(am_dataset_reset) X(am_dataset_item)                   \
+    X(am_dataset_next_batch) X(am_dataset_item)                                       \
     X(am_dataset_size) X(am_dataset_kind) X(am_dataset_item_shape)                    \
     X(am_dataset_num_labels) X(am_dataset_label)                                      \
     X(am_options_default) X(am_run_new) X(am_run_free) X(am_run_error)                \

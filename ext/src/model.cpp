@@ -402,13 +402,6 @@ void am_tensor_release(am_tensor *t) {
     std::memset(t, 0, sizeof *t);
 }
 
-int64_t am_tensor_numel(const am_tensor *t) {
-    if (!t) return 0;
-    int64_t n = 1;
-    for (int i = 0; i < t->ndim; i++) n *= t->shape[i];
-    return n;
-}
-
 int am_model_load(const char *path, const char *device, const int64_t *input_shape, int input_ndim,
                   am_model **out) {
     am_model_load_options o{};
@@ -433,7 +426,6 @@ const char *am_model_note(const am_model *m) { return m ? m->note.c_str() : ""; 
 const char *am_model_kind(const am_model *m) { return m ? m->kind.c_str() : ""; }
 const char *am_model_device(const am_model *m) { return m ? m->device_name.c_str() : ""; }
 const char *am_model_dataset(const am_model *m) { return m ? m->dataset.c_str() : ""; }
-const char *am_model_metadata(const am_model *m) { return m ? m->metadata.c_str() : ""; }
 
 int am_model_input_shape(const am_model *m, int64_t *shape, int max) {
     if (!m || (max > 0 && !shape)) return AM_E_ARG;
