@@ -90,6 +90,11 @@ class Meta {
         if (text) over_ = parse(text, "metadata");
     }
     bool empty() const { return !file_ && !over_; }
+    // Where a key's value comes from, for messages: "metadata" (the
+    // caller's) or "actmax.json".
+    std::string where(const char *key) const {
+        return std::string(over_ && am__json_get(over_, key) ? "metadata" : "actmax.json") + ": \"" + key + "\"";
+    }
     const am__json *get(const char *key) const {
         if (const am__json *v = over_ ? am__json_get(over_, key) : nullptr) return v;
         return file_ ? am__json_get(file_, key) : nullptr;
@@ -116,11 +121,12 @@ bool is_string(const am__json *j) { return j && j->type == AM__JSON_STRING; }
 std::string string_of(const am__json *j) { return std::string(j->str, j->len); }
 
 // A number or a list of numbers.
-std::vector<double> numbers(const am__json *j, const char *key) {
+std::vector<double> numbers(const Meta &meta, const char *key) {
+    const am__json *j = meta.get(key);
     std::vector<double> r;
     if (!j) return r;
     if (j->type == AM__JSON_NUMBER) { r.push_back(j->num); return r; }
-    auto bad = [&] { return Error(AM_E_FORMAT, std::string("actmax.json: \"") + key + "\" must be a list of numbers"); };
+    auto bad = [&] { return Error(AM_E_FORMAT, meta.where(key) + " must be a list of numbers"); };
     if (j->type != AM__JSON_ARRAY) throw bad();
     for (size_t i = 0; i < j->n; i++) {
         if (j->items[i].type != AM__JSON_NUMBER) throw bad();
@@ -217,12 +223,12 @@ static void read_tokenizer(am_model *m, const Source &src, const std::string &na
 static void apply_metadata(am_model *m, const Meta &meta, const Source &src, const int64_t *shape, int ndim) {
     if (auto k = meta.get("kind")) {
         if (!is_string(k) || (string_of(k) != "image" && string_of(k) != "text"))
-            throw Error(AM_E_FORMAT, "actmax.json: \"kind\" must be \"image\" or \"text\"");
+            throw Error(AM_E_FORMAT, meta.where("kind") + " must be \"image\" or \"text\"");
         m->kind = string_of(k);
     }
     if (auto d = meta.get("dataset"); is_string(d)) m->dataset = string_of(d);
     if (auto l = meta.get("labels")) {
-        auto bad = Error(AM_E_FORMAT, "actmax.json: \"labels\" must be a list of strings");
+        auto bad = Error(AM_E_FORMAT, meta.where("labels") + " must be a list of strings");
         if (l->type != AM__JSON_ARRAY) throw bad;
         for (size_t i = 0; i < l->n; i++) {
             if (!is_string(&l->items[i])) throw bad;
@@ -230,14 +236,14 @@ static void apply_metadata(am_model *m, const Meta &meta, const Source &src, con
         }
     }
     if (auto t = meta.get("tokenizer")) {
-        if (!is_string(t)) throw Error(AM_E_FORMAT, "actmax.json: \"tokenizer\" must name an extra file");
+        if (!is_string(t)) throw Error(AM_E_FORMAT, meta.where("tokenizer") + " must name an extra file");
         read_tokenizer(m, src, string_of(t));
     }
 
     if (ndim > 0) {
         m->input_shape.assign(shape, shape + ndim);
     } else if (auto in = meta.get("input")) {
-        for (double d : numbers(in, "input")) m->input_shape.push_back(static_cast<int64_t>(d));
+        for (double d : numbers(meta, "input")) m->input_shape.push_back(static_cast<int64_t>(d));
     } else if (m->kind == "text") {
         auto ctx = meta.get("context");
         m->input_shape.push_back(ctx && ctx->type == AM__JSON_NUMBER ? static_cast<int64_t>(ctx->num)
@@ -250,8 +256,8 @@ static void apply_metadata(am_model *m, const Meta &meta, const Source &src, con
         if (d <= 0) throw Error(AM_E_ARG, "input shape " + shape_str(m->input_shape) + " has a non-positive size");
 
     if (auto r = meta.get("range")) {
-        auto v = numbers(r, "range");
-        if (v.size() != 2 || !(v[0] < v[1])) throw Error(AM_E_FORMAT, "actmax.json: \"range\" must be [lo, hi] with lo < hi");
+        auto v = numbers(meta, "range");
+        if (v.size() != 2 || !(v[0] < v[1])) throw Error(AM_E_FORMAT, meta.where("range") + " must be [lo, hi] with lo < hi");
         m->range[0] = static_cast<float>(v[0]);
         m->range[1] = static_cast<float>(v[1]);
     }
@@ -259,8 +265,8 @@ static void apply_metadata(am_model *m, const Meta &meta, const Source &src, con
     if (m->input_shape.size() != 3)
         throw Error(AM_E_ARG, "an image model needs an input shape C x H x W, got " + shape_str(m->input_shape));
     int64_t C = m->input_shape[0];
-    auto mean = numbers(meta.get("mean"), "mean");
-    auto sd = numbers(meta.get("std"), "std");
+    auto mean = numbers(meta, "mean");
+    auto sd = numbers(meta, "std");
     if (mean.empty() && sd.empty()) {
         if (C == 3) {
             mean = {0.485, 0.456, 0.406};

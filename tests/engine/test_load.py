@@ -83,7 +83,8 @@ def test_bad_load_options(small, tmp_path):
     cases = [
         (dict(data=small["data"], metadata='{"labels": [1, 2'), E_FORMAT, "metadata"),
         (dict(data=small["data"], metadata='[1, 2]'), E_FORMAT, "JSON object"),
-        (dict(data=small["data"], metadata={"range": [1, 0]}), E_FORMAT, "range"),
+        (dict(data=small["data"], metadata={"range": [1, 0]}), E_FORMAT, "metadata: \"range\""),
+        (dict(data=small["data"], metadata={"labels": "abc"}), E_FORMAT, "metadata: \"labels\""),
         (dict(path=small["path"], data=small["data"]), E_ARG, "not both"),
         (dict(data=b"not a zip archive"), E_FORMAT, "io.BytesIO"),
         (dict(data=small["data"][: len(small["data"]) // 2]), E_FORMAT, "truncated"),
