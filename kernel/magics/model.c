@@ -32,14 +32,6 @@ static int parse_shape(const char *text, int64_t *shape, int max)
     return n;
 }
 
-/* "auto" means CUDA when the machine shows an NVIDIA device, else the CPU. */
-static const char *device_choice(const char *dev)
-{
-    if (strcmp(dev, "auto") != 0)
-        return dev;
-    return access("/dev/nvidia0", F_OK) == 0 ? "cuda" : "cpu";
-}
-
 static int load_layers(mg_session *s, char **err)
 {
     const mg_engine_api *e = mg_engine();
@@ -131,7 +123,8 @@ mg_status mg_magic_model(mg_call *c)
         free(err);
         return st;
     }
-    const char *dev = device_choice(mg_enum(c, "device"));
+    /* "auto" is resolved by the engine from what libtorch reports. */
+    const char *dev = mg_enum(c, "device");
     am_model *m = NULL;
     int rc = e->am_model_load(path, dev, nd ? shape : NULL, nd, &m);
     if (rc != AM_OK) {
@@ -281,10 +274,14 @@ static mg_status setting_magic(mg_call *c, const char *name)
     size_t idx = 0;
     const mg_key *k = mg_keys_find(mg_settings_table, name, &idx);
     char *txt = mg_value_format(k, v);
-    mg_sink_printf(c->out, "%s = %s%s\n", name, txt,
-                   strcmp(name, "device") == 0 && strcmp(txt, "auto") == 0
-                       ? (access("/dev/nvidia0", F_OK) == 0 ? " (cuda here)" : " (cpu here)")
-                       : "");
+    /* Only the engine knows what "auto" becomes (CUDA when libtorch reports
+     * it usable); a loaded model says where it went. */
+    const mg_session *s = mg_session_of(c);
+    const char *where = strcmp(name, "device") == 0 && strcmp(txt, "auto") == 0 && s->model
+                            ? mg_engine()->am_model_device(s->model)
+                            : NULL;
+    mg_sink_printf(c->out, "%s = %s%s%s%s\n", name, txt, where ? " (the loaded model is on " : "",
+                   where ? where : "", where ? ")" : "");
     free(txt);
     return MG_OK;
 }
