@@ -230,6 +230,29 @@ static int text_rec_plot_png(const mg_text_rec *r, int id, const char *objective
     return rc;
 }
 
+/* The best projection seen over the run, when it is not the last one (soft
+ * reports the projection of its final embeddings, which can be worse than
+ * an earlier step's); NULL otherwise (malloc'd). */
+static char *best_text(const mg_text_rec *r)
+{
+    const mg_engine_api *e = mg_engine();
+    const int64_t *ids = NULL;
+    int len = 0, step = 0;
+    float act = NAN;
+    if (r->method != AM_TEXT_SOFT ||
+        e->am_text_run_best(r->run, &ids, &len, &act, &step) != AM_OK || !ids || !isfinite(act) ||
+        !(act > e->am_text_run_activation(r->run)))
+        return NULL;
+    char *raw = mg_ids_text(r->tok, ids, len);
+    char *prompt = mg_one_line(raw);
+    free(raw);
+    char *line = mg_asprintf("best projection seen: %.4g at step %d: \"%s\" (the last "
+                             "projection, reported above, is the run's result)",
+                             act, step, prompt);
+    free(prompt);
+    return line;
+}
+
 /* Summary lines shared by the text/plain output and %runs. */
 static char *summary_text(const mg_text_rec *r, int id, const char *objective, const char *options)
 {
@@ -247,10 +270,14 @@ static char *summary_text(const mg_text_rec *r, int id, const char *objective, c
     mg_str_addf(&t, "prompt: \"%s\"  (%d tokens, %s)\n", prompt, len,
                 e->am_text_run_roundtrip(r->run) ? "re-encodes to itself"
                                                  : "does NOT re-encode to the same tokens");
-    if (isfinite(soft))
+    if (isfinite(soft)) {
         mg_str_addf(&t, "soft activation %.4g, projected %.4g, retention %.1f%%\n", soft, act,
                     100.0 * e->am_text_run_retention(r->run));
-    else
+        char *best = best_text(r);
+        if (best)
+            mg_str_addf(&t, "%s\n", best);
+        free(best);
+    } else
         mg_str_addf(&t, "activation %.4g\n", act);
     if (r->fluency)
         mg_str_addf(&t, "cross-entropy %.4g nats\n", e->am_text_run_xent(r->run));
@@ -294,6 +321,14 @@ static char *summary_html(const mg_text_rec *r, int id, const char *objective)
                     soft, act, 100.0 * e->am_text_run_retention(r->run));
     else
         mg_str_addf(&h, "activation: <b>%.4g</b><br>", act);
+    char *best = best_text(r);
+    if (best) {
+        char *ebest = NULL;
+        render_html_escape(best, &ebest);
+        mg_str_addf(&h, "%s<br>", ebest ? ebest : "");
+        render_free(ebest);
+    }
+    free(best);
     mg_str_addf(&h, "re-encodes to itself: %s</div>",
                 e->am_text_run_roundtrip(r->run) ? "yes" : "no");
     return mg_str_steal(&h);
@@ -322,6 +357,17 @@ static char *summary_json(const mg_text_rec *r, int id, const char *objective)
     if (isfinite(soft)) {
         cJSON_AddNumberToObject(o, "soft_activation", soft);
         cJSON_AddNumberToObject(o, "retention", e->am_text_run_retention(r->run));
+        const int64_t *bids = NULL;
+        int blen = 0, bstep = 0;
+        float bact = NAN;
+        if (e->am_text_run_best(r->run, &bids, &blen, &bact, &bstep) == AM_OK && bids &&
+            isfinite(bact)) {
+            cJSON_AddNumberToObject(o, "best_activation", bact);
+            cJSON_AddNumberToObject(o, "best_step", bstep);
+            cJSON *jb = cJSON_AddArrayToObject(o, "best_tokens");
+            for (int t = 0; t < blen; t++)
+                cJSON_AddItemToArray(jb, cJSON_CreateNumber((double)bids[t]));
+        }
     }
     if (r->fluency)
         cJSON_AddNumberToObject(o, "xent", e->am_text_run_xent(r->run));
@@ -510,7 +556,6 @@ typedef struct tk_live {
     float last_act;
     int64_t *last_ids; /* (len) best prompt reported last */
     int len;
-    int64_t *step_ids; /* (restarts, steps, len) the prompt reported at each step */
     int steps, restarts;
 } tk_live;
 
@@ -530,14 +575,8 @@ static int tk_live_progress(void *user, const am_text_progress *p)
     tk_live *L = user;
     L->last_step = p->restart * p->steps + p->step;
     L->last_act = p->activation;
-    if (p->tokens && p->len == L->len) {
+    if (p->tokens && p->len == L->len)
         memcpy(L->last_ids, p->tokens, sizeof(int64_t) * (size_t)L->len);
-        /* Kept per step and restart; the kept restart is found afterwards. */
-        if (p->step >= 1 && p->step <= L->steps && p->restart >= 0 && p->restart < L->restarts)
-            memcpy(L->step_ids + ((size_t)p->restart * (size_t)L->steps + (size_t)(p->step - 1)) *
-                                     (size_t)L->len,
-                   p->tokens, sizeof(int64_t) * (size_t)L->len);
-    }
     if (mg_live_interrupted(&L->d))
         return 1;
     if (mg_live_due(&L->d))
@@ -645,8 +684,6 @@ static am_text_run *tokens_engine(const mg_call *c, am_model *model, am_text_opt
     o->progress_user = L;
     tk_live_send(L, 0, NAN); /* before any prompt exists */
     L->last_ids = mg_xcalloc((size_t)o->len, sizeof(int64_t));
-    L->step_ids = mg_xcalloc((size_t)L->restarts * (size_t)L->steps * (size_t)o->len,
-                             sizeof(int64_t)); /* (restarts, S, T) */
     am_text_run *run = NULL;
     int rc = e->am_text_run_new(model, o, &run);
     if (rc != AM_OK) {
@@ -667,31 +704,18 @@ static am_text_run *tokens_engine(const mg_call *c, am_model *model, am_text_opt
     return run;
 }
 
-/* The projected prompt's value at the recorded steps (soft only: the other
- * methods' curve is already a real prompt's), from the prompts reported at
- * each step of the kept restart. */
-static void projected_curve(mg_text_rec *rec, am_model *model, const char *objective,
-                            const tk_live *L)
+/* The projected prompt's value at each step of the kept restart (soft
+ * only: the other methods' curve is already a real prompt's), as the engine
+ * measured it. */
+static void projected_curve(mg_text_rec *rec)
 {
     const mg_engine_api *e = mg_engine();
-    int steps = 0, rl = 0, len = L->len;
-    e->am_text_run_curve(rec->run, &steps);
-    const int64_t *ids = e->am_text_run_tokens(rec->run, &rl);
-    /* The kept restart: the one whose last reported projection is the
-     * result (soft's result is the projection of its final embeddings). */
-    const int64_t *kept = NULL;
-    for (int r = L->restarts - 1; r >= 0 && !kept && steps > 0 && rl == len; r--) {
-        const int64_t *at = L->step_ids + (size_t)r * (size_t)L->steps * (size_t)len;
-        if (memcmp(at + (size_t)(steps - 1) * (size_t)len, ids, sizeof(int64_t) * (size_t)len) == 0)
-            kept = at;
-    }
-    if (rec->method != AM_TEXT_SOFT || !kept || steps > L->steps)
+    int steps = 0;
+    const float *pc = e->am_text_run_projected_curve(rec->run, &steps);
+    if (rec->method != AM_TEXT_SOFT || !pc || steps <= 0)
         return;
-    am_input in = {.kind = AM_INPUT_TOKENS, .tokens = kept, .ndim = 2, .shape = {steps, len}};
     rec->proj_curve = mg_xmalloc((size_t)steps * sizeof(float));
-    if (e->am_model_objective(model, &in, objective, rec->proj_curve) != AM_OK)
-        for (int i = 0; i < steps; i++)
-            rec->proj_curve[i] = NAN;
+    memcpy(rec->proj_curve, pc, (size_t)steps * sizeof(float));
 }
 
 /* The objective at each position of the result, for the colouring. */
@@ -752,14 +776,13 @@ static mg_text_rec *tokens_run(const mg_call *c, const mg_session *s, char **opt
                              .fluency = o.fluency > 0,
                              .live_updates = L.d.updates,
                              .stopped = L.d.stopped};
-        projected_curve(rec, s->model, c->positional, &L);
+        projected_curve(rec);
         position_acts(rec, s->model, c->positional);
         *options = options_text(c, &o);
     } else {
         e->am_tokenizer_free(tok);
     }
     free(L.last_ids);
-    free(L.step_ids);
     return rec;
 }
 
