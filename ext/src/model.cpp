@@ -242,7 +242,7 @@ static void apply_metadata(am_model *m, const Meta &meta, const Source &src, con
 
     if (ndim > 0) {
         m->input_shape.assign(shape, shape + ndim);
-    } else if (auto in = meta.get("input")) {
+    } else if (meta.get("input")) {
         for (double d : numbers(meta, "input")) m->input_shape.push_back(static_cast<int64_t>(d));
     } else if (m->kind == "text") {
         auto ctx = meta.get("context");
@@ -255,7 +255,7 @@ static void apply_metadata(am_model *m, const Meta &meta, const Source &src, con
     for (auto d : m->input_shape)
         if (d <= 0) throw Error(AM_E_ARG, "input shape " + shape_str(m->input_shape) + " has a non-positive size");
 
-    if (auto r = meta.get("range")) {
+    if (meta.get("range")) {
         auto v = numbers(meta, "range");
         if (v.size() != 2 || !(v[0] < v[1])) throw Error(AM_E_FORMAT, meta.where("range") + " must be [lo, hi] with lo < hi");
         m->range[0] = static_cast<float>(v[0]);
