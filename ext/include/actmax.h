@@ -193,6 +193,10 @@ AM_API int am_model_normalization(const am_model *m, const float **mean,
                                   float range[2]);
 
 /* Class labels from the metadata: count, and the i-th (NULL if out of range). */
+/* Parameters of the model, each shared tensor (a tied embedding and
+ * unembedding) counted once; a negative status on failure. */
+AM_API int64_t am_model_num_params(const am_model *m);
+
 AM_API int am_model_num_labels(const am_model *m);
 AM_API const char *am_model_label(const am_model *m, int i);
 
@@ -829,7 +833,8 @@ AM_API int am_text_examples_get(const am_text_examples *e, int i, int64_t *index
     X(am_model_load) X(am_model_load_with) X(am_model_free) X(am_model_error)         \
     X(am_model_note)                                                                  \
     X(am_model_kind) X(am_model_device) X(am_model_input_shape)                       \
-    X(am_model_normalization) X(am_model_num_labels) X(am_model_label)                \
+    X(am_model_normalization) X(am_model_num_params) X(am_model_num_labels)           \
+    X(am_model_label)                                                                 \
     X(am_model_dataset) X(am_model_tokenizer)                                         \
     X(am_model_num_layers) X(am_model_layer) X(am_model_tap) X(am_model_objective)    \
     X(am_model_objective_positions) X(am_model_embeddings)                            \

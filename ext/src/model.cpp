@@ -10,6 +10,7 @@
 #include <cstring>
 #include <fstream>
 #include <memory>
+#include <set>
 #include <sstream>
 
 #include "internal.hpp"
@@ -450,6 +451,21 @@ int am_model_normalization(const am_model *m, const float **mean, const float **
 }
 
 int am_model_num_labels(const am_model *m) { return m ? static_cast<int>(m->labels.size()) : AM_E_ARG; }
+
+int64_t am_model_num_params(const am_model *m) {
+    if (!m || !m->loaded) return AM_E_ARG;
+    try {
+        // A tensor shared by two modules (a tied embedding and unembedding)
+        // is one set of parameters: count each storage once.
+        std::set<const void *> seen;
+        int64_t n = 0;
+        for (const auto &p : m->module.parameters(/*recurse=*/true))
+            if (seen.insert(p.data_ptr()).second) n += p.numel();
+        return n;
+    } catch (...) {
+        return AM_E_INTERNAL;
+    }
+}
 
 const char *am_model_label(const am_model *m, int i) {
     if (!m || i < 0 || static_cast<size_t>(i) >= m->labels.size()) return nullptr;
