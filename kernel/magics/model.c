@@ -10,6 +10,7 @@
 #include "magics.h"
 #include "paths.h"
 #include "session.h"
+#include "text.h"
 #include "util.h"
 
 /* "3x224x224" or "1,28,28" -> dims; the count, or -1. */
@@ -47,14 +48,44 @@ static int load_layers(mg_session *s, char **err)
     return 0;
 }
 
-static int64_t total_params(const mg_session *s)
+/* A text model's tokenizer is read here, at load, so an unsupported one is
+ * an error naming what is unsupported now rather than at every %tokens. A
+ * text model without one still loads (its taps work); the summary says so. */
+static mg_status check_tokenizer(const mg_call *c, am_model *m, const char *path, bool had_model)
 {
-    /* Top-level modules own everything; nested paths would count twice. */
-    int64_t sum = 0;
-    for (int i = 0; i < s->n_layers; i++)
-        if (!strchr(s->layers[i].name, '.'))
-            sum += s->layers[i].params;
-    return sum;
+    const mg_engine_api *e = mg_engine();
+    const char *bytes = NULL;
+    size_t len = 0;
+    if (strcmp(e->am_model_kind(m), "text") != 0 || e->am_model_tokenizer(m, &bytes, &len) != AM_OK)
+        return MG_OK;
+    char *err = NULL;
+    am_tokenizer *t = mg_model_tokenizer(m, &err);
+    if (t) {
+        e->am_tokenizer_free(t);
+        return MG_OK;
+    }
+    mg_status st = mg_fail(c, "TokenizerError", "%s: %s%s", path, err,
+                           had_model ? "\nThe previous model is still loaded." : "");
+    free(err);
+    return st;
+}
+
+/* The tokenizer row of the summary (malloc'd). */
+static char *tokenizer_text(am_model *m)
+{
+    const mg_engine_api *e = mg_engine();
+    if (strcmp(e->am_model_kind(m), "text") != 0)
+        return mg_strdup("(none: an image model)");
+    char *err = NULL;
+    am_tokenizer *t = mg_model_tokenizer(m, &err);
+    if (!t) {
+        free(err);
+        return mg_strdup("(none: %tokens and %examples need one in the model's actmax.json)");
+    }
+    char *text = mg_asprintf("%s, %lld tokens", e->am_tokenizer_describe(t),
+                             (long long)e->am_tokenizer_vocab_size(t));
+    e->am_tokenizer_free(t);
+    return text;
 }
 
 static void model_summary(const mg_call *c, const mg_session *s)
@@ -66,11 +97,17 @@ static void model_summary(const mg_call *c, const mg_session *s)
     mg_str shape = MG_STR_INIT, labels = MG_STR_INIT;
     mg_shape_text(&shape, in, nd > 0 ? nd : 0);
     int nl = e->am_model_num_labels(m);
-    for (int i = 0; i < nl; i++)
+    /* A long label list (ImageNet's 1000) would push the other rows off the
+     * screen: the first few, then the count. */
+    enum { kShownLabels = 12 };
+    for (int i = 0; i < nl && i < kShownLabels; i++)
         mg_str_addf(&labels, "%s%s", i ? ", " : "", e->am_model_label(m, i));
+    if (nl > kShownLabels)
+        mg_str_addf(&labels, ", ... (%d labels in all)", nl);
     char *layers = mg_asprintf("%d", s->n_layers);
-    char *params = mg_asprintf("%lld", (long long)total_params(s));
+    char *params = mg_asprintf("%lld", (long long)e->am_model_num_params(m));
     const char *note = e->am_model_note(m);
+    char *tok = tokenizer_text(m);
     const char *rows[][2] = {
         {"model", s->model_name},
         {"file", s->model_path},
@@ -81,15 +118,18 @@ static void model_summary(const mg_call *c, const mg_session *s)
         {"labels", nl ? mg_str_cstr(&labels) : "(none)"},
         {"dataset", e->am_model_dataset(m)[0] ? e->am_model_dataset(m) : "(none)"},
         {"device", e->am_model_device(m)},
+        {"tokenizer", tok},
         {"note", note && note[0] ? note : "metadata complete; no defaults taken"},
     };
-    const char *cells[20];
-    for (int i = 0; i < 10; i++) {
+    enum { kRows = sizeof rows / sizeof rows[0] };
+    const char *cells[2 * kRows];
+    for (int i = 0; i < kRows; i++) {
         cells[2 * i] = rows[i][0];
         cells[2 * i + 1] = rows[i][1];
     }
-    render_table t = {.n_cols = 2, .n_rows = 10, .cells = cells};
+    render_table t = {.n_cols = 2, .n_rows = kRows, .cells = cells};
     mg_send_table(c, &t);
+    free(tok);
     free(layers);
     free(params);
     mg_str_free(&shape);
@@ -135,6 +175,11 @@ mg_status mg_magic_model(mg_call *c)
         e->am_model_free(m);
         free(path);
         return st;
+    }
+    if (check_tokenizer(c, m, path, s->model != NULL) != MG_OK) {
+        e->am_model_free(m);
+        free(path);
+        return MG_ERROR;
     }
     mg_session fresh = {0};
     fresh.model = m;
