@@ -116,6 +116,10 @@ const mg_key mg_keys_sleep[] = {
     MG_KEY_END,
 };
 
+const mg_key mg_keys_tokenize[] = {
+    MG_KEY_END,
+};
+
 const mg_key mg_keys_echo[] = {
     MG_KEY_ENUM("to", "stdout", "stdout|stderr|display|result|page", "which output to use"),
     MG_KEY_STRING("display_id", NULL, "display id (to=display), for a later update=true"),
@@ -136,7 +140,8 @@ const mg_key *mg_magic_keys(const char *magic)
     } k_tables[] = {
         {"model", mg_keys_model},   {"maximize", mg_keys_maximize}, {"examples", mg_keys_examples},
         {"tokens", mg_keys_tokens}, {"save", mg_keys_save},         {"sleep", mg_keys_sleep},
-        {"echo", mg_keys_echo},     {"clear", mg_keys_clear},       {"set", mg_settings_table},
+        {"echo", mg_keys_echo},     {"tokenize", mg_keys_tokenize}, {"clear", mg_keys_clear},
+        {"set", mg_settings_table},
     };
     for (size_t i = 0; i < sizeof k_tables / sizeof k_tables[0]; i++)
         if (strcmp(k_tables[i].name, magic) == 0)

@@ -51,6 +51,7 @@ extern const mg_key mg_keys_tokens[];
 extern const mg_key mg_keys_save[];
 extern const mg_key mg_keys_sleep[];
 extern const mg_key mg_keys_echo[];
+extern const mg_key mg_keys_tokenize[];
 extern const mg_key mg_keys_clear[];
 
 /* The keys of the magic named magic ("maximize", "set", ...), NULL if none. */

@@ -20,6 +20,9 @@ void mg_magic_objective_complete(const mg_complete_ctx *cx, mg_completions *out)
 mg_status mg_magic_maximize(mg_call *c);
 mg_status mg_magic_tokens(mg_call *c);
 
+/* tokenize.c */
+mg_status mg_magic_tokenize(mg_call *c);
+
 /* examples.c */
 mg_status mg_magic_examples(mg_call *c);
 

@@ -64,6 +64,17 @@ static const mg_magic MAGICS[] = {
      .run = mg_magic_tokens,
      .complete = mg_magic_objective_complete,
      .prepare = mg_engine_load},
+    {.name = "tokenize",
+     .kinds = MG_LINE | MG_CELL,
+     .summary = "Show how the text model's tokenizer cuts a text: ids and pieces.",
+     .help = "%tokenize \"The cat sat\"      the ids and pieces of a text (quote spaces)\n"
+             "%%tokenize                   the cell's body is the text (newlines kept)\n"
+             "The count is what len= of %tokens means for that text as init=.",
+     .positional = "TEXT",
+     .positional_doc = "the text to cut into tokens",
+     .keys = mg_keys_tokenize,
+     .run = mg_magic_tokenize,
+     .prepare = mg_engine_load},
     {.name = "examples",
      .kinds = MG_LINE,
      .summary = "Top-k dataset images for an objective (the observation approach).",
