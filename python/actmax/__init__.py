@@ -64,13 +64,16 @@ def _out(pair, dtype=np.float32):
 def _array(x, what="input"):
     """Any torch tensor, numpy array or nested list -> a C-contiguous numpy
     array: float32 for floating input, int64 (token ids) for integers."""
-    if "torch" in sys.modules and isinstance(x, sys.modules["torch"].Tensor):
+    torch = sys.modules.get("torch")  # only when the caller already uses it
+    if torch is not None and isinstance(x, torch.Tensor):
         x = x.detach()
         if x.is_floating_point():
-            return x.to("cpu", sys.modules["torch"].float32).contiguous().numpy()
-        if x.dtype == sys.modules["torch"].bool or x.is_complex():
+            return x.to("cpu", torch.float32).contiguous().numpy()
+        if x.dtype == torch.bool or x.is_complex():
             raise TypeError(f"{what} must be a float tensor (or int64 token ids), not {x.dtype}")
-        return x.to("cpu", sys.modules["torch"].int64).contiguous().numpy()
+        return x.to("cpu", torch.int64).contiguous().numpy()
+    if isinstance(x, (str, bytes)):
+        raise TypeError(f"{what} must be a float tensor or array (or int64 token ids), not {type(x).__name__}")
     a = np.asarray(x)
     if a.dtype.kind == "f":
         return np.ascontiguousarray(a, dtype=np.float32)
