@@ -16,6 +16,7 @@
 #include <Python.h>
 
 #include <dlfcn.h>
+#include <stdbool.h>
 #include <limits.h>
 #include <math.h>
 #include <stddef.h>
@@ -139,8 +140,22 @@ static int ensure_engine(void)
  * "<am_strerror>: <the handle's detailed message>". Returns NULL. */
 static PyObject *raise_status(int status, const char *detail)
 {
-    PyErr_Format(error_class(g_api->am_status_class(status)), "%s: %s",
-                 g_api->am_strerror(status), detail ? detail : "");
+    PyObject *cls = error_class(g_api->am_status_class(status));
+    PyObject *exc = PyObject_CallFunction(cls, "s", "");
+    PyObject *msg = PyUnicode_FromFormat("%s: %s", g_api->am_strerror(status), detail ? detail : "");
+    PyObject *code = PyLong_FromLong(status);
+    if (exc && msg && code) {
+        /* The message as the only argument, and the engine's status code for
+         * callers that compare codes (e.status == AM_E_OBJECTIVE). */
+        PyObject *args = PyTuple_Pack(1, msg);
+        if (args && PyObject_SetAttrString(exc, "args", args) == 0 &&
+            PyObject_SetAttrString(exc, "status", code) == 0)
+            PyErr_SetObject(cls, exc);
+        Py_XDECREF(args);
+    }
+    Py_XDECREF(exc);
+    Py_XDECREF(msg);
+    Py_XDECREF(code);
     return NULL;
 }
 
@@ -244,6 +259,7 @@ static int input_from(PyObject *obj, int kind, Py_buffer *view, am_input *in)
 typedef struct progress_ctx {
     PyObject *fn;           /* borrowed; NULL: none */
     render_throttle thr;
+    bool every_step;        /* no throttle */
     int interrupted;        /* Ctrl-C (KeyboardInterrupt) seen */
     PyObject *exc_type, *exc_value, *exc_tb; /* an error raised by fn */
     float *image;           /* (B, C, H, W) the latest live image not yet passed */
@@ -292,7 +308,14 @@ static void progress_init(progress_ctx *g, PyObject *fn, double per_second)
 {
     memset(g, 0, sizeof *g);
     g->fn = fn && fn != Py_None ? fn : NULL;
+    /* per_second <= 0: every step reaches fn (a caller that counts steps). */
+    g->every_step = per_second <= 0;
     render_throttle_init(&g->thr, per_second > 0 ? per_second : 4, NULL, NULL);
+}
+
+static bool progress_due(progress_ctx *g, bool is_final)
+{
+    return g->every_step || render_throttle_ready(&g->thr, is_final);
 }
 
 /* After the run, with the GIL: re-raises an error of the progress; -1 then. */
@@ -324,7 +347,7 @@ static int run_progress(void *user, const am_progress *p)
                 memcpy(g->image_shape, p->image_shape, sizeof g->image_shape);
             }
         }
-        if (render_throttle_ready(&g->thr, p->step == p->steps)) {
+        if (progress_due(g, p->step == p->steps)) {
             PyObject *img = Py_None;
             Py_INCREF(img);
             if (g->image) {
@@ -348,7 +371,7 @@ static int text_progress(void *user, const am_text_progress *p)
     PyGILState_STATE gs = PyGILState_Ensure();
     int stop = progress_check_signals(g);
     int last = p->step == p->steps && p->restart + 1 == p->restarts;
-    if (!stop && g->fn && render_throttle_ready(&g->thr, last))
+    if (!stop && g->fn && progress_due(g, last))
         stop = progress_call(g, Py_BuildValue("(iiiiddN)", p->step, p->steps, p->restart,
                                               p->restarts, (double)p->activation, (double)p->xent,
                                               ints_out(p->tokens, p->len)));
@@ -361,7 +384,7 @@ static int examples_progress(void *user, int64_t scanned, int64_t total, float b
     progress_ctx *g = user;
     PyGILState_STATE gs = PyGILState_Ensure();
     int stop = progress_check_signals(g);
-    if (!stop && g->fn && render_throttle_ready(&g->thr, scanned >= total))
+    if (!stop && g->fn && progress_due(g, scanned >= total))
         stop = progress_call(g, Py_BuildValue("(LLd)", (long long)scanned, (long long)total,
                                               (double)best));
     PyGILState_Release(gs);
@@ -1112,6 +1135,20 @@ static PyObject *Model_token_text(ModelObject *self, PyObject *arg)
     return PyUnicode_DecodeUTF8(buf, (Py_ssize_t)strlen(buf), "replace");
 }
 
+static PyObject *Model_tokenizer_bytes(ModelObject *self, PyObject *Py_UNUSED(ignored))
+{
+    if (!self->m) {
+        PyErr_SetString(PyExc_ValueError, "the model was closed");
+        return NULL;
+    }
+    const char *bytes = NULL;
+    size_t len = 0;
+    int rc = g_api->am_model_tokenizer(self->m, &bytes, &len);
+    if (rc != AM_OK)
+        Py_RETURN_NONE;
+    return PyBytes_FromStringAndSize(bytes, (Py_ssize_t)len);
+}
+
 static PyObject *Model_vocab_size(ModelObject *self, PyObject *Py_UNUSED(ignored))
 {
     am_tokenizer *t = model_tokenizer(self);
@@ -1149,6 +1186,8 @@ static PyMethodDef Model_methods[] = {
     {"decode", (PyCFunction)Model_decode, METH_O, "decode(int64 ids) -> bytes"},
     {"token_text", (PyCFunction)Model_token_text, METH_O, "one token as printable text"},
     {"vocab_size", (PyCFunction)Model_vocab_size, METH_NOARGS, "tokens in the vocabulary"},
+    {"tokenizer_bytes", (PyCFunction)Model_tokenizer_bytes, METH_NOARGS,
+     "the tokenizer extra file's bytes, or None"},
     {"close", (PyCFunction)Model_close, METH_NOARGS, "frees the engine's model now"},
     {NULL, NULL, 0, NULL},
 };
