@@ -1,10 +1,11 @@
 """The Python module's cost over the engine, side by side with the command line.
 
 For the same runs (same model, objective, options and seeds) it times:
-  cli     the kernel's command line (`actmax -c '%model ...' -o DIR`): one process,
-          a first run to warm up, then one run per seed; the optimization loop's
-          seconds as the engine reports them (the "seconds" of each run's JSON);
-  module  m.maximize(...) from Python in this process, warmed the same way: the
+  cli     the kernel's command line (`actmax -c '%model ...' -o DIR`): per seed one
+          process, a first short run to warm up, then the run; the optimization
+          loop's seconds as the engine reports them (the "seconds" of its JSON);
+  module  m.maximize(...) from Python in this process (warmed once), right after
+          the command line's run of the same seed: the
           loop's seconds as the engine reports them (the per-step callback, GIL
           and Ctrl-C checks included) and the wall time of the whole call
           (argument checks, result tensors);
@@ -61,10 +62,11 @@ def cli_seconds(cli, model, objective, steps, seeds, input_key):
 
 
 def bench_model(name, m, model, objective, steps, repeats, cli, input_key=""):
-    cli_s = cli_seconds(cli, model, objective, steps, range(repeats), input_key)
     m.maximize(objective, steps=4, progress=False)  # warm: tap graph, allocator
-    mod_s, wall_s = [], []
+    cli_s, mod_s, wall_s = [], [], []
     for i in range(repeats):
+        # Interleaved, so that the machine's other load hits both sides alike.
+        cli_s += cli_seconds(cli, model, objective, steps, [i], input_key)
         t = time.perf_counter()
         r = m.maximize(objective, steps=steps, seed=i, progress=False)
         wall_s.append(time.perf_counter() - t)
