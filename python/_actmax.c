@@ -144,18 +144,21 @@ static PyObject *raise_status(int status, const char *detail)
     PyObject *exc = PyObject_CallFunction(cls, "s", "");
     PyObject *msg = PyUnicode_FromFormat("%s: %s", g_api->am_strerror(status), detail ? detail : "");
     PyObject *code = PyLong_FromLong(status);
-    if (exc && msg && code) {
-        /* The message as the only argument, and the engine's status code for
-         * callers that compare codes (e.status == AM_E_OBJECTIVE). */
+    PyObject *det = PyUnicode_FromString(detail ? detail : "");
+    if (exc && msg && code && det) {
+        /* The message as the only argument; the engine's status code and its
+         * detailed message for callers that compare them (e.status == -6). */
         PyObject *args = PyTuple_Pack(1, msg);
         if (args && PyObject_SetAttrString(exc, "args", args) == 0 &&
-            PyObject_SetAttrString(exc, "status", code) == 0)
+            PyObject_SetAttrString(exc, "status", code) == 0 &&
+            PyObject_SetAttrString(exc, "detail", det) == 0)
             PyErr_SetObject(cls, exc);
         Py_XDECREF(args);
     }
     Py_XDECREF(exc);
     Py_XDECREF(msg);
     Py_XDECREF(code);
+    Py_XDECREF(det);
     return NULL;
 }
 

@@ -77,8 +77,10 @@ def test_tap_and_objective_errors(fashion):
     x = torch.zeros(1, 1, 28, 28)
     with pytest.raises(actmax.LayerError, match="conv2"):
         fashion.activations(x, ["conv22"])
-    with pytest.raises(actmax.ObjectiveError, match=r"\^"):
+    with pytest.raises(actmax.ObjectiveError, match=r"\^") as e:
         fashion.objective(x, "conv2[5")
+    # The engine's status code and detail travel with the exception.
+    assert e.value.status == -6 and str(e.value) == "invalid objective: " + e.value.detail
     with pytest.raises(actmax.ObjectiveError):
         fashion.objective(x, "diversity(conv2)")
     with pytest.raises(Exception):
