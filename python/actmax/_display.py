@@ -61,7 +61,9 @@ class Live:
             else:
                 self.handle.update(bundle, raw=True)
         else:
-            line = text.strip().splitlines()[0] if text.strip() else ""
+            # One line: the renderer's bar line, after the label.
+            lines = [l for l in text.splitlines() if l.strip()]
+            line = (self.label[:40] + "  " + lines[-1]) if lines else ""
             pad = max(0, self.last_len - len(line))
             sys.stderr.write("\r" + line + " " * pad)
             sys.stderr.flush()
