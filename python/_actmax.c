@@ -138,11 +138,19 @@ static int ensure_engine(void)
 
 /* Raises the class am_status_class names, with the kernel's message:
  * "<am_strerror>: <the handle's detailed message>". Returns NULL. */
+static PyObject *raise_error(PyObject *cls, PyObject *msg, int status, const char *detail);
+
 static PyObject *raise_status(int status, const char *detail)
 {
-    PyObject *cls = error_class(g_api->am_status_class(status));
+    return raise_error(error_class(g_api->am_status_class(status)),
+                       PyUnicode_FromFormat("%s: %s", g_api->am_strerror(status), detail ? detail : ""),
+                       status, detail);
+}
+
+/* Raises cls(msg) (msg stolen) with e.status and e.detail set. Returns NULL. */
+static PyObject *raise_error(PyObject *cls, PyObject *msg, int status, const char *detail)
+{
     PyObject *exc = PyObject_CallFunction(cls, "s", "");
-    PyObject *msg = PyUnicode_FromFormat("%s: %s", g_api->am_strerror(status), detail ? detail : "");
     PyObject *code = PyLong_FromLong(status);
     PyObject *det = PyUnicode_FromString(detail ? detail : "");
     if (exc && msg && code && det) {
@@ -479,8 +487,11 @@ static int Model_init(ModelObject *self, PyObject *args, PyObject *kw)
     Py_END_ALLOW_THREADS
     if (rc != AM_OK) {
         /* As the kernel's %model: whatever the status, the model did not load. */
-        PyErr_Format(error_class("ModelError"), "%s could not be loaded (%s): %s", path, g_api->am_strerror(rc),
-                     m ? g_api->am_model_error(m) : "");
+        const char *detail = m ? g_api->am_model_error(m) : "";
+        raise_error(error_class("ModelError"),
+                    PyUnicode_FromFormat("%s could not be loaded (%s): %s", path,
+                                         g_api->am_strerror(rc), detail),
+                    rc, detail);
         g_api->am_model_free(m);
         return -1;
     }

@@ -230,7 +230,12 @@ def _resolve(name):
         p = os.path.expanduser(name)
         if os.access(p, os.R_OK):
             return p
-        raise ModelNotFoundError(f"model file {p} cannot be read ({os.strerror(2)}); give an existing "
+        try:
+            open(p, "rb").close()
+            reason = os.strerror(13)
+        except OSError as e:
+            reason = e.strerror
+        raise ModelNotFoundError(f"model file {p} cannot be read ({reason}); give an existing "
                                 "TorchScript file or a built-in name such as fashion-cnn")
     dirs = _model_dirs()
     for d in dirs:
