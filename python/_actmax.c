@@ -1395,20 +1395,26 @@ done:
     return result;
 }
 
-/* table(header, rows, heat, lo, hi, caption) -> (html, text); heat is a
+/* table(header, rows, heat, lo, hi, caption) -> (html, text); header may be None, heat a
  * float32 buffer (R, K) or None. */
 static PyObject *mod_table(PyObject *Py_UNUSED(self), PyObject *args)
 {
     PyObject *header, *rows, *heat;
     double lo, hi;
     const char *caption;
-    if (!PyArg_ParseTuple(args, "O!O!Oddz", &PyList_Type, &header, &PyList_Type, &rows, &heat, &lo,
-                          &hi, &caption))
+    if (!PyArg_ParseTuple(args, "OO!Oddz", &header, &PyList_Type, &rows, &heat, &lo, &hi, &caption))
         return NULL;
     Py_ssize_t k = 0, r = PyList_GET_SIZE(rows);
-    const char **hv = strings_in(header, &k);
-    if (!hv)
+    const char **hv = NULL;
+    if (header == Py_None) { /* no header row: the columns of the first row */
+        k = r ? PyList_Size(PyList_GET_ITEM(rows, 0)) : 1;
+        if (k < 0)
+            return NULL;
+    } else if (!PyList_Check(header) || !(hv = strings_in(header, &k))) {
+        if (!PyErr_Occurred())
+            PyErr_SetString(PyExc_TypeError, "header must be a list of strings or None");
         return NULL;
+    }
     const char **cells = PyMem_Calloc((size_t)(r * k) + 1, sizeof *cells);
     PyObject *result = NULL;
     Py_buffer hview = {0};
@@ -1494,7 +1500,8 @@ static PyMethodDef module_methods[] = {
     {"images_png", mod_images_png, METH_VARARGS, "images_png(pix, captions, title, min_px)"},
     {"plot_png", mod_plot_png, METH_VARARGS,
      "plot_png(series, title, ylabel, vlines, vline_labels, width, height)"},
-    {"table", mod_table, METH_VARARGS, "table(header, rows, heat, lo, hi, caption) -> (html, text)"},
+    {"table", mod_table, METH_VARARGS,
+     "table(header|None, rows, heat, lo, hi, caption) -> (html, text)"},
     {"progress_html", mod_progress_html, METH_VARARGS,
      "progress_html(step, total, objective, elapsed_s, label, png, width, height)"},
     {NULL, NULL, 0, NULL},

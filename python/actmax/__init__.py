@@ -325,6 +325,19 @@ class Model:
         return (f"<actmax.Model {self.name}: {self.kind}, input {self.input_shape}, "
                 f"{len(self.layers())} layers, on {self.device}>")
 
+    def summary(self):
+        """The rows the kernel's %model shows: [(field, value)]."""
+        top = sum(l.params for l in self.layers() if "." not in l.name)
+        return [("model", self.name), ("file", self.path), ("kind", self.kind),
+                ("input", "(" + ", ".join(str(d) for d in self.input_shape) + ")"),
+                ("layers", str(len(self.layers()))), ("parameters", str(top)),
+                ("labels", ", ".join(self.labels) if self.labels else "(none)"),
+                ("dataset", self.dataset or "(none)"), ("device", self.device),
+                ("note", self.note or "metadata complete; no defaults taken")]
+
+    def _repr_html_(self):
+        return _actmax.table(None, [list(r) for r in self.summary()], None, 0.0, 1.0, None)[0]
+
     def close(self):
         """Frees the engine's model now (it is freed with the object otherwise)."""
         self._m.close()

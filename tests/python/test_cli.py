@@ -60,3 +60,10 @@ def test_progress_does_not_change_the_run(fashion):
     b = fashion.maximize("conv2[3]", steps=20, seed=4, progress=True, updates_per_s=100)
     assert a.images.numpy().tobytes() == b.images.numpy().tobytes()
     assert a.curve.numpy().tobytes() == b.curve.numpy().tobytes()
+
+
+def test_model_summary_equals_kernel(fashion, tmp_path):
+    rc, out, err = kernel("%model fashion-cnn device=cpu", tmp_path)
+    assert rc == 0, err
+    html = open(sorted(glob.glob(str(tmp_path / "out-*.html")))[0]).read()
+    assert fashion._repr_html_() == html
