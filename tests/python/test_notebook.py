@@ -1,6 +1,6 @@
 """The Python tutorial executed headless on Debian's python3 kernel (ipykernel),
 with the build tree's module on its path: no cell fails, the results show
-inline (PNG images and HTML)."""
+inline (PNG images and HTML), and the progress is one display updated in place."""
 import os
 
 import nbformat
@@ -33,5 +33,10 @@ def test_python_tutorial_runs(tmp_path):
             images += "image/png" in data
             html += "text/html" in data and "data:image/png;base64," in data["text/html"]
     assert images + html >= 3, "the runs did not show inline"
+    # Each run's progress is one display, updated in place to its last step.
+    run = next(c for c in nb.cells if c.cell_type == "code" and 'm.maximize("conv2[5]", steps=128' in c.source)
+    live = [o for o in run.outputs if o.output_type == "display_data" and "actmax-progress" in
+            o.get("data", {}).get("text/html", "")]
+    assert len(live) == 1 and "128/128" in live[0].data["text/html"], [o.output_type for o in run.outputs]
     text = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.outputs)
     assert "my loop" in text and "actmax" in text
