@@ -22,8 +22,8 @@ int main(int argc, char **argv)
         return 2;
     }
     am_tokenizer *t;
-    if (am_tokenizer_load_file(argv[1], &t) != AM_DATA_OK) {
-        fprintf(stderr, "bench_tokenizer: %s\n", am_tokenizer_errmsg(t));
+    if (am_tokenizer_load_file(argv[1], &t) != AM_OK) {
+        fprintf(stderr, "bench_tokenizer: %s\n", am_tokenizer_error(t));
         am_tokenizer_free(t);
         return 1;
     }
@@ -50,10 +50,10 @@ int main(int argc, char **argv)
         char *back;
         size_t blen;
         double t0 = now();
-        if (am_tokenizer_encode(t, text, len, &ids, &n) != AM_DATA_OK)
+        if (am_tokenizer_encode(t, text, len, &ids, &n) != AM_OK)
             return 1;
         double t1 = now();
-        if (am_tokenizer_decode(t, ids, n, &back, &blen) != AM_DATA_OK)
+        if (am_tokenizer_decode(t, ids, n, &back, &blen) != AM_OK)
             return 1;
         double t2 = now();
         best_enc = t1 - t0 < best_enc ? t1 - t0 : best_enc;

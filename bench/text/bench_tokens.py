@@ -41,8 +41,8 @@ def corpus_max(amlib, model, corpus, window, layers, chunk=1024):
     lib = amlib.lib
     lib.am_dataset_open.argtypes = [C.c_char_p, C.c_char_p, C.POINTER(DatasetOptions), C.POINTER(C.c_void_p)]
     lib.am_dataset_next_batch.argtypes = [C.c_void_p, C.c_int64, C.POINTER(Batch)]
-    lib.am_dataset_errmsg.restype = C.c_char_p
-    lib.am_dataset_errmsg.argtypes = [C.c_void_p]
+    lib.am_dataset_error.restype = C.c_char_p
+    lib.am_dataset_error.argtypes = [C.c_void_p]
     lib.am_dataset_free.argtypes = [C.c_void_p]
     p, n = C.c_char_p(), C.c_size_t()
     assert lib.am_model_tokenizer(model.h, C.byref(p), C.byref(n)) == 0
@@ -52,7 +52,7 @@ def corpus_max(amlib, model, corpus, window, layers, chunk=1024):
     opts = DatasetOptions(str(corpus).encode(), tok, window, 1)
     st = lib.am_dataset_open(b"fortunes", b"heldout", C.byref(opts), C.byref(ds))
     if st != 0:
-        sys.exit(f"corpus: {lib.am_dataset_errmsg(ds).decode()}")
+        sys.exit(f"corpus: {lib.am_dataset_error(ds).decode()}")
     best = {l: None for l in layers}
     count = 0
     while True:

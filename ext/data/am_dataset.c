@@ -54,13 +54,13 @@ static int ds_read_gz(am_dataset *ds, const char *path, unsigned char **out, siz
     *len = 0;
     gzFile f = gzopen(path, "rb");
     if (!f)
-        return ds_fail(ds, AM_DATA_E_IO, "cannot open %s", path);
+        return ds_fail(ds, AM_E_IO, "cannot open %s", path);
     size_t cap = 1 << 20, n = 0;
     unsigned char *buf = malloc(cap);
     for (;;) {
         if (!buf) {
             gzclose(f);
-            return ds_fail(ds, AM_DATA_E_NOMEM, "out of memory reading %s", path);
+            return ds_fail(ds, AM_E_NOMEM, "out of memory reading %s", path);
         }
         if (n == cap) {
             unsigned char *nb = realloc(buf, cap * 2);
@@ -75,10 +75,10 @@ static int ds_read_gz(am_dataset *ds, const char *path, unsigned char **out, siz
         if (got < 0) {
             int zerr;
             const char *msg = gzerror(f, &zerr);
-            ds_fail(ds, AM_DATA_E_FORMAT, "%s is not a readable gzip file (%s)", path, msg);
+            ds_fail(ds, AM_E_FORMAT, "%s is not a readable gzip file (%s)", path, msg);
             free(buf);
             gzclose(f);
-            return AM_DATA_E_FORMAT;
+            return AM_E_FORMAT;
         }
         if (got == 0)
             break;
@@ -87,7 +87,7 @@ static int ds_read_gz(am_dataset *ds, const char *path, unsigned char **out, siz
     gzclose(f);
     *out = buf;
     *len = n;
-    return AM_DATA_OK;
+    return AM_OK;
 }
 
 static uint32_t ds_be32(const unsigned char *p)
@@ -104,13 +104,13 @@ static int ds_read_idx(am_dataset *ds, const char *path, int ndim, uint32_t *dim
     unsigned char *buf;
     size_t len;
     int rc = ds_read_gz(ds, path, &buf, &len);
-    if (rc != AM_DATA_OK)
+    if (rc != AM_OK)
         return rc;
     size_t header = 4 + 4 * (size_t)ndim;
     uint32_t magic = len >= 4 ? ds_be32(buf) : 0;
     if (len < header || magic != (0x0800u | (uint32_t)ndim)) {
         free(buf);
-        return ds_fail(ds, AM_DATA_E_FORMAT, "%s is not an IDX file of %d-dimensional unsigned "
+        return ds_fail(ds, AM_E_FORMAT, "%s is not an IDX file of %d-dimensional unsigned "
                        "bytes (magic 0x%08x, expected 0x%08x)", path, ndim, magic,
                        0x0800u | (uint32_t)ndim);
     }
@@ -121,12 +121,12 @@ static int ds_read_idx(am_dataset *ds, const char *path, int ndim, uint32_t *dim
     }
     if (len - header != count) {
         free(buf);
-        return ds_fail(ds, AM_DATA_E_FORMAT, "%s holds %zu data bytes but its header announces %zu",
+        return ds_fail(ds, AM_E_FORMAT, "%s holds %zu data bytes but its header announces %zu",
                        path, len - header, count);
     }
     memmove(buf, buf + header, count);
     *data = buf;
-    return AM_DATA_OK;
+    return AM_OK;
 }
 
 static int ds_open_fashion(am_dataset *ds, const char *split, const char *dir)
@@ -137,7 +137,7 @@ static int ds_open_fashion(am_dataset *ds, const char *split, const char *dir)
     else if (split && strcmp(split, "test") == 0)
         prefix = "t10k";
     else
-        return ds_fail(ds, AM_DATA_E_ARG, "fashion-mnist has no split \"%s\"; use \"train\" "
+        return ds_fail(ds, AM_E_ARG, "fashion-mnist has no split \"%s\"; use \"train\" "
                        "(60000 images) or \"test\" (10000)", split ? split : "(null)");
     if (!dir)
         dir = getenv("ACTMAX_FASHION_MNIST");
@@ -148,8 +148,8 @@ static int ds_open_fashion(am_dataset *ds, const char *split, const char *dir)
     uint32_t idims[3] = {0, 0, 0}, ldims[1] = {0};
     snprintf(path, sizeof path, "%s/%s-images-idx3-ubyte.gz", dir, prefix);
     int rc = ds_read_idx(ds, path, 3, idims, &ds->pixels);
-    if (rc != AM_DATA_OK) {
-        if (rc == AM_DATA_E_IO) {
+    if (rc != AM_OK) {
+        if (rc == AM_E_IO) {
             char msg[sizeof ds->err];
             snprintf(msg, sizeof msg, "%s", ds->err);
             ds_fail(ds, rc, "%s (install Debian's dataset-fashion-mnist, or set the dataset path "
@@ -158,20 +158,20 @@ static int ds_open_fashion(am_dataset *ds, const char *split, const char *dir)
         return rc;
     }
     snprintf(path, sizeof path, "%s/%s-labels-idx1-ubyte.gz", dir, prefix);
-    if ((rc = ds_read_idx(ds, path, 1, ldims, &ds->labels8)) != AM_DATA_OK)
+    if ((rc = ds_read_idx(ds, path, 1, ldims, &ds->labels8)) != AM_OK)
         return rc;
     if (idims[0] != ldims[0])
-        return ds_fail(ds, AM_DATA_E_FORMAT, "%s: %u images but %u labels", dir, idims[0], ldims[0]);
+        return ds_fail(ds, AM_E_FORMAT, "%s: %u images but %u labels", dir, idims[0], ldims[0]);
     for (uint32_t i = 0; i < ldims[0]; i++)
         if (ds->labels8[i] >= 10)
-            return ds_fail(ds, AM_DATA_E_FORMAT, "%s: label %u of item %u is not a class 0..9",
+            return ds_fail(ds, AM_E_FORMAT, "%s: label %u of item %u is not a class 0..9",
                            path, ds->labels8[i], i);
     ds->kind = AM_DATASET_IMAGE;
     ds->size = idims[0];
     ds->chw[0] = 1;
     ds->chw[1] = idims[1];
     ds->chw[2] = idims[2];
-    return AM_DATA_OK;
+    return AM_OK;
 }
 
 /* Appends the tokens of text[0..n) and, when the tokenizer has one,
@@ -182,8 +182,8 @@ static int ds_add_entry(am_dataset *ds, am_tokenizer *tok, const char *text, siz
     int64_t *ids;
     size_t k;
     int rc = am_tokenizer_encode(tok, text, n, &ids, &k);
-    if (rc != AM_DATA_OK)
-        return ds_fail(ds, rc, "tokenizing: %s", am_tokenizer_errmsg(tok));
+    if (rc != AM_OK)
+        return ds_fail(ds, rc, "tokenizing: %s", am_tokenizer_error(tok));
     int64_t eot = am_tokenizer_eot(tok);
     int64_t need = ds->stream_len + (int64_t)k + 1;
     if (need > *cap) {
@@ -193,7 +193,7 @@ static int ds_add_entry(am_dataset *ds, am_tokenizer *tok, const char *text, siz
         int64_t *ns = realloc(ds->stream, (size_t)nc * sizeof *ns);
         if (!ns) {
             free(ids);
-            return ds_fail(ds, AM_DATA_E_NOMEM, "out of memory holding %lld tokens", (long long)need);
+            return ds_fail(ds, AM_E_NOMEM, "out of memory holding %lld tokens", (long long)need);
         }
         ds->stream = ns;
         *cap = nc;
@@ -203,7 +203,7 @@ static int ds_add_entry(am_dataset *ds, am_tokenizer *tok, const char *text, siz
     if (eot >= 0)
         ds->stream[ds->stream_len++] = eot;
     free(ids);
-    return AM_DATA_OK;
+    return AM_OK;
 }
 
 /* fortune layout: an entry is the text between lines holding a single '%'
@@ -211,20 +211,20 @@ static int ds_add_entry(am_dataset *ds, am_tokenizer *tok, const char *text, siz
 static int ds_open_text(am_dataset *ds, const char *name, const am_dataset_options *o)
 {
     if (!o || !o->path)
-        return ds_fail(ds, AM_DATA_E_ARG, "dataset \"%s\" needs options.path: the text file "
+        return ds_fail(ds, AM_E_ARG, "dataset \"%s\" needs options.path: the text file "
                        "(the build writes share/actmax/data/fortunes-heldout.txt)", name);
     if (!o->tokenizer)
-        return ds_fail(ds, AM_DATA_E_ARG, "dataset \"%s\" needs options.tokenizer: the model's "
+        return ds_fail(ds, AM_E_ARG, "dataset \"%s\" needs options.tokenizer: the model's "
                        "tokenizer turns its text into token windows", name);
     if (o->window < 0 || o->stride < 0)
-        return ds_fail(ds, AM_DATA_E_ARG, "window (%lld) and stride (%lld) must be positive, or 0 "
+        return ds_fail(ds, AM_E_ARG, "window (%lld) and stride (%lld) must be positive, or 0 "
                        "for the defaults (64, window)", (long long)o->window, (long long)o->stride);
     ds->window = o->window ? o->window : 64;
     ds->stride = o->stride ? o->stride : ds->window;
     unsigned char *text;
     size_t len;
     int rc = ds_read_gz(ds, o->path, &text, &len);
-    if (rc != AM_DATA_OK)
+    if (rc != AM_OK)
         return rc;
     /* Encoding only reads the tokenizer's tables; the const is the caller's
      * promise not to free it, not a promise of no internal scratch. */
@@ -234,7 +234,7 @@ static int ds_open_text(am_dataset *ds, const char *name, const am_dataset_optio
         rc = ds_add_entry(ds, tok, (const char *)text, len, &cap);
     } else {
         size_t start = 0;
-        for (size_t pos = 0; pos <= len && rc == AM_DATA_OK;) {
+        for (size_t pos = 0; pos <= len && rc == AM_OK;) {
             const unsigned char *nl = pos < len ? memchr(text + pos, '\n', len - pos) : NULL;
             size_t line_end = nl ? (size_t)(nl - text) : len;
             size_t next = nl ? line_end + 1 : len + 1;
@@ -255,14 +255,14 @@ static int ds_open_text(am_dataset *ds, const char *name, const am_dataset_optio
         }
     }
     free(text);
-    if (rc != AM_DATA_OK)
+    if (rc != AM_OK)
         return rc;
     ds->kind = AM_DATASET_TEXT;
     ds->size = ds->stream_len >= ds->window ? (ds->stream_len - ds->window) / ds->stride + 1 : 0;
     if (ds->size == 0)
-        return ds_fail(ds, AM_DATA_E_FORMAT, "%s holds %lld tokens, fewer than one window of %lld",
+        return ds_fail(ds, AM_E_FORMAT, "%s holds %lld tokens, fewer than one window of %lld",
                        o->path, (long long)ds->stream_len, (long long)ds->window);
-    return AM_DATA_OK;
+    return AM_OK;
 }
 
 /* ------------------------------------------------------------------ public */
@@ -271,24 +271,24 @@ int am_dataset_open(const char *name, const char *split, const am_dataset_option
                     am_dataset **out)
 {
     if (!out)
-        return AM_DATA_E_ARG;
+        return AM_E_ARG;
     am_dataset *ds = *out = calloc(1, sizeof *ds);
     if (!ds)
-        return AM_DATA_E_NOMEM;
+        return AM_E_NOMEM;
     if (!name)
-        return ds_fail(ds, AM_DATA_E_ARG, "dataset name is NULL; use \"fashion-mnist\", "
+        return ds_fail(ds, AM_E_ARG, "dataset name is NULL; use \"fashion-mnist\", "
                        "\"fortunes\" or \"text\"");
     if (strcmp(name, "fashion-mnist") == 0)
         return ds_open_fashion(ds, split, opts ? opts->path : NULL);
     if (strcmp(name, "fortunes") == 0) {
         if (split && strcmp(split, "heldout") != 0 && strcmp(split, "test") != 0)
-            return ds_fail(ds, AM_DATA_E_ARG, "fortunes has no split \"%s\"; only \"heldout\" "
+            return ds_fail(ds, AM_E_ARG, "fortunes has no split \"%s\"; only \"heldout\" "
                            "(the entries tiny-lm did not train on) is kept", split);
         return ds_open_text(ds, name, opts);
     }
     if (strcmp(name, "text") == 0)
         return ds_open_text(ds, name, opts);
-    return ds_fail(ds, AM_DATA_E_ARG, "unknown dataset \"%s\"; known: \"fashion-mnist\" (images), "
+    return ds_fail(ds, AM_E_ARG, "unknown dataset \"%s\"; known: \"fashion-mnist\" (images), "
                    "\"fortunes\" (held-out text), \"text\" (any text file)", name);
 }
 
@@ -305,7 +305,7 @@ void am_dataset_free(am_dataset *ds)
     free(ds);
 }
 
-const char *am_dataset_errmsg(const am_dataset *ds)
+const char *am_dataset_error(const am_dataset *ds)
 {
     return ds ? ds->err : "no dataset (NULL handle; opening ran out of memory)";
 }
@@ -330,12 +330,12 @@ static int ds_fill(am_dataset *ds, int64_t first, int64_t count, am_batch *b)
             if (lb)
                 ds->batch_labels = lb;
             if (!im || !lb)
-                return ds_fail(ds, AM_DATA_E_NOMEM, "out of memory for a batch of %lld images",
+                return ds_fail(ds, AM_E_NOMEM, "out of memory for a batch of %lld images",
                                (long long)count);
         } else {
             int64_t *tk = realloc(ds->batch_tokens, (size_t)(count * ds->window) * sizeof *tk);
             if (!tk)
-                return ds_fail(ds, AM_DATA_E_NOMEM, "out of memory for a batch of %lld windows",
+                return ds_fail(ds, AM_E_NOMEM, "out of memory for a batch of %lld windows",
                                (long long)count);
             ds->batch_tokens = tk;
         }
@@ -357,67 +357,59 @@ static int ds_fill(am_dataset *ds, int64_t first, int64_t count, am_batch *b)
         b->tokens = ds->batch_tokens;
     }
     b->count = count;
-    return AM_DATA_OK;
+    return AM_OK;
 }
 
 int am_dataset_next_batch(am_dataset *ds, int64_t max_items, am_batch *batch)
 {
     if (!ds || !batch)
-        return ds ? ds_fail(ds, AM_DATA_E_ARG, "am_dataset_next_batch: batch is NULL") : AM_DATA_E_ARG;
+        return ds ? ds_fail(ds, AM_E_ARG, "am_dataset_next_batch: batch is NULL") : AM_E_ARG;
     memset(batch, 0, sizeof *batch);
     if (!ds_ready(ds))
-        return ds_fail(ds, AM_DATA_E_ARG, "the dataset did not open; free it and open it again");
+        return ds_fail(ds, AM_E_ARG, "the dataset did not open; free it and open it again");
     if (max_items <= 0)
-        return ds_fail(ds, AM_DATA_E_ARG, "max_items is %lld; a batch holds at least one item",
+        return ds_fail(ds, AM_E_ARG, "max_items is %lld; a batch holds at least one item",
                        (long long)max_items);
     int64_t count = ds->size - ds->next;
     if (count > max_items)
         count = max_items;
     if (count <= 0) {
         batch->first = ds->size;
-        return AM_DATA_OK;
+        return AM_OK;
     }
     int rc = ds_fill(ds, ds->next, count, batch);
-    if (rc == AM_DATA_OK)
+    if (rc == AM_OK)
         ds->next += count;
     return rc;
-}
-
-int am_dataset_reset(am_dataset *ds)
-{
-    if (!ds)
-        return AM_DATA_E_ARG;
-    ds->next = 0;
-    return AM_DATA_OK;
 }
 
 int am_dataset_item(am_dataset *ds, int64_t index, am_batch *batch)
 {
     if (!ds || !batch)
-        return ds ? ds_fail(ds, AM_DATA_E_ARG, "am_dataset_item: batch is NULL") : AM_DATA_E_ARG;
+        return ds ? ds_fail(ds, AM_E_ARG, "am_dataset_item: batch is NULL") : AM_E_ARG;
     memset(batch, 0, sizeof *batch);
     if (!ds_ready(ds))
-        return ds_fail(ds, AM_DATA_E_ARG, "the dataset did not open; free it and open it again");
+        return ds_fail(ds, AM_E_ARG, "the dataset did not open; free it and open it again");
     if (index < 0 || index >= ds->size)
-        return ds_fail(ds, AM_DATA_E_ARG, "item %lld is out of range: the dataset has items "
+        return ds_fail(ds, AM_E_ARG, "item %lld is out of range: the dataset has items "
                        "0..%lld", (long long)index, (long long)ds->size - 1);
     return ds_fill(ds, index, 1, batch);
 }
 
 int64_t am_dataset_size(const am_dataset *ds)
 {
-    return ds ? ds->size : AM_DATA_E_ARG;
+    return ds ? ds->size : AM_E_ARG;
 }
 
 int am_dataset_kind(const am_dataset *ds)
 {
-    return ds_ready(ds) ? ds->kind : AM_DATA_E_ARG;
+    return ds_ready(ds) ? ds->kind : AM_E_ARG;
 }
 
 int am_dataset_item_shape(const am_dataset *ds, int64_t *shape, int max)
 {
     if (!ds_ready(ds) || !shape)
-        return AM_DATA_E_ARG;
+        return AM_E_ARG;
     int nd = ds->kind == AM_DATASET_IMAGE ? 3 : 1;
     for (int i = 0; i < nd && i < max; i++)
         shape[i] = ds->kind == AM_DATASET_IMAGE ? ds->chw[i] : ds->window;
@@ -427,7 +419,7 @@ int am_dataset_item_shape(const am_dataset *ds, int64_t *shape, int max)
 int am_dataset_num_labels(const am_dataset *ds)
 {
     if (!ds_ready(ds))
-        return AM_DATA_E_ARG;
+        return AM_E_ARG;
     return ds->kind == AM_DATASET_IMAGE ? 10 : 0;
 }
 

@@ -42,18 +42,6 @@ struct am_tokenizer {
 
 static const char kEot[] = "<|endoftext|>";
 
-const char *am_data_strerror(int status)
-{
-    switch (status) {
-    case AM_DATA_OK: return "ok";
-    case AM_DATA_E_ARG: return "invalid argument";
-    case AM_DATA_E_IO: return "file missing or unreadable";
-    case AM_DATA_E_FORMAT: return "malformed data";
-    case AM_DATA_E_NOMEM: return "out of memory";
-    default: return "unknown status";
-    }
-}
-
 static int tok_fail(am_tokenizer *t, int status, const char *fmt, ...)
 {
     va_list ap;
@@ -220,16 +208,16 @@ void am_tokenizer_free(am_tokenizer *t)
 static int tok_set_vocab(am_tokenizer *t, const am__json *vocab, const char *where)
 {
     if (!vocab || vocab->type != AM__JSON_OBJECT)
-        return tok_fail(t, AM_DATA_E_FORMAT, "%s: the vocabulary must be a JSON object "
+        return tok_fail(t, AM_E_FORMAT, "%s: the vocabulary must be a JSON object "
                         "{\"token\": id, ...}", where);
     if (vocab->n == 0)
-        return tok_fail(t, AM_DATA_E_FORMAT, "%s: the vocabulary is empty", where);
+        return tok_fail(t, AM_E_FORMAT, "%s: the vocabulary is empty", where);
     double max_id = -1;
     for (size_t i = 0; i < vocab->n; i++) {
         const am__json *v = &vocab->items[i];
         if (v->type != AM__JSON_NUMBER || v->num < 0 || v->num != (double)(int32_t)v->num ||
             v->num >= (double)INT32_MAX / 2)
-            return tok_fail(t, AM_DATA_E_FORMAT, "%s: the id of vocabulary entry %zu (\"%.40s\") "
+            return tok_fail(t, AM_E_FORMAT, "%s: the id of vocabulary entry %zu (\"%.40s\") "
                             "must be a non-negative integer", where, i, vocab->keys[i]);
         if (v->num > max_id)
             max_id = v->num;
@@ -239,16 +227,16 @@ static int tok_set_vocab(am_tokenizer *t, const am__json *vocab, const char *whe
     t->by_bytes_cap = tok_pow2(vocab->n);
     t->by_bytes = malloc(t->by_bytes_cap * sizeof *t->by_bytes);
     if (!t->tokens || !t->by_bytes)
-        return tok_fail(t, AM_DATA_E_NOMEM, "out of memory loading %zu tokens", vocab->n);
+        return tok_fail(t, AM_E_NOMEM, "out of memory loading %zu tokens", vocab->n);
     memset(t->by_bytes, 0xff, t->by_bytes_cap * sizeof *t->by_bytes);
     for (size_t i = 0; i < vocab->n; i++) {
         int32_t id = (int32_t)vocab->items[i].num;
         if (t->tokens[id].bytes)
-            return tok_fail(t, AM_DATA_E_FORMAT, "%s: id %d is given to two tokens", where, id);
+            return tok_fail(t, AM_E_FORMAT, "%s: id %d is given to two tokens", where, id);
         size_t len;
         char *b = tok_unmap(vocab->keys[i], vocab->key_lens[i], &len);
         if (!b)
-            return tok_fail(t, AM_DATA_E_NOMEM, "out of memory");
+            return tok_fail(t, AM_E_NOMEM, "out of memory");
         t->tokens[id].bytes = b;
         t->tokens[id].len = len;
         if (tok_lookup(t, b, len) >= 0)
@@ -262,11 +250,11 @@ static int tok_set_vocab(am_tokenizer *t, const am__json *vocab, const char *whe
         char c = (char)b;
         t->byte_id[b] = tok_lookup(t, &c, 1);
         if (t->byte_id[b] < 0)
-            return tok_fail(t, AM_DATA_E_FORMAT, "%s: the vocabulary has no token for byte 0x%02x; "
+            return tok_fail(t, AM_E_FORMAT, "%s: the vocabulary has no token for byte 0x%02x; "
                             "a byte-level BPE vocabulary holds all 256 single bytes "
                             "(GPT-2's bytes_to_unicode alphabet)", where, b);
     }
-    return AM_DATA_OK;
+    return AM_OK;
 }
 
 static int tok_token_of(am_tokenizer *t, const char *s, size_t n, int32_t *id)
@@ -274,10 +262,10 @@ static int tok_token_of(am_tokenizer *t, const char *s, size_t n, int32_t *id)
     size_t len;
     char *b = tok_unmap(s, n, &len);
     if (!b)
-        return AM_DATA_E_NOMEM;
+        return AM_E_NOMEM;
     *id = tok_lookup(t, b, len);
     free(b);
-    return AM_DATA_OK;
+    return AM_OK;
 }
 
 /* Adds merge `rank`: tokens a and b (vocabulary spellings) join into a+b. */
@@ -286,55 +274,55 @@ static int tok_add_merge(am_tokenizer *t, size_t rank, const char *a, size_t an,
 {
     int32_t ia, ib;
     if (tok_token_of(t, a, an, &ia) || tok_token_of(t, b, bn, &ib))
-        return tok_fail(t, AM_DATA_E_NOMEM, "out of memory");
+        return tok_fail(t, AM_E_NOMEM, "out of memory");
     if (ia < 0 || ib < 0)
-        return tok_fail(t, AM_DATA_E_FORMAT, "%s: merge %zu (\"%.*s %.*s\") uses the token "
+        return tok_fail(t, AM_E_FORMAT, "%s: merge %zu (\"%.*s %.*s\") uses the token "
                         "\"%.*s\", which is not in the vocabulary", where, rank, (int)an, a,
                         (int)bn, b, ia < 0 ? (int)an : (int)bn, ia < 0 ? a : b);
     size_t la = t->tokens[ia].len, lb = t->tokens[ib].len;
     char *joined = malloc(la + lb);
     if (!joined)
-        return tok_fail(t, AM_DATA_E_NOMEM, "out of memory");
+        return tok_fail(t, AM_E_NOMEM, "out of memory");
     memcpy(joined, t->tokens[ia].bytes, la);
     memcpy(joined + la, t->tokens[ib].bytes, lb);
     int32_t merged = tok_lookup(t, joined, la + lb);
     free(joined);
     if (merged < 0)
-        return tok_fail(t, AM_DATA_E_FORMAT, "%s: merge %zu (\"%.*s %.*s\") makes a token that "
+        return tok_fail(t, AM_E_FORMAT, "%s: merge %zu (\"%.*s %.*s\") makes a token that "
                         "is not in the vocabulary", where, rank, (int)an, a, (int)bn, b);
     uint64_t key = ((uint64_t)(uint32_t)(ia + 1) << 32) | (uint32_t)(ib + 1);
     size_t mask = t->merges_cap - 1, j = tok_mix(key) & mask;
     while (t->merges[j].key != 0) {
         if (t->merges[j].key == key)
-            return AM_DATA_OK; /* a repeated merge keeps its first (lowest) rank */
+            return AM_OK; /* a repeated merge keeps its first (lowest) rank */
         j = (j + 1) & mask;
     }
     t->merges[j].key = key;
     t->merges[j].rank = (int32_t)rank;
     t->merges[j].merged = merged;
-    return AM_DATA_OK;
+    return AM_OK;
 }
 
 static int tok_alloc_merges(am_tokenizer *t, size_t n)
 {
     t->merges_cap = tok_pow2(n);
     t->merges = calloc(t->merges_cap, sizeof *t->merges);
-    return t->merges ? AM_DATA_OK : tok_fail(t, AM_DATA_E_NOMEM, "out of memory");
+    return t->merges ? AM_OK : tok_fail(t, AM_E_NOMEM, "out of memory");
 }
 
 static int tok_add_special(am_tokenizer *t, int32_t id)
 {
     for (size_t i = 0; i < t->n_special; i++)
         if (t->special[i] == id)
-            return AM_DATA_OK;
+            return AM_OK;
     int32_t *s = realloc(t->special, (t->n_special + 1) * sizeof *s);
     if (!s)
-        return tok_fail(t, AM_DATA_E_NOMEM, "out of memory");
+        return tok_fail(t, AM_E_NOMEM, "out of memory");
     t->special = s;
     t->special[t->n_special++] = id;
     if (t->tokens[id].len == sizeof kEot - 1 && memcmp(t->tokens[id].bytes, kEot, sizeof kEot - 1) == 0)
         t->eot = id;
-    return AM_DATA_OK;
+    return AM_OK;
 }
 
 static int tok_load_json(am_tokenizer *t, const char *json, size_t len)
@@ -343,38 +331,38 @@ static int tok_load_json(am_tokenizer *t, const char *json, size_t len)
     am__json *root = NULL;
     char err[300];
     if (am__json_parse(json, len, &root, err, sizeof err) < 0)
-        return tok_fail(t, AM_DATA_E_FORMAT, "%s: %s", where, err);
-    int rc = AM_DATA_OK;
+        return tok_fail(t, AM_E_FORMAT, "%s: %s", where, err);
+    int rc = AM_OK;
     const am__json *model = am__json_get(root, "model");
     const am__json *type = am__json_get(model, "type");
     const am__json *merges = am__json_get(model, "merges");
     const am__json *added = am__json_get(root, "added_tokens");
     if (!model) {
-        rc = tok_fail(t, AM_DATA_E_FORMAT, "%s: no \"model\" object; expected the Hugging Face "
+        rc = tok_fail(t, AM_E_FORMAT, "%s: no \"model\" object; expected the Hugging Face "
                       "layout {\"model\": {\"type\": \"BPE\", \"vocab\": {...}, \"merges\": [...]}}", where);
         goto done;
     }
     if (type && (type->type != AM__JSON_STRING || strcmp(type->str, "BPE") != 0)) {
-        rc = tok_fail(t, AM_DATA_E_FORMAT, "%s: model type \"%s\" is not supported; only "
+        rc = tok_fail(t, AM_E_FORMAT, "%s: model type \"%s\" is not supported; only "
                       "byte-level \"BPE\" (GPT-2 family) is", where,
                       type->type == AM__JSON_STRING ? type->str : "?");
         goto done;
     }
-    if ((rc = tok_set_vocab(t, am__json_get(model, "vocab"), where)) != AM_DATA_OK)
+    if ((rc = tok_set_vocab(t, am__json_get(model, "vocab"), where)) != AM_OK)
         goto done;
     if (!merges || merges->type != AM__JSON_ARRAY) {
-        rc = tok_fail(t, AM_DATA_E_FORMAT, "%s: \"model\".\"merges\" must be an array of "
+        rc = tok_fail(t, AM_E_FORMAT, "%s: \"model\".\"merges\" must be an array of "
                       "\"a b\" strings or [\"a\", \"b\"] pairs", where);
         goto done;
     }
-    if ((rc = tok_alloc_merges(t, merges->n)) != AM_DATA_OK)
+    if ((rc = tok_alloc_merges(t, merges->n)) != AM_OK)
         goto done;
     for (size_t r = 0; r < merges->n; r++) {
         const am__json *m = &merges->items[r];
         if (m->type == AM__JSON_STRING) {
             const char *sp = memchr(m->str, ' ', m->len);
             if (!sp || sp == m->str || (size_t)(sp - m->str) + 1 >= m->len) {
-                rc = tok_fail(t, AM_DATA_E_FORMAT, "%s: merge %zu (\"%.40s\") must be two tokens "
+                rc = tok_fail(t, AM_E_FORMAT, "%s: merge %zu (\"%.40s\") must be two tokens "
                               "separated by one space", where, r, m->str);
                 goto done;
             }
@@ -385,37 +373,37 @@ static int tok_load_json(am_tokenizer *t, const char *json, size_t len)
             rc = tok_add_merge(t, r, m->items[0].str, m->items[0].len, m->items[1].str,
                                m->items[1].len, where);
         } else {
-            rc = tok_fail(t, AM_DATA_E_FORMAT, "%s: merge %zu must be a string \"a b\" or a pair "
+            rc = tok_fail(t, AM_E_FORMAT, "%s: merge %zu must be a string \"a b\" or a pair "
                           "[\"a\", \"b\"]", where, r);
         }
-        if (rc != AM_DATA_OK)
+        if (rc != AM_OK)
             goto done;
     }
     for (size_t i = 0; added && added->type == AM__JSON_ARRAY && i < added->n; i++) {
         const am__json *id = am__json_get(&added->items[i], "id");
         const am__json *content = am__json_get(&added->items[i], "content");
         if (!id || id->type != AM__JSON_NUMBER || !content || content->type != AM__JSON_STRING) {
-            rc = tok_fail(t, AM_DATA_E_FORMAT, "%s: added_tokens[%zu] needs \"id\" (number) and "
+            rc = tok_fail(t, AM_E_FORMAT, "%s: added_tokens[%zu] needs \"id\" (number) and "
                           "\"content\" (string)", where, i);
             goto done;
         }
         int64_t k = (int64_t)id->num;
         if (k < 0 || k >= t->vocab_size || !t->tokens[k].bytes) {
-            rc = tok_fail(t, AM_DATA_E_FORMAT, "%s: added token \"%s\" has id %lld, which is not in "
+            rc = tok_fail(t, AM_E_FORMAT, "%s: added token \"%s\" has id %lld, which is not in "
                           "the vocabulary", where, content->str, (long long)k);
             goto done;
         }
         /* An added token's text is its content, not a bytes_to_unicode spelling. */
         char *b = malloc(content->len + 1);
         if (!b) {
-            rc = tok_fail(t, AM_DATA_E_NOMEM, "out of memory");
+            rc = tok_fail(t, AM_E_NOMEM, "out of memory");
             goto done;
         }
         memcpy(b, content->str, content->len + 1);
         free(t->tokens[k].bytes);
         t->tokens[k].bytes = b;
         t->tokens[k].len = content->len;
-        if ((rc = tok_add_special(t, (int32_t)k)) != AM_DATA_OK)
+        if ((rc = tok_add_special(t, (int32_t)k)) != AM_OK)
             goto done;
     }
 done:
@@ -426,12 +414,12 @@ done:
 int am_tokenizer_load_json(const char *json, size_t len, am_tokenizer **out)
 {
     if (!out)
-        return AM_DATA_E_ARG;
+        return AM_E_ARG;
     am_tokenizer *t = *out = tok_new();
     if (!t)
-        return AM_DATA_E_NOMEM;
+        return AM_E_NOMEM;
     if (!json)
-        return tok_fail(t, AM_DATA_E_ARG, "am_tokenizer_load_json: json is NULL");
+        return tok_fail(t, AM_E_ARG, "am_tokenizer_load_json: json is NULL");
     return tok_load_json(t, json, len);
 }
 
@@ -439,25 +427,25 @@ int am_tokenizer_load_vocab_merges(const char *vocab_json, size_t vocab_len,
                                    const char *merges_txt, size_t merges_len, am_tokenizer **out)
 {
     if (!out)
-        return AM_DATA_E_ARG;
+        return AM_E_ARG;
     am_tokenizer *t = *out = tok_new();
     if (!t)
-        return AM_DATA_E_NOMEM;
+        return AM_E_NOMEM;
     if (!vocab_json || !merges_txt)
-        return tok_fail(t, AM_DATA_E_ARG, "am_tokenizer_load_vocab_merges: %s is NULL",
+        return tok_fail(t, AM_E_ARG, "am_tokenizer_load_vocab_merges: %s is NULL",
                         vocab_json ? "merges_txt" : "vocab_json");
     am__json *vocab = NULL;
     char err[300];
     if (am__json_parse(vocab_json, vocab_len, &vocab, err, sizeof err) < 0)
-        return tok_fail(t, AM_DATA_E_FORMAT, "vocab.json: %s", err);
+        return tok_fail(t, AM_E_FORMAT, "vocab.json: %s", err);
     int rc = tok_set_vocab(t, vocab, "vocab.json");
     am__json_free(vocab);
-    if (rc != AM_DATA_OK)
+    if (rc != AM_OK)
         return rc;
     size_t lines = 1;
     for (size_t i = 0; i < merges_len; i++)
         lines += merges_txt[i] == '\n';
-    if ((rc = tok_alloc_merges(t, lines)) != AM_DATA_OK)
+    if ((rc = tok_alloc_merges(t, lines)) != AM_OK)
         return rc;
     size_t rank = 0, line_no = 0;
     for (size_t pos = 0; pos < merges_len;) {
@@ -472,30 +460,30 @@ int am_tokenizer_load_vocab_merges(const char *vocab_json, size_t vocab_len,
             continue;
         const char *sp = memchr(line, ' ', n);
         if (!sp || sp == line || (size_t)(sp - line) + 1 >= n || memchr(sp + 1, ' ', n - (size_t)(sp - line) - 1))
-            return tok_fail(t, AM_DATA_E_FORMAT, "merges.txt line %zu (\"%.*s\"): expected two tokens "
+            return tok_fail(t, AM_E_FORMAT, "merges.txt line %zu (\"%.*s\"): expected two tokens "
                             "separated by one space", line_no, (int)(n > 40 ? 40 : n), line);
         size_t an = (size_t)(sp - line);
-        if ((rc = tok_add_merge(t, rank++, line, an, sp + 1, n - an - 1, "merges.txt")) != AM_DATA_OK)
+        if ((rc = tok_add_merge(t, rank++, line, an, sp + 1, n - an - 1, "merges.txt")) != AM_OK)
             return rc;
     }
     int64_t eot = am_tokenizer_token_id(t, kEot, sizeof kEot - 1);
-    if (eot >= 0 && (rc = tok_add_special(t, (int32_t)eot)) != AM_DATA_OK)
+    if (eot >= 0 && (rc = tok_add_special(t, (int32_t)eot)) != AM_OK)
         return rc;
-    return AM_DATA_OK;
+    return AM_OK;
 }
 
 int am_tokenizer_load_file(const char *path, am_tokenizer **out)
 {
     if (!out)
-        return AM_DATA_E_ARG;
+        return AM_E_ARG;
     am_tokenizer *t = *out = tok_new();
     if (!t)
-        return AM_DATA_E_NOMEM;
+        return AM_E_NOMEM;
     if (!path)
-        return tok_fail(t, AM_DATA_E_ARG, "am_tokenizer_load_file: path is NULL");
+        return tok_fail(t, AM_E_ARG, "am_tokenizer_load_file: path is NULL");
     FILE *f = fopen(path, "rb");
     if (!f)
-        return tok_fail(t, AM_DATA_E_IO, "cannot open tokenizer file %s", path);
+        return tok_fail(t, AM_E_IO, "cannot open tokenizer file %s", path);
     char *buf = NULL;
     size_t len = 0, cap = 0;
     for (;;) {
@@ -505,7 +493,7 @@ int am_tokenizer_load_file(const char *path, am_tokenizer **out)
             if (!nb) {
                 free(buf);
                 fclose(f);
-                return tok_fail(t, AM_DATA_E_NOMEM, "out of memory reading %s", path);
+                return tok_fail(t, AM_E_NOMEM, "out of memory reading %s", path);
             }
             buf = nb;
         }
@@ -516,9 +504,9 @@ int am_tokenizer_load_file(const char *path, am_tokenizer **out)
     }
     int bad = ferror(f);
     fclose(f);
-    int rc = bad ? tok_fail(t, AM_DATA_E_IO, "error reading %s", path) : tok_load_json(t, buf, len);
+    int rc = bad ? tok_fail(t, AM_E_IO, "error reading %s", path) : tok_load_json(t, buf, len);
     free(buf);
-    if (rc != AM_DATA_OK && rc != AM_DATA_E_IO) {
+    if (rc != AM_OK && rc != AM_E_IO) {
         char msg[sizeof t->err];
         snprintf(msg, sizeof msg, "%s", t->err);
         tok_fail(t, rc, "%s: %s", path, msg);
@@ -528,14 +516,14 @@ int am_tokenizer_load_file(const char *path, am_tokenizer **out)
 
 /* ---------------------------------------------------------------- queries */
 
-const char *am_tokenizer_errmsg(const am_tokenizer *t)
+const char *am_tokenizer_error(const am_tokenizer *t)
 {
     return t ? t->err : "no tokenizer (NULL handle; loading ran out of memory)";
 }
 
 int64_t am_tokenizer_vocab_size(const am_tokenizer *t)
 {
-    return t ? t->vocab_size : AM_DATA_E_ARG;
+    return t ? t->vocab_size : AM_E_ARG;
 }
 
 int64_t am_tokenizer_eot(const am_tokenizer *t)
@@ -558,13 +546,13 @@ static int tok_check_id(const am_tokenizer *t, int64_t id)
 int am_tokenizer_token_bytes(const am_tokenizer *t, int64_t id, const char **bytes, size_t *len)
 {
     if (!t || !bytes || !len)
-        return AM_DATA_E_ARG;
+        return AM_E_ARG;
     if (!tok_check_id(t, id))
-        return tok_fail((am_tokenizer *)t, AM_DATA_E_ARG, "token id %lld is not in the vocabulary "
+        return tok_fail((am_tokenizer *)t, AM_E_ARG, "token id %lld is not in the vocabulary "
                         "(ids 0..%lld)", (long long)id, (long long)t->vocab_size - 1);
     *bytes = t->tokens[id].bytes;
     *len = t->tokens[id].len;
-    return AM_DATA_OK;
+    return AM_OK;
 }
 
 int am_tokenizer_token_text(const am_tokenizer *t, int64_t id, char *buf, size_t size)
@@ -572,7 +560,7 @@ int am_tokenizer_token_text(const am_tokenizer *t, int64_t id, char *buf, size_t
     const char *b;
     size_t n;
     int rc = am_tokenizer_token_bytes(t, id, &b, &n);
-    if (rc != AM_DATA_OK)
+    if (rc != AM_OK)
         return rc;
     size_t k = 0;
 #define TOK_PUT(c) do { if (k + 1 < size) buf[k] = (c); k++; } while (0)
@@ -663,12 +651,12 @@ static int tok_emit(tok_out *o, int64_t id)
         size_t nc = o->cap ? o->cap * 2 : 256;
         int64_t *ni = realloc(o->ids, nc * sizeof *ni);
         if (!ni)
-            return AM_DATA_E_NOMEM;
+            return AM_E_NOMEM;
         o->ids = ni;
         o->cap = nc;
     }
     o->ids[o->n++] = id;
-    return AM_DATA_OK;
+    return AM_OK;
 }
 
 /* BPE on one pre-tokenized piece: repeatedly join every occurrence, left to
@@ -678,7 +666,7 @@ static int tok_bpe(am_tokenizer *t, tok_out *o, const unsigned char *s, size_t n
     if (n > o->work_cap) {
         int32_t *w = realloc(o->work, n * sizeof *w);
         if (!w)
-            return AM_DATA_E_NOMEM;
+            return AM_E_NOMEM;
         o->work = w;
         o->work_cap = n;
     }
@@ -711,9 +699,9 @@ static int tok_bpe(am_tokenizer *t, tok_out *o, const unsigned char *s, size_t n
         len = k;
     }
     for (size_t i = 0; i < len; i++)
-        if (tok_emit(o, w[i]) != AM_DATA_OK)
-            return AM_DATA_E_NOMEM;
-    return AM_DATA_OK;
+        if (tok_emit(o, w[i]) != AM_OK)
+            return AM_E_NOMEM;
+    return AM_OK;
 }
 
 /* Pre-tokenizes s[0..n) as GPT-2's regex
@@ -724,7 +712,7 @@ static int tok_encode_segment(am_tokenizer *t, tok_out *o, const unsigned char *
     if (n + 1 > o->chars_cap) {
         tok_char *c = realloc(o->chars, (n + 1) * sizeof *c);
         if (!c)
-            return AM_DATA_E_NOMEM;
+            return AM_E_NOMEM;
         o->chars = c;
         o->chars_cap = n + 1;
     }
@@ -770,11 +758,11 @@ static int tok_encode_segment(am_tokenizer *t, tok_out *o, const unsigned char *
             }
         }
         int rc = tok_bpe(t, o, s + ch[i].off, ch[e].off - ch[i].off);
-        if (rc != AM_DATA_OK)
+        if (rc != AM_OK)
             return rc;
         i = e;
     }
-    return AM_DATA_OK;
+    return AM_OK;
 }
 
 int am_tokenizer_encode(am_tokenizer *t, const char *text, size_t len, int64_t **ids, size_t *n)
@@ -784,15 +772,15 @@ int am_tokenizer_encode(am_tokenizer *t, const char *text, size_t len, int64_t *
     if (n)
         *n = 0;
     if (!t || !ids || !n)
-        return t ? tok_fail(t, AM_DATA_E_ARG, "am_tokenizer_encode: ids and n must not be NULL")
-                 : AM_DATA_E_ARG;
+        return t ? tok_fail(t, AM_E_ARG, "am_tokenizer_encode: ids and n must not be NULL")
+                 : AM_E_ARG;
     if (!text && len)
-        return tok_fail(t, AM_DATA_E_ARG, "am_tokenizer_encode: text is NULL but len is %zu", len);
+        return tok_fail(t, AM_E_ARG, "am_tokenizer_encode: text is NULL but len is %zu", len);
     tok_out o = {0};
     int rc = tok_emit(&o, 0); /* ensures a non-NULL buffer for empty text */
     o.n = 0;
     const char *s = text, *end = text + len;
-    while (rc == AM_DATA_OK && s < end) {
+    while (rc == AM_OK && s < end) {
         /* The earliest added token in the rest of the text splits it. */
         const char *hit = NULL;
         int32_t hit_id = -1;
@@ -813,7 +801,7 @@ int am_tokenizer_encode(am_tokenizer *t, const char *text, size_t len, int64_t *
         }
         const char *seg_end = hit ? hit : end;
         rc = tok_encode_segment(t, &o, (const unsigned char *)s, (size_t)(seg_end - s));
-        if (rc == AM_DATA_OK && hit) {
+        if (rc == AM_OK && hit) {
             rc = tok_emit(&o, hit_id);
             s = hit + t->tokens[hit_id].len;
         } else {
@@ -822,13 +810,13 @@ int am_tokenizer_encode(am_tokenizer *t, const char *text, size_t len, int64_t *
     }
     free(o.work);
     free(o.chars);
-    if (rc != AM_DATA_OK) {
+    if (rc != AM_OK) {
         free(o.ids);
         return tok_fail(t, rc, "out of memory encoding %zu bytes", len);
     }
     *ids = o.ids;
     *n = o.n;
-    return AM_DATA_OK;
+    return AM_OK;
 }
 
 /* ------------------------------------------------------------------ decode */
@@ -840,21 +828,21 @@ int am_tokenizer_decode(am_tokenizer *t, const int64_t *ids, size_t n, char **te
     if (len)
         *len = 0;
     if (!t || !text || !len)
-        return t ? tok_fail(t, AM_DATA_E_ARG, "am_tokenizer_decode: text and len must not be NULL")
-                 : AM_DATA_E_ARG;
+        return t ? tok_fail(t, AM_E_ARG, "am_tokenizer_decode: text and len must not be NULL")
+                 : AM_E_ARG;
     if (!ids && n)
-        return tok_fail(t, AM_DATA_E_ARG, "am_tokenizer_decode: ids is NULL but n is %zu", n);
+        return tok_fail(t, AM_E_ARG, "am_tokenizer_decode: ids is NULL but n is %zu", n);
     size_t total = 0;
     for (size_t i = 0; i < n; i++) {
         if (!tok_check_id(t, ids[i]))
-            return tok_fail(t, AM_DATA_E_ARG, "token id %lld at position %zu is not in the "
+            return tok_fail(t, AM_E_ARG, "token id %lld at position %zu is not in the "
                             "vocabulary (ids 0..%lld)", (long long)ids[i], i,
                             (long long)t->vocab_size - 1);
         total += t->tokens[ids[i]].len;
     }
     char *out = malloc(total + 1);
     if (!out)
-        return tok_fail(t, AM_DATA_E_NOMEM, "out of memory decoding %zu tokens", n);
+        return tok_fail(t, AM_E_NOMEM, "out of memory decoding %zu tokens", n);
     size_t k = 0;
     for (size_t i = 0; i < n; i++) {
         memcpy(out + k, t->tokens[ids[i]].bytes, t->tokens[ids[i]].len);
@@ -863,5 +851,5 @@ int am_tokenizer_decode(am_tokenizer *t, const int64_t *ids, size_t n, char **te
     out[k] = '\0';
     *text = out;
     *len = k;
-    return AM_DATA_OK;
+    return AM_OK;
 }

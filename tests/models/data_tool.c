@@ -38,15 +38,15 @@ static char *read_all(FILE *f, size_t *len)
 static int load_tok(const char *path, am_tokenizer **t)
 {
     int rc = am_tokenizer_load_file(path, t);
-    if (rc != AM_DATA_OK)
-        fprintf(stderr, "data_tool: %s\n", am_tokenizer_errmsg(*t));
+    if (rc != AM_OK)
+        fprintf(stderr, "data_tool: %s\n", am_tokenizer_error(*t));
     return rc;
 }
 
 static int cmd_encode(const char *tok_path, const char *file)
 {
     am_tokenizer *t;
-    if (load_tok(tok_path, &t) != AM_DATA_OK) {
+    if (load_tok(tok_path, &t) != AM_OK) {
         am_tokenizer_free(t);
         return 1;
     }
@@ -62,21 +62,21 @@ static int cmd_encode(const char *tok_path, const char *file)
     int64_t *ids;
     size_t n;
     int rc = am_tokenizer_encode(t, text, len, &ids, &n);
-    if (rc != AM_DATA_OK)
-        fprintf(stderr, "data_tool: %s\n", am_tokenizer_errmsg(t));
-    for (size_t i = 0; rc == AM_DATA_OK && i < n; i++)
+    if (rc != AM_OK)
+        fprintf(stderr, "data_tool: %s\n", am_tokenizer_error(t));
+    for (size_t i = 0; rc == AM_OK && i < n; i++)
         printf(i ? " %lld" : "%lld", (long long)ids[i]);
     printf("\n");
     free(ids);
     free(text);
     am_tokenizer_free(t);
-    return rc != AM_DATA_OK;
+    return rc != AM_OK;
 }
 
 static int cmd_decode(const char *tok_path)
 {
     am_tokenizer *t;
-    if (load_tok(tok_path, &t) != AM_DATA_OK) {
+    if (load_tok(tok_path, &t) != AM_OK) {
         am_tokenizer_free(t);
         return 1;
     }
@@ -96,29 +96,29 @@ static int cmd_decode(const char *tok_path)
     }
     char *text;
     size_t len;
-    int rc = ids ? am_tokenizer_decode(t, ids, n, &text, &len) : AM_DATA_E_NOMEM;
-    if (rc == AM_DATA_OK) {
+    int rc = ids ? am_tokenizer_decode(t, ids, n, &text, &len) : AM_E_NOMEM;
+    if (rc == AM_OK) {
         fwrite(text, 1, len, stdout);
         free(text);
     } else {
-        fprintf(stderr, "data_tool: %s\n", am_tokenizer_errmsg(t));
+        fprintf(stderr, "data_tool: %s\n", am_tokenizer_error(t));
     }
     free(ids);
     am_tokenizer_free(t);
-    return rc != AM_DATA_OK;
+    return rc != AM_OK;
 }
 
 static int cmd_token_text(const char *tok_path, const char *id)
 {
     am_tokenizer *t;
-    if (load_tok(tok_path, &t) != AM_DATA_OK) {
+    if (load_tok(tok_path, &t) != AM_OK) {
         am_tokenizer_free(t);
         return 1;
     }
     char buf[256];
     int rc = am_tokenizer_token_text(t, atoll(id), buf, sizeof buf);
     if (rc < 0)
-        fprintf(stderr, "data_tool: %s\n", am_tokenizer_errmsg(t));
+        fprintf(stderr, "data_tool: %s\n", am_tokenizer_error(t));
     else
         printf("%s\n", buf);
     am_tokenizer_free(t);
@@ -130,8 +130,8 @@ static int cmd_images(const char *dir, const char *split, const char *count)
     am_dataset_options o = {0};
     o.path = dir;
     am_dataset *ds;
-    if (am_dataset_open("fashion-mnist", split, &o, &ds) != AM_DATA_OK) {
-        fprintf(stderr, "data_tool: %s\n", am_dataset_errmsg(ds));
+    if (am_dataset_open("fashion-mnist", split, &o, &ds) != AM_OK) {
+        fprintf(stderr, "data_tool: %s\n", am_dataset_error(ds));
         am_dataset_free(ds);
         return 1;
     }
@@ -140,8 +140,8 @@ static int cmd_images(const char *dir, const char *split, const char *count)
     printf("%lld %lld %lld %lld\n", (long long)am_dataset_size(ds), (long long)shape[0],
            (long long)shape[1], (long long)shape[2]);
     am_batch b;
-    if (am_dataset_next_batch(ds, n, &b) != AM_DATA_OK) {
-        fprintf(stderr, "data_tool: %s\n", am_dataset_errmsg(ds));
+    if (am_dataset_next_batch(ds, n, &b) != AM_OK) {
+        fprintf(stderr, "data_tool: %s\n", am_dataset_error(ds));
         am_dataset_free(ds);
         return 1;
     }
@@ -163,7 +163,7 @@ static int cmd_images(const char *dir, const char *split, const char *count)
 static int cmd_windows(const char *tok_path, const char *file, const char *window)
 {
     am_tokenizer *t;
-    if (load_tok(tok_path, &t) != AM_DATA_OK) {
+    if (load_tok(tok_path, &t) != AM_OK) {
         am_tokenizer_free(t);
         return 1;
     }
@@ -173,13 +173,13 @@ static int cmd_windows(const char *tok_path, const char *file, const char *windo
     o.window = atoll(window);
     am_dataset *ds;
     int status = 0;
-    if (am_dataset_open("fortunes", "heldout", &o, &ds) != AM_DATA_OK) {
-        fprintf(stderr, "data_tool: %s\n", am_dataset_errmsg(ds));
+    if (am_dataset_open("fortunes", "heldout", &o, &ds) != AM_OK) {
+        fprintf(stderr, "data_tool: %s\n", am_dataset_error(ds));
         status = 1;
     } else {
         fprintf(stderr, "%lld\n", (long long)am_dataset_size(ds));
         am_batch b;
-        while (am_dataset_next_batch(ds, 100, &b) == AM_DATA_OK && b.count > 0) {
+        while (am_dataset_next_batch(ds, 100, &b) == AM_OK && b.count > 0) {
             char *text;
             size_t len;
             if (am_tokenizer_decode(t, b.tokens, (size_t)(b.count * o.window), &text, &len)) {

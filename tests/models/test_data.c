@@ -48,11 +48,11 @@ static int round_trips(am_tokenizer *t, const char *text, size_t len, size_t *n_
 {
     int64_t *ids;
     size_t n;
-    if (am_tokenizer_encode(t, text, len, &ids, &n) != AM_DATA_OK)
+    if (am_tokenizer_encode(t, text, len, &ids, &n) != AM_OK)
         return 0;
     char *back;
     size_t blen;
-    int ok = am_tokenizer_decode(t, ids, n, &back, &blen) == AM_DATA_OK && blen == len &&
+    int ok = am_tokenizer_decode(t, ids, n, &back, &blen) == AM_OK && blen == len &&
              memcmp(back, text, len) == 0;
     if (ok)
         free(back);
@@ -110,9 +110,9 @@ static void test_tiny_gpt2_pair(void)
     am_tokenizer *t;
     int rc = am_tokenizer_load_vocab_merges(vocab, strlen(vocab), kTinyMerges,
                                             strlen(kTinyMerges), &t);
-    CHECK_INT(rc, AM_DATA_OK);
-    if (rc != AM_DATA_OK) {
-        fprintf(stderr, "  %s\n", am_tokenizer_errmsg(t));
+    CHECK_INT(rc, AM_OK);
+    if (rc != AM_OK) {
+        fprintf(stderr, "  %s\n", am_tokenizer_error(t));
         am_tokenizer_free(t);
         free(vocab);
         return;
@@ -123,7 +123,7 @@ static void test_tiny_gpt2_pair(void)
     size_t n;
     /* " the the" -> "Ġthe" "Ġthe"; "the" alone has no leading space: "t" "he". */
     static const char text[] = "the the<|endoftext|>x";
-    CHECK_INT(am_tokenizer_encode(t, text, strlen(text), &ids, &n), AM_DATA_OK);
+    CHECK_INT(am_tokenizer_encode(t, text, strlen(text), &ids, &n), AM_OK);
     CHECK_INT(n, 5);
     if (n == 5) {
         CHECK_INT(ids[0], 't');
@@ -154,16 +154,16 @@ static void test_tiny_gpt2_pair(void)
                   "[\"h\", \"e\"], [\"\\u0120t\", \"he\"]]}}", vocab);
     am_tokenizer *t2;
     rc = am_tokenizer_load_json(json, strlen(json), &t2);
-    CHECK_INT(rc, AM_DATA_OK);
-    if (rc == AM_DATA_OK) {
+    CHECK_INT(rc, AM_OK);
+    if (rc == AM_OK) {
         int64_t *ids2;
         size_t n2;
-        CHECK_INT(am_tokenizer_encode(t2, text, strlen(text), &ids2, &n2), AM_DATA_OK);
+        CHECK_INT(am_tokenizer_encode(t2, text, strlen(text), &ids2, &n2), AM_OK);
         CHECK_INT(n2, 5);
         CHECK(n2 == 5 && ids2[2] == 258 && ids2[3] == 259);
         free(ids2);
     } else {
-        fprintf(stderr, "  %s\n", am_tokenizer_errmsg(t2));
+        fprintf(stderr, "  %s\n", am_tokenizer_error(t2));
     }
     am_tokenizer_free(t2);
     free(json);
@@ -172,14 +172,14 @@ static void test_tiny_gpt2_pair(void)
     am_tokenizer *t3;
     static const char bad_merges[] = "#version: 0.2\nh e\nabc\n";
     CHECK_INT(am_tokenizer_load_vocab_merges(vocab, vl, bad_merges, strlen(bad_merges), &t3),
-              AM_DATA_E_FORMAT);
-    CHECK_HAS(am_tokenizer_errmsg(t3), "merges.txt line 3");
+              AM_E_FORMAT);
+    CHECK_HAS(am_tokenizer_error(t3), "merges.txt line 3");
     am_tokenizer_free(t3);
     /* A merge of tokens that are not in the vocabulary. */
     static const char unknown_merges[] = "q zz\n";
     CHECK_INT(am_tokenizer_load_vocab_merges(vocab, vl, unknown_merges, strlen(unknown_merges), &t3),
-              AM_DATA_E_FORMAT);
-    CHECK_HAS(am_tokenizer_errmsg(t3), "not in the vocabulary");
+              AM_E_FORMAT);
+    CHECK_HAS(am_tokenizer_error(t3), "not in the vocabulary");
     am_tokenizer_free(t3);
 
     am_tokenizer_free(t);
@@ -190,34 +190,34 @@ static void test_malformed_json(void)
 {
     am_tokenizer *t;
     static const char bad[] = "{\"model\": {\"type\": \"BPE\",\n \"vocab\": {\"a\": 1,, }}}";
-    CHECK_INT(am_tokenizer_load_json(bad, strlen(bad), &t), AM_DATA_E_FORMAT);
+    CHECK_INT(am_tokenizer_load_json(bad, strlen(bad), &t), AM_E_FORMAT);
     CHECK(t != NULL);
-    CHECK_HAS(am_tokenizer_errmsg(t), "malformed JSON at line 2");
-    CHECK_HAS(am_tokenizer_errmsg(t), "expected");
+    CHECK_HAS(am_tokenizer_error(t), "malformed JSON at line 2");
+    CHECK_HAS(am_tokenizer_error(t), "expected");
     am_tokenizer_free(t);
 
     static const char truncated[] = "{\"model\": {\"vocab\": {\"a\": 1";
-    CHECK_INT(am_tokenizer_load_json(truncated, strlen(truncated), &t), AM_DATA_E_FORMAT);
-    CHECK_HAS(am_tokenizer_errmsg(t), "end of the input");
+    CHECK_INT(am_tokenizer_load_json(truncated, strlen(truncated), &t), AM_E_FORMAT);
+    CHECK_HAS(am_tokenizer_error(t), "end of the input");
     am_tokenizer_free(t);
 
     static const char no_model[] = "{\"vocab\": {}}";
-    CHECK_INT(am_tokenizer_load_json(no_model, strlen(no_model), &t), AM_DATA_E_FORMAT);
-    CHECK_HAS(am_tokenizer_errmsg(t), "no \"model\" object");
+    CHECK_INT(am_tokenizer_load_json(no_model, strlen(no_model), &t), AM_E_FORMAT);
+    CHECK_HAS(am_tokenizer_error(t), "no \"model\" object");
     am_tokenizer_free(t);
 
     static const char wordpiece[] = "{\"model\": {\"type\": \"WordPiece\", \"vocab\": {}}}";
-    CHECK_INT(am_tokenizer_load_json(wordpiece, strlen(wordpiece), &t), AM_DATA_E_FORMAT);
-    CHECK_HAS(am_tokenizer_errmsg(t), "\"WordPiece\" is not supported");
+    CHECK_INT(am_tokenizer_load_json(wordpiece, strlen(wordpiece), &t), AM_E_FORMAT);
+    CHECK_HAS(am_tokenizer_error(t), "\"WordPiece\" is not supported");
     am_tokenizer_free(t);
 
     static const char few_bytes[] = "{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0}, \"merges\": []}}";
-    CHECK_INT(am_tokenizer_load_json(few_bytes, strlen(few_bytes), &t), AM_DATA_E_FORMAT);
-    CHECK_HAS(am_tokenizer_errmsg(t), "no token for byte 0x00");
+    CHECK_INT(am_tokenizer_load_json(few_bytes, strlen(few_bytes), &t), AM_E_FORMAT);
+    CHECK_HAS(am_tokenizer_error(t), "no token for byte 0x00");
     am_tokenizer_free(t);
 
-    CHECK_INT(am_tokenizer_load_file("/nonexistent/tokenizer.json", &t), AM_DATA_E_IO);
-    CHECK_HAS(am_tokenizer_errmsg(t), "/nonexistent/tokenizer.json");
+    CHECK_INT(am_tokenizer_load_file("/nonexistent/tokenizer.json", &t), AM_E_IO);
+    CHECK_HAS(am_tokenizer_error(t), "/nonexistent/tokenizer.json");
     am_tokenizer_free(t);
     am_tokenizer_free(NULL);
 }
@@ -226,9 +226,9 @@ static void test_real_tokenizer(const char *tok_path, const char *heldout_path)
 {
     am_tokenizer *t;
     int rc = am_tokenizer_load_file(tok_path, &t);
-    CHECK_INT(rc, AM_DATA_OK);
-    if (rc != AM_DATA_OK) {
-        fprintf(stderr, "  %s\n", am_tokenizer_errmsg(t));
+    CHECK_INT(rc, AM_OK);
+    if (rc != AM_OK) {
+        fprintf(stderr, "  %s\n", am_tokenizer_error(t));
         am_tokenizer_free(t);
         return;
     }
@@ -238,13 +238,13 @@ static void test_real_tokenizer(const char *tok_path, const char *heldout_path)
     /* The empty string: no tokens, and decoding nothing gives "". */
     int64_t *ids;
     size_t n = 99;
-    CHECK_INT(am_tokenizer_encode(t, "", 0, &ids, &n), AM_DATA_OK);
+    CHECK_INT(am_tokenizer_encode(t, "", 0, &ids, &n), AM_OK);
     CHECK_INT(n, 0);
     CHECK(ids != NULL);
     free(ids);
     char *text;
     size_t len = 99;
-    CHECK_INT(am_tokenizer_decode(t, NULL, 0, &text, &len), AM_DATA_OK);
+    CHECK_INT(am_tokenizer_decode(t, NULL, 0, &text, &len), AM_OK);
     CHECK_INT(len, 0);
     CHECK(text && text[0] == '\0');
     free(text);
@@ -259,8 +259,8 @@ static void test_real_tokenizer(const char *tok_path, const char *heldout_path)
 
     /* An id outside the vocabulary is refused with the valid range. */
     int64_t bad_id = am_tokenizer_vocab_size(t);
-    CHECK_INT(am_tokenizer_decode(t, &bad_id, 1, &text, &len), AM_DATA_E_ARG);
-    CHECK_HAS(am_tokenizer_errmsg(t), "not in the vocabulary (ids 0..");
+    CHECK_INT(am_tokenizer_decode(t, &bad_id, 1, &text, &len), AM_E_ARG);
+    CHECK_HAS(am_tokenizer_error(t), "not in the vocabulary (ids 0..");
     CHECK(text == NULL);
 
     /* The whole held-out text round-trips exactly. */
@@ -286,9 +286,9 @@ static void test_datasets(const char *fashion_dir, const char *tok_path, const c
     static const int64_t sizes[2] = {60000, 10000};
     for (int s = 0; s < 2; s++) {
         int rc = am_dataset_open("fashion-mnist", splits[s], &o, &ds);
-        CHECK_INT(rc, AM_DATA_OK);
-        if (rc != AM_DATA_OK) {
-            fprintf(stderr, "  %s\n", am_dataset_errmsg(ds));
+        CHECK_INT(rc, AM_OK);
+        if (rc != AM_OK) {
+            fprintf(stderr, "  %s\n", am_dataset_error(ds));
             am_dataset_free(ds);
             continue;
         }
@@ -304,7 +304,7 @@ static void test_datasets(const char *fashion_dir, const char *tok_path, const c
         am_batch b;
         int64_t seen = 0, label_counts[10] = {0};
         int in_range = 1;
-        while (am_dataset_next_batch(ds, 4096, &b) == AM_DATA_OK && b.count > 0) {
+        while (am_dataset_next_batch(ds, 4096, &b) == AM_OK && b.count > 0) {
             CHECK_INT(b.first, seen);
             for (int64_t i = 0; i < b.count * 784; i++)
                 in_range &= b.images[i] >= 0.0f && b.images[i] <= 1.0f;
@@ -316,31 +316,31 @@ static void test_datasets(const char *fashion_dir, const char *tok_path, const c
         CHECK(in_range);
         for (int c = 0; c < 10; c++)
             CHECK_INT(label_counts[c], sizes[s] / 10); /* Fashion-MNIST is balanced */
-        CHECK_INT(am_dataset_item(ds, sizes[s], &b), AM_DATA_E_ARG);
-        CHECK_HAS(am_dataset_errmsg(ds), "out of range");
-        CHECK_INT(am_dataset_item(ds, 3, &b), AM_DATA_OK);
+        CHECK_INT(am_dataset_item(ds, sizes[s], &b), AM_E_ARG);
+        CHECK_HAS(am_dataset_error(ds), "out of range");
+        CHECK_INT(am_dataset_item(ds, 3, &b), AM_OK);
         CHECK(b.count == 1 && b.first == 3);
         am_dataset_free(ds);
     }
 
-    CHECK_INT(am_dataset_open("fashion-mnist", "validation", &o, &ds), AM_DATA_E_ARG);
-    CHECK_HAS(am_dataset_errmsg(ds), "use \"train\"");
+    CHECK_INT(am_dataset_open("fashion-mnist", "validation", &o, &ds), AM_E_ARG);
+    CHECK_HAS(am_dataset_error(ds), "use \"train\"");
     am_dataset_free(ds);
-    CHECK_INT(am_dataset_open("imagenet", "train", NULL, &ds), AM_DATA_E_ARG);
-    CHECK_HAS(am_dataset_errmsg(ds), "unknown dataset \"imagenet\"");
+    CHECK_INT(am_dataset_open("imagenet", "train", NULL, &ds), AM_E_ARG);
+    CHECK_HAS(am_dataset_error(ds), "unknown dataset \"imagenet\"");
     am_dataset_free(ds);
     o.path = "/nonexistent";
-    CHECK_INT(am_dataset_open("fashion-mnist", "test", &o, &ds), AM_DATA_E_IO);
-    CHECK_HAS(am_dataset_errmsg(ds), "dataset-fashion-mnist");
+    CHECK_INT(am_dataset_open("fashion-mnist", "test", &o, &ds), AM_E_IO);
+    CHECK_HAS(am_dataset_error(ds), "dataset-fashion-mnist");
     am_dataset_free(ds);
-    CHECK_INT(am_dataset_open("fortunes", "heldout", NULL, &ds), AM_DATA_E_ARG);
-    CHECK_HAS(am_dataset_errmsg(ds), "needs options.path");
+    CHECK_INT(am_dataset_open("fortunes", "heldout", NULL, &ds), AM_E_ARG);
+    CHECK_HAS(am_dataset_error(ds), "needs options.path");
     am_dataset_free(ds);
     am_dataset_free(NULL);
 
     /* Text windows: T tokens each, consecutive, ids in the vocabulary. */
     am_tokenizer *t;
-    if (am_tokenizer_load_file(tok_path, &t) != AM_DATA_OK) {
+    if (am_tokenizer_load_file(tok_path, &t) != AM_OK) {
         am_tokenizer_free(t);
         failures++;
         return;
@@ -350,24 +350,24 @@ static void test_datasets(const char *fashion_dir, const char *tok_path, const c
     to.tokenizer = t;
     to.window = 32;
     int rc = am_dataset_open("fortunes", "heldout", &to, &ds);
-    CHECK_INT(rc, AM_DATA_OK);
-    if (rc == AM_DATA_OK) {
+    CHECK_INT(rc, AM_OK);
+    if (rc == AM_OK) {
         CHECK_INT(am_dataset_kind(ds), AM_DATASET_TEXT);
         int64_t shape[1];
         CHECK_INT(am_dataset_item_shape(ds, shape, 1), 1);
         CHECK_INT(shape[0], 32);
         CHECK(am_dataset_size(ds) > 1000);
         am_batch b;
-        CHECK_INT(am_dataset_next_batch(ds, 8, &b), AM_DATA_OK);
+        CHECK_INT(am_dataset_next_batch(ds, 8, &b), AM_OK);
         CHECK_INT(b.count, 8);
         CHECK(b.tokens != NULL && b.images == NULL);
         int ok = 1;
         for (int64_t i = 0; i < 8 * 32; i++)
             ok &= b.tokens[i] >= 0 && b.tokens[i] < am_tokenizer_vocab_size(t);
         CHECK(ok);
-        CHECK_INT(am_dataset_next_batch(ds, 0, &b), AM_DATA_E_ARG);
+        CHECK_INT(am_dataset_next_batch(ds, 0, &b), AM_E_ARG);
     } else {
-        fprintf(stderr, "  %s\n", am_dataset_errmsg(ds));
+        fprintf(stderr, "  %s\n", am_dataset_error(ds));
     }
     am_dataset_free(ds);
     am_tokenizer_free(t);
