@@ -1281,8 +1281,8 @@ mg_status mg_magic_examples(mg_call *c)
     am_dataset *ds = NULL;
     int rc = am_dataset_open(dsname, mg_enum(c, "split"), NULL, &ds);
     if (rc != 0) {
-        mg_status st = mg_fail(c, "DatasetError", "%s: %s", am_data_strerror(rc),
-                               ds ? am_dataset_errmsg(ds) : "");
+        mg_status st = mg_fail(c, "DatasetError", "%s: %s", mg_engine()->am_strerror(rc),
+                               ds ? am_dataset_error(ds) : "");
         am_dataset_free(ds);
         return st;
     }

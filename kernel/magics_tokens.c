@@ -81,7 +81,7 @@ static am_tokenizer *model_tokenizer(am_model *m, char **err)
     rc = e->am_tokenizer_load_json(bytes, len, &t);
     if (rc != 0) {
         *err = mg_asprintf("the model's tokenizer does not parse: %s",
-                           t ? e->am_tokenizer_errmsg(t) : "out of memory");
+                           t ? e->am_tokenizer_error(t) : "out of memory");
         e->am_tokenizer_free(t);
         return NULL;
     }
