@@ -445,17 +445,28 @@ static void Model_dealloc(ModelObject *self)
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
+/* Model(source, device="cpu", input_shape=None, metadata=None): source is a
+ * TorchScript file's path (str) or a TorchScript archive in memory (bytes, as
+ * torch.jit.save writes to an io.BytesIO); metadata a JSON object whose keys
+ * set or override the archive's actmax.json. */
 static int Model_init(ModelObject *self, PyObject *args, PyObject *kw)
 {
-    static char *kwlist[] = {"path", "device", "input_shape", NULL};
-    const char *path, *device = "cpu";
-    PyObject *shape_obj = Py_None;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "s|sO", kwlist, &path, &device, &shape_obj))
+    static char *kwlist[] = {"source", "device", "input_shape", "metadata", NULL};
+    PyObject *source, *shape_obj = Py_None;
+    const char *device = "cpu", *metadata = NULL;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "O|sOz", kwlist, &source, &device, &shape_obj,
+                                     &metadata))
         return -1;
     if (ensure_engine() < 0)
         return -1;
+    if (self->m) {
+        PyErr_SetString(PyExc_RuntimeError, "Model.__init__ called twice");
+        return -1;
+    }
+    am_model_load_options o = {0};
+    o.device = device;
+    o.metadata = metadata;
     int64_t shape[AM_MAX_DIMS];
-    int nd = 0;
     if (shape_obj != Py_None) {
         PyObject *seq = PySequence_Fast(shape_obj, "input_shape must be a sequence of ints");
         if (!seq)
@@ -473,28 +484,44 @@ static int Model_init(ModelObject *self, PyObject *args, PyObject *kw)
                 return -1;
             }
         }
-        nd = (int)n;
         Py_DECREF(seq);
+        o.input_shape = n ? shape : NULL;
+        o.input_ndim = (int)n;
     }
-    if (self->m) {
-        PyErr_SetString(PyExc_RuntimeError, "Model.__init__ called twice");
-        return -1;
+    Py_buffer view = {0};
+    int have_view = 0;
+    const char *what;
+    if (PyUnicode_Check(source)) {
+        if (!(o.path = PyUnicode_AsUTF8(source)))
+            return -1;
+        what = o.path;
+    } else {
+        if (PyObject_GetBuffer(source, &view, PyBUF_SIMPLE) < 0)
+            return -1;
+        have_view = 1;
+        o.data = view.buf;
+        o.len = (size_t)view.len;
+        what = "the TorchScript module";
     }
     am_model *m = NULL;
     int rc;
     Py_BEGIN_ALLOW_THREADS
-    rc = g_api->am_model_load(path, device, nd ? shape : NULL, nd, &m);
+    rc = g_api->am_model_load_with(&o, &m);
     Py_END_ALLOW_THREADS
     if (rc != AM_OK) {
         /* As the kernel's %model: whatever the status, the model did not load. */
         const char *detail = m ? g_api->am_model_error(m) : "";
         raise_error(error_class("ModelError"),
-                    PyUnicode_FromFormat("%s could not be loaded (%s): %s", path,
+                    PyUnicode_FromFormat("%s could not be loaded (%s): %s", what,
                                          g_api->am_strerror(rc), detail),
                     rc, detail);
         g_api->am_model_free(m);
+        if (have_view)
+            PyBuffer_Release(&view);
         return -1;
     }
+    if (have_view)
+        PyBuffer_Release(&view); /* the engine copied it */
     self->m = m;
     return 0;
 }
@@ -531,11 +558,11 @@ static PyObject *Model_info(ModelObject *self, PyObject *Py_UNUSED(ignored))
         PyList_SET_ITEM(labels, i, PyUnicode_DecodeUTF8(g_api->am_model_label(m, i),
                                                         (Py_ssize_t)strlen(g_api->am_model_label(m, i)),
                                                         "replace"));
-    return Py_BuildValue("{s:s,s:s,s:N,s:N,s:N,s:(dd),s:N,s:s,s:s,s:s}", "kind",
+    return Py_BuildValue("{s:s,s:s,s:N,s:N,s:N,s:(dd),s:N,s:s,s:s}", "kind",
                          g_api->am_model_kind(m), "device", g_api->am_model_device(m), "input", in,
                          "mean", lm, "std", ls, "range", (double)range[0], (double)range[1],
                          "labels", labels, "dataset", g_api->am_model_dataset(m), "note",
-                         g_api->am_model_note(m), "metadata", g_api->am_model_metadata(m));
+                         g_api->am_model_note(m));
 }
 
 static PyObject *Model_layers(ModelObject *self, PyObject *Py_UNUSED(ignored))
@@ -893,6 +920,11 @@ static PyObject *text_result(const am_text_run *r, int interrupted)
     const char *text = g_api->am_text_run_text(r);
     const float *curve = g_api->am_text_run_curve(r, &steps);
     const float *xcurve = g_api->am_text_run_xent_curve(r, &xsteps);
+    int psteps = 0, blen = 0, bstep = 0;
+    const float *pcurve = g_api->am_text_run_projected_curve(r, &psteps);
+    const int64_t *bids = NULL;
+    float bact = NAN;
+    g_api->am_text_run_best(r, &bids, &blen, &bact, &bstep);
     PyObject *embeds = Py_None, *nearest = Py_None, *attribution = Py_None, *sweep = Py_None;
     Py_INCREF(Py_None);
     Py_INCREF(Py_None);
@@ -934,7 +966,8 @@ static PyObject *text_result(const am_text_run *r, int interrupted)
         return NULL;
     }
     return Py_BuildValue(
-        "{s:N,s:y,s:O,s:d,s:d,s:d,s:d,s:N,s:N,s:N,s:N,s:N,s:N,s:i,s:d,s:O,s:O}", "ids",
+        "{s:N,s:y,s:O,s:d,s:d,s:d,s:d,s:N,s:N,s:N,s:N,s:N,s:N,s:i,s:d,s:O,s:O,s:N,s:N,s:d,s:i}",
+        "ids",
         ints_out(ids, len), "text", text ? text : "", "roundtrip",
         g_api->am_text_run_roundtrip(r) ? Py_True : Py_False, "activation",
         (double)g_api->am_text_run_activation(r), "xent", (double)g_api->am_text_run_xent(r),
@@ -944,7 +977,8 @@ static PyObject *text_result(const am_text_run *r, int interrupted)
         "sweep", sweep, "steps", g_api->am_text_run_steps(r), "seconds",
         g_api->am_text_run_seconds(r), "cancelled",
         g_api->am_text_run_cancelled(r) ? Py_True : Py_False, "interrupted",
-        interrupted ? Py_True : Py_False);
+        interrupted ? Py_True : Py_False, "projected_curve", floats_out(pcurve, psteps), "best_ids",
+        ints_out(bids, bids ? blen : 0), "best_activation", (double)bact, "best_step", bstep);
 }
 
 /* tokens(objective, options, init_ids, progress, updates_per_s) -> dict */
@@ -1000,57 +1034,72 @@ static PyObject *Model_tokens(ModelObject *self, PyObject *args)
     return result;
 }
 
-/* text_examples(objective, dataset, path, window, stride, k, batch, progress, updates_per_s) */
-static PyObject *Model_text_examples(ModelObject *self, PyObject *args)
+/* examples(objective, dataset, path, split, window, stride, k, limit, batch,
+ * progress, updates_per_s) -> dict: the top-k items of a dataset (images or
+ * token windows) through the engine's one scanner. */
+static PyObject *Model_examples(ModelObject *self, PyObject *args)
 {
-    am_text_examples_options o = {0};
+    am_examples_options o;
+    g_api->am_examples_options_default(&o);
     PyObject *progress;
     double per_second;
-    long long window, stride;
-    if (!PyArg_ParseTuple(args, "szzLLiiOd", &o.objective, &o.dataset, &o.path, &window, &stride,
-                          &o.k, &o.batch, &progress, &per_second))
+    long long window, stride, limit;
+    if (!PyArg_ParseTuple(args, "szzzLLiLiOd", &o.objective, &o.dataset, &o.path, &o.split, &window,
+                          &stride, &o.k, &limit, &o.batch, &progress, &per_second))
         return NULL;
     o.window = window;
     o.stride = stride;
+    o.limit = limit;
     progress_ctx g;
     progress_init(&g, progress, per_second);
     o.progress = examples_progress;
     o.progress_user = &g;
     if (model_enter(self) < 0)
         return NULL;
-    am_text_examples *ex = NULL;
+    am_examples *ex = NULL;
     int rc;
     Py_BEGIN_ALLOW_THREADS
-    rc = g_api->am_text_examples_new(self->m, &o, &ex);
+    rc = g_api->am_examples_new(self->m, &o, &ex);
     Py_END_ALLOW_THREADS
     model_leave(self);
     PyObject *result = NULL;
     if (progress_finish(&g) < 0)
         goto done;
     if (rc != AM_OK) {
-        raise_status(rc, ex ? g_api->am_text_examples_error(ex) : "");
+        raise_status(rc, ex ? g_api->am_examples_error(ex) : "");
         goto done;
     }
-    int n = g_api->am_text_examples_count(ex);
+    int n = g_api->am_examples_count(ex);
     PyObject *items = PyList_New(n);
     for (int i = 0; items && i < n; i++) {
-        int64_t index = 0;
-        float score = 0;
-        const int64_t *toks = NULL;
-        const float *acts = NULL;
-        int len = 0;
-        g_api->am_text_examples_get(ex, i, &index, &score, &toks, &acts, &len);
-        PyList_SET_ITEM(items, i, Py_BuildValue("(LdNN)", (long long)index, (double)score,
-                                                ints_out(toks, len), floats_out(acts, len)));
+        am_example e;
+        memset(&e, 0, sizeof e);
+        g_api->am_examples_get(ex, i, &e);
+        PyObject *img = Py_None, *toks = Py_None, *acts = Py_None;
+        if (e.image)
+            img = array_out(e.image, sizeof(float), e.shape, 3);
+        else
+            Py_INCREF(img);
+        if (e.tokens) {
+            toks = ints_out(e.tokens, e.len);
+            acts = floats_out(e.acts, e.len);
+        } else {
+            Py_INCREF(toks);
+            Py_INCREF(acts);
+        }
+        PyList_SET_ITEM(items, i, Py_BuildValue("(LdLsNNN)", (long long)e.index, (double)e.value,
+                                                (long long)e.label, e.label_name ? e.label_name : "",
+                                                img, toks, acts));
     }
     if (items)
-        result = Py_BuildValue("{s:N,s:d,s:L,s:O,s:O}", "items", items, "max",
-                               (double)g_api->am_text_examples_max(ex), "scanned",
-                               (long long)g_api->am_text_examples_scanned(ex), "cancelled",
-                               g_api->am_text_examples_cancelled(ex) ? Py_True : Py_False,
+        result = Py_BuildValue("{s:N,s:s,s:d,s:L,s:O,s:O}", "items", items, "kind",
+                               g_api->am_examples_kind(ex) == AM_DATASET_IMAGE ? "image" : "text",
+                               "max", (double)g_api->am_examples_max(ex), "scanned",
+                               (long long)g_api->am_examples_scanned(ex), "cancelled",
+                               g_api->am_examples_cancelled(ex) ? Py_True : Py_False,
                                "interrupted", g.interrupted ? Py_True : Py_False);
 done:
-    g_api->am_text_examples_free(ex);
+    g_api->am_examples_free(ex);
     return result;
 }
 
@@ -1078,7 +1127,7 @@ static am_tokenizer *model_tokenizer(ModelObject *self)
     rc = g_api->am_tokenizer_load_json(bytes, len, &t);
     if (rc != 0) {
         PyErr_Format(error_class("FormatError"), "the model's tokenizer does not parse: %s",
-                     t ? g_api->am_tokenizer_errmsg(t) : "out of memory");
+                     t ? g_api->am_tokenizer_error(t) : "out of memory");
         g_api->am_tokenizer_free(t);
         return NULL;
     }
@@ -1097,8 +1146,8 @@ static PyObject *Model_encode(ModelObject *self, PyObject *arg)
         size_t n = 0;
         int rc = g_api->am_tokenizer_encode(t, view.buf, (size_t)view.len, &ids, &n);
         if (rc != 0)
-            PyErr_Format(PyExc_ValueError, "%s: %s", g_api->am_data_strerror(rc),
-                         g_api->am_tokenizer_errmsg(t));
+            PyErr_Format(PyExc_ValueError, "%s: %s", g_api->am_strerror(rc),
+                         g_api->am_tokenizer_error(t));
         else
             r = ints_out(ids, (int64_t)n);
         free(ids);
@@ -1122,7 +1171,7 @@ static PyObject *Model_decode(ModelObject *self, PyObject *arg)
             size_t len = 0;
             int rc = g_api->am_tokenizer_decode(t, view.buf, (size_t)(view.len / 8), &text, &len);
             if (rc != 0)
-                PyErr_Format(PyExc_ValueError, "%s", g_api->am_tokenizer_errmsg(t));
+                PyErr_Format(PyExc_ValueError, "%s", g_api->am_tokenizer_error(t));
             else
                 r = PyBytes_FromStringAndSize(text, (Py_ssize_t)len);
             free(text);
@@ -1143,7 +1192,7 @@ static PyObject *Model_token_text(ModelObject *self, PyObject *arg)
     char buf[256];
     int n = g_api->am_tokenizer_token_text(t, id, buf, sizeof buf);
     if (n < 0) {
-        PyErr_Format(PyExc_ValueError, "%s", g_api->am_tokenizer_errmsg(t));
+        PyErr_Format(PyExc_ValueError, "%s", g_api->am_tokenizer_error(t));
         return NULL;
     }
     return PyUnicode_DecodeUTF8(buf, (Py_ssize_t)strlen(buf), "replace");
@@ -1194,8 +1243,9 @@ static PyMethodDef Model_methods[] = {
      "maximize(objectives, options, init, thresholds, progress, updates_per_s)"},
     {"tokens", (PyCFunction)Model_tokens, METH_VARARGS,
      "tokens(objective, options, init_ids, progress, updates_per_s)"},
-    {"text_examples", (PyCFunction)Model_text_examples, METH_VARARGS,
-     "text_examples(objective, dataset, path, window, stride, k, batch, progress, updates_per_s)"},
+    {"examples", (PyCFunction)Model_examples, METH_VARARGS,
+     "examples(objective, dataset, path, split, window, stride, k, limit, batch, progress, "
+     "updates_per_s)"},
     {"encode", (PyCFunction)Model_encode, METH_O, "encode(bytes) -> int64 ids"},
     {"decode", (PyCFunction)Model_decode, METH_O, "decode(int64 ids) -> bytes"},
     {"token_text", (PyCFunction)Model_token_text, METH_O, "one token as printable text"},
@@ -1212,7 +1262,8 @@ static PyTypeObject ModelType = {
     .tp_basicsize = sizeof(ModelObject),
     .tp_dealloc = (destructor)Model_dealloc,
     .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE,
-    .tp_doc = "An engine model (am_model): Model(path, device='cpu', input_shape=None)",
+    .tp_doc = "An engine model (am_model): Model(path | bytes, device='cpu', input_shape=None, "
+              "metadata=None)",
     .tp_methods = Model_methods,
     .tp_init = (initproc)Model_init,
     .tp_new = PyType_GenericNew,
@@ -1285,15 +1336,15 @@ static const char **strings_in(PyObject *list, Py_ssize_t *n)
     return v;
 }
 
-/* images_png(pix, captions, title, min_px) -> (png, width, height): pix is
- * (B, C, H, W) float32 in [0, 1]; one upscaled image, or a grid, as the
- * kernel draws a run's result. */
+/* images_png(pix, captions, title, min_px, cell_px=128) -> (png, width, height):
+ * pix is (B, C, H, W) float32 in [0, 1]; one upscaled image, or a grid of
+ * cells cell_px high, as the kernel draws a run's result. */
 static PyObject *mod_images_png(PyObject *Py_UNUSED(self), PyObject *args)
 {
     PyObject *pix, *caps;
     const char *title;
-    int min_px;
-    if (!PyArg_ParseTuple(args, "OOzi", &pix, &caps, &title, &min_px))
+    int min_px, cell_px = 128;
+    if (!PyArg_ParseTuple(args, "OOzi|i", &pix, &caps, &title, &min_px, &cell_px))
         return NULL;
     Py_buffer v;
     if (PyObject_GetBuffer(pix, &v, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) < 0)
@@ -1322,7 +1373,7 @@ static PyObject *mod_images_png(PyObject *Py_UNUSED(self), PyObject *args)
         rc = render_png_encode(v.buf, ch, h, w, min_px, &png);
     } else {
         render_grid_opts go = {0};
-        go.min_cell_px = b == 1 ? min_px : 128;
+        go.min_cell_px = b == 1 ? min_px : cell_px;
         go.title = title;
         rc = render_grid_png(v.buf, b, ch, h, w, cv, &go, &png);
     }
@@ -1497,7 +1548,8 @@ static PyObject *mod_progress_html(PyObject *Py_UNUSED(self), PyObject *args)
 static PyMethodDef module_methods[] = {
     {"engine", mod_engine, METH_NOARGS, "loads the engine; its version, API version, path, BLAS"},
     {"keys", mod_keys, METH_O, "a magic's typed keys: [(name, type, default, lo, hi, choices, doc)]"},
-    {"images_png", mod_images_png, METH_VARARGS, "images_png(pix, captions, title, min_px)"},
+    {"images_png", mod_images_png, METH_VARARGS,
+     "images_png(pix, captions, title, min_px, cell_px=128)"},
     {"plot_png", mod_plot_png, METH_VARARGS,
      "plot_png(series, title, ylabel, vlines, vline_labels, width, height)"},
     {"table", mod_table, METH_VARARGS,

@@ -61,6 +61,12 @@ def _out(pair, dtype=np.float32):
     return t.from_numpy(a) if t is not None else a
 
 
+def _wrap(a):
+    """A numpy array as a torch tensor (sharing memory) when torch imports."""
+    t = _torch()
+    return t.from_numpy(a) if t is not None else a
+
+
 def _array(x, what="input"):
     """Any torch tensor, numpy array or nested list -> a C-contiguous numpy
     array: float32 for floating input, int64 (token ids) for integers."""
@@ -256,13 +262,6 @@ def _resolve(name):
                             + f" Available: {', '.join(names) if names else 'none'}; or give a file path")
 
 
-def _device(dev):
-    # "auto" means CUDA when the machine shows an NVIDIA device, as the kernel decides.
-    if dev != "auto":
-        return dev
-    return "cuda" if os.path.exists("/dev/nvidia0") else "cpu"
-
-
 def _parse_shape(text):
     dims = [p for p in str(text).replace("X", "x").replace(",", "x").split("x")]
     try:
@@ -275,22 +274,42 @@ def _parse_shape(text):
     return out
 
 
-def load(model, device="auto", input=None):
+def _metadata(mean, std, labels, range, dataset):
+    """The keyword arguments that set or override the model's actmax.json, as JSON."""
+    import json
+    meta = {}
+    for key, v in (("mean", mean), ("std", std), ("range", range)):
+        if v is not None:
+            v = v.detach().cpu() if hasattr(v, "detach") else v
+            meta[key] = [float(x) for x in np.asarray(v, dtype=np.float64).reshape(-1)]
+    if labels is not None:
+        if isinstance(labels, str) or not all(isinstance(l, str) for l in labels):
+            raise TypeError("labels must be a list of strings, one per output class")
+        meta["labels"] = list(labels)
+    if dataset is not None:
+        meta["dataset"] = str(dataset)
+    return json.dumps(meta) if meta else None
+
+
+def load(model, device="auto", input=None, mean=None, std=None, labels=None, range=None, dataset=None):
     """Loads a model: a built-in name ("fashion-cnn", "tiny-lm"), a TorchScript
-    file, or a torch.jit.ScriptModule. input: the input shape without batch
-    ("3x224x224" or (3, 224, 224)), needed for a file without metadata."""
+    file, or a torch.jit.ScriptModule (scripted or traced; loaded from memory).
+    input: the input shape without batch ("3x224x224" or (3, 224, 224)), needed
+    when the model carries no metadata; mean, std, labels, range, dataset set
+    or override its metadata (actmax.json)."""
     torch = sys.modules.get("torch")
+    source, name, path = None, None, None
     if torch is not None and isinstance(model, torch.nn.Module):
         if not isinstance(model, torch.jit.ScriptModule):
             raise TypeError(
                 f"actmax.load takes a TorchScript model; {type(model).__name__} is a plain nn.Module. "
                 "Script or trace it first: actmax.load(torch.jit.script(model)) or "
-                "actmax.load(torch.jit.trace(model.eval(), example_input)), or save it with "
-                "torch.jit.save(...) and load the file")
-        raise TypeError("loading a torch.jit.ScriptModule without a file needs an engine with "
-                        "load-from-memory; save it with torch.jit.save(module, path) and "
-                        "actmax.load(path)")
-    if not isinstance(model, (str, os.PathLike)):
+                "actmax.load(torch.jit.trace(model.eval(), example_input))")
+        import io
+        buf = io.BytesIO()
+        torch.jit.save(model, buf)
+        source, name, path = buf.getvalue(), type(model).__name__, "(memory)"
+    elif not isinstance(model, (str, os.PathLike)):
         raise TypeError(f"actmax.load takes a model name, a file path or a torch.jit.ScriptModule, "
                         f"not {type(model).__name__}")
     kw = {"device": device}
@@ -298,9 +317,12 @@ def load(model, device="auto", input=None):
         kw["input"] = input if isinstance(input, str) else "x".join(str(int(v)) for v in input)
     values, _ = _options("model", kw)
     shape = _parse_shape(values["input"]) if values["input"] else None
-    name = os.fspath(model)
-    path = _resolve(name)
-    return Model(_actmax.Model(path, _device(values["device"]), shape), name, path)
+    meta = _metadata(mean, std, labels, range, dataset)
+    if source is None:
+        name = os.fspath(model)
+        source = path = _resolve(name)
+    # The engine resolves device="auto" (CUDA when libtorch sees a GPU).
+    return Model(_actmax.Model(source, values["device"], shape, meta), name, path)
 
 
 class Model:
@@ -522,26 +544,34 @@ class Model:
         return TokensResult(self, objective, d, v)
 
     def examples(self, objective, progress=None, **kw):
-        """Text models: the top-k windows of a corpus by an objective (the
-        held-out fortunes, or path= any text file). Keys of %examples."""
-        v, given = _options("examples", kw, drop=("split", "limit"))
-        if self.kind != "text":
-            raise UnsupportedError("examples of image models need an engine with dataset examples; "
-                                   "this engine scans text corpora only")
-        path = v["path"] or _corpus_path(self.path)
-        if not path:
-            raise FileNotFoundError("examples on a text model reads a corpus: the held-out fortunes file "
-                                    "(share/actmax/data/fortunes-heldout.txt) was not found; give "
-                                    "path=FILE (any text file)")
+        """The top-k items of a dataset by an objective, best first: for image
+        models the images of the model's dataset (split=, limit=), for text
+        models the windows of the held-out corpus or of path= any text file.
+        Keys and defaults of %examples (actmax.keys("examples"))."""
+        v, given = _options("examples", kw)
+        if not isinstance(objective, str) or not objective.strip():
+            raise ValueError("examples needs an objective, e.g. m.examples(\"conv2[5]\", k=16)")
+        dataset, path, split = None, None, v["split"]
+        if self.kind == "text":
+            path = v["path"] or _corpus_path(self.path)
+            if not path:
+                raise FileNotFoundError("examples on a text model reads a corpus: the held-out fortunes "
+                                        "file (share/actmax/data/fortunes-heldout.txt) was not found; give "
+                                        "path=FILE (any text file)")
+            # A file of the user's is read as one text; the built-in corpus keeps its layout.
+            dataset = "text" if v["path"] else "fortunes"
+            split = "heldout"
+        elif v["path"]:
+            path = v["path"]
         live = Live(objective, 1, progress, images=False)
         live.start()
         try:
-            d = self._m.text_examples(objective, "text" if v["path"] else "fortunes", path, v["window"], 0,
-                                      v["k"], v["batch"] if "batch" in given else 0,
-                                      live.scan_step if live.on else None, v["updates_per_s"])
+            d = self._m.examples(objective, dataset, path, split, v["window"], 0, v["k"], v["limit"],
+                                 v["batch"] if "batch" in given else 0,
+                                 live.scan_step if live.on else None, v["updates_per_s"])
         finally:
             live.close()
-        return Examples(self, objective, d)
+        return Examples(self, objective, d, split)
 
 
 def _corpus_path(model_path):
@@ -676,6 +706,12 @@ class TokensResult:
         if d["attribution"] is not None:
             self.attribution = (_out(d["attribution"][0]), _out(d["attribution"][1], np.int64))
         self.sweep = _out(d["sweep"][0]) if d["sweep"] is not None else None
+        # The objective of each step's discrete prompt, and the best one seen
+        # (soft's result is its last projection, which may be worse).
+        self.projected_curve = _out(d["projected_curve"])
+        self.best_ids = _out(d["best_ids"], np.int64)
+        self.best_activation = d["best_activation"]
+        self.best_step = d["best_step"]
         self.steps = d["steps"]
         self.seconds = d["seconds"]
         self.interrupted = bool(d["interrupted"] or d["cancelled"])
@@ -718,25 +754,61 @@ class TokensResult:
 
 
 class Examples:
-    """The top-k corpus windows of an objective: items [(index, score, ids, acts)],
-    scores (k,), max, scanned, interrupted."""
+    """The top-k dataset items of an objective, best first: values (k,),
+    indices (k,), and for images images (k, C, H, W) in the model's value range,
+    labels (k,) and label_names; for text ids and acts (per token) per item, and
+    texts. scanned, max, interrupted."""
 
-    def __init__(self, model, objective, d):
+    def __init__(self, model, objective, d, split):
         self.objective = objective
-        self.items = [(i, s, _out(t, np.int64), _out(a)) for i, s, t, a in d["items"]]
-        self.indices = [i for i, _, _, _ in self.items]
-        self.scores = np.array([s for _, s, _, _ in self.items], dtype=np.float32)
-        self.texts = [model.decode(t) for _, _, t, _ in self.items]
-        self.max = d["max"]
+        self.kind = d["kind"]
+        self.split = split
+        items = d["items"]
+        self.values = _wrap(np.array([it[1] for it in items], np.float32))
+        self.indices = _wrap(np.array([it[0] for it in items], np.int64))
         self.scanned = d["scanned"]
+        self.max = d["max"]
         self.interrupted = bool(d["interrupted"] or d["cancelled"])
+        self._range = model.range
+        if self.kind == "image":
+            self.labels = _wrap(np.array([it[2] for it in items], np.int64))
+            self.label_names = [it[3] for it in items]
+            imgs = [np.frombuffer(it[4][0], np.float32).reshape(it[4][1]) for it in items]
+            arr = np.stack(imgs) if imgs else np.zeros((0,) + tuple(model.input_shape), np.float32)
+            self.images = _wrap(arr)
+            self.ids = self.acts = self.texts = None
+        else:
+            self.images = self.labels = None
+            self.label_names = None
+            self.ids = [_out(it[5], np.int64) for it in items]
+            self.acts = [_out(it[6]) for it in items]
+            self.texts = [model.decode(i) for i in self.ids]
+
+    def __len__(self):
+        return len(self.indices)
 
     def __repr__(self):
-        return f"<actmax.Examples {self.objective}: top {len(self.items)} of {self.scanned} windows, max {self.max:.4g}>"
+        return (f"<actmax.Examples {self.objective}: top {len(self)} of {self.scanned} {self.kind} items, "
+                f"max {self.max:.4g}{' (interrupted)' if self.interrupted else ''}>")
+
+    def _title(self):
+        return ("top %d of %d %s images for %s%s" % (len(self), self.scanned, self.split, self.objective,
+                " (interrupted: the images read so far)" if self.interrupted else ""))
+
+    def _repr_png_(self):
+        if self.kind != "image" or not len(self):
+            return None
+        lo, hi = self._range
+        pix = np.ascontiguousarray((np.asarray(self.images) - lo) / (hi - lo), dtype=np.float32)
+        caps = ["%s %.3g" % (n or "?", float(v)) for n, v in zip(self.label_names, self.values)]
+        return _actmax.images_png(pix, caps, self._title(), _actmax.RENDER_MIN_PX, 96)[0]
 
     def _repr_html_(self):
-        rows = [[str(i), "%.4g" % s, t] for (i, s, _, _), t in zip(self.items, self.texts)]
-        return _actmax.table(["window", "score", "text"], rows, None, 0.0, 1.0, self.objective)[0]
+        if self.kind == "image":
+            png = self._repr_png_()
+            return png_html(png) if png else f"<i>{_html(repr(self))}</i>"
+        rows = [[str(int(i)), "%.4g" % float(v), t] for i, v, t in zip(self.indices, self.values, self.texts)]
+        return _actmax.table(["window", "value", "text"], rows, None, 0.0, 1.0, self.objective)[0]
 
 
 def engine():

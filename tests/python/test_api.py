@@ -143,6 +143,66 @@ def test_plain_module_gets_a_clear_error():
         actmax.load(net)
 
 
+class Small(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = torch.nn.Conv2d(3, 8, 3, padding=1)
+        self.relu = torch.nn.ReLU()
+        self.head = torch.nn.Linear(8, 4)
+
+    def forward(self, x):
+        return self.head(self.relu(self.conv(x)).mean((2, 3)))
+
+
+@pytest.mark.parametrize("how", ["trace", "script"])
+def test_script_module_loads_from_memory(how):
+    torch.manual_seed(3)
+    net = Small().eval()
+    x = torch.rand(2, 3, 16, 16)
+    sm = torch.jit.trace(net, x) if how == "trace" else torch.jit.script(net)
+    m = actmax.load(sm, device="cpu", input=(3, 16, 16), labels=["a", "b", "c", "d"],
+                    mean=[0.5, 0.5, 0.5], std=[0.25, 0.25, 0.25], range=(0, 1))
+    assert m.input_shape == (3, 16, 16) and m.labels == ["a", "b", "c", "d"]
+    assert m.mean == [0.5] * 3 and m.std == [0.25] * 3
+    assert m.note == "" or "default" not in m.note
+    got = m.activations(x, ["conv", "head"])
+    want = hooks(net, x, ["conv", "head"])
+    for a, b in zip(got, want):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(m.objective(x, 'head["c"]'), want[1][:, 2], rtol=1e-4, atol=1e-5)
+
+
+def test_metadata_keywords_are_checked():
+    sm = torch.jit.trace(Small().eval(), torch.rand(1, 3, 8, 8))
+    with pytest.raises(TypeError, match="labels"):
+        actmax.load(sm, input=(3, 8, 8), labels="abcd")
+    with pytest.raises(actmax.ModelError, match="metadata"):
+        actmax.load(sm, input=(3, 8, 8), mean=[0.5, 0.5])  # 2 values for 3 channels
+
+
+def fashion_test_set():
+    from fmnist import load
+    images, labels = load("test")
+    return torch.from_numpy(images.astype(np.float32) / 255.0).unsqueeze(1), torch.from_numpy(labels.astype(np.int64))
+
+
+def test_examples_equal_a_pytorch_topk(fashion, eager):
+    ex = fashion.examples("conv2[5]", k=8, limit=2000, progress=False)
+    assert ex.kind == "image" and len(ex) == 8 and ex.scanned == 2000
+    x, y = fashion_test_set()
+    x, y = x[:2000], y[:2000]
+    with torch.no_grad():
+        z = (x - fashion.mean[0]) / fashion.std[0]
+        vals = hooks(eager, z, ["conv2"])[0][:, 5].mean((1, 2))
+    top = torch.topk(vals, 8)
+    assert ex.indices.tolist() == top.indices.tolist()
+    torch.testing.assert_close(ex.values, top.values, rtol=1e-4, atol=1e-5)
+    assert ex.labels.tolist() == y[top.indices].tolist()
+    assert ex.label_names[0] == fashion.labels[int(y[top.indices[0]])]
+    torch.testing.assert_close(ex.images, x[top.indices], rtol=0, atol=1e-6)
+    assert ex._repr_png_()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
 def test_keys_are_the_kernels_table():
     k = actmax.keys("maximize")
     assert k["steps"][1] == "256" and k["optimizer"][4] == "adam|sgd"

@@ -54,8 +54,19 @@ def test_examples_scores_are_the_objective(tiny_lm, tmp_path):
     corpus.write_text("the cat sat on the mat. " * 40 + "a dog ran in the park! " * 40)
     obj = "blocks.1.mlp.act[-1, 4]"
     ex = tiny_lm.examples(obj, path=str(corpus), window=8, k=5, progress=False)
-    assert len(ex.items) == 5 and ex.scanned > 5
-    assert list(ex.scores) == sorted(ex.scores, reverse=True)
-    for _, score, ids, _ in ex.items:
+    assert len(ex) == 5 and ex.scanned > 5 and ex.kind == "text"
+    assert ex.values.tolist() == sorted(ex.values.tolist(), reverse=True)
+    for ids, value in zip(ex.ids, ex.values):
         got = float(tiny_lm.objective(ids[None], obj)[0])
-        assert abs(got - score) <= 1e-4 * max(1.0, abs(score))
+        assert abs(got - float(value)) <= 1e-4 * max(1.0, abs(float(value)))
+    assert "<table" in ex._repr_html_()
+
+
+def test_tokens_best_projection(tiny_lm):
+    obj = "blocks.1.mlp.act[-1, 7]"
+    t = tiny_lm.tokens(obj, method="soft", len=4, steps=12, seed=2, progress=False)
+    assert t.projected_curve.shape == (t.steps,)
+    assert 1 <= t.best_step <= t.steps
+    assert abs(t.best_activation - float(t.projected_curve.max())) <= 1e-5 * max(1.0, abs(t.best_activation))
+    got = float(tiny_lm.objective(t.best_ids[None], obj)[0])
+    assert abs(got - t.best_activation) <= 1e-4 * max(1.0, abs(got))
