@@ -213,3 +213,22 @@ def test_engine_version_matches():
     e = actmax.engine()
     assert e["api_version"] == actmax._actmax.API_VERSION
     assert e["version"] == actmax.__version__
+
+
+def test_an_engine_of_another_api_version_is_refused(tmp_path):
+    """A libactmax built from another actmax.h: refused, both versions named."""
+    import subprocess
+    src = tmp_path / "fake.c"
+    src.write_text("#include <stddef.h>\n#include <stdint.h>\n"
+                   "const void *am_get_api(uint32_t v, uint32_t *engine) { (void)v; if (engine) *engine = 999;"
+                   " return NULL; }\n"
+                   "const char *am_version(void) { return \"9.9.9\"; }\n")
+    lib = tmp_path / "libactmax.so"
+    subprocess.run(["cc", "-shared", "-fPIC", "-o", str(lib), str(src)], check=True)
+    code = ("import actmax\n"
+            "try:\n    actmax.engine()\nexcept actmax.EngineError as e:\n    print('refused:', e)\n")
+    env = dict(os.environ, ACTMAX_ENGINE=str(lib))
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert p.returncode == 0, p.stderr
+    assert "refused:" in p.stdout and "9.9.9" in p.stdout and "API version 999" in p.stdout
+    assert f"needs engine API version {actmax._actmax.API_VERSION}" in p.stdout
