@@ -481,6 +481,17 @@ def _(o, c):
         (early["soft_activation"], late["soft_activation"])
 
 
+@claim(N5, "best-projection-reported")
+def _(o, c):
+    late, early = text_run(o, SOFT), text_run(o, EARLY)
+    # Same seed, same start: the 100-step run passed through the 8-step run's
+    # last projection, so its best is at least that.
+    assert late["best_activation"] >= early["activation"] - 1e-4, \
+        (late["best_activation"], early["activation"])
+    assert late["best_activation"] > late["activation"], late
+    assert 1 <= late["best_step"] <= 100 and len(late["best_tokens"]) == 8, late
+
+
 @claim(N5, "gcg-above-projections")
 def _(o, c):
     gcg = text_run(o, GCG)["activation"]
