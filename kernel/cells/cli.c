@@ -131,11 +131,39 @@ mg_sink mg_cli_sink_make(mg_cli_sink *c)
     return s;
 }
 
+/* A shell's single quotes keep `\n` as two characters, so the one-liner
+ * `actmax -c '%model fashion-cnn\n%maximize conv2[5]'` reaches us with a
+ * backslash: `\n` becomes a line break where a new magic or comment starts
+ * after it (`%`, `#`, spaces allowed before them), and stays as typed
+ * anywhere else, so a cell body's text is not rewritten. */
+static char *split_escaped_lines(const char *code)
+{
+    char *out = mg_strdup(code);
+    char *w = out;
+    for (const char *p = code; *p; p++) {
+        if (p[0] == '\\' && p[1] == 'n') {
+            const char *q = p + 2;
+            while (*q == ' ' || *q == '\t')
+                q++;
+            if (*q == '%' || *q == '#') {
+                *w++ = '\n';
+                p = q - 1;
+                continue;
+            }
+        }
+        *w++ = *p;
+    }
+    *w = '\0';
+    return out;
+}
+
 int mg_cli_run(mg_interp *it, const char *code, const char *out_dir)
 {
     mg_install_signal_handlers();
     mg_cli_sink c = {out_dir, 0, 0};
     mg_sink sink = mg_cli_sink_make(&c);
-    mg_status st = mg_interp_run(it, code, &sink);
+    char *lines = split_escaped_lines(code);
+    mg_status st = mg_interp_run(it, lines, &sink);
+    free(lines);
     return st == MG_OK ? 0 : st == MG_INTERRUPTED ? 130 : 1;
 }
