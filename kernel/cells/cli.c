@@ -134,7 +134,7 @@ mg_sink mg_cli_sink_make(mg_cli_sink *c)
 /* A shell's single quotes keep `\n` as two characters, so the one-liner
  * `actmax -c '%model fashion-cnn\n%maximize conv2[5]'` reaches us with a
  * backslash: `\n` becomes a line break where a new magic or comment starts
- * after it (`%`, `#`, spaces allowed before them), and stays as typed
+ * after it (`%`, `#`, spaces allowed before them) or the text ends, and stays as typed
  * anywhere else, so a cell body's text is not rewritten. */
 static char *split_escaped_lines(const char *code)
 {
@@ -145,7 +145,7 @@ static char *split_escaped_lines(const char *code)
             const char *q = p + 2;
             while (*q == ' ' || *q == '\t')
                 q++;
-            if (*q == '%' || *q == '#') {
+            if (*q == '%' || *q == '#' || *q == '\0') {
                 *w++ = '\n';
                 p = q - 1;
                 continue;
