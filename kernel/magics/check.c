@@ -329,7 +329,7 @@ static int grade_run(grade *g, const mg_session *s, const mg_run_rec *r, const c
     if (model)
         verdict(g, strcmp(r->model, model) == 0, "model %s (needs %s)", r->model, model);
     if (kind)
-        verdict(g, strcmp(r->ops->kind, kind) == 0, "a %s run (needs %s)", r->ops->kind, kind);
+        verdict(g, strcmp(r->ops->kind, kind) == 0, "run kind %s (needs %s)", r->ops->kind, kind);
     if (pattern) {
         regex_t re;
         if (regcomp(&re, pattern, REG_EXTENDED | REG_NOSUB) != 0) {

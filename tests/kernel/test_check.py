@@ -77,3 +77,32 @@ def test_every_shipped_check_is_well_formed():
     for c in checks:
         assert set(c) <= known, set(c) - known
         assert c.get("task") and c.get("hint"), c["name"]
+
+
+# One solution per shipped exercise, as a student would type it: each must
+# pass, so an exercise that stops being solvable (a retrained model, a
+# changed default) fails here instead of in a classroom.
+SOLUTIONS = {
+    "sandal-channel": ["%model fashion-cnn", "%maximize conv2[5] steps=16"],
+    "sneaker-beats-data": ["%model fashion-cnn",
+                           '%maximize fc["Sneaker"] param=pixel transforms=false lr=0.1 steps=128'],
+    "pixel-ascent": ["%model fashion-cnn",
+                     '%maximize fc["Trouser"] param=pixel transforms=false lr=0.1 steps=128'],
+    "inhibition": ["%model fashion-cnn", "%maximize -conv3.conv[0]"],
+    "prompt-retention": ["%model tiny-lm", "%tokens blocks.1.mlp.act[-1, 5] len=4 steps=64 "
+                         "method=pez"],
+}
+
+
+def test_every_shipped_exercise_has_a_passing_solution(tmp_path):
+    path = os.path.join(os.path.dirname(__file__), "..", "..", "share", "actmax", "checks.json")
+    names = [c["name"] for c in json.load(open(path))["checks"]]
+    assert sorted(names) == sorted(SOLUTIONS)
+    for name, lines in SOLUTIONS.items():
+        r = actmax(tmp_path, *lines, f"%check {name}")
+        assert r.returncode == 0, r.stderr
+        assert f"PASS {name}" in r.stdout, r.stdout
+    # And the default run, which the hints warn about, does not beat the data.
+    r = actmax(tmp_path, "%model fashion-cnn", '%maximize fc["Sneaker"]',
+               "%check sneaker-beats-data")
+    assert "FAIL sneaker-beats-data" in r.stdout
