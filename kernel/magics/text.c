@@ -714,19 +714,9 @@ static void position_acts(mg_text_rec *rec, am_model *model, const char *objecti
     }
 }
 
-static char *options_text(const mg_call *c, const am_text_options *o)
-{
-    const char *init_text = mg_string(c, "init");
-    return mg_asprintf("method=%s len=%d steps=%d lr=%g seed=%llu restarts=%d metric=%s "
-                       "fluency=%g%s%s",
-                       METHODS[o->method], o->len, o->steps, o->lr, (unsigned long long)o->seed,
-                       o->restarts, o->distance == AM_DIST_L2 ? "l2" : "cosine", o->fluency,
-                       init_text[0] ? " init=" : "", init_text);
-}
-
 /* options -> run -> record; the record (NULL when the run failed, the error
- * shown) and its options text. */
-static mg_text_rec *tokens_run(const mg_call *c, const mg_session *s, char **options)
+ * shown). */
+static mg_text_rec *tokens_run(const mg_call *c, const mg_session *s)
 {
     const mg_engine_api *e = mg_engine();
     int len = 0;
@@ -760,7 +750,6 @@ static mg_text_rec *tokens_run(const mg_call *c, const mg_session *s, char **opt
                              .stopped = L.d.stopped};
         projected_curve(rec, s->model, c->positional, &L);
         position_acts(rec, s->model, c->positional);
-        *options = options_text(c, &o);
     } else {
         e->am_tokenizer_free(tok);
     }
@@ -855,15 +844,13 @@ mg_status mg_magic_tokens(mg_call *c)
     mg_session *s = mg_session_of(c);
     if (mg_session_need_model(c, s) != MG_OK)
         return MG_ERROR;
-    char *options = NULL;
-    mg_text_rec *tr = tokens_run(c, s, &options);
+    mg_text_rec *tr = tokens_run(c, s);
     if (!tr)
         return MG_ERROR;
     mg_run_rec rec = {.ops = &mg_text_run_ops, .data = tr, .live_updates = tr->live_updates};
     rec.objective = mg_strdup(c->positional);
     static const char *const display_only[] = {"updates_per_s", "verbose", NULL};
     mg_session_record_options(c, &rec, display_only);
-    free(options);
     if (mg_bool(c, "verbose"))
         mg_sink_printf(c->out, "live display updates sent: %d\n", tr->live_updates);
     const mg_run_rec *kept = mg_session_add_run(s, &rec);
