@@ -1,6 +1,8 @@
 #include "cli.h"
 
+#include <ctype.h>
 #include <errno.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -133,20 +135,42 @@ mg_sink mg_cli_sink_make(mg_cli_sink *c)
 
 /* A shell's single quotes keep `\n` as two characters, so the one-liner
  * `actmax -c '%model fashion-cnn\n%maximize conv2[5]'` reaches us with a
- * backslash: `\n` becomes a line break where a new magic or comment starts
- * after it (`%`, `#`, spaces allowed before them) or the text ends, and stays as typed
- * anywhere else, so a cell body's text is not rewritten. */
+ * backslash. A run of `\n`s (spaces between allowed) becomes line breaks
+ * where what follows starts a line of a cell: a magic (`%`), a comment
+ * (`#`), help (`name?`) or the end of the text. Anywhere else `\n` stays as
+ * typed, so a cell body's text is not rewritten. */
+static bool starts_a_line(const char *q)
+{
+    if (*q == '%' || *q == '#' || *q == '\0')
+        return true;
+    if (!(isalpha((unsigned char)*q) || *q == '_'))
+        return false;
+    while (isalnum((unsigned char)*q) || *q == '_')
+        q++;
+    return *q == '?';
+}
+
 static char *split_escaped_lines(const char *code)
 {
     char *out = mg_strdup(code);
     char *w = out;
     for (const char *p = code; *p; p++) {
         if (p[0] == '\\' && p[1] == 'n') {
-            const char *q = p + 2;
-            while (*q == ' ' || *q == '\t')
-                q++;
-            if (*q == '%' || *q == '#' || *q == '\0') {
-                *w++ = '\n';
+            int breaks = 0;
+            const char *q = p;
+            for (;;) {
+                if (q[0] == '\\' && q[1] == 'n') {
+                    breaks++;
+                    q += 2;
+                } else if (*q == ' ' || *q == '\t') {
+                    q++;
+                } else {
+                    break;
+                }
+            }
+            if (starts_a_line(q)) {
+                while (breaks--)
+                    *w++ = '\n';
                 p = q - 1;
                 continue;
             }

@@ -56,3 +56,7 @@ def test_c_backslash_n_starts_a_new_magic():
     assert "[now 3]" in r.stdout
     # Not before a magic or a comment, `\n` is kept as typed.
     assert "a\\nb" in r.stdout
+    # Blank lines, help lines and a trailing `\n` split too.
+    r = run("-c", "%set seed=5\\n\\n  \\nset?\\n%set\\n")
+    assert r.returncode == 0, r.stderr
+    assert "[now 5]" in r.stdout and "seed" in r.stdout
