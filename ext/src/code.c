@@ -59,6 +59,28 @@ static void add_pystr(sbuf *b, const char *s)
     addf(b, "\"");
 }
 
+/* The shortest decimal that reads back as the same float32 (what a user
+ * typed, usually): "0.05" for 0.05f. */
+static const char *f32_text(float v, char buf[32])
+{
+    for (int prec = 1; prec <= 9; prec++) {
+        snprintf(buf, 32, "%.*g", prec, (double)v);
+        if (strtof(buf, NULL) == v)
+            break;
+    }
+    return buf;
+}
+
+/* Adds "name", to a Python list's items unless it is there already. */
+static void add_layer(sbuf *layers, const char *name, int len)
+{
+    char item[512];
+    snprintf(item, sizeof item, "\"%.*s\"", len, name);
+    if (layers->p && strstr(layers->p, item))
+        return;
+    addf(layers, "%s%s", layers->len ? ", " : "", item);
+}
+
 static int fail(char *err, size_t n, int status, const char *fmt, ...)
 {
     if (err && n) {
@@ -134,12 +156,12 @@ static int objective_py(am_model *m, const char *src, sbuf *out, sbuf *layers, c
                 return fail(err, n, AM_E_OBJECTIVE,
                             "diversity( ) needs one layer, e.g. diversity(conv2): '%s'", src);
             addf(out, "diversity(A[\"%.*s\"])", (int)(l1 - l0), l0);
-            addf(layers, "\"%.*s\", ", (int)(l1 - l0), l0);
+            add_layer(layers, l0, (int)(l1 - l0));
             p = r + 1;
             continue;
         }
         addf(out, "A[\"%.*s\"][b]", len, p);
-        addf(layers, "\"%.*s\", ", len, p);
+        add_layer(layers, p, len);
         p = q;
         if (*r == '[') {
             addf(out, "[");
@@ -414,27 +436,31 @@ static const char k_helpers[] =
 static void add_constants(sbuf *s, am_model *m, const am_options *o, int64_t B, int64_t C,
                           int64_t H, int64_t W)
 {
+    char b1[32], b2[32];
+    addf(s, "\n\n# The engine holds its options as float32: f32(x) is that value.\n");
+    addf(s, "def f32(x):\n    return float(torch.tensor(x, dtype=torch.float32))\n\n\n");
     addf(s, "SEED = %llu\n", (unsigned long long)o->seed);
     addf(s, "STEPS = %d\n", o->steps);
-    addf(s, "LR = %.17g\n", (double)o->lr);
+    addf(s, "LR = f32(%s)\n", f32_text(o->lr, b1));
     addf(s, "OPTIMIZER = \"%s\"\n", o->optimizer == AM_OPT_SGD ? "sgd" : "adam");
-    addf(s, "MOMENTUM = %.17g\n", (double)o->momentum);
+    addf(s, "MOMENTUM = f32(%s)\n", f32_text(o->momentum, b1));
     addf(s, "B, C, H, W = %lld, %lld, %lld, %lld  # images, channels, height, width\n",
          (long long)B, (long long)C, (long long)H, (long long)W);
     addf(s, "PARAM = \"%s\"\n", o->param == AM_PARAM_PIXEL ? "pixel" : "fft");
     addf(s, "DECORRELATE = %s\n", o->decorrelate && C == 3 ? "True" : "False");
-    addf(s, "DECAY_POWER = %.17g\n", (double)o->decay_power);
-    addf(s, "INIT_STD = %.17g\n", (double)o->init_std);
+    addf(s, "DECAY_POWER = f32(%s)\n", f32_text(o->decay_power, b1));
+    addf(s, "INIT_STD = f32(%s)\n", f32_text(o->init_std, b1));
     double s224 = (double)(H < W ? H : W) / 224.0;
     int pad = o->pad >= 0 ? o->pad : (int)lround(fmax(1.0, 12.0 * s224));
     int jitter = o->jitter >= 0 ? o->jitter : (int)lround(fmax(2.0, 8.0 * s224));
     addf(s, "TRANSFORMS = %s\n", o->transforms ? "True" : "False");
-    addf(s, "PAD, JITTER = %d, %d\n", pad, jitter);
-    addf(s, "SCALES = [");
-    for (int i = 0; i < 11; i++)
-        addf(s, "%s%.17g", i ? ", " : "",
-             (double)o->scale_min + ((double)o->scale_max - (double)o->scale_min) * i / 10.0);
-    addf(s, "]\n");
+    addf(s, "PAD, JITTER = %d, %d  # pixels (-1 in the options: 12 and 8 at 224 px, scaled)\n", pad,
+         jitter);
+    addf(s, "SCALE_MIN, SCALE_MAX = f32(%s), f32(%s)\n", f32_text(o->scale_min, b1),
+         f32_text(o->scale_max, b2));
+    /* run.cpp's scale_min + (scale_max - scale_min) * i / 10.0: float32 up to the division. */
+    addf(s,
+         "SCALES = [SCALE_MIN + f32(f32(SCALE_MAX - SCALE_MIN) * i) / 10.0 for i in range(11)]\n");
     int rot = (int)lround(o->rotate_deg);
     addf(s, "ANGLES = [");
     if (rot > 0) {
@@ -460,7 +486,7 @@ static void add_constants(sbuf *s, am_model *m, const am_options *o, int64_t B, 
     float w[] = {o->l1, o->l2, o->tv, o->blur};
     for (int i = 0, k = 0; i < 4; i++)
         if (w[i] > 0)
-            addf(s, "%s(\"%s\", %.9g)", k++ ? ", " : "", names[i], (double)w[i]);
+            addf(s, "%s(\"%s\", f32(%s))", k++ ? ", " : "", names[i], f32_text(w[i], b1));
     addf(s, "]  # (name, weight), subtracted from the objective\n");
     if (o->init == AM_INIT_IMAGE && o->init_image) {
         int64_t nel = B * C * H * W;
@@ -531,14 +557,14 @@ int am_run_code(am_model *m, const am_options *o, const char *model_path, const 
         add_pystr(&s, model_path);
         addf(&s, "\n");
         add_constants(&s, m, o, B, C, H, W);
-        addf(&s, "LAYERS = [%s]\n\n", layers.p ? layers.p : "");
+        addf(&s, "LAYERS = [%s]  # the modules the objective reads\n\n", layers.p ? layers.p : "");
         addf(&s, "# ---------------------------------------------------------------- the model\n");
         if (model_code && model_code[0])
             addf(&s, "%s%s", model_code, model_code[strlen(model_code) - 1] == '\n' ? "" : "\n");
         else
             addf(&s, "model = torch.jit.load(MODEL, map_location=\"cpu\")\n");
         addf(&s, "model.eval()\nfor q in model.parameters():\n    q.requires_grad_(False)\n\n\n");
-        addf(&s, "%s", obj.p);
+        addf(&s, "%s\n", obj.p);
         addf(&s, "%s", k_helpers);
         if (!s.p)
             rc = fail(err, n, AM_E_NOMEM, "out of memory");
