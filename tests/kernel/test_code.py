@@ -25,6 +25,10 @@ def engine_and_script(tmp_path, objective, keys):
     s = subprocess.run([PYTHON, "run.py"], capture_output=True, text=True, timeout=300,
                        cwd=tmp_path)
     assert s.returncode == 0, s.stderr
+    if subprocess.run([PYTHON, "-m", "pyflakes", "--version"], capture_output=True).returncode == 0:
+        lint = subprocess.run([PYTHON, "-m", "pyflakes", "run.py"], capture_output=True,
+                              text=True, cwd=tmp_path)
+        assert lint.returncode == 0, lint.stdout  # a script students read: no unused names
     m = re.search(r"^final activation: (.*)$", s.stdout, re.M)
     return engine, [float(v) for v in m.group(1).split()]
 
