@@ -31,10 +31,6 @@
 #include "text.h"
 #include "util.h"
 
-#ifdef MG_HAVE_DATA
-#include "am_data.h"
-#endif
-
 #ifndef ACTMAX_CHECKS_FILES
 #define ACTMAX_CHECKS_FILES ""
 #endif
@@ -206,73 +202,34 @@ static void check_range(grade *g, const char *what, double v, const cJSON *range
         verdict(g, ok, "%s is %.4g (needs <= %.4g)", what, v, hi);
 }
 
-#ifdef MG_HAVE_DATA
-/* The model's dataset ranked by the run's objective: the best value, and
- * how many of the top k carry label (when label is not NULL). 0, or -1
- * with the error shown. */
+/* The model's dataset ranked by the run's objective, by the engine (the
+ * same scan as %examples): the best value, and how many of the top k carry
+ * label (when label is not NULL). 0, or -1 with the error shown. */
 static int rank_dataset(const mg_call *c, const mg_session *s, const mg_run_rec *r,
                         const char *split, int k, const char *label, float *best, int *hits)
 {
     const mg_engine_api *e = mg_engine();
-    am_dataset *ds = NULL;
-    const char *name = e->am_model_dataset(s->model);
-    if (am_dataset_open(name, split, NULL, &ds) != AM_OK) {
-        mg_fail(c, "DatasetError", "the model's dataset '%s' cannot be read: %s", name,
-                am_dataset_error(ds));
-        am_dataset_free(ds);
+    am_examples_options o;
+    e->am_examples_options_default(&o);
+    o.objective = r->objective;
+    o.split = split;
+    o.k = k;
+    am_examples *ex = NULL;
+    int rc = e->am_examples_new(s->model, &o, &ex);
+    if (rc != AM_OK) {
+        mg_fail(c, e->am_status_class(rc), "%s", ex ? e->am_examples_error(ex) : "");
+        e->am_examples_free(ex);
         return -1;
     }
-    const float *mean = NULL, *sd = NULL;
-    int nmean = 0;
-    float range[2];
-    e->am_model_normalization(s->model, &mean, &sd, &nmean, range);
-    int64_t shp[4];
-    am_dataset_item_shape(ds, shp + 1, 3);
-    size_t per = (size_t)(shp[1] * shp[2] * shp[3]);
-    float *x = mg_xmalloc(per * 512 * sizeof(float)), vals[512]; /* (B, C, H, W), (B) */
-    float *top = mg_xcalloc((size_t)k, sizeof(float));           /* (K) best first */
-    int64_t *lab = mg_xcalloc((size_t)k, sizeof(int64_t));       /* (K) */
-    int ntop = 0, rc = 0;
-    am_batch bt;
-    while (rc == 0 && am_dataset_next_batch(ds, 512, &bt) == AM_OK && bt.count > 0) {
-        for (size_t i = 0; i < per * (size_t)bt.count; i++) {
-            int ch = (int)((i % per) / (size_t)(shp[2] * shp[3]));
-            float v = range[0] + (range[1] - range[0]) * bt.images[i];
-            x[i] = nmean ? (v - mean[ch % nmean]) / sd[ch % nmean] : v;
-        }
-        am_input in = {.kind = AM_INPUT_FLOAT, .data = x, .ndim = 4};
-        memcpy(in.shape, shp, sizeof shp);
-        in.shape[0] = bt.count;
-        if (e->am_model_objective(s->model, &in, r->objective, vals) != AM_OK) {
-            mg_fail(c, "ObjectiveError", "%s", e->am_model_error(s->model));
-            rc = -1;
-            break;
-        }
-        for (int64_t b = 0; b < bt.count; b++) {
-            if (ntop == k && vals[b] <= top[k - 1])
-                continue;
-            int i = ntop < k ? ntop++ : k - 1;
-            for (; i > 0 && top[i - 1] < vals[b]; i--) {
-                top[i] = top[i - 1];
-                lab[i] = lab[i - 1];
-            }
-            top[i] = vals[b];
-            lab[i] = bt.labels[b];
-        }
-    }
-    *best = ntop ? top[0] : NAN;
+    *best = e->am_examples_max(ex);
     *hits = 0;
-    for (int i = 0; label && i < ntop; i++) {
-        const char *l = am_dataset_label(ds, (int)lab[i]);
-        *hits += l && strcmp(l, label) == 0;
-    }
-    free(x);
-    free(top);
-    free(lab);
-    am_dataset_free(ds);
-    return rc;
+    am_example it;
+    for (int i = 0; label && i < e->am_examples_count(ex); i++)
+        if (e->am_examples_get(ex, i, &it) == AM_OK)
+            *hits += strcmp(it.label_name, label) == 0;
+    e->am_examples_free(ex);
+    return 0;
 }
-#endif
 
 /* "examples" and "beats_examples": need the run's model loaded. */
 static int check_dataset(grade *g, const mg_session *s, const mg_run_rec *r, const cJSON *ck)
@@ -288,10 +245,6 @@ static int check_dataset(grade *g, const mg_session *s, const mg_run_rec *r, con
                 r->model, r->model);
         return -1;
     }
-#ifndef MG_HAVE_DATA
-    mg_fail(g->c, "UnsupportedError", "this kernel was built without the dataset readers");
-    return -1;
-#else
     const char *split = ex && str_of(ex, "split") ? str_of(ex, "split") : "test";
     int k = ex ? (int)num_of(ex, "k", 9) : 1;
     const char *label = ex ? str_of(ex, "label") : NULL;
@@ -317,7 +270,6 @@ static int check_dataset(grade *g, const mg_session *s, const mg_run_rec *r, con
                 want ? "to beat it" : "to stay below it");
     }
     return 0;
-#endif
 }
 
 /* ================================================================ %check */
