@@ -7,19 +7,10 @@
 #include <string.h>
 
 #include "am_data.h"
+#include "check.h"
 
-/* ------------------------------------------------------------------ checks */
-
-static int failures = 0;
-
-#define CHECK(cond) do { if (!(cond)) { failures++; \
-    fprintf(stderr, "%s:%d: CHECK(%s) failed\n", __FILE__, __LINE__, #cond); } } while (0)
-#define CHECK_INT(a, b) do { long long a_ = (long long)(a), b_ = (long long)(b); if (a_ != b_) { \
-    failures++; fprintf(stderr, "%s:%d: %s == %s failed: %lld != %lld\n", __FILE__, __LINE__, \
-    #a, #b, a_, b_); } } while (0)
-#define CHECK_HAS(str, part) do { const char *s_ = (str); if (!s_ || !strstr(s_, part)) { \
-    failures++; fprintf(stderr, "%s:%d: \"%s\" does not contain \"%s\"\n", __FILE__, __LINE__, \
-    s_ ? s_ : "(null)", part); } } while (0)
+/* The paths the runner is given: main() stores them for the tests. */
+static const char *g_tokenizer, *g_heldout, *g_fashion;
 
 /* ----------------------------------------------------------------- helpers */
 
@@ -297,8 +288,9 @@ static void test_malformed_json(void)
     am_tokenizer_free(NULL);
 }
 
-static void test_real_tokenizer(const char *tok_path, const char *heldout_path)
+static void test_real_tokenizer(void)
 {
+    const char *tok_path = g_tokenizer, *heldout_path = g_heldout;
     am_tokenizer *t;
     int rc = am_tokenizer_load_file(tok_path, &t);
     CHECK_INT(rc, AM_OK);
@@ -352,8 +344,9 @@ static void test_real_tokenizer(const char *tok_path, const char *heldout_path)
     am_tokenizer_free(t);
 }
 
-static void test_datasets(const char *fashion_dir, const char *tok_path, const char *heldout_path)
+static void test_datasets(void)
 {
+    const char *fashion_dir = g_fashion, *tok_path = g_tokenizer, *heldout_path = g_heldout;
     am_dataset *ds;
     am_dataset_options o = {0};
     o.path = fashion_dir;
@@ -417,8 +410,7 @@ static void test_datasets(const char *fashion_dir, const char *tok_path, const c
     am_tokenizer *t;
     if (am_tokenizer_load_file(tok_path, &t) != AM_OK) {
         am_tokenizer_free(t);
-        failures++;
-        return;
+        CHECK_FAIL("%s does not load", tok_path);
     }
     am_dataset_options to = {0};
     to.path = heldout_path;
@@ -448,20 +440,22 @@ static void test_datasets(const char *fashion_dir, const char *tok_path, const c
     am_tokenizer_free(t);
 }
 
+static const check_test TESTS[] = {
+    {"tiny_gpt2_pair", test_tiny_gpt2_pair}, {"tiny_spm", test_tiny_spm},
+    {"malformed_json", test_malformed_json}, {"real_tokenizer", test_real_tokenizer},
+    {"datasets", test_datasets},
+};
+
+/* test_data TOKENIZER.json HELDOUT.txt FASHION_MNIST_DIR [TEST...] */
 int main(int argc, char **argv)
 {
-    if (argc != 4) {
-        fprintf(stderr, "usage: test_data TOKENIZER.json HELDOUT.txt FASHION_MNIST_DIR\n");
+    if (argc < 4) {
+        fprintf(stderr, "usage: test_data TOKENIZER.json HELDOUT.txt FASHION_MNIST_DIR [TEST...]\n");
         return 2;
     }
-    test_tiny_gpt2_pair();
-    test_tiny_spm();
-    test_malformed_json();
-    test_real_tokenizer(argv[1], argv[2]);
-    test_datasets(argv[3], argv[1], argv[2]);
-    if (failures)
-        fprintf(stderr, "test_data: %d check(s) failed\n", failures);
-    else
-        printf("test_data: all checks passed\n");
-    return failures != 0;
+    g_tokenizer = argv[1];
+    g_heldout = argv[2];
+    g_fashion = argv[3];
+    argv[3] = argv[0]; /* the runner reads test names after its own argv[0] */
+    return check_main(TESTS, sizeof TESTS / sizeof TESTS[0], argc - 3, argv + 3);
 }
