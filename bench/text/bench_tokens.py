@@ -11,10 +11,9 @@ blocks.L.mlp.act[-1, n] at a fixed prompt length:
   gcg/corp  ratio; the neuron is a "win" when the prompt beats the corpus
   s         wall seconds for the neuron (soft + gcg), the machine as it is
 
-The corpus maximum of each neuron is the top-1 of the engine's dataset
-scanner (actmax.raw.examples over the "fortunes" held-out split, windows of
-the prompt length, stride 1): one scan per neuron, the windows the engine's
-own reader makes.
+The corpus pass takes the windows the engine's dataset reader makes (through
+actmax.raw.examples, the top-k scanner with k above their count) and taps the
+four blocks' activations at once, so it is one pass for every neuron.
 """
 import argparse
 import os
@@ -24,14 +23,23 @@ import time
 import numpy as np
 
 
-def corpus_max(raw, model, corpus, window, picks, chunk=1024):
-    """{(layer, n): the maximum over windows of neuron n at the last position}, and the windows scanned."""
-    best, count = {}, 0
-    for layer, n in picks:
-        r = raw.examples(model, f"{layer}[-1, {n}]", dataset="fortunes", path=corpus, split="heldout",
-                         window=window, stride=1, k=1, batch=chunk)
-        best[(layer, n)], count = r["max"], r["scanned"]
-    return best, count
+def corpus_max(raw, model, corpus, window, layers, chunk=1024):
+    """Per layer, the maximum over windows of each neuron at the last position,
+    and the windows scanned. The windows are the engine's own (its dataset
+    reader, through the top-k scanner with k above their count), tapped on
+    every layer at once: one pass for every neuron."""
+    r = raw.examples(model, f"{layers[0]}[-1, 0]", dataset="fortunes", path=corpus, split="heldout",
+                     window=window, stride=1, k=100000, batch=chunk)
+    if len(r["items"]) < r["scanned"]:
+        sys.exit(f"corpus: {r['scanned']} windows, more than the scanner keeps (100000); use a shorter corpus")
+    ids = np.stack([e["tokens"] for e in r["items"]])
+    best = {l: None for l in layers}
+    for i in range(0, len(ids), chunk):
+        acts = model.activations(ids[i:i + chunk], layers)
+        for l, a in zip(layers, acts):
+            m = np.asarray(a)[:, -1, :].max(0)
+            best[l] = m if best[l] is None else np.maximum(best[l], m)
+    return best, r["scanned"]
 
 
 def main():
@@ -68,7 +76,7 @@ def main():
     picks = [(layers[int(f) // width], int(f) % width) for f in flat]
 
     t0 = time.time()
-    cmax, windows = corpus_max(raw, model, args.corpus, args.len, picks)
+    cmax, windows = corpus_max(raw, model, args.corpus, args.len, layers)
     t_corpus = time.time() - t0
     print(f"tiny-lm, len {args.len}: {args.neurons} neurons (seed {args.seed}); corpus: {windows} windows of "
           f"{args.len} tokens (stride 1) in {t_corpus:.1f} s")
@@ -88,7 +96,7 @@ def main():
                            batch=args.gcg_batch, topk=args.gcg_topk, restarts=args.restarts, seed=args.seed,
                            attribution=0, progress=lambda p: (time.time() - start) > args.budget_s)
         secs = time.time() - t
-        cm = float(cmax[(layer, n)])
+        cm = float(cmax[layer][n])
         win = gcg.activation > cm
         ratio = gcg.activation / cm if cm > 0 else float("nan")
         rows.append((soft.soft_activation, soft.activation, soft.retention, gcg.activation, cm, win, secs, gcg.xent))
