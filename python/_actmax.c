@@ -616,11 +616,23 @@ static PyObject *Model_info(ModelObject *self, PyObject *Py_UNUSED(ignored))
         PyList_SET_ITEM(labels, i, PyUnicode_DecodeUTF8(g_api->am_model_label(m, i),
                                                         (Py_ssize_t)strlen(g_api->am_model_label(m, i)),
                                                         "replace"));
-    return Py_BuildValue("{s:s,s:s,s:N,s:N,s:N,s:(dd),s:N,s:s,s:s}", "kind",
+    /* The tokenizer's family and size, as %model shows it ("" when none). */
+    char tok[512] = "";
+    const char *bytes = NULL;
+    size_t blen = 0;
+    if (g_api->am_model_tokenizer(m, &bytes, &blen) == AM_OK) {
+        am_tokenizer *t = NULL;
+        if (g_api->am_tokenizer_load_json(bytes, blen, &t) == AM_OK)
+            snprintf(tok, sizeof tok, "%s, %lld tokens", g_api->am_tokenizer_describe(t),
+                     (long long)g_api->am_tokenizer_vocab_size(t));
+        g_api->am_tokenizer_free(t);
+    }
+    return Py_BuildValue("{s:s,s:s,s:N,s:N,s:N,s:(dd),s:N,s:s,s:s,s:L,s:s}", "kind",
                          g_api->am_model_kind(m), "device", g_api->am_model_device(m), "input", in,
                          "mean", lm, "std", ls, "range", (double)range[0], (double)range[1],
                          "labels", labels, "dataset", g_api->am_model_dataset(m), "note",
-                         g_api->am_model_note(m));
+                         g_api->am_model_note(m), "params",
+                         (long long)g_api->am_model_num_params(m), "tokenizer", tok);
 }
 
 static PyObject *Model_layers(ModelObject *self, PyObject *Py_UNUSED(ignored))

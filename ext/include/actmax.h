@@ -811,6 +811,43 @@ AM_API float am_text_examples_max(const am_text_examples *e);
 AM_API int am_text_examples_get(const am_text_examples *e, int i, int64_t *index, float *score,
                                 const int64_t **tokens, const float **acts, int *len);
 
+/* ---------------------------------------------------------------- results as files and code
+ *
+ * What every front needs to hand results to a PyTorch workflow: arrays as
+ * files NumPy and PyTorch read, and a run as a PyTorch script. */
+
+enum { AM_DTYPE_FLOAT32 = 0, AM_DTYPE_INT64 = 1 };
+
+/* Writes a row-major array (float32 or int64, shape (ndim)) to path in the
+ * format its extension names: ".npy" (NumPy format 1.0: numpy.load) or
+ * ".pt"/".pth" (torch.save's zip layout: torch.load gives the tensor). Any
+ * other extension fails with AM_E_ARG; an unwritable file with AM_E_IO. On
+ * failure a message naming what was wrong is written to err (size n; err
+ * may be NULL). */
+AM_API int am_array_save(const char *path, int dtype, const void *data, const int64_t *shape,
+                         int ndim, char *err, size_t n);
+
+/* A runnable PyTorch script (Python 3, torch only) equivalent to an image
+ * run of options o on model m: the same parameterization (Fourier 1/f or
+ * pixels, colour decorrelation, sigmoid), the same transforms drawn from the
+ * same random numbers (the engine's std::mt19937_64, reimplemented), the
+ * same regularizers, optimizer, seed and initial noise (torch.manual_seed),
+ * layers read with forward hooks and the objective written out as Python
+ * indexing. It prints the final activation of each image (no transforms),
+ * as am_run_final does: with transforms off it reproduces the engine's
+ * numbers up to float rounding.
+ * model_path is the TorchScript file the script loads; model_code (may be
+ * NULL) is Python that sets `model` to an nn.Module with the same
+ * submodules (forward hooks do not run on TorchScript modules), e.g. the
+ * model's class with the file's state_dict; without it the script loads the
+ * TorchScript module and reads only the layer "output" (any other layer
+ * stops the script with a message saying what to supply).
+ * *code (NUL-terminated, malloc'ed: free() it) is set on success. Fails with
+ * AM_E_ARG for bad options, AM_E_OBJECTIVE for an objective the script
+ * cannot express (message in err, size n, may be NULL). */
+AM_API int am_run_code(am_model *m, const am_options *o, const char *model_path,
+                       const char *model_code, char **code, char *err, size_t n);
+
 /* ---------------------------------------------------------------- the function table
  *
  * Fronts that load libactmax at run time (the kernel dlopens it; the Python
@@ -866,7 +903,8 @@ AM_API int am_text_examples_get(const am_text_examples *e, int i, int64_t *index
     X(am_examples_get)                                                                \
     X(am_text_examples_new) X(am_text_examples_free) X(am_text_examples_error)        \
     X(am_text_examples_scanned) X(am_text_examples_cancelled)                         \
-    X(am_text_examples_count) X(am_text_examples_max) X(am_text_examples_get)
+    X(am_text_examples_count) X(am_text_examples_max) X(am_text_examples_get)        \
+    X(am_array_save) X(am_run_code)
 
 /* Every struct passed by pointer, for the size check. */
 #define AM_API_STRUCTS(X)                                                             \

@@ -1,6 +1,8 @@
 #include "cli.h"
 
+#include <ctype.h>
 #include <errno.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -131,11 +133,61 @@ mg_sink mg_cli_sink_make(mg_cli_sink *c)
     return s;
 }
 
+/* A shell's single quotes keep `\n` as two characters, so the one-liner
+ * `actmax -c '%model fashion-cnn\n%maximize conv2[5]'` reaches us with a
+ * backslash. A run of `\n`s (spaces between allowed) becomes line breaks
+ * where what follows starts a line of a cell: a magic (`%`), a comment
+ * (`#`), help (`name?`) or the end of the text. Anywhere else `\n` stays as
+ * typed, so a cell body's text is not rewritten. */
+static bool starts_a_line(const char *q)
+{
+    if (*q == '%' || *q == '#' || *q == '\0')
+        return true;
+    if (!(isalpha((unsigned char)*q) || *q == '_'))
+        return false;
+    while (isalnum((unsigned char)*q) || *q == '_')
+        q++;
+    return *q == '?';
+}
+
+static char *split_escaped_lines(const char *code)
+{
+    char *out = mg_strdup(code);
+    char *w = out;
+    for (const char *p = code; *p; p++) {
+        if (p[0] == '\\' && p[1] == 'n') {
+            int breaks = 0;
+            const char *q = p;
+            for (;;) {
+                if (q[0] == '\\' && q[1] == 'n') {
+                    breaks++;
+                    q += 2;
+                } else if (*q == ' ' || *q == '\t') {
+                    q++;
+                } else {
+                    break;
+                }
+            }
+            if (starts_a_line(q)) {
+                while (breaks--)
+                    *w++ = '\n';
+                p = q - 1;
+                continue;
+            }
+        }
+        *w++ = *p;
+    }
+    *w = '\0';
+    return out;
+}
+
 int mg_cli_run(mg_interp *it, const char *code, const char *out_dir)
 {
     mg_install_signal_handlers();
     mg_cli_sink c = {out_dir, 0, 0};
     mg_sink sink = mg_cli_sink_make(&c);
-    mg_status st = mg_interp_run(it, code, &sink);
+    char *lines = split_escaped_lines(code);
+    mg_status st = mg_interp_run(it, lines, &sink);
+    free(lines);
     return st == MG_OK ? 0 : st == MG_INTERRUPTED ? 130 : 1;
 }

@@ -63,6 +63,9 @@ const mg_key mg_keys_maximize[] = {
     MG_KEY_INT("image_every", "0", 0, 100000, "live image every k steps; 0: about 16 per run"),
     MG_KEY_FLOAT("updates_per_s", "4", 0.1, 100, "most live display updates per second"),
     MG_KEY_BOOL("verbose", "false", "also print how many live updates were sent"),
+    MG_KEY_BOOL(
+        "code", "false",
+        "also print the run as a runnable PyTorch script (%save RUN path=run.py writes it)"),
     MG_KEY_END,
 };
 
@@ -106,8 +109,19 @@ const mg_key mg_keys_tokens[] = {
 };
 
 const mg_key mg_keys_save[] = {
-    MG_KEY_STRING("path", NULL, "file to write: PNG, or the prompt text of a %tokens run"),
-    MG_KEY_ENUM("what", "image", "image|plot", "the result image (grid for a batch) or the curve"),
+    MG_KEY_STRING("path", NULL,
+                  "file to write, its format by extension: .npy/.pt (images or token ids), "
+                  ".png, .csv/.json (curves), .txt (prompt), .py (PyTorch script)"),
+    MG_KEY_ENUM("what", "image", "image|plot",
+                "PNG: the result image (grid for a batch) or the curve"),
+    MG_KEY_BOOL("each", "false", "PNG of a batch: one file per image, NAME-0.png, NAME-1.png, ..."),
+    MG_KEY_END,
+};
+
+const mg_key mg_keys_check[] = {
+    MG_KEY_INT("run", NULL, 1, 1000000, "the run to grade (default: the last one)"),
+    MG_KEY_STRING("file", NULL,
+                  "the checks file (default: $ACTMAX_CHECKS, else the installed checks.json)"),
     MG_KEY_END,
 };
 
@@ -141,7 +155,7 @@ const mg_key *mg_magic_keys(const char *magic)
         {"model", mg_keys_model},   {"maximize", mg_keys_maximize}, {"examples", mg_keys_examples},
         {"tokens", mg_keys_tokens}, {"save", mg_keys_save},         {"sleep", mg_keys_sleep},
         {"echo", mg_keys_echo},     {"tokenize", mg_keys_tokenize}, {"clear", mg_keys_clear},
-        {"set", mg_settings_table},
+        {"set", mg_settings_table}, {"check", mg_keys_check},
     };
     for (size_t i = 0; i < sizeof k_tables / sizeof k_tables[0]; i++)
         if (strcmp(k_tables[i].name, magic) == 0)

@@ -49,6 +49,7 @@ extern const mg_key mg_keys_maximize[];
 extern const mg_key mg_keys_examples[];
 extern const mg_key mg_keys_tokens[];
 extern const mg_key mg_keys_save[];
+extern const mg_key mg_keys_check[];
 extern const mg_key mg_keys_sleep[];
 extern const mg_key mg_keys_echo[];
 extern const mg_key mg_keys_tokenize[];

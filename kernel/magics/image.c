@@ -238,6 +238,8 @@ static char *run_summary_json(const mg_run_rec *r)
     cJSON_AddStringToObject(o, "objective", r->objective);
     cJSON_AddStringToObject(o, "engine_objective", rec_of(r)->engine_obj);
     cJSON_AddStringToObject(o, "options", r->options ? r->options : "");
+    cJSON *vals = cJSON_Parse(r->options_json ? r->options_json : "{}");
+    cJSON_AddItemToObject(o, "option_values", vals ? vals : cJSON_CreateObject());
     cJSON_AddNumberToObject(o, "steps", e->am_run_steps(rec_of(r)->run));
     cJSON_AddNumberToObject(o, "seconds", e->am_run_seconds(rec_of(r)->run));
     cJSON_AddBoolToObject(o, "cancelled", e->am_run_cancelled(rec_of(r)->run));
@@ -360,8 +362,39 @@ static void run_row(const mg_run_rec *r, int *steps, double *final, double *seco
     *seconds = e->am_run_seconds(rec_of(r)->run);
 }
 
+/* each=true: image i of the batch to PATH-i.png (PATH without ".png"). */
+static mg_status save_each(const mg_call *c, const mg_run_rec *r, const char *path)
+{
+    const mg_engine_api *e = mg_engine();
+    int64_t shape[4];
+    const float *img = e->am_run_images(rec_of(r)->run, shape);
+    if (!img)
+        return mg_fail(c, "ValueError", "run %d has no image", r->id);
+    size_t per = (size_t)(shape[1] * shape[2] * shape[3]);
+    size_t stem = strlen(path) - 4;
+    for (int64_t b = 0; b < shape[0]; b++) {
+        int64_t one[4] = {1, shape[1], shape[2], shape[3]};
+        render_png png = {0};
+        char *file = mg_asprintf("%.*s-%lld.png", (int)stem, path, (long long)b);
+        mg_status st = MG_ERROR;
+        if (mg_images_png(img + per * (size_t)b, one, NULL, NULL, RENDER_MIN_PX, &png) != RENDER_OK)
+            mg_fail(c, "RenderError", "%s", render_last_error());
+        else
+            st = mg_write_png(c, &png, file);
+        render_png_clear(&png);
+        free(file);
+        if (st != MG_OK)
+            return st;
+    }
+    mg_sink_printf(c->out, "saved run %d's %lld images to %.*s-0.png .. -%lld.png\n", r->id,
+                   (long long)shape[0], (int)stem, path, (long long)shape[0] - 1);
+    return MG_OK;
+}
+
 static mg_status run_save(const mg_call *c, const mg_run_rec *r, const char *path)
 {
+    if (mg_bool(c, "each"))
+        return save_each(c, r, path);
     render_png png = {0};
     if (run_image_png(r, &png) != RENDER_OK)
         return mg_fail(c, "RenderError", "%s", render_last_error());
@@ -373,8 +406,41 @@ static mg_status run_save(const mg_call *c, const mg_run_rec *r, const char *pat
     return st;
 }
 
-const mg_run_ops mg_image_run_ops = {"image", show_run, run_plot_png,
-                                     run_row, run_save, image_rec_free};
+static int run_array(const mg_run_rec *r, const void **data, int *dtype, int64_t *shape)
+{
+    *data = mg_engine()->am_run_images(rec_of(r)->run, shape);
+    *dtype = AM_DTYPE_FLOAT32;
+    return *data ? 4 : -1;
+}
+
+/* The total objective, then every term (each image's objective, each
+ * regularizer's weighted penalty). */
+static int run_curves(const mg_run_rec *r, const char **names, const float **curves, int max,
+                      int *steps)
+{
+    const mg_engine_api *e = mg_engine();
+    const am_run *run = rec_of(r)->run;
+    curves[0] = e->am_run_curve(run, steps);
+    names[0] = "objective";
+    int n = 1, nt = e->am_run_num_terms(run);
+    for (int i = 0; i < nt && n < max; i++) {
+        names[n] = e->am_run_term_name(run, i);
+        curves[n] = e->am_run_term_curve(run, i);
+        if (names[n] && curves[n])
+            n++;
+    }
+    return curves[0] ? n : 0;
+}
+
+const mg_run_ops mg_image_run_ops = {.kind = "image",
+                                     .show = show_run,
+                                     .plot_png = run_plot_png,
+                                     .row = run_row,
+                                     .save = run_save,
+                                     .save_exts = "png",
+                                     .free = image_rec_free,
+                                     .array = run_array,
+                                     .curves = run_curves};
 
 const float *mg_image_run_result(const mg_run_rec *r, int64_t shape[4], float *final0)
 {
@@ -586,15 +652,58 @@ static mg_run_rec max_record(const mg_call *c, max_opts *m, am_run *run, int liv
     ir->n_thresholds = m->n_thresholds;
     m->engine_obj = NULL;
     m->thresholds = NULL;
-    const am_options *o = &m->o;
     mg_run_rec r = {.ops = &mg_image_run_ops, .data = ir, .live_updates = live_updates};
     r.objective = mg_strdup(c->positional);
-    r.options =
-        mg_asprintf("steps=%d lr=%g batch=%d seed=%llu optimizer=%s param=%s "
-                    "transforms=%s diversity=%g",
-                    o->steps, o->lr, o->batch, (unsigned long long)o->seed, mg_enum(c, "optimizer"),
-                    mg_enum(c, "param"), o->transforms ? "on" : "off", m->diversity);
+    /* Every key that changes the result; the display-only ones are left out. */
+    static const char *const display_only[] = {"image_every", "updates_per_s", "verbose", "code",
+                                               NULL};
+    mg_session_record_options(c, &r, display_only);
     return r;
+}
+
+/* Built-in models whose Python definition is in the source tree: the script
+ * builds the class and loads the TorchScript file's weights into it, since
+ * forward hooks do not run on TorchScript modules. */
+#ifndef ACTMAX_SOURCE_MODELS_DIR
+#define ACTMAX_SOURCE_MODELS_DIR ""
+#endif
+static char *python_model_code(const mg_session *s)
+{
+    static const struct {
+        const char *name, *module, *cls;
+    } k_defs[] = {{"fashion-cnn", "fashion_cnn", "FashionCNN"}};
+    for (size_t i = 0; i < sizeof k_defs / sizeof k_defs[0]; i++) {
+        if (strcmp(s->model_name, k_defs[i].name) != 0 || !ACTMAX_SOURCE_MODELS_DIR[0])
+            continue;
+        char *file = mg_asprintf("%s/%s.py", ACTMAX_SOURCE_MODELS_DIR, k_defs[i].module);
+        FILE *f = fopen(file, "r");
+        free(file);
+        if (!f)
+            return NULL;
+        fclose(f);
+        return mg_asprintf(
+            "import sys\n\n"
+            "sys.path.insert(0, \"%s\")  # the model's Python definition\n"
+            "from %s import %s  # noqa: E402\n\n"
+            "model = %s()\n"
+            "model.load_state_dict(torch.jit.load(MODEL, map_location=\"cpu\").state_dict())\n",
+            ACTMAX_SOURCE_MODELS_DIR, k_defs[i].module, k_defs[i].cls, k_defs[i].cls);
+    }
+    return NULL;
+}
+
+/* The run as a PyTorch script (NULL when the engine cannot write it: the
+ * reason is printed when code=true asked for it). */
+static char *max_code(const mg_call *c, const mg_session *s, const max_opts *m)
+{
+    char *model_code = python_model_code(s);
+    char *code = NULL, err[512];
+    int rc = mg_engine()->am_run_code(s->model, &m->o, s->model_path, model_code, &code, err,
+                                      sizeof err);
+    free(model_code);
+    if (rc != AM_OK && mg_bool(c, "code"))
+        mg_sink_printf(c->out, "(no PyTorch script for this run: %s)\n", err);
+    return rc == AM_OK ? code : NULL;
 }
 
 mg_status mg_magic_maximize(mg_call *c)
@@ -614,9 +723,19 @@ mg_status mg_magic_maximize(mg_call *c)
         return MG_ERROR;
     }
     mg_run_rec rec = max_record(c, &m, run, L.d.updates);
+    rec.code = max_code(c, s, &m);
     max_opts_free(&m);
     const mg_run_rec *kept = mg_session_add_run(s, &rec);
     kept->ops->show(c, kept);
+    if (mg_bool(c, "code") && kept->code) {
+        mg_bundle *b = mg_bundle_new();
+        mg_bundle_text(b, "text/plain", kept->code);
+        char *md = mg_asprintf("```python\n%s```\n", kept->code);
+        mg_bundle_text(b, "text/markdown", md);
+        mg_sink_display(c->out, b, NULL);
+        mg_bundle_free(b);
+        free(md);
+    }
     if (mg_bool(c, "verbose"))
         mg_sink_printf(c->out, "live display updates sent: %d\n", L.d.updates);
     bool cancelled = mg_engine()->am_run_cancelled(run) || L.d.stopped;

@@ -30,5 +30,6 @@ mg_status mg_magic_examples(mg_call *c);
 mg_status mg_magic_runs(mg_call *c);
 mg_status mg_magic_show(mg_call *c);
 mg_status mg_magic_save(mg_call *c);
+mg_status mg_magic_check(mg_call *c);
 
 #endif

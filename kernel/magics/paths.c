@@ -55,6 +55,11 @@ static bool looks_like_path(const char *name)
            (n > 4 && strcmp(name + n - 4, ".pth") == 0);
 }
 
+static int cmp_names(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
 /* NAME -> an existing file, or NULL with *err listing where it looked. */
 char *mg_resolve_model(const char *name, char **err)
 {
@@ -86,6 +91,7 @@ char *mg_resolve_model(const char *name, char **err)
         size_t nn = 0;
         for (size_t i = 0; i < n; i++) {
             mg_str_addf(&where, "%s%s", i ? ", " : "", dirs[i]);
+            size_t first = nn; /* this folder's names, sorted: readdir's order is the disk's */
             DIR *d = opendir(dirs[i]);
             struct dirent *de;
             while (d && (de = readdir(d)) && nn < 64) {
@@ -100,6 +106,7 @@ char *mg_resolve_model(const char *name, char **err)
             }
             if (d)
                 closedir(d);
+            qsort(names + first, nn - first, sizeof names[0], cmp_names);
         }
         for (size_t k = 0; k < nn; k++)
             mg_str_addf(&known, "%s%s", k ? ", " : "", names[k]);

@@ -9,6 +9,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <cjson/cJSON.h>
+
 #include "display.h"
 #include "magics.h"
 #include "util.h"
@@ -44,6 +46,9 @@ void mg_session_free(void *session)
         r->ops->free(r->data);
         free(r->objective);
         free(r->options);
+        free(r->options_json);
+        free(r->code);
+        free(r->model);
     }
     free(s->runs);
     drop_model(s);
@@ -85,6 +90,7 @@ mg_run_rec *mg_session_add_run(mg_session *s, const mg_run_rec *r)
     mg_run_rec *kept = &s->runs[s->n_runs++];
     *kept = *r;
     kept->id = s->n_runs;
+    kept->model = mg_strdup(s->model_name ? s->model_name : "");
     return kept;
 }
 
@@ -136,32 +142,73 @@ char *mg_session_inspect(void *session, const char *code, size_t len, size_t cur
     return mg_str_steal(&t);
 }
 
-/* ================================================================ %runs %show %save */
+/* ================================================================ run records */
 
-static int parse_run_ref(const mg_call *c, mg_session *s, mg_run_rec **out)
+static bool skipped(const char *name, const char *const *skip)
 {
-    const char *ref = c->positional;
+    for (; skip && *skip; skip++)
+        if (strcmp(*skip, name) == 0)
+            return true;
+    return false;
+}
+
+void mg_session_record_options(const mg_call *c, mg_run_rec *r, const char *const *skip)
+{
+    mg_str t = MG_STR_INIT;
+    cJSON *o = cJSON_CreateObject();
+    const mg_key *keys = c->magic->keys;
+    for (size_t i = 0; keys && keys[i].name; i++) {
+        const mg_key *k = &keys[i];
+        const mg_value *v = &c->values[i];
+        bool text_key = k->type == MG_T_STRING || k->type == MG_T_ENUM;
+        if (!v->set || skipped(k->name, skip) || (text_key && (!v->s || !v->s[0])))
+            continue;
+        if (k->type == MG_T_INT)
+            mg_str_addf(&t, "%s%s=%lld", t.len ? " " : "", k->name, v->i);
+        else if (k->type == MG_T_FLOAT)
+            mg_str_addf(&t, "%s%s=%.6g", t.len ? " " : "", k->name, v->f);
+        else if (k->type == MG_T_BOOL)
+            mg_str_addf(&t, "%s%s=%s", t.len ? " " : "", k->name, v->b ? "true" : "false");
+        else
+            mg_str_addf(&t, "%s%s=%s", t.len ? " " : "", k->name, v->s);
+        if (k->type == MG_T_INT)
+            cJSON_AddNumberToObject(o, k->name, (double)v->i);
+        else if (k->type == MG_T_FLOAT)
+            cJSON_AddNumberToObject(o, k->name, v->f);
+        else if (k->type == MG_T_BOOL)
+            cJSON_AddBoolToObject(o, k->name, v->b);
+        else
+            cJSON_AddStringToObject(o, k->name, v->s ? v->s : "");
+    }
+    char *json = cJSON_PrintUnformatted(o);
+    cJSON_Delete(o);
+    r->options = mg_str_steal(&t);
+    r->options_json = mg_strdup(json ? json : "{}");
+    cJSON_free(json);
+}
+
+mg_run_rec *mg_session_run_ref(const mg_call *c, mg_session *s, const char *ref)
+{
     if (s->n_runs == 0) {
         mg_fail(c, "NoRunError",
                 "no runs yet in this session: run %%maximize OBJECTIVE (images) "
                 "or %%tokens OBJECTIVE (text) first");
-        return -1;
+        return NULL;
     }
-    if (!ref || strcmp(ref, "last") == 0) {
-        *out = &s->runs[s->n_runs - 1];
-        return 0;
-    }
+    if (!ref || strcmp(ref, "last") == 0)
+        return &s->runs[s->n_runs - 1];
     char *end;
     long v = strtol(ref, &end, 10);
     if (*end || end == ref || v < 1 || v > s->n_runs) {
         mg_fail(c, "ValueError",
                 "run '%s' does not exist: give `last` or a run number 1..%d (see %%runs)", ref,
                 s->n_runs);
-        return -1;
+        return NULL;
     }
-    *out = &s->runs[v - 1];
-    return 0;
+    return &s->runs[v - 1];
 }
+
+/* ================================================================ %runs %show */
 
 mg_status mg_magic_runs(mg_call *c)
 {
@@ -195,24 +242,149 @@ mg_status mg_magic_runs(mg_call *c)
 
 mg_status mg_magic_show(mg_call *c)
 {
-    mg_run_rec *r;
-    if (parse_run_ref(c, mg_session_of(c), &r) != 0)
+    mg_run_rec *r = mg_session_run_ref(c, mg_session_of(c), c->positional);
+    if (!r)
         return MG_ERROR;
     r->ops->show(c, r);
     return MG_OK;
 }
 
-mg_status mg_magic_save(mg_call *c)
+/* ================================================================ %save */
+
+static const char *extension_of(const char *path)
 {
-    mg_run_rec *r;
-    if (parse_run_ref(c, mg_session_of(c), &r) != 0)
+    const char *slash = strrchr(path, '/');
+    const char *dot = strrchr(slash ? slash : path, '.');
+    return dot ? dot + 1 : "";
+}
+
+static bool in_list(const char *word, const char *list)
+{
+    size_t n = strlen(word);
+    for (const char *p = list; n && (p = strstr(p, word)); p += n)
+        if ((p == list || p[-1] == ' ') && (p[n] == ' ' || p[n] == '\0'))
+            return true;
+    return false;
+}
+
+static FILE *open_for_write(const mg_call *c, const char *path)
+{
+    FILE *f = fopen(path, "wb");
+    if (!f)
+        mg_fail(c, "OSError",
+                "cannot write %s: %s; give a path in a folder that exists and is writable", path,
+                strerror(errno));
+    return f;
+}
+
+static mg_status close_written(const mg_call *c, FILE *f, const char *path)
+{
+    if (ferror(f) | (fclose(f) != 0))
+        return mg_fail(c, "OSError", "cannot write %s: %s", path, strerror(errno));
+    return MG_OK;
+}
+
+static mg_status save_array(const mg_call *c, const mg_run_rec *r, const char *path)
+{
+    const void *data = NULL;
+    int dtype = AM_DTYPE_FLOAT32;
+    int64_t shape[AM_MAX_DIMS] = {0};
+    int nd = r->ops->array(r, &data, &dtype, shape);
+    if (nd < 0 || !data)
+        return mg_fail(c, "ValueError", "run %d has no result to save", r->id);
+    char err[512];
+    int rc = mg_engine()->am_array_save(path, dtype, data, shape, nd, err, sizeof err);
+    if (rc != AM_OK)
+        return mg_fail(c, rc == AM_E_IO ? "OSError" : "ValueError", "%s", err);
+    mg_str t = MG_STR_INIT;
+    mg_shape_text(&t, shape, nd);
+    mg_sink_printf(c->out, "saved run %d %s %s %s to %s\n", r->id,
+                   dtype == AM_DTYPE_INT64 ? "token ids" : "images", mg_str_cstr(&t),
+                   dtype == AM_DTYPE_INT64 ? "int64" : "float32", path);
+    mg_str_free(&t);
+    return MG_OK;
+}
+
+#define MG_MAX_CURVES 64
+
+/* Every curve of the run: .csv with one row per step, or .json with the
+ * run's objective and options beside the curves. */
+static mg_status save_curves(const mg_call *c, const mg_run_rec *r, const char *path, bool json)
+{
+    const char *names[MG_MAX_CURVES];
+    const float *curves[MG_MAX_CURVES];
+    int steps = 0;
+    int n = r->ops->curves(r, names, curves, MG_MAX_CURVES, &steps);
+    FILE *f = open_for_write(c, path);
+    if (!f)
         return MG_ERROR;
-    const char *path = mg_string(c, "path");
-    if (!path[0])
+    if (json) {
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddNumberToObject(o, "run", r->id);
+        cJSON_AddStringToObject(o, "kind", r->ops->kind);
+        cJSON_AddStringToObject(o, "objective", r->objective);
+        cJSON *opts = cJSON_Parse(r->options_json ? r->options_json : "{}");
+        cJSON_AddItemToObject(o, "options", opts ? opts : cJSON_CreateObject());
+        cJSON *st = cJSON_AddArrayToObject(o, "step");
+        for (int s = 0; s < steps; s++)
+            cJSON_AddItemToArray(st, cJSON_CreateNumber(s + 1));
+        cJSON *cu = cJSON_AddObjectToObject(o, "curves");
+        for (int i = 0; i < n; i++) {
+            cJSON *a = cJSON_AddArrayToObject(cu, names[i]);
+            for (int s = 0; s < steps; s++)
+                cJSON_AddItemToArray(a, isfinite(curves[i][s]) ? cJSON_CreateNumber(curves[i][s])
+                                                               : cJSON_CreateNull());
+        }
+        char *txt = cJSON_Print(o);
+        fputs(txt ? txt : "{}", f);
+        fputc('\n', f);
+        cJSON_free(txt);
+        cJSON_Delete(o);
+    } else {
+        fputs("step", f);
+        for (int i = 0; i < n; i++) {
+            /* A name holding a comma or quote is quoted, RFC 4180 style. */
+            fputs(",\"", f);
+            for (const char *p = names[i]; *p; p++) {
+                if (*p == '"')
+                    fputc('"', f);
+                fputc(*p, f);
+            }
+            fputc('"', f);
+        }
+        fputc('\n', f);
+        for (int s = 0; s < steps; s++) {
+            fprintf(f, "%d", s + 1);
+            for (int i = 0; i < n; i++)
+                fprintf(f, ",%.9g", (double)curves[i][s]);
+            fputc('\n', f);
+        }
+    }
+    if (close_written(c, f, path) != MG_OK)
+        return MG_ERROR;
+    mg_sink_printf(c->out, "saved run %d curves (%d, %d steps) to %s\n", r->id, n, steps, path);
+    return MG_OK;
+}
+
+static mg_status save_code(const mg_call *c, const mg_run_rec *r, const char *path)
+{
+    FILE *f = open_for_write(c, path);
+    if (!f)
+        return MG_ERROR;
+    fputs(r->code, f);
+    if (close_written(c, f, path) != MG_OK)
+        return MG_ERROR;
+    mg_sink_printf(c->out, "saved run %d as a PyTorch script to %s (run it with python3)\n", r->id,
+                   path);
+    return MG_OK;
+}
+
+static mg_status save_plot(const mg_call *c, const mg_run_rec *r, const char *path)
+{
+    if (strcmp(extension_of(path), "png") != 0)
         return mg_fail(c, "ValueError",
-                       "%%save needs path=FILE.png, e.g. %%save last path=run.png");
-    if (strcmp(mg_enum(c, "what"), "plot") != 0)
-        return r->ops->save(c, r, path);
+                       "what=plot draws the curve as PNG: give path=NAME.png (the curves as data: "
+                       "path=NAME.csv or NAME.json)");
     render_png png = {0};
     if (r->ops->plot_png(r, &png) != RENDER_OK)
         return mg_fail(c, "RenderError", "%s", render_last_error());
@@ -221,5 +393,47 @@ mg_status mg_magic_save(mg_call *c)
         mg_sink_printf(c->out, "saved run %d plot (%dx%d PNG) to %s\n", r->id, png.width,
                        png.height, path);
     render_png_clear(&png);
+    return st;
+}
+
+mg_status mg_magic_save(mg_call *c)
+{
+    mg_run_rec *r = mg_session_run_ref(c, mg_session_of(c), c->positional);
+    if (!r)
+        return MG_ERROR;
+    const char *path = mg_string(c, "path");
+    char *valid = mg_asprintf("%s npy pt csv json%s", r->ops->save_exts, r->code ? " py" : "");
+    mg_status st;
+    if (!path[0]) {
+        st = mg_fail(c, "ValueError",
+                     "%%save needs path=FILE, one of .%s; e.g. %%save last path=run.npy", valid);
+    } else if (strcmp(mg_enum(c, "what"), "plot") == 0) {
+        st = save_plot(c, r, path);
+    } else {
+        const char *ext = extension_of(path);
+        if (strcmp(ext, "npy") == 0 || strcmp(ext, "pt") == 0 || strcmp(ext, "pth") == 0)
+            st = save_array(c, r, path);
+        else if (strcmp(ext, "csv") == 0 || strcmp(ext, "json") == 0)
+            st = save_curves(c, r, path, ext[0] == 'j');
+        else if (strcmp(ext, "py") == 0 && r->code)
+            st = save_code(c, r, path);
+        else if (ext[0] && in_list(ext, r->ops->save_exts))
+            st = r->ops->save(c, r, path);
+        else {
+            mg_str v = MG_STR_INIT;
+            for (const char *p = valid; *p; p++) {
+                if (*p == ' ')
+                    mg_str_add(&v, ", .");
+                else
+                    mg_str_addc(&v, *p);
+            }
+            st = mg_fail(c, "ValueError",
+                         "%s: %s run %d cannot be saved as '.%s'; the formats are .%s (by the "
+                         "path's extension)",
+                         path, r->ops->kind, r->id, ext, mg_str_cstr(&v));
+            mg_str_free(&v);
+        }
+    }
+    free(valid);
     return st;
 }

@@ -106,14 +106,28 @@ static const mg_magic MAGICS[] = {
      .prepare = mg_engine_load},
     {.name = "save",
      .kinds = MG_LINE,
-     .summary = "Save a run's image (or curve) as PNG; a %tokens run's prompt as text.",
-     .help = "%save last path=sneaker.png; %save 2 path=curve.png what=plot\n"
-             "For a %tokens run, %save writes the prompt (the bytes it decodes to) to the\n"
-             "file, and what=plot the curve as PNG.",
+     .summary = "Save a run as data, by extension: .npy/.pt, .png, .csv/.json, .txt, .py.",
+     .help = "%save last path=run.npy   images (B, C, H, W) float32 (.pt: torch.load)\n"
+             "%save last path=run.png   display image (grid; each=true: one per image)\n"
+             "%save 2 path=curves.csv   curves, total and per term (.json: with options)\n"
+             "%save 2 path=curve.png what=plot; %save last path=run.py (PyTorch script)\n"
+             "A %tokens run: .npy/.pt token ids (1, T), .txt the prompt, .csv/.json curves.",
      .positional = "RUN",
      .positional_doc = "last (default) or a run number",
      .keys = mg_keys_save,
      .run = mg_magic_save,
+     .prepare = mg_engine_load},
+    {.name = "check",
+     .kinds = MG_LINE,
+     .summary = "Grade a run against an exercise of the checks file: PASS, or FAIL with a hint.",
+     .help = "%check lists the exercises; %check sandal-channel grades the last run,\n"
+             "%check sandal-channel run=3 another. Exercises are data (JSON: model, objective\n"
+             "pattern, options, thresholds, hint) in share/actmax/checks.json, or the file\n"
+             "given by file= or $ACTMAX_CHECKS, which a teacher extends without touching C.",
+     .positional = "NAME",
+     .positional_doc = "the exercise's name (none: list them)",
+     .keys = mg_keys_check,
+     .run = mg_magic_check,
      .prepare = mg_engine_load},
     {.name = "device",
      .kinds = MG_LINE,

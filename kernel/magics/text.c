@@ -204,6 +204,11 @@ float mg_text_run_final(const mg_run_rec *r)
     return mg_engine()->am_text_run_activation(rec_of(r)->run);
 }
 
+float mg_text_run_retention(const mg_run_rec *r)
+{
+    return mg_engine()->am_text_run_retention(rec_of(r)->run);
+}
+
 static int text_rec_plot_png(const mg_text_rec *r, int id, const char *objective, render_png *png)
 {
     const mg_engine_api *e = mg_engine();
@@ -335,7 +340,7 @@ static char *summary_html(const mg_text_rec *r, int id, const char *objective)
 }
 
 /* The figures for programs: ids, not only their rendering (malloc'd). */
-static char *summary_json(const mg_text_rec *r, int id, const char *objective)
+static char *summary_json(const mg_text_rec *r, int id, const char *objective, const char *options)
 {
     const mg_engine_api *e = mg_engine();
     int len = 0;
@@ -346,6 +351,7 @@ static char *summary_json(const mg_text_rec *r, int id, const char *objective)
     cJSON_AddNumberToObject(o, "run", id);
     cJSON_AddStringToObject(o, "objective", objective);
     cJSON_AddStringToObject(o, "method", METHODS[r->method]);
+    cJSON_AddStringToObject(o, "options", options ? options : "");
     cJSON *ja = cJSON_AddArrayToObject(o, "tokens");
     for (int t = 0; t < len; t++)
         cJSON_AddItemToArray(ja, cJSON_CreateNumber((double)ids[t]));
@@ -387,7 +393,7 @@ static void show_summary(const mg_call *c, const mg_text_rec *r, int id, const c
 {
     char *text = summary_text(r, id, objective, options);
     char *html = summary_html(r, id, objective);
-    char *json = summary_json(r, id, objective);
+    char *json = summary_json(r, id, objective, options);
     mg_bundle *b = mg_bundle_new();
     mg_bundle_text(b, "text/plain", text);
     mg_bundle_text(b, "text/html", html);
@@ -732,19 +738,9 @@ static void position_acts(mg_text_rec *rec, am_model *model, const char *objecti
     }
 }
 
-static char *options_text(const mg_call *c, const am_text_options *o)
-{
-    const char *init_text = mg_string(c, "init");
-    return mg_asprintf("method=%s len=%d steps=%d lr=%g seed=%llu restarts=%d metric=%s "
-                       "fluency=%g%s%s",
-                       METHODS[o->method], o->len, o->steps, o->lr, (unsigned long long)o->seed,
-                       o->restarts, o->distance == AM_DIST_L2 ? "l2" : "cosine", o->fluency,
-                       init_text[0] ? " init=" : "", init_text);
-}
-
 /* options -> run -> record; the record (NULL when the run failed, the error
- * shown) and its options text. */
-static mg_text_rec *tokens_run(const mg_call *c, const mg_session *s, char **options)
+ * shown). */
+static mg_text_rec *tokens_run(const mg_call *c, const mg_session *s)
 {
     const mg_engine_api *e = mg_engine();
     int len = 0;
@@ -778,7 +774,6 @@ static mg_text_rec *tokens_run(const mg_call *c, const mg_session *s, char **opt
                              .stopped = L.d.stopped};
         projected_curve(rec);
         position_acts(rec, s->model, c->positional);
-        *options = options_text(c, &o);
     } else {
         e->am_tokenizer_free(tok);
     }
@@ -824,21 +819,61 @@ static mg_status run_save(const mg_call *c, const mg_run_rec *r, const char *pat
     return MG_OK;
 }
 
-const mg_run_ops mg_text_run_ops = {"text",  show_run, run_plot_png,
-                                    run_row, run_save, text_rec_free};
+static int run_array(const mg_run_rec *r, const void **data, int *dtype, int64_t *shape)
+{
+    int len = 0;
+    *data = mg_engine()->am_text_run_tokens(rec_of(r)->run, &len);
+    *dtype = AM_DTYPE_INT64;
+    shape[0] = 1;
+    shape[1] = len;
+    return *data ? 2 : -1;
+}
+
+/* The activation the search reports per step, its cross-entropy, and the
+ * projected prompt's activation when it was evaluated (soft, pez). */
+static int run_curves(const mg_run_rec *r, const char **names, const float **curves, int max,
+                      int *steps)
+{
+    const mg_engine_api *e = mg_engine();
+    const mg_text_rec *tr = rec_of(r);
+    int n = 0, xs = 0;
+    curves[n] = e->am_text_run_curve(tr->run, steps);
+    names[n++] = tr->method == AM_TEXT_SOFT || tr->method == AM_TEXT_PEZ ? "activation (soft)"
+                                                                         : "activation";
+    const float *xent = e->am_text_run_xent_curve(tr->run, &xs);
+    if (xent && xs == *steps && n < max) {
+        curves[n] = xent;
+        names[n++] = "xent";
+    }
+    if (tr->proj_curve && n < max) {
+        curves[n] = tr->proj_curve;
+        names[n++] = "activation (projected)";
+    }
+    return curves[0] ? n : 0;
+}
+
+const mg_run_ops mg_text_run_ops = {.kind = "text",
+                                    .show = show_run,
+                                    .plot_png = run_plot_png,
+                                    .row = run_row,
+                                    .save = run_save,
+                                    .save_exts = "txt",
+                                    .free = text_rec_free,
+                                    .array = run_array,
+                                    .curves = run_curves};
 
 mg_status mg_magic_tokens(mg_call *c)
 {
     mg_session *s = mg_session_of(c);
     if (mg_session_need_model(c, s) != MG_OK)
         return MG_ERROR;
-    char *options = NULL;
-    mg_text_rec *tr = tokens_run(c, s, &options);
+    mg_text_rec *tr = tokens_run(c, s);
     if (!tr)
         return MG_ERROR;
-    mg_run_rec rec = {
-        .ops = &mg_text_run_ops, .data = tr, .options = options, .live_updates = tr->live_updates};
+    mg_run_rec rec = {.ops = &mg_text_run_ops, .data = tr, .live_updates = tr->live_updates};
     rec.objective = mg_strdup(c->positional);
+    static const char *const display_only[] = {"updates_per_s", "verbose", NULL};
+    mg_session_record_options(c, &rec, display_only);
     if (mg_bool(c, "verbose"))
         mg_sink_printf(c->out, "live display updates sent: %d\n", tr->live_updates);
     const mg_run_rec *kept = mg_session_add_run(s, &rec);

@@ -13,6 +13,8 @@ extern const mg_run_ops mg_text_run_ops;
 /* A text run's prompt (decoded bytes, NUL-terminated) and its activation. */
 const char *mg_text_run_prompt(const mg_run_rec *r);
 float mg_text_run_final(const mg_run_rec *r);
+/* The projected prompt's activation over the soft one (NaN for gcg, sweep). */
+float mg_text_run_retention(const mg_run_rec *r);
 
 /* %examples on a text model (text_examples.c). */
 mg_status mg_text_examples(mg_call *c, mg_session *s);

@@ -251,9 +251,9 @@ def _resolve(name):
     names = []
     for d in dirs:
         try:
-            for f in sorted(os.listdir(d)):
-                if f.endswith(".pt") and f[:-3] not in names:
-                    names.append(f[:-3])
+            for stem in sorted(f[:-3] for f in os.listdir(d) if f.endswith(".pt")):
+                if stem not in names:
+                    names.append(stem)
         except OSError:
             pass
     best = _closest(name, names)
@@ -341,6 +341,8 @@ class Model:
         self.mean, self.std, self.range = info["mean"], info["std"], info["range"]
         self.dataset = info["dataset"]
         self.note = info["note"]
+        self.params = info["params"]
+        self.tokenizer_info = info["tokenizer"]
         self._layers = None
 
     def __repr__(self):
@@ -349,12 +351,21 @@ class Model:
 
     def summary(self):
         """The rows the kernel's %model shows: [(field, value)]."""
-        top = sum(l.params for l in self.layers() if "." not in l.name)
+        shown = 12  # the kernel's kShownLabels: a long list would hide the other rows
+        labels = ", ".join(self.labels[:shown]) if self.labels else "(none)"
+        if len(self.labels) > shown:
+            labels += f", ... ({len(self.labels)} labels in all)"
+        if self.kind != "text":
+            tok = "(none: an image model)"
+        else:
+            tok = self.tokenizer_info or \
+                "(none: %tokens and %examples need one in the model's actmax.json)"
         return [("model", self.name), ("file", self.path), ("kind", self.kind),
                 ("input", "(" + ", ".join(str(d) for d in self.input_shape) + ")"),
-                ("layers", str(len(self.layers()))), ("parameters", str(top)),
-                ("labels", ", ".join(self.labels) if self.labels else "(none)"),
+                ("layers", str(len(self.layers()))), ("parameters", str(self.params)),
+                ("labels", labels),
                 ("dataset", self.dataset or "(none)"), ("device", self.device),
+                ("tokenizer", tok),
                 ("note", self.note or "metadata complete; no defaults taken")]
 
     def _repr_html_(self):
