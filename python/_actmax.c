@@ -1446,6 +1446,49 @@ done:
     return r;
 }
 
+/* array_save(path, array): a C-contiguous float32 or int64 buffer (any
+ * dimensions, none included) written by am_array_save as .npy or .pt. */
+static PyObject *mod_array_save(PyObject *Py_UNUSED(self), PyObject *args)
+{
+    const char *path;
+    PyObject *obj;
+    if (!PyArg_ParseTuple(args, "sO", &path, &obj))
+        return NULL;
+    if (ensure_engine() < 0)
+        return NULL;
+    Py_buffer view;
+    if (PyObject_GetBuffer(obj, &view, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) < 0)
+        return NULL;
+    int dtype = -1;
+    if (is_int64_format(view.format) && view.itemsize == 8)
+        dtype = AM_DTYPE_INT64;
+    else if (view.format && is_float_format(view.format) && view.itemsize == 4)
+        dtype = AM_DTYPE_FLOAT32;
+    if (dtype < 0) {
+        PyErr_Format(PyExc_TypeError, "array_save takes float32 or int64 arrays, not format '%s'",
+                     view.format ? view.format : "B");
+        PyBuffer_Release(&view);
+        return NULL;
+    }
+    int64_t *shape = PyMem_Calloc((size_t)view.ndim + 1, sizeof *shape);
+    if (!shape) {
+        PyBuffer_Release(&view);
+        return PyErr_NoMemory();
+    }
+    for (int i = 0; i < view.ndim; i++)
+        shape[i] = view.shape ? (int64_t)view.shape[i] : (int64_t)(view.len / view.itemsize);
+    char err[1024] = "";
+    int rc;
+    Py_BEGIN_ALLOW_THREADS
+    rc = g_api->am_array_save(path, dtype, view.buf, shape, view.ndim, err, sizeof err);
+    Py_END_ALLOW_THREADS
+    PyMem_Free(shape);
+    PyBuffer_Release(&view);
+    if (rc != AM_OK)
+        return raise_status(rc, err);
+    Py_RETURN_NONE;
+}
+
 static PyObject *mod_keys(PyObject *Py_UNUSED(self), PyObject *arg)
 {
     const char *magic = PyUnicode_AsUTF8(arg);
@@ -1742,6 +1785,7 @@ static PyObject *mod_progress_html(PyObject *Py_UNUSED(self), PyObject *Py_UNUSE
 static PyMethodDef module_methods[] = {
     {"engine", mod_engine, METH_NOARGS, "loads the engine; its version, API version, path, BLAS"},
     {"tokenize", mod_tokenize, METH_VARARGS, "tokenize(tokenizer_json, text) -> int64 ids"},
+    {"array_save", mod_array_save, METH_VARARGS, "array_save(path, float32 or int64 array): .npy or .pt"},
     {"keys", mod_keys, METH_O, "a magic's typed keys: [(name, type, default, lo, hi, choices, doc)]"},
     {"images_png", mod_images_png, METH_VARARGS,
      "images_png(pix, captions, title, min_px, cell_px=128)"},

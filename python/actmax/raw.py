@@ -20,7 +20,7 @@ import numpy as np
 
 from . import _actmax
 
-__all__ = ["load", "run", "text_run", "examples", "text_examples", "tokenize", "Progress", "TextProgress",
+__all__ = ["load", "run", "array_save", "text_run", "examples", "text_examples", "tokenize", "Progress", "TextProgress",
            "SOFT", "PEZ", "GCG", "SWEEP", "DIST_COSINE", "DIST_L2", "ADAM", "SGD", "PARAM_FFT",
            "PARAM_PIXEL", "INPUT_FLOAT", "INPUT_TOKENS", "INPUT_EMBEDS"]
 
@@ -162,3 +162,16 @@ def tokenize(tokenizer_json, text):
     raw = text.encode() if isinstance(text, str) else bytes(text)
     js = tokenizer_json.encode() if isinstance(tokenizer_json, str) else bytes(tokenizer_json)
     return _np(_actmax.tokenize(js, raw), np.int64)
+
+
+def array_save(path, array):
+    """am_array_save: a float32 or int64 array (numpy or torch, any shape,
+    copied to C order) written to path as .npy (numpy.load) or .pt/.pth
+    (torch.load), by the extension. Other dtypes are a TypeError; a bad
+    extension a ValueError, an unwritable path an OSError (e.status, e.detail)."""
+    if hasattr(array, "detach"):
+        array = array.detach().cpu().numpy()
+    a = np.require(array, requirements="C")  # (ascontiguousarray would make 0-d arrays 1-d)
+    if a.dtype not in (np.float32, np.int64):
+        raise TypeError(f"array_save takes float32 or int64 arrays, not {a.dtype}")
+    _actmax.array_save(str(path), a)
