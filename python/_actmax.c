@@ -28,7 +28,45 @@
 
 #include "actmax.h"
 #include "magic_keys.h"
+#ifndef ACTMAX_PYTHON_NO_RENDER
 #include "render.h"
+#else
+/* An engine-only build (ACTMAX_KERNEL=OFF, as on a GPU machine) has no
+ * renderer: models, taps, runs and results work, progress is throttled here,
+ * and drawing (images, plots, tables, the progress bar) raises. */
+#include <time.h>
+#define RENDER_MIN_PX 256
+typedef struct render_throttle {
+    double interval_s, last_s;
+    bool has_last;
+} render_throttle;
+
+static double clock_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+static void render_throttle_init(render_throttle *t, double per_second, void *clock, void *ctx)
+{
+    (void)clock;
+    (void)ctx;
+    t->interval_s = 1.0 / per_second;
+    t->last_s = 0;
+    t->has_last = false;
+}
+
+static bool render_throttle_ready(render_throttle *t, bool is_final)
+{
+    double now = clock_s();
+    if (!is_final && t->has_last && now - t->last_s < t->interval_s)
+        return false;
+    t->last_s = now;
+    t->has_last = true;
+    return true;
+}
+#endif
 
 #ifndef ACTMAX_ENGINE_LIB
 #define ACTMAX_ENGINE_LIB "libactmax.so"
@@ -367,9 +405,21 @@ static int run_progress(void *user, const am_progress *p)
                 free(g->image);
                 g->image = NULL;
             }
-            stop = img ? progress_call(g, Py_BuildValue("(iidN)", p->step, p->steps,
-                                                        (double)p->objective, img))
-                       : progress_call(g, NULL);
+            /* The step's value of each term, by name: ((name, value), ...). */
+            PyObject *terms = img ? PyTuple_New(p->nterms > 0 ? p->nterms : 0) : NULL;
+            for (int i = 0; terms && i < p->nterms; i++) {
+                PyObject *t = Py_BuildValue("(sd)", p->term_names[i], (double)p->terms[i]);
+                if (!t) {
+                    Py_CLEAR(terms);
+                    break;
+                }
+                PyTuple_SET_ITEM(terms, i, t);
+            }
+            if (!terms)
+                Py_XDECREF(img);
+            stop = terms ? progress_call(g, Py_BuildValue("(iidNN)", p->step, p->steps,
+                                                          (double)p->objective, img, terms))
+                         : progress_call(g, NULL);
         }
     }
     PyGILState_Release(gs);
@@ -445,17 +495,19 @@ static void Model_dealloc(ModelObject *self)
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
-/* Model(source, device="cpu", input_shape=None, metadata=None): source is a
- * TorchScript file's path (str) or a TorchScript archive in memory (bytes, as
- * torch.jit.save writes to an io.BytesIO); metadata a JSON object whose keys
- * set or override the archive's actmax.json. */
+/* Model(source, device="cpu", input_shape=None, metadata=None, data=None):
+ * source is a TorchScript file's path (str) or a TorchScript archive in memory
+ * (bytes, as torch.jit.save writes to an io.BytesIO); metadata a JSON object
+ * whose keys set or override the archive's actmax.json. source=None with
+ * data (bytes), or a path and data both, and device=None are passed to
+ * am_model_load_with as they are, for its own checks. */
 static int Model_init(ModelObject *self, PyObject *args, PyObject *kw)
 {
-    static char *kwlist[] = {"source", "device", "input_shape", "metadata", NULL};
-    PyObject *source, *shape_obj = Py_None;
+    static char *kwlist[] = {"source", "device", "input_shape", "metadata", "data", NULL};
+    PyObject *source, *shape_obj = Py_None, *data = Py_None;
     const char *device = "cpu", *metadata = NULL;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "O|sOz", kwlist, &source, &device, &shape_obj,
-                                     &metadata))
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "O|zOzO", kwlist, &source, &device, &shape_obj,
+                                     &metadata, &data))
         return -1;
     if (ensure_engine() < 0)
         return -1;
@@ -490,18 +542,24 @@ static int Model_init(ModelObject *self, PyObject *args, PyObject *kw)
     }
     Py_buffer view = {0};
     int have_view = 0;
-    const char *what;
+    const char *what = "the TorchScript module";
     if (PyUnicode_Check(source)) {
         if (!(o.path = PyUnicode_AsUTF8(source)))
             return -1;
         what = o.path;
-    } else {
-        if (PyObject_GetBuffer(source, &view, PyBUF_SIMPLE) < 0)
+    } else if (source != Py_None) {
+        if (data != Py_None) {
+            PyErr_SetString(PyExc_TypeError, "give the archive's bytes once: as source or as data");
+            return -1;
+        }
+        data = source;
+    }
+    if (data != Py_None) {
+        if (PyObject_GetBuffer(data, &view, PyBUF_SIMPLE) < 0)
             return -1;
         have_view = 1;
         o.data = view.buf;
         o.len = (size_t)view.len;
-        what = "the TorchScript module";
     }
     am_model *m = NULL;
     int rc;
@@ -999,7 +1057,7 @@ static PyObject *Model_tokens(ModelObject *self, PyObject *args)
     const char *objective;
     PyObject *opts, *init, *progress;
     double per_second;
-    if (!PyArg_ParseTuple(args, "sO!OOd", &objective, &PyDict_Type, &opts, &init, &progress,
+    if (!PyArg_ParseTuple(args, "zO!OOd", &objective, &PyDict_Type, &opts, &init, &progress,
                           &per_second))
         return NULL;
     am_text_options o;
@@ -1056,7 +1114,7 @@ static PyObject *Model_examples(ModelObject *self, PyObject *args)
     PyObject *progress;
     double per_second;
     long long window, stride, limit;
-    if (!PyArg_ParseTuple(args, "szzzLLiLiOd", &o.objective, &o.dataset, &o.path, &o.split, &window,
+    if (!PyArg_ParseTuple(args, "zzzzLLiLiOd", &o.objective, &o.dataset, &o.path, &o.split, &window,
                           &stride, &o.k, &limit, &o.batch, &progress, &per_second))
         return NULL;
     o.window = window;
@@ -1112,6 +1170,63 @@ static PyObject *Model_examples(ModelObject *self, PyObject *args)
                                "interrupted", g.interrupted ? Py_True : Py_False);
 done:
     g_api->am_examples_free(ex);
+    return result;
+}
+
+/* text_examples(objective, dataset, path, window, stride, k, batch, progress,
+ * updates_per_s) -> dict: the top-k windows of a corpus through
+ * am_text_examples_* (the text-only entry of the same scanner as examples). */
+static PyObject *Model_text_examples(ModelObject *self, PyObject *args)
+{
+    am_text_examples_options o;
+    memset(&o, 0, sizeof o);
+    PyObject *progress;
+    double per_second;
+    long long window, stride;
+    if (!PyArg_ParseTuple(args, "zzzLLiiOd", &o.objective, &o.dataset, &o.path, &window, &stride,
+                          &o.k, &o.batch, &progress, &per_second))
+        return NULL;
+    o.window = window;
+    o.stride = stride;
+    progress_ctx g;
+    progress_init(&g, progress, per_second);
+    o.progress = examples_progress;
+    o.progress_user = &g;
+    if (model_enter(self) < 0)
+        return NULL;
+    am_text_examples *ex = NULL;
+    int rc;
+    Py_BEGIN_ALLOW_THREADS
+    rc = g_api->am_text_examples_new(self->m, &o, &ex);
+    Py_END_ALLOW_THREADS
+    model_leave(self);
+    PyObject *result = NULL;
+    if (progress_finish(&g) < 0)
+        goto done;
+    if (rc != AM_OK) {
+        raise_status(rc, ex ? g_api->am_text_examples_error(ex) : "");
+        goto done;
+    }
+    int n = g_api->am_text_examples_count(ex);
+    PyObject *items = PyList_New(n > 0 ? n : 0);
+    for (int i = 0; items && i < n; i++) {
+        int64_t index = 0;
+        float score = 0;
+        const int64_t *toks = NULL;
+        const float *acts = NULL;
+        int len = 0;
+        g_api->am_text_examples_get(ex, i, &index, &score, &toks, &acts, &len);
+        PyList_SET_ITEM(items, i, Py_BuildValue("(LdNN)", (long long)index, (double)score,
+                                                ints_out(toks, len), floats_out(acts, len)));
+    }
+    if (items)
+        result = Py_BuildValue("{s:N,s:d,s:L,s:O,s:O}", "items", items, "max",
+                               (double)g_api->am_text_examples_max(ex), "scanned",
+                               (long long)g_api->am_text_examples_scanned(ex), "cancelled",
+                               g_api->am_text_examples_cancelled(ex) ? Py_True : Py_False,
+                               "interrupted", g.interrupted ? Py_True : Py_False);
+done:
+    g_api->am_text_examples_free(ex);
     return result;
 }
 
@@ -1258,6 +1373,8 @@ static PyMethodDef Model_methods[] = {
     {"examples", (PyCFunction)Model_examples, METH_VARARGS,
      "examples(objective, dataset, path, split, window, stride, k, limit, batch, progress, "
      "updates_per_s)"},
+    {"text_examples", (PyCFunction)Model_text_examples, METH_VARARGS,
+     "text_examples(objective, dataset, path, window, stride, k, batch, progress, updates_per_s)"},
     {"encode", (PyCFunction)Model_encode, METH_O, "encode(bytes) -> int64 ids"},
     {"decode", (PyCFunction)Model_decode, METH_O, "decode(int64 ids) -> bytes"},
     {"token_text", (PyCFunction)Model_token_text, METH_O, "one token as printable text"},
@@ -1295,6 +1412,83 @@ static PyObject *mod_engine(PyObject *Py_UNUSED(self), PyObject *Py_UNUSED(ignor
                          "blas_optimized", optimized ? Py_True : Py_False);
 }
 
+/* tokenize(tokenizer_json, text) -> int64 ids: a tokenizer.json (bytes) of
+ * one's own, without a model, through am_tokenizer_*. */
+static PyObject *mod_tokenize(PyObject *Py_UNUSED(self), PyObject *args)
+{
+    Py_buffer json, text;
+    if (!PyArg_ParseTuple(args, "y*y*", &json, &text))
+        return NULL;
+    PyObject *r = NULL;
+    am_tokenizer *t = NULL;
+    if (ensure_engine() < 0)
+        goto done;
+    int rc = g_api->am_tokenizer_load_json(json.buf, (size_t)json.len, &t);
+    if (rc != 0) {
+        raise_error(error_class(g_api->am_status_class(rc)),
+                    PyUnicode_FromFormat("%s: the tokenizer does not parse: %s", g_api->am_strerror(rc),
+                                         t ? g_api->am_tokenizer_error(t) : "out of memory"),
+                    rc, t ? g_api->am_tokenizer_error(t) : "");
+        goto done;
+    }
+    int64_t *ids = NULL;
+    size_t n = 0;
+    rc = g_api->am_tokenizer_encode(t, text.buf, (size_t)text.len, &ids, &n);
+    if (rc != 0)
+        raise_status(rc, g_api->am_tokenizer_error(t));
+    else
+        r = ints_out(ids, (int64_t)n);
+    free(ids);
+done:
+    g_api->am_tokenizer_free(t);
+    PyBuffer_Release(&json);
+    PyBuffer_Release(&text);
+    return r;
+}
+
+/* array_save(path, array): a C-contiguous float32 or int64 buffer (any
+ * dimensions, none included) written by am_array_save as .npy or .pt. */
+static PyObject *mod_array_save(PyObject *Py_UNUSED(self), PyObject *args)
+{
+    const char *path;
+    PyObject *obj;
+    if (!PyArg_ParseTuple(args, "sO", &path, &obj))
+        return NULL;
+    if (ensure_engine() < 0)
+        return NULL;
+    Py_buffer view;
+    if (PyObject_GetBuffer(obj, &view, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) < 0)
+        return NULL;
+    int dtype = -1;
+    if (is_int64_format(view.format) && view.itemsize == 8)
+        dtype = AM_DTYPE_INT64;
+    else if (view.format && is_float_format(view.format) && view.itemsize == 4)
+        dtype = AM_DTYPE_FLOAT32;
+    if (dtype < 0) {
+        PyErr_Format(PyExc_TypeError, "array_save takes float32 or int64 arrays, not format '%s'",
+                     view.format ? view.format : "B");
+        PyBuffer_Release(&view);
+        return NULL;
+    }
+    int64_t *shape = PyMem_Calloc((size_t)view.ndim + 1, sizeof *shape);
+    if (!shape) {
+        PyBuffer_Release(&view);
+        return PyErr_NoMemory();
+    }
+    for (int i = 0; i < view.ndim; i++)
+        shape[i] = view.shape ? (int64_t)view.shape[i] : (int64_t)(view.len / view.itemsize);
+    char err[1024] = "";
+    int rc;
+    Py_BEGIN_ALLOW_THREADS
+    rc = g_api->am_array_save(path, dtype, view.buf, shape, view.ndim, err, sizeof err);
+    Py_END_ALLOW_THREADS
+    PyMem_Free(shape);
+    PyBuffer_Release(&view);
+    if (rc != AM_OK)
+        return raise_status(rc, err);
+    Py_RETURN_NONE;
+}
+
 static PyObject *mod_keys(PyObject *Py_UNUSED(self), PyObject *arg)
 {
     const char *magic = PyUnicode_AsUTF8(arg);
@@ -1317,6 +1511,7 @@ static PyObject *mod_keys(PyObject *Py_UNUSED(self), PyObject *arg)
     return out;
 }
 
+#ifndef ACTMAX_PYTHON_NO_RENDER
 static PyObject *render_fail(int rc)
 {
     PyErr_Format(PyExc_RuntimeError, "render: %s: %s", render_strerror(rc), render_last_error());
@@ -1556,9 +1751,41 @@ static PyObject *mod_progress_html(PyObject *Py_UNUSED(self), PyObject *args)
     render_free(text);
     return r;
 }
+#else
+static PyObject *no_renderer(void)
+{
+    PyErr_SetString(PyExc_RuntimeError,
+                    "this actmax module was built without the kernel's renderer (an engine-only "
+                    "build, ACTMAX_KERNEL=OFF): results are there as tensors, but nothing is drawn; "
+                    "build with ACTMAX_KERNEL=ON for images, plots and tables");
+    return NULL;
+}
+
+static PyObject *mod_images_png(PyObject *Py_UNUSED(self), PyObject *Py_UNUSED(args))
+{
+    return no_renderer();
+}
+
+static PyObject *mod_plot_png(PyObject *Py_UNUSED(self), PyObject *Py_UNUSED(args))
+{
+    return no_renderer();
+}
+
+static PyObject *mod_table(PyObject *Py_UNUSED(self), PyObject *Py_UNUSED(args))
+{
+    return no_renderer();
+}
+
+static PyObject *mod_progress_html(PyObject *Py_UNUSED(self), PyObject *Py_UNUSED(args))
+{
+    return no_renderer();
+}
+#endif
 
 static PyMethodDef module_methods[] = {
     {"engine", mod_engine, METH_NOARGS, "loads the engine; its version, API version, path, BLAS"},
+    {"tokenize", mod_tokenize, METH_VARARGS, "tokenize(tokenizer_json, text) -> int64 ids"},
+    {"array_save", mod_array_save, METH_VARARGS, "array_save(path, float32 or int64 array): .npy or .pt"},
     {"keys", mod_keys, METH_O, "a magic's typed keys: [(name, type, default, lo, hi, choices, doc)]"},
     {"images_png", mod_images_png, METH_VARARGS,
      "images_png(pix, captions, title, min_px, cell_px=128)"},
@@ -1644,8 +1871,31 @@ PyMODINIT_FUNC PyInit__actmax(void)
         PyModule_AddIntConstant(m, "INPUT_TOKENS", AM_INPUT_TOKENS) < 0 ||
         PyModule_AddIntConstant(m, "INPUT_EMBEDS", AM_INPUT_EMBEDS) < 0 ||
         PyModule_AddIntConstant(m, "RENDER_MIN_PX", RENDER_MIN_PX) < 0 ||
+#ifdef ACTMAX_PYTHON_NO_RENDER
+        PyModule_AddObjectRef(m, "HAVE_RENDER", Py_False) < 0 ||
+#else
+        PyModule_AddObjectRef(m, "HAVE_RENDER", Py_True) < 0 ||
+#endif
         PyModule_AddStringConstant(m, "ENGINE_LIB", ACTMAX_ENGINE_LIB) < 0)
         goto fail;
+    /* The sizes of the structs this module passes by pointer, as compiled
+     * here: the contract test compares them with the engine's table. */
+    PyObject *sizes = PyDict_New();
+    if (!sizes || PyModule_AddObject(m, "STRUCT_SIZES", sizes) < 0) {
+        Py_XDECREF(sizes);
+        goto fail;
+    }
+#define AM_STRUCT_SIZE(s)                                                                      \
+    {                                                                                          \
+        PyObject *v = PyLong_FromSize_t(sizeof(s));                                            \
+        if (!v || PyDict_SetItemString(sizes, #s, v) < 0) {                                    \
+            Py_XDECREF(v);                                                                     \
+            goto fail;                                                                         \
+        }                                                                                      \
+        Py_DECREF(v);                                                                          \
+    }
+    AM_API_STRUCTS(AM_STRUCT_SIZE)
+#undef AM_STRUCT_SIZE
     return m;
 fail:
     Py_DECREF(m);

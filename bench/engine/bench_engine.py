@@ -196,14 +196,15 @@ def one(args):
     if args.which == "reference":
         sps = reference(model, layer, channel, args.steps, args.size, args.device, args.rounds)
     else:
-        import amlib
-        m = amlib.Model(args.model, device=args.device, input_shape=[3, args.size, args.size])
+        import actmax
+        import actmax.raw as raw
+        m = actmax.load(args.model, device=args.device, input=(3, args.size, args.size))
         obj = f"{layer}[{channel}]" if layer != "fc" else f"fc[{channel}]"
         objs = [obj] * args.batch if args.batch > 1 else obj
-        amlib.Run(m, objs, steps=3, seed=1)  # warm-up: graph executor profiling runs
+        raw.run(m, objs, steps=3, seed=1)  # warm-up: graph executor profiling runs
         sps = 0.0
         for r in range(args.rounds):
-            run = amlib.Run(m, objs, steps=args.steps, seed=r)
+            run = raw.run(m, objs, steps=args.steps, seed=r)
             sps = max(sps, run.steps / run.seconds)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     gpu_peak = torch.cuda.max_memory_allocated() / 2 ** 20 if args.device.startswith("cuda") else 0
@@ -240,13 +241,18 @@ def main():
     ap.add_argument("--repeat", type=int, default=2, help="alternating reference/engine processes per figure")
     args = ap.parse_args()
     if args.lib:
-        os.environ["ACTMAX_LIB"] = args.lib
+        # The Python module of the same build (build/python beside
+        # build/ext/libactmax.so), for this process and the spawned ones.
+        os.environ["ACTMAX_ENGINE"] = args.lib
+        pydir = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(args.lib))), "python")
+        os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (pydir, os.environ.get("PYTHONPATH")) if p)
+        sys.path.insert(0, pydir)
     if args.which:
         one(args)
         return
 
-    import amlib
-    st, blas, _ = amlib.blas_info()
+    import actmax
+    blas = actmax.engine()["blas"]
     model, kind = resnet18()
     torch.manual_seed(0)
     model.eval()

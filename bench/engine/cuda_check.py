@@ -13,7 +13,6 @@ import torch
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-sys.path.insert(0, os.path.join(HERE, "..", "..", "tests", "engine"))
 
 from bench_engine import resnet18  # noqa: E402
 
@@ -29,7 +28,8 @@ def main():
     torch.backends.cuda.matmul.allow_tf32 = False
     torch.backends.cudnn.allow_tf32 = False
     torch.backends.cudnn.deterministic = True
-    import amlib
+    import actmax  # the build's python/ folder, on PYTHONPATH (gpu_check.sh)
+    import actmax.raw as raw
 
     model, kind = resnet18()
     torch.manual_seed(0)
@@ -37,8 +37,9 @@ def main():
     x = torch.randn(2, 3, args.size, args.size, device=args.device)
     path = os.path.join(tempfile.mkdtemp(prefix="actmax-cuda-"), "resnet18.pt")
     torch.jit.trace(model, x).save(path)
-    m = amlib.Model(path, device=args.device, input_shape=[3, args.size, args.size])
-    acts, grad = m.tap(x.cpu().numpy(), LAYERS, grad=True)
+    m = actmax.load(path, device=args.device, input=(3, args.size, args.size))
+    acts, grad = m.activations(x.cpu(), LAYERS, grad=True)
+    acts, grad = [np.asarray(a) for a in acts], np.asarray(grad)
 
     seen, store = {}, {}
     mods = dict(model.named_modules())
@@ -71,7 +72,7 @@ def main():
     ok &= gdiff <= gtol
     print(f"  input gradient     max|diff| {gdiff:.2e}  tol {gtol:.1e}  {'ok' if gdiff <= gtol else 'MISMATCH'}")
 
-    run = amlib.Run(m, ["layer2[3]", "layer3[7]"], steps=30, seed=0)
+    run = raw.run(m, ["layer2[3]", "layer3[7]"], steps=30, seed=0)
     rise = float(run.curve[-5:].mean() - run.curve[:5].mean())
     print(f"  optimization: 30 steps in {run.seconds:.2f} s, objective {run.curve[0]:.3f} -> {run.curve[-1]:.3f}")
     ok &= rise > 0

@@ -57,12 +57,12 @@ CMAKE
     cmake -S "$SRC" -B "$BUILD" -DCMAKE_BUILD_TYPE=Release -DTorch_DIR="$TORCH_DIR" >"$BUILD.configure.log" 2>&1 ||
         { tail -n 30 "$BUILD.configure.log" >&2; die "cmake configure failed (log: $BUILD.configure.log)"; }
 fi
-say "building actmax and actmax-engine with $JOBS jobs"
-cmake --build "$BUILD" -j"$JOBS" --target actmax actmax-engine >"$BUILD.build.log" 2>&1 ||
-    { tail -n 40 "$BUILD.build.log" >&2; die "build failed (log: $BUILD.build.log)"; }
+say "building actmax, actmax-engine and the Python module with $JOBS jobs"
+cmake --build "$BUILD" -j"$JOBS" --target actmax actmax-engine actmax_python >"$BUILD.build.log" 2>&1 ||
+    { tail -n 40 "$BUILD.build.log" >&2; die "build failed (log: $BUILD.build.log; the checks need the Python module: python3-dev for $PY)"; }
 LIB="$BUILD/ext/libactmax.so"
 [ -f "$LIB" ] || die "built, but $LIB is missing"
-export ACTMAX_LIB="$LIB"
+export ACTMAX_LIB="$LIB" ACTMAX_ENGINE="$LIB" PYTHONPATH="$BUILD/python${PYTHONPATH:+:$PYTHONPATH}"
 say "built in $(( $(date +%s) - start )) s"
 
 say "BLAS / engine self-report:"

@@ -11,64 +11,35 @@ blocks.L.mlp.act[-1, n] at a fixed prompt length:
   gcg/corp  ratio; the neuron is a "win" when the prompt beats the corpus
   s         wall seconds for the neuron (soft + gcg), the machine as it is
 
-The corpus pass reads windows through the am_dataset functions that
-libactmax exports and taps the four blocks' activations at once, so it is
-one pass for every neuron.
+The corpus pass takes the windows the engine's dataset reader makes (through
+actmax.raw.examples, the top-k scanner with k above their count) and taps the
+four blocks' activations at once, so it is one pass for every neuron.
 """
 import argparse
-import ctypes as C
 import os
 import sys
 import time
 
 import numpy as np
 
-here = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.join(here, "..", "..", "tests", "engine"))
 
-
-class DatasetOptions(C.Structure):
-    _fields_ = [("path", C.c_char_p), ("tokenizer", C.c_void_p), ("window", C.c_int64), ("stride", C.c_int64)]
-
-
-class Batch(C.Structure):
-    _fields_ = [("count", C.c_int64), ("first", C.c_int64), ("images", C.c_void_p), ("labels", C.c_void_p),
-                ("tokens", C.POINTER(C.c_int64))]
-
-
-def corpus_max(amlib, model, corpus, window, layers, chunk=1024):
-    """Per layer, the maximum over windows of each neuron at the last position."""
-    lib = amlib.lib
-    lib.am_dataset_open.argtypes = [C.c_char_p, C.c_char_p, C.POINTER(DatasetOptions), C.POINTER(C.c_void_p)]
-    lib.am_dataset_next_batch.argtypes = [C.c_void_p, C.c_int64, C.POINTER(Batch)]
-    lib.am_dataset_error.restype = C.c_char_p
-    lib.am_dataset_error.argtypes = [C.c_void_p]
-    lib.am_dataset_free.argtypes = [C.c_void_p]
-    p, n = C.c_char_p(), C.c_size_t()
-    assert lib.am_model_tokenizer(model.h, C.byref(p), C.byref(n)) == 0
-    tok = C.c_void_p()
-    assert lib.am_tokenizer_load_json(p, n.value, C.byref(tok)) == 0
-    ds = C.c_void_p()
-    opts = DatasetOptions(str(corpus).encode(), tok, window, 1)
-    st = lib.am_dataset_open(b"fortunes", b"heldout", C.byref(opts), C.byref(ds))
-    if st != 0:
-        sys.exit(f"corpus: {lib.am_dataset_error(ds).decode()}")
+def corpus_max(raw, model, corpus, window, layers, chunk=1024):
+    """Per layer, the maximum over windows of each neuron at the last position,
+    and the windows scanned. The windows are the engine's own (its dataset
+    reader, through the top-k scanner with k above their count), tapped on
+    every layer at once: one pass for every neuron."""
+    r = raw.examples(model, f"{layers[0]}[-1, 0]", dataset="fortunes", path=corpus, split="heldout",
+                     window=window, stride=1, k=100000, batch=chunk)
+    if len(r["items"]) < r["scanned"]:
+        sys.exit(f"corpus: {r['scanned']} windows, more than the scanner keeps (100000); use a shorter corpus")
+    ids = np.stack([e["tokens"] for e in r["items"]])
     best = {l: None for l in layers}
-    count = 0
-    while True:
-        b = Batch()
-        assert lib.am_dataset_next_batch(ds, chunk, C.byref(b)) == 0
-        if b.count == 0:
-            break
-        ids = np.ctypeslib.as_array(b.tokens, shape=(b.count * window,)).copy().reshape(b.count, window)
-        acts = model.tap(ids, layers)
+    for i in range(0, len(ids), chunk):
+        acts = model.activations(ids[i:i + chunk], layers)
         for l, a in zip(layers, acts):
-            m = a[:, -1, :].max(0)
+            m = np.asarray(a)[:, -1, :].max(0)
             best[l] = m if best[l] is None else np.maximum(best[l], m)
-        count += b.count
-    lib.am_dataset_free(ds)
-    lib.am_tokenizer_free(tok)
-    return best, count
+    return best, r["scanned"]
 
 
 def main():
@@ -90,19 +61,22 @@ def main():
     ap.add_argument("--budget-s", type=float, default=60.0,
                     help="wall seconds per neuron after which GCG is cancelled (keeping its best)")
     args = ap.parse_args()
-    os.environ["ACTMAX_LIB"] = args.lib
-    import amlib
+    # The module of the same build: build/python beside build/ext/libactmax.so.
+    os.environ["ACTMAX_ENGINE"] = args.lib
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(args.lib))), "python"))
+    import actmax
+    import actmax.raw as raw
 
-    model = amlib.Model(args.model)
-    layers_info = [l for l in model.layers() if l["name"].endswith(".mlp.act")]
-    layers = [l["name"] for l in layers_info]
-    width = layers_info[0]["shape"][-1]
+    model = actmax.load(args.model, device="cpu")
+    layers_info = [l for l in model.layers() if l.name.endswith(".mlp.act")]
+    layers = [l.name for l in layers_info]
+    width = layers_info[0].shape[-1]
     rng = np.random.default_rng(args.seed)
     flat = rng.choice(len(layers) * width, size=args.neurons, replace=False)
     picks = [(layers[int(f) // width], int(f) % width) for f in flat]
 
     t0 = time.time()
-    cmax, windows = corpus_max(amlib, model, args.corpus, args.len, layers)
+    cmax, windows = corpus_max(raw, model, args.corpus, args.len, layers)
     t_corpus = time.time() - t0
     print(f"tiny-lm, len {args.len}: {args.neurons} neurons (seed {args.seed}); corpus: {windows} windows of "
           f"{args.len} tokens (stride 1) in {t_corpus:.1f} s")
@@ -115,12 +89,12 @@ def main():
     for layer, n in picks:
         obj = f"{layer}[-1, {n}]"
         t = time.time()
-        soft = amlib.TextRun(model, obj, method=amlib.SOFT, len=args.len, steps=args.soft_steps, lr=0.05,
-                             seed=args.seed, attribution=0)
+        soft = raw.text_run(model, obj, method=raw.SOFT, len=args.len, steps=args.soft_steps, lr=0.05,
+                            seed=args.seed, attribution=0)
         start = time.time()
-        gcg = amlib.TextRun(model, obj, method=amlib.GCG, len=args.len, steps=args.gcg_steps,
-                            batch=args.gcg_batch, topk=args.gcg_topk, restarts=args.restarts, seed=args.seed,
-                            attribution=0, progress=lambda p: (time.time() - start) > args.budget_s)
+        gcg = raw.text_run(model, obj, method=raw.GCG, len=args.len, steps=args.gcg_steps,
+                           batch=args.gcg_batch, topk=args.gcg_topk, restarts=args.restarts, seed=args.seed,
+                           attribution=0, progress=lambda p: (time.time() - start) > args.budget_s)
         secs = time.time() - t
         cm = float(cmax[layer][n])
         win = gcg.activation > cm
@@ -142,9 +116,9 @@ def main():
         for (layer, n), row in list(zip(picks, rows))[:args.fluency_neurons]:
             obj = f"{layer}[-1, {n}]"
             start = time.time()
-            f = amlib.TextRun(model, obj, method=amlib.GCG, len=args.len, steps=args.gcg_steps,
-                              batch=args.gcg_batch, topk=args.gcg_topk, seed=args.seed, fluency=args.fluency,
-                              attribution=0, progress=lambda p: (time.time() - start) > args.budget_s)
+            f = raw.text_run(model, obj, method=raw.GCG, len=args.len, steps=args.gcg_steps,
+                             batch=args.gcg_batch, topk=args.gcg_topk, seed=args.seed, fluency=args.fluency,
+                             attribution=0, progress=lambda p: (time.time() - start) > args.budget_s)
             print(f"{obj:<30} {row[3]:8.3f} {row[7]:8.3f} {f.activation:8.3f} {f.xent:8.3f}  "
                   f"{f.text.decode('utf-8', 'replace')!r}", flush=True)
 

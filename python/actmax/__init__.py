@@ -515,6 +515,10 @@ class Model:
         """One token as printable text (\\n, \\xNN escapes)."""
         return self._m.token_text(int(i))
 
+    def tokenizer_json(self):
+        """The tokenizer the model carries (its tokenizer.json, bytes), or None."""
+        return self._m.tokenizer_bytes()
+
     def tokens(self, objective, progress=None, **kw):
         """Searches for the prompt that maximizes an objective of a text model.
         Keys and defaults are those of %tokens (actmax.keys("tokens"))."""

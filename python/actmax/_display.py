@@ -37,7 +37,8 @@ class Live:
         self.notebook = in_notebook()
         if progress is None:
             progress = self.notebook or sys.stderr.isatty()
-        self.on = bool(progress)
+        # An engine-only build has no renderer to draw the bar with.
+        self.on = bool(progress) and _actmax.HAVE_RENDER
         self.images = bool(images and self.on and self.notebook)
         self.handle = None
         self.png = None
@@ -71,7 +72,7 @@ class Live:
 
     # The engine's callbacks (called with the GIL, between steps).
 
-    def run_step(self, step, steps, objective, image):
+    def run_step(self, step, steps, objective, image, terms=()):
         if image is not None and self.images:
             buf, shape = image
             pix = np.frombuffer(buf, np.float32).reshape(shape)

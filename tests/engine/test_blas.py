@@ -4,14 +4,15 @@ import subprocess
 import numpy as np  # noqa: F401  (loads the same libblas as the engine would)
 import torch
 
-import amlib
+import actmax
 
 
 def test_engine_reports_optimized_blas():
-    st, path, optimized = amlib.blas_info()
+    info = actmax.engine()
+    path, optimized = info["blas"], info["blas_optimized"]
     print("BLAS in use:", path)
-    assert st == 0
-    assert optimized == 1, f"libtorch resolved {path}; install libopenblas0-pthread (scripts/install-deps.sh)"
+    assert path, "the engine named no BLAS library"
+    assert optimized is True, f"libtorch resolved {path}; install libopenblas0-pthread (scripts/install-deps.sh)"
 
 
 def test_process_maps_show_openblas_after_matmul():

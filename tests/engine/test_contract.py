@@ -5,17 +5,33 @@ library; every status code has its message and class.
 
 The header is parsed with a few regular expressions (its declarations follow
 one layout: `AM_API <type> name(`), so a function added without its table
-entry, or a table entry left behind by a removed function, fails here."""
+entry, or a table entry left behind by a removed function, fails here.
+
+This is the one test that reaches the library without the Python module:
+ctypes opens it for am_get_api and the exported symbols, and every other
+call goes through the table's own function pointers, as a front's would."""
 import ctypes as C
 import os
 import re
 
 import pytest
 
-import amlib
+import actmax
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 HEADER = os.path.join(HERE, "..", "..", "ext", "include", "actmax.h")
+
+
+def _library():
+    path = os.environ.get("ACTMAX_LIB")
+    if not path:
+        pytest.skip("ACTMAX_LIB is not set (CTest sets it to the build's libactmax.so)")
+    return C.CDLL(path)
+
+
+@pytest.fixture(scope="module")
+def lib():
+    return _library()
 
 
 def _strip_comments(text):
@@ -68,7 +84,7 @@ def _api_version():
     return api, version
 
 
-def test_every_declared_function_is_listed_once(header):
+def test_every_declared_function_is_listed_once(header, lib):
     declared, listed = _declared(header), _listed(header)
     assert len(declared) > 50, f"the header parse found only {len(declared)} functions"
     # The entry point is declared but not in its own table.
@@ -82,7 +98,7 @@ def test_every_declared_function_is_listed_once(header):
     assert not extra, f"in AM_API_FUNCTIONS but not declared in actmax.h: {extra}"
     # Every listed function is exported by the library under its name.
     for f in listed:
-        assert hasattr(amlib.lib, f), f"{f} is not exported by libactmax"
+        assert hasattr(lib, f), f"{f} is not exported by libactmax"
 
 
 def _table_type(header):
@@ -92,8 +108,8 @@ def _table_type(header):
     return type("ApiTable", (C.Structure,), {"_fields_": fields})
 
 
-def _get_api(version):
-    fn = amlib.lib.am_get_api
+def _get_api(lib, version):
+    fn = lib.am_get_api
     fn.restype = C.c_void_p
     fn.argtypes = [C.c_uint32, C.POINTER(C.c_uint32)]
     engine = C.c_uint32(0xFFFFFFFF)
@@ -101,70 +117,98 @@ def _get_api(version):
     return p, engine.value
 
 
-def test_table_matches_the_header_and_the_library(header):
+def _table(header, lib):
+    """The engine's function table (checked to be there), as a ctypes struct."""
+    api, _ = _api_version()
+    p, _ = _get_api(lib, api)
+    assert p, "am_get_api refused its own AM_API_VERSION"
+    return _table_type(header).from_address(p)
+
+
+def _fn(table, name, restype, *argtypes):
+    """A function of the table, called through its pointer."""
+    return C.CFUNCTYPE(restype, *argtypes)(getattr(table, name))
+
+
+def test_table_matches_the_header_and_the_library(header, lib):
     api, version = _api_version()
-    p, engine = _get_api(api)
+    p, engine = _get_api(lib, api)
     assert engine == api
     assert p, "am_get_api refused its own AM_API_VERSION"
     Table = _table_type(header)
     t = Table.from_address(p)
     assert t.api_version == api
     assert t.version.decode() == version
-    amlib.lib.am_version.restype = C.c_char_p
-    assert amlib.lib.am_version().decode() == version
+    assert _fn(t, "am_version", C.c_char_p)().decode() == version
+    # The module was built from the same header and loads this library.
+    assert actmax.engine()["api_version"] == api and actmax.engine()["version"] == version
     assert t.size == C.sizeof(Table), "sizeof(am_api) differs from the layout the header's lists give"
     for f in _listed(header):
-        addr = C.cast(getattr(amlib.lib, f), C.c_void_p).value
+        addr = C.cast(getattr(lib, f), C.c_void_p).value
         assert getattr(t, f) == addr, f"the table's {f} is not the exported {f}"
 
 
-# Struct mirrors a ctypes binding declares; each must match the engine's size.
-_MIRRORS = {
-    "am_tensor": amlib.Tensor, "am_input": amlib.Input, "am_layer_info": amlib.LayerInfo,
-    "am_progress": amlib.Progress, "am_options": amlib.Options, "am_text_progress": amlib.TextProgress,
-    "am_text_options": amlib.TextOptions, "am_text_examples_options": amlib.TextExamplesOptions,
-    "am_model_load_options": amlib.LoadOptions, "am_examples_options": amlib.ExamplesOptions,
-    "am_example": amlib.Example,
-}
+# The structs a front passes by pointer; the Python module's compiled sizes
+# (actmax._actmax.STRUCT_SIZES, from the same header) must be the engine's.
+_BY_POINTER = ["am_tensor", "am_input", "am_layer_info", "am_progress", "am_options", "am_text_progress",
+               "am_text_options", "am_text_examples_options", "am_model_load_options",
+               "am_examples_options", "am_example"]
 
 
-def test_struct_sizes(header):
-    api, _ = _api_version()
-    p, _ = _get_api(api)
-    t = _table_type(header).from_address(p)
+def test_struct_sizes(header, lib):
+    t = _table(header, lib)
     structs = _structs(header)
     for s in structs:
         assert getattr(t, "sizeof_" + s) > 0, s
-    for name, cls in _MIRRORS.items():
+    sizes = actmax._actmax.STRUCT_SIZES
+    assert sorted(sizes) == sorted(structs), "the module was built from another AM_API_STRUCTS"
+    for name in _BY_POINTER:
         assert name in structs, f"{name} is passed by pointer but missing from AM_API_STRUCTS"
-        assert C.sizeof(cls) == getattr(t, "sizeof_" + name), \
-            f"amlib's {cls.__name__} is {C.sizeof(cls)} bytes, the engine's {name} {getattr(t, 'sizeof_' + name)}"
+    for name in structs:
+        assert sizes[name] == getattr(t, "sizeof_" + name), \
+            f"the module's {name} is {sizes[name]} bytes, the engine's {getattr(t, 'sizeof_' + name)}"
 
 
-def test_other_version_is_refused_and_named(header):
+def test_other_version_is_refused_and_named(header, lib):
     api, _ = _api_version()
     for other in (0, api + 1, api - 1 if api > 1 else 1000, 0xFFFFFFFF):
         if other == api:
             continue
-        p, engine = _get_api(other)
+        p, engine = _get_api(lib, other)
         assert not p, f"am_get_api({other}) returned a table; only {api} may"
         assert engine == api
 
 
-def test_status_messages_and_classes(header):
+def test_status_messages_and_classes(header, lib):
     statuses = _statuses(header)
     assert len(statuses) >= 10
-    lib = amlib.lib
-    lib.am_strerror.restype = C.c_char_p
-    lib.am_status_class.restype = C.c_char_p
+    t = _table(header, lib)
+    strerror = _fn(t, "am_strerror", C.c_char_p, C.c_int)
+    status_class = _fn(t, "am_status_class", C.c_char_p, C.c_int)
     values = [v for _, v, _, _ in statuses]
     assert len(set(values)) == len(values), "two statuses share a value"
     assert dict((n, v) for n, v, _, _ in statuses)["OK"] == 0
     for name, value, text, cls in statuses:
-        assert lib.am_strerror(value).decode() == text, name
-        assert lib.am_status_class(value).decode() == cls, name
+        assert strerror(value).decode() == text, name
+        assert status_class(value).decode() == cls, name
         if value != 0:
             assert value < 0 and cls.endswith("Error"), name
     for unknown in (1, -11, -1000):
-        assert lib.am_strerror(unknown).decode() == "unknown status code"
-        assert lib.am_status_class(unknown).decode() == "EngineError"
+        assert strerror(unknown).decode() == "unknown status code"
+        assert status_class(unknown).decode() == "EngineError"
+
+
+def test_null_handles_and_codes(header, lib):
+    """NULL handles are refused with AM_E_ARG, frees of NULL are no-ops."""
+    t = _table(header, lib)
+    P = C.c_void_p
+    _fn(t, "am_model_free", None, P)(None)
+    _fn(t, "am_run_free", None, P)(None)
+    _fn(t, "am_tensor_release", None, P)(None)
+    load = _fn(t, "am_model_load", C.c_int, C.c_char_p, C.c_char_p, P, C.c_int, P)
+    assert load(b"x", None, None, 0, None) == -1
+    assert _fn(t, "am_model_num_layers", C.c_int, P)(None) == -1
+    strerror = _fn(t, "am_strerror", C.c_char_p, C.c_int)
+    for code in range(0, -11, -1):
+        assert strerror(code)
+    assert strerror(-99) == b"unknown status code"

@@ -15,7 +15,8 @@ import numpy as np
 import pytest
 import torch
 
-import amlib
+import actmax
+import actmax.raw as raw
 
 DATA = "/usr/share/datasets/fashion-mnist"
 LABELS = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
@@ -23,6 +24,9 @@ LABELS = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shir
 MEAN, STD = 72.9, 90.0  # in the 0..255 range the metadata declares
 LIMIT = 1500            # test images scanned: enough for a meaningful top-k, quick on CPU
 E_ARG, E_FORMAT, E_LAYER, E_OBJECTIVE, E_UNSUPPORTED = -1, -3, -5, -6, -7
+# The class the module raises for each status (am_status_class).
+ERROR_CLASS = {E_ARG: ValueError, -2: OSError, E_LAYER: actmax.LayerError, E_OBJECTIVE: actmax.ObjectiveError,
+               E_UNSUPPORTED: actmax.UnsupportedError}
 
 pytestmark = pytest.mark.skipif(not os.path.exists(f"{DATA}/t10k-images-idx3-ubyte.gz"),
                                 reason="dataset-fashion-mnist is not installed (scripts/install-deps.sh)")
@@ -59,7 +63,8 @@ def net(model_dir):
                    _extra_files={"actmax.json": json.dumps(meta)})
     images = idx("t10k-images-idx3-ubyte.gz")[:LIMIT].astype(np.float32)  # 0..255, as the model expects
     labels = idx("t10k-labels-idx1-ubyte.gz")[:LIMIT].astype(np.int64)
-    return dict(model=model, path=path, am=amlib.Model(path), images=images[:, None], labels=labels)
+    return dict(model=model, path=path, am=actmax.load(str(path), device="cpu"), images=images[:, None],
+                labels=labels)
 
 
 def torch_values(net, objective_fn):
@@ -81,12 +86,12 @@ def torch_values(net, objective_fn):
 ])
 def test_topk_matches_pytorch(net, objective, fn):
     K = 9
-    r = amlib.examples(net["am"], objective, k=K, limit=LIMIT, batch=256)
+    r = raw.examples(net["am"], objective, k=K, limit=LIMIT, batch=256)
     ref = torch_values(net, fn)
     order = np.argsort(-ref, kind="stable")[:K]
     print(f"\n{objective}: engine top {[round(e['value'], 4) for e in r['items'][:3]]}, "
           f"PyTorch {[round(float(ref[i]), 4) for i in order[:3]]}")
-    assert r["kind"] == amlib.DATASET_IMAGE and r["scanned"] == LIMIT and r["cancelled"] == 0
+    assert r["kind"] == "image" and r["scanned"] == LIMIT and r["cancelled"] == 0
     assert len(r["items"]) == K
     # Values to float32 rounding of the model's own arithmetic; ranks equal
     # unless two images lie within that rounding of each other.
@@ -107,33 +112,33 @@ def test_topk_matches_pytorch(net, objective, fn):
 def test_same_value_as_the_objective_on_the_same_image(net):
     """The range is applied as runs apply it: an example's value is what
     am_model_objective gives on the image scaled the same way."""
-    r = amlib.examples(net["am"], "conv[6]", k=5, limit=LIMIT)
+    r = raw.examples(net["am"], "conv[6]", k=5, limit=LIMIT)
     img = np.stack([e["image"] for e in r["items"]])  # (5, 1, 28, 28) in 0..255
-    direct = net["am"].objective((img - MEAN) / STD, "conv[6]")
+    direct = np.asarray(net["am"].objective((img - MEAN) / STD, "conv[6]"))
     vals = np.array([e["value"] for e in r["items"]])
     print(f"\nexamples {vals}, am_model_objective {direct}")
     assert np.allclose(vals, direct, rtol=1e-5, atol=1e-5)
     # Scoring the [0, 1] pixels as read (the range dropped) gives other values.
-    wrong = net["am"].objective((img / 255.0 - MEAN) / STD, "conv[6]")
+    wrong = np.asarray(net["am"].objective((img / 255.0 - MEAN) / STD, "conv[6]"))
     assert not np.allclose(vals, wrong, rtol=1e-2)
 
 
 def test_progress_cancel_and_split(net):
     B, K = 200, 4
     calls = []
-    r = amlib.examples(net["am"], "conv[3]", k=K, limit=LIMIT, batch=B,
-                       progress=lambda s, t, b: calls.append((s, t, b)))
+    r = raw.examples(net["am"], "conv[3]", k=K, limit=LIMIT, batch=B,
+                     progress=lambda s, t, b: calls.append((s, t, b)))
     assert [c[0] for c in calls] == [min((i + 1) * B, LIMIT) for i in range(len(calls))]
     assert all(c[1] == LIMIT for c in calls) and calls[-1][2] == r["max"]
     # Cancelled after the first batch: the top k of the items read.
     calls = []
-    r = amlib.examples(net["am"], "conv[3]", k=K, limit=LIMIT, batch=B,
-                       progress=lambda s, t, b: calls.append((s, t, b)) or True)
+    r = raw.examples(net["am"], "conv[3]", k=K, limit=LIMIT, batch=B,
+                     progress=lambda s, t, b: calls.append((s, t, b)) or True)
     ref = torch_values(net, lambda a: a["conv"][:, 3].mean((1, 2)))[:B]
     assert len(calls) == 1 and r["cancelled"] == 1 and r["scanned"] == B
     assert [e["index"] for e in r["items"]] == list(np.argsort(-ref, kind="stable")[:K])
     # The training split is another set of images.
-    tr = amlib.examples(net["am"], "conv[3]", k=1, limit=300, split="train")
+    tr = raw.examples(net["am"], "conv[3]", k=1, limit=300, split="train")
     first = idx("train-images-idx3-ubyte.gz")[tr["items"][0]["index"]].astype(np.float32)
     assert np.array_equal(tr["items"][0]["image"][0], first)
 
@@ -152,18 +157,18 @@ def test_bad_requests(net, model_dir, resnet18_file):
         (dict(objective="conv[1]", dataset="imagenet"), E_ARG, "imagenet"),
     ]
     for kw, status, words in cases:
-        with pytest.raises(amlib.AmError) as e:
-            amlib.examples(am, kw.pop("objective"), **{"limit": 300, **kw})
+        with pytest.raises(ERROR_CLASS[status]) as e:
+            raw.examples(am, kw.pop("objective"), **{"limit": 300, **kw})
         print(f"  {kw}: {e.value}")
-        assert e.value.status == status and words in e.value.message
+        assert e.value.status == status and words in e.value.detail
     # A model whose metadata names no dataset, and one of another input shape.
     path, _ = resnet18_file
-    other = amlib.Model(path, input_shape=[3, 64, 64])
-    with pytest.raises(amlib.AmError) as e:
-        amlib.examples(other, "layer1[0]")
-    assert e.value.status == E_UNSUPPORTED and "names no dataset" in e.value.message
-    with pytest.raises(amlib.AmError) as e:
-        amlib.examples(other, "layer1[0]", dataset="fashion-mnist", limit=10)
-    assert e.value.status == E_UNSUPPORTED and "[1, 28, 28]" in e.value.message
+    other = actmax.load(str(path), device="cpu", input=(3, 64, 64))
+    with pytest.raises(actmax.UnsupportedError) as e:
+        raw.examples(other, "layer1[0]")
+    assert e.value.status == E_UNSUPPORTED and "names no dataset" in e.value.detail
+    with pytest.raises(actmax.UnsupportedError) as e:
+        raw.examples(other, "layer1[0]", dataset="fashion-mnist", limit=10)
+    assert e.value.status == E_UNSUPPORTED and "[1, 28, 28]" in e.value.detail
     # The handle still works after every failure.
-    assert amlib.examples(am, "conv[1]", k=1, limit=10)["scanned"] == 10
+    assert raw.examples(am, "conv[1]", k=1, limit=10)["scanned"] == 10

@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 import torch
 
-import amlib
+import actmax
+import actmax.raw as raw
 
 DATA = "/usr/share/datasets/fashion-mnist"
 LABELS = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
@@ -85,23 +86,23 @@ def fashion(model_dir):
 
 
 def test_metadata_from_the_file(fashion):
-    m = amlib.Model(fashion[0])
+    m = actmax.load(str(fashion[0]), device="cpu")
     assert m.note == ""
-    assert amlib.lib.am_model_num_labels(m.h) == 10
-    assert amlib.lib.am_model_label(m.h, 7) == b"Sneaker"
+    assert len(m.labels) == 10
+    assert m.labels[7] == "Sneaker"
 
 
 def test_channels_beat_random_and_dataset(fashion):
     path, images, acc = fashion
     assert acc > 0.8
-    m = amlib.Model(path)
+    m = actmax.load(str(path), device="cpu")
     chans = list(range(32))
-    run = amlib.Run(m, [f"conv2[{c}]" for c in chans], steps=128, lr=0.05, seed=0)
+    run = raw.run(m, [f"conv2[{c}]" for c in chans], steps=128, lr=0.05, seed=0)
     opt = run.final
-    (ds,) = m.tap((images - MEAN) / STD, ["conv2"])
+    ds = np.asarray(m.activations((images - MEAN) / STD, "conv2"))
     best_ds = ds.mean(axis=(2, 3)).max(axis=0)
     rnd = np.random.default_rng(0).uniform(0, 1, (200, 1, 28, 28)).astype(np.float32)
-    (ra,) = m.tap((rnd - MEAN) / STD, ["conv2"])
+    ra = np.asarray(m.activations((rnd - MEAN) / STD, "conv2"))
     rnd_mean = ra.mean(axis=(2, 3)).mean(axis=0)
     rnd_max = ra.mean(axis=(2, 3)).max(axis=0)
     beat_ds = int((opt > best_ds).sum())
@@ -119,14 +120,14 @@ def test_channels_beat_random_and_dataset(fashion):
 
 def test_logits_by_label(fashion):
     path, images, _ = fashion
-    m = amlib.Model(path)
-    run = amlib.Run(m, [f'fc["{l}"]' for l in LABELS], steps=128, lr=0.05, seed=0)
-    (logits,) = m.tap((images - MEAN) / STD, ["fc"])
+    m = actmax.load(str(path), device="cpu")
+    run = raw.run(m, [f'fc["{l}"]' for l in LABELS], steps=128, lr=0.05, seed=0)
+    logits = np.asarray(m.activations((images - MEAN) / STD, "fc"))
     best_ds = logits.max(axis=0)
     print("logit by label: optimized vs best of 1000 test images")
     for l, o, d in zip(LABELS, run.final, best_ds):
         print(f"  {l:12s} {o:8.2f} {d:8.2f}")
     assert int((run.final > best_ds).sum()) >= 6
-    with pytest.raises(amlib.AmError) as e:
-        amlib.Run(m, 'fc["Sneakers"]', steps=1)
-    assert 'closest: "Sneaker"' in e.value.message
+    with pytest.raises(actmax.ObjectiveError) as e:
+        raw.run(m, 'fc["Sneakers"]', steps=1)
+    assert 'closest: "Sneaker"' in e.value.detail

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-import amlib
+import actmax
+import actmax.raw as raw
 
 HAVE_DNNL = os.environ.get("ACTMAX_TEST_DNNL", "") == "1"
 MEAN = np.array([0.485, 0.456, 0.406], np.float32).reshape(1, 3, 1, 1)
@@ -43,11 +44,11 @@ def pytorch_step(model, layer, channels, seed, lr):
 @pytest.mark.parametrize("layer,channels", [("layer1", [3]), ("layer2", [3, 7]), ("fc", [1])])
 def test_one_step_matches_pytorch(r18_128, layer, channels):
     path, model = r18_128
-    m = amlib.Model(str(path), input_shape=[3, SIZE, SIZE])
+    m = actmax.load(str(path), device="cpu", input=(3, SIZE, SIZE))
     seed, lr = 3, 20.0
     objs = [f"{layer}[{c}]" for c in channels]
-    run = amlib.Run(m, objs if len(objs) > 1 else objs[0], steps=1, seed=seed, optimizer=1, lr=lr, param=1,
-                    decorrelate=0, transforms=0)
+    run = raw.run(m, objs if len(objs) > 1 else objs[0], steps=1, seed=seed, optimizer=1, lr=lr, param=1,
+                  decorrelate=0, transforms=0)
     expect, start = pytorch_step(model, layer, channels, seed, lr)
     moved = float(np.abs(expect - start).max())
     diff = float(np.abs(run.images - expect).max())
@@ -58,9 +59,10 @@ def test_one_step_matches_pytorch(r18_128, layer, channels):
 
 
 def fast_ops_in_graph(path, layer):
-    code = ("import amlib; m = amlib.Model(%r, input_shape=[3, %d, %d]); amlib.Run(m, %r, steps=1)"
-            % (str(path), SIZE, SIZE, layer + "[0]"))
-    env = dict(os.environ, ACTMAX_DUMP_GRAPH="1", PYTHONPATH=os.path.dirname(os.path.abspath(__file__)))
+    code = ("import actmax, actmax.raw as raw; m = actmax.load(%r, device='cpu', input=(3, %d, %d)); "
+            "raw.run(m, %r, steps=1)" % (str(path), SIZE, SIZE, layer + "[0]"))
+    # The module's folder comes with PYTHONPATH (CTest sets it).
+    env = dict(os.environ, ACTMAX_DUMP_GRAPH="1")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
     return out.stderr.count("actmax::fast("), out.stderr.count(": winograd")
@@ -110,9 +112,9 @@ def test_scripted_model_without_stem_bias(model_dir):
         model.bn1.running_var.uniform_(0.5, 2.0)
     path = model_dir / "small-scripted.pt"
     torch.jit.script(model).save(str(path))
-    m = amlib.Model(str(path), input_shape=[1, 56, 56])
+    m = actmax.load(str(path), device="cpu", input=(1, 56, 56))
     seed, lr = 4, 100.0
-    run = amlib.Run(m, "conv2[5]", steps=1, seed=seed, optimizer=1, lr=lr, param=1, decorrelate=0, transforms=0)
+    run = raw.run(m, "conv2[5]", steps=1, seed=seed, optimizer=1, lr=lr, param=1, decorrelate=0, transforms=0)
     torch.manual_seed(seed)
     p = (torch.randn(1, 1, 56, 56) * 0.01).requires_grad_(True)
     feats = {}

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-import amlib
+import actmax
+import actmax.raw as raw
 
 E_ARG, E_IO, E_FORMAT = -1, -2, -3
 
@@ -40,43 +41,41 @@ def small(model_dir):
 
 def test_memory_gives_the_same_taps_as_the_file(small):
     x = np.random.default_rng(0).standard_normal((2, 3, 8, 8)).astype(np.float32)
-    a = amlib.Model(small["path"])
-    b = amlib.Model(data=small["data"])
+    a = actmax.load(str(small["path"]), device="cpu")
+    b = raw.load(data=small["data"])
     layers = ["conv", "relu", "fc"]
-    ta, tb = a.tap(x, layers), b.tap(x, layers)
+    ta, tb = a.activations(x, layers), b.activations(x, layers)
     for la, lb in zip(ta, tb):
         assert np.array_equal(la, lb)
     with torch.no_grad():
         ref = small["model"](torch.from_numpy(x)).numpy()
     assert np.allclose(tb[2], ref, atol=1e-5)
-    assert b.labels() == list("abcde")
-    assert b.normalization() == ([0.5] * 3, [0.25] * 3, [0.0, 1.0])
-    assert [l["name"] for l in b.layers()] == [l["name"] for l in a.layers()]
+    assert b.labels == list("abcde")
+    assert (b.mean, b.std, list(b.range)) == ([0.5] * 3, [0.25] * 3, [0.0, 1.0])
+    assert [l.name for l in b.layers()] == [l.name for l in a.layers()]
 
 
 def test_metadata_sets_and_overrides(small):
     # A scripted module with no actmax.json: everything from the caller.
     meta = {"kind": "image", "input": [3, 8, 8], "mean": [0.1, 0.2, 0.3], "std": [1, 2, 4],
             "range": [0, 255], "labels": ["p", "q", "r", "s", "t"], "dataset": "fashion-mnist"}
-    m = amlib.Model(data=small["bare"], metadata=meta)
+    m = raw.load(data=small["bare"], metadata=meta)
     assert m.note == ""
-    assert m.labels() == meta["labels"]
-    mean, sd, rng = m.normalization()
+    assert m.labels == meta["labels"]
+    mean, sd, rng = m.mean, m.std, list(m.range)
     assert np.allclose(mean, meta["mean"]) and np.allclose(sd, meta["std"]) and rng == [0.0, 255.0]
-    amlib.lib.am_model_dataset.restype = amlib.C.c_char_p
-    amlib.lib.am_model_dataset.argtypes = [amlib.C.c_void_p]
-    assert amlib.lib.am_model_dataset(m.h) == b"fashion-mnist"
+    assert m.dataset == "fashion-mnist"
     # Keys given win over the archive's; the others stay.
-    o = amlib.Model(data=small["data"], metadata={"labels": ["v", "w", "x", "y", "z"], "range": [-1, 1]})
-    assert o.labels() == ["v", "w", "x", "y", "z"]
-    assert o.normalization() == ([0.5] * 3, [0.25] * 3, [-1.0, 1.0])
+    o = raw.load(data=small["data"], metadata={"labels": ["v", "w", "x", "y", "z"], "range": [-1, 1]})
+    assert o.labels == ["v", "w", "x", "y", "z"]
+    assert (o.mean, o.std, list(o.range)) == ([0.5] * 3, [0.25] * 3, [-1.0, 1.0])
     # With a path too.
-    f = amlib.Model(small["path"], metadata='{"mean": [0], "std": [1]}')
-    assert f.normalization()[0] == [0.0] * 3
+    f = raw.load(small["path"], metadata='{"mean": [0], "std": [1]}')
+    assert f.mean == [0.0] * 3
     # Without metadata the bare module needs an input shape, as from a file.
-    with pytest.raises(amlib.AmError) as e:
-        amlib.Model(data=small["bare"], metadata={})
-    assert e.value.status == E_ARG and "input shape is unknown" in e.value.message
+    with pytest.raises(actmax.ModelError) as e:
+        raw.load(data=small["bare"], metadata={})
+    assert e.value.status == E_ARG and "input shape is unknown" in e.value.detail
 
 
 def test_bad_load_options(small, tmp_path):
@@ -92,18 +91,18 @@ def test_bad_load_options(small, tmp_path):
         (dict(data=small["data"], device="tpu"), -8, "auto, cpu, cuda"),
     ]
     for kw, status, words in cases:
-        with pytest.raises(amlib.AmError) as e:
-            amlib.Model(**kw)
+        with pytest.raises(actmax.ModelError) as e:
+            raw.load(**kw)
         print(f"  {sorted(kw)}: {e.value}")
-        assert e.value.status == status and words in e.value.message
+        assert e.value.status == status and words in e.value.detail
 
 
 def test_auto_device_is_what_libtorch_reports(small):
-    m = amlib.Model(small["path"], device="auto")
+    m = actmax.load(str(small["path"]), device="auto")
     want = "cuda" if torch.cuda.is_available() else "cpu"
     assert m.device == want
     x = np.zeros((1, 3, 8, 8), np.float32)
-    assert m.tap(x, ["fc"])[0].shape == (1, 5)
+    assert tuple(m.activations(x, ["fc"])[0].shape) == (1, 5)
     # NULL stays the CPU.
-    n = amlib.Model(small["path"], device=None, data=None, metadata={})
+    n = raw.load(small["path"], device=None, data=None, metadata={})
     assert n.device == "cpu"

@@ -10,7 +10,8 @@ import pytest
 import torch
 import torchvision
 
-import amlib
+import actmax
+from arrays import as_numpy
 
 TOL = 1e-5
 
@@ -61,9 +62,9 @@ def test_taps_match_hooks(name, model_dir):
     x = torch.randn(*shape)
     path = model_dir / f"taps_{name}.pt"
     torch.jit.trace(model, x, check_trace=False).save(str(path))
-    m = amlib.Model(path, input_shape=list(shape[1:]))
+    m = actmax.load(str(path), device="cpu", input=shape[1:])
 
-    acts, grad = m.tap(x.numpy(), layers, grad=True)
+    acts, grad = as_numpy(m.activations(x, layers, grad=True))
     xr = x.clone().requires_grad_(True)
     refs = hooked(model, xr, layers)
     for spec, a, r in zip(layers, acts, refs):
@@ -81,8 +82,8 @@ def test_taps_match_hooks(name, model_dir):
 
 def test_layer_listing_matches_modules(resnet18_file):
     path, model = resnet18_file
-    m = amlib.Model(path, input_shape=[3, 64, 64])
-    layers = m.layers()
+    m = actmax.load(str(path), device="cpu", input=(3, 64, 64))
+    layers = [l._asdict() for l in m.layers()]
     names = [l["name"] for l in layers]
     # Execution order: the stem before the blocks, blocks in order, fc last.
     assert names[:4] == ["conv1", "bn1", "relu", "maxpool"]
@@ -139,10 +140,10 @@ def test_scripted_model(model_dir):
     model.bn.running_mean.uniform_(-0.5, 0.5)
     path = model_dir / "scripted.pt"
     torch.jit.script(model).save(str(path))
-    m = amlib.Model(path, input_shape=[3, 16, 16])
+    m = actmax.load(str(path), device="cpu", input=(3, 16, 16))
     layers = ["stem", "bn", "block.conv", "block.relu#1", "block.relu", "block", "head"]
     x = torch.randn(2, 3, 16, 16)
-    acts, grad = m.tap(x.numpy(), layers, grad=True)
+    acts, grad = as_numpy(m.activations(x, layers, grad=True))
     xr = x.clone().requires_grad_(True)
     refs = hooked(model, xr, layers)
     for spec, a, r in zip(layers, acts, refs):
@@ -152,21 +153,21 @@ def test_scripted_model(model_dir):
     (gref,) = torch.autograd.grad(sum(r.sum() for r in refs), xr)
     assert float(np.abs(grad - gref.numpy()).max()) <= TOL * max(1.0, float(gref.abs().max()))
     # A module returning a tuple: element 0 by default, element 1 by ':1'.
-    a0, a1 = m.tap(x.numpy(), ["pair", "pair:1"])
+    a0, a1 = as_numpy(m.activations(x, ["pair", "pair:1"]))
     r0, r1 = model.pair(model.block(model.act(model.bn(model.stem(x)))))
     assert np.abs(a0 - r0.detach().numpy()).max() <= TOL
     assert np.abs(a1 - r1.detach().numpy()).max() <= TOL
-    names = [l["name"] for l in m.layers()]
+    names = [l.name for l in m.layers()]
     assert names.index("stem") < names.index("block.conv") < names.index("head")
 
 
 def test_cut_graph_still_right_for_many_layer_sets(resnet18_file):
     """The tap cache is per layer set: different sets must not mix."""
     path, model = resnet18_file
-    m = amlib.Model(path, input_shape=[3, 64, 64])
+    m = actmax.load(str(path), device="cpu", input=(3, 64, 64))
     x = torch.randn(1, 3, 64, 64)
-    (a,) = m.tap(x.numpy(), ["layer1"])
-    (b, c) = m.tap(x.numpy(), ["layer1", "layer4"])
-    (d,) = m.tap(x.numpy(), ["layer1"])
+    (a,) = as_numpy(m.activations(x, ["layer1"]))
+    (b, c) = as_numpy(m.activations(x, ["layer1", "layer4"]))
+    (d,) = as_numpy(m.activations(x, ["layer1"]))
     assert np.array_equal(a, b) and np.array_equal(a, d)
     assert c.shape == (1, 512, 2, 2)

@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 import torch
 
-import amlib
+import actmax
+import actmax.raw as raw
 from tinygpt import TinyGPT, save_scripted, tokenizer_json
 
 VOCAB_BYTES = 256
@@ -54,18 +55,26 @@ def xent(model, ids):
 
 @pytest.fixture(scope="module")
 def lm(gpt):
-    return amlib.Model(gpt["path"])
+    return actmax.load(str(gpt["path"]), device="cpu")
 
 
-@pytest.mark.parametrize("distance", [amlib.DIST_COSINE, amlib.DIST_L2])
+def text_examples(model, objective, path, info=None, **kw):
+    """raw.text_examples as (max, scanned, items); info (a dict) gets "cancelled"."""
+    r = raw.text_examples(model, objective, path, **kw)
+    if info is not None:
+        info["cancelled"] = r["cancelled"]
+    return r["max"], r["scanned"], r["items"]
+
+
+@pytest.mark.parametrize("distance", [raw.DIST_COSINE, raw.DIST_L2])
 def test_soft_projection(gpt, lm, distance):
     obj = f"{NEURON}[-1, 7]"
-    r = amlib.TextRun(lm, obj, method=amlib.SOFT, len=5, steps=40, lr=0.1, distance=distance, nearest=4, seed=1)
+    r = raw.text_run(lm, obj, method=raw.SOFT, len=5, steps=40, lr=0.1, distance=distance, nearest=4, seed=1)
     W = gpt["model"].wte.weight.detach().numpy()
     e = r.embeds
     assert e.shape == (5, W.shape[1])
     # Nearest tokens against numpy.
-    if distance == amlib.DIST_COSINE:
+    if distance == raw.DIST_COSINE:
         sim = (e / np.linalg.norm(e, axis=1, keepdims=True)) @ (W / np.linalg.norm(W, axis=1, keepdims=True)).T
         ref_ids = np.argsort(-sim, axis=1)[:, :4]
         ref_vals = np.take_along_axis(sim, ref_ids, 1)
@@ -97,8 +106,8 @@ def test_projected_curve_and_best_projection(gpt, lm):
     ids; the last projection (the result) may be worse than the best."""
     steps, T, n = 60, 5, 7
     reported = []
-    r = amlib.TextRun(lm, f"{NEURON}[-1, {n}]", method=amlib.SOFT, len=T, steps=steps, lr=0.1, seed=4,
-                      progress=lambda p: reported.append([p.tokens[i] for i in range(p.len)]))
+    r = raw.text_run(lm, f"{NEURON}[-1, {n}]", method=raw.SOFT, len=T, steps=steps, lr=0.1, seed=4,
+                     progress=lambda p: reported.append(list(p.tokens)))
     ids = np.array(reported, np.int64)  # (S, T)
     assert r.projected_curve.shape == (steps,) and ids.shape == (steps, T)
     ref = neuron_acts(gpt["model"], ids=ids)[:, -1, n]
@@ -116,18 +125,18 @@ def test_projected_curve_and_best_projection(gpt, lm):
     assert abs(best_act - ref.max()) <= 1e-4 * max(1, abs(ref.max()))
     assert best_act >= r.projected_curve[-1] - 1e-6
     # GCG's steps are prompts already: its projected curve is its curve.
-    g = amlib.TextRun(lm, f"{NEURON}[-1, {n}]", method=amlib.GCG, len=T, steps=10, topk=16, batch=32, seed=2)
+    g = raw.text_run(lm, f"{NEURON}[-1, {n}]", method=raw.GCG, len=T, steps=10, topk=16, batch=32, seed=2)
     assert np.array_equal(g.projected_curve, g.curve)
     assert abs(g.best[1] - g.curve.max()) <= 1e-6 and g.best[2] == int(np.argmax(g.curve)) + 1
     # A sweep: one value, the result.
-    s = amlib.TextRun(lm, f"{NEURON}[-1, {n}]", method=amlib.SWEEP, len=1)
+    s = raw.text_run(lm, f"{NEURON}[-1, {n}]", method=raw.SWEEP, len=1)
     assert np.array_equal(s.best[0], s.tokens) and s.best[2] == 1
 
 
 def test_gcg_monotone_and_recomputed(gpt, lm):
     seen = []
-    r = amlib.TextRun(lm, f"{NEURON}[-1, 3]", method=amlib.GCG, len=6, steps=25, topk=16, batch=32, seed=2,
-                      progress=lambda p: seen.append(p.activation))
+    r = raw.text_run(lm, f"{NEURON}[-1, 3]", method=raw.GCG, len=6, steps=25, topk=16, batch=32, seed=2,
+                     progress=lambda p: seen.append(p.activation))
     assert len(seen) == 25 and r.steps == 25
     assert all(b >= a for a, b in zip(seen, seen[1:])), seen
     assert np.allclose(r.curve, seen)
@@ -137,7 +146,7 @@ def test_gcg_monotone_and_recomputed(gpt, lm):
     assert abs(r.curve[-1] - r.activation) <= 1e-4 * max(1, abs(ref))
     # Retokenization: the text encodes back to the very same ids.
     assert r.roundtrip == 1
-    assert np.array_equal(amlib.encode(gpt["tok"], r.text), r.tokens)
+    assert np.array_equal(raw.tokenize(gpt["tok"], r.text), r.tokens)
     assert gpt["eot"] not in r.tokens
     # Attribution: swapping each token for the reported alternative costs the reported drop.
     drop, alt = r.attribution
@@ -150,13 +159,13 @@ def test_gcg_monotone_and_recomputed(gpt, lm):
 
 
 def test_gcg_cancel_keeps_best(lm):
-    r = amlib.TextRun(lm, f"{NEURON}[-1, 3]", method=amlib.GCG, len=4, steps=50, batch=16, seed=2,
-                      progress=lambda p: p.step >= 3)
+    r = raw.text_run(lm, f"{NEURON}[-1, 3]", method=raw.GCG, len=4, steps=50, batch=16, seed=2,
+                     progress=lambda p: p.step >= 3)
     assert r.cancelled == 1 and r.steps == 3 and len(r.tokens) == 4
 
 
 def test_sweep_len1_is_brute_force(gpt, lm):
-    r = amlib.TextRun(lm, f"{NEURON}[-1, 11]", method=amlib.SWEEP, len=1)
+    r = raw.text_run(lm, f"{NEURON}[-1, 11]", method=raw.SWEEP, len=1)
     ref = neuron_acts(gpt["model"], ids=np.arange(gpt["vocab"])[:, None])[:, 0, 11]
     assert r.sweep.shape == (gpt["vocab"],) and r.sweep_position == 0
     assert np.abs(r.sweep - ref).max() <= 1e-4
@@ -166,7 +175,7 @@ def test_sweep_len1_is_brute_force(gpt, lm):
 
 def test_sweep_middle_position(gpt, lm):
     start = np.array([40, 41, 42, 43], dtype=np.int64)
-    r = amlib.TextRun(lm, f"{NEURON}[:, 2]", method=amlib.SWEEP, len=4, position=1, init_tokens=start)
+    r = raw.text_run(lm, f"{NEURON}[:, 2]", method=raw.SWEEP, len=4, position=1, init_tokens=start)
     rows = np.repeat(start[None], gpt["vocab"], 0)
     rows[:, 1] = np.arange(gpt["vocab"])
     ref = neuron_acts(gpt["model"], ids=rows)[:, :, 2].mean(1)
@@ -175,9 +184,9 @@ def test_sweep_middle_position(gpt, lm):
 
 
 def test_fluency_lowers_cross_entropy(gpt, lm):
-    kw = dict(method=amlib.GCG, len=6, steps=30, topk=32, batch=48, seed=4)
-    plain = amlib.TextRun(lm, f"{NEURON}[-1, 5]", fluency=0.0, **kw)
-    fluent = amlib.TextRun(lm, f"{NEURON}[-1, 5]", fluency=20.0, **kw)
+    kw = dict(method=raw.GCG, len=6, steps=30, topk=32, batch=48, seed=4)
+    plain = raw.text_run(lm, f"{NEURON}[-1, 5]", fluency=0.0, **kw)
+    fluent = raw.text_run(lm, f"{NEURON}[-1, 5]", fluency=20.0, **kw)
     print(f"xent without fluency {plain.xent:.3f}, with {fluent.xent:.3f}; "
           f"activation {plain.activation:.3f} vs {fluent.activation:.3f}")
     assert fluent.xent < plain.xent
@@ -186,40 +195,44 @@ def test_fluency_lowers_cross_entropy(gpt, lm):
 
 
 def test_pez_and_restarts(gpt, lm):
-    one = amlib.TextRun(lm, f"{NEURON}[-1, 9]", method=amlib.PEZ, len=4, steps=15, seed=0)
-    many = amlib.TextRun(lm, f"{NEURON}[-1, 9]", method=amlib.PEZ, len=4, steps=15, seed=0, restarts=3)
+    one = raw.text_run(lm, f"{NEURON}[-1, 9]", method=raw.PEZ, len=4, steps=15, seed=0)
+    many = raw.text_run(lm, f"{NEURON}[-1, 9]", method=raw.PEZ, len=4, steps=15, seed=0, restarts=3)
     assert many.activation >= one.activation - 1e-6
     ref = neuron_acts(gpt["model"], ids=many.tokens)[0, -1, 9]
     assert abs(many.activation - ref) <= 1e-4 * max(1, abs(ref))
     assert many.curve[-1] >= many.curve[0]
 
 
+# The class the module raises for each status (am_status_class).
+ERROR_CLASS = {-1: ValueError, -5: actmax.LayerError, -6: actmax.ObjectiveError, -7: actmax.UnsupportedError}
+
+
 def expect_error(status, fragment, fn):
-    with pytest.raises(amlib.AmError) as e:
+    with pytest.raises(ERROR_CLASS[status]) as e:
         fn()
     print(e.value)
-    assert e.value.status == status and fragment in e.value.message
+    assert e.value.status == status and fragment in e.value.detail
 
 
 def test_bad_input(gpt, lm, resnet18_file):
     obj = f"{NEURON}[-1, 3]"
-    expect_error(-1, "len must be 1..8", lambda: amlib.TextRun(lm, obj, len=0))
-    expect_error(-1, "len must be 1..8", lambda: amlib.TextRun(lm, obj, len=9))
-    expect_error(-6, "position", lambda: amlib.TextRun(lm, f"{NEURON}[5, 3]", len=4, steps=1))
+    expect_error(-1, "len must be 1..8", lambda: raw.text_run(lm, obj, len=0))
+    expect_error(-1, "len must be 1..8", lambda: raw.text_run(lm, obj, len=9))
+    expect_error(-6, "position", lambda: raw.text_run(lm, f"{NEURON}[5, 3]", len=4, steps=1))
     expect_error(-6, "out of range for dimension 1 (size 128)",
-                 lambda: amlib.TextRun(lm, f"{NEURON}[-1, 999]", len=4, steps=1))
-    expect_error(-6, "^", lambda: amlib.TextRun(lm, f"{NEURON}[-1, 3", len=4, steps=1))
-    expect_error(-5, "unknown layer", lambda: amlib.TextRun(lm, "blocks.7.mlp[-1, 3]", len=4, steps=1))
-    expect_error(-1, "method", lambda: amlib.TextRun(lm, obj, method=9))
-    expect_error(-1, "outside the prompt", lambda: amlib.TextRun(lm, obj, method=amlib.SWEEP, len=3, position=3))
-    expect_error(-1, "objective", lambda: amlib.TextRun(lm, None))
-    img = amlib.Model(resnet18_file[0], input_shape=[3, 64, 64])
-    expect_error(-7, "text model", lambda: amlib.TextRun(img, "layer1[0]", len=4))
-    expect_error(-7, "text model", lambda: amlib.text_examples(img, "layer1[0]", "/dev/null"))
-    expect_error(-7, "image model", lambda: amlib.Run(lm, obj, steps=1))
-    notok = amlib.Model(gpt["notok"])
-    expect_error(-7, "tokenizer", lambda: amlib.TextRun(notok, obj, len=4, steps=1))
-    expect_error(-1, "window must be 1..8", lambda: amlib.text_examples(lm, obj, "/dev/null", window=9))
+                 lambda: raw.text_run(lm, f"{NEURON}[-1, 999]", len=4, steps=1))
+    expect_error(-6, "^", lambda: raw.text_run(lm, f"{NEURON}[-1, 3", len=4, steps=1))
+    expect_error(-5, "unknown layer", lambda: raw.text_run(lm, "blocks.7.mlp[-1, 3]", len=4, steps=1))
+    expect_error(-1, "method", lambda: raw.text_run(lm, obj, method=9))
+    expect_error(-1, "outside the prompt", lambda: raw.text_run(lm, obj, method=raw.SWEEP, len=3, position=3))
+    expect_error(-1, "objective", lambda: raw.text_run(lm, None))
+    img = actmax.load(str(resnet18_file[0]), device="cpu", input=(3, 64, 64))
+    expect_error(-7, "text model", lambda: raw.text_run(img, "layer1[0]", len=4))
+    expect_error(-7, "text model", lambda: raw.text_examples(img, "layer1[0]", "/dev/null"))
+    expect_error(-7, "image model", lambda: raw.run(lm, obj, steps=1))
+    notok = actmax.load(str(gpt["notok"]), device="cpu")
+    expect_error(-7, "tokenizer", lambda: raw.text_run(notok, obj, len=4, steps=1))
+    expect_error(-1, "window must be 1..8", lambda: raw.text_examples(lm, obj, "/dev/null", window=9))
 
 
 @pytest.fixture(scope="module")
@@ -235,8 +248,8 @@ def corpus(tmp_path_factory):
 def test_examples_topk(gpt, lm, corpus):
     path, text = corpus
     W = 5
-    mx, scanned, ex = amlib.text_examples(lm, f"{NEURON}[-1, 6]", path, dataset="text", window=W, stride=1, k=4)
-    stream = np.concatenate([amlib.encode(gpt["tok"], text), [gpt["eot"]]]).astype(np.int64)
+    mx, scanned, ex = text_examples(lm, f"{NEURON}[-1, 6]", path, dataset="text", window=W, stride=1, k=4)
+    stream = np.concatenate([raw.tokenize(gpt["tok"], text), [gpt["eot"]]]).astype(np.int64)
     windows = np.lib.stride_tricks.sliding_window_view(stream, W)
     assert scanned == len(windows)
     acts = neuron_acts(gpt["model"], ids=windows)
@@ -252,7 +265,7 @@ def test_examples_topk(gpt, lm, corpus):
     # Per-token colouring: the objective at each position of the window.
     assert np.allclose(per, acts[idx, :, 6], atol=1e-4)
     # A mean-over-positions objective colours by the neuron at each position too.
-    _, _, ex2 = amlib.text_examples(lm, f"{NEURON}[:, 6]", path, dataset="text", window=W, stride=1, k=1)
+    _, _, ex2 = text_examples(lm, f"{NEURON}[:, 6]", path, dataset="text", window=W, stride=1, k=1)
     i2, s2, _, per2 = ex2[0]
     assert abs(s2 - acts[:, :, 6].mean(1).max()) <= 1e-4
     assert np.allclose(per2, acts[i2, :, 6], atol=1e-4)
@@ -262,7 +275,7 @@ def test_examples_progress_and_cancel(gpt, lm, corpus):
     path, text = corpus
     W, B, K = 5, 64, 4
     obj = f"{NEURON}[-1, 6]"
-    stream = np.concatenate([amlib.encode(gpt["tok"], text), [gpt["eot"]]]).astype(np.int64)
+    stream = np.concatenate([raw.tokenize(gpt["tok"], text), [gpt["eot"]]]).astype(np.int64)
     windows = np.lib.stride_tricks.sliding_window_view(stream, W)
     brute = neuron_acts(gpt["model"], ids=windows)[:, -1, 6]
     N = len(windows)
@@ -270,8 +283,8 @@ def test_examples_progress_and_cancel(gpt, lm, corpus):
     # Every batch is reported: increasing counts, ending at the total, the best so far.
     calls = []
     info = {}
-    mx, scanned, ex = amlib.text_examples(lm, obj, path, dataset="text", window=W, stride=1, k=K, batch=B,
-                                          progress=lambda s, t, b: calls.append((s, t, b)), info=info)
+    mx, scanned, ex = text_examples(lm, obj, path, dataset="text", window=W, stride=1, k=K, batch=B,
+                                    progress=lambda s, t, b: calls.append((s, t, b)), info=info)
     print(f"{len(calls)} progress calls over {N} windows: {calls[:3]} ... {calls[-1]}")
     assert info["cancelled"] == 0 and scanned == N
     assert [c[0] for c in calls] == [min((i + 1) * B, N) for i in range(len(calls))]
@@ -282,8 +295,8 @@ def test_examples_progress_and_cancel(gpt, lm, corpus):
     # Cancelled after the first batch: AM_OK, the top k of the windows scanned.
     calls = []
     info = {}
-    mx, scanned, ex = amlib.text_examples(lm, obj, path, dataset="text", window=W, stride=1, k=K, batch=B,
-                                          progress=lambda s, t, b: calls.append((s, t, b)) or True, info=info)
+    mx, scanned, ex = text_examples(lm, obj, path, dataset="text", window=W, stride=1, k=K, batch=B,
+                                    progress=lambda s, t, b: calls.append((s, t, b)) or True, info=info)
     print(f"cancelled after {scanned} of {N} windows, max {mx:.4f}")
     assert len(calls) == 1 and info["cancelled"] == 1
     assert scanned == B < N
@@ -297,8 +310,8 @@ def test_examples_progress_and_cancel(gpt, lm, corpus):
         assert abs(score - brute[idx]) <= 1e-4
     assert mx == scores[0] and abs(mx - calls[0][2]) <= 1e-6
     # A callback that returns 0 changes nothing.
-    _, scanned, ex2 = amlib.text_examples(lm, obj, path, dataset="text", window=W, stride=1, k=K, batch=B,
-                                          progress=lambda s, t, b: 0, info=info)
+    _, scanned, ex2 = text_examples(lm, obj, path, dataset="text", window=W, stride=1, k=K, batch=B,
+                                    progress=lambda s, t, b: 0, info=info)
     assert info["cancelled"] == 0 and scanned == N
 
 
@@ -311,10 +324,10 @@ def _tiny_lm():
 @pytest.mark.skipif(not os.path.exists(_tiny_lm()), reason="tiny-lm.pt is built only with ACTMAX_MODELS=ON")
 def test_tiny_lm_end_to_end():
     path = _tiny_lm()
-    m = amlib.Model(path)
-    r = amlib.TextRun(m, "blocks.2.mlp.act[-1, 123]", method=amlib.GCG, len=8, steps=20, attribution=0)
+    m = actmax.load(path, device="cpu")
+    r = raw.text_run(m, "blocks.2.mlp.act[-1, 123]", method=raw.GCG, len=8, steps=20, attribution=0)
     # The token-id graph (not the embeddings one the search ran on).
-    (acts,) = m.tap(r.tokens[None], ["blocks.2.mlp.act"])
+    acts = np.asarray(m.activations(r.tokens[None], "blocks.2.mlp.act"))
     ref = float(acts[0, -1, 123])
     print(f"tiny-lm gcg 20 steps: {r.activation:.4f} (torch {ref:.4f}) {r.text!r}")
     assert abs(r.activation - ref) <= 1e-4 * max(1, abs(ref))
@@ -326,17 +339,17 @@ def test_generic_examples_on_text(gpt, lm, corpus):
     am_text_examples, with the kind and no labels."""
     path, _ = corpus
     obj = f"{NEURON}[-1, 6]"
-    mx, scanned, ex = amlib.text_examples(lm, obj, path, dataset="text", window=5, stride=2, k=5)
-    g = amlib.examples(lm, obj, dataset="text", path=path, window=5, stride=2, k=5)
-    assert g["kind"] == amlib.DATASET_TEXT and g["scanned"] == scanned and g["max"] == mx
+    mx, scanned, ex = text_examples(lm, obj, path, dataset="text", window=5, stride=2, k=5)
+    g = raw.examples(lm, obj, dataset="text", path=path, window=5, stride=2, k=5)
+    assert g["kind"] == "text" and g["scanned"] == scanned and g["max"] == mx
     for (idx, score, toks, per), e in zip(ex, g["items"]):
         assert e["index"] == idx and e["value"] == score and e["image"] is None
         assert np.array_equal(e["tokens"], toks) and np.array_equal(e["acts"], per)
         assert e["label"] == -1 and e["label_name"] == ""
     # limit: only the first windows are scanned.
-    lim = amlib.examples(lm, obj, dataset="text", path=path, window=5, stride=2, k=3, limit=20)
+    lim = raw.examples(lm, obj, dataset="text", path=path, window=5, stride=2, k=3, limit=20)
     assert lim["scanned"] == 20 and all(e["index"] < 20 for e in lim["items"])
     # An image dataset for a text model is refused.
-    with pytest.raises(amlib.AmError) as e:
-        amlib.examples(lm, obj, dataset="fashion-mnist")
-    assert e.value.status == -7 and "images" in e.value.message
+    with pytest.raises(actmax.UnsupportedError) as e:
+        raw.examples(lm, obj, dataset="fashion-mnist")
+    assert e.value.status == -7 and "images" in e.value.detail

@@ -1,19 +1,15 @@
-"""tiny-llama through the engine (tests/engine/amlib.py's ctypes binding of
-libactmax): it loads with its SentencePiece-layout tokenizer, and a short
-GCG and a short soft-prompt search on an MLP neuron report activations that
-PyTorch recomputes on the same ids."""
-import os
-import sys
-
+"""tiny-llama through the engine (the Python module actmax, as users call
+it): it loads with its SentencePiece-layout tokenizer, and a short GCG and a
+short soft-prompt search on an MLP neuron report activations that PyTorch
+recomputes on the same ids."""
 import numpy as np
 import pytest
 import torch
 
 from conftest import build_file
 
-sys.path.insert(0, os.environ.get("ENGINE_TESTS", os.path.join(os.path.dirname(__file__), "..",
-                                                                 "engine")))
-import amlib  # noqa: E402
+import actmax  # the build's python/ folder, on PYTHONPATH from CTest
+import actmax.raw as raw
 
 NEURON = "layers.1.mlp.act"
 UNIT = 17
@@ -22,7 +18,7 @@ UNIT = 17
 @pytest.fixture(scope="module")
 def llama():
     path = build_file("models", "tiny-llama.pt")
-    return amlib.Model(path), torch.jit.load(path).eval()
+    return actmax.load(path, device="cpu"), torch.jit.load(path).eval()
 
 
 def torch_act(module, ids):
@@ -38,9 +34,9 @@ def torch_act(module, ids):
 
 def test_tokenizer_is_read(llama):
     m, _ = llama
-    st, tok = amlib.tokenizer_bytes(m)
-    assert st == 0 and b"\"byte_fallback\": true" in tok
-    ids = amlib.encode(tok, "Hello world")
+    tok = m.tokenizer_json()
+    assert tok is not None and b"\"byte_fallback\": true" in tok
+    ids = raw.tokenize(tok, "Hello world")
     assert len(ids) >= 2
 
 
@@ -48,14 +44,14 @@ def test_tokenizer_is_read(llama):
 def test_search_activation_matches_torch(llama, method):
     m, module = llama
     obj = f"{NEURON}[-1, {UNIT}]"
-    kw = dict(method=amlib.GCG, len=6, steps=8) if method == "gcg" else \
-        dict(method=amlib.SOFT, len=6, steps=30, lr=0.1)
-    r = amlib.TextRun(m, obj, seed=3, **kw)
+    kw = dict(method=raw.GCG, len=6, steps=8) if method == "gcg" else \
+        dict(method=raw.SOFT, len=6, steps=30, lr=0.1)
+    r = raw.text_run(m, obj, seed=3, **kw)
     assert len(r.tokens) == 6
     with torch.no_grad():
         ref = float(torch_act(module, r.tokens)[-1, UNIT])
     # The engine's own token-id tap agrees too.
-    (acts,) = m.tap(r.tokens[None], [NEURON])
+    acts = np.asarray(m.activations(r.tokens[None], NEURON))
     print(f"\ntiny-llama {method}: activation {r.activation:.4f}, torch {ref:.4f}, "
           f"text {r.text!r}")
     assert abs(r.activation - ref) <= 1e-4 * max(1.0, abs(ref))
