@@ -1,25 +1,18 @@
 """am_array_save: arrays written as .npy (numpy.load) and .pt (torch.load)."""
-import ctypes as C
-
 import numpy as np
 import pytest
 import torch
 
-from amlib import lib
-
-AM_DTYPE_FLOAT32, AM_DTYPE_INT64 = 0, 1
-lib.am_array_save.restype = C.c_int
-lib.am_array_save.argtypes = [C.c_char_p, C.c_int, C.c_void_p, C.POINTER(C.c_int64), C.c_int,
-                              C.c_char_p, C.c_size_t]
+import actmax.raw as raw
 
 
 def save(path, a):
-    a = np.require(a, requirements="C")  # (ascontiguousarray would make 0-d arrays 1-d)
-    dtype = AM_DTYPE_INT64 if a.dtype == np.int64 else AM_DTYPE_FLOAT32
-    shape = (C.c_int64 * max(1, a.ndim))(*a.shape)
-    err = C.create_string_buffer(512)
-    rc = lib.am_array_save(str(path).encode(), dtype, a.ctypes.data, shape, a.ndim, err, 512)
-    return rc, err.value.decode()
+    """(status, message) of raw.array_save: 0 and "" when written."""
+    try:
+        raw.array_save(path, a)
+    except (ValueError, OSError) as e:
+        return e.status, e.detail
+    return 0, ""
 
 
 CASES = [
