@@ -362,6 +362,18 @@ static void *open_socket(mg_kernel *k, int type, const mg_conn *c, int port, con
     zmq_setsockopt(s, ZMQ_LINGER, &linger, sizeof linger);
     if (max_msg > 0)
         zmq_setsockopt(s, ZMQ_MAXMSGSIZE, &max_msg, sizeof max_msg);
+    if (c->curve_secret) {
+        /* CurveZMQ, set before bind: only a client holding the public key
+         * (from the connection file) completes the handshake. */
+        int server = 1;
+        if (zmq_setsockopt(s, ZMQ_CURVE_SERVER, &server, sizeof server) != 0 ||
+            zmq_setsockopt(s, ZMQ_CURVE_SECRETKEY, c->curve_secret, 41) != 0 ||
+            zmq_setsockopt(s, ZMQ_CURVE_PUBLICKEY, c->curve_public, 41) != 0) {
+            mg_log("cannot set CurveZMQ keys on the %s socket: %s", what, zmq_strerror(errno));
+            zmq_close(s);
+            return NULL;
+        }
+    }
     if (type == ZMQ_XPUB) {
         /* Every subscription reaches the kernel, not only a topic's first:
          * each client is greeted. */
@@ -451,7 +463,8 @@ int mg_kernel_main(const char *connection_file, mg_interp *interp)
     /* Everything heavy (the engine) loads on first use, so kernel_info is
      * answered as soon as the sockets are up. */
     k->interp = interp;
-    mg_log("kernel %s started (pid %d)", k->session, (int)getpid());
+    mg_log("kernel %s started (pid %d%s)", k->session, (int)getpid(),
+           conn.curve_secret ? ", CurveZMQ encryption" : "");
 
     /* Like ipykernel: when the client that started us (JPY_PARENT_PID) is
      * gone, we are orphaned and exit instead of lingering. */
