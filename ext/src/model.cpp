@@ -27,16 +27,60 @@ using torch::jit::Value;
 namespace am {
 
 std::string short_what(const std::string &what, int max_lines) {
+    // libtorch's allocator failure, in plain words.
+    size_t oom = what.find("can't allocate memory");
+    if (oom != std::string::npos) {
+        size_t at = what.find("allocate ", oom + 21);
+        size_t end = at == std::string::npos ? at : what.find(" bytes", at);
+        if (end != std::string::npos)
+            return "not enough memory (could not allocate " + what.substr(at + 9, end - at - 9) + " bytes)";
+        return "not enough memory";
+    }
     std::istringstream in(what);
-    std::string line, out;
-    int n = 0;
-    while (std::getline(in, line) && n < max_lines) {
+    std::vector<std::string> lines;
+    std::string line;
+    bool torchscript = false;
+    while (std::getline(in, line)) {
         if (line.rfind("Exception raised from", 0) == 0) break;
+        // C++ frames and libtorch's own source locations are for the log.
+        if (line.rfind("frame #", 0) == 0 || line.find("<unknown function>") != std::string::npos) continue;
+        if (line.find("Traceback of TorchScript") != std::string::npos) torchscript = true;
+        lines.push_back(line);
+    }
+    // A TorchScript traceback ends with the exception that was raised
+    // ("RuntimeError: ...", "builtins.ValueError: ..."): that is the cause.
+    if (torchscript) {
+        for (size_t i = lines.size(); i-- > 0;) {
+            const std::string &l = lines[i];
+            size_t colon = l.find(": ");
+            if (colon != std::string::npos && colon > 0 && l[0] != ' ' &&
+                (l.compare(0, colon, "Exception") == 0 ||
+                 (colon >= 5 && l.compare(colon - 5, 5, "Error") == 0)) &&
+                l.find(' ') > colon) {
+                std::string cause = l;
+                for (size_t k = i + 1; k < lines.size() && k < i + static_cast<size_t>(max_lines); k++)
+                    cause += "\n" + lines[k];
+                return cause;
+            }
+        }
+    }
+    std::string out;
+    int n = 0;
+    for (const auto &l : lines) {
+        if (n >= max_lines) break;
+        if (l.find("Traceback of TorchScript") != std::string::npos) break;
         if (!out.empty()) out += "\n";
-        out += line;
+        out += l;
         n++;
     }
-    return out.empty() ? what.substr(0, 300) : out;
+    if (out.empty()) out = what.substr(0, 300);
+    // libtorch's "[enforce fail at alloc_cpu.cpp:75] ..." prefixes: the
+    // message after them is the part a user can read.
+    if (out.rfind("[enforce fail at ", 0) == 0) {
+        size_t close = out.find("] ");
+        if (close != std::string::npos) out = out.substr(close + 2);
+    }
+    return out;
 }
 
 size_t edit_distance(const std::string &a, const std::string &b) {
@@ -545,8 +589,11 @@ std::shared_ptr<TapPlan> tap_plan(am_model *m, Base base, const std::vector<std:
             continue;
         }
         if (!is_module) {
+            if (m->module_paths.empty())
+                throw Error(AM_E_LAYER, "unknown layer '" + sp.name + "': this model has no submodules to tap; "
+                                        "only its output can be named ('output')");
             throw Error(AM_E_LAYER, "unknown layer '" + sp.name + "'; closest: " + suggest(m, sp.name) +
-                                        " (am_model_num_layers lists them all)");
+                                        " (the model's layer list names them all)");
         }
         // Split the module's nodes into calls: a call is a run of nodes of
         // this path not interrupted by other nodes, from one call site.
@@ -1050,7 +1097,13 @@ int am_model_load(const char *path, const char *device, const int64_t *input_sha
     }
     *out = m;
     AM_FENCE_BEGIN
-    am::load_model(m, path, device, input_shape, input_ndim);
+    try {
+        am::load_model(m, path, device, input_shape, input_ndim);
+    } catch (const c10::Error &e) {
+        std::string why = am::short_what(e.what(), 1);
+        if (why.rfind("not enough memory", 0) != 0) throw;
+        throw Error(AM_E_NOMEM, why + " for the model's probe forward; give a smaller input shape");
+    }
     return AM_OK;
     AM_FENCE_END(&m->error)
 }

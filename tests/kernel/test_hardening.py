@@ -179,3 +179,138 @@ def test_init_png_of_every_kind_on_1_3_4_channel_models(kernel, tmp_path, channe
     cut.write_bytes(dict(png_kinds())["rgb8-adam7"][:60])
     fails(kc, f"%maximize conv[1] steps=2 init='{cut}'", "ImageError", "init=")
     ok(kc, "%runs")
+
+
+# ---- objectives built to break the parser ---------------------------------------
+
+@pytest.fixture()
+def fashion(kernel):
+    km, kc = kernel
+    drain(kc)
+    ok(kc, "%model fashion-cnn")
+    ok(kc, "%maximize conv2[5] steps=2")
+    return kc
+
+
+DEEP = [
+    ("-" * 10000 + "conv2[5]", "nested more than 64"),
+    ("- " * 10000 + "conv2[5]", "nested more than 64"),
+    ("+".join(["conv2[5]"] * 100000), "more than 512 operators"),
+    ("conv2[5]" + "*1" * 100000, "more than 512 operators"),
+    # 50 brackets (within the cell's 64) holding 70 levels with the signs.
+    ("(" * 30 + "-(" * 20 + "conv2[5]" + ")" * 50, "nested more than 64"),
+]
+
+
+@pytest.mark.parametrize("magic", ["%maximize", "%examples"])
+def test_deep_and_long_objectives_are_one_short_error(fashion, magic):
+    """10,000 signs or 100,000 terms once overflowed the stack of the
+    recursive parser and evaluator (SIGSEGV). Now: one ObjectiveError that
+    shows the objective around the column only, and the session goes on."""
+    kc = fashion
+    for obj, words in DEEP:
+        err = fails(kc, f"{magic} {obj} steps=2" if magic == "%maximize" else f"{magic} {obj} k=2",
+                    "ObjectiveError", words)
+        assert len(err["evalue"]) < 600, len(err["evalue"])
+    still_there(kc, "fashion-cnn", 1)
+    # Within the bounds, the same shapes still run.
+    ok(kc, "%maximize " + "-" * 3 + "conv2[5] steps=2")
+    ok(kc, "%maximize " + "+".join(["conv2[5]"] * 200) + " steps=2")
+
+
+def test_number_out_of_range_is_refused(fashion):
+    # 1e309 is infinite as a double: the run went to NaN and was reported ok.
+    err = fails(fashion, "%maximize 1e309*conv2[5] steps=2", "ObjectiveError", "out of range", "1e309")
+    assert "^" in err["evalue"]
+    ok(fashion, "%maximize 1e3*conv2[5] steps=2")
+
+
+def test_diversity_needs_a_batch(fashion):
+    fails(fashion, "%maximize diversity(conv2) steps=2", "ObjectiveError", "batch=2 or more",
+          "batch=1")
+    fails(fashion, "%maximize conv2[5] diversity=1 steps=2", "ObjectiveError", "batch=2 or more")
+    ok(fashion, "%maximize conv2[5] diversity=1 batch=2 steps=2")
+
+
+def test_a_long_objective_is_not_echoed_whole(fashion):
+    # A megabyte of objective: the error shows a window of it.
+    obj = "conv2[5]" + " " * (1 << 20) + "+ nosuch[1]"
+    err = fails(fashion, f"%maximize {obj} steps=2", "ObjectiveError")
+    assert len(err["evalue"]) < 2000
+
+
+# ---- models built to break the engine --------------------------------------------
+
+def scripted(tmp_path, name, source):
+    torch = pytest.importorskip("torch")
+    path = tmp_path / f"{name}.py"
+    path.write_text(source)
+    import importlib.util
+    spec = importlib.util.spec_from_file_location(name, path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    out = tmp_path / f"{name}.pt"
+    torch.jit.script(mod.M().eval()).save(str(out))
+    return out
+
+
+def test_model_without_submodules(kernel, tmp_path):
+    """A forward that only computes on its input: %layers once crashed the
+    kernel, and a layer name got an empty 'closest' list with an engine
+    function's name in it."""
+    km, kc = kernel
+    drain(kc)
+    path = scripted(tmp_path, "nosub", "import torch\n"
+                    "class M(torch.nn.Module):\n"
+                    "    def forward(self, x):\n"
+                    "        return (x * 2).relu()\n")
+    ok(kc, f"%model '{path}' input=3x8x8")
+    ok(kc, "%layers")
+    err = fails(kc, "%maximize x[0] steps=2", "ObjectiveError", "no submodules", "output")
+    assert "closest:  " not in err["evalue"]
+    ok(kc, "%maximize output[0] steps=2")
+    assert km.is_alive()
+
+
+def test_torchscript_error_shows_its_cause(kernel, tmp_path):
+    km, kc = kernel
+    drain(kc)
+    path = scripted(tmp_path, "raises", "import torch\n"
+                    "class M(torch.nn.Module):\n"
+                    "    def forward(self, x):\n"
+                    "        if bool(x.sum() > -1e30):\n"
+                    "            raise ValueError('this model refuses every input')\n"
+                    "        return x\n")
+    err = fails(kc, f"%model '{path}' input=3x8x8", "ModelError", "this model refuses every input")
+    assert "serialized code" not in err["evalue"]
+
+
+def test_impossible_input_is_a_plain_memory_error(kernel, tmp_path):
+    """A metadata-less model asked for a 10^12-pixel input: libtorch's
+    allocator failure, without its '[enforce fail at ...]' and frames."""
+    km, kc = kernel
+    drain(kc)
+    path = scripted(tmp_path, "conv", "import torch\n"
+                    "class M(torch.nn.Module):\n"
+                    "    def __init__(self):\n"
+                    "        super().__init__()\n"
+                    "        self.conv = torch.nn.Conv2d(3, 2, 3)\n"
+                    "    def forward(self, x):\n"
+                    "        return self.conv(x)\n")
+    err = fails(kc, f"%model '{path}' input=3x1000000x1000000", "ModelError", "allocate")
+    assert "enforce fail" not in err["evalue"]
+    ok(kc, f"%model '{path}' input=3x16x16")
+    ok(kc, "%maximize conv[1] steps=2")
+
+
+# ---- text runs --------------------------------------------------------------------
+
+def test_tokens_at_full_context_finishes(kernel):
+    """%tokens at tiny-lm's whole context: the attribution (every position
+    against the vocabulary) once ran for minutes; it has a budget now."""
+    km, kc = kernel
+    drain(kc)
+    ok(kc, "%model tiny-lm")
+    msgs = ok(kc, "%tokens blocks.1.mlp.act[-1, 5] len=64 steps=1 method=gcg batch=8", timeout=300)
+    assert kinds(msgs, "display_data")
+    still_there(kc, "tiny-lm", 1)
