@@ -506,9 +506,9 @@ Result run_sweep(Ctx &c) {
 // tokens by the gradient. Bounds its time at long prompts and vocabularies.
 constexpr int64_t kAttributionBudget = 16384;
 
-// Between chunks the attribution reports the run's last state again, so that
-// an interrupt (the callback returning nonzero) is seen within one chunk;
-// stopped, the run keeps no attribution.
+// Between chunks, once half a second has passed since the last call, the
+// attribution reports the run's last state again, so that an interrupt (the
+// callback returning nonzero) is seen; stopped, the run keeps no attribution.
 void attribution(Engine &en, const am_text_options &o, const std::vector<int64_t> &ids, float act, am_text_run *out,
                  const am_text_progress *last) {
     std::vector<int64_t> rows;  // candidates, (N, T)
@@ -539,8 +539,14 @@ void attribution(Engine &en, const am_text_options &o, const std::vector<int64_t
     if (N == 0) return;
     std::vector<float> a, x;
     bool stopped = false;
+    // Asked at most twice a second: a short attribution calls nothing more,
+    // so the callback still sees one call per step.
+    auto asked = std::chrono::steady_clock::now();
     auto stop = [&]() {
         if (!o.progress || !last) return false;
+        auto now = std::chrono::steady_clock::now();
+        if (now - asked < std::chrono::milliseconds(500)) return false;
+        asked = now;
         stopped = stopped || o.progress(o.progress_user, last) != 0;
         return stopped;
     };
