@@ -35,6 +35,17 @@ static char *read_file(const char *path)
         mg_str_addn(&s, buf, n);
     if (f != stdin)
         fclose(f);
+    const char *nul = s.len ? memchr(s.p, 0, s.len) : NULL;
+    if (nul) {
+        /* Run as a C string, the file would end there without a word. */
+        size_t line = 1;
+        for (const char *c = s.p; c < nul; c++)
+            line += *c == '\n';
+        fprintf(stderr, "actmax: %s holds a NUL byte on line %zu; a file of magics is text: "
+                "remove it\n", path, line);
+        mg_str_free(&s);
+        exit(1);
+    }
     return mg_str_steal(&s);
 }
 

@@ -24,16 +24,60 @@ extern "C" {
 namespace am {
 
 std::string short_what(const std::string &what, int max_lines) {
+    // libtorch's allocator failure, in plain words.
+    size_t oom = what.find("can't allocate memory");
+    if (oom != std::string::npos) {
+        size_t at = what.find("allocate ", oom + 21);
+        size_t end = at == std::string::npos ? at : what.find(" bytes", at);
+        if (end != std::string::npos)
+            return "not enough memory (could not allocate " + what.substr(at + 9, end - at - 9) + " bytes)";
+        return "not enough memory";
+    }
     std::istringstream in(what);
-    std::string line, out;
-    int n = 0;
-    while (std::getline(in, line) && n < max_lines) {
+    std::vector<std::string> lines;
+    std::string line;
+    bool torchscript = false;
+    while (std::getline(in, line)) {
         if (line.rfind("Exception raised from", 0) == 0) break;
+        // C++ frames and libtorch's own source locations are for the log.
+        if (line.rfind("frame #", 0) == 0 || line.find("<unknown function>") != std::string::npos) continue;
+        if (line.find("Traceback of TorchScript") != std::string::npos) torchscript = true;
+        lines.push_back(line);
+    }
+    // A TorchScript traceback ends with the exception that was raised
+    // ("RuntimeError: ...", "builtins.ValueError: ..."): that is the cause.
+    if (torchscript) {
+        for (size_t i = lines.size(); i-- > 0;) {
+            const std::string &l = lines[i];
+            size_t colon = l.find(": ");
+            if (colon != std::string::npos && colon > 0 && l[0] != ' ' &&
+                (l.compare(0, colon, "Exception") == 0 ||
+                 (colon >= 5 && l.compare(colon - 5, 5, "Error") == 0)) &&
+                l.find(' ') > colon) {
+                std::string cause = l;
+                for (size_t k = i + 1; k < lines.size() && k < i + static_cast<size_t>(max_lines); k++)
+                    cause += "\n" + lines[k];
+                return cause;
+            }
+        }
+    }
+    std::string out;
+    int n = 0;
+    for (const auto &l : lines) {
+        if (n >= max_lines) break;
+        if (l.find("Traceback of TorchScript") != std::string::npos) break;
         if (!out.empty()) out += "\n";
-        out += line;
+        out += l;
         n++;
     }
-    return out.empty() ? what.substr(0, 300) : out;
+    if (out.empty()) out = what.substr(0, 300);
+    // libtorch's "[enforce fail at alloc_cpu.cpp:75] ..." prefixes: the
+    // message after them is the part a user can read.
+    if (out.rfind("[enforce fail at ", 0) == 0) {
+        size_t close = out.find("] ");
+        if (close != std::string::npos) out = out.substr(close + 2);
+    }
+    return out;
 }
 
 size_t edit_distance(const std::string &a, const std::string &b) {
@@ -422,7 +466,13 @@ int am_model_load(const char *path, const char *device, const int64_t *input_sha
 int am_model_load_with(const am_model_load_options *o, am_model **out) {
     return am::construct(out, [&](am_model *m) {
         if (!o) throw Error(AM_E_ARG, "load options are NULL");
-        am::load_model(m, *o);
+        try {
+            am::load_model(m, *o);
+        } catch (const c10::Error &e) {
+            std::string why = am::short_what(e.what(), 1);
+            if (why.rfind("not enough memory", 0) != 0) throw;
+            throw Error(AM_E_NOMEM, why + " for the model's probe forward; give a smaller input shape");
+        }
     });
 }
 

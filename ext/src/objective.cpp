@@ -4,15 +4,43 @@
 
 #include <algorithm>
 #include <cctype>
+#include <cmath>
 #include <cstdlib>
 
 namespace am {
 
 namespace {
 
+// Bounds that keep the parse tree shallow: the parser, the evaluator, the
+// tree's destructor and the walks over it recurse, and an objective of
+// 10,000 signs or 100,000 terms would overflow the stack. Far above what a
+// person writes (a slice sums many units in one term).
+constexpr int kMaxNesting = 64;   // parentheses and unary signs, one inside the other
+constexpr int kMaxOperators = 512; // + - * / in the whole objective
+
 struct Parser {
     const std::string &s;
     size_t p = 0;
+    int depth = 0;
+    int operators = 0;
+
+    // One level of nesting for the lifetime of the object.
+    struct Nest {
+        Parser &ps;
+        Nest(Parser &parser, int column) : ps(parser) {
+            if (++ps.depth > kMaxNesting)
+                throw ObjectiveError(column, "nested more than " + std::to_string(kMaxNesting) +
+                                                 " deep (parentheses and signs); write it flatter");
+        }
+        ~Nest() { ps.depth--; }
+        Nest(const Nest &) = delete;
+        Nest &operator=(const Nest &) = delete;
+    };
+    void count_operator(int column) {
+        if (++operators > kMaxOperators)
+            throw ObjectiveError(column, "more than " + std::to_string(kMaxOperators) +
+                                             " operators; sum units with a slice instead, e.g. conv2[0:64]");
+    }
 
     explicit Parser(const std::string &src) : s(src) {}
 
@@ -54,6 +82,9 @@ struct Parser {
         char *end = nullptr;
         double v = std::strtod(begin, &end);
         if (end == begin) fail("a number");
+        if (!std::isfinite(v))
+            throw ObjectiveError(col(), "the number " + std::string(begin, static_cast<size_t>(end - begin)) +
+                                            " is out of range (the largest is about 1.8e308)");
         p += static_cast<size_t>(end - begin);
         return v;
     }
@@ -133,6 +164,7 @@ struct Parser {
             return n;
         }
         if (accept('(')) {
+            Nest nest(*this, n->column);
             auto e = expr();
             expect(')', "')' to close the parenthesis");
             return e;
@@ -163,13 +195,17 @@ struct Parser {
         skip();
         int c = col();
         if (accept('-')) {
+            Nest nest(*this, c);
             auto n = std::make_unique<ObjNode>();
             n->kind = ObjNode::kNeg;
             n->column = c;
             n->a = unary();
             return n;
         }
-        if (accept('+')) return unary();
+        if (accept('+')) {
+            Nest nest(*this, c);
+            return unary();
+        }
         return primary();
     }
 
@@ -182,6 +218,7 @@ struct Parser {
             if (accept('*')) k = ObjNode::kMul;
             else if (accept('/')) k = ObjNode::kDiv;
             else return left;
+            count_operator(c);
             auto right = unary();
             // Products of two layer terms are not linear combinations; the
             // language only scales terms, as Lucid's objective algebra does.
@@ -207,6 +244,7 @@ struct Parser {
             if (accept('+')) k = ObjNode::kAdd;
             else if (accept('-')) k = ObjNode::kSub;
             else return left;
+            count_operator(c);
             auto n = std::make_unique<ObjNode>();
             n->kind = k;
             n->column = c;
@@ -247,8 +285,19 @@ void objective_layers(const ObjNode &n, std::vector<std::string> &out) {
 std::string objective_format_error(const std::string &src, int column, const std::string &msg) {
     if (column < 0) column = 0;
     if (static_cast<size_t>(column) > src.size()) column = static_cast<int>(src.size());
-    return msg + " at column " + std::to_string(column + 1) + "\n  " + src + "\n  " +
-           std::string(static_cast<size_t>(column), ' ') + "^";
+    // A long objective is shown around the column only: an error is one
+    // screen line, not the whole text again.
+    constexpr size_t kSide = 40;
+    size_t col = static_cast<size_t>(column);
+    size_t from = col > kSide ? col - kSide : 0;
+    size_t to = std::min(src.size(), col + kSide);
+    // Whole UTF-8 characters only: move the cuts off continuation bytes.
+    while (from > 0 && (static_cast<unsigned char>(src[from]) & 0xC0) == 0x80) from--;
+    while (to < src.size() && (static_cast<unsigned char>(src[to]) & 0xC0) == 0x80) to++;
+    std::string shown = (from > 0 ? "..." : "") + src.substr(from, to - from) + (to < src.size() ? "..." : "");
+    size_t caret = col - from + (from > 0 ? 3 : 0);
+    return msg + " at column " + std::to_string(column + 1) + "\n  " + shown + "\n  " +
+           std::string(caret, ' ') + "^";
 }
 
 }  // namespace am

@@ -201,6 +201,32 @@ void check_options(const am_model *m, const am_options *o) {
     if (!(o->init_std >= 0)) throw Error(AM_E_ARG, "init_std must be >= 0");
 }
 
+// The first diversity(...) term of an objective, or null.
+const ObjNode *diversity_term(const ObjNode &n) {
+    if (n.kind == ObjNode::kDiversity) return &n;
+    for (const ObjNode *c : {n.a.get(), n.b.get()})
+        if (c)
+            if (const ObjNode *d = diversity_term(*c)) return d;
+    return nullptr;
+}
+
+// An objective as a label (term names, live displays): long ones cut, so a
+// megabyte of text is not sent again with every update.
+std::string objective_label(const std::string &src) {
+    constexpr size_t kMax = 80;
+    if (src.size() <= kMax) return src;
+    size_t cut = kMax;
+    while (cut > 0 && (static_cast<unsigned char>(src[cut]) & 0xC0) == 0x80) cut--;
+    return src.substr(0, cut) + "... (" + std::to_string(src.size()) + " characters)";
+}
+
+// True for libtorch's failure to allocate (CPU or CUDA).
+bool allocation_failure(const std::string &what) {
+    return what.find("can't allocate memory") != std::string::npos ||
+           what.find("CUDA out of memory") != std::string::npos ||
+           what.find("DefaultCPUAllocator") != std::string::npos;
+}
+
 void run_impl(am_model *m, const am_options *o, am_run *r) {
     check_options(m, o);
     if (m->device.is_cpu()) tune_malloc_for_runs();
@@ -217,6 +243,12 @@ void run_impl(am_model *m, const am_options *o, am_run *r) {
         ob.src = o->objectives[i];
         ob.root = parse_with_caret(ob.src);
         objective_layers(*ob.root, layers);
+        if (const ObjNode *d = diversity_term(*ob.root); d && B < 2)
+            throw Error(AM_E_OBJECTIVE,
+                        objective_format_error(ob.src, d->column,
+                                               "diversity(" + d->layer + ") compares the images of a batch with "
+                                               "each other: it needs batch=2 or more, got batch=" +
+                                                   std::to_string(B)));
         objs.push_back(std::move(ob));
     }
     tap_plan(m, Base::kForward, layers);  // unknown layers fail here, before any work
@@ -274,7 +306,8 @@ void run_impl(am_model *m, const am_options *o, am_run *r) {
 
     // Term names: one per batch element, then the active regularizers.
     for (int64_t b = 0; b < B; b++)
-        r->term_names.push_back("obj" + std::to_string(b) + ": " + objs[static_cast<size_t>(objs.size() > 1 ? b : 0)].src);
+        r->term_names.push_back("obj" + std::to_string(b) + ": " +
+                                objective_label(objs[static_cast<size_t>(objs.size() > 1 ? b : 0)].src));
     struct Reg { const char *name; float w; };
     std::vector<Reg> regs;
     if (o->l1 > 0) regs.push_back({"l1", o->l1});
@@ -342,6 +375,11 @@ void run_impl(am_model *m, const am_options *o, am_run *r) {
         auto vals = to_vec(torch::cat(all));
         double tot = 0;
         for (int64_t b = 0; b < B; b++) tot += vals[static_cast<size_t>(b)];
+        // A run whose objective overflowed has no result to show as ok.
+        if (!std::isfinite(tot))
+            throw Error(AM_E_OBJECTIVE, std::string("the objective became ") + (std::isnan(tot) ? "NaN" : "infinite") +
+                                            " at step " + std::to_string(step) +
+                                            ": lower lr= or the objective's weights");
         r->curve.push_back(static_cast<float>(tot));
         for (size_t k = 0; k < vals.size(); k++) r->terms[k].push_back(vals[k]);
         r->steps_done = step;
@@ -426,7 +464,17 @@ int am_run_new(am_model *m, const am_options *o, am_run **out) {
     return am::construct(out, [&](am_run *r) {
         if (!m || !m->loaded || !m->graph) throw Error(AM_E_ARG, "model handle is NULL or did not load");
         if (!o) throw Error(AM_E_ARG, "options are NULL; fill them with am_options_default first");
-        am::run_impl(m, o, r);
+        try {
+            am::run_impl(m, o, r);
+        } catch (const c10::Error &e) {
+            // libtorch's allocator failure, in one plain sentence.
+            if (!am::allocation_failure(e.what())) throw;
+            int64_t B = o->n_objectives > 1 ? o->n_objectives : o->batch;
+            throw Error(AM_E_NOMEM, "not enough memory for this run (batch " + std::to_string(B) + " at " +
+                                        std::to_string(o->height ? o->height : m->input_shape[1]) + "x" +
+                                        std::to_string(o->width ? o->width : m->input_shape[2]) +
+                                        "): try a smaller size or batch");
+        }
     });
 }
 

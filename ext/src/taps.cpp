@@ -373,8 +373,11 @@ std::shared_ptr<TapPlan> tap_plan(am_model *m, Base base, const std::vector<std:
             continue;
         }
         if (!is_module) {
+            if (m->module_paths.empty())
+                throw Error(AM_E_LAYER, "unknown layer '" + sp.name + "': this model has no submodules to tap; "
+                                        "only its output can be named ('output')");
             throw Error(AM_E_LAYER, "unknown layer '" + sp.name + "'; closest: " + suggest(m, sp.name) +
-                                        " (am_model_num_layers lists them all)");
+                                        " (the model's layer list names them all)");
         }
         // Split the module's nodes into calls: a call is a run of nodes of
         // this path not interrupted by other nodes, from one call site.

@@ -12,6 +12,7 @@
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
+#include <functional>
 #include <limits>
 #include <random>
 #include <set>
@@ -70,9 +71,9 @@ constexpr int kStartPrompts = 256;
 // large enough to keep the matrix products efficient, small enough that
 // a (batch, T, vocab) logits tensor stays in memory for models like tiny-lm.
 constexpr int64_t kScoreBatch = 512;
-// Attribution tries every token at every position up to this vocabulary;
-// larger vocabularies try the gradient's top kAttributionCandidates.
-constexpr int64_t kAttributionExhaustive = 8192;
+// When every token at every position would exceed the attribution's budget
+// (kAttributionBudget), each position tries at most this many of the
+// gradient's top tokens.
 constexpr int64_t kAttributionCandidates = 256;
 // Random prompts that re-encode to themselves: whole prompts tried, and
 // draws per position, before giving up (a tokenizer whose pieces never
@@ -151,12 +152,14 @@ struct Engine {
 
     // Objective and cross-entropy of token sequences (N, T), in chunks.
     // need_xent false leaves xent empty.
+    // stop (may be empty) is asked between chunks; true ends the loop early.
     void eval_ids(const torch::Tensor &ids, int64_t chunk, std::vector<float> &act, std::vector<float> &xent,
-                  bool need_xent = true) {
+                  bool need_xent = true, const std::function<bool()> &stop = {}) {
         torch::NoGradGuard ng;
         act.clear();
         xent.clear();
         for (int64_t s = 0; s < ids.size(0); s += chunk) {
+            if (stop && s > 0 && stop()) return;
             auto part = ids.slice(0, s, std::min(ids.size(0), s + chunk));
             auto o = run(embed(part), part, need_xent);
             auto a = o.act.to(torch::kCPU).contiguous();
@@ -501,7 +504,16 @@ Result run_sweep(Ctx &c) {
     return r;
 }
 
-void attribution(Engine &en, const am_text_options &o, const std::vector<int64_t> &ids, float act, am_text_run *out) {
+// Prompts scored by the attribution, at most: every position against the
+// whole vocabulary while that fits, else each position's most promising
+// tokens by the gradient. Bounds its time at long prompts and vocabularies.
+constexpr int64_t kAttributionBudget = 16384;
+
+// Between chunks, once half a second has passed since the last call, the
+// attribution reports the run's last state again, so that an interrupt (the
+// callback returning nonzero) is seen; stopped, the run keeps no attribution.
+void attribution(Engine &en, const am_text_options &o, const std::vector<int64_t> &ids, float act, am_text_run *out,
+                 const am_text_progress *last) {
     std::vector<int64_t> rows;  // candidates, (N, T)
     std::vector<int64_t> where;  // (N) position of the swap
     auto add = [&](int64_t t, int64_t v) {
@@ -511,24 +523,42 @@ void attribution(Engine &en, const am_text_options &o, const std::vector<int64_t
         rows.insert(rows.end(), s.begin(), s.end());
         where.push_back(t);
     };
-    if (en.V <= kAttributionExhaustive) {
+    if (en.T * en.V <= kAttributionBudget) {
         for (int64_t t = 0; t < en.T; t++)
             for (int64_t v = 0; v < en.V; v++) add(t, v);
     } else {
+        const int64_t per = std::max<int64_t>(1, std::min<int64_t>(kAttributionCandidates, kAttributionBudget / en.T));
         auto idt = ids_tensor(ids, en.m->device);
         auto emb = en.embed(idt).detach().clone().requires_grad_(true);
         auto g = torch::autograd::grad({en.run(emb, idt, false).act.sum()}, {emb})[0].squeeze(0);
         torch::NoGradGuard ng;
-        auto top = to_ids(std::get<1>(torch::matmul(g, en.E.t()).topk(kAttributionCandidates, 1)).to(torch::kCPU));
+        auto top = to_ids(std::get<1>(torch::matmul(g, en.E.t()).topk(per, 1)).to(torch::kCPU));
         for (int64_t t = 0; t < en.T; t++)
-            for (int64_t k = 0; k < kAttributionCandidates; k++) add(t, top[static_cast<size_t>(t * kAttributionCandidates + k)]);
+            for (int64_t k = 0; k < per; k++) add(t, top[static_cast<size_t>(t * per + k)]);
     }
     int64_t N = static_cast<int64_t>(where.size());
     out->attr_drop.assign(static_cast<size_t>(en.T), 0.f);
     out->attr_alt.assign(static_cast<size_t>(en.T), -1);
     if (N == 0) return;
     std::vector<float> a, x;
-    en.eval_ids(torch::tensor(rows, torch::kLong).reshape({N, en.T}).to(en.m->device), std::max<int64_t>(o.batch, kScoreBatch), a, x, false);
+    bool stopped = false;
+    // Asked at most twice a second: a short attribution calls nothing more,
+    // so the callback still sees one call per step.
+    auto asked = std::chrono::steady_clock::now();
+    auto stop = [&]() {
+        if (!o.progress || !last) return false;
+        auto now = std::chrono::steady_clock::now();
+        if (now - asked < std::chrono::milliseconds(500)) return false;
+        asked = now;
+        stopped = stopped || o.progress(o.progress_user, last) != 0;
+        return stopped;
+    };
+    en.eval_ids(torch::tensor(rows, torch::kLong).reshape({N, en.T}).to(en.m->device), std::max<int64_t>(o.batch, kScoreBatch), a, x, false,
+                stop);
+    if (stopped) {
+        out->cancelled = true;
+        return;
+    }
     std::vector<float> best(static_cast<size_t>(en.T), -std::numeric_limits<float>::infinity());
     for (int64_t i = 0; i < N; i++) {
         size_t t = static_cast<size_t>(where[static_cast<size_t>(i)]);
@@ -675,7 +705,18 @@ void text_run_impl(am_model *m, const am_text_options *o, am_text_run *r) {
         r->near_ids = to_ids(nv.second);
     }
     projected(en, *o, best, r);
-    if (o->attribution) attribution(en, *o, r->tokens, r->act, r);
+    if (o->attribution && !r->cancelled) {
+        am_text_progress last{};
+        last.step = r->steps_done;
+        last.steps = o->steps;
+        last.restart = o->restarts - 1;
+        last.restarts = o->restarts;
+        last.activation = r->act;
+        last.xent = r->xent;
+        last.tokens = r->tokens.data();
+        last.len = static_cast<int>(r->tokens.size());
+        attribution(en, *o, r->tokens, r->act, r, &last);
+    }
 }
 
 

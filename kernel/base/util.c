@@ -190,6 +190,8 @@ const char *mg_closest(const char *name, const char *const *cands, size_t n)
 {
     const char *best = NULL;
     size_t best_d = (size_t)-1;
+    if (!name)
+        return NULL;
     size_t len = strlen(name);
     for (size_t i = 0; i < n; i++) {
         size_t d = mg_edit_distance(name, cands[i]);

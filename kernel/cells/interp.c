@@ -181,6 +181,7 @@ typedef struct perr {
     char *evalue;
     size_t line;
     char *line_text;
+    bool open_end; /* the code ended inside a line that goes on */
 } perr;
 
 static void cell_free(cell *c)
@@ -215,13 +216,13 @@ static void perr_free(perr *e)
     memset(e, 0, sizeof *e);
 }
 
-static int fail_at(perr *e, const char *ename, size_t line, const char *code, line_span l,
+static int fail_at(perr *e, const char *ename, size_t line, const char *t, size_t tn,
                    char *evalue)
 {
     e->ename = ename;
     e->evalue = evalue;
     e->line = line;
-    e->line_text = mg_strndup(code + l.text, l.end - l.text);
+    e->line_text = mg_strndup(t, tn);
     return -1;
 }
 
@@ -320,22 +321,84 @@ static const char NOT_MAGIC[] =
     "line, or a cell magic (%%%%name on the first line, its body below). %%lsmagic lists the "
     "magics, %%help (or ?) explains the syntax and NAME? shows one magic's keys.";
 
-static int parse_cell(const mg_registry *reg, const char *code, cell *out, perr *e)
+/* The byte after the newline that ends the line at pos (len + 1 at the end). */
+static size_t next_line(const char *code, size_t len, size_t pos)
 {
-    memset(out, 0, sizeof *out);
-    memset(e, 0, sizeof *e);
+    while (pos < len && code[pos] != '\n')
+        pos++;
+    return pos + 1;
+}
+
+/* True when a line magic's text goes on at the next line: it ends in a
+ * backslash outside a comment, or its brackets or quotes are still open.
+ * *backslash tells which. */
+static bool goes_on(const char *t, size_t tn, bool *backslash)
+{
+    mg_toks toks;
+    char *err = NULL;
+    mg_tokenize(t, tn, true, &toks, &err);
+    free(err);
+    bool open = toks.open_quote || toks.depth > 0;
+    bool comment = toks.end < tn;
+    mg_toks_free(&toks);
+    *backslash = !open && !comment && tn > 0 && t[tn - 1] == '\\';
+    return open || *backslash;
+}
+
+/* A line magic goes on over the next lines as a Python line would: after a
+ * trailing backslash (the backslash and the newline are dropped) and while
+ * brackets or quotes are open (the newline is kept, as a space between
+ * tokens). Returns the whole text (malloc'd), NULL for a line that does not
+ * go on; *pos moves past the lines taken, *extra counts them, and *open_end
+ * is set when the code ends while the text still goes on. */
+static char *join_lines(const char *code, size_t len, const char *t, size_t tn, size_t *pos,
+                        size_t *extra, bool *open_end)
+{
+    bool backslash;
+    if (!goes_on(t, tn, &backslash))
+        return NULL;
+    mg_str s = MG_STR_INIT;
+    mg_str_addn(&s, t, tn);
+    do {
+        if (backslash)
+            s.len--;
+        if (*pos > len) {
+            *open_end = true;
+            break;
+        }
+        line_span l = line_at(code, len, *pos);
+        if (!backslash)
+            mg_str_addc(&s, '\n');
+        mg_str_addn(&s, code + l.start, l.end - l.start);
+        *pos = next_line(code, len, *pos);
+        (*extra)++;
+    } while (goes_on(mg_str_cstr(&s), s.len, &backslash));
+    return mg_str_steal(&s);
+}
+
+static int parse_lines(const mg_registry *reg, const char *code, cell *out, perr *e,
+                       char **joined)
+{
     size_t len = strlen(code);
     size_t pos = 0, lineno = 0;
     bool first = true;
     while (pos <= len) {
         line_span l = line_at(code, len, pos);
-        size_t next = l.end;
-        while (next < len && code[next] != '\n')
-            next++;
-        next++; /* past the newline (or past the end) */
+        size_t next = next_line(code, len, l.end);
         lineno++;
         const char *t = code + l.text;
         size_t tn = l.end - l.text;
+        size_t at_line = lineno;
+        if (tn > 0 && t[0] == '%' && !(tn > 1 && t[1] == '%')) {
+            size_t extra = 0;
+            free(*joined);
+            *joined = join_lines(code, len, t, tn, &next, &extra, &e->open_end);
+            if (*joined) {
+                t = *joined;
+                tn = strlen(t);
+                lineno += extra;
+            }
+        }
         pos = next;
         if (tn == 0 || t[0] == '#') {
             if (next > len)
@@ -347,7 +410,7 @@ static int parse_cell(const mg_registry *reg, const char *code, cell *out, perr 
         if (parse_help(t, tn, &hname, &hkind)) {
             stmt *s = cell_push(out);
             s->kind = ST_HELP;
-            s->line = lineno;
+            s->line = at_line;
             s->mkind = hkind;
             s->help_name = hname;
             if (hname) {
@@ -355,7 +418,7 @@ static int parse_cell(const mg_registry *reg, const char *code, cell *out, perr 
                 if (!s->magic)
                     s->magic = mg_magic_find(reg, hname, MG_LINE | MG_CELL);
                 if (!s->magic && !mg_keys_find(reg->settings, hname, NULL))
-                    return fail_at(e, "UnknownMagicError", lineno, code, l,
+                    return fail_at(e, "UnknownMagicError", at_line, t, tn,
                                    mg_unknown_magic_message(reg, hname, hkind));
             }
             first = false;
@@ -364,7 +427,7 @@ static int parse_cell(const mg_registry *reg, const char *code, cell *out, perr 
             continue;
         }
         if (t[0] != '%')
-            return fail_at(e, "UsageError", lineno, code, l, mg_asprintf(NOT_MAGIC, lineno));
+            return fail_at(e, "UsageError", at_line, t, tn, mg_asprintf(NOT_MAGIC, at_line));
         unsigned kind = (tn > 1 && t[1] == '%') ? MG_CELL : MG_LINE;
         size_t a = kind == MG_CELL ? 2 : 1, b = a;
         while (b < tn && !is_blank(t[b]) && t[b] != '#')
@@ -379,36 +442,36 @@ static int parse_cell(const mg_registry *reg, const char *code, cell *out, perr 
                                              kind == MG_CELL ? "%%" : "%")
                                : mg_unknown_magic_message(reg, name, kind);
             free(name);
-            return fail_at(e, b == a ? "UsageError" : "UnknownMagicError", lineno, code, l, msg);
+            return fail_at(e, b == a ? "UsageError" : "UnknownMagicError", at_line, t, tn, msg);
         }
         if (kind == MG_CELL && !first) {
             char *msg = mg_asprintf("cell magic %%%%%s must be on the first line of the cell "
                                     "(its body follows it)",
                                     name);
             free(name);
-            return fail_at(e, "UsageError", lineno, code, l, msg);
+            return fail_at(e, "UsageError", at_line, t, tn, msg);
         }
         const mg_magic *m = mg_magic_find(reg, name, kind);
         if (!m) {
             char *msg = mg_unknown_magic_message(reg, name, kind);
             free(name);
-            return fail_at(e, "UnknownMagicError", lineno, code, l, msg);
+            return fail_at(e, "UnknownMagicError", at_line, t, tn, msg);
         }
         free(name);
         stmt *s = cell_push(out);
         s->kind = ST_MAGIC;
         s->magic = m;
         s->mkind = kind;
-        s->line = lineno;
+        s->line = at_line;
         char *err = NULL;
         if (mg_args_parse(t + b, tn - b, &s->args, &err) != 0) {
             char *msg = mg_asprintf("%s%s: %s", kind == MG_CELL ? "%%" : "%", m->name, err);
             free(err);
-            return fail_at(e, "UsageError", lineno, code, l, msg);
+            return fail_at(e, "UsageError", at_line, t, tn, msg);
         }
         char *msg = check_args(s);
         if (msg)
-            return fail_at(e, "UsageError", lineno, code, l, msg);
+            return fail_at(e, "UsageError", at_line, t, tn, msg);
         first = false;
         if (kind == MG_CELL) {
             s->body = next <= len ? code + next : code + len;
@@ -418,6 +481,16 @@ static int parse_cell(const mg_registry *reg, const char *code, cell *out, perr 
             break;
     }
     return 0;
+}
+
+static int parse_cell(const mg_registry *reg, const char *code, cell *out, perr *e)
+{
+    memset(out, 0, sizeof *out);
+    memset(e, 0, sizeof *e);
+    char *joined = NULL;
+    int rc = parse_lines(reg, code, out, e, &joined);
+    free(joined);
+    return rc;
 }
 
 /* ---- running ----------------------------------------------------------- */
@@ -880,8 +953,13 @@ const char *mg_interp_is_complete(mg_interp *it, const char *code)
     cell c;
     perr e;
     int rc = parse_cell(it->reg, code, &c, &e);
+    bool open_end = e.open_end;
     cell_free(&c);
     perr_free(&e);
+    /* A console user goes on typing: an open bracket or quote, a trailing
+     * backslash. */
+    if (open_end)
+        return "incomplete";
     if (rc != 0)
         return "invalid";
     if (cellmagic) {

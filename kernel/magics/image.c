@@ -9,7 +9,6 @@
 
 #include <ctype.h>
 #include <math.h>
-#include <png.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -49,48 +48,16 @@ static const image_rec *rec_of(const mg_run_rec *r)
 
 /* ================================================================ images in */
 
-/* Decodes a PNG (libpng's simplified API) to (C, H, W) floats in [0, 1],
- * C = 1 or 3 as asked, resized with nearest neighbour to h x w. NULL with
- * *err when the file is missing or not a readable PNG. */
+/* Decodes a PNG to (C, H, W) floats in [0, 1], C = 1, 3 or 4 as the model
+ * takes, resized with nearest neighbour to h x w (render_png_read). NULL
+ * with *err when the file is missing or not a readable PNG. */
 static float *read_png(const char *path, int c, int h, int w, char **err)
 {
-    png_image im;
-    memset(&im, 0, sizeof im);
-    im.version = PNG_IMAGE_VERSION;
-    if (!png_image_begin_read_from_file(&im, path)) {
+    float *out = NULL;
+    if (render_png_read(path, c, h, w, &out) != RENDER_OK)
         *err = mg_asprintf("init=%s cannot be used as the initial image: %s; give a readable "
                            "PNG file, or init=noise",
-                           path, im.message[0] ? im.message : "unreadable");
-        png_image_free(&im);
-        return NULL;
-    }
-    im.format = c == 1 ? PNG_FORMAT_GRAY : PNG_FORMAT_RGB;
-    if (im.width > 16384 || im.height > 16384) {
-        *err = mg_asprintf("init=%s is %ux%u pixels; the largest accepted is 16384x16384", path,
-                           im.width, im.height);
-        png_image_free(&im);
-        return NULL;
-    }
-    size_t stride = PNG_IMAGE_ROW_STRIDE(im);
-    unsigned char *buf = mg_xmalloc(PNG_IMAGE_BUFFER_SIZE(im, stride));
-    if (!png_image_finish_read(&im, NULL, buf, (png_int_32)stride, NULL)) {
-        *err = mg_asprintf("init=%s is not a valid PNG (%s); give a readable PNG file, or "
-                           "init=noise",
-                           path, im.message);
-        free(buf);
-        png_image_free(&im);
-        return NULL;
-    }
-    float *out = mg_xmalloc((size_t)c * (size_t)h * (size_t)w * sizeof(float)); /* (C, H, W) */
-    for (int y = 0; y < h; y++) {
-        unsigned sy = (unsigned)((long long)y * im.height / h);
-        for (int x = 0; x < w; x++) {
-            unsigned sx = (unsigned)((long long)x * im.width / w);
-            for (int k = 0; k < c; k++)
-                out[((size_t)k * h + y) * w + x] = buf[sy * stride + sx * (unsigned)c + k] / 255.0f;
-        }
-    }
-    free(buf);
+                           path, render_last_error());
     return out;
 }
 

@@ -1,11 +1,14 @@
 #include "conn.h"
 
 #include <errno.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <cjson/cJSON.h>
+#include <sodium.h>
+#include <zmq.h>
 
 #include "util.h"
 
@@ -29,6 +32,49 @@ static int get_port(const cJSON *o, const char *name, int *out, char **err)
     return 0;
 }
 
+/* The CurveZMQ keys: none, or a matching Z85 pair. */
+static int check_curve(mg_conn *c, char **err)
+{
+    if (c->curve_public && !c->curve_public[0]) {
+        free(c->curve_public);
+        c->curve_public = NULL;
+    }
+    if (c->curve_secret && !c->curve_secret[0]) {
+        free(c->curve_secret);
+        c->curve_secret = NULL;
+    }
+    if (!c->curve_public && !c->curve_secret)
+        return 0;
+    if (!c->curve_public || !c->curve_secret) {
+        *err = mg_asprintf("connection file: %s without %s; CurveZMQ needs both keys",
+                           c->curve_public ? "curve_publickey" : "curve_secretkey",
+                           c->curve_public ? "curve_secretkey" : "curve_publickey");
+        return -1;
+    }
+    uint8_t bin[32];
+    const char *names[2] = {"curve_publickey", "curve_secretkey"};
+    const char *keys[2] = {c->curve_public, c->curve_secret};
+    for (int i = 0; i < 2; i++)
+        if (strlen(keys[i]) != 40 || !zmq_z85_decode(bin, keys[i])) {
+            *err = mg_asprintf("connection file: %s is not a Z85 CurveZMQ key (40 characters, "
+                               "as zmq.curve_keypair() makes)",
+                               names[i]);
+            return -1;
+        }
+    char derived[41];
+    if (zmq_curve_public(derived, c->curve_secret) != 0) {
+        *err = mg_strdup("connection file: this libzmq has no CurveZMQ support, and the client "
+                         "asked for encryption");
+        return -1;
+    }
+    if (strcmp(derived, c->curve_public) != 0) {
+        *err = mg_strdup("connection file: curve_publickey is not the public key of "
+                         "curve_secretkey");
+        return -1;
+    }
+    return 0;
+}
+
 int mg_conn_parse(const char *json, mg_conn *c, char **err)
 {
     memset(c, 0, sizeof *c);
@@ -42,6 +88,8 @@ int mg_conn_parse(const char *json, mg_conn *c, char **err)
     c->ip = get_str(o, "ip", "127.0.0.1");
     c->key = get_str(o, "key", "");
     c->signature_scheme = get_str(o, "signature_scheme", "hmac-sha256");
+    c->curve_public = get_str(o, "curve_publickey", NULL);
+    c->curve_secret = get_str(o, "curve_secretkey", NULL);
     int rc = 0;
     if (get_port(o, "shell_port", &c->shell_port, err) ||
         get_port(o, "iopub_port", &c->iopub_port, err) ||
@@ -55,6 +103,8 @@ int mg_conn_parse(const char *json, mg_conn *c, char **err)
     } else if (c->key[0] && strcmp(c->signature_scheme, "hmac-sha256") != 0) {
         *err = mg_asprintf("connection file: unsupported signature_scheme '%s' (only hmac-sha256)",
                            c->signature_scheme);
+        rc = -1;
+    } else if (check_curve(c, err) != 0) {
         rc = -1;
     }
     cJSON_Delete(o);
@@ -94,5 +144,9 @@ void mg_conn_free(mg_conn *c)
     free(c->ip);
     free(c->key);
     free(c->signature_scheme);
+    if (c->curve_secret)
+        sodium_memzero(c->curve_secret, strlen(c->curve_secret));
+    free(c->curve_public);
+    free(c->curve_secret);
     memset(c, 0, sizeof *c);
 }

@@ -8,6 +8,10 @@ typedef struct mg_conn {
     char *key;
     char *signature_scheme;
     int shell_port, iopub_port, stdin_port, control_port, hb_port;
+    /* CurveZMQ transport encryption: the kernel's key pair, Z85 (40
+     * characters each), from curve_publickey and curve_secretkey; both NULL
+     * when the client asked for none. */
+    char *curve_public, *curve_secret;
 } mg_conn;
 
 int mg_conn_parse(const char *json, mg_conn *c, char **err);

@@ -54,6 +54,9 @@ static int h_kernel_info(mg_req *r, char **err)
                             "Cells are magics: %help explains the syntax, %lsmagic lists them.");
     cJSON_AddArrayToObject(c, "help_links");
     cJSON_AddBoolToObject(c, "debugger", 0);
+    /* Spec 5.5: the optional features served ("debugger", "kernel
+     * subshells"); none of them here. */
+    cJSON_AddArrayToObject(c, "supported_features");
     return 0;
 }
 
@@ -69,6 +72,11 @@ static int h_execute(mg_req *r, char **err)
     bool silent = get_bool(in, "silent", false);
     bool store = get_bool(in, "store_history", true) && !silent;
     bool stop_on_error = get_bool(in, "stop_on_error", true);
+    /* JupyterLab shows a cell's run time from the reply's metadata. */
+    char *started = mg_kernel_iso_now();
+    r->reply_meta = cJSON_CreateObject();
+    cJSON_AddStringToObject(r->reply_meta, "started", started);
+    free(started);
     if (store)
         k->exec_count++;
     int n = k->exec_count;
@@ -89,9 +97,20 @@ static int h_execute(mg_req *r, char **err)
     s.count = n;
     mg_sink sink = mg_iopub_sink(&s);
     mg_clear_interrupt();
-    mg_status st = mg_interp_run(k->interp, code, &sink);
+    mg_status st;
+    if (r->msg->content_nul) {
+        /* The cell would be cut at the NUL without a word. */
+        mg_sink_error(&sink, "UsageError",
+                      "the cell holds a NUL character (U+0000), which no magic accepts; "
+                      "remove it and run the cell again",
+                      NULL, 0);
+        st = MG_ERROR;
+    } else {
+        st = mg_interp_run(k->interp, code, &sink);
+    }
     mg_clear_interrupt();
 
+    cJSON_AddStringToObject(r->reply_meta, "status", st == MG_OK ? "ok" : "error");
     cJSON *c = r->reply;
     if (st == MG_OK) {
         cJSON_AddStringToObject(c, "status", "ok");

@@ -17,7 +17,7 @@
 #include "util.h"
 #include "wire.h"
 
-#define PROTOCOL_VERSION "5.3"
+#define PROTOCOL_VERSION "5.5"
 
 struct mg_kernel {
     void *ctx, *shell, *control, *stdin_sock, *iopub, *hb;
@@ -51,6 +51,8 @@ static inline const char *chan_name(mg_chan c)
 
 /* Publishes msg_type with content (taken) on iopub, parented to parent. */
 void mg_kernel_publish(mg_kernel *k, const mg_msg *parent, const char *msg_type, cJSON *content);
+/* The current UTC time as ISO 8601 with microseconds (malloc'd). */
+char *mg_kernel_iso_now(void);
 /* Interrupt, SIGTERM or shutdown: the running command should stop. */
 bool mg_kernel_should_stop(const mg_kernel *k);
 
@@ -77,7 +79,8 @@ typedef struct mg_req {
     const mg_msg *msg;
     void *sock;
     mg_chan chan;
-    cJSON *reply; /* content of the reply, to fill */
+    cJSON *reply;      /* content of the reply, to fill */
+    cJSON *reply_meta; /* metadata of the reply, NULL for {} */
 } mg_req;
 
 typedef struct mg_handler {

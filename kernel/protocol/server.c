@@ -1,8 +1,10 @@
-/* The Jupyter kernel (messaging spec 5.3) over ZeroMQ.
+/* The Jupyter kernel (messaging spec 5.5) over ZeroMQ.
  *
- * shell, control and stdin are ROUTER sockets, iopub a PUB socket whose
- * messages start with a topic frame, and the heartbeat a REP socket echoed
- * by its own thread. One table maps message types to handlers; the
+ * shell, control and stdin are ROUTER sockets, iopub an XPUB socket whose
+ * messages start with a topic frame and which greets every subscription
+ * with iopub_welcome, and the heartbeat a REP socket echoed by its own
+ * thread. Every socket is read (stdin's messages are dropped: the kernel
+ * never asks for input), and each bounds the size of what it accepts. One table maps message types to handlers; the
  * dispatcher around it checks messages, publishes busy/idle, sends and
  * stamps replies and turns a handler failure into an error reply. */
 #include "kernel_internal.h"
@@ -27,10 +29,15 @@
 
 #define MAX_FRAMES   1024
 #define REPLAY_LIMIT 4096
+/* Per-frame bounds: a peer sending more is disconnected by libzmq before
+ * the kernel holds the bytes. A cell may be large (a long objective, a
+ * pasted corpus line); control and stdin messages are small. */
+#define MAX_SHELL_MSG   (64LL << 20)
+#define MAX_SMALL_MSG   (1LL << 20)
 
 /* ---- sending ----------------------------------------------------------- */
 
-static char *iso_now(void)
+char *mg_kernel_iso_now(void)
 {
     struct timespec ts;
     struct tm tm;
@@ -67,7 +74,7 @@ static char *print_json(const cJSON *j)
 static void send_msg(mg_kernel *k, void *sock, const mg_buf *idents, size_t n_idents,
                      const char *msg_type, const char *parent_json, cJSON *content, cJSON *metadata)
 {
-    char *date = iso_now();
+    char *date = mg_kernel_iso_now();
     char *msg_id = mg_asprintf("%s_%d_%llu", k->session, k->pid, ++k->seq);
     cJSON *hdr = cJSON_CreateObject();
     cJSON_AddStringToObject(hdr, "msg_id", msg_id);
@@ -109,9 +116,9 @@ static void publish_status(mg_kernel *k, const mg_msg *parent, const char *state
 }
 
 static void send_reply(mg_kernel *k, void *sock, const mg_msg *req, const char *type,
-                       cJSON *content)
+                       cJSON *content, cJSON *metadata)
 {
-    send_msg(k, sock, req->idents.v, req->idents.n, type, req->header_json, content, NULL);
+    send_msg(k, sock, req->idents.v, req->idents.n, type, req->header_json, content, metadata);
 }
 
 /* ---- receiving --------------------------------------------------------- */
@@ -145,6 +152,65 @@ static bool recv_frames(void *sock, mg_frames *f, int flags)
     return true;
 }
 
+/* ---- iopub subscriptions and stdin -------------------------------------- */
+
+/* XPUB hands the kernel each subscription as a frame: 1 then the topic
+ * (0 then the topic for an unsubscription). A new subscriber is greeted
+ * with iopub_welcome on its own topic (spec 5.5), so a client knows that
+ * what is published next reaches it. */
+static void serve_subscriptions(mg_kernel *k)
+{
+    for (;;) {
+        zmq_msg_t m;
+        zmq_msg_init(&m);
+        int rc;
+        while ((rc = zmq_msg_recv(&m, k->iopub, ZMQ_DONTWAIT)) < 0 && errno == EINTR)
+            ;
+        if (rc < 0) {
+            zmq_msg_close(&m);
+            return;
+        }
+        const unsigned char *d = zmq_msg_data(&m);
+        size_t n = zmq_msg_size(&m);
+        if (n >= 1 && d[0] == 1) {
+            char *topic = mg_strndup((const char *)d + 1, n - 1);
+            cJSON *c = cJSON_CreateObject();
+            /* A topic that is not text is not one a Jupyter client sends:
+             * it is greeted, but named as empty in the content. */
+            cJSON_AddStringToObject(c, "subscription", strlen(topic) == n - 1 ? topic : "");
+            if (n == 1) {
+                mg_kernel_publish(k, NULL, "iopub_welcome", c);
+            } else {
+                mg_buf t = {(unsigned char *)d + 1, n - 1};
+                send_msg(k, k->iopub, &t, 1, "iopub_welcome", NULL, c, NULL);
+            }
+            free(topic);
+        }
+        zmq_msg_close(&m);
+    }
+}
+
+/* The kernel never sends input_request (no magic reads input), so whatever
+ * arrives on stdin is read and dropped: unread, it would stay queued in
+ * the kernel for as long as the client is connected. */
+static void drain_stdin(mg_kernel *k)
+{
+    for (int i = 0; i < 1000; i++) {
+        mg_frames f = {0};
+        if (!recv_frames(k->stdin_sock, &f, ZMQ_DONTWAIT))
+            return;
+        if (i == 0)
+            mg_log("dropped a message on stdin (the kernel does not ask for input)");
+        mg_frames_free(&f);
+    }
+}
+
+static void serve_side_sockets(mg_kernel *k)
+{
+    serve_subscriptions(k);
+    drain_stdin(k);
+}
+
 /* ---- control and stopping ---------------------------------------------- */
 
 static bool dispatch(mg_kernel *k, void *sock, mg_chan chan, int flags);
@@ -156,6 +222,7 @@ bool mg_kernel_should_stop(const mg_kernel *k)
 
 bool mg_kernel_poll_control(mg_kernel *k)
 {
+    serve_side_sockets(k);
     while (!mg_kernel_should_stop(k) && dispatch(k, k->control, CH_CONTROL, ZMQ_DONTWAIT))
         ;
     return mg_kernel_should_stop(k);
@@ -179,10 +246,14 @@ static void aborted_reply(mg_kernel *k, void *sock, const mg_msg *m)
 {
     cJSON *c = cJSON_CreateObject();
     cJSON_AddStringToObject(c, "status", "aborted");
-    cJSON_AddNumberToObject(c, "execution_count", k->exec_count);
+    /* The cell did not run and has no number: null shows "In [ ]", where
+     * the previous count would show one number on two cells. */
+    cJSON_AddNullToObject(c, "execution_count");
     cJSON_AddObjectToObject(c, "user_expressions");
     cJSON_AddArrayToObject(c, "payload");
-    send_reply(k, sock, m, "execute_reply", c);
+    cJSON *md = cJSON_CreateObject();
+    cJSON_AddStringToObject(md, "status", "aborted");
+    send_reply(k, sock, m, "execute_reply", c, md);
 }
 
 /* Checks and handles one received message. With aborting, an
@@ -207,7 +278,7 @@ static void handle(mg_kernel *k, mg_frames *f, void *sock, mg_chan chan, bool ab
                mg_req_bool(m.content, "stop_on_error", true)) {
         aborted_reply(k, sock, &m);
     } else {
-        mg_req r = {k, &m, sock, chan, cJSON_CreateObject()};
+        mg_req r = {k, &m, sock, chan, cJSON_CreateObject(), NULL};
         if (h->fn(&r, &err) != 0) {
             mg_log("%s failed: %s", m.msg_type, err ? err : "?");
             cJSON_Delete(r.reply);
@@ -226,10 +297,12 @@ static void handle(mg_kernel *k, mg_frames *f, void *sock, mg_chan chan, bool ab
             k->abort_pending = false;
             take_queued(k);
         }
-        if (h->reply)
-            send_reply(k, sock, &m, h->reply, r.reply);
-        else
+        if (h->reply) {
+            send_reply(k, sock, &m, h->reply, r.reply, r.reply_meta);
+        } else {
             cJSON_Delete(r.reply);
+            cJSON_Delete(r.reply_meta);
+        }
     }
     publish_status(k, &m, "idle");
     mg_msg_free(&m);
@@ -277,7 +350,8 @@ static void *hb_main(void *arg)
 
 /* ---- set-up and main loop ---------------------------------------------- */
 
-static void *open_socket(mg_kernel *k, int type, const mg_conn *c, int port, const char *what)
+static void *open_socket(mg_kernel *k, int type, const mg_conn *c, int port, const char *what,
+                         long long max_msg)
 {
     void *s = zmq_socket(k->ctx, type);
     if (!s) {
@@ -286,6 +360,26 @@ static void *open_socket(mg_kernel *k, int type, const mg_conn *c, int port, con
     }
     int linger = 1000;
     zmq_setsockopt(s, ZMQ_LINGER, &linger, sizeof linger);
+    if (max_msg > 0)
+        zmq_setsockopt(s, ZMQ_MAXMSGSIZE, &max_msg, sizeof max_msg);
+    if (c->curve_secret) {
+        /* CurveZMQ, set before bind: only a client holding the public key
+         * (from the connection file) completes the handshake. */
+        int server = 1;
+        if (zmq_setsockopt(s, ZMQ_CURVE_SERVER, &server, sizeof server) != 0 ||
+            zmq_setsockopt(s, ZMQ_CURVE_SECRETKEY, c->curve_secret, 41) != 0 ||
+            zmq_setsockopt(s, ZMQ_CURVE_PUBLICKEY, c->curve_public, 41) != 0) {
+            mg_log("cannot set CurveZMQ keys on the %s socket: %s", what, zmq_strerror(errno));
+            zmq_close(s);
+            return NULL;
+        }
+    }
+    if (type == ZMQ_XPUB) {
+        /* Every subscription reaches the kernel, not only a topic's first:
+         * each client is greeted. */
+        int verbose = 1;
+        zmq_setsockopt(s, ZMQ_XPUB_VERBOSE, &verbose, sizeof verbose);
+    }
     char *ep = mg_conn_endpoint(c, port);
     if (zmq_bind(s, ep) != 0) {
         mg_log("cannot bind %s socket to %s: %s", what, ep, zmq_strerror(errno));
@@ -346,11 +440,11 @@ int mg_kernel_main(const char *connection_file, mg_interp *interp)
     k->ctx = zmq_ctx_new();
     if (!k->ctx)
         goto out;
-    k->shell = open_socket(k, ZMQ_ROUTER, &conn, conn.shell_port, "shell");
-    k->control = open_socket(k, ZMQ_ROUTER, &conn, conn.control_port, "control");
-    k->stdin_sock = open_socket(k, ZMQ_ROUTER, &conn, conn.stdin_port, "stdin");
-    k->iopub = open_socket(k, ZMQ_PUB, &conn, conn.iopub_port, "iopub");
-    k->hb = open_socket(k, ZMQ_REP, &conn, conn.hb_port, "heartbeat");
+    k->shell = open_socket(k, ZMQ_ROUTER, &conn, conn.shell_port, "shell", MAX_SHELL_MSG);
+    k->control = open_socket(k, ZMQ_ROUTER, &conn, conn.control_port, "control", MAX_SMALL_MSG);
+    k->stdin_sock = open_socket(k, ZMQ_ROUTER, &conn, conn.stdin_port, "stdin", MAX_SMALL_MSG);
+    k->iopub = open_socket(k, ZMQ_XPUB, &conn, conn.iopub_port, "iopub", MAX_SMALL_MSG);
+    k->hb = open_socket(k, ZMQ_REP, &conn, conn.hb_port, "heartbeat", MAX_SMALL_MSG);
     if (!k->shell || !k->control || !k->stdin_sock || !k->iopub || !k->hb)
         goto out;
 
@@ -369,7 +463,8 @@ int mg_kernel_main(const char *connection_file, mg_interp *interp)
     /* Everything heavy (the engine) loads on first use, so kernel_info is
      * answered as soon as the sockets are up. */
     k->interp = interp;
-    mg_log("kernel %s started (pid %d)", k->session, (int)getpid());
+    mg_log("kernel %s started (pid %d%s)", k->session, (int)getpid(),
+           conn.curve_secret ? ", CurveZMQ encryption" : "");
 
     /* Like ipykernel: when the client that started us (JPY_PARENT_PID) is
      * gone, we are orphaned and exit instead of lingering. */
@@ -397,14 +492,19 @@ int mg_kernel_main(const char *connection_file, mg_interp *interp)
             }
             continue;
         }
-        zmq_pollitem_t items[2] = {{k->control, 0, ZMQ_POLLIN, 0}, {k->shell, 0, ZMQ_POLLIN, 0}};
-        int rc = zmq_poll(items, 2, 1000);
+        zmq_pollitem_t items[4] = {{k->control, 0, ZMQ_POLLIN, 0},
+                                   {k->shell, 0, ZMQ_POLLIN, 0},
+                                   {k->iopub, 0, ZMQ_POLLIN, 0},
+                                   {k->stdin_sock, 0, ZMQ_POLLIN, 0}};
+        int rc = zmq_poll(items, 4, 1000);
         if (rc < 0) {
             if (errno == EINTR)
                 continue; /* SIGINT while idle: nothing to stop */
             mg_log("zmq_poll failed: %s", zmq_strerror(errno));
             break;
         }
+        if ((items[2].revents | items[3].revents) & ZMQ_POLLIN)
+            serve_side_sockets(k);
         if (items[0].revents & ZMQ_POLLIN) {
             /* Control first: everything waiting there before the next shell request. */
             while (!k->shutdown && dispatch(k, k->control, CH_CONTROL, ZMQ_DONTWAIT))

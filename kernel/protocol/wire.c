@@ -235,6 +235,23 @@ static cJSON *parse_object(const mg_buf *b)
     return j;
 }
 
+/* True when the JSON text holds the escape \u0000 (cJSON decodes it to a
+ * NUL byte, where every C string of the message would silently end). A
+ * backslash in valid JSON always starts a two-character escape, so pairs
+ * are skipped whole. */
+static bool has_nul_escape(const mg_buf *b)
+{
+    const char *t = (const char *)b->data;
+    for (size_t i = 0; i + 1 < b->len; i++) {
+        if (t[i] != '\\')
+            continue;
+        if (t[i + 1] == 'u' && i + 5 < b->len && memcmp(t + i + 2, "0000", 4) == 0)
+            return true;
+        i++;
+    }
+    return false;
+}
+
 int mg_wire_decode(const mg_frames *f, const mg_signer *s, mg_replay *replay, mg_msg *out,
                    char **err)
 {
@@ -284,6 +301,7 @@ int mg_wire_decode(const mg_frames *f, const mg_signer *s, mg_replay *replay, mg
     out->parent = obj[1];
     out->metadata = obj[2];
     out->content = obj[3];
+    out->content_nul = has_nul_escape(&v.parts[3]);
     out->msg_type = type->valuestring;
     out->msg_id = id->valuestring;
     char *hj = cJSON_PrintUnformatted(out->header);

@@ -90,6 +90,7 @@ typedef struct mg_msg {
     const char *msg_type; /* inside header */
     const char *msg_id;   /* inside header */
     char *header_json;    /* header re-serialised: the parent_header of replies */
+    bool content_nul;     /* content has a \u0000: its C strings are cut there */
 } mg_msg;
 
 /* Full check of a received message: delimiter and frames, signature,

@@ -1,16 +1,28 @@
-/* actmax-logo: writes the kernelspec logo, `actmax-logo SIZE OUT.png`, at
- * build time, so the picture comes from the same drawing code as the kernel. */
+/* actmax-logo: writes the kernelspec logos, `actmax-logo SIZE OUT.png` and
+ * `actmax-logo svg OUT.svg`, at build time, so the pictures come from the
+ * same drawing code as the kernel. */
 #include "render.h"
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 int main(int argc, char **argv)
 {
     if (argc != 3) {
         fprintf(stderr,
-                "usage: actmax-logo SIZE OUT.png  (SIZE in pixels, 16..512, e.g. 32 or 64)\n");
+                "usage: actmax-logo SIZE OUT.png  (SIZE in pixels, 16..512, e.g. 32 or 64)\n"
+                "       actmax-logo svg OUT.svg\n");
         return 2;
+    }
+    if (strcmp(argv[1], "svg") == 0) {
+        int st = render_logo_svg(argv[2]);
+        render_cleanup();
+        if (st != RENDER_OK) {
+            fprintf(stderr, "actmax-logo: %s\n", render_last_error());
+            return 1;
+        }
+        return 0;
     }
     char *end;
     long size = strtol(argv[1], &end, 10);

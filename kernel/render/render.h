@@ -109,6 +109,15 @@ int render_png_encode(const float *pix, int c, int h, int w, int min_px, render_
  * {1, 3, 4}, without scaling. Used for drawn surfaces; public for tools. */
 int render_png_encode_u8(const unsigned char *pix, int c, int h, int w, render_png *out);
 
+/* Reads the PNG file at path, of any colour type, bit depth, palette,
+ * transparency or interlacing, as c channels (1 gray by luminance, 3 RGB,
+ * 4 RGBA; alpha is dropped, or added opaque) resized to h x w by nearest
+ * neighbour: (C, H, W) floats in [0, 1] into *out, freed with free().
+ * RENDER_EINVAL when the file cannot be opened or c, h, w are out of range,
+ * RENDER_EPNG when it is not a readable PNG (or is over RENDER_LIMIT_PX a
+ * side); render_last_error() says why. */
+int render_png_read(const char *path, int c, int h, int w, float **out);
+
 /* ---------------------------------------------------------------- grid */
 
 typedef struct render_grid_opts {
@@ -173,6 +182,8 @@ int render_nice_ticks(double lo, double hi, int target, double *ticks, int max_t
 /* Draws the kernel's logo (a rising gradient-ascent curve ending in a lit
  * neuron, with "am") as an RGBA PNG of size x size pixels, 16..512. */
 int render_logo_png(int size, render_png *out);
+/* The same logo as a 64x64 SVG file at path (the kernelspec's logo-svg.svg). */
+int render_logo_svg(const char *path);
 
 /* ---------------------------------------------------------------- text */
 

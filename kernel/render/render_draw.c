@@ -4,6 +4,7 @@
 #include "render.h"
 #include "render_internal.h"
 
+#include <cairo-svg.h>
 #include <cairo.h>
 #include <fontconfig/fontconfig.h>
 #include <math.h>
@@ -690,19 +691,9 @@ int render_plot_png(const render_series *series, int n_series, const render_plot
 
 /* ------------------------------------------------------------ logo */
 
-int render_logo_png(int size, render_png *out)
+/* The logo on a 64-unit canvas, for both the PNG sizes and the SVG. */
+static void draw_logo(cairo_t *cr)
 {
-    if (!out)
-        return render__fail(RENDER_EINVAL, "render_logo_png: out is NULL");
-    memset(out, 0, sizeof *out);
-    if (size < 16 || size > 512)
-        return render__fail(RENDER_EINVAL, "render_logo_png: size must be 16..512 pixels, got %d",
-                            size);
-    cairo_surface_t *surf = cairo_image_surface_create(CAIRO_FORMAT_ARGB32, size, size);
-    cairo_t *cr = cairo_create(surf);
-    /* Drawn on a 64-unit canvas so both sizes share one design. */
-    cairo_scale(cr, size / 64.0, size / 64.0);
-
     /* Rounded tile, deep blue to violet: the colours of a saliency map. */
     double r = 12;
     cairo_new_sub_path(cr);
@@ -743,6 +734,21 @@ int render_logo_png(int size, render_png *out)
     cairo_set_font_size(cr, 30);
     cairo_set_source_rgb(cr, 1, 1, 1);
     render__text(cr, "am", 32, 56, 0.5);
+}
+
+int render_logo_png(int size, render_png *out)
+{
+    if (!out)
+        return render__fail(RENDER_EINVAL, "render_logo_png: out is NULL");
+    memset(out, 0, sizeof *out);
+    if (size < 16 || size > 512)
+        return render__fail(RENDER_EINVAL, "render_logo_png: size must be 16..512 pixels, got %d",
+                            size);
+    cairo_surface_t *surf = cairo_image_surface_create(CAIRO_FORMAT_ARGB32, size, size);
+    cairo_t *cr = cairo_create(surf);
+    /* Drawn on a 64-unit canvas so both sizes share one design. */
+    cairo_scale(cr, size / 64.0, size / 64.0);
+    draw_logo(cr);
 
     int st = RENDER_OK;
     if (cairo_status(cr) != CAIRO_STATUS_SUCCESS)
@@ -751,6 +757,26 @@ int render_logo_png(int size, render_png *out)
     cairo_destroy(cr);
     if (st == RENDER_OK)
         st = render__surface_png(surf, true, out);
+    cairo_surface_destroy(surf);
+    return st;
+}
+
+int render_logo_svg(const char *path)
+{
+    if (!path)
+        return render__fail(RENDER_EINVAL, "render_logo_svg: path is NULL");
+    cairo_surface_t *surf = cairo_svg_surface_create(path, 64, 64);
+    cairo_t *cr = cairo_create(surf);
+    draw_logo(cr);
+    int st = RENDER_OK;
+    if (cairo_status(cr) != CAIRO_STATUS_SUCCESS)
+        st = render__fail(RENDER_ECAIRO, "render_logo_svg: cairo: %s",
+                          cairo_status_to_string(cairo_status(cr)));
+    cairo_destroy(cr);
+    cairo_surface_finish(surf);
+    if (st == RENDER_OK && cairo_surface_status(surf) != CAIRO_STATUS_SUCCESS)
+        st = render__fail(RENDER_ECAIRO, "render_logo_svg: cannot write %s: %s", path,
+                          cairo_status_to_string(cairo_surface_status(surf)));
     cairo_surface_destroy(surf);
     return st;
 }

@@ -1,8 +1,10 @@
-/* render_png.c: status reporting, PNG encoding to memory through libpng,
- * nearest-neighbour upscaling, and base64 for carrying PNG bytes in JSON. */
+/* render_png.c: status reporting, PNG encoding to memory and decoding from
+ * a file through libpng, nearest-neighbour upscaling, and base64 for
+ * carrying PNG bytes in JSON. */
 #include "render.h"
 #include "render_internal.h"
 
+#include <errno.h>
 #include <limits.h>
 #include <math.h>
 #include <png.h>
@@ -245,6 +247,118 @@ int render_png_encode(const float *pix, int c, int h, int w, int min_px, render_
     free(buf);
     if (st == RENDER_OK)
         out->scale = f;
+    return st;
+}
+
+/* ------------------------------------------------------------ reading */
+
+typedef struct render__reader {
+    FILE *f;
+    png_structp png;
+    png_infop info;
+    unsigned char *buf;   /* (h, w * c) bytes */
+    unsigned char **rows; /* h row pointers into buf */
+    png_uint_32 w, h;
+} render__reader;
+
+/* Decodes r->f as c interleaved 8-bit channels: every colour type, bit
+ * depth, palette, transparency chunk and interlacing is converted by libpng
+ * (the simplified API refuses interlaced files). State lives in *r, so that
+ * nothing with automatic storage changes across setjmp; the caller frees. */
+static int render__png_read_rows(render__reader *r, int c)
+{
+    r->png = png_create_read_struct(PNG_LIBPNG_VER_STRING, NULL, render__png_error,
+                                    render__png_warning);
+    if (!r->png)
+        return render__fail(RENDER_ENOMEM, "libpng: cannot create a read struct");
+    r->info = png_create_info_struct(r->png);
+    if (!r->info)
+        return render__fail(RENDER_ENOMEM, "libpng: cannot create an info struct");
+    if (setjmp(png_jmpbuf(r->png)))
+        return RENDER_EPNG;
+    png_init_io(r->png, r->f);
+    png_set_user_limits(r->png, RENDER_LIMIT_PX, RENDER_LIMIT_PX);
+    png_read_info(r->png, r->info);
+    png_byte type = png_get_color_type(r->png, r->info);
+    bool color = (type & PNG_COLOR_MASK_COLOR) != 0;
+    bool alpha = (type & PNG_COLOR_MASK_ALPHA) || png_get_valid(r->png, r->info, PNG_INFO_tRNS);
+    png_set_expand(r->png); /* palette to RGB, gray below 8 bits to 8, tRNS to alpha */
+    png_set_strip_16(r->png);
+    if (c == 1) {
+        if (color)
+            png_set_rgb_to_gray_fixed(r->png, 1, -1, -1);
+        if (alpha)
+            png_set_strip_alpha(r->png);
+    } else {
+        if (!color)
+            png_set_gray_to_rgb(r->png);
+        if (c == 3 && alpha)
+            png_set_strip_alpha(r->png);
+        if (c == 4 && !alpha)
+            png_set_add_alpha(r->png, 0xff, PNG_FILLER_AFTER);
+    }
+    png_set_interlace_handling(r->png);
+    png_read_update_info(r->png, r->info);
+    r->w = png_get_image_width(r->png, r->info);
+    r->h = png_get_image_height(r->png, r->info);
+    size_t rowbytes = png_get_rowbytes(r->png, r->info);
+    if (rowbytes != (size_t)r->w * (size_t)c)
+        png_error(r->png, "unexpected row size after conversion");
+    r->buf = malloc((size_t)r->h * rowbytes);
+    r->rows = malloc((size_t)r->h * sizeof *r->rows);
+    if (!r->buf || !r->rows)
+        png_error(r->png, "out of memory");
+    for (png_uint_32 y = 0; y < r->h; y++)
+        r->rows[y] = r->buf + (size_t)y * rowbytes;
+    png_read_image(r->png, r->rows);
+    png_read_end(r->png, NULL);
+    return RENDER_OK;
+}
+
+int render_png_read(const char *path, int c, int h, int w, float **out)
+{
+    if (!out)
+        return render__fail(RENDER_EINVAL, "render_png_read: out is NULL");
+    *out = NULL;
+    if (!path)
+        return render__fail(RENDER_EINVAL, "render_png_read: path is NULL");
+    int st = render__check_dims("render_png_read", c, h, w);
+    if (st)
+        return st;
+    render__reader r;
+    memset(&r, 0, sizeof r);
+    r.f = fopen(path, "rb");
+    if (!r.f)
+        return render__fail(RENDER_EINVAL, "cannot open %s: %s", path, strerror(errno));
+    unsigned char sig[8];
+    if (fread(sig, 1, sizeof sig, r.f) != sizeof sig || png_sig_cmp(sig, 0, sizeof sig) != 0) {
+        fclose(r.f);
+        return render__fail(RENDER_EPNG, "%s is not a PNG file (no PNG signature)", path);
+    }
+    rewind(r.f);
+    st = render__png_read_rows(&r, c);
+    png_destroy_read_struct(&r.png, &r.info, NULL);
+    fclose(r.f);
+    if (st == RENDER_OK) {
+        float *o = malloc((size_t)c * (size_t)h * (size_t)w * sizeof *o); /* (C, H, W) */
+        if (!o) {
+            st = render__fail(RENDER_ENOMEM, "render_png_read: out of memory for %dx%d pixels",
+                              w, h);
+        } else {
+            for (int y = 0; y < h; y++) {
+                size_t sy = (size_t)((unsigned long long)y * r.h / (unsigned)h);
+                for (int x = 0; x < w; x++) {
+                    size_t sx = (size_t)((unsigned long long)x * r.w / (unsigned)w);
+                    const unsigned char *px = r.rows[sy] + sx * (size_t)c;
+                    for (int k = 0; k < c; k++)
+                        o[((size_t)k * h + y) * w + x] = px[k] / 255.0f;
+                }
+            }
+            *out = o;
+        }
+    }
+    free(r.rows);
+    free(r.buf);
     return st;
 }
 

@@ -1,6 +1,9 @@
-"""The actmax kernel through jupyter_client (messaging spec 5.3): every
-handler, message ordering, hostile input on the wire, interrupts, shutdown
-and restart, and resident memory over many executions."""
+"""The actmax kernel through jupyter_client (messaging spec 5.5): every
+handler, message ordering, the iopub welcome, hostile input on the wire
+(stdin included), interrupts, shutdown and restart, and resident memory
+over many executions."""
+import datetime
+import json
 import os
 import signal
 import time
@@ -18,7 +21,8 @@ from conftest import (SANITIZED, control_reply, drain, execute, iopub_for, outpu
 
 def check_kernel_info(content):
     assert content["status"] == "ok"
-    assert content["protocol_version"] == "5.3"
+    assert content["protocol_version"] == "5.5"
+    assert content["supported_features"] == []  # no debugger, no subshells
     assert content["implementation"] == "actmax"
     assert content["language_info"]["name"] == "actmax"
     assert "%help" in content["banner"]
@@ -49,7 +53,7 @@ def test_reply_header(kc):
     reply = shell_reply(kc, msg_id)
     h = reply["header"]
     assert h["msg_type"] == "kernel_info_reply"
-    assert h["version"] == "5.3"
+    assert h["version"] == "5.5"
     assert h["msg_id"] and h["session"] and h["date"]
     assert reply["parent_header"]["msg_id"] == msg_id
 
@@ -225,6 +229,91 @@ def test_is_complete(kc):
     c = status("%%echo\nbody")
     assert c["status"] == "incomplete" and c["indent"] == ""
     assert status("%%echo\nbody\n\n")["status"] == "complete"
+    # Where a console user goes on typing: a cell magic without a body, an
+    # open bracket or quote, a trailing backslash.
+    for code in ("%%echo", "%echo fc[1,", "%echo (a", "%echo 'abc", '%echo x label="a',
+                 "%echo a \\", "%set seed=1\n%echo [\n1,"):
+        assert status(code)["status"] == "incomplete", code
+    # Closed again, the same lines are complete; a wrong closer stays invalid.
+    for code in ("%echo fc[1,\n2]", "%echo 'ab\nc'", "%echo a \\\nb"):
+        assert status(code)["status"] == "complete", code
+    for code in ("%echo fc[1)", "%echo ]", "%lsmagc", "%echo a # note \\"):
+        assert status(code)["status"] == "invalid" or code.endswith("\\"), code
+    # A backslash inside a comment does not continue the line (as in Python).
+    assert status("%echo a # note \\")["status"] == "complete"
+
+
+def test_continued_lines_run(kc):
+    # A trailing backslash joins the next line (both dropped, as in Python);
+    # open brackets go on at the next line, the newline kept inside them.
+    reply, msgs = execute(kc, "%echo one \\\ntwo\n%echo [1,\n2]")
+    assert reply["content"]["status"] == "ok"
+    assert stdout_of(msgs) == "one two\n[1,\n2]\n"
+    # An error on a continued line names the line where the magic starts.
+    reply, _ = execute(kc, "%echo a\n%sleep \\\nsecs=1")
+    assert reply["content"]["status"] == "error"
+    assert "line 2" in "\n".join(reply["content"]["traceback"])
+
+
+def test_execute_reply_metadata_started(kc):
+    before = datetime.datetime.now(datetime.timezone.utc)
+    reply, _ = execute(kc, "%sleep seconds=0.2")
+    after = datetime.datetime.now(datetime.timezone.utc)
+    md = reply["metadata"]
+    started = md["started"]
+    # jupyter_client turns ISO dates into datetimes; either way it is UTC
+    # and lies within the request's round trip, before the reply.
+    if isinstance(started, str):
+        started = datetime.datetime.fromisoformat(started.replace("Z", "+00:00"))
+    assert before - datetime.timedelta(seconds=1) <= started <= after
+    assert started <= reply["header"]["date"] if not isinstance(reply["header"]["date"], str) \
+        else True
+    assert md["status"] == "ok"
+    reply, _ = execute(kc, "%nosuch")
+    assert reply["metadata"]["status"] == "error" and "started" in reply["metadata"]
+
+
+# ---- iopub welcome (spec 5.5) ---------------------------------------------------
+
+def test_iopub_welcome_on_subscription(kernel):
+    km, _ = kernel
+    info = km.get_connection_info()
+    session = Session(key=km.session.key, signature_scheme="hmac-sha256")
+    ctx = zmq.Context.instance()
+    for topic in (b"", b"kernel."):
+        sub = ctx.socket(zmq.SUB)
+        sub.linger = 0
+        sub.setsockopt(zmq.SUBSCRIBE, topic)
+        sub.connect(f"tcp://{info['ip']}:{info['iopub_port']}")
+        try:
+            assert sub.poll(5000), "no iopub_welcome after subscribing"
+            frames = sub.recv_multipart()
+            assert frames[0].startswith(topic)
+            msg = session.deserialize(frames[frames.index(b"<IDS|MSG>") + 1:])
+            assert msg["msg_type"] == "iopub_welcome"
+            assert msg["content"] == {"subscription": topic.decode()}
+            assert msg["parent_header"] == {}
+        finally:
+            sub.close()
+
+
+def test_first_output_after_welcome_not_lost():
+    # A client that waits for the welcome (instead of polling kernel_info
+    # until iopub delivers) sees the outputs of its very first request.
+    from jupyter_client.manager import KernelManager
+    km = KernelManager(kernel_name="actmax")
+    km.start_kernel()
+    kc = km.client()
+    kc.start_channels()
+    try:
+        first = kc.get_iopub_msg(timeout=30)
+        assert first["msg_type"] == "iopub_welcome"
+        assert first["content"]["subscription"] == ""
+        reply, msgs = execute(kc, "%echo first words")
+        assert reply["content"]["status"] == "ok"
+        assert stdout_of(msgs) == "first words\n"
+    finally:
+        stop(km, kc)
 
 
 # ---- history -----------------------------------------------------------------
@@ -401,6 +490,91 @@ def test_odd_request_fields(raw):
     still_answers(kc)
 
 
+def test_nul_byte_is_an_error_not_a_cut(kc):
+    # JSON carries U+0000 as \u0000; read as a C string the cell would end
+    # there and run "%set seed=1" silently.
+    reply, msgs = execute(kc, "%set seed=1\x00\n%nosuch")
+    c = reply["content"]
+    assert c["status"] == "error" and c["ename"] == "UsageError"
+    assert "NUL" in c["evalue"] and "U+0000" in c["evalue"]
+    errs = [m for m in msgs if m["msg_type"] == "error"]
+    assert len(errs) == 1
+    # An escaped backslash before u0000 is text, not a NUL.
+    reply, msgs = execute(kc, "%echo a\\u0000b")
+    assert reply["content"]["status"] == "ok"
+    assert stdout_of(msgs) == "a\\u0000b\n"
+    still_answers(kc)
+
+
+def test_stdin_read_and_dropped(kernel):
+    # The kernel never asks for input; whatever a client sends on stdin is
+    # read and dropped, so it cannot pile up in the kernel's memory.
+    km, kc = kernel
+    proc = psutil.Process(km.provisioner.process.pid)
+    info = km.get_connection_info()
+    session = Session(key=km.session.key, signature_scheme="hmac-sha256")
+    ctx = zmq.Context.instance()
+
+    def flood(n, size):
+        s = ctx.socket(zmq.DEALER)
+        s.linger = 0
+        s.sndhwm = 0
+        s.connect(f"tcp://{info['ip']}:{info['stdin_port']}")
+        payload = "x" * size
+        for _ in range(n):
+            s.send_multipart(session.serialize(session.msg("input_reply", {"value": payload})))
+        # Wait until everything left this process: then it is in the kernel.
+        time.sleep(0.5)
+        still_answers(kc)
+        s.close()
+
+    flood(50, 512 * 1024)  # warm-up
+    before = proc.memory_info().rss
+    for _ in range(3):
+        flood(200, 512 * 1024)  # 100 MiB a connection
+    after = proc.memory_info().rss
+    growth = after - before
+    assert growth < 32 * 1024 * 1024, f"RSS grew by {growth / 2**20:.0f} MiB"
+    # Over the size bound (1 MiB a frame on stdin): the peer is cut off,
+    # the kernel goes on.
+    s = ctx.socket(zmq.DEALER)
+    s.linger = 0
+    s.connect(f"tcp://{info['ip']}:{info['stdin_port']}")
+    s.send_multipart([b"<IDS|MSG>", b"", b"{}", b"{}", b"{}", b"y" * (8 << 20)])
+    time.sleep(0.5)
+    s.close()
+    assert km.is_alive()
+    still_answers(kc)
+
+
+def test_oversized_shell_frame_cuts_the_peer_only(raw):
+    s, session, kc = raw
+    # 64 MiB a frame on shell; more disconnects that peer, nothing else.
+    s.send_multipart([b"<IDS|MSG>", b"", b"{}", b"{}", b"{}", b"z" * (65 << 20)])
+    time.sleep(1.0)
+    still_answers(kc)
+
+
+# ---- kernelspec -------------------------------------------------------------------
+
+def test_kernelspec_5_5():
+    from jupyter_client.kernelspec import KernelSpecManager
+    spec = KernelSpecManager().get_kernel_spec("actmax")
+    with open(os.path.join(spec.resource_dir, "kernel.json")) as f:
+        raw = json.load(f)
+    assert raw["kernel_protocol_version"] == "5.5"
+    assert raw["interrupt_mode"] == "signal"
+    # The SVG logo beside the PNG ones, drawn by the same code: a 64x64 SVG.
+    import xml.etree.ElementTree as ET
+    svg = os.path.join(spec.resource_dir, "logo-svg.svg")
+    root = ET.parse(svg).getroot()
+    assert root.tag.endswith("svg")
+    assert root.get("width", "").startswith("64") and root.get("height", "").startswith("64")
+    assert len(list(root.iter())) > 5, "an empty SVG"
+    for size in (32, 64):
+        assert os.path.getsize(os.path.join(spec.resource_dir, f"logo-{size}x{size}.png")) > 100
+
+
 # ---- stop_on_error -------------------------------------------------------------
 
 def test_stop_on_error_aborts_queued(kc):
@@ -411,8 +585,13 @@ def test_stop_on_error_aborts_queued(kc):
     independent = kc.execute("%echo runs anyway", stop_on_error=False)
     r = shell_reply(kc, bad)
     assert r["content"]["status"] == "error"
+    n = r["content"]["execution_count"]
     for q in queued:
-        assert shell_reply(kc, q)["content"]["status"] == "aborted"
+        c = shell_reply(kc, q)["content"]
+        assert c["status"] == "aborted"
+        # An aborted cell did not run: no number (Notebook shows "In [ ]"),
+        # never the failed cell's number a second time.
+        assert c["execution_count"] is None, (c, n)
     assert shell_reply(kc, independent)["content"]["status"] == "ok"
     # The queue is drained: the next request runs normally.
     reply, msgs = execute(kc, "%echo after")

@@ -344,7 +344,15 @@ void test_inspect_and_is_complete(void)
     CHECK_STR(mg_interp_is_complete(it, "%lsmagic"), "complete");
     CHECK_STR(mg_interp_is_complete(it, "%set seed=1\n%echo x"), "complete");
     CHECK_STR(mg_interp_is_complete(it, "%lsmagc"), "invalid");
-    CHECK_STR(mg_interp_is_complete(it, "%echo 'open"), "invalid");
+    /* Where a console user goes on typing: an open quote or bracket, a
+     * trailing backslash (not one inside a comment). */
+    CHECK_STR(mg_interp_is_complete(it, "%echo 'open"), "incomplete");
+    CHECK_STR(mg_interp_is_complete(it, "%echo fc[1,"), "incomplete");
+    CHECK_STR(mg_interp_is_complete(it, "%echo a \\"), "incomplete");
+    CHECK_STR(mg_interp_is_complete(it, "%echo a # b \\"), "complete");
+    CHECK_STR(mg_interp_is_complete(it, "%echo fc[1,\n2]"), "complete");
+    CHECK_STR(mg_interp_is_complete(it, "%echo a \\\nb"), "complete");
+    CHECK_STR(mg_interp_is_complete(it, "%echo fc[1)"), "invalid");
     CHECK_STR(mg_interp_is_complete(it, "python code"), "invalid");
     CHECK_STR(mg_interp_is_complete(it, "%%echo"), "incomplete");
     CHECK_STR(mg_interp_is_complete(it, "%%echo\nbody"), "incomplete");
