@@ -29,7 +29,7 @@ class LayerInfo(C.Structure):
 class Progress(C.Structure):
     _fields_ = [("step", C.c_int), ("steps", C.c_int), ("objective", C.c_float), ("nterms", C.c_int),
                 ("term_names", C.POINTER(C.c_char_p)), ("terms", C.POINTER(C.c_float)),
-                ("image", C.POINTER(C.c_float)), ("image_shape", C.c_int64 * 4)]
+                ("image", C.POINTER(C.c_float)), ("image_shape", C.c_int64 * 4), ("crop", C.c_float)]
 
 
 PROGRESS_FN = C.CFUNCTYPE(C.c_int, C.c_void_p, C.POINTER(Progress))
@@ -44,7 +44,12 @@ class Options(C.Structure):
                 ("rotate_deg", C.c_float), ("l1", C.c_float), ("l2", C.c_float), ("tv", C.c_float),
                 ("blur", C.c_float), ("init", C.c_int), ("init_image", C.POINTER(C.c_float)),
                 ("init_std", C.c_float), ("thresholds", C.POINTER(C.c_int)), ("n_thresholds", C.c_int),
-                ("progress", PROGRESS_FN), ("progress_user", C.c_void_p), ("image_every", C.c_int)]
+                ("progress", PROGRESS_FN), ("progress_user", C.c_void_p), ("image_every", C.c_int),
+                ("crops", C.c_int), ("crop_max", C.c_float), ("crop_min", C.c_float), ("noise", C.c_float),
+                ("accent", C.c_float), ("diversity", C.c_float), ("diversity_layer", C.c_char_p)]
+
+OPT_AUTO, OPT_ADAM, OPT_SGD, OPT_NADAM = -1, 0, 1, 2
+PARAM_FFT, PARAM_PIXEL, PARAM_MACO = 0, 1, 2
 
 
 def _default_lib():
@@ -100,6 +105,14 @@ if _HAS_RUN:
     lib.am_run_snapshot.argtypes = [C.c_void_p, C.c_int, C.POINTER(C.c_int), C.c_int64 * 4]
     lib.am_run_seconds.restype = C.c_double
     lib.am_run_seconds.argtypes = [C.c_void_p]
+    lib.am_run_activation.restype = C.POINTER(C.c_float)
+    lib.am_run_activation.argtypes = [C.c_void_p, C.POINTER(C.c_int)]
+    lib.am_run_transparency.restype = C.POINTER(C.c_float)
+    lib.am_run_transparency.argtypes = [C.c_void_p, C.c_int64 * 4]
+    lib.am_run_diversity_layer.restype = C.c_char_p
+    lib.am_run_diversity_layer.argtypes = [C.c_void_p]
+    lib.am_run_note.restype = C.c_char_p
+    lib.am_run_note.argtypes = [C.c_void_p]
 
 
 class AmError(Exception):
@@ -220,6 +233,8 @@ class Run:
     """One optimization; keyword arguments are am_options fields."""
 
     def __init__(self, model, objectives, progress=None, init_image=None, thresholds=None, **kw):
+        if isinstance(kw.get("diversity_layer"), str):
+            kw["diversity_layer"] = kw["diversity_layer"].encode()
         o = Options()
         lib.am_options_default(C.byref(o))
         if isinstance(objectives, str):
@@ -262,6 +277,12 @@ class Run:
             self.terms[name] = np.ctypeslib.as_array(lib.am_run_term_curve(self.h, i), shape=(self.steps,)).copy()
         p = lib.am_run_final(self.h, C.byref(n))
         self.final = np.ctypeslib.as_array(p, shape=(n.value,)).copy()
+        p = lib.am_run_activation(self.h, C.byref(n))
+        self.activation = np.ctypeslib.as_array(p, shape=(n.value,)).copy()
+        p = lib.am_run_transparency(self.h, shape)
+        self.transparency = np.ctypeslib.as_array(p, shape=self.images.shape).copy() if p else None
+        self.diversity_layer = lib.am_run_diversity_layer(self.h).decode()
+        self.note = lib.am_run_note(self.h).decode()
         self.cancelled = lib.am_run_cancelled(self.h)
         self.seconds = lib.am_run_seconds(self.h)
         self.snapshots = []
