@@ -430,8 +430,8 @@ enum { AM_OPT_AUTO = -1, AM_OPT_ADAM = 0, AM_OPT_SGD = 1, AM_OPT_NADAM = 2 };
  * the Fourier phase is optimized; the magnitude is fixed to the mean |rfft2|
  * of the model's training images when its metadata names a dataset the
  * engine reads (fashion-mnist), else to Lucid's 1/f^decay_power. Image =
- * sigmoid(colour recorrelation(standardize(irfft2(magnitude * e^(i *
- * standardize(phase)))))). Each step the model sees `crops` random crops of
+ * sigmoid(contrast * colour recorrelation(standardize(irfft2(magnitude *
+ * e^(i * standardize(phase)))))). Each step the model sees `crops` random crops of
  * each image resized to its input size, with noise; see the MACO fields of
  * am_options. The image (the canvas) is height x width. */
 enum { AM_PARAM_FFT = 0, AM_PARAM_PIXEL = 1, AM_PARAM_MACO = 2 };
@@ -501,8 +501,12 @@ typedef struct am_options {
      * (gaussian + uniform(-0.5, 0.5)) added in [0, 1] display space. The
      * objective of an image is the mean over its crops. */
     int         crops;                 /* default 6 */
-    float       crop_max, crop_min;    /* default 1.0 .. 0.5 */
+    float       crop_max, crop_min;    /* default 1.0 .. 0.8 */
     float       noise;                 /* default 0.05 */
+    /* the standardized image is multiplied by contrast before the sigmoid:
+     * at 1 most pixels stay mid-grey, which data with black backgrounds
+     * (Fashion-MNIST) never shows */
+    float       contrast;              /* default 3 */
     /* Feature accentuation (Hamblin et al. 2024): with init_image, subtract
      * accent * mean((image - init_image)^2) (display space), which keeps the
      * result close to the start image while the unit is pushed. */

@@ -110,18 +110,18 @@ torch::Tensor standardize(const torch::Tensor &t) {
 }  // namespace
 
 torch::Tensor maco_render(const torch::Tensor &phase, const torch::Tensor &mag, int64_t H, int64_t W,
-                          const torch::Tensor &cmat_t) {
+                          const torch::Tensor &cmat_t, float contrast) {
     auto ph = standardize(phase);
     auto spec = torch::polar(mag.expand_as(ph), ph);
     auto img = standardize(torch::fft::irfft2(spec, std::vector<int64_t>{H, W}, {-2, -1}, "ortho"));
     if (cmat_t.defined()) img = torch::matmul(img.permute({0, 2, 3, 1}), cmat_t).permute({0, 3, 1, 2});
-    return torch::sigmoid(img);
+    return torch::sigmoid(img * contrast);
 }
 
 torch::Tensor maco_phase_of(const torch::Tensor &display, const torch::Tensor &cmat_t) {
     // The magnitude is fixed, so a start image is only approximated: its
     // phase is kept, its spectrum's magnitude replaced.
-    auto t = torch::logit(display.clamp(1e-4, 1 - 1e-4));
+    auto t = torch::logit(display.clamp(1e-4, 1 - 1e-4));  // the phase ignores the contrast's scale
     if (cmat_t.defined()) t = torch::matmul(t.permute({0, 2, 3, 1}), torch::inverse(cmat_t)).permute({0, 3, 1, 2});
     return torch::angle(torch::fft::rfft2(t, c10::nullopt, {-2, -1}, "ortho"));
 }

@@ -15,10 +15,10 @@ namespace am {
 torch::Tensor maco_magnitude(const am_model *m, int64_t C, int64_t H, int64_t W, float decay, std::string *note);
 
 // Display image (B, C, H, W) in [0, 1] from the phase (B, C, H, W/2+1):
-// sigmoid(recorrelate(standardize(irfft2(mag * e^(i standardize(phase)))))).
+// sigmoid(contrast * recorrelate(standardize(irfft2(mag * e^(i standardize(phase)))))).
 // cmat_t: the transposed colour matrix, undefined for no recorrelation.
 torch::Tensor maco_render(const torch::Tensor &phase, const torch::Tensor &mag, int64_t H, int64_t W,
-                          const torch::Tensor &cmat_t);
+                          const torch::Tensor &cmat_t, float contrast);
 
 // A start phase (B, C, H, W/2+1) for a display image (B, C, H, W).
 torch::Tensor maco_phase_of(const torch::Tensor &display, const torch::Tensor &cmat_t);

@@ -194,6 +194,7 @@ void check_options(const am_model *m, const am_options *o) {
         if (!(o->crop_min > 0) || !(o->crop_max <= 1) || o->crop_min > o->crop_max)
             throw Error(AM_E_ARG, "MACO crop sides need 0 < crop_min <= crop_max <= 1 (fractions of the canvas side)");
         if (!(o->noise >= 0) || !std::isfinite(o->noise)) throw Error(AM_E_ARG, "noise must be >= 0");
+        if (!(o->contrast > 0) || !std::isfinite(o->contrast)) throw Error(AM_E_ARG, "contrast must be > 0");
     }
     if (!(o->accent >= 0) || !std::isfinite(o->accent)) throw Error(AM_E_ARG, "accent must be >= 0");
     if (o->accent > 0 && o->init != AM_INIT_IMAGE)
@@ -286,7 +287,7 @@ void run_impl(am_model *m, const am_options *o, am_run *r) {
         img.p = (maco ? maco_phase_of(seed_img, cmat) : img.invert(seed_img)).contiguous();
     }
     img.p.requires_grad_(true);
-    auto render = [&]() { return maco ? maco_render(img.p, mag, H, W, cmat) : img.render(); };
+    auto render = [&]() { return maco ? maco_render(img.p, mag, H, W, cmat, o->contrast) : img.render(); };
 
     Transforms tf;
     tf.on = o->transforms != 0;
@@ -517,8 +518,9 @@ void am_options_default(am_options *o) {
     o->init_std = 0.01f;
     o->crops = 6;
     o->crop_max = 1.0f;
-    o->crop_min = 0.5f;
+    o->crop_min = 0.8f;
     o->noise = 0.05f;
+    o->contrast = 3.0f;
 }
 
 int am_run_new(am_model *m, const am_options *o, am_run **out) {

@@ -45,7 +45,7 @@ class Options(C.Structure):
                 ("blur", C.c_float), ("init", C.c_int), ("init_image", C.POINTER(C.c_float)),
                 ("init_std", C.c_float), ("thresholds", C.POINTER(C.c_int)), ("n_thresholds", C.c_int),
                 ("progress", PROGRESS_FN), ("progress_user", C.c_void_p), ("image_every", C.c_int),
-                ("crops", C.c_int), ("crop_max", C.c_float), ("crop_min", C.c_float), ("noise", C.c_float),
+                ("crops", C.c_int), ("crop_max", C.c_float), ("crop_min", C.c_float), ("noise", C.c_float), ("contrast", C.c_float),
                 ("accent", C.c_float), ("diversity", C.c_float), ("diversity_layer", C.c_char_p)]
 
 OPT_AUTO, OPT_ADAM, OPT_SGD, OPT_NADAM = -1, 0, 1, 2

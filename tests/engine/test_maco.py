@@ -76,10 +76,10 @@ def standardize(t):
     return flat.reshape(t.shape)
 
 
-def maco_image(phase, mag):
-    """MACO's image (Xplique's maco_image_parametrization, 1 channel)."""
+def maco_image(phase, mag, contrast):
+    """MACO's image (Xplique's maco_image_parametrization, 1 channel, with a contrast)."""
     spec = torch.polar(mag.expand_as(phase), standardize(phase))
-    return torch.sigmoid(standardize(torch.fft.irfft2(spec, s=(SIZE, SIZE), norm="ortho")))
+    return torch.sigmoid(contrast * standardize(torch.fft.irfft2(spec, s=(SIZE, SIZE), norm="ortho")))
 
 
 def start_phase(seed, b):
@@ -96,8 +96,8 @@ def frozen(**kw):
 
 def test_image_from_phase_with_inverse_f(small):
     m, _ = small
-    run = amlib.Run(m, ["fc[0]", "fc[1]"], seed=7, **frozen())
-    expect = maco_image(start_phase(7, 2), inverse_f(SIZE, SIZE))
+    run = amlib.Run(m, ["fc[0]", "fc[1]"], seed=7, contrast=1.5, **frozen())
+    expect = maco_image(start_phase(7, 2), inverse_f(SIZE, SIZE), 1.5)
     diff = float(np.abs(run.images - expect.numpy()).max())
     print(f"MACO 1/f image: engine vs PyTorch max|diff| {diff:.2e}; note: {run.note}")
     assert run.images.shape == (2, 1, SIZE, SIZE)
@@ -116,10 +116,10 @@ def fashion_train_magnitude():
                     reason="dataset-fashion-mnist is not installed (scripts/install-deps.sh)")
 def test_image_from_phase_with_dataset_magnitude(small_fashion):
     m, _ = small_fashion
-    run = amlib.Run(m, "fc[2]", seed=3, **frozen())
+    run = amlib.Run(m, "fc[2]", seed=3, **frozen())  # the default contrast, 3
     mag, n = fashion_train_magnitude()
-    expect = maco_image(start_phase(3, 1), mag)
-    other = maco_image(start_phase(3, 1), inverse_f(SIZE, SIZE))
+    expect = maco_image(start_phase(3, 1), mag, 3.0)
+    other = maco_image(start_phase(3, 1), inverse_f(SIZE, SIZE), 3.0)
     diff = float(np.abs(run.images - expect.numpy()).max())
     apart = float(np.abs(expect - other).max())
     print(f"MACO dataset image: engine vs PyTorch max|diff| {diff:.2e} (1/f image differs by {apart:.2f}); "
@@ -288,7 +288,7 @@ def test_diversity_errors(small):
 def test_maco_option_errors(small):
     m, _ = small
     for kw, word in [(dict(crops=0), "crops"), (dict(crop_min=0.8, crop_max=0.5), "crop_min"),
-                     (dict(noise=-1.0), "noise")]:
+                     (dict(noise=-1.0), "noise"), (dict(contrast=0.0), "contrast")]:
         with pytest.raises(amlib.AmError) as e:
             amlib.Run(m, "fc[0]", param=amlib.PARAM_MACO, steps=2, **kw)
         assert e.value.status == -1 and word in e.value.message, kw
