@@ -1,16 +1,16 @@
-/* actmax: the Jupyter kernel, and the same magics from the command line. */
+/* actmax: the Jupyter kernel, and the same magics from the command line.
+ * main builds the interpreter over the actmax magics and hands it to the
+ * front asked for: the kernel (kernel/protocol) or the command line. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "actmax_version.h"
 #include "cli.h"
 #include "kernel.h"
+#include "magics.h"
 #include "render.h"
 #include "util.h"
-
-#ifndef ACTMAX_VERSION
-#define ACTMAX_VERSION "0.0.0"
-#endif
 
 static void usage(FILE *f)
 {
@@ -18,6 +18,7 @@ static void usage(FILE *f)
           "       actmax -c 'MAGICS' [-o DIR]         run magics, print the outputs\n"
           "       actmax run FILE [-o DIR]            run a file of magics\n"
           "       actmax --version\n"
+          "       actmax --magics-md                  the magics' key tables, as Markdown\n"
           "With -o, outputs other than text (images, HTML) are written into DIR.\n",
           f);
 }
@@ -54,10 +55,26 @@ int main(int argc, char **argv)
             usage(stderr);
             return 2;
         }
-        return mg_kernel_main(conn);
+        mg_interp *it = mg_interp_new(mg_actmax_registry());
+        int rc = mg_kernel_main(conn, it);
+        mg_interp_free(it);
+        return rc;
     }
     if (argc >= 2 && (strcmp(argv[1], "--version") == 0 || strcmp(argv[1], "-V") == 0)) {
-        printf("actmax %s\n", ACTMAX_VERSION);
+        printf("actmax %s\n", AM_VERSION);
+        return 0;
+    }
+    if (argc >= 2 && strcmp(argv[1], "--magics-md") == 0) {
+        /* The tables are only as good as the registry: check it first. */
+        char *bad = NULL;
+        if (mg_registry_check(mg_actmax_registry(), &bad) != 0) {
+            fprintf(stderr, "actmax: magic table: %s\n", bad);
+            free(bad);
+            return 1;
+        }
+        char *md = mg_registry_markdown(mg_actmax_registry());
+        fputs(md, stdout);
+        free(md);
         return 0;
     }
     if (argc >= 2 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)) {
@@ -81,14 +98,14 @@ int main(int argc, char **argv)
         usage(stderr);
         return 2;
     }
-    if (code)
-        return mg_cli_run(code, out_dir);
-    char *text = read_file(file);
+    char *text = code ? mg_strdup(code) : read_file(file);
     if (!text) {
         fprintf(stderr, "actmax: cannot read %s\n", file);
         return 2;
     }
-    int rc = mg_cli_run(text, out_dir);
+    mg_interp *it = mg_interp_new(mg_actmax_registry());
+    int rc = mg_cli_run(it, text, out_dir);
+    mg_interp_free(it);
     free(text);
     return rc;
 }

@@ -3,10 +3,10 @@
 # Idempotent: a second run with everything present makes no network call.
 set -eu
 
-PKGS="build-essential cmake pkg-config git
+PKGS="build-essential cmake pkg-config git clang-format
 libtorch-dev libopenblas0-pthread libdnnl-dev
 libzmq3-dev libsodium-dev libcjson-dev libpng-dev libcairo2-dev fonts-dejavu-core zlib1g-dev
-python3 python3-torch python3-torchvision python3-numpy
+python3 python3-dev python3-torch python3-torchvision python3-numpy
 python3-jupyter-client python3-nbclient python3-nbformat python3-ipykernel python3-pytest python3-psutil python3-sentencepiece
 jupyter-notebook
 dataset-fashion-mnist fortunes-min fortunes chromium"

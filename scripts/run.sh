@@ -8,6 +8,8 @@ cd "$(dirname "$0")/.."
 ./scripts/build.sh
 cmake --build build --target install-kernelspec
 
+# The Python module (build/python/actmax) for notebooks on the python3 kernel.
+export PYTHONPATH="$(pwd)/build/python${PYTHONPATH:+:$PYTHONPATH}"
 set -- --notebook-dir="$(pwd)/notebooks" "$@"
 # Notebook refuses to start as root unless told; a container's root is common.
 [ "$(id -u)" -ne 0 ] || set -- --allow-root "$@"

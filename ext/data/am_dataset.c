@@ -383,14 +383,6 @@ int am_dataset_next_batch(am_dataset *ds, int64_t max_items, am_batch *batch)
     return rc;
 }
 
-int am_dataset_reset(am_dataset *ds)
-{
-    if (!ds)
-        return AM_E_ARG;
-    ds->next = 0;
-    return AM_OK;
-}
-
 int am_dataset_item(am_dataset *ds, int64_t index, am_batch *batch)
 {
     if (!ds || !batch)

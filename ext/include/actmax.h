@@ -5,9 +5,15 @@
  * the Jupyter kernel can dlopen libactmax.so and call it without any C++.
  *
  * Conventions
- *   - Every call returns an int status: AM_OK (0) or a negative AM_E_* code.
- *     am_strerror(code) gives a fixed string per code; the detailed message
- *     of the last failure is kept on the handle (am_model_error, am_run_error).
+ *   - Every call returns an int status: AM_OK (0) or a negative AM_E_* code,
+ *     one family for the whole library (the tokenizer and dataset readers
+ *     included). am_strerror(code) gives a fixed string per code.
+ *   - The detailed message of the last failure is kept on the handle it
+ *     happened on and read with am_<thing>_error(handle): am_model_error,
+ *     am_run_error, am_text_run_error, am_examples_error,
+ *     am_text_examples_error, am_tokenizer_error, am_dataset_error. Each
+ *     returns "" when the handle has had no failure and a fixed message for
+ *     a NULL handle; never NULL.
  *   - Constructors fill *out even on failure (unless out itself is NULL), so
  *     the caller can read the message and must then free the handle.
  *   - Destructors accept NULL.
@@ -59,8 +65,8 @@ extern "C" {
     X(E_ARG,        -1, "invalid argument", "ValueError")                     \
     /* file missing or unreadable */                                          \
     X(E_IO,         -2, "file missing or unreadable", "OSError")              \
-    /* not a TorchScript file, truncated, bad actmax.json */                  \
-    X(E_FORMAT,     -3, "not a valid model file or metadata", "FormatError")  \
+    /* not a TorchScript file, bad actmax.json, tokenizer or dataset file */  \
+    X(E_FORMAT,     -3, "malformed model, metadata or data file", "FormatError") \
     /* the model's forward failed or has an unusable shape */                 \
     X(E_MODEL,      -4, "the model failed to run", "ModelError")              \
     /* unknown layer, call number or tuple element */                         \
@@ -117,15 +123,13 @@ typedef struct am_tensor {
 /* Frees t->data and zeroes t. Accepts NULL and already-released tensors. */
 AM_API void am_tensor_release(am_tensor *t);
 
-/* Number of elements (1 for ndim == 0). */
-AM_API int64_t am_tensor_numel(const am_tensor *t);
-
 /* ---------------------------------------------------------------- models */
 
 typedef struct am_model am_model;
 
 /* Loads a TorchScript file (traced or scripted) onto device ("cpu", "cuda",
- * "cuda:1"; NULL means "cpu").
+ * "cuda:1", or "auto": CUDA when libtorch reports it available, else the
+ * CPU; NULL means "cpu"). am_model_device then names the device chosen.
  *
  * Metadata comes from the optional extra file actmax.json:
  *   {"kind": "image"|"text", "input": [C,H,W] or [T], "mean": [...],
@@ -144,6 +148,27 @@ AM_API int am_model_load(const char *path, const char *device,
                          const int64_t *input_shape, int input_ndim,
                          am_model **out);
 AM_API void am_model_free(am_model *m);
+
+/* Everything am_model_load takes, and a model from memory or with metadata
+ * given by the caller (a front that holds a module, such as the Python
+ * module with a torch.jit.ScriptModule). Zero-initialize, then set: */
+typedef struct am_model_load_options {
+    const char    *path;         /* a TorchScript file; or NULL with data: */
+    const void    *data;         /* a TorchScript archive in memory, as torch.jit.save */
+    size_t         len;          /*   writes it to a file or an io.BytesIO (copied) */
+    const char    *device;       /* as am_model_load */
+    const int64_t *input_shape;  /* as am_model_load: overrides the metadata's "input" */
+    int            input_ndim;
+    /* A JSON object whose keys set or override the archive's actmax.json
+     * ("input", "mean", "std", "range", "labels", "kind", "dataset",
+     * "context", "tokenizer"); NULL or "" for none. */
+    const char    *metadata;
+} am_model_load_options;
+
+/* am_model_load with options: exactly one of path and data. Bad metadata
+ * JSON fails with AM_E_FORMAT naming "metadata" and the line and column.
+ * *out is always set when out is non-NULL; free it with am_model_free. */
+AM_API int am_model_load_with(const am_model_load_options *o, am_model **out);
 
 /* The detailed message of the last failure on m ("" if none). */
 AM_API const char *am_model_error(const am_model *m);
@@ -168,14 +193,15 @@ AM_API int am_model_normalization(const am_model *m, const float **mean,
                                   float range[2]);
 
 /* Class labels from the metadata: count, and the i-th (NULL if out of range). */
+/* Parameters of the model, each shared tensor (a tied embedding and
+ * unembedding) counted once; a negative status on failure. */
+AM_API int64_t am_model_num_params(const am_model *m);
+
 AM_API int am_model_num_labels(const am_model *m);
 AM_API const char *am_model_label(const am_model *m, int i);
 
 /* The "dataset" field of the metadata ("" if absent). */
 AM_API const char *am_model_dataset(const am_model *m);
-
-/* The raw actmax.json text ("" if the file had none). */
-AM_API const char *am_model_metadata(const am_model *m);
 
 /* The bytes of the tokenizer extra file named by the metadata's "tokenizer"
  * field, for the tokenizer code to parse. *bytes points into memory owned by
@@ -280,8 +306,9 @@ AM_API int am_model_embeddings(am_model *m, am_tensor *matrix);
  * built alone as the static library actmax_data, whose header am_data.h is
  * this header). Buffers returned through `T **` out-pointers are malloc'ed
  * and freed by the caller with free(); `const T **` ones belong to the handle.
- * Status codes are the engine's AM_OK / AM_E_*; errors come back through
- * *_error on the handle rather than a shared field. */
+ * Statuses are the AM_E_* codes above: AM_E_ARG (NULL argument, unknown name
+ * or split, id out of range), AM_E_IO, AM_E_FORMAT (malformed JSON, bad
+ * vocabulary, bad IDX file), AM_E_NOMEM. */
 
 /* ------------------------------------------------------------- tokenizer */
 
@@ -403,12 +430,11 @@ typedef struct am_batch {
 AM_API int am_dataset_open(const char *name, const char *split, const am_dataset_options *opts,
                     am_dataset **out);
 AM_API void am_dataset_free(am_dataset *ds);
+/* The last error on ds, "" when none; a fixed message for ds == NULL. */
 AM_API const char *am_dataset_error(const am_dataset *ds);
 
 /* Fills batch with up to max_items items following the previous batch. */
 AM_API int am_dataset_next_batch(am_dataset *ds, int64_t max_items, am_batch *batch);
-/* Starts the iteration over. */
-AM_API int am_dataset_reset(am_dataset *ds);
 /* A batch of the one item at index (for showing top-k examples). */
 AM_API int am_dataset_item(am_dataset *ds, int64_t index, am_batch *batch);
 
@@ -695,6 +721,19 @@ AM_API int am_text_run_nearest(const am_text_run *r, const int64_t **ids, const 
 AM_API const float *am_text_run_curve(const am_text_run *r, int *steps);
 AM_API const float *am_text_run_xent_curve(const am_text_run *r, int *steps);
 
+/* The objective of the discrete prompt behind each step of the kept
+ * restart (S), computed on its token ids: soft: that step's nearest-token
+ * projection (the tokens its progress reports); pez and gcg: the curve
+ * above (their steps are discrete prompts already); sweep: its one value. */
+AM_API const float *am_text_run_projected_curve(const am_text_run *r, int *steps);
+
+/* The best discrete prompt seen: the step (1-based) where the projected
+ * curve peaks (the first on ties), that prompt's ids (len) and objective.
+ * Soft's result is the projection of its last step, which may be worse;
+ * this is the one to keep. Any pointer may be NULL. */
+AM_API int am_text_run_best(const am_text_run *r, const int64_t **ids, int *len, float *activation,
+                            int *step);
+
 /* Per position t of the result: the objective minus its value with token t
  * swapped for the best other token there (drop, len), and that token (alt,
  * len). Tried exhaustively when the vocabulary has <= 8192 tokens, else
@@ -705,11 +744,88 @@ AM_API int am_text_run_attribution(const am_text_run *r, const float **drop, con
  * (vocab), the rest of the prompt fixed. */
 AM_API const float *am_text_run_sweep(const am_text_run *r, int *vocab, int *position);
 
-/* ---------------------------------------------------------------- text examples */
+/* ---------------------------------------------------------------- dataset examples
+ *
+ * The top-k items of a dataset by an objective, for comparing an optimized
+ * input with the real ones that drive the same unit: images for image
+ * models, token windows for text models, through one scanner. Items are
+ * read in batches with the dataset readers above; images (in [0, 1] as
+ * read) are scaled exactly as runs scale theirs (to the model's value range
+ * [lo, hi], then mean/std), so an item's value is what am_model_objective
+ * gives on the same input. The objective language is that of runs, without
+ * diversity(). */
 
-/* The top-k windows of a text corpus by an objective, for showing which
- * real text drives a neuron. Windows are am_dataset_open("fortunes" or
- * "text", ...) windows of the model's tokenizer. */
+/* Called after each batch: items scanned so far (1..total, increasing), the
+ * items to scan (total: the dataset's, or limit), and the best value so
+ * far. Return nonzero to cancel; the scan then stops and keeps the top-k of
+ * the items scanned. */
+typedef int (*am_examples_progress_fn)(void *user, int64_t scanned, int64_t total, float best);
+
+typedef struct am_examples_options {
+    const char *objective;  /* required */
+    /* The dataset: "fashion-mnist" (images; path: the folder of its IDX
+     * files, NULL for the default), "fortunes" or "text" (text; path: the
+     * file, required). NULL: the model's metadata "dataset". */
+    const char *dataset;
+    const char *path;
+    const char *split;      /* fashion-mnist: "test" (default) or "train"; fortunes: "heldout" */
+    int64_t     window;     /* text: tokens per window, 1..context; 0: 64 or the context if smaller */
+    int64_t     stride;     /* text: tokens between windows; 0: the window */
+    int         k;          /* items kept, 1..100000; 0: 10 */
+    int64_t     limit;      /* scan at most this many items (the first ones); 0: all */
+    int         batch;      /* items per forward; 0: 256 */
+    am_examples_progress_fn progress;  /* may be NULL */
+    void       *progress_user;
+} am_examples_options;
+
+/* Fills o with the defaults above (objective and dataset NULL). */
+AM_API void am_examples_options_default(am_examples_options *o);
+
+/* One kept item; pointers are owned by the examples handle. */
+typedef struct am_example {
+    int64_t        index;       /* the item's index in the dataset (its split) */
+    float          value;       /* the objective on it */
+    int64_t        label;       /* its class, -1 when the dataset has none (text) */
+    const char    *label_name;  /* the class's name, "" when none */
+    const float   *image;       /* images: (C, H, W) in the model's value range
+                                   [lo, hi] of am_model_normalization; NULL for text */
+    int64_t        shape[3];    /* images: C, H, W */
+    const int64_t *tokens;      /* text: the window's ids (len); NULL for images */
+    const float   *acts;        /* text: the objective at each position (len): its position
+                                   index set to each in turn (for [:, n], neuron n there) */
+    int            len;         /* text: T */
+} am_example;
+
+typedef struct am_examples am_examples;
+
+/* Scans the dataset and keeps the top k, best first (ties: the lower
+ * index). Fails before any forward with AM_E_OBJECTIVE (with the caret) or
+ * AM_E_LAYER for a bad objective, AM_E_UNSUPPORTED for a dataset of the
+ * other kind or of another item shape than the model's input, or when
+ * neither the options nor the metadata name a dataset, and with the
+ * readers' status for a missing or bad dataset. *out is always set when out
+ * is non-NULL; free with am_examples_free. */
+AM_API int am_examples_new(am_model *m, const am_examples_options *o, am_examples **out);
+AM_API void am_examples_free(am_examples *e);
+AM_API const char *am_examples_error(const am_examples *e);
+/* AM_DATASET_IMAGE or AM_DATASET_TEXT. */
+AM_API int am_examples_kind(const am_examples *e);
+/* Items scanned (fewer than the total when cancelled or limited). */
+AM_API int64_t am_examples_scanned(const am_examples *e);
+/* 1 when the progress callback stopped the scan. */
+AM_API int am_examples_cancelled(const am_examples *e);
+/* Items kept (<= k). */
+AM_API int am_examples_count(const am_examples *e);
+/* The best value scanned (= item 0's value; NaN when none). */
+AM_API float am_examples_max(const am_examples *e);
+/* Item i (0 = best). */
+AM_API int am_examples_get(const am_examples *e, int i, am_example *out);
+
+/* ---------------------------------------------------------------- text examples
+ *
+ * The text spelling of am_examples, kept for fronts written against it:
+ * dataset NULL means "fortunes" (not the metadata's), the split "heldout".
+ * The same scanner and results. */
 
 /* Called after each batch: windows scanned so far (1..total, increasing),
  * the corpus' windows (total), and the best score so far. Return nonzero
@@ -748,6 +864,43 @@ AM_API float am_text_examples_max(const am_text_examples *e);
 AM_API int am_text_examples_get(const am_text_examples *e, int i, int64_t *index, float *score,
                                 const int64_t **tokens, const float **acts, int *len);
 
+/* ---------------------------------------------------------------- results as files and code
+ *
+ * What every front needs to hand results to a PyTorch workflow: arrays as
+ * files NumPy and PyTorch read, and a run as a PyTorch script. */
+
+enum { AM_DTYPE_FLOAT32 = 0, AM_DTYPE_INT64 = 1 };
+
+/* Writes a row-major array (float32 or int64, shape (ndim)) to path in the
+ * format its extension names: ".npy" (NumPy format 1.0: numpy.load) or
+ * ".pt"/".pth" (torch.save's zip layout: torch.load gives the tensor). Any
+ * other extension fails with AM_E_ARG; an unwritable file with AM_E_IO. On
+ * failure a message naming what was wrong is written to err (size n; err
+ * may be NULL). */
+AM_API int am_array_save(const char *path, int dtype, const void *data, const int64_t *shape,
+                         int ndim, char *err, size_t n);
+
+/* A runnable PyTorch script (Python 3, torch only) equivalent to an image
+ * run of options o on model m: the same parameterization (Fourier 1/f or
+ * pixels, colour decorrelation, sigmoid), the same transforms drawn from the
+ * same random numbers (the engine's std::mt19937_64, reimplemented), the
+ * same regularizers, optimizer, seed and initial noise (torch.manual_seed),
+ * layers read with forward hooks and the objective written out as Python
+ * indexing. It prints the final activation of each image (no transforms),
+ * as am_run_final does: with transforms off it reproduces the engine's
+ * numbers up to float rounding.
+ * model_path is the TorchScript file the script loads; model_code (may be
+ * NULL) is Python that sets `model` to an nn.Module with the same
+ * submodules (forward hooks do not run on TorchScript modules), e.g. the
+ * model's class with the file's state_dict; without it the script loads the
+ * TorchScript module and reads only the layer "output" (any other layer
+ * stops the script with a message saying what to supply).
+ * *code (NUL-terminated, malloc'ed: free() it) is set on success. Fails with
+ * AM_E_ARG for bad options, AM_E_OBJECTIVE for an objective the script
+ * cannot express (message in err, size n, may be NULL). */
+AM_API int am_run_code(am_model *m, const am_options *o, const char *model_path,
+                       const char *model_code, char **code, char *err, size_t n);
+
 /* ---------------------------------------------------------------- the function table
  *
  * Fronts that load libactmax at run time (the kernel dlopens it; the Python
@@ -765,12 +918,14 @@ AM_API int am_text_examples_get(const am_text_examples *e, int i, int64_t *index
  * (ctypes, cffi) check them against the engine's. */
 
 #define AM_API_FUNCTIONS(X)                                                           \
-    X(am_strerror) X(am_status_class) X(am_version) X(am_blas_info)                                      \
-    X(am_tensor_release) X(am_tensor_numel)                                           \
-    X(am_model_load) X(am_model_free) X(am_model_error) X(am_model_note)              \
+    X(am_strerror) X(am_status_class) X(am_version) X(am_blas_info)                   \
+    X(am_tensor_release)                                                              \
+    X(am_model_load) X(am_model_load_with) X(am_model_free) X(am_model_error)         \
+    X(am_model_note)                                                                  \
     X(am_model_kind) X(am_model_device) X(am_model_input_shape)                       \
-    X(am_model_normalization) X(am_model_num_labels) X(am_model_label)                \
-    X(am_model_dataset) X(am_model_metadata) X(am_model_tokenizer)                    \
+    X(am_model_normalization) X(am_model_num_params) X(am_model_num_labels)           \
+    X(am_model_label)                                                                 \
+    X(am_model_dataset) X(am_model_tokenizer)                                         \
     X(am_model_num_layers) X(am_model_layer) X(am_model_tap) X(am_model_objective)    \
     X(am_model_objective_positions) X(am_model_embeddings)                            \
     X(am_tokenizer_load_json) X(am_tokenizer_load_vocab_merges)                       \
@@ -780,7 +935,7 @@ AM_API int am_text_examples_get(const am_text_examples *e, int i, int64_t *index
     X(am_tokenizer_decode) X(am_tokenizer_token_bytes) X(am_tokenizer_token_text)     \
     X(am_tokenizer_token_id)                                                          \
     X(am_dataset_open) X(am_dataset_free) X(am_dataset_error)                         \
-    X(am_dataset_next_batch) X(am_dataset_reset) X(am_dataset_item)                   \
+    X(am_dataset_next_batch) X(am_dataset_item)                                       \
     X(am_dataset_size) X(am_dataset_kind) X(am_dataset_item_shape)                    \
     X(am_dataset_num_labels) X(am_dataset_label)                                      \
     X(am_options_default) X(am_run_new) X(am_run_free) X(am_run_error)                \
@@ -795,15 +950,22 @@ AM_API int am_text_examples_get(const am_text_examples *e, int i, int64_t *index
     X(am_text_run_roundtrip) X(am_text_run_activation) X(am_text_run_xent)            \
     X(am_text_run_soft_activation) X(am_text_run_retention) X(am_text_run_embeds)     \
     X(am_text_run_nearest) X(am_text_run_curve) X(am_text_run_xent_curve)             \
+    X(am_text_run_projected_curve) X(am_text_run_best)                                \
     X(am_text_run_attribution) X(am_text_run_sweep)                                   \
+    X(am_examples_options_default) X(am_examples_new) X(am_examples_free)             \
+    X(am_examples_error) X(am_examples_kind) X(am_examples_scanned)                   \
+    X(am_examples_cancelled) X(am_examples_count) X(am_examples_max)                  \
+    X(am_examples_get)                                                                \
     X(am_text_examples_new) X(am_text_examples_free) X(am_text_examples_error)        \
     X(am_text_examples_scanned) X(am_text_examples_cancelled)                         \
-    X(am_text_examples_count) X(am_text_examples_max) X(am_text_examples_get)
+    X(am_text_examples_count) X(am_text_examples_max) X(am_text_examples_get)        \
+    X(am_array_save) X(am_run_code)
 
 /* Every struct passed by pointer, for the size check. */
 #define AM_API_STRUCTS(X)                                                             \
-    X(am_tensor) X(am_layer_info) X(am_input) X(am_dataset_options) X(am_batch)       \
-    X(am_progress) X(am_options) X(am_text_progress) X(am_text_options)               \
+    X(am_tensor) X(am_model_load_options) X(am_layer_info) X(am_input)                \
+    X(am_dataset_options) X(am_batch) X(am_progress) X(am_options)                    \
+    X(am_text_progress) X(am_text_options) X(am_examples_options) X(am_example)       \
     X(am_text_examples_options)
 
 typedef struct am_api {

@@ -130,6 +130,45 @@ std::vector<torch::Tensor> tap_run(am_model *m, const TapPlan &plan, const torch
 // Fills an am_tensor (caller-owned copy) from a tensor.
 void tensor_out(const torch::Tensor &t, am_tensor *out);
 
+// "[d0, d1, ...]"
+std::string shape_str(c10::IntArrayRef s);
+
+// How an image in [0, 1] display space (a run's image, a dataset's) becomes
+// what the model takes: the model's value range [lo, hi], then mean/std.
+// Runs and dataset examples both scale through this, so the two agree.
+struct InputScale {
+    torch::Tensor mean, sd;  // (1, C, 1, 1) on the device
+    float lo = 0.f, hi = 1.f;
+    InputScale(const am_model *m, torch::Device dev);
+    // display -> the model's value range
+    torch::Tensor value_range(const torch::Tensor &display) const {
+        return lo != 0.f || hi != 1.f ? lo + (hi - lo) * display : display;
+    }
+    // display -> the model's input
+    torch::Tensor operator()(const torch::Tensor &display) const { return (value_range(display) - mean) / sd; }
+};
+
+// The model's tokenizer (the metadata's "tokenizer" extra file), freed with
+// the holder.
+struct Tokenizer {
+    am_tokenizer *t = nullptr;
+    Tokenizer() = default;
+    Tokenizer(const Tokenizer &) = delete;
+    Tokenizer &operator=(const Tokenizer &) = delete;
+    ~Tokenizer() { am_tokenizer_free(t); }
+};
+
+// Loads it; AM_E_UNSUPPORTED when the model carries none, AM_E_FORMAT when
+// it does not parse.
+void load_tokenizer(const am_model *m, Tokenizer &tok);
+
+// m, once it has loaded; throws AM_E_ARG for NULL or a failed load.
+inline am_model *checked(am_model *m) {
+    if (!m) throw Error(AM_E_ARG, "model handle is NULL");
+    if (!m->loaded || !m->graph) throw Error(AM_E_ARG, "the model did not load; see am_model_error");
+    return m;
+}
+
 }  // namespace am
 
 // The C boundary: every exported function body runs inside this fence so no
@@ -164,3 +203,28 @@ inline void am_set_error(std::string *dst, const std::string &msg) {
         try { *dst = msg; } catch (...) {}
     }
 }
+
+namespace am {
+
+// The constructors' contract (actmax.h): *out is set even on failure, so the
+// caller can read the message from the handle and must free it; no
+// exception crosses the boundary. H has a std::string `error`; body(h) does
+// the work and throws on failure.
+template <class H, class Body>
+int construct(H **out, Body &&body) {
+    if (!out) return AM_E_ARG;
+    *out = nullptr;
+    H *h = nullptr;
+    try {
+        h = new H();
+    } catch (...) {
+        return AM_E_NOMEM;
+    }
+    *out = h;
+    AM_FENCE_BEGIN
+    body(h);
+    return AM_OK;
+    AM_FENCE_END(&h->error)
+}
+
+}  // namespace am

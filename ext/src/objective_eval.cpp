@@ -130,8 +130,6 @@ torch::Tensor eval_node(const ObjNode &n, int64_t b, EvalCtx &ctx) {
     throw ObjectiveError(n.column, "internal: unknown node");
 }
 
-namespace {
-
 const ObjNode *find_diversity(const ObjNode &n) {
     if (n.kind == ObjNode::kDiversity) return &n;
     for (const ObjNode *c : {n.a.get(), n.b.get()})
@@ -140,7 +138,6 @@ const ObjNode *find_diversity(const ObjNode &n) {
     return nullptr;
 }
 
-}  // namespace
 }  // namespace am
 
 using am::Error;
@@ -168,12 +165,7 @@ void model_objective(am_model *m, const am_input *input, const char *objective, 
                                       "embedding input");
 
     const std::string src = objective;
-    std::unique_ptr<am::ObjNode> root;
-    try {
-        root = am::parse_objective(src);
-    } catch (const am::ObjectiveError &e) {
-        throw Error(AM_E_OBJECTIVE, am::objective_format_error(src, e.column, e.what()));
-    }
+    std::unique_ptr<am::ObjNode> root = am::parse_with_caret(src);
     if (const am::ObjNode *d = am::find_diversity(*root))
         throw Error(AM_E_OBJECTIVE,
                     am::objective_format_error(src, d->column,
@@ -206,12 +198,7 @@ void model_objective(am_model *m, const am_input *input, const char *objective, 
     const int64_t T = positions ? shape[1] : 1;
     for (int64_t t = 0; t < T; t++) {
         am::EvalCtx ctx{m, &acts, {}, positions ? t : -1};
-        torch::Tensor v;
-        try {
-            v = am::eval_node(*root, -1, ctx);
-        } catch (const am::ObjectiveError &e) {
-            throw Error(AM_E_OBJECTIVE, am::objective_format_error(src, e.column, e.what()));
-        }
+        torch::Tensor v = am::with_caret(src, [&] { return am::eval_node(*root, -1, ctx); });
         v = v.to(torch::kCPU, torch::kFloat).expand({B}).contiguous();
         const float *pv = v.data_ptr<float>();
         for (int64_t i = 0; i < B; i++) values[i * T + t] = pv[i];

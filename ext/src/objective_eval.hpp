@@ -37,4 +37,24 @@ torch::Tensor diversity(const torch::Tensor &act);
 // runs, corpus scoring and am_model_objective alike.
 torch::Tensor eval_node(const ObjNode &n, int64_t b, EvalCtx &ctx);
 
+// The first diversity() node of the subtree, or null.
+const ObjNode *find_diversity(const ObjNode &n);
+
+// Runs f(); an ObjectiveError it throws becomes Error(AM_E_OBJECTIVE) quoting
+// src with a caret under the column, so every parse and evaluation of an
+// objective reports its failures the same way.
+template <class F>
+auto with_caret(const std::string &src, F &&f) -> decltype(f()) {
+    try {
+        return f();
+    } catch (const ObjectiveError &e) {
+        throw Error(AM_E_OBJECTIVE, objective_format_error(src, e.column, e.what()));
+    }
+}
+
+// parse_objective with its syntax errors reported by with_caret.
+inline std::unique_ptr<ObjNode> parse_with_caret(const std::string &src) {
+    return with_caret(src, [&] { return parse_objective(src); });
+}
+
 }  // namespace am

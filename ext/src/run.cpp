@@ -41,6 +41,16 @@ struct am_run {
 namespace am {
 namespace {
 
+// Lucid's standard transforms are given for 224x224 inputs: pad 12 px,
+// jitter 8 px, scales in 11 steps, and the angle list with zero 5 more
+// times (so about a third of the steps are unrotated). Other sizes scale
+// the pixel amounts, with a floor so small images still move.
+constexpr double kTransformRefSize = 224.0;
+constexpr double kPadAtRef = 12.0, kPadMin = 1.0;
+constexpr double kJitterAtRef = 8.0, kJitterMin = 2.0;
+constexpr int kScaleSteps = 11;
+constexpr int kExtraZeroAngles = 5;
+
 // ============================================================ objectives
 
 struct Objective {
@@ -226,11 +236,7 @@ void run_impl(am_model *m, const am_options *o, am_run *r) {
     for (int i = 0; i < o->n_objectives; i++) {
         Objective ob;
         ob.src = o->objectives[i];
-        try {
-            ob.root = parse_objective(ob.src);
-        } catch (const ObjectiveError &e) {
-            throw Error(AM_E_OBJECTIVE, objective_format_error(ob.src, e.column, e.what()));
-        }
+        ob.root = parse_with_caret(ob.src);
         objective_layers(*ob.root, layers);
         objs.push_back(std::move(ob));
     }
@@ -291,26 +297,20 @@ void run_impl(am_model *m, const am_options *o, am_run *r) {
 
     Transforms tf;
     tf.on = o->transforms != 0;
-    double s224 = static_cast<double>(std::min(H, W)) / 224.0;
-    tf.pad = o->pad >= 0 ? o->pad : static_cast<int>(std::lround(std::max(1.0, 12.0 * s224)));
-    tf.jitter = o->jitter >= 0 ? o->jitter : static_cast<int>(std::lround(std::max(2.0, 8.0 * s224)));
-    for (int i = 0; i < 11; i++) tf.scales.push_back(o->scale_min + (o->scale_max - o->scale_min) * i / 10.0);
+    double s224 = static_cast<double>(std::min(H, W)) / kTransformRefSize;
+    tf.pad = o->pad >= 0 ? o->pad : static_cast<int>(std::lround(std::max(kPadMin, kPadAtRef * s224)));
+    tf.jitter = o->jitter >= 0 ? o->jitter : static_cast<int>(std::lround(std::max(kJitterMin, kJitterAtRef * s224)));
+    for (int i = 0; i < kScaleSteps; i++)
+        tf.scales.push_back(o->scale_min + (o->scale_max - o->scale_min) * i / (kScaleSteps - 1.0));
     int rot = static_cast<int>(std::lround(o->rotate_deg));
     if (rot > 0) {
         // Lucent's list: every integer angle once, and zero five more times.
         for (int a = -rot; a <= rot; a++) tf.angles.push_back(a);
-        for (int k = 0; k < 5; k++) tf.angles.push_back(0);
+        for (int k = 0; k < kExtraZeroAngles; k++) tf.angles.push_back(0);
     }
     tf.H = H; tf.W = W;
 
-    auto mean = torch::tensor(m->mean, fopt).reshape({1, C, 1, 1}).to(dev);
-    auto sd = torch::tensor(m->stdev, fopt).reshape({1, C, 1, 1}).to(dev);
-    float lo = m->range[0], hi = m->range[1];
-    auto to_model = [&](const torch::Tensor &display) {
-        auto x = display;
-        if (lo != 0.f || hi != 1.f) x = lo + (hi - lo) * x;
-        return (x - mean) / sd;
-    };
+    const InputScale to_model(m, dev);
 
     const int optimizer = o->optimizer != AM_OPT_AUTO ? o->optimizer : maco ? AM_OPT_NADAM : AM_OPT_ADAM;
     const double lr = o->lr > 0 ? o->lr : maco ? 1.0 : 0.05;
@@ -351,11 +351,7 @@ void run_impl(am_model *m, const am_options *o, am_run *r) {
         std::vector<torch::Tensor> vals;
         for (int64_t i = 0; i < B * k; i++) {
             const auto &ob = objs[static_cast<size_t>(objs.size() > 1 ? i / k : 0)];
-            try {
-                vals.push_back(eval_node(*ob.root, i, ctx).to(dev));
-            } catch (const ObjectiveError &e) {
-                throw Error(AM_E_OBJECTIVE, objective_format_error(ob.src, e.column, e.what()));
-            }
+            vals.push_back(with_caret(ob.src, [&] { return eval_node(*ob.root, i, ctx); }).to(dev));
         }
         auto v = torch::stack(vals);
         return k > 1 ? v.reshape({B, k}).mean(1) : v;  // (B)
@@ -524,21 +520,11 @@ void am_options_default(am_options *o) {
 }
 
 int am_run_new(am_model *m, const am_options *o, am_run **out) {
-    if (!out) return AM_E_ARG;
-    *out = nullptr;
-    am_run *r = nullptr;
-    try {
-        r = new am_run();
-    } catch (...) {
-        return AM_E_NOMEM;
-    }
-    *out = r;
-    AM_FENCE_BEGIN
-    if (!m || !m->loaded || !m->graph) throw Error(AM_E_ARG, "model handle is NULL or did not load");
-    if (!o) throw Error(AM_E_ARG, "options are NULL; fill them with am_options_default first");
-    am::run_impl(m, o, r);
-    return AM_OK;
-    AM_FENCE_END(&r->error)
+    return am::construct(out, [&](am_run *r) {
+        if (!m || !m->loaded || !m->graph) throw Error(AM_E_ARG, "model handle is NULL or did not load");
+        if (!o) throw Error(AM_E_ARG, "options are NULL; fill them with am_options_default first");
+        am::run_impl(m, o, r);
+    });
 }
 
 void am_run_free(am_run *r) { delete r; }

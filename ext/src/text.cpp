@@ -43,28 +43,15 @@ struct am_text_run {
     std::vector<int64_t> attr_alt;      // (T)
     std::vector<float> sweep;           // (vocab) sweep only
     int sweep_pos = -1;
-};
-
-struct am_text_examples {
-    std::string error;
-    int64_t scanned = 0;
-    bool cancelled = false;
-    int T = 0;
-    std::vector<int64_t> index;               // (k)
-    std::vector<float> score;                 // (k)
-    std::vector<std::vector<int64_t>> toks;   // (k, T)
-    std::vector<std::vector<float>> acts;     // (k, T)
+    std::vector<float> proj_curve;      // (S)
+    std::vector<int64_t> best_ids;      // (T)
+    float best_act = std::numeric_limits<float>::quiet_NaN();
+    int best_step = 0;
 };
 
 namespace am {
-namespace {
 
-struct Tok {
-    am_tokenizer *t = nullptr;
-    ~Tok() { am_tokenizer_free(t); }
-};
-
-void load_tokenizer(const am_model *m, Tok &tok) {
+void load_tokenizer(const am_model *m, Tokenizer &tok) {
     if (!m->has_tokenizer)
         throw Error(AM_E_UNSUPPORTED, "the model carries no tokenizer (its actmax.json names no \"tokenizer\" extra "
                                       "file); text prompts need one to decode and check the prompts");
@@ -72,6 +59,26 @@ void load_tokenizer(const am_model *m, Tok &tok) {
     if (st != AM_OK)
         throw Error(AM_E_FORMAT, std::string("the model's tokenizer does not load: ") + am_tokenizer_error(tok.t));
 }
+
+namespace {
+
+// Tuning numbers of the text searches.
+// Random prompts drawn for the start (capped: each costs a forward, and
+// beyond a few hundred the best of them hardly improves).
+constexpr int kStartPrompts = 256;
+// Sequences per forward when scoring many prompts (sweeps, attribution):
+// large enough to keep the matrix products efficient, small enough that
+// a (batch, T, vocab) logits tensor stays in memory for models like tiny-lm.
+constexpr int64_t kScoreBatch = 512;
+// Attribution tries every token at every position up to this vocabulary;
+// larger vocabularies try the gradient's top kAttributionCandidates.
+constexpr int64_t kAttributionExhaustive = 8192;
+constexpr int64_t kAttributionCandidates = 256;
+// Random prompts that re-encode to themselves: whole prompts tried, and
+// draws per position, before giving up (a tokenizer whose pieces never
+// round-trip would otherwise loop forever).
+constexpr int kPromptAttempts = 20;
+constexpr int kTokenDraws = 200;
 
 void check_text_model(am_model *m) {
     if (m->kind != "text")
@@ -91,11 +98,7 @@ Parsed parse_text_objective(const char *s) {
     if (!s || !*s) throw Error(AM_E_ARG, "no objective given, e.g. \"blocks.2.mlp.act[-1, 123]\"");
     Parsed p;
     p.src = s;
-    try {
-        p.root = parse_objective(p.src);
-    } catch (const ObjectiveError &e) {
-        throw Error(AM_E_OBJECTIVE, objective_format_error(p.src, e.column, e.what()));
-    }
+    p.root = parse_with_caret(p.src);
     objective_layers(*p.root, p.layers);
     if (p.layers.empty()) throw Error(AM_E_OBJECTIVE, "the objective names no layer, so nothing can be maximized");
     return p;
@@ -113,7 +116,7 @@ struct Engine {
     torch::Tensor E;       // (V, D)
     int64_t V = 0, D = 0, T = 0;
     float fluency = 0;
-    Tok tok;
+    Tokenizer tok;
     int64_t eot = -1;
 
     struct Out {
@@ -127,12 +130,8 @@ struct Engine {
         for (size_t i = 0; i < n_obj; i++) acts[obj.layers[i]] = outs[i];
         int64_t B = emb.size(0);
         Out o;
-        try {
-            EvalCtx ctx{m, &acts, {}};
-            o.act = eval_node(*obj.root, -1, ctx).expand({B});
-        } catch (const ObjectiveError &e) {
-            throw Error(AM_E_OBJECTIVE, objective_format_error(obj.src, e.column, e.what()));
-        }
+        EvalCtx ctx{m, &acts, {}};
+        o.act = with_caret(obj.src, [&] { return eval_node(*obj.root, -1, ctx); }).expand({B});
         o.act = o.act.to(m->device);
         if (!need_xent) return o;
         const torch::Tensor &logits = outs.back();  // (B, T, V)
@@ -191,11 +190,11 @@ struct Engine {
                 if (v != eot) return v;
             }
         };
-        for (int attempt = 0; attempt < 20; attempt++) {
+        for (int attempt = 0; attempt < kPromptAttempts; attempt++) {
             std::vector<int64_t> ids;
             for (int64_t t = 0; t < T; t++) {
                 bool ok = false;
-                for (int tries = 0; tries < 200 && !ok; tries++) {
+                for (int tries = 0; tries < kTokenDraws && !ok; tries++) {
                     ids.push_back(draw());
                     ok = roundtrip(ids);
                     if (!ok) ids.pop_back();
@@ -245,6 +244,7 @@ struct Result {
     float score = -std::numeric_limits<float>::infinity();
     float soft_act = std::numeric_limits<float>::quiet_NaN();
     std::vector<float> embeds, curve, xcurve;
+    std::vector<int64_t> step_ids;  // (S, T) the discrete prompt behind each step
     int steps = 0;
     bool cancelled = false;
     std::vector<float> sweep;
@@ -283,7 +283,7 @@ std::vector<int64_t> start_ids(Ctx &c) {
     // below zero has no useful gradient, and its local maximum is there), so
     // the start is the best of a batch of random prompts.
     Engine &en = c.en;
-    int64_t n = std::max(1, std::min(c.o.batch, 256));
+    int64_t n = std::max(1, std::min(c.o.batch, kStartPrompts));
     std::vector<int64_t> rows;
     for (int64_t i = 0; i < n; i++) {
         auto p = en.random_prompt(c.rng);
@@ -312,7 +312,7 @@ std::vector<int64_t> start_ids(Ctx &c) {
     }
     int64_t N = static_cast<int64_t>(cand.size()) / en.T;
     if (N == 0) return ids;
-    en.eval_ids(torch::tensor(cand, torch::kLong).reshape({N, en.T}).to(en.m->device), 512, a, x, fl);
+    en.eval_ids(torch::tensor(cand, torch::kLong).reshape({N, en.T}).to(en.m->device), kScoreBatch, a, x, fl);
     best = 0;
     for (size_t i = 0; i < a.size(); i++)
         if (a[i] - (fl ? c.o.fluency * x[i] : 0.f) > a[best] - (fl ? c.o.fluency * x[best] : 0.f)) best = i;
@@ -366,6 +366,8 @@ Result run_continuous(Ctx &c, bool pez) {
             xent = out.xent.item<float>();
         }
         opt.step();
+        auto at = to_ids(proj);
+        r.step_ids.insert(r.step_ids.end(), at.begin(), at.end());
         r.curve.push_back(act);
         r.xcurve.push_back(xent);
         r.steps = step;
@@ -457,6 +459,7 @@ Result run_gcg(Ctx &c) {
                 }
             }
         }
+        r.step_ids.insert(r.step_ids.end(), cur.begin(), cur.end());
         r.curve.push_back(cur_act);
         r.xcurve.push_back(cur_x);
         r.steps = step;
@@ -480,7 +483,7 @@ Result run_sweep(Ctx &c) {
     all.select(1, p).copy_(torch::arange(en.V, torch::kLong));
     std::vector<float> a, x;
     bool fl = o.fluency != 0;
-    en.eval_ids(all.to(en.m->device), std::max(o.batch, 512), a, x, fl);
+    en.eval_ids(all.to(en.m->device), std::max<int64_t>(o.batch, kScoreBatch), a, x, fl);
     auto score = [&](size_t v) { return a[v] - (fl ? o.fluency * x[v] : 0.f); };
     size_t best = 0;
     for (size_t v = 0; v < a.size(); v++)
@@ -508,7 +511,7 @@ void attribution(Engine &en, const am_text_options &o, const std::vector<int64_t
         rows.insert(rows.end(), s.begin(), s.end());
         where.push_back(t);
     };
-    if (en.V <= 8192) {
+    if (en.V <= kAttributionExhaustive) {
         for (int64_t t = 0; t < en.T; t++)
             for (int64_t v = 0; v < en.V; v++) add(t, v);
     } else {
@@ -516,16 +519,16 @@ void attribution(Engine &en, const am_text_options &o, const std::vector<int64_t
         auto emb = en.embed(idt).detach().clone().requires_grad_(true);
         auto g = torch::autograd::grad({en.run(emb, idt, false).act.sum()}, {emb})[0].squeeze(0);
         torch::NoGradGuard ng;
-        auto top = to_ids(std::get<1>(torch::matmul(g, en.E.t()).topk(256, 1)).to(torch::kCPU));
+        auto top = to_ids(std::get<1>(torch::matmul(g, en.E.t()).topk(kAttributionCandidates, 1)).to(torch::kCPU));
         for (int64_t t = 0; t < en.T; t++)
-            for (int64_t k = 0; k < 256; k++) add(t, top[static_cast<size_t>(t * 256 + k)]);
+            for (int64_t k = 0; k < kAttributionCandidates; k++) add(t, top[static_cast<size_t>(t * kAttributionCandidates + k)]);
     }
     int64_t N = static_cast<int64_t>(where.size());
     out->attr_drop.assign(static_cast<size_t>(en.T), 0.f);
     out->attr_alt.assign(static_cast<size_t>(en.T), -1);
     if (N == 0) return;
     std::vector<float> a, x;
-    en.eval_ids(torch::tensor(rows, torch::kLong).reshape({N, en.T}).to(en.m->device), std::max(o.batch, 512), a, x, false);
+    en.eval_ids(torch::tensor(rows, torch::kLong).reshape({N, en.T}).to(en.m->device), std::max<int64_t>(o.batch, kScoreBatch), a, x, false);
     std::vector<float> best(static_cast<size_t>(en.T), -std::numeric_limits<float>::infinity());
     for (int64_t i = 0; i < N; i++) {
         size_t t = static_cast<size_t>(where[static_cast<size_t>(i)]);
@@ -582,6 +585,43 @@ void setup(Engine &en, am_model *m, const char *objective, int64_t T) {
     en.eval_ids(torch::zeros({1, T}, torch::kLong).to(m->device), 1, a, x);
 }
 
+// The projected curve and the best discrete prompt seen. Soft's steps are
+// continuous, so their projections are evaluated here on the ids, in
+// batches, each run of equal prompts once (prompts repeat a lot).
+void projected(Engine &en, const am_text_options &o, const Result &best, am_text_run *r) {
+    size_t S = best.curve.size(), T = static_cast<size_t>(en.T);
+    if (best.step_ids.size() != S * T || S == 0) {  // sweep: one value, the result
+        r->proj_curve = best.curve;
+        r->best_ids = r->tokens;
+        r->best_act = r->act;
+        r->best_step = r->steps_done;
+        return;
+    }
+    if (o.method == AM_TEXT_SOFT) {
+        std::vector<int64_t> rows;
+        std::vector<size_t> row_of(S);
+        for (size_t s = 0; s < S; s++) {
+            auto at = best.step_ids.begin() + static_cast<long>(s * T);
+            if (s == 0 || !std::equal(at, at + static_cast<long>(T), best.step_ids.begin() + static_cast<long>((s - 1) * T)))
+                rows.insert(rows.end(), at, at + static_cast<long>(T));
+            row_of[s] = rows.size() / T - 1;
+        }
+        int64_t N = static_cast<int64_t>(rows.size() / T);
+        std::vector<float> a, x;
+        en.eval_ids(torch::tensor(rows, torch::kLong).reshape({N, en.T}).to(en.m->device), kScoreBatch, a, x, false);
+        r->proj_curve.resize(S);
+        for (size_t s = 0; s < S; s++) r->proj_curve[s] = a[row_of[s]];
+    } else {
+        r->proj_curve = best.curve;
+    }
+    size_t at = 0;
+    for (size_t s = 1; s < S; s++)
+        if (r->proj_curve[s] > r->proj_curve[at]) at = s;
+    r->best_step = static_cast<int>(at) + 1;
+    r->best_act = r->proj_curve[at];
+    r->best_ids.assign(best.step_ids.begin() + static_cast<long>(at * T), best.step_ids.begin() + static_cast<long>((at + 1) * T));
+}
+
 void text_run_impl(am_model *m, const am_text_options *o, am_text_run *r) {
     if (m->device.is_cpu()) tune_malloc_for_runs();
     check_text_model(m);
@@ -634,97 +674,10 @@ void text_run_impl(am_model *m, const am_text_options *o, am_text_run *r) {
         r->near_vals = to_floats(nv.first);
         r->near_ids = to_ids(nv.second);
     }
+    projected(en, *o, best, r);
     if (o->attribution) attribution(en, *o, r->tokens, r->act, r);
 }
 
-void examples_impl(am_model *m, const am_text_examples_options *o, am_text_examples *ex) {
-    check_text_model(m);
-    if (!o) throw Error(AM_E_ARG, "options are NULL");
-    int64_t context = m->input_shape[0];
-    int64_t T = o->window ? o->window : std::min<int64_t>(64, context);
-    if (T < 1 || T > context)
-        throw Error(AM_E_ARG, "window must be 1.." + std::to_string(context) + " (the model's context), got " + std::to_string(T));
-    if (o->stride < 0) throw Error(AM_E_ARG, "stride must be >= 0 (0: the window)");
-    int k = o->k ? o->k : 10;
-    if (k < 1 || k > 100000) throw Error(AM_E_ARG, "k must be 1..100000, got " + std::to_string(k));
-    int64_t chunk = o->batch ? o->batch : 256;
-    if (chunk < 1) throw Error(AM_E_ARG, "batch must be >= 1");
-    if (!o->path) throw Error(AM_E_ARG, "path to the corpus is required (e.g. share/actmax/data/fortunes-heldout.txt)");
-    Engine en;
-    setup(en, m, o->objective, T);
-    am_dataset_options dopt{};
-    dopt.path = o->path;
-    dopt.tokenizer = en.tok.t;
-    dopt.window = T;
-    dopt.stride = o->stride;
-    am_dataset *ds = nullptr;
-    int st = am_dataset_open(o->dataset ? o->dataset : "fortunes", "heldout", &dopt, &ds);
-    std::unique_ptr<am_dataset, void (*)(am_dataset *)> guard(ds, am_dataset_free);
-    if (st != AM_OK) throw Error(st, std::string("corpus: ") + am_dataset_error(ds));
-    if (am_dataset_kind(ds) != AM_DATASET_TEXT) throw Error(AM_E_ARG, "the dataset is not text; use \"fortunes\" or \"text\"");
-    // Token ids go through the model's own lookup here: no gradient needed.
-    auto plan = tap_plan(m, Base::kForward, en.obj.layers);
-    std::vector<std::pair<float, int64_t>> all;
-    torch::NoGradGuard ng;
-    // The objective of count windows (count); with per_token, of window 0
-    // at each position in turn (T), from the same forward.
-    auto score_batch = [&](const int64_t *tokens, int64_t count, bool per_token) {
-        auto ids = torch::from_blob(const_cast<int64_t *>(tokens), {count, T}, torch::kLong).clone().to(m->device);
-        auto outs = tap_run(m, *plan, ids);
-        Acts acts;
-        for (size_t i = 0; i < outs.size(); i++) acts[en.obj.layers[i]] = outs[i];
-        try {
-            if (!per_token) {
-                EvalCtx ctx{m, &acts, {}};
-                return eval_node(*en.obj.root, -1, ctx).expand({count});
-            }
-            std::vector<torch::Tensor> at;
-            for (int64_t t = 0; t < T; t++) {
-                EvalCtx ctx{m, &acts, {}, t};
-                at.push_back(eval_node(*en.obj.root, -1, ctx).expand({count})[0]);
-            }
-            return torch::stack(at);
-        } catch (const ObjectiveError &e) {
-            throw Error(AM_E_OBJECTIVE, objective_format_error(en.obj.src, e.column, e.what()));
-        }
-    };
-    const int64_t total = am_dataset_size(ds);
-    float best = -std::numeric_limits<float>::infinity();
-    for (;;) {
-        am_batch b{};
-        st = am_dataset_next_batch(ds, chunk, &b);
-        if (st != AM_OK) throw Error(st, std::string("corpus: ") + am_dataset_error(ds));
-        if (b.count == 0) break;
-        auto v = to_floats(score_batch(b.tokens, b.count, false));
-        for (int64_t i = 0; i < b.count; i++) {
-            float x = v[static_cast<size_t>(i)];
-            if (x > best) best = x;
-            all.emplace_back(x, b.first + i);
-        }
-        // A nonzero return stops the scan; the top-k of what was scanned is kept.
-        if (o->progress && o->progress(o->progress_user, static_cast<int64_t>(all.size()), total, best)) {
-            ex->cancelled = true;
-            break;
-        }
-    }
-    ex->scanned = static_cast<int64_t>(all.size());
-    if (all.empty()) throw Error(AM_E_ARG, "the corpus holds no whole window of " + std::to_string(T) + " tokens");
-    size_t kk = std::min(all.size(), static_cast<size_t>(k));
-    std::partial_sort(all.begin(), all.begin() + static_cast<long>(kk), all.end(),
-                      [](const auto &x, const auto &y) { return x.first > y.first || (x.first == y.first && x.second < y.second); });
-    ex->T = static_cast<int>(T);
-    for (size_t i = 0; i < kk; i++) {
-        am_batch b{};
-        st = am_dataset_item(ds, all[i].second, &b);
-        if (st != AM_OK || b.count != 1) throw Error(st ? st : AM_E_INTERNAL, std::string("corpus: ") + am_dataset_error(ds));
-        std::vector<int64_t> toks(b.tokens, b.tokens + T);
-        std::vector<float> per = to_floats(score_batch(toks.data(), 1, true));
-        ex->index.push_back(all[i].second);
-        ex->score.push_back(all[i].first);
-        ex->toks.push_back(std::move(toks));
-        ex->acts.push_back(std::move(per));
-    }
-}
 
 }  // namespace
 }  // namespace am
@@ -748,20 +701,10 @@ void am_text_options_default(am_text_options *o) {
 }
 
 int am_text_run_new(am_model *m, const am_text_options *o, am_text_run **out) {
-    if (!out) return AM_E_ARG;
-    *out = nullptr;
-    am_text_run *r = nullptr;
-    try {
-        r = new am_text_run();
-    } catch (...) {
-        return AM_E_NOMEM;
-    }
-    *out = r;
-    AM_FENCE_BEGIN
-    if (!m || !m->loaded || !m->graph) throw Error(AM_E_ARG, "model handle is NULL or did not load");
-    am::text_run_impl(m, o, r);
-    return AM_OK;
-    AM_FENCE_END(&r->error)
+    return am::construct(out, [&](am_text_run *r) {
+        if (!m || !m->loaded || !m->graph) throw Error(AM_E_ARG, "model handle is NULL or did not load");
+        am::text_run_impl(m, o, r);
+    });
 }
 
 void am_text_run_free(am_text_run *r) { delete r; }
@@ -809,6 +752,21 @@ const float *am_text_run_xent_curve(const am_text_run *r, int *steps) {
     return r && !r->xcurve.empty() ? r->xcurve.data() : nullptr;
 }
 
+const float *am_text_run_projected_curve(const am_text_run *r, int *steps) {
+    if (steps) *steps = r ? static_cast<int>(r->proj_curve.size()) : 0;
+    return r && !r->proj_curve.empty() ? r->proj_curve.data() : nullptr;
+}
+
+int am_text_run_best(const am_text_run *r, const int64_t **ids, int *len, float *activation, int *step) {
+    if (!r) return AM_E_ARG;
+    if (r->best_ids.empty()) return AM_E_ARG;
+    if (ids) *ids = r->best_ids.data();
+    if (len) *len = static_cast<int>(r->best_ids.size());
+    if (activation) *activation = r->best_act;
+    if (step) *step = r->best_step;
+    return AM_OK;
+}
+
 int am_text_run_attribution(const am_text_run *r, const float **drop, const int64_t **alt, int *len) {
     if (!r) return AM_E_ARG;
     if (!r->has_attr) return AM_E_UNSUPPORTED;
@@ -823,44 +781,6 @@ const float *am_text_run_sweep(const am_text_run *r, int *vocab, int *position) 
     if (vocab) *vocab = ok ? static_cast<int>(r->sweep.size()) : 0;
     if (position) *position = ok ? r->sweep_pos : -1;
     return ok ? r->sweep.data() : nullptr;
-}
-
-int am_text_examples_new(am_model *m, const am_text_examples_options *o, am_text_examples **out) {
-    if (!out) return AM_E_ARG;
-    *out = nullptr;
-    am_text_examples *ex = nullptr;
-    try {
-        ex = new am_text_examples();
-    } catch (...) {
-        return AM_E_NOMEM;
-    }
-    *out = ex;
-    AM_FENCE_BEGIN
-    if (!m || !m->loaded || !m->graph) throw Error(AM_E_ARG, "model handle is NULL or did not load");
-    am::examples_impl(m, o, ex);
-    return AM_OK;
-    AM_FENCE_END(&ex->error)
-}
-
-void am_text_examples_free(am_text_examples *e) { delete e; }
-const char *am_text_examples_error(const am_text_examples *e) { return e ? e->error.c_str() : "examples handle is NULL"; }
-int64_t am_text_examples_scanned(const am_text_examples *e) { return e ? e->scanned : static_cast<int64_t>(AM_E_ARG); }
-int am_text_examples_cancelled(const am_text_examples *e) { return e ? (e->cancelled ? 1 : 0) : AM_E_ARG; }
-int am_text_examples_count(const am_text_examples *e) { return e ? static_cast<int>(e->index.size()) : AM_E_ARG; }
-float am_text_examples_max(const am_text_examples *e) {
-    return e && !e->score.empty() ? e->score[0] : std::numeric_limits<float>::quiet_NaN();
-}
-
-int am_text_examples_get(const am_text_examples *e, int i, int64_t *index, float *score, const int64_t **tokens,
-                         const float **acts, int *len) {
-    if (!e || i < 0 || static_cast<size_t>(i) >= e->index.size()) return AM_E_ARG;
-    size_t k = static_cast<size_t>(i);
-    if (index) *index = e->index[k];
-    if (score) *score = e->score[k];
-    if (tokens) *tokens = e->toks[k].data();
-    if (acts) *acts = e->acts[k].data();
-    if (len) *len = e->T;
-    return AM_OK;
 }
 
 }  // extern "C"

@@ -5,15 +5,18 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-int main(int argc, char **argv) {
+int main(int argc, char **argv)
+{
     if (argc != 3) {
-        fprintf(stderr, "usage: actmax-logo SIZE OUT.png  (SIZE in pixels, 16..512, e.g. 32 or 64)\n");
+        fprintf(stderr,
+                "usage: actmax-logo SIZE OUT.png  (SIZE in pixels, 16..512, e.g. 32 or 64)\n");
         return 2;
     }
     char *end;
     long size = strtol(argv[1], &end, 10);
     if (*argv[1] == '\0' || *end != '\0' || size < 16 || size > 512) {
-        fprintf(stderr, "actmax-logo: SIZE must be a whole number of pixels in 16..512, got '%s'\n", argv[1]);
+        fprintf(stderr, "actmax-logo: SIZE must be a whole number of pixels in 16..512, got '%s'\n",
+                argv[1]);
         return 2;
     }
     render_png png;

@@ -52,10 +52,10 @@ extern "C" {
 
 enum {
     RENDER_OK = 0,
-    RENDER_EINVAL = -1,  /* a bad argument: NULL, zero or negative size, NaN */
-    RENDER_ENOMEM = -2,  /* allocation failed, or the result would be too big */
-    RENDER_EPNG = -3,    /* libpng reported an error */
-    RENDER_ECAIRO = -4,  /* cairo reported an error */
+    RENDER_EINVAL = -1, /* a bad argument: NULL, zero or negative size, NaN */
+    RENDER_ENOMEM = -2, /* allocation failed, or the result would be too big */
+    RENDER_EPNG = -3,   /* libpng reported an error */
+    RENDER_ECAIRO = -4, /* cairo reported an error */
 };
 
 /* Fixed description of a status code ("invalid argument"); never NULL. */
@@ -78,9 +78,9 @@ void render_cleanup(void);
 /* ---------------------------------------------------------------- PNG */
 
 /* Default short side, in pixels, that small images are upscaled to reach. */
-#define RENDER_MIN_PX 256
+#define RENDER_MIN_PX   256
 /* Upscaling never makes the long side exceed this many pixels. */
-#define RENDER_MAX_PX 2048
+#define RENDER_MAX_PX   2048
 /* Images larger than this on either side are refused (RENDER_EINVAL). */
 #define RENDER_LIMIT_PX 16384
 
@@ -103,13 +103,11 @@ int render_upscale_factor(int h, int w, int min_px);
 /* Encodes pix (C, H, W) as an 8-bit PNG (gray, RGB or RGBA as C says),
  * upscaled by render_upscale_factor(h, w, min_px) with nearest neighbour.
  * min_px = 0 keeps the original size. */
-int render_png_encode(const float *pix, int c, int h, int w, int min_px,
-                      render_png *out);
+int render_png_encode(const float *pix, int c, int h, int w, int min_px, render_png *out);
 
 /* Encodes already-quantized 8-bit pixels, interleaved (H, W, C), C in
  * {1, 3, 4}, without scaling. Used for drawn surfaces; public for tools. */
-int render_png_encode_u8(const unsigned char *pix, int c, int h, int w,
-                         render_png *out);
+int render_png_encode_u8(const unsigned char *pix, int c, int h, int w, render_png *out);
 
 /* ---------------------------------------------------------------- grid */
 
@@ -128,9 +126,8 @@ typedef struct render_grid_opts {
  * within 2 * RENDER_MAX_PX wide and 4 * RENDER_MAX_PX high when it can, and
  * refused (RENDER_EINVAL) over RENDER_LIMIT_PX. opts may be NULL for
  * the defaults. Text is DejaVu Sans through cairo. The PNG is RGB. */
-int render_grid_png(const float *pix, int n, int c, int h, int w,
-                    const char *const *captions, const render_grid_opts *opts,
-                    render_png *out);
+int render_grid_png(const float *pix, int n, int c, int h, int w, const char *const *captions,
+                    const render_grid_opts *opts, render_png *out);
 
 /* ---------------------------------------------------------------- plot */
 
@@ -142,11 +139,11 @@ typedef struct render_series {
 } render_series;
 
 typedef struct render_plot_opts {
-    int width, height;          /* pixels; 0 = 640 x 400; each 160..4096 */
-    const char *title;          /* NULL = none */
-    const char *xlabel;         /* NULL = "step" */
-    const char *ylabel;         /* NULL = none */
-    const float *vlines;        /* (n_vlines) x positions of dashed vertical
+    int width, height;               /* pixels; 0 = 640 x 400; each 160..4096 */
+    const char *title;               /* NULL = none */
+    const char *xlabel;              /* NULL = "step" */
+    const char *ylabel;              /* NULL = none */
+    const float *vlines;             /* (n_vlines) x positions of dashed vertical
                                    markers (thresholds, snapshot steps) */
     const char *const *vline_labels; /* (n_vlines) or NULL; entries may be NULL */
     int n_vlines;
@@ -160,16 +157,16 @@ typedef struct render_plot_opts {
  * 4%; tick counts follow the picture's size. opts may be NULL for the defaults.
  * RENDER_EINVAL for a NULL series array with n_series > 0, a series with
  * n < 0 or n > 0 and y NULL, a NaN/inf vline. */
-int render_plot_png(const render_series *series, int n_series,
-                    const render_plot_opts *opts, render_png *out);
+int render_plot_png(const render_series *series, int n_series, const render_plot_opts *opts,
+                    render_png *out);
 
 /* "Nice" ticks covering [lo, hi] (Heckbert): steps of 1, 2 or 5 times a
  * power of ten, about `target` of them. Writes at most max_ticks values to
  * ticks and their count to *n_ticks, and the step to *step (may be NULL).
  * lo == hi is widened around the value. RENDER_EINVAL for NaN/inf bounds,
  * lo > hi, target < 2 or max_ticks < 2. */
-int render_nice_ticks(double lo, double hi, int target, double *ticks,
-                      int max_ticks, int *n_ticks, double *step);
+int render_nice_ticks(double lo, double hi, int target, double *ticks, int max_ticks, int *n_ticks,
+                      double *step);
 
 /* ---------------------------------------------------------------- logo */
 
@@ -182,16 +179,14 @@ int render_logo_png(int size, render_png *out);
 /* RFC 4648 base64 (standard alphabet, '=' padding, no line breaks) of
  * data (len). *out is NUL-terminated; *out_len (may be NULL) gets its length.
  * data may be NULL only when len is 0. */
-int render_base64(const unsigned char *data, size_t len, char **out,
-                  size_t *out_len);
+int render_base64(const unsigned char *data, size_t len, char **out, size_t *out_len);
 
 /* Copies arbitrary bytes (len) into valid UTF-8: every byte that is not part
  * of a well-formed sequence (overlong forms, surrogates and code points above
  * U+10FFFF are not), and NUL, becomes the four characters \xNN (uppercase
  * hex). Valid text comes back unchanged; a backslash already in the text is
  * not doubled. *out_len may be NULL. */
-int render_utf8_sanitize(const char *bytes, size_t len, char **out,
-                         size_t *out_len);
+int render_utf8_sanitize(const char *bytes, size_t len, char **out, size_t *out_len);
 
 /* Columns that valid UTF-8 text s (len) takes in a terminal: wide East Asian
  * characters and emoji count 2, combining marks and zero-width characters 0,
@@ -212,14 +207,14 @@ int render_heat_color(double v, double lo, double hi, char out[8]);
 /* ---------------------------------------------------------------- tables */
 
 typedef struct render_table {
-    int n_cols;                 /* K, >= 1 */
-    int n_rows;                 /* R, >= 0 */
-    const char *const *header;  /* (K) column titles, or NULL for none */
-    const char *const *cells;   /* (R, K) row-major; NULL entries are empty */
-    const float *heat;          /* (R, K) background heat values, or NULL;
+    int n_cols;                /* K, >= 1 */
+    int n_rows;                /* R, >= 0 */
+    const char *const *header; /* (K) column titles, or NULL for none */
+    const char *const *cells;  /* (R, K) row-major; NULL entries are empty */
+    const float *heat;         /* (R, K) background heat values, or NULL;
                                    NaN = no colour for that cell */
-    float heat_lo, heat_hi;     /* heat scale, see render_heat_color */
-    const char *caption;        /* NULL = none */
+    float heat_lo, heat_hi;    /* heat scale, see render_heat_color */
+    const char *caption;       /* NULL = none */
 } render_table;
 
 /* HTML <table> of t: header row, numeric cells (a whole-cell number such as
@@ -237,12 +232,12 @@ int render_table_text(const render_table *t, char **out);
 /* ---------------------------------------------------------------- progress */
 
 typedef struct render_progress {
-    int step;                 /* steps done, 0..total */
-    int total;                /* steps planned, >= 1 */
-    double objective;         /* current objective value; NaN = not known yet */
-    double elapsed_s;         /* seconds since the run started, >= 0 */
-    const char *label;        /* what runs, e.g. the objective text; may be NULL */
-    const render_png *image;  /* current image embedded as a data URI; may be NULL */
+    int step;                /* steps done, 0..total */
+    int total;               /* steps planned, >= 1 */
+    double objective;        /* current objective value; NaN = not known yet */
+    double elapsed_s;        /* seconds since the run started, >= 0 */
+    const char *label;       /* what runs, e.g. the objective text; may be NULL */
+    const render_png *image; /* current image embedded as a data URI; may be NULL */
 } render_progress;
 
 /* Builds the HTML and text/plain of a live progress display: a bar, step/total,
@@ -268,17 +263,17 @@ double render_clock_monotonic(void *ctx);
  * call and every final call (is_final) are always allowed. Plain value, no
  * allocation: initialize with render_throttle_init, nothing to free. */
 typedef struct render_throttle {
-    double interval_s;    /* minimum seconds between allowed updates */
-    double last_s;        /* clock value at the last allowed update */
-    bool has_last;        /* false until the first allowed update */
+    double interval_s; /* minimum seconds between allowed updates */
+    double last_s;     /* clock value at the last allowed update */
+    bool has_last;     /* false until the first allowed update */
     render_clock_fn clock;
     void *clock_ctx;
 } render_throttle;
 
 /* clock NULL = render_clock_monotonic. RENDER_EINVAL for a NULL t or a
  * max_per_second that is not a positive finite number. */
-int render_throttle_init(render_throttle *t, double max_per_second,
-                         render_clock_fn clock, void *clock_ctx);
+int render_throttle_init(render_throttle *t, double max_per_second, render_clock_fn clock,
+                         void *clock_ctx);
 
 /* True when this update should be sent now (and records it as sent). A NULL
  * t lets everything through. */

@@ -19,16 +19,19 @@ static const double kPi = 3.14159265358979323846;
 
 /* Surface (ARGB32, premultiplied) to a PNG: RGB when opaque is promised,
  * RGBA (un-premultiplied) otherwise. */
-static int render__surface_png(cairo_surface_t *s, bool alpha, render_png *out) {
+static int render__surface_png(cairo_surface_t *s, bool alpha, render_png *out)
+{
     cairo_surface_flush(s);
     if (cairo_surface_status(s) != CAIRO_STATUS_SUCCESS)
-        return render__fail(RENDER_ECAIRO, "cairo: %s", cairo_status_to_string(cairo_surface_status(s)));
+        return render__fail(RENDER_ECAIRO, "cairo: %s",
+                            cairo_status_to_string(cairo_surface_status(s)));
     int w = cairo_image_surface_get_width(s), h = cairo_image_surface_get_height(s);
     int stride = cairo_image_surface_get_stride(s);
     const unsigned char *src = cairo_image_surface_get_data(s);
     int c = alpha ? 4 : 3;
     unsigned char *buf = malloc((size_t)w * (size_t)h * (size_t)c); /* (H, W, C) */
-    if (!buf) return render__fail(RENDER_ENOMEM, "out of memory for a %dx%d picture", w, h);
+    if (!buf)
+        return render__fail(RENDER_ENOMEM, "out of memory for a %dx%d picture", w, h);
     for (int y = 0; y < h; y++) {
         const uint32_t *row = (const uint32_t *)(src + (size_t)y * stride);
         unsigned char *d = buf + (size_t)y * w * c;
@@ -43,7 +46,8 @@ static int render__surface_png(cairo_surface_t *s, bool alpha, render_png *out) 
             d[0] = (unsigned char)r;
             d[1] = (unsigned char)g;
             d[2] = (unsigned char)b;
-            if (alpha) d[3] = (unsigned char)a;
+            if (alpha)
+                d[3] = (unsigned char)a;
             d += c;
         }
     }
@@ -52,11 +56,14 @@ static int render__surface_png(cairo_surface_t *s, bool alpha, render_png *out) 
     return st;
 }
 
-static void render__rgb(cairo_t *cr, unsigned hex) {
-    cairo_set_source_rgb(cr, (hex >> 16 & 255) / 255.0, (hex >> 8 & 255) / 255.0, (hex & 255) / 255.0);
+static void render__rgb(cairo_t *cr, unsigned hex)
+{
+    cairo_set_source_rgb(cr, (hex >> 16 & 255) / 255.0, (hex >> 8 & 255) / 255.0,
+                         (hex & 255) / 255.0);
 }
 
-static double render__text_width(cairo_t *cr, const char *s) {
+static double render__text_width(cairo_t *cr, const char *s)
+{
     cairo_text_extents_t e;
     cairo_text_extents(cr, s, &e);
     return e.x_advance;
@@ -64,8 +71,10 @@ static double render__text_width(cairo_t *cr, const char *s) {
 
 /* Shortens valid UTF-8 *s (malloc'd) by whole code points, adding an
  * ellipsis, until it fits max_w; it may end up "". */
-static void render__ellipsize(cairo_t *cr, char **s, double max_w) {
-    if (render__text_width(cr, *s) <= max_w) return;
+static void render__ellipsize(cairo_t *cr, char **s, double max_w)
+{
+    if (render__text_width(cr, *s) <= max_w)
+        return;
     size_t n = strlen(*s);
     char *tmp = malloc(n + 4);
     if (!tmp) {
@@ -74,17 +83,22 @@ static void render__ellipsize(cairo_t *cr, char **s, double max_w) {
     }
     tmp[0] = '\0';
     while (n > 0) {
-        do n--; while (n > 0 && ((unsigned char)(*s)[n] & 0xC0) == 0x80);
+        do
+            n--;
+        while (n > 0 && ((unsigned char)(*s)[n] & 0xC0) == 0x80);
         memcpy(tmp, *s, n);
         memcpy(tmp + n, "\xE2\x80\xA6", 4);
-        if (render__text_width(cr, tmp) <= max_w) break;
+        if (render__text_width(cr, tmp) <= max_w)
+            break;
     }
-    if (n == 0 && render__text_width(cr, tmp) > max_w) tmp[0] = '\0';
+    if (n == 0 && render__text_width(cr, tmp) > max_w)
+        tmp[0] = '\0';
     free(*s);
     *s = tmp;
 }
 
-static void render__font(cairo_t *cr, double size, bool bold) {
+static void render__font(cairo_t *cr, double size, bool bold)
+{
     cairo_select_font_face(cr, kFont, CAIRO_FONT_SLANT_NORMAL,
                            bold ? CAIRO_FONT_WEIGHT_BOLD : CAIRO_FONT_WEIGHT_NORMAL);
     cairo_set_font_size(cr, size);
@@ -92,12 +106,14 @@ static void render__font(cairo_t *cr, double size, bool bold) {
 
 /* Draws valid UTF-8 text with its baseline at y: align 0 left, 0.5 centre,
  * 1 right of x. */
-static void render__text(cairo_t *cr, const char *s, double x, double y, double align) {
+static void render__text(cairo_t *cr, const char *s, double x, double y, double align)
+{
     cairo_move_to(cr, x - align * render__text_width(cr, s), y);
     cairo_show_text(cr, s);
 }
 
-void render_cleanup(void) {
+void render_cleanup(void)
+{
     cairo_debug_reset_static_data();
     FcFini();
 }
@@ -105,9 +121,11 @@ void render_cleanup(void) {
 /* ------------------------------------------------------------ grid */
 
 /* One (C, H, W) image as a premultiplied ARGB32 surface of H x W. */
-static cairo_surface_t *render__image_surface(const float *pix, int c, int h, int w) {
+static cairo_surface_t *render__image_surface(const float *pix, int c, int h, int w)
+{
     cairo_surface_t *s = cairo_image_surface_create(CAIRO_FORMAT_ARGB32, w, h);
-    if (cairo_surface_status(s) != CAIRO_STATUS_SUCCESS) return s;
+    if (cairo_surface_status(s) != CAIRO_STATUS_SUCCESS)
+        return s;
     cairo_surface_flush(s);
     unsigned char *data = cairo_image_surface_get_data(s);
     int stride = cairo_image_surface_get_stride(s);
@@ -134,31 +152,45 @@ static cairo_surface_t *render__image_surface(const float *pix, int c, int h, in
 }
 
 int render_grid_png(const float *pix, int n, int c, int h, int w, const char *const *captions,
-                    const render_grid_opts *opts, render_png *out) {
-    if (!out) return render__fail(RENDER_EINVAL, "render_grid_png: out is NULL");
+                    const render_grid_opts *opts, render_png *out)
+{
+    if (!out)
+        return render__fail(RENDER_EINVAL, "render_grid_png: out is NULL");
     memset(out, 0, sizeof *out);
-    if (!pix) return render__fail(RENDER_EINVAL, "render_grid_png: pix is NULL");
-    if (n < 1) return render__fail(RENDER_EINVAL, "render_grid_png: need at least 1 image, got n=%d", n);
+    if (!pix)
+        return render__fail(RENDER_EINVAL, "render_grid_png: pix is NULL");
+    if (n < 1)
+        return render__fail(RENDER_EINVAL, "render_grid_png: need at least 1 image, got n=%d", n);
     if (c != 1 && c != 3 && c != 4)
-        return render__fail(RENDER_EINVAL, "render_grid_png: channels must be 1 (gray), 3 (RGB) or 4 (RGBA), got %d", c);
+        return render__fail(
+            RENDER_EINVAL,
+            "render_grid_png: channels must be 1 (gray), 3 (RGB) or 4 (RGBA), got %d", c);
     if (h <= 0 || w <= 0 || h > RENDER_LIMIT_PX || w > RENDER_LIMIT_PX)
-        return render__fail(RENDER_EINVAL, "render_grid_png: image size must be 1..%d per side, got %dx%d",
+        return render__fail(RENDER_EINVAL,
+                            "render_grid_png: image size must be 1..%d per side, got %dx%d",
                             RENDER_LIMIT_PX, h, w);
     render_grid_opts o = opts ? *opts : (render_grid_opts){0};
     if (o.min_cell_px < 0 || o.columns < 0 || o.gutter_px < 0)
-        return render__fail(RENDER_EINVAL, "render_grid_png: min_cell_px, columns and gutter_px must be >= 0 "
-                            "(0 = default), got %d, %d, %d", o.min_cell_px, o.columns, o.gutter_px);
-    if (o.min_cell_px == 0) o.min_cell_px = 128;
-    if (o.gutter_px == 0) o.gutter_px = 12;
+        return render__fail(RENDER_EINVAL,
+                            "render_grid_png: min_cell_px, columns and gutter_px must be >= 0 "
+                            "(0 = default), got %d, %d, %d",
+                            o.min_cell_px, o.columns, o.gutter_px);
+    if (o.min_cell_px == 0)
+        o.min_cell_px = 128;
+    if (o.gutter_px == 0)
+        o.gutter_px = 12;
     int cols = o.columns;
     if (cols == 0) {
         cols = (int)ceil(sqrt((double)n));
-        if (cols > 8) cols = 8;
+        if (cols > 8)
+            cols = 8;
     }
-    if (cols > n) cols = n;
+    if (cols > n)
+        cols = n;
     int rows = (n + cols - 1) / cols;
     bool any_caption = false;
-    for (int i = 0; captions && i < n; i++) any_caption |= captions[i] && captions[i][0];
+    for (int i = 0; captions && i < n; i++)
+        any_caption |= captions[i] && captions[i][0];
     bool has_title = o.title && o.title[0];
     const double cap_font = 12.0, title_font = 15.0;
     int g = o.gutter_px;
@@ -172,11 +204,14 @@ int render_grid_png(const float *pix, int n, int c, int h, int w, const char *co
     for (;; f--) {
         W = (long)cols * (w * (long)f + g) + g;
         H = (long)rows * (h * (long)f + g + cap_h) + g + title_h;
-        if ((W <= RENDER_MAX_PX * 2 && H <= RENDER_MAX_PX * 4) || f == 1) break;
+        if ((W <= RENDER_MAX_PX * 2 && H <= RENDER_MAX_PX * 4) || f == 1)
+            break;
     }
     if (W > RENDER_LIMIT_PX || H > RENDER_LIMIT_PX)
-        return render__fail(RENDER_EINVAL, "render_grid_png: a %dx%d grid of %dx%d images is %ldx%ld px, over the "
-                            "%d px limit; pass fewer images or more columns", rows, cols, h, w, H, W, RENDER_LIMIT_PX);
+        return render__fail(RENDER_EINVAL,
+                            "render_grid_png: a %dx%d grid of %dx%d images is %ldx%ld px, over the "
+                            "%d px limit; pass fewer images or more columns",
+                            rows, cols, h, w, H, W, RENDER_LIMIT_PX);
     int cw = w * f, ch = h * f;
 
     cairo_surface_t *surf = cairo_image_surface_create(CAIRO_FORMAT_RGB24, (int)W, (int)H);
@@ -220,7 +255,8 @@ int render_grid_png(const float *pix, int n, int c, int h, int w, const char *co
                 /* A long caption first gets a smaller font (its end, the
                  * value, matters most), then an ellipsis. */
                 double room = cw + g - 2, wid = render__text_width(cr, text);
-                if (wid > room) render__font(cr, fmax(9.0, cap_font * room / wid), false);
+                if (wid > room)
+                    render__font(cr, fmax(9.0, cap_font * room / wid), false);
                 render__rgb(cr, 0x374151);
                 render__ellipsize(cr, &text, room);
                 render__text(cr, text, x0 + cw / 2.0, y0 + ch + cap_font + 3, 0.5);
@@ -231,70 +267,91 @@ int render_grid_png(const float *pix, int n, int c, int h, int w, const char *co
     }
     int st = RENDER_OK;
     if (cairo_status(cr) != CAIRO_STATUS_SUCCESS)
-        st = render__fail(RENDER_ECAIRO, "render_grid_png: cairo: %s", cairo_status_to_string(cairo_status(cr)));
+        st = render__fail(RENDER_ECAIRO, "render_grid_png: cairo: %s",
+                          cairo_status_to_string(cairo_status(cr)));
     cairo_destroy(cr);
-    if (st == RENDER_OK) st = render__surface_png(surf, false, out);
+    if (st == RENDER_OK)
+        st = render__surface_png(surf, false, out);
     cairo_surface_destroy(surf);
-    if (st == RENDER_OK) out->scale = f;
+    if (st == RENDER_OK)
+        out->scale = f;
     return st;
 }
 
 /* ------------------------------------------------------------ ticks */
 
 /* Heckbert's nice number: 1, 2, 5 or 10 times a power of ten near x. */
-static double render__nicenum(double x, bool round) {
+static double render__nicenum(double x, bool round)
+{
     double e = floor(log10(x));
     double f = x / pow(10.0, e), nf;
-    if (round) nf = f < 1.5 ? 1 : f < 3 ? 2 : f < 7 ? 5 : 10;
-    else nf = f <= 1 ? 1 : f <= 2 ? 2 : f <= 5 ? 5 : 10;
+    if (round)
+        nf = f < 1.5 ? 1 : f < 3 ? 2 : f < 7 ? 5 : 10;
+    else
+        nf = f <= 1 ? 1 : f <= 2 ? 2 : f <= 5 ? 5 : 10;
     return nf * pow(10.0, e);
 }
 
 /* Widens an empty or vanishing range around its value. */
-static void render__widen(double *lo, double *hi) {
+static void render__widen(double *lo, double *hi)
+{
     double mag = fmax(fabs(*lo), fabs(*hi));
-    if (*hi - *lo > mag * 1e-9 && *hi - *lo > 1e-300) return;
+    if (*hi - *lo > mag * 1e-9 && *hi - *lo > 1e-300)
+        return;
     double pad = mag > 0 ? mag * 0.1 : 1.0;
     *lo -= pad;
     *hi += pad;
 }
 
-int render_nice_ticks(double lo, double hi, int target, double *ticks, int max_ticks, int *n_ticks, double *step) {
-    if (n_ticks) *n_ticks = 0;
-    if (step) *step = 0;
-    if (!ticks || !n_ticks) return render__fail(RENDER_EINVAL, "render_nice_ticks: ticks and n_ticks must not be NULL");
+int render_nice_ticks(double lo, double hi, int target, double *ticks, int max_ticks, int *n_ticks,
+                      double *step)
+{
+    if (n_ticks)
+        *n_ticks = 0;
+    if (step)
+        *step = 0;
+    if (!ticks || !n_ticks)
+        return render__fail(RENDER_EINVAL, "render_nice_ticks: ticks and n_ticks must not be NULL");
     if (!isfinite(lo) || !isfinite(hi) || lo > hi)
-        return render__fail(RENDER_EINVAL, "render_nice_ticks: need finite lo <= hi, got lo=%g hi=%g", lo, hi);
+        return render__fail(RENDER_EINVAL,
+                            "render_nice_ticks: need finite lo <= hi, got lo=%g hi=%g", lo, hi);
     if (target < 2 || max_ticks < 2)
-        return render__fail(RENDER_EINVAL, "render_nice_ticks: target and max_ticks must be >= 2, got %d and %d",
+        return render__fail(RENDER_EINVAL,
+                            "render_nice_ticks: target and max_ticks must be >= 2, got %d and %d",
                             target, max_ticks);
     if (fabs(lo) > 1e300 || fabs(hi) > 1e300)
-        return render__fail(RENDER_EINVAL, "render_nice_ticks: bounds beyond 1e300 cannot be ticked");
+        return render__fail(RENDER_EINVAL,
+                            "render_nice_ticks: bounds beyond 1e300 cannot be ticked");
     render__widen(&lo, &hi);
     double range = render__nicenum(hi - lo, false);
     double d = render__nicenum(range / (target - 1), true);
     double gmin = floor(lo / d) * d, gmax = ceil(hi / d) * d;
     int n = (int)floor((gmax - gmin) / d + 0.5) + 1;
-    if (n > max_ticks) n = max_ticks;
+    if (n > max_ticks)
+        n = max_ticks;
     for (int i = 0; i < n; i++) {
         double v = gmin + i * d;
-        if (fabs(v) < d * 1e-9) v = 0; /* no "-0" or 1e-17 labels */
+        if (fabs(v) < d * 1e-9)
+            v = 0; /* no "-0" or 1e-17 labels */
         ticks[i] = v;
     }
     *n_ticks = n;
-    if (step) *step = d;
+    if (step)
+        *step = d;
     return RENDER_OK;
 }
 
 /* Tick label with as many decimals as the step needs. */
-static void render__tick_label(double v, double step, char *out, size_t cap) {
+static void render__tick_label(double v, double step, char *out, size_t cap)
+{
     double mag = fmax(fabs(v), step);
     if (mag >= 1e6 || step < 1e-4) {
         snprintf(out, cap, "%g", v);
         return;
     }
     int dec = step >= 1 ? 0 : (int)ceil(-log10(step) - 1e-9);
-    if (dec > 6) dec = 6;
+    if (dec > 6)
+        dec = 6;
     snprintf(out, cap, "%.*f", dec, v);
 }
 
@@ -313,8 +370,9 @@ enum { kMaxTicks = 32 };
  * never drawn on the frame.
  * Unlike loose labelling, curves fill the plot instead of leaving a band of
  * up to a whole step empty at each end. */
-static void render__axis(double lo, double hi, int target, bool snap, double *a0, double *a1, double *ticks,
-                         int *n, double *step) {
+static void render__axis(double lo, double hi, int target, bool snap, double *a0, double *a1,
+                         double *ticks, int *n, double *step)
+{
     render__widen(&lo, &hi);
     double pad = (hi - lo) * 0.04, plo = lo - pad, phi = hi + pad;
     double base = pow(10.0, floor(log10((phi - plo) / target)));
@@ -347,15 +405,18 @@ static void render__axis(double lo, double hi, int target, bool snap, double *a0
  * entries from x = left, wrapping at right_edge, below top. Returns the y
  * where the plot may start: top itself when no series has a name. */
 static double render__legend(cairo_t *cr, const render_series *series, int n_series, double left,
-                             double right_edge, double top, bool draw) {
+                             double right_edge, double top, bool draw)
+{
     const double font = 11.5, row_h = font + 8;
     render__font(cr, font, false);
     double lx = left, ly = top + font;
     bool any = false;
     for (int s = 0; s < n_series; s++) {
-        if (!series[s].name || !series[s].name[0]) continue;
+        if (!series[s].name || !series[s].name[0])
+            continue;
         char *text = render__utf8_dup(series[s].name);
-        if (!text) continue;
+        if (!text)
+            continue;
         render__ellipsize(cr, &text, right_edge - left - 30);
         double ew = 22 + render__text_width(cr, text) + 16;
         if (lx > left && lx + ew > right_edge) {
@@ -378,39 +439,57 @@ static double render__legend(cairo_t *cr, const render_series *series, int n_ser
     return any ? ly + 10 : top;
 }
 
-int render_plot_png(const render_series *series, int n_series, const render_plot_opts *opts, render_png *out) {
-    if (!out) return render__fail(RENDER_EINVAL, "render_plot_png: out is NULL");
+int render_plot_png(const render_series *series, int n_series, const render_plot_opts *opts,
+                    render_png *out)
+{
+    if (!out)
+        return render__fail(RENDER_EINVAL, "render_plot_png: out is NULL");
     memset(out, 0, sizeof *out);
-    if (n_series < 0) return render__fail(RENDER_EINVAL, "render_plot_png: n_series must be >= 0, got %d", n_series);
+    if (n_series < 0)
+        return render__fail(RENDER_EINVAL, "render_plot_png: n_series must be >= 0, got %d",
+                            n_series);
     if (n_series > 0 && !series)
-        return render__fail(RENDER_EINVAL, "render_plot_png: series is NULL but n_series is %d", n_series);
+        return render__fail(RENDER_EINVAL, "render_plot_png: series is NULL but n_series is %d",
+                            n_series);
     for (int s = 0; s < n_series; s++) {
         if (series[s].n < 0)
-            return render__fail(RENDER_EINVAL, "render_plot_png: series %d has n=%d points; must be >= 0", s, series[s].n);
+            return render__fail(RENDER_EINVAL,
+                                "render_plot_png: series %d has n=%d points; must be >= 0", s,
+                                series[s].n);
         if (series[s].n > 0 && !series[s].y)
-            return render__fail(RENDER_EINVAL, "render_plot_png: series %d has %d points but y is NULL", s, series[s].n);
+            return render__fail(RENDER_EINVAL,
+                                "render_plot_png: series %d has %d points but y is NULL", s,
+                                series[s].n);
     }
     render_plot_opts o = opts ? *opts : (render_plot_opts){0};
-    if (o.width == 0) o.width = 640;
-    if (o.height == 0) o.height = 400;
+    if (o.width == 0)
+        o.width = 640;
+    if (o.height == 0)
+        o.height = 400;
     if (o.width < 160 || o.width > 4096 || o.height < 160 || o.height > 4096)
-        return render__fail(RENDER_EINVAL, "render_plot_png: width and height must be 160..4096 (0 = 640x400), got %dx%d",
-                            o.width, o.height);
+        return render__fail(
+            RENDER_EINVAL,
+            "render_plot_png: width and height must be 160..4096 (0 = 640x400), got %dx%d", o.width,
+            o.height);
     if (o.n_vlines < 0 || (o.n_vlines > 0 && !o.vlines))
-        return render__fail(RENDER_EINVAL, "render_plot_png: n_vlines=%d needs a vlines array of that length",
+        return render__fail(RENDER_EINVAL,
+                            "render_plot_png: n_vlines=%d needs a vlines array of that length",
                             o.n_vlines);
     for (int i = 0; i < o.n_vlines; i++)
         if (!isfinite(o.vlines[i]))
-            return render__fail(RENDER_EINVAL, "render_plot_png: vline %d is %g; markers must be finite x values",
+            return render__fail(RENDER_EINVAL,
+                                "render_plot_png: vline %d is %g; markers must be finite x values",
                                 i, (double)o.vlines[i]);
-    if (!o.xlabel) o.xlabel = "step";
+    if (!o.xlabel)
+        o.xlabel = "step";
 
     /* Data range over finite points and markers. */
     double xlo = INFINITY, xhi = -INFINITY, ylo = INFINITY, yhi = -INFINITY;
     for (int s = 0; s < n_series; s++)
         for (int i = 0; i < series[s].n; i++) {
             double x = series[s].x ? series[s].x[i] : i, y = series[s].y[i];
-            if (!isfinite(x) || !isfinite(y)) continue;
+            if (!isfinite(x) || !isfinite(y))
+                continue;
             xlo = fmin(xlo, x), xhi = fmax(xhi, x), ylo = fmin(ylo, y), yhi = fmax(yhi, y);
         }
     bool empty = !(xlo <= xhi);
@@ -418,8 +497,10 @@ int render_plot_png(const render_series *series, int n_series, const render_plot
         xlo = fmin(xlo, o.vlines[i]);
         xhi = fmax(xhi, o.vlines[i]);
     }
-    if (!(xlo <= xhi)) xlo = 0, xhi = 1;
-    if (empty) ylo = 0, yhi = 1;
+    if (!(xlo <= xhi))
+        xlo = 0, xhi = 1;
+    if (empty)
+        ylo = 0, yhi = 1;
 
     cairo_surface_t *surf = cairo_image_surface_create(CAIRO_FORMAT_RGB24, o.width, o.height);
     cairo_t *cr = cairo_create(surf);
@@ -471,8 +552,8 @@ int render_plot_png(const render_series *series, int n_series, const render_plot
         ph = 40;
         top = o.height - bottom - ph;
     }
-#define PX(v) (left + ((v) - x0) / (x1 - x0) * pw)
-#define PY(v) (top + ph - ((v) - y0) / (y1 - y0) * ph)
+#define PX(v) (left + ((v)-x0) / (x1 - x0) * pw)
+#define PY(v) (top + ph - ((v)-y0) / (y1 - y0) * ph)
 
     /* Grid and tick labels. */
     render__font(cr, tick_font, false);
@@ -574,8 +655,10 @@ int render_plot_png(const render_series *series, int n_series, const render_plot
                 ok = isfinite(x) && isfinite(y);
             }
             if (ok) {
-                if (run == 0) cairo_move_to(cr, PX(x), PY(y));
-                else cairo_line_to(cr, PX(x), PY(y));
+                if (run == 0)
+                    cairo_move_to(cr, PX(x), PY(y));
+                else
+                    cairo_line_to(cr, PX(x), PY(y));
                 run++;
                 continue;
             }
@@ -596,20 +679,25 @@ int render_plot_png(const render_series *series, int n_series, const render_plot
 #undef PY
 
     if (cairo_status(cr) != CAIRO_STATUS_SUCCESS)
-        st = render__fail(RENDER_ECAIRO, "render_plot_png: cairo: %s", cairo_status_to_string(cairo_status(cr)));
+        st = render__fail(RENDER_ECAIRO, "render_plot_png: cairo: %s",
+                          cairo_status_to_string(cairo_status(cr)));
     cairo_destroy(cr);
-    if (st == RENDER_OK) st = render__surface_png(surf, false, out);
+    if (st == RENDER_OK)
+        st = render__surface_png(surf, false, out);
     cairo_surface_destroy(surf);
     return st;
 }
 
 /* ------------------------------------------------------------ logo */
 
-int render_logo_png(int size, render_png *out) {
-    if (!out) return render__fail(RENDER_EINVAL, "render_logo_png: out is NULL");
+int render_logo_png(int size, render_png *out)
+{
+    if (!out)
+        return render__fail(RENDER_EINVAL, "render_logo_png: out is NULL");
     memset(out, 0, sizeof *out);
     if (size < 16 || size > 512)
-        return render__fail(RENDER_EINVAL, "render_logo_png: size must be 16..512 pixels, got %d", size);
+        return render__fail(RENDER_EINVAL, "render_logo_png: size must be 16..512 pixels, got %d",
+                            size);
     cairo_surface_t *surf = cairo_image_surface_create(CAIRO_FORMAT_ARGB32, size, size);
     cairo_t *cr = cairo_create(surf);
     /* Drawn on a 64-unit canvas so both sizes share one design. */
@@ -658,9 +746,11 @@ int render_logo_png(int size, render_png *out) {
 
     int st = RENDER_OK;
     if (cairo_status(cr) != CAIRO_STATUS_SUCCESS)
-        st = render__fail(RENDER_ECAIRO, "render_logo_png: cairo: %s", cairo_status_to_string(cairo_status(cr)));
+        st = render__fail(RENDER_ECAIRO, "render_logo_png: cairo: %s",
+                          cairo_status_to_string(cairo_status(cr)));
     cairo_destroy(cr);
-    if (st == RENDER_OK) st = render__surface_png(surf, true, out);
+    if (st == RENDER_OK)
+        st = render__surface_png(surf, true, out);
     cairo_surface_destroy(surf);
     return st;
 }

@@ -6,8 +6,7 @@
 #include <stddef.h>
 
 /* Records a detailed message for render_last_error() and returns status. */
-int render__fail(int status, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
+int render__fail(int status, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 /* [0, 1] display value to a byte; clamped, NaN to 0. */
 unsigned char render__to_u8(float v);
@@ -15,7 +14,7 @@ unsigned char render__to_u8(float v);
 /* A growing NUL-terminated string; `failed` sticks after the first failed
  * allocation so callers check once at the end. */
 typedef struct render__sb {
-    char *s;     /* (cap) text, NUL-terminated after len */
+    char *s; /* (cap) text, NUL-terminated after len */
     size_t len;
     size_t cap;
     bool failed;
@@ -23,8 +22,7 @@ typedef struct render__sb {
 
 void render__sb_putn(render__sb *b, const char *s, size_t n);
 void render__sb_puts(render__sb *b, const char *s);
-void render__sb_printf(render__sb *b, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
+void render__sb_printf(render__sb *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void render__sb_pad(render__sb *b, size_t n);
 /* HTML-escaped, UTF-8-sanitized copy of bytes s (n). */
 void render__sb_html(render__sb *b, const char *s, size_t n);

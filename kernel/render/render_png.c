@@ -18,7 +18,8 @@
 /* One message per thread, so two kernels' threads never read each other's. */
 static _Thread_local char render__errbuf[512];
 
-const char *render_strerror(int status) {
+const char *render_strerror(int status)
+{
     switch (status) {
     case RENDER_OK: return "ok";
     case RENDER_EINVAL: return "invalid argument";
@@ -29,9 +30,13 @@ const char *render_strerror(int status) {
     }
 }
 
-const char *render_last_error(void) { return render__errbuf; }
+const char *render_last_error(void)
+{
+    return render__errbuf;
+}
 
-int render__fail(int status, const char *fmt, ...) {
+int render__fail(int status, const char *fmt, ...)
+{
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(render__errbuf, sizeof render__errbuf, fmt, ap);
@@ -39,31 +44,42 @@ int render__fail(int status, const char *fmt, ...) {
     return status;
 }
 
-void render_free(void *p) { free(p); }
+void render_free(void *p)
+{
+    free(p);
+}
 
-void render_png_clear(render_png *png) {
-    if (!png) return;
+void render_png_clear(render_png *png)
+{
+    if (!png)
+        return;
     free(png->data);
     memset(png, 0, sizeof *png);
 }
 
 /* ------------------------------------------------------------ scaling */
 
-int render_upscale_factor(int h, int w, int min_px) {
-    if (h <= 0 || w <= 0 || min_px <= 0) return 1;
+int render_upscale_factor(int h, int w, int min_px)
+{
+    if (h <= 0 || w <= 0 || min_px <= 0)
+        return 1;
     int shortside = h < w ? h : w;
     int longside = h < w ? w : h;
     int f = (min_px + shortside - 1) / shortside;
     /* A thin strip (1 x 500) must not be blown up past a sane size. */
     int cap = RENDER_MAX_PX / longside;
-    if (f > cap) f = cap;
+    if (f > cap)
+        f = cap;
     return f < 1 ? 1 : f;
 }
 
 /* Display value in [0, 1] to a byte; NaN shows as 0 rather than garbage. */
-unsigned char render__to_u8(float v) {
-    if (!(v > 0.0f)) return 0;
-    if (v >= 1.0f) return 255;
+unsigned char render__to_u8(float v)
+{
+    if (!(v > 0.0f))
+        return 0;
+    if (v >= 1.0f)
+        return 255;
     return (unsigned char)lrintf(v * 255.0f);
 }
 
@@ -73,15 +89,18 @@ typedef struct render__membuf {
     unsigned char *data; /* (cap) growing PNG bytes */
     size_t size;
     size_t cap;
-    bool failed;         /* allocation failed inside a libpng callback */
+    bool failed; /* allocation failed inside a libpng callback */
 } render__membuf;
 
-static void render__png_write(png_structp png, png_bytep bytes, png_size_t n) {
+static void render__png_write(png_structp png, png_bytep bytes, png_size_t n)
+{
     render__membuf *m = png_get_io_ptr(png);
-    if (m->failed) return;
+    if (m->failed)
+        return;
     if (m->size + n > m->cap) {
         size_t cap = m->cap ? m->cap : 4096;
-        while (cap < m->size + n) cap *= 2;
+        while (cap < m->size + n)
+            cap *= 2;
         unsigned char *d = realloc(m->data, cap);
         if (!d) {
             m->failed = true;
@@ -94,25 +113,31 @@ static void render__png_write(png_structp png, png_bytep bytes, png_size_t n) {
     m->size += n;
 }
 
-static void render__png_flush(png_structp png) { (void)png; }
+static void render__png_flush(png_structp png)
+{
+    (void)png;
+}
 
-static void render__png_error(png_structp png, png_const_charp msg) {
+static void render__png_error(png_structp png, png_const_charp msg)
+{
     render__fail(RENDER_EPNG, "libpng: %s", msg);
     png_longjmp(png, 1);
 }
 
-static void render__png_warning(png_structp png, png_const_charp msg) {
+static void render__png_warning(png_structp png, png_const_charp msg)
+{
     (void)png;
     (void)msg;
 }
 
 /* Writes rows (H, W*C bytes each, given as row pointers) to memory. Kept
  * separate so that nothing with automatic storage changes across setjmp. */
-static int render__png_write_rows(unsigned char **rows, int c, int h, int w,
-                                  render__membuf *m) {
-    png_structp png = png_create_write_struct(PNG_LIBPNG_VER_STRING, NULL,
-                                              render__png_error, render__png_warning);
-    if (!png) return render__fail(RENDER_ENOMEM, "libpng: cannot create a write struct");
+static int render__png_write_rows(unsigned char **rows, int c, int h, int w, render__membuf *m)
+{
+    png_structp png = png_create_write_struct(PNG_LIBPNG_VER_STRING, NULL, render__png_error,
+                                              render__png_warning);
+    if (!png)
+        return render__fail(RENDER_ENOMEM, "libpng: cannot create a write struct");
     png_infop info = png_create_info_struct(png);
     if (!info) {
         png_destroy_write_struct(&png, NULL);
@@ -120,14 +145,14 @@ static int render__png_write_rows(unsigned char **rows, int c, int h, int w,
     }
     if (setjmp(png_jmpbuf(png))) {
         png_destroy_write_struct(&png, &info);
-        return m->failed ? render__fail(RENDER_ENOMEM, "out of memory writing a PNG")
-                         : RENDER_EPNG;
+        return m->failed ? render__fail(RENDER_ENOMEM, "out of memory writing a PNG") : RENDER_EPNG;
     }
-    int type = c == 1 ? PNG_COLOR_TYPE_GRAY
-             : c == 3 ? PNG_COLOR_TYPE_RGB : PNG_COLOR_TYPE_RGB_ALPHA;
+    int type = c == 1   ? PNG_COLOR_TYPE_GRAY
+               : c == 3 ? PNG_COLOR_TYPE_RGB
+                        : PNG_COLOR_TYPE_RGB_ALPHA;
     png_set_write_fn(png, m, render__png_write, render__png_flush);
-    png_set_IHDR(png, info, (png_uint_32)w, (png_uint_32)h, 8, type,
-                 PNG_INTERLACE_NONE, PNG_COMPRESSION_TYPE_DEFAULT, PNG_FILTER_TYPE_DEFAULT);
+    png_set_IHDR(png, info, (png_uint_32)w, (png_uint_32)h, 8, type, PNG_INTERLACE_NONE,
+                 PNG_COMPRESSION_TYPE_DEFAULT, PNG_FILTER_TYPE_DEFAULT);
     /* Level 6 is zlib's default balance; these are sent live while a run goes. */
     png_set_compression_level(png, 6);
     png_write_info(png, info);
@@ -137,26 +162,36 @@ static int render__png_write_rows(unsigned char **rows, int c, int h, int w,
     return RENDER_OK;
 }
 
-static int render__check_dims(const char *fn, int c, int h, int w) {
+static int render__check_dims(const char *fn, int c, int h, int w)
+{
     if (c != 1 && c != 3 && c != 4)
-        return render__fail(RENDER_EINVAL, "%s: channels must be 1 (gray), 3 (RGB) or 4 (RGBA), got %d", fn, c);
+        return render__fail(RENDER_EINVAL,
+                            "%s: channels must be 1 (gray), 3 (RGB) or 4 (RGBA), got %d", fn, c);
     if (h <= 0 || w <= 0)
-        return render__fail(RENDER_EINVAL, "%s: height and width must be positive, got %dx%d", fn, h, w);
+        return render__fail(RENDER_EINVAL, "%s: height and width must be positive, got %dx%d", fn,
+                            h, w);
     if (h > RENDER_LIMIT_PX || w > RENDER_LIMIT_PX)
-        return render__fail(RENDER_EINVAL, "%s: image %dx%d is larger than the %d px limit per side",
-                            fn, h, w, RENDER_LIMIT_PX);
+        return render__fail(RENDER_EINVAL,
+                            "%s: image %dx%d is larger than the %d px limit per side", fn, h, w,
+                            RENDER_LIMIT_PX);
     return RENDER_OK;
 }
 
-int render_png_encode_u8(const unsigned char *pix, int c, int h, int w, render_png *out) {
-    if (!out) return render__fail(RENDER_EINVAL, "render_png_encode_u8: out is NULL");
+int render_png_encode_u8(const unsigned char *pix, int c, int h, int w, render_png *out)
+{
+    if (!out)
+        return render__fail(RENDER_EINVAL, "render_png_encode_u8: out is NULL");
     memset(out, 0, sizeof *out);
-    if (!pix) return render__fail(RENDER_EINVAL, "render_png_encode_u8: pix is NULL");
+    if (!pix)
+        return render__fail(RENDER_EINVAL, "render_png_encode_u8: pix is NULL");
     int st = render__check_dims("render_png_encode_u8", c, h, w);
-    if (st) return st;
+    if (st)
+        return st;
     unsigned char **rows = malloc((size_t)h * sizeof *rows);
-    if (!rows) return render__fail(RENDER_ENOMEM, "render_png_encode_u8: out of memory");
-    for (int y = 0; y < h; y++) rows[y] = (unsigned char *)pix + (size_t)y * (size_t)w * (size_t)c;
+    if (!rows)
+        return render__fail(RENDER_ENOMEM, "render_png_encode_u8: out of memory");
+    for (int y = 0; y < h; y++)
+        rows[y] = (unsigned char *)pix + (size_t)y * (size_t)w * (size_t)c;
     render__membuf m = {0};
     st = render__png_write_rows(rows, c, h, w, &m);
     free(rows);
@@ -172,51 +207,67 @@ int render_png_encode_u8(const unsigned char *pix, int c, int h, int w, render_p
     return RENDER_OK;
 }
 
-int render_png_encode(const float *pix, int c, int h, int w, int min_px, render_png *out) {
-    if (!out) return render__fail(RENDER_EINVAL, "render_png_encode: out is NULL");
+int render_png_encode(const float *pix, int c, int h, int w, int min_px, render_png *out)
+{
+    if (!out)
+        return render__fail(RENDER_EINVAL, "render_png_encode: out is NULL");
     memset(out, 0, sizeof *out);
-    if (!pix) return render__fail(RENDER_EINVAL, "render_png_encode: pix is NULL");
+    if (!pix)
+        return render__fail(RENDER_EINVAL, "render_png_encode: pix is NULL");
     int st = render__check_dims("render_png_encode", c, h, w);
-    if (st) return st;
+    if (st)
+        return st;
     if (min_px < 0)
-        return render__fail(RENDER_EINVAL, "render_png_encode: min_px must be >= 0 (0 = no upscaling), got %d", min_px);
+        return render__fail(RENDER_EINVAL,
+                            "render_png_encode: min_px must be >= 0 (0 = no upscaling), got %d",
+                            min_px);
     int f = render_upscale_factor(h, w, min_px);
     int oh = h * f, ow = w * f;
     /* Channel-first floats to interleaved bytes, each source pixel repeated
      * f x f times: nearest neighbour keeps single pixels crisp. */
     unsigned char *buf = malloc((size_t)oh * (size_t)ow * (size_t)c);
-    if (!buf) return render__fail(RENDER_ENOMEM, "render_png_encode: out of memory for %dx%d pixels", ow, oh);
+    if (!buf)
+        return render__fail(RENDER_ENOMEM, "render_png_encode: out of memory for %dx%d pixels", ow,
+                            oh);
     size_t plane = (size_t)h * (size_t)w;
     for (int y = 0; y < h; y++) {
         unsigned char *row = buf + (size_t)y * f * (size_t)ow * (size_t)c;
         for (int x = 0; x < w; x++)
             for (int k = 0; k < c; k++) {
                 unsigned char v = render__to_u8(pix[(size_t)k * plane + (size_t)y * w + x]);
-                for (int r = 0; r < f; r++) row[((size_t)x * f + r) * c + k] = v;
+                for (int r = 0; r < f; r++)
+                    row[((size_t)x * f + r) * c + k] = v;
             }
         for (int r = 1; r < f; r++)
             memcpy(row + (size_t)r * ow * c, row, (size_t)ow * c);
     }
     st = render_png_encode_u8(buf, c, oh, ow, out);
     free(buf);
-    if (st == RENDER_OK) out->scale = f;
+    if (st == RENDER_OK)
+        out->scale = f;
     return st;
 }
 
 /* ------------------------------------------------------------ base64 */
 
-int render_base64(const unsigned char *data, size_t len, char **out, size_t *out_len) {
+int render_base64(const unsigned char *data, size_t len, char **out, size_t *out_len)
+{
     static const char kAlphabet[] =
         "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    if (out) *out = NULL;
-    if (out_len) *out_len = 0;
-    if (!out) return render__fail(RENDER_EINVAL, "render_base64: out is NULL");
-    if (!data && len) return render__fail(RENDER_EINVAL, "render_base64: data is NULL but len is %zu", len);
+    if (out)
+        *out = NULL;
+    if (out_len)
+        *out_len = 0;
+    if (!out)
+        return render__fail(RENDER_EINVAL, "render_base64: out is NULL");
+    if (!data && len)
+        return render__fail(RENDER_EINVAL, "render_base64: data is NULL but len is %zu", len);
     if (len > (SIZE_MAX - 1) / 4 * 3 - 3)
         return render__fail(RENDER_ENOMEM, "render_base64: %zu bytes is too large to encode", len);
     size_t n = (len + 2) / 3 * 4;
     char *s = malloc(n + 1);
-    if (!s) return render__fail(RENDER_ENOMEM, "render_base64: out of memory for %zu bytes", n);
+    if (!s)
+        return render__fail(RENDER_ENOMEM, "render_base64: out of memory for %zu bytes", n);
     char *p = s;
     size_t i = 0;
     for (; i + 3 <= len; i += 3) {
@@ -241,6 +292,7 @@ int render_base64(const unsigned char *data, size_t len, char **out, size_t *out
     }
     *p = '\0';
     *out = s;
-    if (out_len) *out_len = n;
+    if (out_len)
+        *out_len = n;
     return RENDER_OK;
 }

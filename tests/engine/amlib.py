@@ -149,11 +149,43 @@ def _input(x, kind=None):
     return inp, x
 
 
+class LoadOptions(C.Structure):
+    _fields_ = [("path", C.c_char_p), ("data", C.c_void_p), ("len", C.c_size_t), ("device", C.c_char_p),
+                ("input_shape", C.POINTER(C.c_int64)), ("input_ndim", C.c_int), ("metadata", C.c_char_p)]
+
+
+lib.am_model_load_with.argtypes = [C.POINTER(LoadOptions), C.POINTER(C.c_void_p)]
+lib.am_model_device.restype = C.c_char_p
+lib.am_model_device.argtypes = [C.c_void_p]
+lib.am_model_normalization.argtypes = [C.c_void_p, C.POINTER(C.POINTER(C.c_float)), C.POINTER(C.POINTER(C.c_float)),
+                                       C.POINTER(C.c_int), C.c_float * 2]
+
+
 class Model:
-    def __init__(self, path, device="cpu", input_shape=None):
+    """A loaded model: from a path (am_model_load) or, with data (bytes of a
+    TorchScript archive) or metadata (a dict or JSON text), through
+    am_model_load_with."""
+
+    def __init__(self, path=None, device="cpu", input_shape=None, data=None, metadata=None):
         self.h = C.c_void_p()
         shape = (C.c_int64 * MAX_DIMS)(*(input_shape or []))
-        st = lib.am_model_load(str(path).encode(), device.encode(), shape, len(input_shape or []), C.byref(self.h))
+        if data is None and metadata is None:
+            st = lib.am_model_load(str(path).encode(), device.encode(), shape, len(input_shape or []),
+                                   C.byref(self.h))
+        else:
+            import json
+            o = LoadOptions()
+            o.path = str(path).encode() if path is not None else None
+            if data is not None:
+                self._data = C.create_string_buffer(bytes(data), len(data))
+                o.data = C.cast(self._data, C.c_void_p)
+                o.len = len(data)
+            o.device = device.encode() if device else None
+            o.input_shape = shape
+            o.input_ndim = len(input_shape or [])
+            if metadata is not None:
+                o.metadata = (metadata if isinstance(metadata, str) else json.dumps(metadata)).encode()
+            st = lib.am_model_load_with(C.byref(o), C.byref(self.h))
         if st != 0:
             msg = lib.am_model_error(self.h).decode()
             lib.am_model_free(self.h)
@@ -175,6 +207,19 @@ class Model:
     @property
     def note(self):
         return lib.am_model_note(self.h).decode()
+
+    @property
+    def device(self):
+        return lib.am_model_device(self.h).decode()
+
+    def normalization(self):
+        """(mean, std, [lo, hi])"""
+        mean, sd, n, rng = C.POINTER(C.c_float)(), C.POINTER(C.c_float)(), C.c_int(), (C.c_float * 2)()
+        self._check(lib.am_model_normalization(self.h, C.byref(mean), C.byref(sd), C.byref(n), rng))
+        return [mean[i] for i in range(n.value)], [sd[i] for i in range(n.value)], [rng[0], rng[1]]
+
+    def labels(self):
+        return [lib.am_model_label(self.h, i).decode() for i in range(lib.am_model_num_labels(self.h))]
 
     def layers(self):
         n = self._check(lib.am_model_num_layers(self.h))
@@ -350,6 +395,9 @@ for _name, _res, _args in [
     ("am_text_run_attribution", C.c_int, [_P, C.POINTER(C.POINTER(C.c_float)), C.POINTER(C.POINTER(C.c_int64)),
                                           C.POINTER(C.c_int)]),
     ("am_text_run_sweep", C.POINTER(C.c_float), [_P, C.POINTER(C.c_int), C.POINTER(C.c_int)]),
+    ("am_text_run_projected_curve", C.POINTER(C.c_float), [_P, C.POINTER(C.c_int)]),
+    ("am_text_run_best", C.c_int, [_P, C.POINTER(C.POINTER(C.c_int64)), C.POINTER(C.c_int), C.POINTER(C.c_float),
+                                   C.POINTER(C.c_int)]),
     ("am_text_examples_new", C.c_int, [_P, C.POINTER(TextExamplesOptions), C.POINTER(_P)]),
     ("am_text_examples_free", None, [_P]),
     ("am_text_examples_error", C.c_char_p, [_P]),
@@ -425,6 +473,11 @@ class TextRun:
             self.attribution = None
             if lib.am_text_run_attribution(h, C.byref(drop), C.byref(alt), C.byref(t)) == 0:
                 self.attribution = (_arr(drop, t.value, np.float32), _arr(alt, t.value, np.int64))
+            p = lib.am_text_run_projected_curve(h, C.byref(n))
+            self.projected_curve = _arr(p, n.value, np.float32)
+            ids, act, step = C.POINTER(C.c_int64)(), C.c_float(), C.c_int()
+            assert lib.am_text_run_best(h, C.byref(ids), C.byref(n), C.byref(act), C.byref(step)) == 0
+            self.best = (_arr(ids, n.value, np.int64), act.value, step.value)
             pos = C.c_int()
             p = lib.am_text_run_sweep(h, C.byref(n), C.byref(pos))
             self.sweep = _arr(p, n.value, np.float32) if p else None
@@ -476,3 +529,74 @@ def encode(tokenizer_json, text):
         return out
     finally:
         lib.am_tokenizer_free(t)
+
+
+# ---------------------------------------------------------------- dataset examples
+
+EXAMPLES_PROGRESS_FN = C.CFUNCTYPE(C.c_int, C.c_void_p, C.c_int64, C.c_int64, C.c_float)
+DATASET_IMAGE, DATASET_TEXT = 0, 1
+
+
+class ExamplesOptions(C.Structure):
+    _fields_ = [("objective", C.c_char_p), ("dataset", C.c_char_p), ("path", C.c_char_p), ("split", C.c_char_p),
+                ("window", C.c_int64), ("stride", C.c_int64), ("k", C.c_int), ("limit", C.c_int64),
+                ("batch", C.c_int), ("progress", EXAMPLES_PROGRESS_FN), ("progress_user", C.c_void_p)]
+
+
+class Example(C.Structure):
+    _fields_ = [("index", C.c_int64), ("value", C.c_float), ("label", C.c_int64), ("label_name", C.c_char_p),
+                ("image", C.POINTER(C.c_float)), ("shape", C.c_int64 * 3), ("tokens", C.POINTER(C.c_int64)),
+                ("acts", C.POINTER(C.c_float)), ("len", C.c_int)]
+
+
+for _name, _res, _args in [
+    ("am_examples_options_default", None, [C.POINTER(ExamplesOptions)]),
+    ("am_examples_new", C.c_int, [_P, C.POINTER(ExamplesOptions), C.POINTER(_P)]),
+    ("am_examples_free", None, [_P]),
+    ("am_examples_error", C.c_char_p, [_P]),
+    ("am_examples_kind", C.c_int, [_P]),
+    ("am_examples_scanned", C.c_int64, [_P]),
+    ("am_examples_cancelled", C.c_int, [_P]),
+    ("am_examples_count", C.c_int, [_P]),
+    ("am_examples_max", C.c_float, [_P]),
+    ("am_examples_get", C.c_int, [_P, C.c_int, C.POINTER(Example)]),
+]:
+    _f = getattr(lib, _name)
+    _f.restype = _res
+    _f.argtypes = _args
+
+
+def examples(model, objective, progress=None, **kw):
+    """am_examples: returns dict(kind, max, scanned, cancelled, items=[dict(index, value, label, label_name,
+    image (C, H, W) or None, tokens, acts)]). Keyword arguments are am_examples_options fields (dataset,
+    path, split as str). progress(scanned, total, best) may return True to cancel."""
+    o = ExamplesOptions()
+    lib.am_examples_options_default(C.byref(o))
+    o.objective = objective.encode() if objective is not None else None
+    for k, v in kw.items():
+        if not hasattr(o, k):
+            raise KeyError(k)
+        setattr(o, k, str(v).encode() if isinstance(v, (str, os.PathLike)) else v)
+    if progress is not None:
+        cb = EXAMPLES_PROGRESS_FN(lambda user, s, t, b: int(bool(progress(s, t, b))))
+        o.progress = cb
+    h = C.c_void_p()
+    st = lib.am_examples_new(model.h, C.byref(o), C.byref(h))
+    try:
+        if st != 0:
+            raise AmError(st, lib.am_examples_error(h).decode())
+        items = []
+        for i in range(lib.am_examples_count(h)):
+            e = Example()
+            assert lib.am_examples_get(h, i, C.byref(e)) == 0
+            img = None
+            if e.image:
+                shape = tuple(e.shape)
+                img = np.ctypeslib.as_array(e.image, shape=(int(np.prod(shape)),)).copy().reshape(shape)
+            items.append(dict(index=e.index, value=e.value, label=e.label, label_name=e.label_name.decode(),
+                              image=img, tokens=_arr(e.tokens, e.len, np.int64) if e.tokens else None,
+                              acts=_arr(e.acts, e.len, np.float32) if e.acts else None))
+        return dict(kind=lib.am_examples_kind(h), max=lib.am_examples_max(h), scanned=lib.am_examples_scanned(h),
+                    cancelled=lib.am_examples_cancelled(h), items=items)
+    finally:
+        lib.am_examples_free(h)

@@ -91,6 +91,39 @@ def test_soft_projection(gpt, lm, distance):
     assert r.curve[-1] > r.curve[0]
 
 
+def test_projected_curve_and_best_projection(gpt, lm):
+    """Soft: the objective of each step's nearest-token projection (the
+    tokens progress reports), and the best of them, against PyTorch on the
+    ids; the last projection (the result) may be worse than the best."""
+    steps, T, n = 60, 5, 7
+    reported = []
+    r = amlib.TextRun(lm, f"{NEURON}[-1, {n}]", method=amlib.SOFT, len=T, steps=steps, lr=0.1, seed=4,
+                      progress=lambda p: reported.append([p.tokens[i] for i in range(p.len)]))
+    ids = np.array(reported, np.int64)  # (S, T)
+    assert r.projected_curve.shape == (steps,) and ids.shape == (steps, T)
+    ref = neuron_acts(gpt["model"], ids=ids)[:, -1, n]
+    print(f"projected curve {r.projected_curve[:4]} ... max {ref.max():.4f} at step {ref.argmax() + 1}, "
+          f"last {ref[-1]:.4f}, result {r.activation:.4f}")
+    assert np.allclose(r.projected_curve, ref, atol=1e-4)
+    best_ids, best_act, best_step = r.best
+    # The step where the curve peaks (PyTorch's batched values of one prompt
+    # differ in the last bits, so the peak is compared by value) and the
+    # first step of that run of equal prompts.
+    assert ref[best_step - 1] >= ref.max() - 1e-4
+    assert best_step == int(np.argmax(r.projected_curve)) + 1
+    assert np.array_equal(best_ids, ids[best_step - 1])
+    assert best_step == 1 or not np.array_equal(ids[best_step - 2], best_ids)
+    assert abs(best_act - ref.max()) <= 1e-4 * max(1, abs(ref.max()))
+    assert best_act >= r.projected_curve[-1] - 1e-6
+    # GCG's steps are prompts already: its projected curve is its curve.
+    g = amlib.TextRun(lm, f"{NEURON}[-1, {n}]", method=amlib.GCG, len=T, steps=10, topk=16, batch=32, seed=2)
+    assert np.array_equal(g.projected_curve, g.curve)
+    assert abs(g.best[1] - g.curve.max()) <= 1e-6 and g.best[2] == int(np.argmax(g.curve)) + 1
+    # A sweep: one value, the result.
+    s = amlib.TextRun(lm, f"{NEURON}[-1, {n}]", method=amlib.SWEEP, len=1)
+    assert np.array_equal(s.best[0], s.tokens) and s.best[2] == 1
+
+
 def test_gcg_monotone_and_recomputed(gpt, lm):
     seen = []
     r = amlib.TextRun(lm, f"{NEURON}[-1, 3]", method=amlib.GCG, len=6, steps=25, topk=16, batch=32, seed=2,
@@ -286,3 +319,24 @@ def test_tiny_lm_end_to_end():
     print(f"tiny-lm gcg 20 steps: {r.activation:.4f} (torch {ref:.4f}) {r.text!r}")
     assert abs(r.activation - ref) <= 1e-4 * max(1, abs(ref))
     assert r.roundtrip == 1 and r.attribution is None
+
+
+def test_generic_examples_on_text(gpt, lm, corpus):
+    """am_examples on a text dataset: the same scanner and results as
+    am_text_examples, with the kind and no labels."""
+    path, _ = corpus
+    obj = f"{NEURON}[-1, 6]"
+    mx, scanned, ex = amlib.text_examples(lm, obj, path, dataset="text", window=5, stride=2, k=5)
+    g = amlib.examples(lm, obj, dataset="text", path=path, window=5, stride=2, k=5)
+    assert g["kind"] == amlib.DATASET_TEXT and g["scanned"] == scanned and g["max"] == mx
+    for (idx, score, toks, per), e in zip(ex, g["items"]):
+        assert e["index"] == idx and e["value"] == score and e["image"] is None
+        assert np.array_equal(e["tokens"], toks) and np.array_equal(e["acts"], per)
+        assert e["label"] == -1 and e["label_name"] == ""
+    # limit: only the first windows are scanned.
+    lim = amlib.examples(lm, obj, dataset="text", path=path, window=5, stride=2, k=3, limit=20)
+    assert lim["scanned"] == 20 and all(e["index"] < 20 for e in lim["items"])
+    # An image dataset for a text model is refused.
+    with pytest.raises(amlib.AmError) as e:
+        amlib.examples(lm, obj, dataset="fashion-mnist")
+    assert e.value.status == -7 and "images" in e.value.message

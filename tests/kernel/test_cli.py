@@ -47,3 +47,16 @@ def test_sigint_stops_sleep():
 def test_usage():
     assert run("--version").stdout.startswith("actmax ")
     assert run("bogus").returncode == 2
+
+
+def test_c_backslash_n_starts_a_new_magic():
+    # What a shell passes for '%set seed=3\n%set': a backslash and an n.
+    r = run("-c", "%set seed=3\\n%set\\n  # a comment\\n%echo a\\nb")
+    assert r.returncode == 0, r.stderr
+    assert "[now 3]" in r.stdout
+    # Not before a magic or a comment, `\n` is kept as typed.
+    assert "a\\nb" in r.stdout
+    # Blank lines, help lines and a trailing `\n` split too.
+    r = run("-c", "%set seed=5\\n\\n  \\nset?\\n%set\\n")
+    assert r.returncode == 0, r.stderr
+    assert "[now 5]" in r.stdout and "seed" in r.stdout

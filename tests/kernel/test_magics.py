@@ -162,6 +162,47 @@ def test_examples_compound_objective_matches_torch(loaded):
     assert len(vals2) == 3 and abs(vals2[0] - float(-want[:500].min() / 2)) <= 1e-4
 
 
+def test_examples_scale_images_as_runs_do(loaded, tmp_path):
+    """A model declaring "range": [0, 255] sees its dataset images in that
+    range, as a run's images are: the values %examples shows are PyTorch's on
+    the images scaled to [0, 255] and then normalized, not on [0, 1] ones."""
+    torch = pytest.importorskip("torch")
+    import json
+
+    class Net(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            torch.manual_seed(3)
+            self.conv = torch.nn.Conv2d(1, 4, 3)
+
+        def forward(self, x):
+            return torch.relu(self.conv(x))
+
+    meta = {"kind": "image", "input": [1, 28, 28], "range": [0, 255], "mean": [72.9],
+            "std": [90.0], "dataset": "fashion-mnist"}
+    path = tmp_path / "range255.pt"
+    net = torch.jit.script(Net().eval())
+    torch.jit.save(net, str(path), _extra_files={"actmax.json": json.dumps(meta)})
+    kc = loaded
+    msgs, reply = run(kc, f"%model {path}")
+    assert reply["content"]["status"] == "ok", errors(msgs)
+    msgs, reply = run(kc, "%examples conv[1] k=4 limit=300")
+    assert reply["content"]["status"] == "ok", errors(msgs)
+    rows = [l.split() for l in pngs(msgs)[0]["data"]["text/plain"].splitlines()[1:]]
+    idx = [int(r[0].lstrip("#")) for r in rows]
+    vals = [float(r[-1]) for r in rows]
+    x = torch.from_numpy(fashion_test_images(list(range(300))))
+    with torch.no_grad():
+        want = net.conv((x * 255 - 72.9) / 90.0)[:, 1].mean((1, 2)).numpy()
+        unscaled = net.conv((x - 72.9) / 90.0)[:, 1].mean((1, 2)).numpy()
+    for i, v in zip(idx, vals):
+        assert abs(want[i] - v) <= 1e-4 + 1e-5 * abs(v), (i, v, want[i])
+        assert abs(unscaled[i] - v) > 1e-2, "the [0, 1] images would give this value"
+    assert sorted(idx) == sorted(int(i) for i in want.argsort()[::-1][:4])
+    msgs, reply = run(kc, "%model fashion-cnn")
+    assert reply["content"]["status"] == "ok", errors(msgs)
+
+
 @pytest.mark.parametrize("code,ename,words", [
     ("%model fashion-cn", "ModelNotFoundError", ["fashion-cnn"]),
     ("%model /etc/hostname", "ModelError", ["previous model is still loaded"]),

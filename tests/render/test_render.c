@@ -1,8 +1,11 @@
 /* test_render.c: unit tests of the rendering library. One runner, a list of
- * test entries; asserts print the expression, both values and file:line, and
+ * test entries (the project's harness, tests/common/check.h); a failed check
+ * prints the expression, both values and file:line and ends the test, and
  * the exit status carries the verdict. `test_render NAME...` runs some tests;
  * with RENDER_SAMPLE_DIR set, sample pictures are written there to look at. */
 #include "render.h"
+
+#include "check.h"
 
 #include <math.h>
 #include <png.h>
@@ -11,56 +14,22 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* ------------------------------------------------------------ runner */
-
-static int g_failed; /* checks failed in the current test */
-
-#define FAIL_AT(...)                                               \
-    do {                                                           \
-        fprintf(stderr, "  %s:%d: check failed: ", __FILE__, __LINE__); \
-        fprintf(stderr, __VA_ARGS__);                              \
-        fputc('\n', stderr);                                       \
-        g_failed++;                                                \
-    } while (0)
-
-#define CHECK(cond)                                  \
-    do {                                             \
-        if (!(cond)) FAIL_AT("%s", #cond);           \
-    } while (0)
-
-#define CHECK_INT(a, op, b)                                                          \
-    do {                                                                             \
-        long long a_ = (long long)(a), b_ = (long long)(b);                          \
-        if (!(a_ op b_)) FAIL_AT("%s %s %s (%lld vs %lld)", #a, #op, #b, a_, b_);    \
-    } while (0)
-
-#define CHECK_STR(a, b)                                                                   \
-    do {                                                                                  \
-        const char *a_ = (a), *b_ = (b);                                                  \
-        if (!a_ || !b_ || strcmp(a_, b_) != 0)                                            \
-            FAIL_AT("%s == %s\n    got:      \"%s\"\n    expected: \"%s\"", #a, #b,       \
-                    a_ ? a_ : "(null)", b_ ? b_ : "(null)");                              \
-    } while (0)
-
-#define CHECK_CONTAINS(hay, needle)                                                       \
-    do {                                                                                  \
-        const char *h_ = (hay), *n_ = (needle);                                           \
-        if (!h_ || !strstr(h_, n_)) FAIL_AT("%s contains \"%s\"\n    in: \"%s\"", #hay, n_, \
-                                            h_ ? h_ : "(null)");                          \
-    } while (0)
+/* ------------------------------------------------------------ checks */
 
 /* A call that must succeed; prints the library's own message when it does not. */
 #define CHECK_OK(call)                                                                    \
     do {                                                                                  \
         int st_ = (call);                                                                 \
-        if (st_ != RENDER_OK) FAIL_AT("%s returned %d (%s): %s", #call, st_,              \
-                                      render_strerror(st_), render_last_error());         \
+        if (st_ != RENDER_OK)                                                             \
+            CHECK_FAIL("%s returned %d (%s): %s", #call, st_, render_strerror(st_),       \
+                       render_last_error());                                              \
     } while (0)
 
 #define CHECK_STATUS(call, want)                                                          \
     do {                                                                                  \
         int st_ = (call);                                                                 \
-        if (st_ != (want)) FAIL_AT("%s returned %d, expected %s (%d)", #call, st_, #want, (want)); \
+        if (st_ != (want))                                                                \
+            CHECK_FAIL("%s returned %d, expected %s (%d)", #call, st_, #want, (want));    \
     } while (0)
 
 /* ------------------------------------------------------------ PNG decoding */
@@ -124,7 +93,7 @@ static void test_base64_rfc4648(void) {
         size_t n = 99;
         CHECK_OK(render_base64((const unsigned char *)in[i], strlen(in[i]), &s, &n));
         CHECK_STR(s, want[i]);
-        CHECK_INT(n, ==, strlen(want[i]));
+        CHECK_CMP(n, ==, strlen(want[i]));
         render_free(s);
     }
     /* The two last alphabet characters and zero bytes. */
@@ -148,14 +117,14 @@ static void test_base64_rfc4648(void) {
 /* ------------------------------------------------------------ PNG */
 
 static void test_upscale_factor(void) {
-    CHECK_INT(render_upscale_factor(28, 28, 256), ==, 10);
-    CHECK_INT(render_upscale_factor(224, 224, 256), ==, 2);
-    CHECK_INT(render_upscale_factor(256, 300, 256), ==, 1);
-    CHECK_INT(render_upscale_factor(1000, 1000, 256), ==, 1);
-    CHECK_INT(render_upscale_factor(28, 28, 0), ==, 1);
+    CHECK_CMP(render_upscale_factor(28, 28, 256), ==, 10);
+    CHECK_CMP(render_upscale_factor(224, 224, 256), ==, 2);
+    CHECK_CMP(render_upscale_factor(256, 300, 256), ==, 1);
+    CHECK_CMP(render_upscale_factor(1000, 1000, 256), ==, 1);
+    CHECK_CMP(render_upscale_factor(28, 28, 0), ==, 1);
     /* A 1 x 500 strip would need 256x; the long side cap keeps it at 4. */
-    CHECK_INT(render_upscale_factor(1, 500, 256), ==, RENDER_MAX_PX / 500);
-    CHECK_INT(render_upscale_factor(0, 5, 256), ==, 1);
+    CHECK_CMP(render_upscale_factor(1, 500, 256), ==, RENDER_MAX_PX / 500);
+    CHECK_CMP(render_upscale_factor(0, 5, 256), ==, 1);
 }
 
 static void test_png_gray_roundtrip(void) {
@@ -168,15 +137,15 @@ static void test_png_gray_roundtrip(void) {
     img[2] = NAN;   /* shows as 0 */
     render_png p;
     CHECK_OK(render_png_encode(img, 1, H, W, 256, &p));
-    CHECK_INT(p.scale, ==, 10);
-    CHECK_INT(p.width, ==, 280);
-    CHECK_INT(p.height, ==, 280);
+    CHECK_CMP(p.scale, ==, 10);
+    CHECK_CMP(p.width, ==, 280);
+    CHECK_CMP(p.height, ==, 280);
     decoded d;
     CHECK(decode_png(&p, &d));
     CHECK(!d.color);
     CHECK(!d.alpha);
-    CHECK_INT(d.width, ==, 280);
-    CHECK_INT(d.height, ==, 280);
+    CHECK_CMP(d.width, ==, 280);
+    CHECK_CMP(d.height, ==, 280);
     int bad = 0;
     for (int y = 0; d.rgba && y < d.height; y++)
         for (int x = 0; x < d.width; x++) {
@@ -184,11 +153,11 @@ static void test_png_gray_roundtrip(void) {
             const unsigned char *p4 = px(&d, x, y);
             if (p4[0] != want || p4[1] != want || p4[2] != want) bad++;
         }
-    CHECK_INT(bad, ==, 0);
+    CHECK_CMP(bad, ==, 0);
     if (d.rgba) {
-        CHECK_INT(px(&d, 0, 0)[0], ==, 0);
-        CHECK_INT(px(&d, 10, 0)[0], ==, 255);
-        CHECK_INT(px(&d, 20, 0)[0], ==, 0);
+        CHECK_CMP(px(&d, 0, 0)[0], ==, 0);
+        CHECK_CMP(px(&d, 10, 0)[0], ==, 255);
+        CHECK_CMP(px(&d, 20, 0)[0], ==, 0);
     }
     free(d.rgba);
     render_png_clear(&p);
@@ -203,9 +172,9 @@ static void test_png_rgb_roundtrip(void) {
     for (int i = 0; i < C * H * W; i++) img[i] = (float)((i * 37) % 101) / 100.0f;
     render_png p;
     CHECK_OK(render_png_encode(img, C, H, W, 0, &p));
-    CHECK_INT(p.scale, ==, 1);
-    CHECK_INT(p.width, ==, W);
-    CHECK_INT(p.height, ==, H);
+    CHECK_CMP(p.scale, ==, 1);
+    CHECK_CMP(p.width, ==, W);
+    CHECK_CMP(p.height, ==, H);
     decoded d;
     CHECK(decode_png(&p, &d));
     CHECK(d.color);
@@ -215,7 +184,7 @@ static void test_png_rgb_roundtrip(void) {
         for (int x = 0; x < W; x++)
             for (int k = 0; k < C; k++)
                 if (px(&d, x, y)[k] != q(img[k * H * W + y * W + x])) bad++;
-    CHECK_INT(bad, ==, 0);
+    CHECK_CMP(bad, ==, 0);
     free(d.rgba);
     render_png_clear(&p);
 
@@ -225,9 +194,9 @@ static void test_png_rgb_roundtrip(void) {
     CHECK(decode_png(&p, &d));
     CHECK(d.alpha);
     if (d.rgba) {
-        CHECK_INT(px(&d, 0, 0)[3], ==, 0);
-        CHECK_INT(px(&d, 1, 1)[3], ==, 255);
-        CHECK_INT(px(&d, 0, 0)[0], ==, 255);
+        CHECK_CMP(px(&d, 0, 0)[3], ==, 0);
+        CHECK_CMP(px(&d, 1, 1)[3], ==, 255);
+        CHECK_CMP(px(&d, 0, 0)[0], ==, 255);
     }
     free(d.rgba);
     render_png_clear(&p);
@@ -237,15 +206,15 @@ static void test_png_bad_arguments(void) {
     float img[12] = {0};
     render_png p;
     CHECK_STATUS(render_png_encode(img, 2, 2, 3, 0, &p), RENDER_EINVAL);
-    CHECK_CONTAINS(render_last_error(), "channels must be 1 (gray), 3 (RGB) or 4 (RGBA), got 2");
+    CHECK_HAS(render_last_error(), "channels must be 1 (gray), 3 (RGB) or 4 (RGBA), got 2");
     CHECK(p.data == NULL && p.size == 0);
     CHECK_STATUS(render_png_encode(img, 1, 0, 3, 0, &p), RENDER_EINVAL);
-    CHECK_CONTAINS(render_last_error(), "got 0x3");
+    CHECK_HAS(render_last_error(), "got 0x3");
     CHECK_STATUS(render_png_encode(img, 1, 3, -1, 0, &p), RENDER_EINVAL);
     CHECK_STATUS(render_png_encode(NULL, 1, 2, 2, 0, &p), RENDER_EINVAL);
     CHECK_STATUS(render_png_encode(img, 1, 2, 2, 0, NULL), RENDER_EINVAL);
     CHECK_STATUS(render_png_encode(img, 1, 2, 2, -5, &p), RENDER_EINVAL);
-    CHECK_CONTAINS(render_last_error(), "min_px");
+    CHECK_HAS(render_last_error(), "min_px");
     CHECK_STATUS(render_png_encode(img, 1, RENDER_LIMIT_PX + 1, 1, 0, &p), RENDER_EINVAL);
     CHECK_STATUS(render_png_encode_u8(NULL, 3, 2, 2, &p), RENDER_EINVAL);
     CHECK(strcmp(render_strerror(RENDER_EINVAL), render_strerror(RENDER_ENOMEM)) != 0);
@@ -268,15 +237,15 @@ static void test_grid_layout_and_crisp_cells(void) {
     render_png p;
     CHECK_OK(render_grid_png(img, N, 1, H, W, caps, &o, &p));
     /* 5 images: 3 columns, 2 rows, cells of 28 * 5 = 140 px. */
-    CHECK_INT(p.scale, ==, 5);
-    CHECK_INT(p.width, ==, 3 * (140 + 12) + 12);
-    CHECK_INT(p.height, >, 2 * (140 + 12));
-    CHECK_INT(p.height, <, 2 * (140 + 12 + 40));
+    CHECK_CMP(p.scale, ==, 5);
+    CHECK_CMP(p.width, ==, 3 * (140 + 12) + 12);
+    CHECK_CMP(p.height, >, 2 * (140 + 12));
+    CHECK_CMP(p.height, <, 2 * (140 + 12 + 40));
     decoded d;
     CHECK(decode_png(&p, &d));
     CHECK(d.color);
-    CHECK_INT(d.width, ==, p.width);
-    CHECK_INT(d.height, ==, p.height);
+    CHECK_CMP(d.width, ==, p.width);
+    CHECK_CMP(d.height, ==, p.height);
     if (d.rgba) {
         /* Nearest neighbour: every 5 x 5 block of cell 0 is one flat value,
          * and neighbouring blocks of the checkerboard differ fully. */
@@ -288,7 +257,7 @@ static void test_grid_layout_and_crisp_cells(void) {
                     for (int dx = 0; dx < 5; dx++)
                         if (px(&d, 12 + x * 5 + dx, 12 + y * 5 + dy)[0] != want) bad++;
             }
-        CHECK_INT(bad, ==, 0);
+        CHECK_CMP(bad, ==, 0);
         /* Image 4 sits in the second row, middle column: find its top by the
          * frame line above it, then check its own brightness (0.8). */
         int x4 = 12 + 1 * 152, y4 = -1;
@@ -296,21 +265,21 @@ static void test_grid_layout_and_crisp_cells(void) {
             const unsigned char *f = px(&d, x4 + 70, y);
             if (f[0] == 0xd1 && f[1] == 0xd5 && f[2] == 0xdb) y4 = y + 1;
         }
-        CHECK_INT(y4, >, 12 + 140 + 12);
+        CHECK_CMP(y4, >, 12 + 140 + 12);
         if (y4 > 0 && y4 + 10 < d.height) {
-            CHECK_INT(px(&d, x4 + 5 + 2, y4 + 2)[0], ==, q(0.2f + 0.15f * 4)); /* pixel (0, 1) */
-            CHECK_INT(px(&d, x4 + 2, y4 + 2)[0], ==, 0);                       /* pixel (0, 0) */
+            CHECK_CMP(px(&d, x4 + 5 + 2, y4 + 2)[0], ==, q(0.2f + 0.15f * 4)); /* pixel (0, 1) */
+            CHECK_CMP(px(&d, x4 + 2, y4 + 2)[0], ==, 0);                       /* pixel (0, 0) */
         }
         /* Caption ink: dark pixels in the band under cell 0. */
         int ink = 0;
         for (int y = 12 + 140; y < 12 + 140 + 20 && y < d.height; y++)
             for (int x = 12; x < 12 + 140; x++) ink += px(&d, x, y)[0] < 128;
-        CHECK_INT(ink, >, 20);
+        CHECK_CMP(ink, >, 20);
         /* Cell 2 has no caption: its band stays white. */
         int ink2 = 0;
         for (int y = 12 + 140 + 2; y < 12 + 140 + 20 && y < d.height; y++)
             for (int x = 12 + 2 * 152; x < 12 + 2 * 152 + 140; x++) ink2 += px(&d, x, y)[0] < 250;
-        CHECK_INT(ink2, ==, 0);
+        CHECK_CMP(ink2, ==, 0);
     }
     save_sample("grid.png", &p);
     free(d.rgba);
@@ -321,8 +290,8 @@ static void test_grid_layout_and_crisp_cells(void) {
     o.title = "layer3.1.conv2[42]: top dataset examples";
     o.columns = 5;
     CHECK_OK(render_grid_png(img, N, 1, H, W, caps, &o, &t));
-    CHECK_INT(t.width, ==, 5 * (140 + 12) + 12);
-    CHECK_INT(t.height, >, 140 + 2 * 12 + 15);
+    CHECK_CMP(t.width, ==, 5 * (140 + 12) + 12);
+    CHECK_CMP(t.height, >, 140 + 2 * 12 + 15);
     save_sample("grid_title.png", &t);
     render_png_clear(&t);
 
@@ -332,13 +301,13 @@ static void test_grid_layout_and_crisp_cells(void) {
     if (rgb) {
         for (int i = 0; i < 64; i++) rgb[i] = 1.0f, rgb[3 * 64 + 64 + i] = 1.0f;
         CHECK_OK(render_grid_png(rgb, 2, 3, 8, 8, bad_caps, NULL, &t));
-        CHECK_INT(t.scale, ==, 16);
+        CHECK_CMP(t.scale, ==, 16);
         render_png_clear(&t);
     }
     free(rgb);
 
     CHECK_STATUS(render_grid_png(img, 0, 1, H, W, NULL, NULL, &t), RENDER_EINVAL);
-    CHECK_CONTAINS(render_last_error(), "at least 1 image");
+    CHECK_HAS(render_last_error(), "at least 1 image");
     CHECK_STATUS(render_grid_png(img, N, 2, H, W, NULL, NULL, &t), RENDER_EINVAL);
     CHECK_STATUS(render_grid_png(NULL, N, 1, H, W, NULL, NULL, &t), RENDER_EINVAL);
     o.gutter_px = -1;
@@ -352,7 +321,7 @@ static void test_nice_ticks(void) {
     double t[32], step;
     int n;
     CHECK_OK(render_nice_ticks(0, 500, 6, t, 32, &n, &step));
-    CHECK_INT(n, ==, 6);
+    CHECK_CMP(n, ==, 6);
     CHECK(step == 100);
     CHECK(t[0] == 0 && t[5] == 500);
     CHECK_OK(render_nice_ticks(0.13, 0.87, 5, t, 32, &n, &step));
@@ -407,23 +376,23 @@ static void test_plot_png(void) {
                           .vlines = marks, .vline_labels = mark_names, .n_vlines = 2};
     render_png p;
     CHECK_OK(render_plot_png(s, 3, &o, &p));
-    CHECK_INT(p.width, ==, 640);
-    CHECK_INT(p.height, ==, 400);
+    CHECK_CMP(p.width, ==, 640);
+    CHECK_CMP(p.height, ==, 400);
     decoded d;
     CHECK(decode_png(&p, &d));
     CHECK(d.color);
-    CHECK_INT(d.width, ==, 640);
-    CHECK_INT(d.height, ==, 400);
+    CHECK_CMP(d.width, ==, 640);
+    CHECK_CMP(d.height, ==, 400);
     if (d.rgba) {
         /* The first two series' colours show up in the plot area's middle
          * (outside it only the short legend swatches have them). */
         int blue = count_color(&d, 0x1f77b4, 40, 80, 90, 620, 350);
         int orange = count_color(&d, 0xff7f0e, 40, 80, 90, 620, 350);
-        CHECK_INT(blue, >, 300);
-        CHECK_INT(orange, >, 300);
+        CHECK_CMP(blue, >, 300);
+        CHECK_CMP(orange, >, 300);
         /* Text in the left margin (tick labels) and the bottom (x label). */
-        CHECK_INT(count_color(&d, 0xffffff, 0, 0, 100, 40, 300), <, 40 * 200);
-        CHECK_INT(count_color(&d, 0xffffff, 0, 250, 380, 400, 400), <, 150 * 20);
+        CHECK_CMP(count_color(&d, 0xffffff, 0, 0, 100, 40, 300), <, 40 * 200);
+        CHECK_CMP(count_color(&d, 0xffffff, 0, 250, 380, 400, 400), <, 150 * 20);
     }
     save_sample("plot.png", &p);
     free(d.rgba);
@@ -433,9 +402,9 @@ static void test_plot_png(void) {
     o.width = 320;
     o.height = 200;
     CHECK_OK(render_plot_png(s, 3, &o, &p));
-    CHECK_INT(p.width, ==, 320);
+    CHECK_CMP(p.width, ==, 320);
     CHECK(decode_png(&p, &d));
-    CHECK_INT(d.height, ==, 200);
+    CHECK_CMP(d.height, ==, 200);
     free(d.rgba);
     save_sample("plot_small.png", &p);
     render_png_clear(&p);
@@ -455,7 +424,7 @@ static void test_plot_degenerate(void) {
         CHECK_OK(render_plot_png(cases[i], 2, NULL, &p));
         decoded d;
         CHECK(decode_png(&p, &d));
-        CHECK_INT(d.width, ==, 640);
+        CHECK_CMP(d.width, ==, 640);
         free(d.rgba);
         if (i == 3) save_sample("plot_gaps.png", &p);
         render_png_clear(&p);
@@ -465,7 +434,7 @@ static void test_plot_degenerate(void) {
     CHECK_OK(render_plot_png(cases[0], 1, NULL, &p));
     decoded d;
     CHECK(decode_png(&p, &d));
-    if (d.rgba) CHECK_INT(count_color(&d, 0x1f77b4, 40, 60, 60, 640, 360), >, 10);
+    if (d.rgba) CHECK_CMP(count_color(&d, 0x1f77b4, 40, 60, 60, 640, 360), >, 10);
     free(d.rgba);
     render_png_clear(&p);
     /* No series at all: empty axes. */
@@ -475,14 +444,14 @@ static void test_plot_degenerate(void) {
     float nan_mark = NAN;
     render_plot_opts o = {.vlines = &nan_mark, .n_vlines = 1};
     CHECK_STATUS(render_plot_png(cases[1], 1, &o, &p), RENDER_EINVAL);
-    CHECK_CONTAINS(render_last_error(), "vline 0");
+    CHECK_HAS(render_last_error(), "vline 0");
     CHECK_STATUS(render_plot_png(NULL, 2, NULL, &p), RENDER_EINVAL);
     render_series no_y = {"x", NULL, NULL, 3};
     CHECK_STATUS(render_plot_png(&no_y, 1, NULL, &p), RENDER_EINVAL);
-    CHECK_CONTAINS(render_last_error(), "y is NULL");
+    CHECK_HAS(render_last_error(), "y is NULL");
     render_plot_opts tiny = {.width = 10, .height = 10};
     CHECK_STATUS(render_plot_png(cases[1], 1, &tiny, &p), RENDER_EINVAL);
-    CHECK_CONTAINS(render_last_error(), "160..4096");
+    CHECK_HAS(render_last_error(), "160..4096");
     CHECK_STATUS(render_plot_png(cases[1], 1, NULL, NULL), RENDER_EINVAL);
 }
 
@@ -495,12 +464,12 @@ static void test_logo(void) {
         CHECK_OK(render_logo_png(sizes[i], &p));
         decoded d;
         CHECK(decode_png(&p, &d));
-        CHECK_INT(d.width, ==, sizes[i]);
-        CHECK_INT(d.height, ==, sizes[i]);
+        CHECK_CMP(d.width, ==, sizes[i]);
+        CHECK_CMP(d.height, ==, sizes[i]);
         CHECK(d.alpha);
         if (d.rgba) {
-            CHECK_INT(px(&d, 0, 0)[3], ==, 0);                      /* rounded corner */
-            CHECK_INT(px(&d, sizes[i] / 2, sizes[i] / 2)[3], ==, 255); /* solid tile */
+            CHECK_CMP(px(&d, 0, 0)[3], ==, 0);                      /* rounded corner */
+            CHECK_CMP(px(&d, sizes[i] / 2, sizes[i] / 2)[3], ==, 255); /* solid tile */
         }
         free(d.rgba);
         render_png_clear(&p);
@@ -533,7 +502,7 @@ static void test_utf8_sanitize(void) {
         size_t n = 0;
         CHECK_OK(render_utf8_sanitize(cases[i].in, cases[i].len, &s, &n));
         CHECK_STR(s, cases[i].want);
-        CHECK_INT(n, ==, strlen(cases[i].want));
+        CHECK_CMP(n, ==, strlen(cases[i].want));
         render_free(s);
     }
     char *s = NULL;
@@ -542,12 +511,12 @@ static void test_utf8_sanitize(void) {
 }
 
 static void test_utf8_width(void) {
-    CHECK_INT(render_utf8_width("abc", 3), ==, 3);
-    CHECK_INT(render_utf8_width("\xE6\x97\xA5\xE6\x9C\xAC", 6), ==, 4);      /* two CJK, wide */
-    CHECK_INT(render_utf8_width("e\xCC\x81", 3), ==, 1);                     /* e + combining acute */
-    CHECK_INT(render_utf8_width("h\xC3\xA9llo", 6), ==, 5);
-    CHECK_INT(render_utf8_width("\xFF", 1), ==, 4);                          /* shown as \xFF */
-    CHECK_INT(render_utf8_width(NULL, 5), ==, 0);
+    CHECK_CMP(render_utf8_width("abc", 3), ==, 3);
+    CHECK_CMP(render_utf8_width("\xE6\x97\xA5\xE6\x9C\xAC", 6), ==, 4);      /* two CJK, wide */
+    CHECK_CMP(render_utf8_width("e\xCC\x81", 3), ==, 1);                     /* e + combining acute */
+    CHECK_CMP(render_utf8_width("h\xC3\xA9llo", 6), ==, 5);
+    CHECK_CMP(render_utf8_width("\xFF", 1), ==, 4);                          /* shown as \xFF */
+    CHECK_CMP(render_utf8_width(NULL, 5), ==, 0);
 }
 
 static void test_html_escape(void) {
@@ -583,7 +552,7 @@ static void test_heat_color(void) {
     CHECK_STR(c, "#ffffff");
     CHECK_STATUS(render_heat_color(1, NAN, 1, c), RENDER_EINVAL);
     CHECK_STATUS(render_heat_color(1, 2, 2, c), RENDER_EINVAL);
-    CHECK_CONTAINS(render_last_error(), "lo < hi");
+    CHECK_HAS(render_last_error(), "lo < hi");
 }
 
 static const char *const kHeader[3] = {"pos", "token", "sim"};
@@ -613,7 +582,7 @@ static void test_table_text(void) {
             if (!nl) break;
             size_t w = render_utf8_width(line, (size_t)(nl - line));
             if (!want) want = w;
-            CHECK_INT(w, ==, want);
+            CHECK_CMP(w, ==, want);
             line = nl + 1;
         }
     }
@@ -624,7 +593,7 @@ static void test_table_text(void) {
     render_free(s);
     render_table bad = {.n_cols = 0};
     CHECK_STATUS(render_table_text(&bad, &s), RENDER_EINVAL);
-    CHECK_CONTAINS(render_last_error(), "n_cols must be >= 1, got 0");
+    CHECK_HAS(render_last_error(), "n_cols must be >= 1, got 0");
     bad = (render_table){.n_cols = 2, .n_rows = 2};
     CHECK_STATUS(render_table_text(&bad, &s), RENDER_EINVAL);
 }
@@ -635,14 +604,14 @@ static void test_table_html(void) {
                       .heat = heat, .heat_lo = -1, .heat_hi = 1, .caption = "nearest <tokens>"};
     char *s = NULL;
     CHECK_OK(render_table_html(&t, &s));
-    CHECK_CONTAINS(s, "<caption style=\"text-align:left;font-weight:bold\">nearest &lt;tokens&gt;</caption>");
-    CHECK_CONTAINS(s, "<th style=\"text-align:right;padding:2px 8px\">pos</th>");
-    CHECK_CONTAINS(s, "<th style=\"text-align:left;padding:2px 8px\">token</th>");
-    CHECK_CONTAINS(s, "<td style=\"text-align:right;padding:2px 8px;white-space:pre\">0.91</td>");
-    CHECK_CONTAINS(s, "background-color:#ef8a62;color:#111\">\xE6\x97\xA5\xE6\x9C\xAC</td>");
-    CHECK_CONTAINS(s, "background-color:#67a9cf;color:#111\">h\xC3\xA9llo</td>");
-    CHECK_CONTAINS(s, ">&lt;b&gt;&amp;\\xFF</td>");
-    CHECK_CONTAINS(s, ">a\\nb</td>"); /* a newline token stays on its row */
+    CHECK_HAS(s, "<caption style=\"text-align:left;font-weight:bold\">nearest &lt;tokens&gt;</caption>");
+    CHECK_HAS(s, "<th style=\"text-align:right;padding:2px 8px\">pos</th>");
+    CHECK_HAS(s, "<th style=\"text-align:left;padding:2px 8px\">token</th>");
+    CHECK_HAS(s, "<td style=\"text-align:right;padding:2px 8px;white-space:pre\">0.91</td>");
+    CHECK_HAS(s, "background-color:#ef8a62;color:#111\">\xE6\x97\xA5\xE6\x9C\xAC</td>");
+    CHECK_HAS(s, "background-color:#67a9cf;color:#111\">h\xC3\xA9llo</td>");
+    CHECK_HAS(s, ">&lt;b&gt;&amp;\\xFF</td>");
+    CHECK_HAS(s, ">a\\nb</td>"); /* a newline token stays on its row */
     CHECK(s && !strstr(s, "<b>"));
     render_free(s);
     t.heat_hi = NAN;
@@ -655,15 +624,15 @@ static void test_progress(void) {
                           .label = "fc[\"Sneaker\"] <x>"};
     char *html = NULL, *text = NULL;
     CHECK_OK(render_progress_html(&pr, &html, &text));
-    CHECK_CONTAINS(text, "fc[\"Sneaker\"] <x>\n");
-    CHECK_CONTAINS(text, "[#######-----------------------] 50/200  25%");
-    CHECK_CONTAINS(text, "objective 12.346");
-    CHECK_CONTAINS(text, "elapsed 10.0s");
-    CHECK_CONTAINS(text, "ETA 30.0s");
-    CHECK_CONTAINS(html, "width:25.0%");
-    CHECK_CONTAINS(html, "50/200 (25%)");
-    CHECK_CONTAINS(html, "fc[&quot;Sneaker&quot;] &lt;x&gt;");
-    CHECK_CONTAINS(html, "ETA 30.0s");
+    CHECK_HAS(text, "fc[\"Sneaker\"] <x>\n");
+    CHECK_HAS(text, "[#######-----------------------] 50/200  25%");
+    CHECK_HAS(text, "objective 12.346");
+    CHECK_HAS(text, "elapsed 10.0s");
+    CHECK_HAS(text, "ETA 30.0s");
+    CHECK_HAS(html, "width:25.0%");
+    CHECK_HAS(html, "50/200 (25%)");
+    CHECK_HAS(html, "fc[&quot;Sneaker&quot;] &lt;x&gt;");
+    CHECK_HAS(html, "ETA 30.0s");
     CHECK(html && !strstr(html, "<img"));
     render_free(html);
     render_free(text);
@@ -678,17 +647,17 @@ static void test_progress(void) {
     pr.step = 0;
     pr.objective = NAN;
     CHECK_OK(render_progress_html(&pr, &html, NULL));
-    CHECK_CONTAINS(html, "<img src=\"data:image/png;base64,");
-    CHECK_CONTAINS(html, b64);
-    CHECK_CONTAINS(html, "width=\"2\" height=\"2\"");
-    CHECK_CONTAINS(html, "ETA ?");
-    CHECK_CONTAINS(html, "objective <b>-</b>");
+    CHECK_HAS(html, "<img src=\"data:image/png;base64,");
+    CHECK_HAS(html, b64);
+    CHECK_HAS(html, "width=\"2\" height=\"2\"");
+    CHECK_HAS(html, "ETA ?");
+    CHECK_HAS(html, "objective <b>-</b>");
     render_free(html);
     render_free(b64);
     pr.step = 200;
     CHECK_OK(render_progress_html(&pr, NULL, &text));
-    CHECK_CONTAINS(text, "200/200 100%");
-    CHECK_CONTAINS(text, "ETA done");
+    CHECK_HAS(text, "200/200 100%");
+    CHECK_HAS(text, "ETA done");
     render_free(text);
     render_png_clear(&p);
 
@@ -699,7 +668,7 @@ static void test_progress(void) {
     pr.total = 10;
     pr.step = 11;
     CHECK_STATUS(render_progress_html(&pr, &html, &text), RENDER_EINVAL);
-    CHECK_CONTAINS(render_last_error(), "step must be in 0..10, got 11");
+    CHECK_HAS(render_last_error(), "step must be in 0..10, got 11");
     pr.step = 1;
     pr.elapsed_s = NAN;
     CHECK_STATUS(render_progress_html(&pr, &html, &text), RENDER_EINVAL);
@@ -753,14 +722,14 @@ static void test_throttle(void) {
         now = 1000.0 + i / 60.0;
         sent += render_throttle_ready(&t, false);
     }
-    CHECK_INT(sent, >=, 38);
-    CHECK_INT(sent, <=, 41);
+    CHECK_CMP(sent, >=, 38);
+    CHECK_CMP(sent, <=, 41);
 
     CHECK(render_throttle_ready(NULL, false));
     CHECK_STATUS(render_throttle_init(&t, 0, NULL, NULL), RENDER_EINVAL);
     CHECK_STATUS(render_throttle_init(&t, NAN, NULL, NULL), RENDER_EINVAL);
     CHECK_STATUS(render_throttle_init(&t, -2, NULL, NULL), RENDER_EINVAL);
-    CHECK_CONTAINS(render_last_error(), "max_per_second must be a positive number");
+    CHECK_HAS(render_last_error(), "max_per_second must be a positive number");
     CHECK_STATUS(render_throttle_init(NULL, 4, NULL, NULL), RENDER_EINVAL);
     /* The real clock moves forward. */
     CHECK_OK(render_throttle_init(&t, 1e9, NULL, NULL));
@@ -770,10 +739,7 @@ static void test_throttle(void) {
 
 /* ------------------------------------------------------------ main */
 
-static const struct {
-    const char *name;
-    void (*fn)(void);
-} kTests[] = {
+static const check_test kTests[] = {
     {"base64_rfc4648", test_base64_rfc4648},
     {"upscale_factor", test_upscale_factor},
     {"png_gray_roundtrip", test_png_gray_roundtrip},
@@ -796,24 +762,7 @@ static const struct {
 };
 
 int main(int argc, char **argv) {
-    int n = (int)(sizeof kTests / sizeof kTests[0]), failed = 0, ran = 0;
-    for (int i = 0; i < n; i++) {
-        bool wanted = argc < 2;
-        for (int a = 1; a < argc; a++) wanted |= strcmp(argv[a], kTests[i].name) == 0;
-        if (!wanted) continue;
-        g_failed = 0;
-        kTests[i].fn();
-        ran++;
-        printf("%s %s\n", g_failed ? "FAIL" : "ok  ", kTests[i].name);
-        failed += g_failed != 0;
-    }
-    if (ran == 0) {
-        fprintf(stderr, "no test matches; known tests:");
-        for (int i = 0; i < n; i++) fprintf(stderr, " %s", kTests[i].name);
-        fputc('\n', stderr);
-        return 2;
-    }
+    int rc = check_main(kTests, sizeof kTests / sizeof kTests[0], argc, argv);
     render_cleanup(); /* a clean exit for LeakSanitizer */
-    printf("%d of %d tests passed\n", ran - failed, ran);
-    return failed ? 1 : 0;
+    return rc;
 }

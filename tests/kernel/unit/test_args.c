@@ -6,6 +6,7 @@
 #include "args.h"
 #include "check.h"
 #include "magic.h"
+#include "test_registry.h"
 #include "utf8.h"
 
 static int parse(const char *s, mg_args *a, char **err)
@@ -243,11 +244,11 @@ void test_values_typed(void)
 void test_registry_check(void)
 {
     char *err = NULL;
-    int rc = mg_registry_check(&err);
+    int rc = mg_registry_check(test_registry(), &err);
     if (rc != 0)
         fprintf(stderr, "registry: %s\n", err);
     CHECK_INT(rc, 0);
-    CHECK(mg_magic_find("lsmagic", MG_LINE) != NULL);
-    CHECK(mg_magic_find("echo", MG_CELL) != NULL);
-    CHECK(mg_magic_find("lsmagic", MG_CELL) == NULL);
+    CHECK(mg_magic_find(test_registry(), "lsmagic", MG_LINE) != NULL);
+    CHECK(mg_magic_find(test_registry(), "echo", MG_CELL) != NULL);
+    CHECK(mg_magic_find(test_registry(), "lsmagic", MG_CELL) == NULL);
 }

@@ -6,6 +6,7 @@
 #include "check.h"
 #include "history.h"
 #include "magic.h"
+#include "test_registry.h"
 
 typedef struct run {
     mg_capture cap;
@@ -33,7 +34,7 @@ static const char *err(const run *r)
 
 void test_interp_lines_in_order(void)
 {
-    mg_interp *it = mg_interp_new();
+    mg_interp *it = mg_interp_new(test_registry());
     run r = run_cell(it, "\n%echo one\n\n   # comment\n%echo two  # trailing\n%echo three\n");
     CHECK_INT(r.st, MG_OK);
     CHECK_STR(out(&r), "one\ntwo\nthree\n");
@@ -51,7 +52,7 @@ void test_interp_lines_in_order(void)
 
 void test_interp_checks_before_running(void)
 {
-    mg_interp *it = mg_interp_new();
+    mg_interp *it = mg_interp_new(test_registry());
     /* A bad key on line 2 is found before line 1 runs. */
     run r = run_cell(it, "%set seed=5\n%sleep secs=1");
     CHECK_INT(r.st, MG_ERROR);
@@ -63,7 +64,7 @@ void test_interp_checks_before_running(void)
 
 void test_interp_errors(void)
 {
-    mg_interp *it = mg_interp_new();
+    mg_interp *it = mg_interp_new(test_registry());
     run r = run_cell(it, "%lsmagc");
     CHECK_HAS(err(&r), "UnknownMagicError: unknown magic %lsmagc; did you mean %lsmagic?");
     CHECK_INT(r.cap.n_errors, 1);
@@ -111,7 +112,7 @@ void test_interp_errors(void)
 
 void test_interp_set_and_defaults(void)
 {
-    mg_interp *it = mg_interp_new();
+    mg_interp *it = mg_interp_new(test_registry());
     run r = run_cell(it, "%set seed=7 device=CUDA verbose=yes");
     CHECK_INT(r.st, MG_OK);
     CHECK_INT(mg_setting(it, "seed")->i, 7);
@@ -139,7 +140,7 @@ void test_interp_set_and_defaults(void)
 
 void test_interp_help(void)
 {
-    mg_interp *it = mg_interp_new();
+    mg_interp *it = mg_interp_new(test_registry());
     const char *forms[] = {"sleep?", "%sleep?", "?sleep", "sleep??", "  %sleep?  # why"};
     for (size_t i = 0; i < sizeof forms / sizeof forms[0]; i++) {
         run r = run_cell(it, forms[i]);
@@ -181,7 +182,7 @@ void test_interp_help(void)
 
 void test_interp_cell_magic(void)
 {
-    mg_interp *it = mg_interp_new();
+    mg_interp *it = mg_interp_new(test_registry());
     run r = run_cell(it, "# leading comment\n%%echo\nline %not a magic\n\nlast");
     CHECK_INT(r.st, MG_OK);
     CHECK_STR(out(&r), "line %not a magic\n\nlast\n");
@@ -194,7 +195,7 @@ void test_interp_cell_magic(void)
 
 void test_interp_interrupt(void)
 {
-    mg_interp *it = mg_interp_new();
+    mg_interp *it = mg_interp_new(test_registry());
     run r;
     memset(&r, 0, sizeof r);
     r.cap.stop = true;
@@ -224,7 +225,7 @@ static bool has(const mg_completions *c, const char *s)
 
 void test_complete_names_and_keys(void)
 {
-    mg_interp *it = mg_interp_new();
+    mg_interp *it = mg_interp_new(test_registry());
     mg_completions c;
     complete(it, "%sl", 3, &c);
     CHECK_INT(c.n, 1);
@@ -297,7 +298,7 @@ void test_complete_names_and_keys(void)
 
 void test_complete_code_points(void)
 {
-    mg_interp *it = mg_interp_new();
+    mg_interp *it = mg_interp_new(test_registry());
     mg_completions c;
     memset(&c, 0, sizeof c);
     /* "%echo ✓é\n%set se": the cursor at the end is code point 16, byte 19. */
@@ -323,7 +324,7 @@ void test_complete_code_points(void)
 
 void test_inspect_and_is_complete(void)
 {
-    mg_interp *it = mg_interp_new();
+    mg_interp *it = mg_interp_new(test_registry());
     char *t = mg_interp_inspect(it, "%sleep seconds=2", 3);
     CHECK_HAS(t, "%sleep [seconds=FLOAT]");
     free(t);
@@ -396,4 +397,41 @@ void test_history_select(void)
     CHECK(h.n <= MG_HISTORY_MAX);
     CHECK_INT(h.v[h.n - 1].line, 10 + MG_HISTORY_MAX + 9);
     mg_history_free(&h);
+}
+
+void test_interp_registry_hooks(void)
+{
+    memset(&test_probe, 0, sizeof test_probe);
+    mg_interp *it = mg_interp_new(test_registry());
+    /* The state is made on first use, not before. */
+    CHECK_INT(test_probe.states_made, 0);
+    char *t = mg_interp_inspect(it, "%probe probed", 10);
+    CHECK(t && strstr(t, "%probe [WORD]")); /* no state yet: the magic's help */
+    free(t);
+
+    /* A failing prepare hook: an EngineError, the magic does not run, and
+     * the cell stops there. */
+    test_probe.fail_prepare = true;
+    run r = run_cell(it, "%echo before\n%probe x\n%echo never");
+    CHECK_INT(r.st, MG_ERROR);
+    CHECK_STR(out(&r), "before\n");
+    CHECK_HAS(err(&r), "EngineError: the probe's engine is missing");
+    CHECK_INT(test_probe.prepared, 1);
+    CHECK_INT(test_probe.states_made, 0);
+    mg_capture_free(&r.cap);
+
+    test_probe.fail_prepare = false;
+    r = run_cell(it, "%probe x\n%probe y");
+    CHECK_INT(r.st, MG_OK);
+    CHECK_STR(out(&r), "probe ran with probe state\nprobe ran with probe state\n");
+    CHECK_INT(test_probe.prepared, 3); /* before every run */
+    CHECK_INT(test_probe.states_made, 1);
+    mg_capture_free(&r.cap);
+
+    /* With a state, the registry's inspect hook answers first. */
+    t = mg_interp_inspect(it, "%probe probed", 10);
+    CHECK_STR(t, "inspected with probe state");
+    free(t);
+    mg_interp_free(it);
+    CHECK_INT(test_probe.states_freed, 1);
 }

@@ -1,0 +1,584 @@
+/* code.c — an image run written out as a PyTorch script (am_run_code): the
+ * bridge from "what did the engine do?" to code a student can read, change
+ * and run with torch alone. Every constant follows run.cpp; the script's
+ * comments say which part of the engine each block mirrors. */
+#include <ctype.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "actmax.h"
+
+/* ================================================================ text buffer */
+
+typedef struct sbuf {
+    char *p;
+    size_t len, cap;
+} sbuf;
+
+static void addf(sbuf *b, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(NULL, 0, fmt, ap);
+    va_end(ap);
+    if (n < 0)
+        return;
+    if (b->len + (size_t)n + 1 > b->cap) {
+        size_t cap = b->cap ? b->cap : 4096;
+        while (cap < b->len + (size_t)n + 1)
+            cap *= 2;
+        char *q = realloc(b->p, cap);
+        if (!q)
+            return;
+        b->p = q;
+        b->cap = cap;
+    }
+    va_start(ap, fmt);
+    vsnprintf(b->p + b->len, (size_t)n + 1, fmt, ap);
+    va_end(ap);
+    b->len += (size_t)n;
+}
+
+/* A Python string literal (double quotes, escapes for quotes, backslashes
+ * and control bytes). */
+static void add_pystr(sbuf *b, const char *s)
+{
+    addf(b, "\"");
+    for (; *s; s++) {
+        unsigned char ch = (unsigned char)*s;
+        if (ch == '"' || ch == '\\')
+            addf(b, "\\%c", ch);
+        else if (ch < 0x20)
+            addf(b, "\\x%02x", ch);
+        else
+            addf(b, "%c", ch);
+    }
+    addf(b, "\"");
+}
+
+/* The shortest decimal that reads back as the same float32 (what a user
+ * typed, usually): "0.05" for 0.05f. */
+static const char *f32_text(float v, char buf[32])
+{
+    for (int prec = 1; prec <= 9; prec++) {
+        snprintf(buf, 32, "%.*g", prec, (double)v);
+        if (strtof(buf, NULL) == v)
+            break;
+    }
+    return buf;
+}
+
+/* Adds "name", to a Python list's items unless it is there already. */
+static void add_layer(sbuf *layers, const char *name, int len)
+{
+    char item[512];
+    snprintf(item, sizeof item, "\"%.*s\"", len, name);
+    if (layers->p && strstr(layers->p, item))
+        return;
+    addf(layers, "%s%s", layers->len ? ", " : "", item);
+}
+
+static int fail(char *err, size_t n, int status, const char *fmt, ...)
+{
+    if (err && n) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(err, n, fmt, ap);
+        va_end(ap);
+    }
+    return status;
+}
+
+/* ================================================================ objectives */
+
+static int is_layer_char(int ch)
+{
+    return isalnum(ch) || ch == '_' || ch == '.' || ch == '#' || ch == ':';
+}
+
+/* The objective of am_options as a Python expression of A (layer name ->
+ * activation, batch first) and b (the image): a layer becomes
+ * A["layer"][b][indices].mean() (the engine averages the dimensions left),
+ * a "label" its class index, diversity(layer) diversity(A["layer"]).
+ * Numbers, + - * / and parentheses are the same in Python. Adds each layer
+ * to layers (a Python list literal). */
+static int objective_py(am_model *m, const char *src, sbuf *out, sbuf *layers, char *err, size_t n)
+{
+    const char *p = src;
+    while (*p) {
+        unsigned char ch = (unsigned char)*p;
+        if (isdigit(ch) || (ch == '.' && isdigit((unsigned char)p[1]))) {
+            const char *q = p;
+            while (isdigit((unsigned char)*q) || *q == '.')
+                q++;
+            if ((*q == 'e' || *q == 'E') &&
+                (isdigit((unsigned char)q[1]) ||
+                 ((q[1] == '+' || q[1] == '-') && isdigit((unsigned char)q[2])))) {
+                q += 2;
+                while (isdigit((unsigned char)*q))
+                    q++;
+            }
+            addf(out, "%.*s", (int)(q - p), p);
+            p = q;
+            continue;
+        }
+        if (!(isalpha(ch) || ch == '_')) {
+            if (strchr("+-*/() \t", ch) == NULL)
+                return fail(err, n, AM_E_OBJECTIVE,
+                            "the objective '%s' has '%c' at column %d, which the script cannot "
+                            "express",
+                            src, ch, (int)(p - src));
+            addf(out, "%c", ch);
+            p++;
+            continue;
+        }
+        const char *q = p;
+        while (*q && is_layer_char((unsigned char)*q))
+            q++;
+        int len = (int)(q - p);
+        const char *r = q;
+        while (*r == ' ')
+            r++;
+        if (len == 9 && strncmp(p, "diversity", 9) == 0 && *r == '(') {
+            r++;
+            while (*r == ' ')
+                r++;
+            const char *l0 = r;
+            while (*r && is_layer_char((unsigned char)*r))
+                r++;
+            const char *l1 = r;
+            while (*r == ' ')
+                r++;
+            if (l1 == l0 || *r != ')')
+                return fail(err, n, AM_E_OBJECTIVE,
+                            "diversity( ) needs one layer, e.g. diversity(conv2): '%s'", src);
+            addf(out, "diversity(A[\"%.*s\"])", (int)(l1 - l0), l0);
+            add_layer(layers, l0, (int)(l1 - l0));
+            p = r + 1;
+            continue;
+        }
+        addf(out, "A[\"%.*s\"][b]", len, p);
+        add_layer(layers, p, len);
+        p = q;
+        if (*r == '[') {
+            addf(out, "[");
+            p = r + 1;
+            while (*p && *p != ']') {
+                if (*p == '"' || *p == '\'') {
+                    char quote = *p;
+                    const char *e = strchr(p + 1, quote);
+                    if (!e)
+                        return fail(err, n, AM_E_OBJECTIVE, "unclosed label in '%s'", src);
+                    int nl = am_model_num_labels(m), found = -1;
+                    for (int i = 0; i < nl && found < 0; i++) {
+                        const char *lab = am_model_label(m, i);
+                        if (lab && strlen(lab) == (size_t)(e - p - 1) &&
+                            strncmp(lab, p + 1, (size_t)(e - p - 1)) == 0)
+                            found = i;
+                    }
+                    if (found < 0)
+                        return fail(err, n, AM_E_OBJECTIVE, "unknown label %.*s in '%s'",
+                                    (int)(e - p + 1), p, src);
+                    addf(out, "%d", found);
+                    p = e + 1;
+                } else {
+                    addf(out, "%c", *p++);
+                }
+            }
+            if (*p != ']')
+                return fail(err, n, AM_E_OBJECTIVE, "unclosed '[' in '%s'", src);
+            addf(out, "]");
+            p++;
+        }
+        addf(out, ".mean()");
+    }
+    return AM_OK;
+}
+
+/* ================================================================ the script */
+
+static const char k_helpers[] =
+    "\n"
+    "# ---------------------------------------------------------------- layers\n"
+    "def read_layers(model, x, names):\n"
+    "    \"\"\"model(x), and the output of each named module read with forward hooks:\n"
+    "    'path' (its last call), 'path#k' (call k), 'path:j' (element j of a tuple),\n"
+    "    'output' (the model's own output).\"\"\"\n"
+    "    modules = dict(model.named_modules())\n"
+    "    acts, calls, hooks = {}, {}, []\n"
+    "    for name in names:\n"
+    "        path = name.split(\"#\")[0].split(\":\")[0]\n"
+    "        if path == \"output\" and path not in modules:\n"
+    "            continue\n"
+    "        if path not in modules:\n"
+    "            raise SystemExit(f\"no module {path!r} in the model; modules: {list(modules)[1:]}\")\n"
+    "        call = int(name.split(\"#\")[1].split(\":\")[0]) if \"#\" in name else None\n"
+    "        elem = int(name.split(\":\")[1]) if \":\" in name else None\n"
+    "\n"
+    "        def hook(mod, inputs, out, name=name, call=call, elem=elem):\n"
+    "            calls[name] = calls.get(name, 0) + 1\n"
+    "            if call is None or calls[name] == call:\n"
+    "                acts[name] = out[elem] if elem is not None else out\n"
+    "        try:\n"
+    "            hooks.append(modules[path].register_forward_hook(hook))\n"
+    "        except RuntimeError:\n"
+    "            raise SystemExit(\"forward hooks do not run on TorchScript modules: set `model` to \"\n"
+    "                             \"the model's Python class with the file's weights, e.g. \"\n"
+    "                             \"model = MyNet(); model.load_state_dict(torch.jit.load(MODEL).state_dict())\")\n"
+    "    try:\n"
+    "        out = model(x)\n"
+    "    except RuntimeError:\n"
+    "        # The engine runs the network only up to the deepest layer it reads, so\n"
+    "        # an image of another size (size=) may not fit the layers after it.\n"
+    "        if \"output\" in names or any(n not in acts for n in names):\n"
+    "            raise\n"
+    "        out = None\n"
+    "    finally:\n"
+    "        for h in hooks:\n"
+    "            h.remove()\n"
+    "    acts.setdefault(\"output\", out)\n"
+    "    return acts\n"
+    "\n"
+    "\n"
+    "def diversity(act):\n"
+    "    \"\"\"Lucid's diversity term: minus the mean cosine similarity of the items'\n"
+    "    Gram matrices (0 for a batch of one).\"\"\"\n"
+    "    B = act.shape[0]\n"
+    "    if B < 2 or act.dim() < 2:\n"
+    "        return act.new_zeros(())\n"
+    "    f = act.reshape(B, act.shape[1], -1)\n"
+    "    gram = torch.bmm(f, f.transpose(1, 2)).reshape(B, -1)\n"
+    "    gram = gram / (gram.norm(2, dim=1, keepdim=True) + 1e-10)\n"
+    "    sim = gram @ gram.t()\n"
+    "    return -(sim.sum() - sim.diagonal().sum()) / B\n"
+    "\n"
+    "\n"
+    "# ---------------------------------------------------------------- the image\n"
+    "def color_matrix():\n"
+    "    \"\"\"Lucid's colour correlation (square root of ImageNet's colour\n"
+    "    covariance), normalized by its largest column norm.\"\"\"\n"
+    "    m = torch.tensor([[0.26, 0.09, 0.02], [0.27, 0.00, -0.05], [0.27, -0.09, 0.03]])\n"
+    "    return m / m.norm(2, dim=0).max()\n"
+    "\n"
+    "\n"
+    "def fft_scale(h, w, decay):\n"
+    "    \"\"\"1/f^decay per frequency (numpy's fftfreq(h) x rfftfreq(w)): low\n"
+    "    frequencies take larger steps, so noise does not dominate.\"\"\"\n"
+    "    iy = torch.arange(h, dtype=torch.float64)\n"
+    "    fy = torch.where(iy <= (h - 1) // 2, iy, iy - h).div(h).unsqueeze(1)\n"
+    "    fx = torch.arange(w // 2 + 1, dtype=torch.float64).div(w).unsqueeze(0)\n"
+    "    freqs = torch.sqrt(fx * fx + fy * fy)\n"
+    "    s = 1.0 / torch.pow(torch.clamp_min(freqs, 1.0 / max(w, h)), decay)\n"
+    "    return s.float().reshape(1, 1, h, w // 2 + 1, 1)\n"
+    "\n"
+    "\n"
+    "CMAT_T = color_matrix().t().contiguous()\n"
+    "SCALE = fft_scale(H, W, DECAY_POWER) if PARAM == \"fft\" else None\n"
+    "\n"
+    "\n"
+    "def render(p):\n"
+    "    \"\"\"Parameters -> the display image (B, C, H, W) in [0, 1].\"\"\"\n"
+    "    if PARAM == \"fft\":\n"
+    "        spec = torch.view_as_complex(SCALE * p)\n"
+    "        t = torch.fft.irfft2(spec, s=(H, W), dim=(-2, -1), norm=\"ortho\") / 4.0  # Lucid's 4\n"
+    "    else:\n"
+    "        t = p\n"
+    "    if DECORRELATE:\n"
+    "        t = torch.matmul(t.permute(0, 2, 3, 1), CMAT_T).permute(0, 3, 1, 2)\n"
+    "    return torch.sigmoid(t)\n"
+    "\n"
+    "\n"
+    "def invert(display):\n"
+    "    \"\"\"The parameters whose render is display (a start image).\"\"\"\n"
+    "    t = torch.logit(display.clamp(1e-4, 1 - 1e-4))\n"
+    "    if DECORRELATE:\n"
+    "        t = torch.matmul(t.permute(0, 2, 3, 1), torch.inverse(CMAT_T)).permute(0, 3, 1, 2)\n"
+    "    if PARAM == \"pixel\":\n"
+    "        return t\n"
+    "    spec = torch.fft.rfft2(t * 4.0, s=(H, W), dim=(-2, -1), norm=\"ortho\")\n"
+    "    return torch.view_as_real(spec) / SCALE\n"
+    "\n"
+    "\n"
+    "def to_model(display):\n"
+    "    \"\"\"Display space -> what the model takes: the value range, then (x - mean) / std.\"\"\"\n"
+    "    x = display\n"
+    "    if RANGE != (0.0, 1.0):\n"
+    "        x = RANGE[0] + (RANGE[1] - RANGE[0]) * x\n"
+    "    return (x - torch.tensor(MEAN).reshape(1, -1, 1, 1)) / torch.tensor(STD).reshape(1, -1, 1, 1)\n"
+    "\n"
+    "\n"
+    "# ---------------------------------------------------------------- transforms\n"
+    "class MT19937_64:\n"
+    "    \"\"\"C++'s std::mt19937_64: the engine draws every random transform from it,\n"
+    "    each as (next number) % (number of choices).\"\"\"\n"
+    "    M = (1 << 64) - 1\n"
+    "\n"
+    "    def __init__(self, seed):\n"
+    "        self.mt = [seed & self.M]\n"
+    "        for i in range(1, 312):\n"
+    "            prev = self.mt[-1]\n"
+    "            self.mt.append((6364136223846793005 * (prev ^ (prev >> 62)) + i) & self.M)\n"
+    "        self.i = 312\n"
+    "\n"
+    "    def __call__(self):\n"
+    "        mt = self.mt\n"
+    "        if self.i >= 312:\n"
+    "            for k in range(312):\n"
+    "                x = (mt[k] & 0xFFFFFFFF80000000) | (mt[(k + 1) % 312] & 0x7FFFFFFF)\n"
+    "                mt[k] = mt[(k + 156) % 312] ^ (x >> 1) ^ (0xB5026F5AA96619E9 if x & 1 else 0)\n"
+    "            self.i = 0\n"
+    "        y = mt[self.i]\n"
+    "        self.i += 1\n"
+    "        y ^= (y >> 29) & 0x5555555555555555\n"
+    "        y ^= (y << 17) & 0x71D67FFFEDA60000\n"
+    "        y ^= (y << 37) & 0xFFF7EEE000000000\n"
+    "        y ^= y >> 43\n"
+    "        return y & self.M\n"
+    "\n"
+    "\n"
+    "def jitter_crop(x, d, rng):\n"
+    "    if d <= 1:\n"
+    "        return x\n"
+    "    dx, dy = rng() % d, rng() % d\n"
+    "    h, w = x.shape[2] - d, x.shape[3] - d\n"
+    "    if h < 1 or w < 1:\n"
+    "        return x\n"
+    "    return x[:, :, dy:dy + h, dx:dx + w]\n"
+    "\n"
+    "\n"
+    "def transform(x, rng):\n"
+    "    \"\"\"Lucid's standard transforms: pad, jitter, random scale, random\n"
+    "    rotation, jitter by half; then back to H x W.\"\"\"\n"
+    "    if TRANSFORMS:\n"
+    "        if PAD > 0:\n"
+    "            x = F.pad(x, (PAD, PAD, PAD, PAD), value=0.5)\n"
+    "        x = jitter_crop(x, JITTER, rng)\n"
+    "        s = SCALES[rng() % len(SCALES)]\n"
+    "        if s != 1.0:\n"
+    "            size = (math.ceil(s * x.shape[2]), math.ceil(s * x.shape[3]))\n"
+    "            x = F.interpolate(x, size=size, mode=\"bilinear\", align_corners=True)\n"
+    "        if ANGLES:\n"
+    "            a = ANGLES[rng() % len(ANGLES)]\n"
+    "            if a != 0:\n"
+    "                r = a * math.pi / 180.0\n"
+    "                theta = torch.tensor([[math.cos(r), -math.sin(r), 0.0],\n"
+    "                                      [math.sin(r), math.cos(r), 0.0]], dtype=x.dtype)\n"
+    "                grid = F.affine_grid(theta.expand(x.shape[0], 2, 3), list(x.shape),\n"
+    "                                     align_corners=False)\n"
+    "                x = F.grid_sample(x, grid, mode=\"bilinear\", padding_mode=\"zeros\",\n"
+    "                                  align_corners=False)\n"
+    "        x = jitter_crop(x, JITTER // 2, rng)\n"
+    "    if x.shape[2] != H or x.shape[3] != W:\n"
+    "        x = F.interpolate(x, size=(H, W), mode=\"bilinear\", align_corners=False)\n"
+    "    return x\n"
+    "\n"
+    "\n"
+    "def penalties(display):\n"
+    "    \"\"\"The regularizers, each times its weight, on the display image.\"\"\"\n"
+    "    d = display - 0.5\n"
+    "    out = []\n"
+    "    for name, w in REGULARIZERS:\n"
+    "        if name == \"l1\":\n"
+    "            pen = d.abs().mean()\n"
+    "        elif name == \"l2\":\n"
+    "            pen = (d * d).mean()\n"
+    "        elif name == \"tv\":\n"
+    "            pen = ((display[:, :, 1:] - display[:, :, :-1]).abs().mean()\n"
+    "                   + (display[:, :, :, 1:] - display[:, :, :, :-1]).abs().mean())\n"
+    "        else:  # blur\n"
+    "            pen = (display - F.avg_pool2d(display, 3, 1, 1, count_include_pad=False)).pow(2).mean()\n"
+    "        out.append(pen * w)\n"
+    "    return out\n"
+    "\n"
+    "\n"
+    "def objectives(x):\n"
+    "    \"\"\"The objective of each image of the batch x (model input), as a (B) tensor.\"\"\"\n"
+    "    A = read_layers(model, x, LAYERS)\n"
+    "    return torch.stack([torch.as_tensor(objective(A, b), dtype=torch.float32)\n"
+    "                        for b in range(B)])\n"
+    "\n"
+    "\n"
+    "# ---------------------------------------------------------------- the run\n"
+    "torch.manual_seed(SEED)\n"
+    "rng = MT19937_64(SEED)\n"
+    "if PARAM == \"fft\":\n"
+    "    p = torch.randn(B, C, H, W // 2 + 1, 2) * INIT_STD\n"
+    "else:\n"
+    "    p = torch.randn(B, C, H, W) * INIT_STD\n"
+    "if INIT_IMAGE is not None:\n"
+    "    p = invert(INIT_IMAGE.clamp(0, 1)).contiguous()\n"
+    "p.requires_grad_(True)\n"
+    "if OPTIMIZER == \"adam\":\n"
+    "    opt = torch.optim.Adam([p], lr=LR)\n"
+    "else:\n"
+    "    opt = torch.optim.SGD([p], lr=LR, momentum=MOMENTUM)\n"
+    "\n"
+    "curve = []\n"
+    "for step in range(1, STEPS + 1):\n"
+    "    opt.zero_grad()\n"
+    "    display = render(p)\n"
+    "    per = objectives(to_model(transform(display, rng)))\n"
+    "    loss = -per.sum() + sum(penalties(display))\n"
+    "    loss.backward()\n"
+    "    opt.step()\n"
+    "    curve.append(per.sum().item())\n"
+    "\n"
+    "with torch.no_grad():\n"
+    "    image = render(p)  # (B, C, H, W) in [0, 1]\n"
+    "    final = objectives(to_model(image))  # on the clean image, no transforms\n"
+    "print(\"objective at the last step:\", curve[-1])\n"
+    "print(\"final activation:\", \" \".join(repr(v) for v in final.tolist()))\n";
+
+/* The constants block: every option of the run, resolved as run.cpp does. */
+static void add_constants(sbuf *s, am_model *m, const am_options *o, int64_t B, int64_t C,
+                          int64_t H, int64_t W)
+{
+    char b1[32], b2[32];
+    addf(s, "\n\n# The engine holds its options as float32: f32(x) is that value.\n");
+    addf(s, "def f32(x):\n    return float(torch.tensor(x, dtype=torch.float32))\n\n\n");
+    addf(s, "SEED = %llu\n", (unsigned long long)o->seed);
+    addf(s, "STEPS = %d\n", o->steps);
+    addf(s, "LR = f32(%s)\n", f32_text(o->lr > 0 ? o->lr : 0.05f, b1));  /* 0: the default */
+    addf(s, "OPTIMIZER = \"%s\"\n", o->optimizer == AM_OPT_SGD ? "sgd" : "adam");
+    addf(s, "MOMENTUM = f32(%s)\n", f32_text(o->momentum, b1));
+    addf(s, "B, C, H, W = %lld, %lld, %lld, %lld  # images, channels, height, width\n",
+         (long long)B, (long long)C, (long long)H, (long long)W);
+    addf(s, "PARAM = \"%s\"\n", o->param == AM_PARAM_PIXEL ? "pixel" : "fft");
+    addf(s, "DECORRELATE = %s\n", o->decorrelate && C == 3 ? "True" : "False");
+    addf(s, "DECAY_POWER = f32(%s)\n", f32_text(o->decay_power, b1));
+    addf(s, "INIT_STD = f32(%s)\n", f32_text(o->init_std, b1));
+    double s224 = (double)(H < W ? H : W) / 224.0;
+    int pad = o->pad >= 0 ? o->pad : (int)lround(fmax(1.0, 12.0 * s224));
+    int jitter = o->jitter >= 0 ? o->jitter : (int)lround(fmax(2.0, 8.0 * s224));
+    addf(s, "TRANSFORMS = %s\n", o->transforms ? "True" : "False");
+    addf(s, "PAD, JITTER = %d, %d  # pixels (-1 in the options: 12 and 8 at 224 px, scaled)\n", pad,
+         jitter);
+    addf(s, "SCALE_MIN, SCALE_MAX = f32(%s), f32(%s)\n", f32_text(o->scale_min, b1),
+         f32_text(o->scale_max, b2));
+    /* run.cpp's scale_min + (scale_max - scale_min) * i / 10.0: float32 up to the division. */
+    addf(s,
+         "SCALES = [SCALE_MIN + f32(f32(SCALE_MAX - SCALE_MIN) * i) / 10.0 for i in range(11)]\n");
+    int rot = (int)lround(o->rotate_deg);
+    addf(s, "ANGLES = [");
+    if (rot > 0) {
+        /* Lucent's list: every integer angle once, and zero five more times. */
+        for (int a = -rot; a <= rot; a++)
+            addf(s, "%d, ", a);
+        addf(s, "0, 0, 0, 0, 0");
+    }
+    addf(s, "]\n");
+    const float *mean = NULL, *sd = NULL;
+    int count = 0;
+    float range[2] = {0, 1};
+    am_model_normalization(m, &mean, &sd, &count, range);
+    addf(s, "MEAN = [");
+    for (int i = 0; i < count; i++)
+        addf(s, "%s%.9g", i ? ", " : "", (double)mean[i]);
+    addf(s, "]\nSTD = [");
+    for (int i = 0; i < count; i++)
+        addf(s, "%s%.9g", i ? ", " : "", (double)sd[i]);
+    addf(s, "]\nRANGE = (%.9g, %.9g)\n", (double)range[0], (double)range[1]);
+    addf(s, "REGULARIZERS = [");
+    const char *names[] = {"l1", "l2", "tv", "blur"};
+    float w[] = {o->l1, o->l2, o->tv, o->blur};
+    for (int i = 0, k = 0; i < 4; i++)
+        if (w[i] > 0)
+            addf(s, "%s(\"%s\", f32(%s))", k++ ? ", " : "", names[i], f32_text(w[i], b1));
+    addf(s, "]  # (name, weight), subtracted from the objective\n");
+    if (o->init == AM_INIT_IMAGE && o->init_image) {
+        int64_t nel = B * C * H * W;
+        addf(s, "INIT_IMAGE = torch.tensor([");
+        for (int64_t i = 0; i < nel; i++)
+            addf(s, "%s%.9g", i ? (i % 8 ? ", " : ",\n    ") : "", (double)o->init_image[i]);
+        addf(s, "]).reshape(B, C, H, W)  # the start image, display space\n");
+    } else {
+        addf(s, "INIT_IMAGE = None  # start from noise\n");
+    }
+}
+
+static int check(am_model *m, const am_options *o, const char *model_path, char *err, size_t n)
+{
+    if (!m || !o || !model_path)
+        return fail(err, n, AM_E_ARG, "am_run_code needs a model, options and the model's path");
+    if (strcmp(am_model_kind(m), "image") != 0)
+        return fail(err, n, AM_E_UNSUPPORTED, "the script is written for image runs");
+    if (!o->objectives || o->n_objectives < 1)
+        return fail(err, n, AM_E_ARG, "no objective given");
+    for (int i = 0; i < o->n_objectives; i++)
+        if (!o->objectives[i])
+            return fail(err, n, AM_E_ARG, "objective %d is NULL", i);
+    if (o->init == AM_INIT_IMAGE && !o->init_image)
+        return fail(err, n, AM_E_ARG, "init is AM_INIT_IMAGE but init_image is NULL");
+    if (o->param == AM_PARAM_MACO || o->optimizer == AM_OPT_NADAM || o->accent > 0 || o->diversity > 0)
+        return fail(err, n, AM_E_UNSUPPORTED,
+                    "the script covers pixel and Fourier runs with Adam or SGD; MACO, NAdam, accent "
+                    "and the diversity option are not written out");
+    return AM_OK;
+}
+
+int am_run_code(am_model *m, const am_options *o, const char *model_path, const char *model_code,
+                char **code, char *err, size_t n)
+{
+    if (err && n)
+        err[0] = '\0';
+    if (!code)
+        return fail(err, n, AM_E_ARG, "am_run_code needs somewhere to put the code");
+    *code = NULL;
+    int rc = check(m, o, model_path, err, n);
+    if (rc != AM_OK)
+        return rc;
+    int64_t in[AM_MAX_DIMS];
+    if (am_model_input_shape(m, in, AM_MAX_DIMS) != 3)
+        return fail(err, n, AM_E_UNSUPPORTED, "the model's input is not C x H x W");
+    int64_t B = o->n_objectives > 1 ? o->n_objectives : o->batch;
+    int64_t C = in[0], H = o->height ? o->height : in[1], W = o->width ? o->width : in[2];
+
+    sbuf obj = {0}, layers = {0}, s = {0};
+    addf(&obj, "def objective(A, b):\n");
+    addf(
+        &obj,
+        "    \"\"\"Image b's objective from the activations A (layer -> batch-first tensor).\"\"\"\n");
+    for (int i = 0; i < o->n_objectives && rc == AM_OK; i++) {
+        if (o->n_objectives > 1)
+            addf(&obj, "    if b == %d:\n    ", i);
+        addf(&obj, "    return ");
+        rc = objective_py(m, o->objectives[i], &obj, &layers, err, n);
+        addf(&obj, "  # %s\n", o->objectives[i]);
+    }
+    if (rc == AM_OK) {
+        addf(&s, "#!/usr/bin/env python3\n\"\"\"");
+        for (int i = 0; i < o->n_objectives; i++)
+            addf(&s, "%s%s", i ? ", " : "", o->objectives[i]);
+        addf(&s, ": an actmax image run as a PyTorch script.\n\n"
+                 "The engine's parameterization, transforms (with its random numbers),\n"
+                 "regularizers, optimizer and seed; prints the final activation of each\n"
+                 "image on the clean image, as the engine reports it.\n\"\"\"\n"
+                 "import math\n\nimport torch\nimport torch.nn.functional as F\n\n");
+        addf(&s, "MODEL = ");
+        add_pystr(&s, model_path);
+        addf(&s, "\n");
+        add_constants(&s, m, o, B, C, H, W);
+        addf(&s, "LAYERS = [%s]  # the modules the objective reads\n\n", layers.p ? layers.p : "");
+        addf(&s, "# ---------------------------------------------------------------- the model\n");
+        if (model_code && model_code[0])
+            addf(&s, "%s%s", model_code, model_code[strlen(model_code) - 1] == '\n' ? "" : "\n");
+        else
+            addf(&s, "model = torch.jit.load(MODEL, map_location=\"cpu\")\n");
+        addf(&s, "model.eval()\nfor q in model.parameters():\n    q.requires_grad_(False)\n\n\n");
+        addf(&s, "%s\n", obj.p);
+        addf(&s, "%s", k_helpers);
+        if (!s.p)
+            rc = fail(err, n, AM_E_NOMEM, "out of memory");
+    }
+    free(obj.p);
+    free(layers.p);
+    if (rc != AM_OK) {
+        free(s.p);
+        return rc;
+    }
+    *code = s.p;
+    return AM_OK;
+}

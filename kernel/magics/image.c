@@ -1,0 +1,743 @@
+/* Image runs: %maximize, and how an image run is shown, listed and saved
+ * (the "image" kind of session.h). The engine (libactmax, through the
+ * table of engine.h) optimizes; this file turns its plain float arrays
+ * into MIME bundles with kernel/render (PNG, grids, plots, progress HTML).
+ *
+ * Legend for shapes: B = batch, C = channels, H = height, W = width,
+ * S = steps. */
+#include "image.h"
+
+#include <ctype.h>
+#include <math.h>
+#include <png.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cjson/cJSON.h>
+
+#include "display.h"
+#include "live.h"
+#include "magics.h"
+#include "util.h"
+
+/* An image run's own record. */
+typedef struct image_rec {
+    am_run *run;      /* images (B, C, H, W), curves (S), terms: owned */
+    char *engine_obj; /* what the engine ran (the diversity term added) */
+    int *thresholds;  /* (n_thresholds) steps of the snapshots */
+    int n_thresholds;
+} image_rec;
+
+static void image_rec_free(void *data)
+{
+    image_rec *ir = data;
+    if (!ir)
+        return;
+    const mg_engine_api *e = mg_engine();
+    if (e)
+        e->am_run_free(ir->run);
+    free(ir->engine_obj);
+    free(ir->thresholds);
+    free(ir);
+}
+
+static const image_rec *rec_of(const mg_run_rec *r)
+{
+    return r->data;
+}
+
+/* ================================================================ images in */
+
+/* Decodes a PNG (libpng's simplified API) to (C, H, W) floats in [0, 1],
+ * C = 1 or 3 as asked, resized with nearest neighbour to h x w. NULL with
+ * *err when the file is missing or not a readable PNG. */
+static float *read_png(const char *path, int c, int h, int w, char **err)
+{
+    png_image im;
+    memset(&im, 0, sizeof im);
+    im.version = PNG_IMAGE_VERSION;
+    if (!png_image_begin_read_from_file(&im, path)) {
+        *err = mg_asprintf("init=%s cannot be used as the initial image: %s; give a readable "
+                           "PNG file, or init=noise",
+                           path, im.message[0] ? im.message : "unreadable");
+        png_image_free(&im);
+        return NULL;
+    }
+    im.format = c == 1 ? PNG_FORMAT_GRAY : PNG_FORMAT_RGB;
+    if (im.width > 16384 || im.height > 16384) {
+        *err = mg_asprintf("init=%s is %ux%u pixels; the largest accepted is 16384x16384", path,
+                           im.width, im.height);
+        png_image_free(&im);
+        return NULL;
+    }
+    size_t stride = PNG_IMAGE_ROW_STRIDE(im);
+    unsigned char *buf = mg_xmalloc(PNG_IMAGE_BUFFER_SIZE(im, stride));
+    if (!png_image_finish_read(&im, NULL, buf, (png_int_32)stride, NULL)) {
+        *err = mg_asprintf("init=%s is not a valid PNG (%s); give a readable PNG file, or "
+                           "init=noise",
+                           path, im.message);
+        free(buf);
+        png_image_free(&im);
+        return NULL;
+    }
+    float *out = mg_xmalloc((size_t)c * (size_t)h * (size_t)w * sizeof(float)); /* (C, H, W) */
+    for (int y = 0; y < h; y++) {
+        unsigned sy = (unsigned)((long long)y * im.height / h);
+        for (int x = 0; x < w; x++) {
+            unsigned sx = (unsigned)((long long)x * im.width / w);
+            for (int k = 0; k < c; k++)
+                out[((size_t)k * h + y) * w + x] = buf[sy * stride + sx * (unsigned)c + k] / 255.0f;
+        }
+    }
+    free(buf);
+    return out;
+}
+
+/* ================================================================ live display */
+
+/* %maximize's live display: the progress bar with the latest image. */
+typedef struct live {
+    mg_live d;
+    const char *label;
+    render_png img; /* latest image received */
+    int last_step, steps;
+    double last_obj;
+} live;
+
+static void live_send(live *L, int step, double obj)
+{
+    mg_live_progress(&L->d, step, L->steps, obj, L->label, &L->img);
+}
+
+static int live_progress(void *user, const am_progress *p)
+{
+    live *L = user;
+    L->last_step = p->step;
+    L->last_obj = p->objective;
+    if (p->image) {
+        int64_t one[4] = {p->image_shape[0], p->image_shape[1], p->image_shape[2],
+                          p->image_shape[3]};
+        render_png_clear(&L->img);
+        if (one[0] > 1) {
+            render_grid_opts go = {.min_cell_px = 64, .gutter_px = 4};
+            render_grid_png(p->image, (int)one[0], (int)one[1], (int)one[2], (int)one[3], NULL, &go,
+                            &L->img);
+        } else {
+            render_png_encode(p->image, (int)one[1], (int)one[2], (int)one[3], 128, &L->img);
+        }
+    }
+    if (mg_live_interrupted(&L->d))
+        return 1;
+    if (mg_live_due(&L->d))
+        live_send(L, p->step, p->objective);
+    return 0;
+}
+
+static char **final_captions(const mg_run_rec *r, int b)
+{
+    const mg_engine_api *e = mg_engine();
+    int nb = 0;
+    const float *fin = e->am_run_final(rec_of(r)->run, &nb);
+    char **caps = mg_xcalloc((size_t)b, sizeof *caps);
+    for (int i = 0; i < b; i++)
+        caps[i] = mg_asprintf("#%d  %.4g", i, fin && i < nb ? fin[i] : NAN);
+    return caps;
+}
+
+static int run_image_png(const mg_run_rec *r, render_png *png)
+{
+    const mg_engine_api *e = mg_engine();
+    int64_t shape[4];
+    const float *img = e->am_run_images(rec_of(r)->run, shape);
+    if (!img)
+        return RENDER_EINVAL;
+    if (shape[0] == 1)
+        return mg_images_png(img, shape, NULL, NULL, RENDER_MIN_PX, png);
+    char **caps = final_captions(r, (int)shape[0]);
+    int rc = mg_images_png(img, shape, (const char *const *)caps, NULL, RENDER_MIN_PX, png);
+    for (int i = 0; i < shape[0]; i++)
+        free(caps[i]);
+    free(caps);
+    return rc;
+}
+
+static int run_plot_png(const mg_run_rec *r, render_png *png)
+{
+    const mg_engine_api *e = mg_engine();
+    int steps = 0;
+    const float *curve = e->am_run_curve(rec_of(r)->run, &steps);
+    int nt = e->am_run_num_terms(rec_of(r)->run);
+    /* The total, then each term when there is more than one. */
+    int ns = 1 + (nt > 1 ? nt : 0);
+    render_series *ser = mg_xcalloc((size_t)ns, sizeof *ser);
+    float *xs = mg_xmalloc((size_t)(steps ? steps : 1) * sizeof(float)); /* (S) */
+    for (int i = 0; i < steps; i++)
+        xs[i] = (float)(i + 1);
+    ser[0] = (render_series){"objective", xs, curve, steps};
+    for (int i = 0; i + 1 < ns; i++)
+        ser[i + 1] = (render_series){e->am_run_term_name(rec_of(r)->run, i), xs,
+                                     e->am_run_term_curve(rec_of(r)->run, i),
+                                     e->am_run_steps(rec_of(r)->run)};
+    float *vl = mg_xcalloc((size_t)rec_of(r)->n_thresholds + 1, sizeof *vl);
+    char **vlab = mg_xcalloc((size_t)rec_of(r)->n_thresholds + 1, sizeof *vlab);
+    for (int i = 0; i < rec_of(r)->n_thresholds; i++) {
+        vl[i] = (float)rec_of(r)->thresholds[i];
+        vlab[i] = mg_asprintf("step %d", rec_of(r)->thresholds[i]);
+    }
+    char *title = mg_asprintf("run %d: %s", r->id, r->objective);
+    render_plot_opts po = {.width = 640,
+                           .height = 360,
+                           .title = title,
+                           .xlabel = "step",
+                           .ylabel = "objective",
+                           .vlines = vl,
+                           .vline_labels = (const char *const *)vlab,
+                           .n_vlines = rec_of(r)->n_thresholds};
+    int rc = render_plot_png(ser, ns, &po, png);
+    for (int i = 0; i < rec_of(r)->n_thresholds; i++)
+        free(vlab[i]);
+    free(vlab);
+    free(vl);
+    free(title);
+    free(xs);
+    free(ser);
+    return rc;
+}
+
+static char *run_summary_text(const mg_run_rec *r)
+{
+    const mg_engine_api *e = mg_engine();
+    int nb = 0;
+    const float *fin = e->am_run_final(rec_of(r)->run, &nb);
+    int64_t shape[4] = {0};
+    e->am_run_images(rec_of(r)->run, shape);
+    double secs = e->am_run_seconds(rec_of(r)->run);
+    int steps = e->am_run_steps(rec_of(r)->run);
+    mg_str t = MG_STR_INIT;
+    mg_str_addf(&t, "run %d: %s%s\n", r->id, r->objective,
+                e->am_run_cancelled(rec_of(r)->run) ? "  (interrupted: best result so far)" : "");
+    mg_str_addf(&t, "final activation:");
+    for (int i = 0; i < nb && i < 16; i++)
+        mg_str_addf(&t, " %.4g", fin[i]);
+    mg_str_addf(&t, "\nsteps %d, %.2f s (%.1f steps/s), image %lldx%lldx%lld x%lld\n", steps, secs,
+                secs > 0 ? steps / secs : 0.0, (long long)shape[1], (long long)shape[2],
+                (long long)shape[3], (long long)shape[0]);
+    if (r->options && r->options[0])
+        mg_str_addf(&t, "options: %s\n", r->options);
+    return mg_str_steal(&t);
+}
+
+static char *run_summary_json(const mg_run_rec *r)
+{
+    const mg_engine_api *e = mg_engine();
+    int nb = 0;
+    const float *fin = e->am_run_final(rec_of(r)->run, &nb);
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddNumberToObject(o, "run", r->id);
+    cJSON_AddStringToObject(o, "objective", r->objective);
+    cJSON_AddStringToObject(o, "engine_objective", rec_of(r)->engine_obj);
+    cJSON_AddStringToObject(o, "options", r->options ? r->options : "");
+    cJSON *vals = cJSON_Parse(r->options_json ? r->options_json : "{}");
+    cJSON_AddItemToObject(o, "option_values", vals ? vals : cJSON_CreateObject());
+    cJSON_AddNumberToObject(o, "steps", e->am_run_steps(rec_of(r)->run));
+    cJSON_AddNumberToObject(o, "seconds", e->am_run_seconds(rec_of(r)->run));
+    cJSON_AddBoolToObject(o, "cancelled", e->am_run_cancelled(rec_of(r)->run));
+    cJSON_AddNumberToObject(o, "live_updates", r->live_updates);
+    cJSON *f = cJSON_AddArrayToObject(o, "final");
+    for (int i = 0; i < nb; i++)
+        cJSON_AddItemToArray(f, cJSON_CreateNumber(isfinite(fin[i]) ? fin[i] : 0.0));
+    char *txt = cJSON_PrintUnformatted(o);
+    cJSON_Delete(o);
+    char *out = mg_strdup(txt ? txt : "{}");
+    cJSON_free(txt);
+    return out;
+}
+
+/* The snapshots at the thresholds, then the result: image 0 of the batch
+ * at each, as one row showing how the image formed. */
+static void show_snapshots(const mg_call *c, const mg_run_rec *r)
+{
+    const mg_engine_api *e = mg_engine();
+    int ns = e->am_run_num_snapshots(rec_of(r)->run);
+    if (ns <= 0)
+        return;
+    int64_t shape[4];
+    const float *fin = e->am_run_images(rec_of(r)->run, shape);
+    if (!fin)
+        return;
+    size_t per = (size_t)(shape[1] * shape[2] * shape[3]);
+    float *pix = mg_xmalloc((size_t)(ns + 1) * per * sizeof(float)); /* (ns + 1, C, H, W) */
+    char **caps = mg_xcalloc((size_t)ns + 1, sizeof *caps);
+    int n = 0;
+    for (int k = 0; k < ns; k++) {
+        int step = 0;
+        int64_t sshape[4];
+        const float *img = e->am_run_snapshot(rec_of(r)->run, k, &step, sshape);
+        if (!img || sshape[1] != shape[1] || sshape[2] != shape[2] || sshape[3] != shape[3])
+            continue;
+        memcpy(pix + (size_t)n * per, img, per * sizeof(float));
+        caps[n++] = mg_asprintf("step %d", step);
+    }
+    memcpy(pix + (size_t)n * per, fin, per * sizeof(float));
+    caps[n++] = mg_asprintf("final (step %d)", e->am_run_steps(rec_of(r)->run));
+    render_grid_opts go = {.min_cell_px = 128, .columns = n};
+    render_png png = {0};
+    if (render_grid_png(pix, n, (int)shape[1], (int)shape[2], (int)shape[3],
+                        (const char *const *)caps, &go, &png) == RENDER_OK) {
+        mg_bundle *b = mg_bundle_new();
+        char *text = mg_asprintf("<snapshots of run %d at %d steps>", r->id, n - 1);
+        mg_bundle_text(b, "text/plain", text);
+        mg_bundle_png(b, &png);
+        mg_sink_display(c->out, b, NULL);
+        mg_bundle_free(b);
+        free(text);
+    }
+    render_png_clear(&png);
+    for (int i = 0; i < n; i++)
+        free(caps[i]);
+    free(caps);
+    free(pix);
+}
+
+/* The key figures as a line of text: the notebook shows the PNG of the
+ * result's bundle, not its text. */
+static void print_result_line(const mg_call *c, const mg_run_rec *r)
+{
+    const mg_engine_api *e = mg_engine();
+    int nb = 0;
+    const float *fin = e->am_run_final(rec_of(r)->run, &nb);
+    double secs = e->am_run_seconds(rec_of(r)->run);
+    mg_sink_printf(c->out, "run %d: %s = %.4g%s after %d steps in %.2f s%s\n", r->id, r->objective,
+                   nb ? fin[0] : NAN, nb > 1 ? " (image 0)" : "", e->am_run_steps(rec_of(r)->run),
+                   secs,
+                   e->am_run_cancelled(rec_of(r)->run) ? ", interrupted: best result so far" : "");
+}
+
+static void show_plot(const mg_call *c, const mg_run_rec *r)
+{
+    render_png png = {0};
+    mg_bundle *b = mg_bundle_new();
+    char *ptext =
+        mg_asprintf("<plot: objective over %d steps>", mg_engine()->am_run_steps(rec_of(r)->run));
+    mg_bundle_text(b, "text/plain", ptext);
+    if (run_plot_png(r, &png) == RENDER_OK) {
+        mg_bundle_png(b, &png);
+        mg_sink_display(c->out, b, NULL);
+    }
+    mg_bundle_free(b);
+    render_png_clear(&png);
+    free(ptext);
+}
+
+static void show_run(const mg_call *c, const mg_run_rec *r)
+{
+    render_png png = {0};
+    mg_bundle *b = mg_bundle_new();
+    char *text = run_summary_text(r);
+    mg_bundle_text(b, "text/plain", text);
+    if (run_image_png(r, &png) == RENDER_OK)
+        mg_bundle_png(b, &png);
+    else
+        mg_sink_printf(c->out, "(image not rendered: %s)\n", render_last_error());
+    char *json = run_summary_json(r);
+    mg_bundle_json(b, "application/json", json);
+    print_result_line(c, r);
+    mg_sink_display(c->out, b, NULL);
+    mg_bundle_free(b);
+    render_png_clear(&png);
+    free(json);
+    free(text);
+    show_snapshots(c, r);
+    show_plot(c, r);
+}
+
+static void run_row(const mg_run_rec *r, int *steps, double *final, double *seconds)
+{
+    const mg_engine_api *e = mg_engine();
+    int nb = 0;
+    const float *fin = e->am_run_final(rec_of(r)->run, &nb);
+    *steps = e->am_run_steps(rec_of(r)->run);
+    *final = nb ? fin[0] : NAN;
+    *seconds = e->am_run_seconds(rec_of(r)->run);
+}
+
+/* each=true: image i of the batch to PATH-i.png (PATH without ".png"). */
+static mg_status save_each(const mg_call *c, const mg_run_rec *r, const char *path)
+{
+    const mg_engine_api *e = mg_engine();
+    int64_t shape[4];
+    const float *img = e->am_run_images(rec_of(r)->run, shape);
+    if (!img)
+        return mg_fail(c, "ValueError", "run %d has no image", r->id);
+    size_t per = (size_t)(shape[1] * shape[2] * shape[3]);
+    size_t stem = strlen(path) - 4;
+    for (int64_t b = 0; b < shape[0]; b++) {
+        int64_t one[4] = {1, shape[1], shape[2], shape[3]};
+        render_png png = {0};
+        char *file = mg_asprintf("%.*s-%lld.png", (int)stem, path, (long long)b);
+        mg_status st = MG_ERROR;
+        if (mg_images_png(img + per * (size_t)b, one, NULL, NULL, RENDER_MIN_PX, &png) != RENDER_OK)
+            mg_fail(c, "RenderError", "%s", render_last_error());
+        else
+            st = mg_write_png(c, &png, file);
+        render_png_clear(&png);
+        free(file);
+        if (st != MG_OK)
+            return st;
+    }
+    mg_sink_printf(c->out, "saved run %d's %lld images to %.*s-0.png .. -%lld.png\n", r->id,
+                   (long long)shape[0], (int)stem, path, (long long)shape[0] - 1);
+    return MG_OK;
+}
+
+static mg_status run_save(const mg_call *c, const mg_run_rec *r, const char *path)
+{
+    if (mg_bool(c, "each"))
+        return save_each(c, r, path);
+    render_png png = {0};
+    if (run_image_png(r, &png) != RENDER_OK)
+        return mg_fail(c, "RenderError", "%s", render_last_error());
+    mg_status st = mg_write_png(c, &png, path);
+    if (st == MG_OK)
+        mg_sink_printf(c->out, "saved run %d image (%dx%d PNG) to %s\n", r->id, png.width,
+                       png.height, path);
+    render_png_clear(&png);
+    return st;
+}
+
+static int run_array(const mg_run_rec *r, const void **data, int *dtype, int64_t *shape)
+{
+    *data = mg_engine()->am_run_images(rec_of(r)->run, shape);
+    *dtype = AM_DTYPE_FLOAT32;
+    return *data ? 4 : -1;
+}
+
+/* The total objective, then every term (each image's objective, each
+ * regularizer's weighted penalty). */
+static int run_curves(const mg_run_rec *r, const char **names, const float **curves, int max,
+                      int *steps)
+{
+    const mg_engine_api *e = mg_engine();
+    const am_run *run = rec_of(r)->run;
+    curves[0] = e->am_run_curve(run, steps);
+    names[0] = "objective";
+    int n = 1, nt = e->am_run_num_terms(run);
+    for (int i = 0; i < nt && n < max; i++) {
+        names[n] = e->am_run_term_name(run, i);
+        curves[n] = e->am_run_term_curve(run, i);
+        if (names[n] && curves[n])
+            n++;
+    }
+    return curves[0] ? n : 0;
+}
+
+const mg_run_ops mg_image_run_ops = {.kind = "image",
+                                     .show = show_run,
+                                     .plot_png = run_plot_png,
+                                     .row = run_row,
+                                     .save = run_save,
+                                     .save_exts = "png",
+                                     .free = image_rec_free,
+                                     .array = run_array,
+                                     .curves = run_curves};
+
+const float *mg_image_run_result(const mg_run_rec *r, int64_t shape[4], float *final0)
+{
+    const mg_engine_api *e = mg_engine();
+    int nb = 0;
+    const float *fin = e->am_run_final(rec_of(r)->run, &nb);
+    *final0 = nb ? fin[0] : NAN;
+    return e->am_run_images(rec_of(r)->run, shape);
+}
+
+/* ================================================================ %maximize */
+
+/* "16,32,64" -> ascending steps within 1..steps; count or -1 with *err. */
+static int parse_thresholds(const char *text, int steps, int **out, char **err)
+{
+    int n = 0, cap = 8;
+    *out = mg_xcalloc((size_t)cap, sizeof(int));
+    const char *p = text;
+    while (*p) {
+        char *end;
+        long v = strtol(p, &end, 10);
+        if (end == p || v < 1 || v > steps || (n && v <= (*out)[n - 1])) {
+            *err = mg_asprintf("thresholds=%s: give ascending steps between 1 and steps=%d "
+                               "separated by commas, e.g. thresholds=16,64,%d",
+                               text, steps, steps);
+            free(*out);
+            *out = NULL;
+            return -1;
+        }
+        if (n == cap)
+            *out = mg_xrealloc(*out, (size_t)(cap *= 2) * sizeof(int));
+        (*out)[n++] = (int)v;
+        p = end;
+        while (*p == ',' || *p == ' ')
+            p++;
+    }
+    return n;
+}
+
+/* The first layer named in an objective, for the diversity term. */
+static char *first_layer(const char *obj)
+{
+    const char *p = obj;
+    while (*p && !(isalpha((unsigned char)*p) || *p == '_'))
+        p++;
+    const char *q = p;
+    while (*q && mg_is_layer_char((unsigned char)*q))
+        q++;
+    return q > p ? mg_strndup(p, (size_t)(q - p)) : NULL;
+}
+
+/* Everything a %maximize call asks for, checked, before the engine runs. */
+typedef struct max_opts {
+    am_options o;
+    char *engine_obj; /* the objective, with the diversity term */
+    const char *objs[1];
+    float *init;     /* (B, C, H, W) from init=PNG, or NULL */
+    int *thresholds; /* (n_thresholds) */
+    int n_thresholds;
+    double diversity;
+} max_opts;
+
+static void max_opts_free(max_opts *m)
+{
+    free(m->engine_obj);
+    free(m->init);
+    free(m->thresholds);
+}
+
+static void read_keys(const mg_call *c, max_opts *m)
+{
+    am_options *o = &m->o;
+    o->batch = (int)mg_int(c, "batch");
+    o->steps = (int)mg_int(c, "steps");
+    o->lr = (float)mg_float(c, "lr");
+    o->optimizer = strcmp(mg_enum(c, "optimizer"), "sgd") == 0 ? AM_OPT_SGD : AM_OPT_ADAM;
+    o->momentum = (float)mg_float(c, "momentum");
+    o->seed = (uint64_t)mg_int(c, "seed");
+    o->param = strcmp(mg_enum(c, "param"), "pixel") == 0 ? AM_PARAM_PIXEL : AM_PARAM_FFT;
+    o->decorrelate = mg_bool(c, "decorrelate");
+    o->decay_power = (float)mg_float(c, "decay_power");
+    o->transforms = mg_bool(c, "transforms");
+    o->pad = (int)mg_int(c, "pad");
+    o->jitter = (int)mg_int(c, "jitter");
+    o->scale_min = (float)mg_float(c, "scale_min");
+    o->scale_max = (float)mg_float(c, "scale_max");
+    o->rotate_deg = (float)mg_float(c, "rotate");
+    o->l1 = (float)mg_float(c, "l1");
+    o->l2 = (float)mg_float(c, "l2");
+    o->tv = (float)mg_float(c, "tv");
+    o->blur = (float)mg_float(c, "blur");
+    o->init_std = (float)mg_float(c, "init_std");
+    int every = (int)mg_int(c, "image_every");
+    o->image_every = every ? every : (o->steps >= 64 ? o->steps / 16 : 4);
+    o->height = o->width = 0;
+    if (mg_given(c, "size"))
+        o->height = o->width = mg_int(c, "size");
+}
+
+/* init=PNG, the same image for every item of the batch. */
+static mg_status read_init(const mg_call *c, max_opts *m, const int64_t in[3])
+{
+    const char *init_arg = mg_string(c, "init");
+    if (!init_arg[0] || strcmp(init_arg, "noise") == 0)
+        return MG_OK;
+    int64_t H = m->o.height ? m->o.height : in[1], W = m->o.width ? m->o.width : in[2];
+    char *err = NULL;
+    float *one = read_png(init_arg, (int)in[0], (int)H, (int)W, &err);
+    if (!one) {
+        mg_status st = mg_fail(c, "ImageError", "%s", err);
+        free(err);
+        return st;
+    }
+    size_t per = (size_t)in[0] * (size_t)H * (size_t)W;
+    m->init = mg_xmalloc(per * (size_t)m->o.batch * sizeof(float));
+    for (int b = 0; b < m->o.batch; b++)
+        memcpy(m->init + per * (size_t)b, one, per * sizeof(float));
+    free(one);
+    m->o.init = AM_INIT_IMAGE;
+    m->o.init_image = m->init;
+    return MG_OK;
+}
+
+/* The options of a %maximize call on model s->model; MG_OK, or the error
+ * already shown. */
+static mg_status max_options(const mg_call *c, const mg_session *s, max_opts *m)
+{
+    const mg_engine_api *e = mg_engine();
+    e->am_options_default(&m->o);
+    m->diversity = mg_float(c, "diversity");
+    if (m->diversity != 0) {
+        char *layer = first_layer(c->positional);
+        m->engine_obj = mg_asprintf("(%s) + %.9g*diversity(%s)", c->positional, m->diversity,
+                                    layer ? layer : "output");
+        free(layer);
+    } else {
+        m->engine_obj = mg_strdup(c->positional);
+    }
+    m->objs[0] = m->engine_obj;
+    m->o.objectives = m->objs;
+    m->o.n_objectives = 1;
+    read_keys(c, m);
+    if (m->o.scale_min > m->o.scale_max)
+        return mg_fail(c, "ValueError",
+                       "scale_min=%g is above scale_max=%g: give scale_min <= scale_max",
+                       m->o.scale_min, m->o.scale_max);
+    int64_t in[AM_MAX_DIMS];
+    int nd = e->am_model_input_shape(s->model, in, AM_MAX_DIMS);
+    if (strcmp(e->am_model_kind(s->model), "image") != 0 || nd != 3)
+        return mg_fail(c, "UnsupportedError",
+                       "%%maximize optimizes images; %s is a %s model: optimize a prompt with "
+                       "%%tokens OBJECTIVE, e.g. %%tokens blocks.2.mlp.act[-1, 123] len=8",
+                       s->model_name, e->am_model_kind(s->model));
+    if (read_init(c, m, in) != MG_OK)
+        return MG_ERROR;
+    if (mg_string(c, "thresholds")[0]) {
+        char *err = NULL;
+        int n = parse_thresholds(mg_string(c, "thresholds"), m->o.steps, &m->thresholds, &err);
+        if (n < 0) {
+            mg_status st = mg_fail(c, "ValueError", "%s", err);
+            free(err);
+            return st;
+        }
+        m->n_thresholds = n;
+        m->o.thresholds = m->thresholds;
+        m->o.n_thresholds = n;
+    }
+    return MG_OK;
+}
+
+/* Runs the engine with the live display; the run, or NULL with the error
+ * shown. */
+static am_run *max_run(const mg_call *c, const mg_session *s, max_opts *m, live *L)
+{
+    const mg_engine_api *e = mg_engine();
+    mg_live_init(&L->d, c->out, "run", mg_float(c, "updates_per_s"));
+    L->label = c->positional;
+    L->steps = m->o.steps;
+    L->last_obj = NAN;
+    m->o.progress = live_progress;
+    m->o.progress_user = L;
+    live_send(L, 0, NAN);
+    am_run *run = NULL;
+    int rc = e->am_run_new(s->model, &m->o, &run);
+    render_png_clear(&L->img);
+    if (rc != AM_OK) {
+        mg_live_fail(&L->d, "run failed before its first step");
+        mg_fail(c, "ObjectiveError", "%s: %s", e->am_strerror(rc), run ? e->am_run_error(run) : "");
+        e->am_run_free(run);
+        return NULL;
+    }
+    /* Small in the live display: the full-size result follows it. */
+    int64_t shape[4];
+    const float *img = e->am_run_images(run, shape);
+    if (img)
+        mg_images_png(img, shape, NULL, NULL, 128, &L->img);
+    mg_live_finish(&L->d, L->last_step, L->steps, L->last_obj, L->label, &L->img);
+    render_png_clear(&L->img);
+    return run;
+}
+
+/* The run as a session record (m's engine objective and thresholds taken). */
+static mg_run_rec max_record(const mg_call *c, max_opts *m, am_run *run, int live_updates)
+{
+    image_rec *ir = mg_xcalloc(1, sizeof *ir);
+    ir->run = run;
+    ir->engine_obj = m->engine_obj;
+    ir->thresholds = m->thresholds;
+    ir->n_thresholds = m->n_thresholds;
+    m->engine_obj = NULL;
+    m->thresholds = NULL;
+    mg_run_rec r = {.ops = &mg_image_run_ops, .data = ir, .live_updates = live_updates};
+    r.objective = mg_strdup(c->positional);
+    /* Every key that changes the result; the display-only ones are left out. */
+    static const char *const display_only[] = {"image_every", "updates_per_s", "verbose", "code",
+                                               NULL};
+    mg_session_record_options(c, &r, display_only);
+    return r;
+}
+
+/* Built-in models whose Python definition is in the source tree: the script
+ * builds the class and loads the TorchScript file's weights into it, since
+ * forward hooks do not run on TorchScript modules. */
+#ifndef ACTMAX_SOURCE_MODELS_DIR
+#define ACTMAX_SOURCE_MODELS_DIR ""
+#endif
+static char *python_model_code(const mg_session *s)
+{
+    static const struct {
+        const char *name, *module, *cls;
+    } k_defs[] = {{"fashion-cnn", "fashion_cnn", "FashionCNN"}};
+    for (size_t i = 0; i < sizeof k_defs / sizeof k_defs[0]; i++) {
+        if (strcmp(s->model_name, k_defs[i].name) != 0 || !ACTMAX_SOURCE_MODELS_DIR[0])
+            continue;
+        char *file = mg_asprintf("%s/%s.py", ACTMAX_SOURCE_MODELS_DIR, k_defs[i].module);
+        FILE *f = fopen(file, "r");
+        free(file);
+        if (!f)
+            return NULL;
+        fclose(f);
+        return mg_asprintf(
+            "import sys\n\n"
+            "sys.path.insert(0, \"%s\")  # the model's Python definition\n"
+            "from %s import %s  # noqa: E402\n\n"
+            "model = %s()\n"
+            "model.load_state_dict(torch.jit.load(MODEL, map_location=\"cpu\").state_dict())\n",
+            ACTMAX_SOURCE_MODELS_DIR, k_defs[i].module, k_defs[i].cls, k_defs[i].cls);
+    }
+    return NULL;
+}
+
+/* The run as a PyTorch script (NULL when the engine cannot write it: the
+ * reason is printed when code=true asked for it). */
+static char *max_code(const mg_call *c, const mg_session *s, const max_opts *m)
+{
+    char *model_code = python_model_code(s);
+    char *code = NULL, err[512];
+    int rc = mg_engine()->am_run_code(s->model, &m->o, s->model_path, model_code, &code, err,
+                                      sizeof err);
+    free(model_code);
+    if (rc != AM_OK && mg_bool(c, "code"))
+        mg_sink_printf(c->out, "(no PyTorch script for this run: %s)\n", err);
+    return rc == AM_OK ? code : NULL;
+}
+
+mg_status mg_magic_maximize(mg_call *c)
+{
+    mg_session *s = mg_session_of(c);
+    if (mg_session_need_model(c, s) != MG_OK)
+        return MG_ERROR;
+    if (!c->positional || !c->positional[0])
+        return mg_fail(c, "ValueError", "%%maximize needs an objective, e.g. %%maximize conv2[5]");
+    max_opts m = {0};
+    live L = {0};
+    am_run *run = NULL;
+    if (max_options(c, s, &m) == MG_OK)
+        run = max_run(c, s, &m, &L);
+    if (!run) {
+        max_opts_free(&m);
+        return MG_ERROR;
+    }
+    mg_run_rec rec = max_record(c, &m, run, L.d.updates);
+    rec.code = max_code(c, s, &m);
+    max_opts_free(&m);
+    const mg_run_rec *kept = mg_session_add_run(s, &rec);
+    kept->ops->show(c, kept);
+    if (mg_bool(c, "code") && kept->code) {
+        mg_bundle *b = mg_bundle_new();
+        mg_bundle_text(b, "text/plain", kept->code);
+        char *md = mg_asprintf("```python\n%s```\n", kept->code);
+        mg_bundle_text(b, "text/markdown", md);
+        mg_sink_display(c->out, b, NULL);
+        mg_bundle_free(b);
+        free(md);
+    }
+    if (mg_bool(c, "verbose"))
+        mg_sink_printf(c->out, "live display updates sent: %d\n", L.d.updates);
+    bool cancelled = mg_engine()->am_run_cancelled(run) || L.d.stopped;
+    return cancelled ? MG_INTERRUPTED : MG_OK;
+}

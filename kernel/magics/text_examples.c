@@ -1,0 +1,265 @@
+/* %examples on a text model: the top-k windows of a corpus (the held-out
+ * fortunes, or a file given with path=) scored by the engine
+ * (am_text_examples_*), every token coloured by its activation, beside the
+ * latest %tokens prompt of the same objective.
+ *
+ * Legend for shapes: W = window tokens. */
+#include <limits.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "live.h"
+#include "paths.h"
+#include "text.h"
+#include "util.h"
+
+/* The live display of the corpus scan: windows scanned of the corpus' windows,
+ * and the best score so far, updated in place after each batch (throttled). */
+typedef struct tx_live {
+    mg_live d;
+    const char *objective;
+    int64_t scanned, total;
+    float best;
+} tx_live;
+
+static void tx_live_send(tx_live *L)
+{
+    int64_t total = L->total > 0 ? L->total : 1;
+    int64_t step = L->scanned < 0 ? 0 : L->scanned > total ? total : L->scanned;
+    if (total > INT_MAX) { /* the bar counts in ints: scale both */
+        step = (int64_t)((double)step / (double)total * INT_MAX);
+        total = INT_MAX;
+    }
+    char *label = mg_asprintf("%s   %s", L->objective,
+                              L->total > 0 ? "corpus windows scanned, best score so far"
+                                           : "reading the corpus");
+    mg_live_progress(&L->d, (int)step, (int)total, isfinite(L->best) ? L->best : NAN, label, NULL);
+    free(label);
+}
+
+static int tx_live_progress(void *user, int64_t scanned, int64_t total, float best)
+{
+    tx_live *L = user;
+    L->scanned = scanned;
+    L->total = total;
+    L->best = best;
+    if (mg_live_interrupted(&L->d))
+        return 1;
+    if (mg_live_due(&L->d))
+        tx_live_send(L);
+    return 0;
+}
+
+/* The scan's options and the engine call, with the live display; the
+ * examples, or NULL with the error shown. */
+static am_text_examples *scan_corpus(const mg_call *c, am_model *model, const char *path,
+                                     tx_live *L, double *secs)
+{
+    const mg_engine_api *e = mg_engine();
+    am_text_examples_options o = {0};
+    o.objective = c->positional;
+    /* A file of the user's is read as one text; the built-in corpus keeps
+     * its fortune layout (entries separated by '%' lines). */
+    o.dataset = mg_string(c, "path")[0] ? "text" : "fortunes";
+    o.path = path;
+    o.window = mg_int(c, "window");
+    o.k = (int)mg_int(c, "k");
+    /* %set batch counts images for %maximize: only a batch typed here
+     * changes the engine's default. */
+    if (mg_given(c, "batch"))
+        o.batch = (int)mg_int(c, "batch");
+    mg_live_init(&L->d, c->out, "text-examples", mg_float(c, "updates_per_s"));
+    L->objective = c->positional;
+    L->best = NAN;
+    o.progress = tx_live_progress;
+    o.progress_user = L;
+    am_text_examples *ex = NULL;
+    double t0 = L->d.t0;
+    tx_live_send(L); /* before the corpus is read: 0 windows */
+    int rc = e->am_text_examples_new(model, &o, &ex);
+    *secs = render_clock_monotonic(NULL) - t0;
+    if (rc != AM_OK) {
+        mg_live_fail(&L->d, "scan failed before its first batch");
+        mg_fail(c, rc == AM_E_OBJECTIVE || rc == AM_E_LAYER ? "ObjectiveError" : "DatasetError",
+                "%s: %s", e->am_strerror(rc), ex ? e->am_text_examples_error(ex) : "");
+        e->am_text_examples_free(ex);
+        return NULL;
+    }
+    return ex;
+}
+
+/* One colour scale over all windows, so rows compare. */
+static void windows_range(const am_text_examples *ex, int n, float *lo, float *hi)
+{
+    const mg_engine_api *e = mg_engine();
+    *lo = 0;
+    *hi = 0;
+    for (int i = 0; i < n; i++) {
+        int64_t idx;
+        float score;
+        const int64_t *ids;
+        const float *acts;
+        int len;
+        if (e->am_text_examples_get(ex, i, &idx, &score, &ids, &acts, &len) != AM_OK)
+            continue;
+        for (int t = 0; t < len; t++)
+            if (isfinite(acts[t])) {
+                if (acts[t] > *hi)
+                    *hi = acts[t];
+                if (acts[t] < *lo)
+                    *lo = acts[t];
+            }
+    }
+    if (*lo >= *hi)
+        *hi = *lo + 1;
+}
+
+/* The latest %tokens prompt of the same objective, if any, and how close
+ * it comes to the maximum. */
+typedef struct opt_prompt {
+    const char *prompt; /* NULL: none */
+    float value;
+    int run;
+} opt_prompt;
+
+/* The heading lines, in HTML (h) and text (t). */
+static void heading(const mg_call *c, const am_text_examples *ex, int n, int64_t total,
+                    bool interrupted, const opt_prompt *op, double secs, mg_str *h, mg_str *t)
+{
+    const mg_engine_api *e = mg_engine();
+    float mx = e->am_text_examples_max(ex);
+    int64_t scanned = e->am_text_examples_scanned(ex);
+    const char *dsname = e->am_model_dataset(mg_session_of(c)->model);
+    char *eobj = NULL;
+    render_html_escape(c->positional, &eobj);
+    const char *mxname = interrupted ? "maximum of the windows scanned" : "dataset maximum";
+    mg_str_addf(h,
+                "<div class=\"actmax-text-examples\"><b>top %d of %lld windows</b> of %s for "
+                "<code>%s</code>: %s <b>%.4g</b>",
+                n, (long long)scanned, dsname[0] ? dsname : "the corpus", eobj ? eobj : "", mxname,
+                mx);
+    mg_str_addf(t, "top %d of %lld windows for %s: %s %.4g (%.2f s)\n", n, (long long)scanned,
+                c->positional, mxname, mx, secs);
+    render_free(eobj);
+    if (interrupted) {
+        mg_str_addf(h,
+                    "<br><b>interrupted after %lld of %lld windows</b>: the top %d of those "
+                    "scanned",
+                    (long long)scanned, (long long)total, n);
+        mg_str_addf(t, "interrupted after %lld of %lld windows: the top %d of those scanned\n",
+                    (long long)scanned, (long long)total, n);
+    }
+    if (!op->prompt)
+        return;
+    char *ep = NULL;
+    render_html_escape(op->prompt, &ep);
+    mg_str_addf(h,
+                "; optimized prompt (run %d) <code>%s</code> reaches <b>%.4g</b> "
+                "(%.0f%% of the %s)",
+                op->run, ep ? ep : "", op->value, mx != 0 ? 100.0 * op->value / mx : NAN, mxname);
+    char *line = mg_one_line(op->prompt);
+    mg_str_addf(t, "optimized prompt (run %d) \"%s\" reaches %.4g (%.0f%% of the %s)\n", op->run,
+                line, op->value, mx != 0 ? 100.0 * op->value / mx : NAN, mxname);
+    free(line);
+    render_free(ep);
+}
+
+/* The windows, one row each: coloured tokens in HTML; in text the window
+ * with the strongest token in [brackets]. */
+static void window_rows(const am_text_examples *ex, int n, am_tokenizer *tok, mg_str *h, mg_str *t)
+{
+    const mg_engine_api *e = mg_engine();
+    float lo, hi;
+    windows_range(ex, n, &lo, &hi);
+    mg_str_add(h, "<table><tr><th>#</th><th>window</th><th>score</th><th>text (colour: "
+                  "activation per token, hover for values)</th></tr>");
+    for (int i = 0; i < n; i++) {
+        int64_t idx;
+        float score;
+        const int64_t *ids;
+        const float *acts;
+        int len;
+        if (e->am_text_examples_get(ex, i, &idx, &score, &ids, &acts, &len) != AM_OK)
+            continue;
+        mg_str_addf(h, "<tr><td>%d</td><td>%lld</td><td>%.4g</td><td style=\"text-align:left\">",
+                    i + 1, (long long)idx, score);
+        mg_colored_spans(h, tok, ids, acts, len, lo, hi);
+        mg_str_add(h, "</td></tr>");
+        int best = 0;
+        for (int j = 1; j < len; j++)
+            if (acts[j] > acts[best])
+                best = j;
+        mg_str_addf(t, "  %2d. #%-6lld %8.4g  ", i + 1, (long long)idx, score);
+        for (int j = 0; j < len; j++) {
+            char *lab = mg_token_label(tok, ids[j]);
+            mg_str_addf(t, j == best ? "[%s]" : "%s", lab);
+            free(lab);
+        }
+        mg_str_addf(t, "   (bracketed: %.4g)\n", acts[best]);
+    }
+    mg_str_add(h, "</table></div>");
+}
+
+static mg_status examples_run(mg_call *c, const mg_session *s, const opt_prompt *op)
+{
+    const mg_engine_api *e = mg_engine();
+    char *err = NULL;
+    am_tokenizer *tok = mg_model_tokenizer(s->model, &err);
+    if (!tok) {
+        mg_status st = mg_fail(c, "TokenizerError", "%%examples on %s: %s", s->model_name, err);
+        free(err);
+        return st;
+    }
+    const char *path_arg = mg_string(c, "path");
+    char *path = path_arg[0] ? mg_strdup(path_arg) : mg_corpus_path(s->model_path);
+    if (!path) {
+        e->am_tokenizer_free(tok);
+        return mg_fail(c, "DatasetError",
+                       "%%examples on a text model reads a corpus: the "
+                       "held-out fortunes file (share/actmax/data/fortunes-heldout.txt) was not "
+                       "found; give path=FILE (any text file)");
+    }
+    tx_live L = {0};
+    double secs = 0;
+    am_text_examples *ex = scan_corpus(c, s->model, path, &L, &secs);
+    free(path);
+    if (!ex) {
+        e->am_tokenizer_free(tok);
+        return MG_ERROR;
+    }
+    int n = e->am_text_examples_count(ex);
+    bool interrupted = e->am_text_examples_cancelled(ex) == 1 || L.d.stopped;
+    /* The closing update: the last state, throttle or not. */
+    L.scanned = e->am_text_examples_scanned(ex);
+    if (L.total <= 0)
+        L.total = L.scanned;
+    if (n > 0)
+        L.best = e->am_text_examples_max(ex);
+    tx_live_send(&L);
+    mg_str h = MG_STR_INIT, t = MG_STR_INIT;
+    heading(c, ex, n, L.total, interrupted, op, secs, &h, &t);
+    window_rows(ex, n, tok, &h, &t);
+    mg_bundle *b = mg_bundle_new();
+    mg_bundle_text(b, "text/plain", mg_str_cstr(&t));
+    mg_bundle_text(b, "text/html", mg_str_cstr(&h));
+    mg_sink_display(c->out, b, NULL);
+    mg_bundle_free(b);
+    mg_str_free(&h);
+    mg_str_free(&t);
+    e->am_text_examples_free(ex);
+    e->am_tokenizer_free(tok);
+    if (mg_bool(c, "verbose"))
+        mg_sink_printf(c->out, "live display updates sent: %d\n", L.d.updates);
+    return interrupted ? MG_INTERRUPTED : MG_OK;
+}
+
+mg_status mg_text_examples(mg_call *c, mg_session *s)
+{
+    /* The latest prompt of the same objective goes beside the corpus. */
+    const mg_run_rec *cmp = mg_session_latest(s, &mg_text_run_ops, c->positional);
+    opt_prompt op = {NULL, NAN, 0};
+    if (cmp)
+        op = (opt_prompt){mg_text_run_prompt(cmp), mg_text_run_final(cmp), cmp->id};
+    return examples_run(c, s, &op);
+}

@@ -1,0 +1,1653 @@
+/* _actmax.c — the C half of the Python module `actmax`: the engine's one C
+ * contract (actmax.h, taken from am_get_api) and the kernel's renderer, exposed
+ * to the pure-Python layer (actmax/__init__.py) in plain Python values.
+ *
+ * The engine is dlopen'ed on first use (so `import actmax` stays quick) from
+ * $ACTMAX_ENGINE, then beside this module, then the build tree's libactmax.so,
+ * and refused when its API version is not the one this module was built for.
+ * Arrays cross as C-contiguous buffers: float32 ('f') or int64 ('q'/'l') in,
+ * (bytearray, shape) out, so the Python layer wraps them in numpy or torch
+ * without a copy. Every engine call runs with the GIL released; the progress
+ * callbacks take it back to check for Ctrl-C and call the Python progress.
+ *
+ * Legend: B = batch, C = channels, H = height, W = width, T = tokens,
+ * S = steps, D = embedding width. */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+#include <dlfcn.h>
+#include <stdbool.h>
+#include <limits.h>
+#include <math.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "actmax.h"
+#include "magic_keys.h"
+#include "render.h"
+
+#ifndef ACTMAX_ENGINE_LIB
+#define ACTMAX_ENGINE_LIB "libactmax.so"
+#endif
+
+/* ================================================================ engine */
+
+static const am_api *g_api;
+static char g_engine_path[PATH_MAX];
+
+/* The exception classes, by the names of AM_STATUS_MAP (the names
+ * am_status_class gives); builtin names map to the builtin classes. */
+static PyObject *g_error;      /* actmax.Error, base of the actmax-only classes */
+static PyObject *g_module_dict; /* borrowed: the classes are looked up here */
+
+static PyObject *error_class(const char *name)
+{
+    PyObject *cls = name[0] ? PyDict_GetItemString(g_module_dict, name) : NULL;
+    if (!cls)
+        cls = PyDict_GetItemString(PyEval_GetBuiltins(), name);
+    if (!cls || !PyExceptionClass_Check(cls))
+        cls = PyDict_GetItemString(g_module_dict, "EngineError");
+    return cls;
+}
+
+static void *try_open(const char *path, char *tried, size_t cap)
+{
+    void *h = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+    if (!h) {
+        const char *e = dlerror();
+        size_t n = strlen(tried);
+        snprintf(tried + n, cap - n, "\n  %s: %s", path, e ? e : "not loadable");
+    }
+    return h;
+}
+
+/* Loads and checks the engine once; 0, or -1 with an exception set. */
+static int ensure_engine(void)
+{
+    if (g_api)
+        return 0;
+    char tried[4096] = "";
+    char path[PATH_MAX] = "";
+    void *h = NULL;
+    const char *env = getenv("ACTMAX_ENGINE");
+    if (env && env[0] && (h = try_open(env, tried, sizeof tried)))
+        snprintf(path, sizeof path, "%s", env);
+    if (!h) {
+        /* Beside this module: an installed package carries its engine. */
+        Dl_info info;
+        if (dladdr((const void *)&g_api, &info) && info.dli_fname) {
+            snprintf(path, sizeof path, "%s", info.dli_fname);
+            char *slash = strrchr(path, '/');
+            if (slash) {
+                snprintf(slash + 1, sizeof path - (size_t)(slash + 1 - path), "libactmax.so");
+                if (access(path, F_OK) == 0)
+                    h = try_open(path, tried, sizeof tried);
+            }
+        }
+    }
+    if (!h && (h = try_open(ACTMAX_ENGINE_LIB, tried, sizeof tried)))
+        snprintf(path, sizeof path, "%s", ACTMAX_ENGINE_LIB);
+    if (!h) {
+        PyErr_Format(error_class("EngineError"),
+                     "the engine library could not be loaded; tried:%s\n"
+                     "Build it (cmake --build build) or point $ACTMAX_ENGINE at libactmax.so",
+                     tried);
+        return -1;
+    }
+    typedef const am_api *(*get_api_fn)(uint32_t, uint32_t *);
+    void *sym = dlsym(h, "am_get_api");
+    if (!sym) {
+        PyErr_Format(error_class("EngineError"),
+                     "%s has no am_get_api: it is not a libactmax of version %s or later; rebuild "
+                     "the engine (ext/) from the same source as this module, or point "
+                     "$ACTMAX_ENGINE at a matching libactmax.so",
+                     path, AM_VERSION);
+        dlclose(h);
+        return -1;
+    }
+    get_api_fn get_api;
+    memcpy(&get_api, &sym, sizeof sym);
+    uint32_t engine_api = 0;
+    const am_api *api = get_api(AM_API_VERSION, &engine_api);
+    if (!api || api->size < sizeof(am_api)) {
+        typedef const char *(*version_fn)(void);
+        const char *engine_version = "unknown";
+        void *vsym = dlsym(h, "am_version");
+        if (vsym) {
+            version_fn vf;
+            memcpy(&vf, &vsym, sizeof vsym);
+            engine_version = vf();
+        }
+        PyErr_Format(error_class("EngineError"),
+                     "%s is actmax %s with engine API version %u, but this module (actmax %s) "
+                     "needs engine API version %u; rebuild the engine (ext/) from the same source "
+                     "as the module, or point $ACTMAX_ENGINE at a matching libactmax.so",
+                     path, engine_version, (unsigned)engine_api, AM_VERSION,
+                     (unsigned)AM_API_VERSION);
+        dlclose(h);
+        return -1;
+    }
+    g_api = api;
+    snprintf(g_engine_path, sizeof g_engine_path, "%s", path);
+    return 0; /* the library stays loaded for the life of the process */
+}
+
+/* Raises the class am_status_class names, with the kernel's message:
+ * "<am_strerror>: <the handle's detailed message>". Returns NULL. */
+static PyObject *raise_error(PyObject *cls, PyObject *msg, int status, const char *detail);
+
+static PyObject *raise_status(int status, const char *detail)
+{
+    return raise_error(error_class(g_api->am_status_class(status)),
+                       PyUnicode_FromFormat("%s: %s", g_api->am_strerror(status), detail ? detail : ""),
+                       status, detail);
+}
+
+/* Raises cls(msg) (msg stolen) with e.status and e.detail set. Returns NULL. */
+static PyObject *raise_error(PyObject *cls, PyObject *msg, int status, const char *detail)
+{
+    PyObject *exc = PyObject_CallFunction(cls, "s", "");
+    PyObject *code = PyLong_FromLong(status);
+    PyObject *det = PyUnicode_FromString(detail ? detail : "");
+    if (exc && msg && code && det) {
+        /* The message as the only argument; the engine's status code and its
+         * detailed message for callers that compare them (e.status == -6). */
+        PyObject *args = PyTuple_Pack(1, msg);
+        if (args && PyObject_SetAttrString(exc, "args", args) == 0 &&
+            PyObject_SetAttrString(exc, "status", code) == 0 &&
+            PyObject_SetAttrString(exc, "detail", det) == 0)
+            PyErr_SetObject(cls, exc);
+        Py_XDECREF(args);
+    }
+    Py_XDECREF(exc);
+    Py_XDECREF(msg);
+    Py_XDECREF(code);
+    Py_XDECREF(det);
+    return NULL;
+}
+
+/* ================================================================ arrays */
+
+/* A float32 array out: (bytearray, shape). */
+static PyObject *array_out(const void *data, size_t elem, const int64_t *shape, int ndim)
+{
+    Py_ssize_t n = 1;
+    for (int i = 0; i < ndim; i++)
+        n *= (Py_ssize_t)shape[i];
+    PyObject *buf = PyByteArray_FromStringAndSize(NULL, n * (Py_ssize_t)elem);
+    if (!buf)
+        return NULL;
+    if (n && data)
+        memcpy(PyByteArray_AS_STRING(buf), data, (size_t)n * elem);
+    else if (n)
+        memset(PyByteArray_AS_STRING(buf), 0, (size_t)n * elem);
+    PyObject *sh = PyTuple_New(ndim);
+    if (!sh) {
+        Py_DECREF(buf);
+        return NULL;
+    }
+    for (int i = 0; i < ndim; i++)
+        PyTuple_SET_ITEM(sh, i, PyLong_FromLongLong(shape[i]));
+    return Py_BuildValue("(NN)", buf, sh);
+}
+
+static PyObject *floats_out(const float *data, int64_t n)
+{
+    return array_out(data, sizeof(float), &n, 1);
+}
+
+static PyObject *ints_out(const int64_t *data, int64_t n)
+{
+    return array_out(data, sizeof(int64_t), &n, 1);
+}
+
+/* Moves an engine-filled am_tensor into (bytearray, shape) and releases it. */
+static PyObject *tensor_out(am_tensor *t)
+{
+    PyObject *r = array_out(t->data, sizeof(float), t->shape, t->ndim);
+    g_api->am_tensor_release(t);
+    return r;
+}
+
+static int is_int64_format(const char *f)
+{
+    if (!f)
+        return 0;
+    if (f[0] == '<' || f[0] == '=' || f[0] == '@')
+        f++;
+    return (strcmp(f, "q") == 0 || (strcmp(f, "l") == 0 && sizeof(long) == 8));
+}
+
+static int is_float_format(const char *f)
+{
+    if (!f)
+        return 1; /* unsigned bytes are never passed; no format means 'B' only for bytes */
+    if (f[0] == '<' || f[0] == '=' || f[0] == '@')
+        f++;
+    return strcmp(f, "f") == 0;
+}
+
+/* An am_input over a C-contiguous buffer: int64 items are token ids, float32
+ * items floats of kind (AM_INPUT_FLOAT or AM_INPUT_EMBEDS). The view is kept
+ * by the caller until the call is over. */
+static int input_from(PyObject *obj, int kind, Py_buffer *view, am_input *in)
+{
+    if (PyObject_GetBuffer(obj, view, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) < 0)
+        return -1;
+    memset(in, 0, sizeof *in);
+    if (view->ndim < 1 || view->ndim > AM_MAX_DIMS) {
+        PyErr_Format(PyExc_ValueError, "an input needs 1 to %d dimensions (batch first), not %d",
+                     AM_MAX_DIMS, view->ndim);
+        PyBuffer_Release(view);
+        return -1;
+    }
+    if (is_int64_format(view->format) && view->itemsize == 8) {
+        in->kind = AM_INPUT_TOKENS;
+        in->tokens = view->buf;
+    } else if (is_float_format(view->format) && view->itemsize == 4) {
+        in->kind = kind;
+        in->data = view->buf;
+    } else {
+        PyErr_Format(PyExc_TypeError, "an input must be float32 or int64, not format '%s'",
+                     view->format ? view->format : "B");
+        PyBuffer_Release(view);
+        return -1;
+    }
+    in->ndim = view->ndim;
+    for (int i = 0; i < view->ndim; i++)
+        in->shape[i] = view->shape[i];
+    return 0;
+}
+
+/* ================================================================ progress */
+
+/* What the engine's progress callbacks carry: the Python progress (or None),
+ * the throttle that decides when it is called, and what stopped the run. */
+typedef struct progress_ctx {
+    PyObject *fn;           /* borrowed; NULL: none */
+    render_throttle thr;
+    bool every_step;        /* no throttle */
+    int interrupted;        /* Ctrl-C (KeyboardInterrupt) seen */
+    PyObject *exc_type, *exc_value, *exc_tb; /* an error raised by fn */
+    float *image;           /* (B, C, H, W) the latest live image not yet passed */
+    int64_t image_shape[4];
+} progress_ctx;
+
+/* With the GIL held: 1 when the run should stop (Ctrl-C or an error in fn). */
+static int progress_check_signals(progress_ctx *g)
+{
+    if (PyErr_CheckSignals() < 0) {
+        if (PyErr_ExceptionMatches(PyExc_KeyboardInterrupt)) {
+            PyErr_Clear();
+            g->interrupted = 1;
+        } else {
+            PyErr_Fetch(&g->exc_type, &g->exc_value, &g->exc_tb);
+        }
+        return 1;
+    }
+    return 0;
+}
+
+/* Calls fn(args) (a new reference, stolen); 1 when it asks to stop or fails. */
+static int progress_call(progress_ctx *g, PyObject *args)
+{
+    if (!args) {
+        PyErr_Fetch(&g->exc_type, &g->exc_value, &g->exc_tb);
+        return 1;
+    }
+    PyObject *r = PyObject_CallObject(g->fn, args);
+    Py_DECREF(args);
+    if (!r) {
+        if (PyErr_ExceptionMatches(PyExc_KeyboardInterrupt)) {
+            PyErr_Clear();
+            g->interrupted = 1;
+        } else {
+            PyErr_Fetch(&g->exc_type, &g->exc_value, &g->exc_tb);
+        }
+        return 1;
+    }
+    int stop = PyObject_IsTrue(r) > 0;
+    Py_DECREF(r);
+    return stop;
+}
+
+static void progress_init(progress_ctx *g, PyObject *fn, double per_second)
+{
+    memset(g, 0, sizeof *g);
+    g->fn = fn && fn != Py_None ? fn : NULL;
+    /* per_second <= 0: every step reaches fn (a caller that counts steps). */
+    g->every_step = per_second <= 0;
+    render_throttle_init(&g->thr, per_second > 0 ? per_second : 4, NULL, NULL);
+}
+
+static bool progress_due(progress_ctx *g, bool is_final)
+{
+    return g->every_step || render_throttle_ready(&g->thr, is_final);
+}
+
+/* After the run, with the GIL: re-raises an error of the progress; -1 then. */
+static int progress_finish(progress_ctx *g)
+{
+    free(g->image);
+    g->image = NULL;
+    if (g->exc_type) {
+        PyErr_Restore(g->exc_type, g->exc_value, g->exc_tb);
+        g->exc_type = g->exc_value = g->exc_tb = NULL;
+        return -1;
+    }
+    return 0;
+}
+
+static int run_progress(void *user, const am_progress *p)
+{
+    progress_ctx *g = user;
+    PyGILState_STATE gs = PyGILState_Ensure();
+    int stop = progress_check_signals(g);
+    if (!stop && g->fn) {
+        if (p->image) {
+            size_t n = (size_t)(p->image_shape[0] * p->image_shape[1] * p->image_shape[2] *
+                                p->image_shape[3]);
+            float *copy = realloc(g->image, n * sizeof(float));
+            if (copy) {
+                memcpy(copy, p->image, n * sizeof(float));
+                g->image = copy;
+                memcpy(g->image_shape, p->image_shape, sizeof g->image_shape);
+            }
+        }
+        if (progress_due(g, p->step == p->steps)) {
+            PyObject *img = Py_None;
+            Py_INCREF(img);
+            if (g->image) {
+                Py_DECREF(img);
+                img = array_out(g->image, sizeof(float), g->image_shape, 4);
+                free(g->image);
+                g->image = NULL;
+            }
+            stop = img ? progress_call(g, Py_BuildValue("(iidN)", p->step, p->steps,
+                                                        (double)p->objective, img))
+                       : progress_call(g, NULL);
+        }
+    }
+    PyGILState_Release(gs);
+    return stop;
+}
+
+static int text_progress(void *user, const am_text_progress *p)
+{
+    progress_ctx *g = user;
+    PyGILState_STATE gs = PyGILState_Ensure();
+    int stop = progress_check_signals(g);
+    int last = p->step == p->steps && p->restart + 1 == p->restarts;
+    if (!stop && g->fn && progress_due(g, last))
+        stop = progress_call(g, Py_BuildValue("(iiiiddN)", p->step, p->steps, p->restart,
+                                              p->restarts, (double)p->activation, (double)p->xent,
+                                              ints_out(p->tokens, p->len)));
+    PyGILState_Release(gs);
+    return stop;
+}
+
+static int examples_progress(void *user, int64_t scanned, int64_t total, float best)
+{
+    progress_ctx *g = user;
+    PyGILState_STATE gs = PyGILState_Ensure();
+    int stop = progress_check_signals(g);
+    if (!stop && g->fn && progress_due(g, scanned >= total))
+        stop = progress_call(g, Py_BuildValue("(LLd)", (long long)scanned, (long long)total,
+                                              (double)best));
+    PyGILState_Release(gs);
+    return stop;
+}
+
+/* ================================================================ Model */
+
+typedef struct ModelObject {
+    PyObject_HEAD
+    am_model *m;
+    am_tokenizer *tok;  /* parsed on first use */
+    int busy;           /* an engine call on m is in progress (GIL released) */
+} ModelObject;
+
+static PyTypeObject ModelType;
+
+/* Refuses a second call on the same model while one runs (another thread,
+ * or the progress callback of a run on it). */
+static int model_enter(ModelObject *self)
+{
+    if (!self->m) {
+        PyErr_SetString(PyExc_ValueError, "the model was closed");
+        return -1;
+    }
+    if (self->busy) {
+        PyErr_SetString(PyExc_RuntimeError,
+                        "the model is busy with another call (from another thread or a progress "
+                        "callback); wait for it to finish");
+        return -1;
+    }
+    self->busy = 1;
+    return 0;
+}
+
+static void model_leave(ModelObject *self)
+{
+    self->busy = 0;
+}
+
+static void Model_dealloc(ModelObject *self)
+{
+    if (g_api) {
+        g_api->am_tokenizer_free(self->tok);
+        g_api->am_model_free(self->m);
+    }
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+/* Model(source, device="cpu", input_shape=None, metadata=None): source is a
+ * TorchScript file's path (str) or a TorchScript archive in memory (bytes, as
+ * torch.jit.save writes to an io.BytesIO); metadata a JSON object whose keys
+ * set or override the archive's actmax.json. */
+static int Model_init(ModelObject *self, PyObject *args, PyObject *kw)
+{
+    static char *kwlist[] = {"source", "device", "input_shape", "metadata", NULL};
+    PyObject *source, *shape_obj = Py_None;
+    const char *device = "cpu", *metadata = NULL;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "O|sOz", kwlist, &source, &device, &shape_obj,
+                                     &metadata))
+        return -1;
+    if (ensure_engine() < 0)
+        return -1;
+    if (self->m) {
+        PyErr_SetString(PyExc_RuntimeError, "Model.__init__ called twice");
+        return -1;
+    }
+    am_model_load_options o = {0};
+    o.device = device;
+    o.metadata = metadata;
+    int64_t shape[AM_MAX_DIMS];
+    if (shape_obj != Py_None) {
+        PyObject *seq = PySequence_Fast(shape_obj, "input_shape must be a sequence of ints");
+        if (!seq)
+            return -1;
+        Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
+        if (n > AM_MAX_DIMS) {
+            Py_DECREF(seq);
+            PyErr_Format(PyExc_ValueError, "input_shape has %zd dims; at most %d", n, AM_MAX_DIMS);
+            return -1;
+        }
+        for (Py_ssize_t i = 0; i < n; i++) {
+            shape[i] = PyLong_AsLongLong(PySequence_Fast_GET_ITEM(seq, i));
+            if (shape[i] == -1 && PyErr_Occurred()) {
+                Py_DECREF(seq);
+                return -1;
+            }
+        }
+        Py_DECREF(seq);
+        o.input_shape = n ? shape : NULL;
+        o.input_ndim = (int)n;
+    }
+    Py_buffer view = {0};
+    int have_view = 0;
+    const char *what;
+    if (PyUnicode_Check(source)) {
+        if (!(o.path = PyUnicode_AsUTF8(source)))
+            return -1;
+        what = o.path;
+    } else {
+        if (PyObject_GetBuffer(source, &view, PyBUF_SIMPLE) < 0)
+            return -1;
+        have_view = 1;
+        o.data = view.buf;
+        o.len = (size_t)view.len;
+        what = "the TorchScript module";
+    }
+    am_model *m = NULL;
+    int rc;
+    Py_BEGIN_ALLOW_THREADS
+    rc = g_api->am_model_load_with(&o, &m);
+    Py_END_ALLOW_THREADS
+    if (rc != AM_OK) {
+        /* As the kernel's %model: whatever the status, the model did not load. */
+        const char *detail = m ? g_api->am_model_error(m) : "";
+        raise_error(error_class("ModelError"),
+                    PyUnicode_FromFormat("%s could not be loaded (%s): %s", what,
+                                         g_api->am_strerror(rc), detail),
+                    rc, detail);
+        g_api->am_model_free(m);
+        if (have_view)
+            PyBuffer_Release(&view);
+        return -1;
+    }
+    if (have_view)
+        PyBuffer_Release(&view); /* the engine copied it */
+    self->m = m;
+    return 0;
+}
+
+static PyObject *model_fail(ModelObject *self, int rc)
+{
+    return raise_status(rc, g_api->am_model_error(self->m));
+}
+
+static PyObject *Model_info(ModelObject *self, PyObject *Py_UNUSED(ignored))
+{
+    if (!self->m) {
+        PyErr_SetString(PyExc_ValueError, "the model was closed");
+        return NULL;
+    }
+    const am_model *m = self->m;
+    int64_t shape[AM_MAX_DIMS];
+    int nd = g_api->am_model_input_shape(m, shape, AM_MAX_DIMS);
+    PyObject *in = PyTuple_New(nd > 0 ? nd : 0);
+    for (int i = 0; in && i < nd; i++)
+        PyTuple_SET_ITEM(in, i, PyLong_FromLongLong(shape[i]));
+    const float *mean = NULL, *std = NULL;
+    int count = 0;
+    float range[2] = {0, 1};
+    g_api->am_model_normalization(m, &mean, &std, &count, range);
+    PyObject *lm = PyList_New(count), *ls = PyList_New(count);
+    for (int i = 0; lm && ls && i < count; i++) {
+        PyList_SET_ITEM(lm, i, PyFloat_FromDouble(mean[i]));
+        PyList_SET_ITEM(ls, i, PyFloat_FromDouble(std[i]));
+    }
+    int nl = g_api->am_model_num_labels(m);
+    PyObject *labels = PyList_New(nl > 0 ? nl : 0);
+    for (int i = 0; labels && i < nl; i++)
+        PyList_SET_ITEM(labels, i, PyUnicode_DecodeUTF8(g_api->am_model_label(m, i),
+                                                        (Py_ssize_t)strlen(g_api->am_model_label(m, i)),
+                                                        "replace"));
+    /* The tokenizer's family and size, as %model shows it ("" when none). */
+    char tok[512] = "";
+    const char *bytes = NULL;
+    size_t blen = 0;
+    if (g_api->am_model_tokenizer(m, &bytes, &blen) == AM_OK) {
+        am_tokenizer *t = NULL;
+        if (g_api->am_tokenizer_load_json(bytes, blen, &t) == AM_OK)
+            snprintf(tok, sizeof tok, "%s, %lld tokens", g_api->am_tokenizer_describe(t),
+                     (long long)g_api->am_tokenizer_vocab_size(t));
+        g_api->am_tokenizer_free(t);
+    }
+    return Py_BuildValue("{s:s,s:s,s:N,s:N,s:N,s:(dd),s:N,s:s,s:s,s:L,s:s}", "kind",
+                         g_api->am_model_kind(m), "device", g_api->am_model_device(m), "input", in,
+                         "mean", lm, "std", ls, "range", (double)range[0], (double)range[1],
+                         "labels", labels, "dataset", g_api->am_model_dataset(m), "note",
+                         g_api->am_model_note(m), "params",
+                         (long long)g_api->am_model_num_params(m), "tokenizer", tok);
+}
+
+static PyObject *Model_layers(ModelObject *self, PyObject *Py_UNUSED(ignored))
+{
+    if (model_enter(self) < 0)
+        return NULL;
+    int n;
+    Py_BEGIN_ALLOW_THREADS
+    n = g_api->am_model_num_layers(self->m);
+    Py_END_ALLOW_THREADS
+    model_leave(self);
+    if (n < 0)
+        return model_fail(self, n);
+    PyObject *out = PyList_New(n);
+    for (int i = 0; out && i < n; i++) {
+        am_layer_info li;
+        int rc = g_api->am_model_layer(self->m, i, &li);
+        if (rc != AM_OK) {
+            Py_DECREF(out);
+            return model_fail(self, rc);
+        }
+        PyObject *sh = PyTuple_New(li.ndim);
+        for (int d = 0; sh && d < li.ndim; d++)
+            PyTuple_SET_ITEM(sh, d, PyLong_FromLongLong(li.shape[d]));
+        PyList_SET_ITEM(out, i, Py_BuildValue("(ssNLi)", li.name, li.type, sh,
+                                              (long long)li.params, li.calls));
+    }
+    return out;
+}
+
+/* tap(x, kind, layers, grad) -> ([(bytes, shape)...], (bytes, shape) | None) */
+static PyObject *Model_tap(ModelObject *self, PyObject *args)
+{
+    PyObject *x, *layers;
+    int kind, want_grad;
+    if (!PyArg_ParseTuple(args, "OiOp", &x, &kind, &layers, &want_grad))
+        return NULL;
+    PyObject *seq = PySequence_Fast(layers, "layers must be a list of names");
+    if (!seq)
+        return NULL;
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
+    if (n < 1) {
+        Py_DECREF(seq);
+        PyErr_SetString(PyExc_ValueError, "name at least one layer, e.g. [\"conv2\"]");
+        return NULL;
+    }
+    const char **names = PyMem_Calloc((size_t)n, sizeof *names);
+    am_tensor *outs = PyMem_Calloc((size_t)n, sizeof *outs);
+    PyObject *result = NULL;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        names[i] = PyUnicode_AsUTF8(PySequence_Fast_GET_ITEM(seq, i));
+        if (!names[i])
+            goto done;
+    }
+    Py_buffer view;
+    am_input in;
+    if (input_from(x, kind, &view, &in) < 0)
+        goto done;
+    if (model_enter(self) < 0) {
+        PyBuffer_Release(&view);
+        goto done;
+    }
+    am_tensor grad = {0};
+    int rc;
+    Py_BEGIN_ALLOW_THREADS
+    rc = g_api->am_model_tap(self->m, &in, names, (int)n, outs, want_grad ? &grad : NULL);
+    Py_END_ALLOW_THREADS
+    model_leave(self);
+    PyBuffer_Release(&view);
+    if (rc != AM_OK) {
+        for (Py_ssize_t i = 0; i < n; i++)
+            g_api->am_tensor_release(&outs[i]);
+        g_api->am_tensor_release(&grad);
+        model_fail(self, rc);
+        goto done;
+    }
+    PyObject *list = PyList_New(n);
+    for (Py_ssize_t i = 0; i < n; i++)
+        PyList_SET_ITEM(list, i, tensor_out(&outs[i]));
+    PyObject *g = Py_None;
+    Py_INCREF(g);
+    if (want_grad) {
+        Py_DECREF(g);
+        g = tensor_out(&grad);
+    }
+    result = Py_BuildValue("(NN)", list, g);
+done:
+    PyMem_Free(names);
+    PyMem_Free(outs);
+    Py_DECREF(seq);
+    return result;
+}
+
+/* objective(x, kind, objective, positions) -> (bytes, shape): (B,) or (B, T) */
+static PyObject *Model_objective(ModelObject *self, PyObject *args)
+{
+    PyObject *x;
+    int kind, positions;
+    const char *objective;
+    if (!PyArg_ParseTuple(args, "Oisp", &x, &kind, &objective, &positions))
+        return NULL;
+    Py_buffer view;
+    am_input in;
+    if (input_from(x, kind, &view, &in) < 0)
+        return NULL;
+    if (positions && in.ndim < 2) {
+        PyBuffer_Release(&view);
+        PyErr_SetString(PyExc_ValueError, "objective at each token needs token ids (B, T)");
+        return NULL;
+    }
+    int64_t shape[2] = {in.shape[0], positions ? in.shape[1] : 1};
+    float *values = PyMem_Calloc((size_t)(shape[0] * shape[1]) + 1, sizeof(float));
+    if (!values || model_enter(self) < 0) {
+        PyMem_Free(values);
+        PyBuffer_Release(&view);
+        return values ? NULL : PyErr_NoMemory();
+    }
+    int rc;
+    Py_BEGIN_ALLOW_THREADS
+    rc = positions ? g_api->am_model_objective_positions(self->m, &in, objective, values)
+                   : g_api->am_model_objective(self->m, &in, objective, values);
+    Py_END_ALLOW_THREADS
+    model_leave(self);
+    PyBuffer_Release(&view);
+    PyObject *r = rc == AM_OK ? array_out(values, sizeof(float), shape, positions ? 2 : 1)
+                              : model_fail(self, rc);
+    PyMem_Free(values);
+    return r;
+}
+
+static PyObject *Model_embeddings(ModelObject *self, PyObject *Py_UNUSED(ignored))
+{
+    if (model_enter(self) < 0)
+        return NULL;
+    am_tensor t = {0};
+    int rc;
+    Py_BEGIN_ALLOW_THREADS
+    rc = g_api->am_model_embeddings(self->m, &t);
+    Py_END_ALLOW_THREADS
+    model_leave(self);
+    if (rc != AM_OK)
+        return model_fail(self, rc);
+    return tensor_out(&t);
+}
+
+/* ---------------------------------------------------------------- image runs */
+
+/* The am_options fields a Python dict may set, by name. */
+typedef struct opt_field {
+    const char *name;
+    size_t offset;
+    char type; /* 'i' int, 'L' int64, 'U' uint64, 'f' float */
+} opt_field;
+
+#define OPT(n, t) {#n, offsetof(am_options, n), t}
+static const opt_field k_run_fields[] = {
+    OPT(batch, 'i'),    OPT(height, 'L'),      OPT(width, 'L'),       OPT(steps, 'i'),
+    OPT(lr, 'f'),       OPT(optimizer, 'i'),   OPT(momentum, 'f'),    OPT(seed, 'U'),
+    OPT(param, 'i'),    OPT(decorrelate, 'i'), OPT(decay_power, 'f'), OPT(transforms, 'i'),
+    OPT(pad, 'i'),      OPT(jitter, 'i'),      OPT(scale_min, 'f'),   OPT(scale_max, 'f'),
+    OPT(rotate_deg, 'f'), OPT(l1, 'f'),        OPT(l2, 'f'),          OPT(tv, 'f'),
+    OPT(blur, 'f'),     OPT(init_std, 'f'),    OPT(image_every, 'i'),
+};
+#undef OPT
+
+#define TOPT(n, t) {#n, offsetof(am_text_options, n), t}
+static const opt_field k_text_fields[] = {
+    TOPT(method, 'i'),  TOPT(len, 'i'),      TOPT(steps, 'i'),    TOPT(lr, 'f'),
+    TOPT(distance, 'i'), TOPT(snap, 'f'),    TOPT(fluency, 'f'),  TOPT(topk, 'i'),
+    TOPT(nearest, 'i'), TOPT(batch, 'i'),    TOPT(position, 'i'), TOPT(seed, 'U'),
+    TOPT(restarts, 'i'), TOPT(retokenize, 'i'), TOPT(attribution, 'i'),
+};
+#undef TOPT
+
+/* Sets the fields named in dict d on the struct at base; -1 on a bad key or value. */
+static int set_fields(void *base, const opt_field *fields, size_t nf, PyObject *d)
+{
+    PyObject *key, *value;
+    Py_ssize_t pos = 0;
+    while (PyDict_Next(d, &pos, &key, &value)) {
+        const char *k = PyUnicode_AsUTF8(key);
+        if (!k)
+            return -1;
+        const opt_field *f = NULL;
+        for (size_t i = 0; i < nf && !f; i++)
+            if (strcmp(fields[i].name, k) == 0)
+                f = &fields[i];
+        if (!f) {
+            PyErr_Format(PyExc_KeyError, "no engine option %s", k);
+            return -1;
+        }
+        char *p = (char *)base + f->offset;
+        if (f->type == 'f') {
+            double v = PyFloat_AsDouble(value);
+            if (v == -1 && PyErr_Occurred())
+                return -1;
+            *(float *)p = (float)v;
+            continue;
+        }
+        long long v = PyLong_AsLongLong(value);
+        if (v == -1 && PyErr_Occurred())
+            return -1;
+        if (f->type == 'i') {
+            if (v < INT_MIN || v > INT_MAX) {
+                PyErr_Format(PyExc_OverflowError, "%s=%lld does not fit an int", k, v);
+                return -1;
+            }
+            *(int *)p = (int)v;
+        } else if (f->type == 'L') {
+            *(int64_t *)p = (int64_t)v;
+        } else {
+            *(uint64_t *)p = (uint64_t)v;
+        }
+    }
+    return 0;
+}
+
+static PyObject *run_result(const am_run *r, int interrupted)
+{
+    int64_t shape[4] = {0};
+    const float *img = g_api->am_run_images(r, shape);
+    int steps = 0, nb = 0;
+    const float *curve = g_api->am_run_curve(r, &steps);
+    const float *fin = g_api->am_run_final(r, &nb);
+    int taken = g_api->am_run_steps(r);
+    int nt = g_api->am_run_num_terms(r);
+    PyObject *terms = PyList_New(0);
+    for (int i = 0; terms && i < nt; i++) {
+        PyObject *t = Py_BuildValue("(sN)", g_api->am_run_term_name(r, i),
+                                    floats_out(g_api->am_run_term_curve(r, i), taken));
+        if (!t || PyList_Append(terms, t) < 0) {
+            Py_XDECREF(t);
+            Py_CLEAR(terms);
+            break;
+        }
+        Py_DECREF(t);
+    }
+    int ns = g_api->am_run_num_snapshots(r);
+    PyObject *snaps = PyList_New(0);
+    for (int k = 0; snaps && k < ns; k++) {
+        int step = 0;
+        int64_t ss[4] = {0};
+        const float *s = g_api->am_run_snapshot(r, k, &step, ss);
+        PyObject *t = Py_BuildValue("(iN)", step, array_out(s, sizeof(float), ss, 4));
+        if (!t || PyList_Append(snaps, t) < 0) {
+            Py_XDECREF(t);
+            Py_CLEAR(snaps);
+            break;
+        }
+        Py_DECREF(t);
+    }
+    if (!terms || !snaps) {
+        Py_XDECREF(terms);
+        Py_XDECREF(snaps);
+        return NULL;
+    }
+    return Py_BuildValue("{s:N,s:N,s:N,s:N,s:N,s:i,s:d,s:O,s:O}", "images",
+                         array_out(img, sizeof(float), shape, 4), "curve", floats_out(curve, steps),
+                         "final", floats_out(fin, nb), "terms", terms, "snapshots", snaps, "steps",
+                         taken, "seconds", g_api->am_run_seconds(r), "cancelled",
+                         g_api->am_run_cancelled(r) ? Py_True : Py_False, "interrupted",
+                         interrupted ? Py_True : Py_False);
+}
+
+/* maximize(objectives, options, init, thresholds, progress, updates_per_s) -> dict */
+static PyObject *Model_maximize(ModelObject *self, PyObject *args)
+{
+    PyObject *objs, *opts, *init, *thr, *progress;
+    double per_second;
+    if (!PyArg_ParseTuple(args, "OO!OOOd", &objs, &PyDict_Type, &opts, &init, &thr, &progress,
+                          &per_second))
+        return NULL;
+    PyObject *seq = PySequence_Fast(objs, "objectives must be a list of strings");
+    if (!seq)
+        return NULL;
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
+    PyObject *thr_seq = NULL, *result = NULL;
+    const char **names = PyMem_Calloc((size_t)n + 1, sizeof *names);
+    int *thresholds = NULL;
+    Py_buffer view = {0};
+    int have_view = 0;
+    am_options o;
+    g_api->am_options_default(&o);
+    for (Py_ssize_t i = 0; i < n; i++)
+        if (!(names[i] = PyUnicode_AsUTF8(PySequence_Fast_GET_ITEM(seq, i))))
+            goto done;
+    o.objectives = names;
+    o.n_objectives = (int)n;
+    if (set_fields(&o, k_run_fields, sizeof k_run_fields / sizeof *k_run_fields, opts) < 0)
+        goto done;
+    if (init != Py_None) {
+        if (PyObject_GetBuffer(init, &view, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) < 0)
+            goto done;
+        have_view = 1;
+        if (!is_float_format(view.format) || view.itemsize != 4) {
+            PyErr_SetString(PyExc_TypeError, "init must be float32");
+            goto done;
+        }
+        o.init = AM_INIT_IMAGE;
+        o.init_image = view.buf;
+    }
+    if (thr != Py_None) {
+        if (!(thr_seq = PySequence_Fast(thr, "thresholds must be a list of steps")))
+            goto done;
+        Py_ssize_t nt = PySequence_Fast_GET_SIZE(thr_seq);
+        thresholds = PyMem_Calloc((size_t)nt + 1, sizeof *thresholds);
+        for (Py_ssize_t i = 0; i < nt; i++) {
+            long v = PyLong_AsLong(PySequence_Fast_GET_ITEM(thr_seq, i));
+            if (v == -1 && PyErr_Occurred())
+                goto done;
+            thresholds[i] = (int)v;
+        }
+        o.thresholds = thresholds;
+        o.n_thresholds = (int)nt;
+    }
+    progress_ctx g;
+    progress_init(&g, progress, per_second);
+    o.progress = run_progress;
+    o.progress_user = &g;
+    if (model_enter(self) < 0)
+        goto done;
+    am_run *run = NULL;
+    int rc;
+    Py_BEGIN_ALLOW_THREADS
+    rc = g_api->am_run_new(self->m, &o, &run);
+    Py_END_ALLOW_THREADS
+    model_leave(self);
+    if (progress_finish(&g) < 0) {
+        g_api->am_run_free(run);
+        goto done;
+    }
+    if (rc != AM_OK) {
+        raise_status(rc, run ? g_api->am_run_error(run) : "");
+        g_api->am_run_free(run);
+        goto done;
+    }
+    result = run_result(run, g.interrupted);
+    g_api->am_run_free(run);
+done:
+    if (have_view)
+        PyBuffer_Release(&view);
+    PyMem_Free(thresholds);
+    PyMem_Free(names);
+    Py_XDECREF(thr_seq);
+    Py_DECREF(seq);
+    return result;
+}
+
+/* ---------------------------------------------------------------- text runs */
+
+static PyObject *text_result(const am_text_run *r, int interrupted)
+{
+    int len = 0, steps = 0, xsteps = 0, dim = 0, k = 0, vocab = 0, pos = 0;
+    const int64_t *ids = g_api->am_text_run_tokens(r, &len);
+    const char *text = g_api->am_text_run_text(r);
+    const float *curve = g_api->am_text_run_curve(r, &steps);
+    const float *xcurve = g_api->am_text_run_xent_curve(r, &xsteps);
+    int psteps = 0, blen = 0, bstep = 0;
+    const float *pcurve = g_api->am_text_run_projected_curve(r, &psteps);
+    const int64_t *bids = NULL;
+    float bact = NAN;
+    g_api->am_text_run_best(r, &bids, &blen, &bact, &bstep);
+    PyObject *embeds = Py_None, *nearest = Py_None, *attribution = Py_None, *sweep = Py_None;
+    Py_INCREF(Py_None);
+    Py_INCREF(Py_None);
+    Py_INCREF(Py_None);
+    Py_INCREF(Py_None);
+    int elen = 0;
+    const float *e = g_api->am_text_run_embeds(r, &elen, &dim);
+    if (e) {
+        int64_t sh[2] = {elen, dim};
+        Py_DECREF(embeds);
+        embeds = array_out(e, sizeof(float), sh, 2);
+    }
+    const int64_t *nid = NULL;
+    const float *nval = NULL;
+    int nlen = 0;
+    if (g_api->am_text_run_nearest(r, &nid, &nval, &nlen, &k) == AM_OK && nid) {
+        int64_t sh[2] = {nlen, k};
+        Py_DECREF(nearest);
+        nearest = Py_BuildValue("(NN)", array_out(nid, sizeof(int64_t), sh, 2),
+                                array_out(nval, sizeof(float), sh, 2));
+    }
+    const float *drop = NULL;
+    const int64_t *alt = NULL;
+    int alen = 0;
+    if (g_api->am_text_run_attribution(r, &drop, &alt, &alen) == AM_OK && drop) {
+        Py_DECREF(attribution);
+        attribution = Py_BuildValue("(NN)", floats_out(drop, alen), ints_out(alt, alen));
+    }
+    const float *sw = g_api->am_text_run_sweep(r, &vocab, &pos);
+    if (sw) {
+        Py_DECREF(sweep);
+        sweep = Py_BuildValue("(Ni)", floats_out(sw, vocab), pos);
+    }
+    if (!embeds || !nearest || !attribution || !sweep) {
+        Py_XDECREF(embeds);
+        Py_XDECREF(nearest);
+        Py_XDECREF(attribution);
+        Py_XDECREF(sweep);
+        return NULL;
+    }
+    return Py_BuildValue(
+        "{s:N,s:y,s:O,s:d,s:d,s:d,s:d,s:N,s:N,s:N,s:N,s:N,s:N,s:i,s:d,s:O,s:O,s:N,s:N,s:d,s:i}",
+        "ids",
+        ints_out(ids, len), "text", text ? text : "", "roundtrip",
+        g_api->am_text_run_roundtrip(r) ? Py_True : Py_False, "activation",
+        (double)g_api->am_text_run_activation(r), "xent", (double)g_api->am_text_run_xent(r),
+        "soft_activation", (double)g_api->am_text_run_soft_activation(r), "retention",
+        (double)g_api->am_text_run_retention(r), "curve", floats_out(curve, steps), "xent_curve",
+        floats_out(xcurve, xsteps), "embeds", embeds, "nearest", nearest, "attribution", attribution,
+        "sweep", sweep, "steps", g_api->am_text_run_steps(r), "seconds",
+        g_api->am_text_run_seconds(r), "cancelled",
+        g_api->am_text_run_cancelled(r) ? Py_True : Py_False, "interrupted",
+        interrupted ? Py_True : Py_False, "projected_curve", floats_out(pcurve, psteps), "best_ids",
+        ints_out(bids, bids ? blen : 0), "best_activation", (double)bact, "best_step", bstep);
+}
+
+/* tokens(objective, options, init_ids, progress, updates_per_s) -> dict */
+static PyObject *Model_tokens(ModelObject *self, PyObject *args)
+{
+    const char *objective;
+    PyObject *opts, *init, *progress;
+    double per_second;
+    if (!PyArg_ParseTuple(args, "sO!OOd", &objective, &PyDict_Type, &opts, &init, &progress,
+                          &per_second))
+        return NULL;
+    am_text_options o;
+    g_api->am_text_options_default(&o);
+    o.objective = objective;
+    if (set_fields(&o, k_text_fields, sizeof k_text_fields / sizeof *k_text_fields, opts) < 0)
+        return NULL;
+    Py_buffer view = {0};
+    int have_view = 0;
+    if (init != Py_None) {
+        if (PyObject_GetBuffer(init, &view, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) < 0)
+            return NULL;
+        have_view = 1;
+        if (!is_int64_format(view.format) || view.itemsize != 8 ||
+            view.len / 8 != (Py_ssize_t)o.len) {
+            PyBuffer_Release(&view);
+            PyErr_Format(PyExc_ValueError, "init must be %d int64 token ids", o.len);
+            return NULL;
+        }
+        o.init_tokens = view.buf;
+    }
+    progress_ctx g;
+    progress_init(&g, progress, per_second);
+    o.progress = text_progress;
+    o.progress_user = &g;
+    PyObject *result = NULL;
+    if (model_enter(self) == 0) {
+        am_text_run *run = NULL;
+        int rc;
+        Py_BEGIN_ALLOW_THREADS
+        rc = g_api->am_text_run_new(self->m, &o, &run);
+        Py_END_ALLOW_THREADS
+        model_leave(self);
+        if (progress_finish(&g) == 0) {
+            if (rc != AM_OK)
+                raise_status(rc, run ? g_api->am_text_run_error(run) : "");
+            else
+                result = text_result(run, g.interrupted);
+        }
+        g_api->am_text_run_free(run);
+    }
+    if (have_view)
+        PyBuffer_Release(&view);
+    return result;
+}
+
+/* examples(objective, dataset, path, split, window, stride, k, limit, batch,
+ * progress, updates_per_s) -> dict: the top-k items of a dataset (images or
+ * token windows) through the engine's one scanner. */
+static PyObject *Model_examples(ModelObject *self, PyObject *args)
+{
+    am_examples_options o;
+    g_api->am_examples_options_default(&o);
+    PyObject *progress;
+    double per_second;
+    long long window, stride, limit;
+    if (!PyArg_ParseTuple(args, "szzzLLiLiOd", &o.objective, &o.dataset, &o.path, &o.split, &window,
+                          &stride, &o.k, &limit, &o.batch, &progress, &per_second))
+        return NULL;
+    o.window = window;
+    o.stride = stride;
+    o.limit = limit;
+    progress_ctx g;
+    progress_init(&g, progress, per_second);
+    o.progress = examples_progress;
+    o.progress_user = &g;
+    if (model_enter(self) < 0)
+        return NULL;
+    am_examples *ex = NULL;
+    int rc;
+    Py_BEGIN_ALLOW_THREADS
+    rc = g_api->am_examples_new(self->m, &o, &ex);
+    Py_END_ALLOW_THREADS
+    model_leave(self);
+    PyObject *result = NULL;
+    if (progress_finish(&g) < 0)
+        goto done;
+    if (rc != AM_OK) {
+        raise_status(rc, ex ? g_api->am_examples_error(ex) : "");
+        goto done;
+    }
+    int n = g_api->am_examples_count(ex);
+    PyObject *items = PyList_New(n);
+    for (int i = 0; items && i < n; i++) {
+        am_example e;
+        memset(&e, 0, sizeof e);
+        g_api->am_examples_get(ex, i, &e);
+        PyObject *img = Py_None, *toks = Py_None, *acts = Py_None;
+        if (e.image)
+            img = array_out(e.image, sizeof(float), e.shape, 3);
+        else
+            Py_INCREF(img);
+        if (e.tokens) {
+            toks = ints_out(e.tokens, e.len);
+            acts = floats_out(e.acts, e.len);
+        } else {
+            Py_INCREF(toks);
+            Py_INCREF(acts);
+        }
+        PyList_SET_ITEM(items, i, Py_BuildValue("(LdLsNNN)", (long long)e.index, (double)e.value,
+                                                (long long)e.label, e.label_name ? e.label_name : "",
+                                                img, toks, acts));
+    }
+    if (items)
+        result = Py_BuildValue("{s:N,s:s,s:d,s:L,s:O,s:O}", "items", items, "kind",
+                               g_api->am_examples_kind(ex) == AM_DATASET_IMAGE ? "image" : "text",
+                               "max", (double)g_api->am_examples_max(ex), "scanned",
+                               (long long)g_api->am_examples_scanned(ex), "cancelled",
+                               g_api->am_examples_cancelled(ex) ? Py_True : Py_False,
+                               "interrupted", g.interrupted ? Py_True : Py_False);
+done:
+    g_api->am_examples_free(ex);
+    return result;
+}
+
+/* ---------------------------------------------------------------- tokenizer */
+
+static am_tokenizer *model_tokenizer(ModelObject *self)
+{
+    if (self->tok)
+        return self->tok;
+    if (!self->m) {
+        PyErr_SetString(PyExc_ValueError, "the model was closed");
+        return NULL;
+    }
+    const char *bytes = NULL;
+    size_t len = 0;
+    int rc = g_api->am_model_tokenizer(self->m, &bytes, &len);
+    if (rc != AM_OK) {
+        PyErr_Format(error_class("UnsupportedError"),
+                     "%s: the model carries no tokenizer (its actmax.json needs a \"tokenizer\" "
+                     "field naming an extra file in the TorchScript archive, e.g. tokenizer.json)",
+                     g_api->am_strerror(rc));
+        return NULL;
+    }
+    am_tokenizer *t = NULL;
+    rc = g_api->am_tokenizer_load_json(bytes, len, &t);
+    if (rc != 0) {
+        PyErr_Format(error_class("FormatError"), "the model's tokenizer does not parse: %s",
+                     t ? g_api->am_tokenizer_error(t) : "out of memory");
+        g_api->am_tokenizer_free(t);
+        return NULL;
+    }
+    return self->tok = t;
+}
+
+static PyObject *Model_encode(ModelObject *self, PyObject *arg)
+{
+    Py_buffer view;
+    if (PyObject_GetBuffer(arg, &view, PyBUF_SIMPLE) < 0)
+        return NULL;
+    am_tokenizer *t = model_tokenizer(self);
+    PyObject *r = NULL;
+    if (t) {
+        int64_t *ids = NULL;
+        size_t n = 0;
+        int rc = g_api->am_tokenizer_encode(t, view.buf, (size_t)view.len, &ids, &n);
+        if (rc != 0)
+            PyErr_Format(PyExc_ValueError, "%s: %s", g_api->am_strerror(rc),
+                         g_api->am_tokenizer_error(t));
+        else
+            r = ints_out(ids, (int64_t)n);
+        free(ids);
+    }
+    PyBuffer_Release(&view);
+    return r;
+}
+
+static PyObject *Model_decode(ModelObject *self, PyObject *arg)
+{
+    Py_buffer view;
+    if (PyObject_GetBuffer(arg, &view, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) < 0)
+        return NULL;
+    PyObject *r = NULL;
+    if (!is_int64_format(view.format) || view.itemsize != 8) {
+        PyErr_SetString(PyExc_TypeError, "token ids must be int64");
+    } else {
+        am_tokenizer *t = model_tokenizer(self);
+        if (t) {
+            char *text = NULL;
+            size_t len = 0;
+            int rc = g_api->am_tokenizer_decode(t, view.buf, (size_t)(view.len / 8), &text, &len);
+            if (rc != 0)
+                PyErr_Format(PyExc_ValueError, "%s", g_api->am_tokenizer_error(t));
+            else
+                r = PyBytes_FromStringAndSize(text, (Py_ssize_t)len);
+            free(text);
+        }
+    }
+    PyBuffer_Release(&view);
+    return r;
+}
+
+static PyObject *Model_token_text(ModelObject *self, PyObject *arg)
+{
+    long long id = PyLong_AsLongLong(arg);
+    if (id == -1 && PyErr_Occurred())
+        return NULL;
+    am_tokenizer *t = model_tokenizer(self);
+    if (!t)
+        return NULL;
+    char buf[256];
+    int n = g_api->am_tokenizer_token_text(t, id, buf, sizeof buf);
+    if (n < 0) {
+        PyErr_Format(PyExc_ValueError, "%s", g_api->am_tokenizer_error(t));
+        return NULL;
+    }
+    return PyUnicode_DecodeUTF8(buf, (Py_ssize_t)strlen(buf), "replace");
+}
+
+static PyObject *Model_tokenizer_bytes(ModelObject *self, PyObject *Py_UNUSED(ignored))
+{
+    if (!self->m) {
+        PyErr_SetString(PyExc_ValueError, "the model was closed");
+        return NULL;
+    }
+    const char *bytes = NULL;
+    size_t len = 0;
+    int rc = g_api->am_model_tokenizer(self->m, &bytes, &len);
+    if (rc != AM_OK)
+        Py_RETURN_NONE;
+    return PyBytes_FromStringAndSize(bytes, (Py_ssize_t)len);
+}
+
+static PyObject *Model_vocab_size(ModelObject *self, PyObject *Py_UNUSED(ignored))
+{
+    am_tokenizer *t = model_tokenizer(self);
+    return t ? PyLong_FromLongLong(g_api->am_tokenizer_vocab_size(t)) : NULL;
+}
+
+static PyObject *Model_close(ModelObject *self, PyObject *Py_UNUSED(ignored))
+{
+    if (self->busy) {
+        PyErr_SetString(PyExc_RuntimeError, "the model is busy; close it after the call returns");
+        return NULL;
+    }
+    if (g_api) {
+        g_api->am_tokenizer_free(self->tok);
+        g_api->am_model_free(self->m);
+    }
+    self->tok = NULL;
+    self->m = NULL;
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef Model_methods[] = {
+    {"info", (PyCFunction)Model_info, METH_NOARGS, "kind, device, input, mean, std, range, labels, ..."},
+    {"layers", (PyCFunction)Model_layers, METH_NOARGS, "[(name, type, shape, params, calls)]"},
+    {"tap", (PyCFunction)Model_tap, METH_VARARGS, "tap(x, kind, layers, grad)"},
+    {"objective", (PyCFunction)Model_objective, METH_VARARGS, "objective(x, kind, objective, positions)"},
+    {"embeddings", (PyCFunction)Model_embeddings, METH_NOARGS, "the embedding matrix (vocab, D)"},
+    {"maximize", (PyCFunction)Model_maximize, METH_VARARGS,
+     "maximize(objectives, options, init, thresholds, progress, updates_per_s)"},
+    {"tokens", (PyCFunction)Model_tokens, METH_VARARGS,
+     "tokens(objective, options, init_ids, progress, updates_per_s)"},
+    {"examples", (PyCFunction)Model_examples, METH_VARARGS,
+     "examples(objective, dataset, path, split, window, stride, k, limit, batch, progress, "
+     "updates_per_s)"},
+    {"encode", (PyCFunction)Model_encode, METH_O, "encode(bytes) -> int64 ids"},
+    {"decode", (PyCFunction)Model_decode, METH_O, "decode(int64 ids) -> bytes"},
+    {"token_text", (PyCFunction)Model_token_text, METH_O, "one token as printable text"},
+    {"vocab_size", (PyCFunction)Model_vocab_size, METH_NOARGS, "tokens in the vocabulary"},
+    {"tokenizer_bytes", (PyCFunction)Model_tokenizer_bytes, METH_NOARGS,
+     "the tokenizer extra file's bytes, or None"},
+    {"close", (PyCFunction)Model_close, METH_NOARGS, "frees the engine's model now"},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyTypeObject ModelType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "actmax._actmax.Model",
+    .tp_basicsize = sizeof(ModelObject),
+    .tp_dealloc = (destructor)Model_dealloc,
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE,
+    .tp_doc = "An engine model (am_model): Model(path | bytes, device='cpu', input_shape=None, "
+              "metadata=None)",
+    .tp_methods = Model_methods,
+    .tp_init = (initproc)Model_init,
+    .tp_new = PyType_GenericNew,
+};
+
+/* ================================================================ module functions */
+
+static PyObject *mod_engine(PyObject *Py_UNUSED(self), PyObject *Py_UNUSED(ignored))
+{
+    if (ensure_engine() < 0)
+        return NULL;
+    char blas[1024] = "";
+    int optimized = 0;
+    g_api->am_blas_info(blas, sizeof blas, &optimized);
+    return Py_BuildValue("{s:s,s:I,s:s,s:s,s:O}", "version", g_api->version, "api_version",
+                         (unsigned)g_api->api_version, "path", g_engine_path, "blas", blas,
+                         "blas_optimized", optimized ? Py_True : Py_False);
+}
+
+static PyObject *mod_keys(PyObject *Py_UNUSED(self), PyObject *arg)
+{
+    const char *magic = PyUnicode_AsUTF8(arg);
+    if (!magic)
+        return NULL;
+    const mg_key *k = mg_magic_keys(magic);
+    if (!k) {
+        PyErr_Format(PyExc_KeyError, "no magic %s", magic);
+        return NULL;
+    }
+    static const char *const types[] = {"int", "float", "string", "bool", "enum"};
+    PyObject *out = PyList_New(0);
+    for (; out && k->name; k++) {
+        PyObject *t = Py_BuildValue("(sszddzs)", k->name, types[k->type], k->def, k->lo, k->hi,
+                                    k->choices, k->doc);
+        if (!t || PyList_Append(out, t) < 0)
+            Py_CLEAR(out);
+        Py_XDECREF(t);
+    }
+    return out;
+}
+
+static PyObject *render_fail(int rc)
+{
+    PyErr_Format(PyExc_RuntimeError, "render: %s: %s", render_strerror(rc), render_last_error());
+    return NULL;
+}
+
+static PyObject *png_out(render_png *png)
+{
+    PyObject *r = Py_BuildValue("(y#ii)", (const char *)png->data, (Py_ssize_t)png->size,
+                                png->width, png->height);
+    render_png_clear(png);
+    return r;
+}
+
+/* Fills a C array of strings from a list (None entries stay NULL). */
+static const char **strings_in(PyObject *list, Py_ssize_t *n)
+{
+    *n = PyList_Size(list);
+    if (*n < 0)
+        return NULL;
+    const char **v = PyMem_Calloc((size_t)*n + 1, sizeof *v);
+    for (Py_ssize_t i = 0; v && i < *n; i++) {
+        PyObject *s = PyList_GET_ITEM(list, i);
+        if (s != Py_None && !(v[i] = PyUnicode_AsUTF8(s))) {
+            PyMem_Free(v);
+            return NULL;
+        }
+    }
+    return v;
+}
+
+/* images_png(pix, captions, title, min_px, cell_px=128) -> (png, width, height):
+ * pix is (B, C, H, W) float32 in [0, 1]; one upscaled image, or a grid of
+ * cells cell_px high, as the kernel draws a run's result. */
+static PyObject *mod_images_png(PyObject *Py_UNUSED(self), PyObject *args)
+{
+    PyObject *pix, *caps;
+    const char *title;
+    int min_px, cell_px = 128;
+    if (!PyArg_ParseTuple(args, "OOzi|i", &pix, &caps, &title, &min_px, &cell_px))
+        return NULL;
+    Py_buffer v;
+    if (PyObject_GetBuffer(pix, &v, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) < 0)
+        return NULL;
+    if (v.ndim != 4 || !is_float_format(v.format) || v.itemsize != 4) {
+        PyBuffer_Release(&v);
+        PyErr_SetString(PyExc_ValueError, "images must be float32 (B, C, H, W)");
+        return NULL;
+    }
+    int b = (int)v.shape[0], ch = (int)v.shape[1], h = (int)v.shape[2], w = (int)v.shape[3];
+    const char **cv = NULL;
+    Py_ssize_t nc = 0;
+    if (caps != Py_None && !(cv = strings_in(caps, &nc))) {
+        PyBuffer_Release(&v);
+        return NULL;
+    }
+    if (cv && nc < b) {
+        PyMem_Free(cv);
+        PyBuffer_Release(&v);
+        PyErr_SetString(PyExc_ValueError, "one caption per image");
+        return NULL;
+    }
+    render_png png = {0};
+    int rc;
+    if (b == 1 && !cv && !title) {
+        rc = render_png_encode(v.buf, ch, h, w, min_px, &png);
+    } else {
+        render_grid_opts go = {0};
+        go.min_cell_px = b == 1 ? min_px : cell_px;
+        go.title = title;
+        rc = render_grid_png(v.buf, b, ch, h, w, cv, &go, &png);
+    }
+    PyMem_Free(cv);
+    PyBuffer_Release(&v);
+    return rc == RENDER_OK ? png_out(&png) : render_fail(rc);
+}
+
+/* plot_png([(name, ys)], title, ylabel, vlines, vline_labels, width, height) */
+static PyObject *mod_plot_png(PyObject *Py_UNUSED(self), PyObject *args)
+{
+    PyObject *series, *vlines, *vlabels;
+    const char *title, *ylabel;
+    int width, height;
+    if (!PyArg_ParseTuple(args, "O!zzO!O!ii", &PyList_Type, &series, &title, &ylabel, &PyList_Type,
+                          &vlines, &PyList_Type, &vlabels, &width, &height))
+        return NULL;
+    Py_ssize_t ns = PyList_GET_SIZE(series), nv = PyList_GET_SIZE(vlines);
+    render_series *ser = PyMem_Calloc((size_t)ns + 1, sizeof *ser);
+    Py_buffer *views = PyMem_Calloc((size_t)ns + 1, sizeof *views);
+    float *vl = PyMem_Calloc((size_t)nv + 1, sizeof *vl);
+    float *xs = NULL;
+    Py_ssize_t nviews = 0, nlab = 0, maxn = 1;
+    const char **labs = NULL;
+    PyObject *result = NULL;
+    for (Py_ssize_t i = 0; i < ns; i++) {
+        const char *name;
+        PyObject *ys;
+        if (!PyArg_ParseTuple(PyList_GET_ITEM(series, i), "zO", &name, &ys))
+            goto done;
+        if (PyObject_GetBuffer(ys, &views[i], PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) < 0)
+            goto done;
+        nviews++;
+        if (!is_float_format(views[i].format) || views[i].itemsize != 4) {
+            PyErr_SetString(PyExc_ValueError, "series must be float32");
+            goto done;
+        }
+        ser[i].name = name;
+        ser[i].y = views[i].buf;
+        ser[i].n = (int)(views[i].len / 4);
+        if (ser[i].n > maxn)
+            maxn = ser[i].n;
+    }
+    xs = PyMem_Calloc((size_t)maxn, sizeof *xs); /* (S) steps 1..S */
+    for (Py_ssize_t i = 0; i < maxn; i++)
+        xs[i] = (float)(i + 1);
+    for (Py_ssize_t i = 0; i < ns; i++)
+        ser[i].x = xs;
+    for (Py_ssize_t i = 0; i < nv; i++) {
+        vl[i] = (float)PyFloat_AsDouble(PyList_GET_ITEM(vlines, i));
+        if (PyErr_Occurred())
+            goto done;
+    }
+    if (!(labs = strings_in(vlabels, &nlab)))
+        goto done;
+    render_plot_opts po = {.width = width, .height = height, .title = title, .xlabel = "step",
+                           .ylabel = ylabel, .vlines = vl, .vline_labels = nlab == nv ? labs : NULL,
+                           .n_vlines = (int)nv};
+    render_png png = {0};
+    int rc = render_plot_png(ser, (int)ns, &po, &png);
+    result = rc == RENDER_OK ? png_out(&png) : render_fail(rc);
+done:
+    for (Py_ssize_t i = 0; i < nviews; i++)
+        PyBuffer_Release(&views[i]);
+    PyMem_Free(labs);
+    PyMem_Free(views);
+    PyMem_Free(ser);
+    PyMem_Free(vl);
+    PyMem_Free(xs);
+    return result;
+}
+
+/* table(header, rows, heat, lo, hi, caption) -> (html, text); header may be None, heat a
+ * float32 buffer (R, K) or None. */
+static PyObject *mod_table(PyObject *Py_UNUSED(self), PyObject *args)
+{
+    PyObject *header, *rows, *heat;
+    double lo, hi;
+    const char *caption;
+    if (!PyArg_ParseTuple(args, "OO!Oddz", &header, &PyList_Type, &rows, &heat, &lo, &hi, &caption))
+        return NULL;
+    Py_ssize_t k = 0, r = PyList_GET_SIZE(rows);
+    const char **hv = NULL;
+    if (header == Py_None) { /* no header row: the columns of the first row */
+        k = r ? PyList_Size(PyList_GET_ITEM(rows, 0)) : 1;
+        if (k < 0)
+            return NULL;
+    } else if (!PyList_Check(header) || !(hv = strings_in(header, &k))) {
+        if (!PyErr_Occurred())
+            PyErr_SetString(PyExc_TypeError, "header must be a list of strings or None");
+        return NULL;
+    }
+    const char **cells = PyMem_Calloc((size_t)(r * k) + 1, sizeof *cells);
+    PyObject *result = NULL;
+    Py_buffer hview = {0};
+    int have_heat = 0;
+    for (Py_ssize_t i = 0; i < r; i++) {
+        PyObject *row = PyList_GET_ITEM(rows, i);
+        if (!PyList_Check(row) || PyList_GET_SIZE(row) != k) {
+            PyErr_Format(PyExc_ValueError, "row %zd needs %zd cells", i, k);
+            goto done;
+        }
+        for (Py_ssize_t j = 0; j < k; j++) {
+            PyObject *s = PyList_GET_ITEM(row, j);
+            if (s != Py_None && !(cells[i * k + j] = PyUnicode_AsUTF8(s)))
+                goto done;
+        }
+    }
+    if (heat != Py_None) {
+        if (PyObject_GetBuffer(heat, &hview, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) < 0)
+            goto done;
+        have_heat = 1;
+        if (!is_float_format(hview.format) || hview.len != (Py_ssize_t)(r * k * 4)) {
+            PyErr_SetString(PyExc_ValueError, "heat must be float32 (rows, columns)");
+            goto done;
+        }
+    }
+    render_table t = {.n_cols = (int)k, .n_rows = (int)r, .header = hv, .cells = cells,
+                      .heat = have_heat ? hview.buf : NULL, .heat_lo = (float)lo,
+                      .heat_hi = (float)hi, .caption = caption};
+    char *html = NULL, *text = NULL;
+    int rc = render_table_html(&t, &html);
+    if (rc == RENDER_OK)
+        rc = render_table_text(&t, &text);
+    if (rc == RENDER_OK)
+        result = Py_BuildValue("(ss)", html, text);
+    else
+        render_fail(rc);
+    render_free(html);
+    render_free(text);
+done:
+    if (have_heat)
+        PyBuffer_Release(&hview);
+    PyMem_Free(cells);
+    PyMem_Free(hv);
+    return result;
+}
+
+/* progress_html(step, total, objective, elapsed_s, label, png|None) -> (html, text) */
+static PyObject *mod_progress_html(PyObject *Py_UNUSED(self), PyObject *args)
+{
+    render_progress p = {0};
+    Py_buffer img = {0};
+    int have_img = 0;
+    PyObject *png_obj;
+    int w = 0, h = 0;
+    if (!PyArg_ParseTuple(args, "iiddzOii", &p.step, &p.total, &p.objective, &p.elapsed_s,
+                          &p.label, &png_obj, &w, &h))
+        return NULL;
+    render_png png = {0};
+    if (png_obj != Py_None) {
+        if (PyObject_GetBuffer(png_obj, &img, PyBUF_SIMPLE) < 0)
+            return NULL;
+        have_img = 1;
+        png.data = img.buf;
+        png.size = (size_t)img.len;
+        png.width = w;
+        png.height = h;
+        png.scale = 1;
+        p.image = &png;
+    }
+    char *html = NULL, *text = NULL;
+    int rc = render_progress_html(&p, &html, &text);
+    if (have_img)
+        PyBuffer_Release(&img);
+    PyObject *r = rc == RENDER_OK ? Py_BuildValue("(ss)", html, text) : render_fail(rc);
+    render_free(html);
+    render_free(text);
+    return r;
+}
+
+static PyMethodDef module_methods[] = {
+    {"engine", mod_engine, METH_NOARGS, "loads the engine; its version, API version, path, BLAS"},
+    {"keys", mod_keys, METH_O, "a magic's typed keys: [(name, type, default, lo, hi, choices, doc)]"},
+    {"images_png", mod_images_png, METH_VARARGS,
+     "images_png(pix, captions, title, min_px, cell_px=128)"},
+    {"plot_png", mod_plot_png, METH_VARARGS,
+     "plot_png(series, title, ylabel, vlines, vline_labels, width, height)"},
+    {"table", mod_table, METH_VARARGS,
+     "table(header|None, rows, heat, lo, hi, caption) -> (html, text)"},
+    {"progress_html", mod_progress_html, METH_VARARGS,
+     "progress_html(step, total, objective, elapsed_s, label, png, width, height)"},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module_def = {
+    PyModuleDef_HEAD_INIT, "actmax._actmax",
+    "The C half of actmax: the engine (libactmax, via am_get_api) and the kernel's renderer.", -1,
+    module_methods, NULL, NULL, NULL, NULL,
+};
+
+/* The Python base of each actmax-only error class. */
+static PyObject *error_base(const char *name)
+{
+    static const struct {
+        const char *name;
+        PyObject **base;
+    } k_bases[] = {
+        {"FormatError", &PyExc_ValueError},    {"ModelError", &PyExc_RuntimeError},
+        {"ObjectiveError", &PyExc_ValueError}, {"UnsupportedError", &PyExc_ValueError},
+        {"DeviceError", &PyExc_RuntimeError},  {"EngineError", &PyExc_RuntimeError},
+    };
+    for (size_t i = 0; i < sizeof k_bases / sizeof *k_bases; i++)
+        if (strcmp(k_bases[i].name, name) == 0)
+            return *k_bases[i].base;
+    return PyExc_RuntimeError;
+}
+
+PyMODINIT_FUNC PyInit__actmax(void);
+PyMODINIT_FUNC PyInit__actmax(void)
+{
+    if (PyType_Ready(&ModelType) < 0)
+        return NULL;
+    PyObject *m = PyModule_Create(&module_def);
+    if (!m)
+        return NULL;
+    g_module_dict = PyModule_GetDict(m);
+    g_error = PyErr_NewExceptionWithDoc("actmax.Error", "Base of the errors only actmax raises.",
+                                        PyExc_Exception, NULL);
+    if (!g_error || PyModule_AddObjectRef(m, "Error", g_error) < 0)
+        goto fail;
+    /* One class per status of AM_STATUS_MAP whose class is not a builtin;
+     * an unknown layer is an objective that names no layer, so LayerError
+     * is an ObjectiveError too (the kernel shows it as one in a run). */
+    static const char *const k_names[] = {
+#define AM_STATUS_NAME(name, value, text, cls) cls,
+        AM_STATUS_MAP(AM_STATUS_NAME)
+#undef AM_STATUS_NAME
+    };
+    for (int pass = 0; pass < 2; pass++) {
+        for (size_t i = 0; i < sizeof k_names / sizeof *k_names; i++) {
+            const char *name = k_names[i];
+            if (!name[0] || PyDict_GetItemString(PyEval_GetBuiltins(), name) ||
+                PyDict_GetItemString(g_module_dict, name))
+                continue;
+            int is_layer = strcmp(name, "LayerError") == 0;
+            if (is_layer != pass) /* LayerError after ObjectiveError exists */
+                continue;
+            char full[64];
+            snprintf(full, sizeof full, "actmax.%s", name);
+            PyObject *base0 = is_layer ? PyDict_GetItemString(g_module_dict, "ObjectiveError")
+                                       : error_base(name);
+            PyObject *bases = PyTuple_Pack(2, base0 ? base0 : PyExc_ValueError, g_error);
+            PyObject *cls = bases ? PyErr_NewException(full, bases, NULL) : NULL;
+            Py_XDECREF(bases);
+            if (!cls || PyModule_AddObject(m, name, cls) < 0) {
+                Py_XDECREF(cls);
+                goto fail;
+            }
+        }
+    }
+    if (PyModule_AddObjectRef(m, "Model", (PyObject *)&ModelType) < 0 ||
+        PyModule_AddStringConstant(m, "VERSION", AM_VERSION) < 0 ||
+        PyModule_AddIntConstant(m, "API_VERSION", AM_API_VERSION) < 0 ||
+        PyModule_AddIntConstant(m, "INPUT_FLOAT", AM_INPUT_FLOAT) < 0 ||
+        PyModule_AddIntConstant(m, "INPUT_TOKENS", AM_INPUT_TOKENS) < 0 ||
+        PyModule_AddIntConstant(m, "INPUT_EMBEDS", AM_INPUT_EMBEDS) < 0 ||
+        PyModule_AddIntConstant(m, "RENDER_MIN_PX", RENDER_MIN_PX) < 0 ||
+        PyModule_AddStringConstant(m, "ENGINE_LIB", ACTMAX_ENGINE_LIB) < 0)
+        goto fail;
+    return m;
+fail:
+    Py_DECREF(m);
+    return NULL;
+}

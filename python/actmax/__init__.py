@@ -1,0 +1,827 @@
+"""actmax: activation maximization on TorchScript models, from Python.
+
+    import actmax
+    m = actmax.load("fashion-cnn")
+    r = m.maximize("conv2[5]", steps=256, batch=4, diversity=1.0, seed=0)
+    r.images, r.curve, r.final, r.terms
+
+The engine (libactmax) does every computation; this package translates
+arguments with the same keys, defaults and messages as the kernel's magics
+(one table, linked from the kernel) and returns torch tensors (numpy arrays
+when torch does not import). See docs/python.md.
+"""
+import math
+import os
+import sys
+import time
+from collections import namedtuple
+
+import numpy as np
+
+from . import _actmax
+from ._actmax import (Error, FormatError, ModelError, ObjectiveError, LayerError,  # noqa: F401
+                      UnsupportedError, DeviceError, EngineError)
+from ._display import Live, in_notebook, png_html
+
+__all__ = ["load", "Model", "Layer", "Result", "TokensResult", "Examples", "engine", "keys",
+           "Error", "ModelNotFoundError", "FormatError", "ModelError", "ObjectiveError", "LayerError",
+           "UnsupportedError", "DeviceError", "EngineError"]
+__version__ = _actmax.VERSION
+
+Layer = namedtuple("Layer", "name type shape params calls")
+
+
+class ModelNotFoundError(FileNotFoundError, Error):
+    """No model by that name or path (the kernel's ModelNotFoundError)."""
+
+# ---------------------------------------------------------------- tensors
+
+
+def _torch():
+    """torch when it imports (Debian's python3-torch shares the engine's
+    libtorch), else None; imported on first use so `import actmax` stays quick."""
+    global _torch_mod
+    if _torch_mod is False:
+        try:
+            import torch
+            _torch_mod = torch
+        except ImportError:
+            _torch_mod = None
+    return _torch_mod
+
+
+_torch_mod = False
+
+
+def _out(pair, dtype=np.float32):
+    """(bytearray, shape) from the C half -> a torch tensor (numpy without torch), no copy."""
+    buf, shape = pair
+    a = np.frombuffer(buf, dtype=dtype).reshape(shape)
+    t = _torch()
+    return t.from_numpy(a) if t is not None else a
+
+
+def _wrap(a):
+    """A numpy array as a torch tensor (sharing memory) when torch imports."""
+    t = _torch()
+    return t.from_numpy(a) if t is not None else a
+
+
+def _array(x, what="input"):
+    """Any torch tensor, numpy array or nested list -> a C-contiguous numpy
+    array: float32 for floating input, int64 (token ids) for integers."""
+    torch = sys.modules.get("torch")  # only when the caller already uses it
+    if torch is not None and isinstance(x, torch.Tensor):
+        x = x.detach()
+        if x.is_floating_point():
+            return x.to("cpu", torch.float32).contiguous().numpy()
+        if x.dtype == torch.bool or x.is_complex():
+            raise TypeError(f"{what} must be a float tensor (or int64 token ids), not {x.dtype}")
+        return x.to("cpu", torch.int64).contiguous().numpy()
+    if isinstance(x, (str, bytes)):
+        raise TypeError(f"{what} must be a float tensor or array (or int64 token ids), not {type(x).__name__}")
+    a = np.asarray(x)
+    if a.dtype.kind == "f":
+        return np.ascontiguousarray(a, dtype=np.float32)
+    if a.dtype.kind in "iu":
+        return np.ascontiguousarray(a, dtype=np.int64)
+    raise TypeError(f"{what} must be a float tensor or array (or int64 token ids), not {a.dtype}")
+
+
+# ---------------------------------------------------------------- keys (the magics' table)
+
+_KEYS = {}
+
+
+def keys(magic):
+    """The typed keys of a magic ("maximize", "tokens", "examples", "model"),
+    from the kernel's own table: {name: (type, default, lo, hi, choices, doc)}."""
+    if magic not in _KEYS:
+        _KEYS[magic] = {k[0]: k[1:] for k in _actmax.keys(magic)}
+    return _KEYS[magic]
+
+
+def _fmt_num(v):
+    return "%.0f" % v if v == math.floor(v) and abs(v) < 1e15 else "%g" % v
+
+
+def _describe(k):
+    typ, _, lo, hi, choices, _ = k
+    if typ in ("int", "float"):
+        return ("an integer" if typ == "int" else "a number") + f" from {_fmt_num(lo)} to {_fmt_num(hi)}"
+    if typ == "bool":
+        return "true or false"
+    if typ == "string":
+        return "text"
+    return "one of " + ", ".join(choices.split("|"))
+
+
+def _edit_distance(a, b):
+    prev = list(range(len(b) + 1))
+    for i, ca in enumerate(a, 1):
+        cur = [i]
+        for j, cb in enumerate(b, 1):
+            cur.append(min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (ca != cb)))
+        prev = cur
+    return prev[-1]
+
+
+def _closest(name, cands):
+    """The kernel's suggestion rule: a prefix counts as one edit; up to half of
+    the longer name may be wrong (at least 2 edits)."""
+    best, best_d = None, None
+    for c in cands:
+        d = _edit_distance(name, c)
+        if len(name) >= 2 and c.startswith(name) and d > 1:
+            d = 1
+        if d <= max(2, max(len(name), len(c)) // 2) and (best_d is None or d < best_d):
+            best, best_d = c, d
+    return best
+
+
+def _text(v):
+    """A Python value as the kernel's user would type it."""
+    if isinstance(v, bool) or (type(v).__name__ == "bool_"):
+        return "true" if v else "false"
+    return str(v)
+
+
+def _parse(name, k, v):
+    """One value checked as the kernel's mg_value_parse does, same messages."""
+    typ, _, lo, hi, choices, _ = k
+    text = _text(v)
+
+    def bad(what, extra=""):
+        return ValueError(f"{name}={text} {what}: expected {_describe(k)}{extra}")
+
+    if typ == "int":
+        try:
+            if text != text.strip() or not text:
+                raise ValueError
+            x = int(text, 10)
+        except ValueError:
+            raise bad("is not valid") from None
+        if x < lo or x > hi:
+            raise bad("is out of range")
+        return x
+    if typ == "float":
+        try:
+            if text != text.strip() or not text:
+                raise ValueError
+            x = float(text)
+            if not math.isfinite(x):
+                raise ValueError
+        except ValueError:
+            raise bad("is not valid") from None
+        if x < lo or x > hi:
+            raise bad("is out of range")
+        return x
+    if typ == "bool":
+        t = text.lower()
+        if t in ("true", "yes", "on", "1"):
+            return True
+        if t in ("false", "no", "off", "0"):
+            return False
+        raise bad("is not valid")
+    if typ == "string":
+        return text
+    opts = choices.split("|")
+    if text in opts:
+        return text
+    for o in opts:
+        if o.lower() == text.lower():
+            return o
+    best = _closest(text, opts)
+    raise bad("is not valid", f" (did you mean {best}?)" if best else "")
+
+
+def _options(magic, kw, drop=()):
+    """kw checked against the magic's keys: (values with defaults, names given)."""
+    table = keys(magic)
+    for key in kw:
+        if key not in table or key in drop:
+            names = [n for n in table if n not in drop]
+            best = _closest(key, names)
+            hint = f" (did you mean {best}?)" if best else ""
+            raise TypeError(f"{magic}() has no key '{key}'{hint}; valid keys: {', '.join(names)}")
+    values = {}
+    for name, k in table.items():
+        if name in kw:
+            values[name] = _parse(name, k, kw[name])
+        elif k[1] is not None:
+            values[name] = _parse(name, k, k[1])
+        else:
+            values[name] = None
+    return values, set(kw)
+
+
+# ---------------------------------------------------------------- models
+
+
+def _model_dirs():
+    """The folders searched for built-in names, in the kernel's order."""
+    dirs = [os.path.expanduser(p) for p in os.environ.get("ACTMAX_MODEL_PATH", "").split(":") if p]
+    dirs.append(os.path.expanduser("~/.local/share/actmax/models"))
+    try:
+        from . import _paths
+        dirs += [_paths.MODELS_DIR, _paths.INSTALL_MODELS_DIR]
+    except ImportError:
+        pass
+    return dirs
+
+
+def _resolve(name):
+    """A built-in name or a path -> an existing file (the kernel's rules and messages)."""
+    if "/" in name or name.endswith(".pt") or name.endswith(".pth"):
+        p = os.path.expanduser(name)
+        if os.access(p, os.R_OK):
+            return p
+        try:
+            open(p, "rb").close()
+            reason = os.strerror(13)
+        except OSError as e:
+            reason = e.strerror
+        raise ModelNotFoundError(f"model file {p} cannot be read ({reason}); give an existing "
+                                "TorchScript file or a built-in name such as fashion-cnn")
+    dirs = _model_dirs()
+    for d in dirs:
+        p = os.path.join(d, name + ".pt")
+        if os.access(p, os.R_OK):
+            return p
+    names = []
+    for d in dirs:
+        try:
+            for stem in sorted(f[:-3] for f in os.listdir(d) if f.endswith(".pt")):
+                if stem not in names:
+                    names.append(stem)
+        except OSError:
+            pass
+    best = _closest(name, names)
+    raise ModelNotFoundError(f"no model named '{name}' (looked for {name}.pt in {', '.join(dirs)})."
+                            + (f" Did you mean {best}?" if best else "")
+                            + f" Available: {', '.join(names) if names else 'none'}; or give a file path")
+
+
+def _parse_shape(text):
+    dims = [p for p in str(text).replace("X", "x").replace(",", "x").split("x")]
+    try:
+        out = [int(p) for p in dims]
+    except ValueError:
+        out = []
+    if not out or any(v <= 0 or v > 1000000 for v in out):
+        raise ValueError(f"input={text} is not a shape: write the input without the batch dimension "
+                         "as CxHxW, e.g. input=3x224x224 (or T for text)")
+    return out
+
+
+def _metadata(mean, std, labels, range, dataset):
+    """The keyword arguments that set or override the model's actmax.json, as JSON."""
+    import json
+    meta = {}
+    for key, v in (("mean", mean), ("std", std), ("range", range)):
+        if v is not None:
+            v = v.detach().cpu() if hasattr(v, "detach") else v
+            meta[key] = [float(x) for x in np.asarray(v, dtype=np.float64).reshape(-1)]
+    if labels is not None:
+        if isinstance(labels, str) or not all(isinstance(l, str) for l in labels):
+            raise TypeError("labels must be a list of strings, one per output class")
+        meta["labels"] = list(labels)
+    if dataset is not None:
+        meta["dataset"] = str(dataset)
+    return json.dumps(meta) if meta else None
+
+
+def load(model, device="auto", input=None, mean=None, std=None, labels=None, range=None, dataset=None):
+    """Loads a model: a built-in name ("fashion-cnn", "tiny-lm"), a TorchScript
+    file, or a torch.jit.ScriptModule (scripted or traced; loaded from memory).
+    input: the input shape without batch ("3x224x224" or (3, 224, 224)), needed
+    when the model carries no metadata; mean, std, labels, range, dataset set
+    or override its metadata (actmax.json)."""
+    torch = sys.modules.get("torch")
+    source, name, path = None, None, None
+    if torch is not None and isinstance(model, torch.nn.Module):
+        if not isinstance(model, torch.jit.ScriptModule):
+            raise TypeError(
+                f"actmax.load takes a TorchScript model; {type(model).__name__} is a plain nn.Module. "
+                "Script or trace it first: actmax.load(torch.jit.script(model)) or "
+                "actmax.load(torch.jit.trace(model.eval(), example_input))")
+        import io
+        buf = io.BytesIO()
+        torch.jit.save(model, buf)
+        source, name, path = buf.getvalue(), type(model).__name__, "(memory)"
+    elif not isinstance(model, (str, os.PathLike)):
+        raise TypeError(f"actmax.load takes a model name, a file path or a torch.jit.ScriptModule, "
+                        f"not {type(model).__name__}")
+    kw = {"device": device}
+    if input is not None:
+        kw["input"] = input if isinstance(input, str) else "x".join(str(int(v)) for v in input)
+    values, _ = _options("model", kw)
+    shape = _parse_shape(values["input"]) if values["input"] else None
+    meta = _metadata(mean, std, labels, range, dataset)
+    if source is None:
+        name = os.fspath(model)
+        source = path = _resolve(name)
+    # The engine resolves device="auto" (CUDA when libtorch sees a GPU).
+    return Model(_actmax.Model(source, values["device"], shape, meta), name, path)
+
+
+class Model:
+    """A loaded model. Image models: layers, maximize, objective, activations.
+    Text models also: tokens, encode, decode, examples."""
+
+    def __init__(self, core, name, path):
+        self._m = core
+        self.name = name
+        self.path = path
+        info = core.info()
+        self.kind = info["kind"]
+        self.device = info["device"]
+        self.input_shape = tuple(info["input"])
+        self.labels = info["labels"]
+        self.mean, self.std, self.range = info["mean"], info["std"], info["range"]
+        self.dataset = info["dataset"]
+        self.note = info["note"]
+        self.params = info["params"]
+        self.tokenizer_info = info["tokenizer"]
+        self._layers = None
+
+    def __repr__(self):
+        return (f"<actmax.Model {self.name}: {self.kind}, input {self.input_shape}, "
+                f"{len(self.layers())} layers, on {self.device}>")
+
+    def summary(self):
+        """The rows the kernel's %model shows: [(field, value)]."""
+        shown = 12  # the kernel's kShownLabels: a long list would hide the other rows
+        labels = ", ".join(self.labels[:shown]) if self.labels else "(none)"
+        if len(self.labels) > shown:
+            labels += f", ... ({len(self.labels)} labels in all)"
+        if self.kind != "text":
+            tok = "(none: an image model)"
+        else:
+            tok = self.tokenizer_info or \
+                "(none: %tokens and %examples need one in the model's actmax.json)"
+        return [("model", self.name), ("file", self.path), ("kind", self.kind),
+                ("input", "(" + ", ".join(str(d) for d in self.input_shape) + ")"),
+                ("layers", str(len(self.layers()))), ("parameters", str(self.params)),
+                ("labels", labels),
+                ("dataset", self.dataset or "(none)"), ("device", self.device),
+                ("tokenizer", tok),
+                ("note", self.note or "metadata complete; no defaults taken")]
+
+    def _repr_html_(self):
+        return _actmax.table(None, [list(r) for r in self.summary()], None, 0.0, 1.0, None)[0]
+
+    def close(self):
+        """Frees the engine's model now (it is freed with the object otherwise)."""
+        self._m.close()
+
+    # ------------------------------------------------------------ layers and taps
+
+    def layers(self):
+        """[Layer(name, type, shape, params, calls)] in execution order."""
+        if self._layers is None:
+            self._layers = [Layer(n, t, s, p, c) for n, t, s, p, c in self._m.layers()]
+        return list(self._layers)
+
+    def _input(self, x, what="x"):
+        a = _array(x, what)
+        kind = _actmax.INPUT_FLOAT
+        if self.kind == "text" and a.dtype == np.float32:
+            kind = _actmax.INPUT_EMBEDS
+        return a, kind
+
+    def activations(self, x, layers, grad=False):
+        """The outputs of layers (a name or a list) on input x, batch first:
+        a tensor, or a list of them. grad=True also returns the gradient of the
+        sum of all of them with respect to x (float inputs): (acts, grad)."""
+        one = isinstance(layers, str)
+        names = [layers] if one else list(layers)
+        a, kind = self._input(x)
+        outs, g = self._m.tap(a, kind, names, bool(grad))
+        acts = [_out(o) for o in outs]
+        acts = acts[0] if one else acts
+        return (acts, _out(g)) if grad else acts
+
+    def objective(self, x, objective, positions=False):
+        """The objective's value on each item of the batch x, no gradients: (B,).
+        Text models take token ids (B, T); positions=True gives (B, T)."""
+        a, kind = self._input(x)
+        return _out(self._m.objective(a, kind, objective, bool(positions)))
+
+    def embeddings(self):
+        """Text models: the token embedding matrix (vocab, D)."""
+        return _out(self._m.embeddings())
+
+    # ------------------------------------------------------------ image runs
+
+    def maximize(self, objective, progress=None, **kw):
+        """Optimizes images that maximize an objective (a string), or one image
+        per objective of a list in one batch. Keys and defaults are those of
+        %maximize (actmax.keys("maximize")); init= may also be a tensor
+        (C, H, W) or (B, C, H, W) in the model's value range. Ctrl-C stops the
+        run and returns the best result so far (r.interrupted)."""
+        init = kw.pop("init", None)
+        thresholds = kw.pop("thresholds", None)
+        if init is not None and not isinstance(init, str):
+            init_arr, init_text = _array(init, "init"), None
+        else:
+            init_arr, init_text = None, init
+        if init_text is not None:
+            kw["init"] = init_text
+        if thresholds is not None and not isinstance(thresholds, str):
+            thresholds = ",".join(str(int(t)) for t in thresholds)
+        if thresholds is not None:
+            kw["thresholds"] = thresholds
+        v, given = _options("maximize", kw)
+        objectives = [objective] if isinstance(objective, str) else list(objective)
+        if not objectives or not all(isinstance(o, str) and o.strip() for o in objectives):
+            raise ValueError("maximize needs an objective, e.g. m.maximize(\"conv2[5]\")")
+        if v["scale_min"] > v["scale_max"]:
+            raise ValueError(f"scale_min={v['scale_min']:g} is above scale_max={v['scale_max']:g}: "
+                             "give scale_min <= scale_max")
+        if self.kind != "image" or len(self.input_shape) != 3:
+            raise UnsupportedError(
+                f"maximize optimizes images; {self.name} is a {self.kind} model: optimize a prompt "
+                "with tokens(OBJECTIVE), e.g. lm.tokens(\"blocks.2.mlp.act[-1, 123]\", len=8)")
+        batch = v["batch"]
+        if len(objectives) > 1:
+            if "batch" in given and batch != len(objectives):
+                raise ValueError(f"batch={batch} with {len(objectives)} objectives: a list gives one "
+                                 "image per objective; leave batch out")
+            batch = len(objectives)
+        engine_objs = list(objectives)
+        div = v["diversity"]
+        if div != 0:
+            if len(objectives) > 1:
+                raise ValueError("diversity compares the images of one objective: give one objective "
+                                 "with batch >= 2")
+            layer = _first_layer(objectives[0])
+            engine_objs = ["(%s) + %.9g*diversity(%s)" % (objectives[0], div, layer or "output")]
+        steps = v["steps"]
+        thr = None
+        if v["thresholds"]:
+            thr = _parse_thresholds(v["thresholds"], steps)
+        C, H, W = self.input_shape
+        if v["size"] is not None:
+            H = W = v["size"]
+        lo, hi = self.range
+        init_buf = None
+        if init_arr is not None:
+            if init_arr.ndim == 3:
+                init_arr = np.broadcast_to(init_arr, (batch,) + init_arr.shape)
+            if init_arr.shape != (batch, C, H, W):
+                raise ValueError(f"init has shape {tuple(init_arr.shape)}; give (C, H, W) or (B, C, H, W) "
+                                 f"= {(batch, C, H, W)} in the model's value range [{lo:g}, {hi:g}]")
+            init_buf = np.ascontiguousarray((init_arr - lo) / (hi - lo), dtype=np.float32)
+        elif v["init"] not in ("", "noise"):
+            raise ValueError(f"init={v['init']}: give init=\"noise\" or the initial image as a tensor "
+                             "(C, H, W) in the model's value range (read a PNG with "
+                             "torchvision.io.read_image(path) / 255)")
+        opts = dict(batch=batch, steps=steps, lr=v["lr"], seed=v["seed"],
+                    optimizer=1 if v["optimizer"] == "sgd" else 0, momentum=v["momentum"],
+                    param=1 if v["param"] == "pixel" else 0, decorrelate=int(v["decorrelate"]),
+                    decay_power=v["decay_power"], transforms=int(v["transforms"]), pad=v["pad"],
+                    jitter=v["jitter"], scale_min=v["scale_min"], scale_max=v["scale_max"],
+                    rotate_deg=v["rotate"], l1=v["l1"], l2=v["l2"], tv=v["tv"], blur=v["blur"],
+                    init_std=v["init_std"], height=H if v["size"] is not None else 0,
+                    width=W if v["size"] is not None else 0)
+        live = Live(" | ".join(objectives), steps, progress)
+        every = v["image_every"] or (steps // 16 if steps >= 64 else 4)
+        opts["image_every"] = every if live.images else 0
+        live.start()
+        try:
+            d = self._m.maximize(engine_objs, opts, init_buf, thr, live.run_step if live.on else None,
+                                 v["updates_per_s"])
+        finally:
+            live.close()
+        options = ("steps=%d lr=%g batch=%d seed=%d optimizer=%s param=%s transforms=%s diversity=%g"
+                   % (steps, opts["lr"], batch, v["seed"], v["optimizer"], v["param"],
+                      "on" if v["transforms"] else "off", div))
+        return Result(self, objectives, engine_objs, d, options, thr or [])
+
+    # ------------------------------------------------------------ text
+
+    def encode(self, text):
+        """Token ids of text (str or bytes) under the model's tokenizer: int64 (T,)."""
+        raw = text.encode() if isinstance(text, str) else bytes(text)
+        return _out(self._m.encode(raw), np.int64)
+
+    def decode(self, ids, errors="replace"):
+        """The text of token ids (str; bytes that are not UTF-8 replaced)."""
+        a = np.ascontiguousarray(_array(ids, "ids").reshape(-1), dtype=np.int64)
+        return self._m.decode(a).decode("utf-8", errors)
+
+    def token_text(self, i):
+        """One token as printable text (\\n, \\xNN escapes)."""
+        return self._m.token_text(int(i))
+
+    def tokens(self, objective, progress=None, **kw):
+        """Searches for the prompt that maximizes an objective of a text model.
+        Keys and defaults are those of %tokens (actmax.keys("tokens"))."""
+        v, given = _options("tokens", kw)
+        if not isinstance(objective, str) or not objective.strip():
+            raise ValueError("tokens needs an objective, e.g. lm.tokens(\"blocks.2.mlp.act[-1, 123]\", len=8)")
+        if self.kind != "text":
+            raise UnsupportedError(
+                f"tokens optimizes prompts of a text model; {self.name} is an {self.kind} model: use "
+                "maximize(OBJECTIVE) for images, or load a text model, e.g. actmax.load(\"tiny-lm\")")
+        context = self.input_shape[-1] if self.input_shape else 0
+        n = v["len"]
+        if n < 1 or (context > 0 and n > context):
+            raise ValueError(f"len={n}: give a prompt length between 1 and the model's context, "
+                             f"{context} tokens")
+        init = None
+        if v["init"]:
+            init = np.ascontiguousarray(np.asarray(self.encode(v["init"])), dtype=np.int64)
+            if init.shape[0] != n:
+                raise ValueError(f"init=\"{v['init']}\" encodes to {init.shape[0]} tokens; give a text "
+                                 f"of exactly len={n} tokens")
+        methods = {"soft": 0, "pez": 1, "gcg": 2, "sweep": 3}
+        opts = dict(method=methods[v["method"]], len=n, steps=v["steps"], lr=v["lr"],
+                    distance=1 if v["metric"] == "l2" else 0, snap=v["snap"], fluency=v["fluency"],
+                    topk=v["topk"], nearest=v["nearest"], position=v["position"], seed=v["seed"],
+                    restarts=v["restarts"], retokenize=int(v["retokenize"]),
+                    attribution=int(v["attribution"]))
+        if "batch" in given:
+            opts["batch"] = v["batch"]
+        total = (1 if v["method"] == "sweep" else v["steps"]) * v["restarts"]
+        live = Live(objective, total, progress, images=False)
+        live.start()
+        try:
+            d = self._m.tokens(objective, opts, init, live.text_step(self) if live.on else None,
+                               v["updates_per_s"])
+        finally:
+            live.close()
+        return TokensResult(self, objective, d, v)
+
+    def examples(self, objective, progress=None, **kw):
+        """The top-k items of a dataset by an objective, best first: for image
+        models the images of the model's dataset (split=, limit=), for text
+        models the windows of the held-out corpus or of path= any text file.
+        Keys and defaults of %examples (actmax.keys("examples"))."""
+        v, given = _options("examples", kw)
+        if not isinstance(objective, str) or not objective.strip():
+            raise ValueError("examples needs an objective, e.g. m.examples(\"conv2[5]\", k=16)")
+        dataset, path, split = None, None, v["split"]
+        if self.kind == "text":
+            path = v["path"] or _corpus_path(self.path)
+            if not path:
+                raise FileNotFoundError("examples on a text model reads a corpus: the held-out fortunes "
+                                        "file (share/actmax/data/fortunes-heldout.txt) was not found; give "
+                                        "path=FILE (any text file)")
+            # A file of the user's is read as one text; the built-in corpus keeps its layout.
+            dataset = "text" if v["path"] else "fortunes"
+            split = "heldout"
+        elif v["path"]:
+            path = v["path"]
+        live = Live(objective, 1, progress, images=False)
+        live.start()
+        try:
+            d = self._m.examples(objective, dataset, path, split, v["window"], 0, v["k"], v["limit"],
+                                 v["batch"] if "batch" in given else 0,
+                                 live.scan_step if live.on else None, v["updates_per_s"])
+        finally:
+            live.close()
+        return Examples(self, objective, d, split)
+
+
+def _corpus_path(model_path):
+    env = os.environ.get("ACTMAX_FORTUNES_HELDOUT")
+    if env:
+        return env
+    cands = [os.path.join(os.path.dirname(model_path), "..", "data", "fortunes-heldout.txt")]
+    try:
+        from . import _paths
+        cands += [os.path.join(d, "..", "data", "fortunes-heldout.txt")
+                  for d in (_paths.MODELS_DIR, _paths.INSTALL_MODELS_DIR)]
+    except ImportError:
+        pass
+    for p in cands:
+        if os.access(p, os.R_OK):
+            return os.path.normpath(p)
+    return None
+
+
+def _first_layer(obj):
+    """The first layer named in an objective, for the diversity term."""
+    i = 0
+    while i < len(obj) and not (obj[i].isalpha() or obj[i] == "_"):
+        i += 1
+    j = i
+    while j < len(obj) and (obj[j].isalnum() or obj[j] in "_.#:"):
+        j += 1
+    return obj[i:j] or None
+
+
+def _parse_thresholds(text, steps):
+    out = []
+    p = text.replace(" ", ",")
+    for part in [s for s in p.split(",") if s]:
+        try:
+            x = int(part)
+        except ValueError:
+            x = 0
+        if x < 1 or x > steps or (out and x <= out[-1]):
+            raise ValueError(f"thresholds={text}: give ascending steps between 1 and steps={steps} "
+                             f"separated by commas, e.g. thresholds=16,64,{steps}")
+        out.append(x)
+    return out
+
+
+# ---------------------------------------------------------------- results
+
+
+class Result:
+    """An image run: images (B, C, H, W) in the model's value range, curve (S,),
+    final (B,), terms {name: (S,)}, snapshots [(step, images)], steps, seconds,
+    interrupted. Shows inline in Jupyter."""
+
+    def __init__(self, model, objectives, engine_objectives, d, options, thresholds):
+        self.objective = objectives[0] if len(objectives) == 1 else objectives
+        self.engine_objective = engine_objectives[0] if len(engine_objectives) == 1 else engine_objectives
+        self.options = options
+        self.thresholds = thresholds
+        lo, hi = model.range
+        self._display = np.frombuffer(d["images"][0], np.float32).reshape(d["images"][1])
+        images = self._display if (lo, hi) == (0.0, 1.0) else (lo + (hi - lo) * self._display).astype(np.float32)
+        t = _torch()
+        self.images = t.from_numpy(images) if t is not None else images
+        self.curve = _out(d["curve"])
+        self.final = _out(d["final"])
+        self.terms = {name: _out(c) for name, c in d["terms"]}
+        self.snapshots = [(step, _out(img)) for step, img in d["snapshots"]]
+        self.steps = d["steps"]
+        self.seconds = d["seconds"]
+        self.interrupted = bool(d["interrupted"] or d["cancelled"])
+
+    def __repr__(self):
+        fin = " ".join("%.4g" % float(v) for v in list(self.final)[:16])
+        b, c, h, w = self._display.shape
+        return (f"<actmax.Result {self.objective}{'  (interrupted: best result so far)' if self.interrupted else ''}"
+                f": final {fin}; {self.steps} steps, {self.seconds:.2f} s, image {c}x{h}x{w} x{b}>")
+
+    def image_png(self):
+        """The result as the kernel draws it: one upscaled image, or a grid
+        captioned with each image's final value."""
+        b = self._display.shape[0]
+        caps = None if b == 1 else ["#%d  %.4g" % (i, float(self.final[i])) for i in range(b)]
+        return _actmax.images_png(self._display, caps, None, _actmax.RENDER_MIN_PX)[0]
+
+    def plot_png(self, title=None):
+        """The curve (and each term when there are several) as the kernel plots it."""
+        series = [("objective", np.ascontiguousarray(np.asarray(self.curve), np.float32))]
+        if len(self.terms) > 1:
+            series += [(n, np.ascontiguousarray(np.asarray(c), np.float32)) for n, c in self.terms.items()]
+        obj = self.objective if isinstance(self.objective, str) else " | ".join(self.objective)
+        return _actmax.plot_png(series, title if title is not None else obj, "objective",
+                                [float(t) for t in self.thresholds],
+                                ["step %d" % t for t in self.thresholds], 640, 360)[0]
+
+    def _repr_png_(self):
+        return self.image_png()
+
+    def _repr_html_(self):
+        fin = " ".join("%.4g" % float(v) for v in list(self.final)[:16])
+        head = (f"<b>{_html(str(self.objective))}</b>: final {fin} after {self.steps} steps in "
+                f"{self.seconds:.2f} s{' (interrupted: best result so far)' if self.interrupted else ''}")
+        return (f"<div>{head}<br>{png_html(self.image_png())}<br>{png_html(self.plot_png())}"
+                f"<br><small>{_html(self.options)}</small></div>")
+
+
+def _html(s):
+    return (s.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+            .replace('"', "&quot;").replace("'", "&#39;"))
+
+
+class TokensResult:
+    """A prompt search: ids (T,), text, activation, xent, curve (S,), table
+    (one row per position: token, id, nearest tokens, attribution)."""
+
+    def __init__(self, model, objective, d, v):
+        self.objective = objective
+        self.method = v["method"]
+        self.ids = _out(d["ids"], np.int64)
+        self.text = d["text"].decode("utf-8", "replace")
+        self.roundtrip = d["roundtrip"]
+        self.activation = d["activation"]
+        self.xent = d["xent"]
+        self.soft_activation = d["soft_activation"]
+        self.retention = d["retention"]
+        self.curve = _out(d["curve"])
+        self.xent_curve = _out(d["xent_curve"])
+        self.embeds = _out(d["embeds"]) if d["embeds"] is not None else None
+        self.nearest = None
+        if d["nearest"] is not None:
+            self.nearest = (_out(d["nearest"][0], np.int64), _out(d["nearest"][1]))
+        self.attribution = None
+        if d["attribution"] is not None:
+            self.attribution = (_out(d["attribution"][0]), _out(d["attribution"][1], np.int64))
+        self.sweep = _out(d["sweep"][0]) if d["sweep"] is not None else None
+        # The objective of each step's discrete prompt, and the best one seen
+        # (soft's result is its last projection, which may be worse).
+        self.projected_curve = _out(d["projected_curve"])
+        self.best_ids = _out(d["best_ids"], np.int64)
+        self.best_activation = d["best_activation"]
+        self.best_step = d["best_step"]
+        self.steps = d["steps"]
+        self.seconds = d["seconds"]
+        self.interrupted = bool(d["interrupted"] or d["cancelled"])
+        self.table = []
+        ids = np.asarray(self.ids)
+        for t, i in enumerate(ids):
+            row = {"position": t, "id": int(i), "token": model.token_text(int(i))}
+            if self.nearest is not None:
+                nid, nval = np.asarray(self.nearest[0]), np.asarray(self.nearest[1])
+                row["nearest"] = [(model.token_text(int(a)), float(b)) for a, b in zip(nid[t], nval[t])]
+            if self.attribution is not None:
+                row["drop"] = float(self.attribution[0][t])
+                row["alt"] = model.token_text(int(self.attribution[1][t]))
+            self.table.append(row)
+
+    def __repr__(self):
+        return (f"<actmax.TokensResult {self.objective}: {self.text!r} activation {self.activation:.4g}, "
+                f"xent {self.xent:.3g}; {self.steps} steps, {self.seconds:.2f} s"
+                f"{' (interrupted: best result so far)' if self.interrupted else ''}>")
+
+    def _table(self):
+        header = ["pos", "token", "id"]
+        if self.attribution is not None:
+            header += ["drop", "best swap"]
+        if self.nearest is not None:
+            header += ["nearest"]
+        rows = []
+        for r in self.table:
+            row = [str(r["position"]), r["token"], str(r["id"])]
+            if self.attribution is not None:
+                row += ["%.4g" % r["drop"], r["alt"]]
+            if self.nearest is not None:
+                row += ["  ".join("%s %.3f" % (tok, val) for tok, val in r["nearest"])]
+            rows.append(row)
+        cap = f"{self.objective} = {self.activation:.4g} (xent {self.xent:.3g} nats)"
+        return _actmax.table(header, rows, None, 0.0, 1.0, cap)
+
+    def _repr_html_(self):
+        return self._table()[0]
+
+
+class Examples:
+    """The top-k dataset items of an objective, best first: values (k,),
+    indices (k,), and for images images (k, C, H, W) in the model's value range,
+    labels (k,) and label_names; for text ids and acts (per token) per item, and
+    texts. scanned, max, interrupted."""
+
+    def __init__(self, model, objective, d, split):
+        self.objective = objective
+        self.kind = d["kind"]
+        self.split = split
+        items = d["items"]
+        self.values = _wrap(np.array([it[1] for it in items], np.float32))
+        self.indices = _wrap(np.array([it[0] for it in items], np.int64))
+        self.scanned = d["scanned"]
+        self.max = d["max"]
+        self.interrupted = bool(d["interrupted"] or d["cancelled"])
+        self._range = model.range
+        if self.kind == "image":
+            self.labels = _wrap(np.array([it[2] for it in items], np.int64))
+            self.label_names = [it[3] for it in items]
+            imgs = [np.frombuffer(it[4][0], np.float32).reshape(it[4][1]) for it in items]
+            arr = np.stack(imgs) if imgs else np.zeros((0,) + tuple(model.input_shape), np.float32)
+            self.images = _wrap(arr)
+            self.ids = self.acts = self.texts = None
+        else:
+            self.images = self.labels = None
+            self.label_names = None
+            self.ids = [_out(it[5], np.int64) for it in items]
+            self.acts = [_out(it[6]) for it in items]
+            self.texts = [model.decode(i) for i in self.ids]
+
+    def __len__(self):
+        return len(self.indices)
+
+    def __repr__(self):
+        return (f"<actmax.Examples {self.objective}: top {len(self)} of {self.scanned} {self.kind} items, "
+                f"max {self.max:.4g}{' (interrupted)' if self.interrupted else ''}>")
+
+    def _title(self):
+        return ("top %d of %d %s images for %s%s" % (len(self), self.scanned, self.split, self.objective,
+                " (interrupted: the images read so far)" if self.interrupted else ""))
+
+    def _repr_png_(self):
+        if self.kind != "image" or not len(self):
+            return None
+        lo, hi = self._range
+        pix = np.ascontiguousarray((np.asarray(self.images) - lo) / (hi - lo), dtype=np.float32)
+        caps = ["%s %.3g" % (n or "?", float(v)) for n, v in zip(self.label_names, self.values)]
+        return _actmax.images_png(pix, caps, self._title(), _actmax.RENDER_MIN_PX, 96)[0]
+
+    def _repr_html_(self):
+        if self.kind == "image":
+            png = self._repr_png_()
+            return png_html(png) if png else f"<i>{_html(repr(self))}</i>"
+        rows = [[str(int(i)), "%.4g" % float(v), t] for i, v, t in zip(self.indices, self.values, self.texts)]
+        return _actmax.table(["window", "value", "text"], rows, None, 0.0, 1.0, self.objective)[0]
+
+
+def engine():
+    """Loads the engine if needed: {version, api_version, path, blas, blas_optimized}."""
+    return _actmax.engine()
