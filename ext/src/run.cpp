@@ -313,7 +313,8 @@ void run_impl(am_model *m, const am_options *o, am_run *r) {
     const InputScale to_model(m, dev);
 
     const int optimizer = o->optimizer != AM_OPT_AUTO ? o->optimizer : maco ? AM_OPT_NADAM : AM_OPT_ADAM;
-    const double lr = o->lr > 0 ? o->lr : maco ? 1.0 : 0.05;
+    // As float, like the field: a default run equals one given lr = 0.05 bit for bit.
+    const double lr = o->lr > 0 ? o->lr : maco ? 1.0f : 0.05f;
     std::unique_ptr<torch::optim::Optimizer> opt;
     std::unique_ptr<NAdam> nadam;
     if (optimizer == AM_OPT_ADAM)
