@@ -20,6 +20,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 # name -> (script, the scripts whose text decides the result, extra outputs in --data-dir)
 MODELS = {
     "fashion-cnn": ("fashion_cnn.py", ["fashion_cnn.py", "fmnist.py"], []),
+    "fashion-judge": ("fashion_judge.py", ["fashion_judge.py", "fmnist.py"], []),
     "tiny-lm": ("tiny_lm.py", ["tiny_lm.py", "bpe.py", "fortunes.py"],
                 ["fortunes-heldout.txt", "tiny-lm-tokenizer.json"]),
     "tiny-llama": ("tiny_llama.py", ["tiny_llama.py", "spm_json.py", "fortunes.py", "export.py"],

@@ -448,8 +448,19 @@ AM_API const char *am_dataset_label(const am_dataset *ds, int i); /* NULL when o
 
 /* ---------------------------------------------------------------- runs */
 
-enum { AM_OPT_ADAM = 0, AM_OPT_SGD = 1 };
-enum { AM_PARAM_FFT = 0, AM_PARAM_PIXEL = 1 };
+/* AM_OPT_AUTO: Adam for the pixel and Fourier parameterizations, NAdam for
+ * MACO. NAdam is torch.optim.NAdam's update (betas 0.9, 0.999, eps 1e-8,
+ * momentum_decay 4e-3). */
+enum { AM_OPT_AUTO = -1, AM_OPT_ADAM = 0, AM_OPT_SGD = 1, AM_OPT_NADAM = 2 };
+/* AM_PARAM_MACO: magnitude-constrained optimization (Fel et al. 2023): only
+ * the Fourier phase is optimized; the magnitude is fixed to the mean |rfft2|
+ * of the model's training images when its metadata names a dataset the
+ * engine reads (fashion-mnist), else to Lucid's 1/f^decay_power. Image =
+ * sigmoid(contrast * colour recorrelation(standardize(irfft2(magnitude *
+ * e^(i * standardize(phase)))))). Each step the model sees `crops` random crops of
+ * each image resized to its input size, with noise; see the MACO fields of
+ * am_options. The image (the canvas) is height x width. */
+enum { AM_PARAM_FFT = 0, AM_PARAM_PIXEL = 1, AM_PARAM_MACO = 2 };
 enum { AM_INIT_NOISE = 0, AM_INIT_IMAGE = 1 };
 
 /* What the progress callback sees on each step. Pointers are valid only
@@ -463,6 +474,7 @@ typedef struct am_progress {
     const float  *terms;       /* (nterms) value of each term this step */
     const float  *image;       /* (B, C, H, W) in [0,1], or NULL when not sent */
     int64_t       image_shape[4];
+    float         crop;        /* MACO: this step's crop side, a fraction of the canvas side; else 1 */
 } am_progress;
 
 /* Return nonzero to cancel; the run then stops and keeps its best result. */
@@ -477,11 +489,11 @@ typedef struct am_options {
     int         batch;                 /* default 1 */
     int64_t     height, width;         /* default: the model's input size */
     int         steps;                 /* default 256 */
-    float       lr;                    /* default 0.05 */
-    int         optimizer;             /* AM_OPT_ADAM (default) or AM_OPT_SGD */
+    float       lr;                    /* default 0: 0.05, or 1.0 for MACO */
+    int         optimizer;             /* AM_OPT_* (default AM_OPT_AUTO) */
     float       momentum;              /* SGD only, default 0 */
     uint64_t    seed;                  /* default 0 */
-    int         param;                 /* AM_PARAM_FFT (default) or AM_PARAM_PIXEL */
+    int         param;                 /* AM_PARAM_FFT (default), AM_PARAM_PIXEL or AM_PARAM_MACO */
     int         decorrelate;           /* colour decorrelation (3 channels), default 1 */
     float       decay_power;           /* FFT 1/f^decay scaling, default 1 */
     /* transformation robustness (Lucid's standard set by default) */
@@ -507,6 +519,30 @@ typedef struct am_options {
     am_progress_fn progress;           /* may be NULL */
     void       *progress_user;
     int         image_every;           /* send the image every k steps; 0 = never */
+    /* MACO (AM_PARAM_MACO; the Lucid transforms above are not used): each
+     * step, `crops` crops per image, each a square-ish window whose side is
+     * a fraction of the canvas side drawn in [0.8 s, s], s going linearly
+     * from crop_max at the first step to crop_min at the last; each crop is
+     * resized (bilinear) to the model's input size and gets noise *
+     * (gaussian + uniform(-0.5, 0.5)) added in [0, 1] display space. The
+     * objective of an image is the mean over its crops. */
+    int         crops;                 /* default 6 */
+    float       crop_max, crop_min;    /* default 1.0 .. 0.8 */
+    float       noise;                 /* default 0.05 */
+    /* the standardized image is multiplied by contrast before the sigmoid:
+     * at 1 most pixels stay mid-grey, which data with black backgrounds
+     * (Fashion-MNIST) never shows */
+    float       contrast;              /* default 3 */
+    /* Feature accentuation (Hamblin et al. 2024): with init_image, subtract
+     * accent * mean((image - init_image)^2) (display space), which keeps the
+     * result close to the start image while the unit is pushed. */
+    float       accent;                /* default 0 (off) */
+    /* Lucid's diversity term, added to the sum of the objectives with this
+     * weight: minus the mean pairwise cosine similarity of the images' Gram
+     * matrices at diversity_layer (batch >= 2). A separate term, never part
+     * of the per-image objectives. */
+    float       diversity;             /* default 0 (off) */
+    const char *diversity_layer;       /* NULL or "": the first layer objectives[0] reads */
 } am_options;
 
 /* Fills o with the defaults above (objectives NULL). */
@@ -543,8 +579,25 @@ AM_API const char *am_run_term_name(const am_run *r, int i);
 AM_API const float *am_run_term_curve(const am_run *r, int i);
 
 /* Objective of each batch element evaluated on the result images without
- * transforms (B). */
+ * transforms (B). MACO: on the canvas resized to the model's input size. */
 AM_API const float *am_run_final(const am_run *r, int *batch);
+
+/* The unit's own activation per image (B): as am_run_final with every
+ * diversity(...) of the objective taken as 0, so the number under an image
+ * is the objective alone, whatever diversity term the run optimized. */
+AM_API const float *am_run_activation(const am_run *r, int *batch);
+
+/* The transparency map (B, C, H, W): |d loss / d image| summed over the
+ * steps (loss: the objectives, the diversity term and the penalties), for
+ * showing where the unit looks as an alpha mask. Not normalized. */
+AM_API const float *am_run_transparency(const am_run *r, int64_t shape[4]);
+
+/* The layer the diversity term used ("" when the run had none). */
+AM_API const char *am_run_diversity_layer(const am_run *r);
+
+/* What the run chose by itself, for display (never NULL, "" if nothing):
+ * e.g. "MACO magnitude: mean |rfft2| of 60000 fashion-mnist train images". */
+AM_API const char *am_run_note(const am_run *r);
 
 /* Snapshots at the thresholds: count, then the k-th step and images
  * (B, C, H, W). */
@@ -889,6 +942,8 @@ AM_API int am_run_code(am_model *m, const am_options *o, const char *model_path,
     X(am_run_cancelled) X(am_run_steps) X(am_run_images) X(am_run_curve)              \
     X(am_run_num_terms) X(am_run_term_name) X(am_run_term_curve) X(am_run_final)      \
     X(am_run_num_snapshots) X(am_run_snapshot) X(am_run_seconds)                      \
+    X(am_run_activation) X(am_run_transparency) X(am_run_diversity_layer)             \
+    X(am_run_note)                                                                    \
     X(am_text_options_default) X(am_text_run_new) X(am_text_run_free)                 \
     X(am_text_run_error) X(am_text_run_cancelled) X(am_text_run_steps)                \
     X(am_text_run_seconds) X(am_text_run_tokens) X(am_text_run_text)                  \

@@ -441,7 +441,7 @@ static void add_constants(sbuf *s, am_model *m, const am_options *o, int64_t B, 
     addf(s, "def f32(x):\n    return float(torch.tensor(x, dtype=torch.float32))\n\n\n");
     addf(s, "SEED = %llu\n", (unsigned long long)o->seed);
     addf(s, "STEPS = %d\n", o->steps);
-    addf(s, "LR = f32(%s)\n", f32_text(o->lr, b1));
+    addf(s, "LR = f32(%s)\n", f32_text(o->lr > 0 ? o->lr : 0.05f, b1));  /* 0: the default */
     addf(s, "OPTIMIZER = \"%s\"\n", o->optimizer == AM_OPT_SGD ? "sgd" : "adam");
     addf(s, "MOMENTUM = f32(%s)\n", f32_text(o->momentum, b1));
     addf(s, "B, C, H, W = %lld, %lld, %lld, %lld  # images, channels, height, width\n",
@@ -512,6 +512,10 @@ static int check(am_model *m, const am_options *o, const char *model_path, char 
             return fail(err, n, AM_E_ARG, "objective %d is NULL", i);
     if (o->init == AM_INIT_IMAGE && !o->init_image)
         return fail(err, n, AM_E_ARG, "init is AM_INIT_IMAGE but init_image is NULL");
+    if (o->param == AM_PARAM_MACO || o->optimizer == AM_OPT_NADAM || o->accent > 0 || o->diversity > 0)
+        return fail(err, n, AM_E_UNSUPPORTED,
+                    "the script covers pixel and Fourier runs with Adam or SGD; MACO, NAdam, accent "
+                    "and the diversity option are not written out");
     return AM_OK;
 }
 

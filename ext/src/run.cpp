@@ -6,6 +6,7 @@
 // and its PyTorch port Lucent, so results look like what their users expect.
 #include <torch/torch.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstring>
@@ -14,6 +15,7 @@
 #include "internal.hpp"
 #include "objective.hpp"
 #include "objective_eval.hpp"
+#include "param.hpp"
 
 using am::Error;
 
@@ -30,6 +32,10 @@ struct am_run {
     std::vector<int> snap_steps;              // (nsnap)
     std::vector<std::vector<float>> snaps;    // (nsnap, B*C*H*W)
     double seconds = 0;
+    std::vector<float> activation;            // (B) objective alone, diversity() taken as 0
+    std::vector<float> transparency;          // (B*C*H*W) summed |d loss / d image|
+    std::string diversity_layer;              // "" when no diversity term
+    std::string note;                         // choices the run made by itself
 };
 
 namespace am {
@@ -188,9 +194,24 @@ void check_options(const am_model *m, const am_options *o) {
         throw Error(AM_E_ARG, "batch (" + std::to_string(o->batch) + ") must equal the number of objectives (" +
                                   std::to_string(o->n_objectives) + ") or be 1");
     if (o->steps < 1 || o->steps > 1000000) throw Error(AM_E_ARG, "steps must be 1..1000000, got " + std::to_string(o->steps));
-    if (!(o->lr > 0) || !std::isfinite(o->lr)) throw Error(AM_E_ARG, "lr must be a positive number");
-    if (o->optimizer != AM_OPT_ADAM && o->optimizer != AM_OPT_SGD) throw Error(AM_E_ARG, "optimizer must be AM_OPT_ADAM (0) or AM_OPT_SGD (1)");
-    if (o->param != AM_PARAM_FFT && o->param != AM_PARAM_PIXEL) throw Error(AM_E_ARG, "param must be AM_PARAM_FFT (0) or AM_PARAM_PIXEL (1)");
+    if (!(o->lr >= 0) || !std::isfinite(o->lr)) throw Error(AM_E_ARG, "lr must be a positive number (0: the parameterization's default)");
+    if (o->optimizer < AM_OPT_AUTO || o->optimizer > AM_OPT_NADAM)
+        throw Error(AM_E_ARG, "optimizer must be AM_OPT_AUTO (-1), AM_OPT_ADAM (0), AM_OPT_SGD (1) or AM_OPT_NADAM (2)");
+    if (o->param != AM_PARAM_FFT && o->param != AM_PARAM_PIXEL && o->param != AM_PARAM_MACO)
+        throw Error(AM_E_ARG, "param must be AM_PARAM_FFT (0), AM_PARAM_PIXEL (1) or AM_PARAM_MACO (2)");
+    if (o->param == AM_PARAM_MACO) {
+        if (o->crops < 1 || o->crops > 256) throw Error(AM_E_ARG, "crops must be 1..256, got " + std::to_string(o->crops));
+        if (!(o->crop_min > 0) || !(o->crop_max <= 1) || o->crop_min > o->crop_max)
+            throw Error(AM_E_ARG, "MACO crop sides need 0 < crop_min <= crop_max <= 1 (fractions of the canvas side)");
+        if (!(o->noise >= 0) || !std::isfinite(o->noise)) throw Error(AM_E_ARG, "noise must be >= 0");
+        if (!(o->contrast > 0) || !std::isfinite(o->contrast)) throw Error(AM_E_ARG, "contrast must be > 0");
+    }
+    if (!(o->accent >= 0) || !std::isfinite(o->accent)) throw Error(AM_E_ARG, "accent must be >= 0");
+    if (o->accent > 0 && o->init != AM_INIT_IMAGE)
+        throw Error(AM_E_ARG, "accent keeps the image close to a start image: set init = AM_INIT_IMAGE and init_image");
+    if (!(o->diversity >= 0) || !std::isfinite(o->diversity)) throw Error(AM_E_ARG, "diversity must be >= 0");
+    if (o->diversity > 0 && (o->n_objectives > 1 ? o->n_objectives : o->batch) < 2)
+        throw Error(AM_E_ARG, "diversity compares the images of a batch with each other: it needs batch >= 2");
     if (o->height < 0 || o->width < 0 || o->height > 4096 || o->width > 4096)
         throw Error(AM_E_ARG, "height and width must be 1..4096 (0 = the model's input size)");
     if (o->init != AM_INIT_NOISE && o->init != AM_INIT_IMAGE) throw Error(AM_E_ARG, "init must be AM_INIT_NOISE (0) or AM_INIT_IMAGE (1)");
@@ -251,11 +272,29 @@ void run_impl(am_model *m, const am_options *o, am_run *r) {
                                                    std::to_string(B)));
         objs.push_back(std::move(ob));
     }
+    // The diversity term's layer: named, or the first the objective reads.
+    size_t div_index = 0;
+    if (o->diversity > 0) {
+        std::string dl = o->diversity_layer ? o->diversity_layer : "";
+        if (dl.empty()) {
+            std::vector<std::string> first;
+            objective_layers(*objs[0].root, first);
+            if (first.empty()) throw Error(AM_E_ARG, "the objective reads no layer: name the diversity layer (diversity_layer)");
+            dl = first[0];
+        }
+        auto it = std::find(layers.begin(), layers.end(), dl);
+        div_index = static_cast<size_t>(it - layers.begin());
+        if (it == layers.end()) layers.push_back(dl);
+        r->diversity_layer = dl;
+    }
     tap_plan(m, Base::kForward, layers);  // unknown layers fail here, before any work
-    int64_t B_ = o->n_objectives > 1 ? o->n_objectives : o->batch;
-    auto plan = tap_plan(m, Base::kForward, layers, /*fast=*/true,
-                         {B_, m->input_shape[0], o->height ? o->height : m->input_shape[1],
-                          o->width ? o->width : m->input_shape[2]});
+    // MACO: the model sees K crops of each image at its own input size.
+    const bool maco = o->param == AM_PARAM_MACO;
+    const int64_t K = maco ? o->crops : 1;
+    const int64_t Hin = m->input_shape[1], Win = m->input_shape[2];
+    auto plan = maco ? tap_plan(m, Base::kForward, layers, /*fast=*/true, {B * K, C, Hin, Win})
+                     : tap_plan(m, Base::kForward, layers, /*fast=*/true, {B, C, H, W});
+    auto final_plan = maco ? tap_plan(m, Base::kForward, layers, /*fast=*/true, {B, C, Hin, Win}) : plan;
 
     torch::manual_seed(o->seed);
     std::mt19937_64 rng(o->seed);
@@ -267,18 +306,26 @@ void run_impl(am_model *m, const am_options *o, am_run *r) {
     img.decorrelate = o->decorrelate && C == 3;
     img.B = B; img.C = C; img.H = H; img.W = W;
     img.cmat_t = color_matrix().t().contiguous().to(dev);
+    torch::Tensor mag, cmat;  // MACO: (1, C, H, W/2+1) magnitude; colour matrix or undefined
     if (img.param == AM_PARAM_FFT) {
         img.make_scale(o->decay_power, dev);
         img.p = (torch::randn({B, C, H, W / 2 + 1, 2}, fopt) * o->init_std).to(dev);
-    } else {
+    } else if (img.param == AM_PARAM_PIXEL) {
         img.p = (torch::randn({B, C, H, W}, fopt) * o->init_std).to(dev);
+    } else {
+        mag = maco_magnitude(m, C, H, W, o->decay_power, &r->note);
+        if (img.decorrelate) cmat = img.cmat_t;
+        img.p = torch::randn({B, C, H, W / 2 + 1}, fopt).to(dev);
     }
+    torch::Tensor seed_img;  // (B, C, H, W) the start image, for accent
     if (o->init == AM_INIT_IMAGE) {
         auto start = torch::from_blob(const_cast<float *>(o->init_image), {B, C, H, W}, fopt).clone().to(dev);
         if (!torch::isfinite(start).all().item<bool>()) throw Error(AM_E_ARG, "init_image holds NaN or infinite values");
-        img.p = img.invert(start.clamp(0, 1)).contiguous();
+        seed_img = start.clamp(0, 1);
+        img.p = (maco ? maco_phase_of(seed_img, cmat) : img.invert(seed_img)).contiguous();
     }
     img.p.requires_grad_(true);
+    auto render = [&]() { return maco ? maco_render(img.p, mag, H, W, cmat, o->contrast) : img.render(); };
 
     Transforms tf;
     tf.on = o->transforms != 0;
@@ -297,12 +344,18 @@ void run_impl(am_model *m, const am_options *o, am_run *r) {
 
     const InputScale to_model(m, dev);
 
+    const int optimizer = o->optimizer != AM_OPT_AUTO ? o->optimizer : maco ? AM_OPT_NADAM : AM_OPT_ADAM;
+    // As float, like the field: a default run equals one given lr = 0.05 bit for bit.
+    const double lr = o->lr > 0 ? o->lr : maco ? 1.0f : 0.05f;
     std::unique_ptr<torch::optim::Optimizer> opt;
-    if (o->optimizer == AM_OPT_ADAM)
-        opt = std::make_unique<torch::optim::Adam>(std::vector<torch::Tensor>{img.p}, torch::optim::AdamOptions(o->lr));
-    else
+    std::unique_ptr<NAdam> nadam;
+    if (optimizer == AM_OPT_ADAM)
+        opt = std::make_unique<torch::optim::Adam>(std::vector<torch::Tensor>{img.p}, torch::optim::AdamOptions(lr));
+    else if (optimizer == AM_OPT_SGD)
         opt = std::make_unique<torch::optim::SGD>(std::vector<torch::Tensor>{img.p},
-                                                  torch::optim::SGDOptions(o->lr).momentum(o->momentum));
+                                                  torch::optim::SGDOptions(lr).momentum(o->momentum));
+    else
+        nadam = std::make_unique<NAdam>(img.p, lr);
 
     // Term names: one per batch element, then the active regularizers.
     for (int64_t b = 0; b < B; b++)
@@ -314,21 +367,28 @@ void run_impl(am_model *m, const am_options *o, am_run *r) {
     if (o->l2 > 0) regs.push_back({"l2", o->l2});
     if (o->tv > 0) regs.push_back({"tv", o->tv});
     if (o->blur > 0) regs.push_back({"blur", o->blur});
+    if (o->diversity > 0) r->term_names.push_back("diversity (" + r->diversity_layer + ")");
+    if (o->accent > 0) r->term_names.push_back("accent");
     for (auto &g : regs) r->term_names.push_back(g.name);
     r->terms.assign(r->term_names.size(), {});
     std::vector<const char *> name_ptrs;
     for (auto &s : r->term_names) name_ptrs.push_back(s.c_str());
 
-    auto evaluate = [&](const std::vector<torch::Tensor> &outs) {
+    // Objective per image (B); with k views per image (rows b*k .. b*k+k-1),
+    // the mean over its views. no_diversity: every diversity() counts 0.
+    auto evaluate = [&](const std::vector<torch::Tensor> &outs, int64_t k, bool no_diversity) {
         Acts acts;
         for (size_t i = 0; i < layers.size(); i++) acts[layers[i]] = outs[i];
         EvalCtx ctx{m, &acts, {}};
+        if (no_diversity)
+            for (auto &l : layers) ctx.diversity_cache[l] = torch::zeros({}, fopt.device(dev));
         std::vector<torch::Tensor> vals;
-        for (int64_t b = 0; b < B; b++) {
-            const auto &ob = objs[static_cast<size_t>(objs.size() > 1 ? b : 0)];
-            vals.push_back(with_caret(ob.src, [&] { return eval_node(*ob.root, b, ctx); }).to(dev));
+        for (int64_t i = 0; i < B * k; i++) {
+            const auto &ob = objs[static_cast<size_t>(objs.size() > 1 ? i / k : 0)];
+            vals.push_back(with_caret(ob.src, [&] { return eval_node(*ob.root, i, ctx); }).to(dev));
         }
-        return torch::stack(vals);  // (B)
+        auto v = torch::stack(vals);
+        return k > 1 ? v.reshape({B, k}).mean(1) : v;  // (B)
     };
 
     std::vector<int> thresholds(o->thresholds, o->thresholds + o->n_thresholds);
@@ -337,20 +397,39 @@ void run_impl(am_model *m, const am_options *o, am_run *r) {
     torch::Tensor best_img;
     auto t0 = std::chrono::steady_clock::now();
     torch::Tensor last_display;
+    torch::Tensor transparency;  // (B, C, H, W)
     for (int step = 1; step <= o->steps; step++) {
-        opt->zero_grad();
-        auto display = img.render();
-        auto x = to_model(tf.apply(display, rng));
+        if (nadam) nadam->zero_grad();
+        else opt->zero_grad();
+        auto display = render();
+        display.retain_grad();
+        const double side = maco ? maco_crop_side(step, o->steps, o->crop_max, o->crop_min) : 1.0;
+        auto x = maco ? to_model(maco_views(display, static_cast<int>(K), side, Hin, Win, o->noise, rng))
+                      : to_model(tf.apply(display, rng));
         std::vector<torch::Tensor> outs;
         try {
             outs = tap_run(m, *plan, x);
         } catch (const std::exception &e) {
             throw Error(AM_E_MODEL, "forward failed on an image of shape " + shape_of(x) + ": " + short_what(e.what(), 2));
         }
-        auto per = evaluate(outs);
+        auto per = evaluate(outs, K, false);
         auto total = per.sum();
         std::vector<torch::Tensor> all{per};
         auto loss = -total;
+        if (o->diversity > 0) {
+            // An image's crops together stand for it: their maps side by side.
+            auto act = outs[div_index];
+            if (K > 1 && act.dim() >= 2)
+                act = act.reshape({B, K, act.size(1), -1}).permute({0, 2, 1, 3}).reshape({B, act.size(1), -1});
+            auto dv = diversity(act) * o->diversity;
+            loss = loss - dv;
+            all.push_back(dv.reshape({1}));
+        }
+        if (o->accent > 0) {
+            auto pen = (display - seed_img).pow(2).mean() * o->accent;
+            loss = loss + pen;
+            all.push_back(pen.reshape({1}));
+        }
         if (!regs.empty()) {
             auto d = display - 0.5;
             for (auto &g : regs) {
@@ -370,7 +449,12 @@ void run_impl(am_model *m, const am_options *o, am_run *r) {
             }
         }
         loss.backward();
-        opt->step();
+        if (nadam) nadam->step();
+        else opt->step();
+        if (display.grad().defined()) {
+            auto g = display.grad().detach().abs();
+            transparency = transparency.defined() ? transparency + g : g;
+        }
 
         auto vals = to_vec(torch::cat(all));
         double tot = 0;
@@ -392,7 +476,7 @@ void run_impl(am_model *m, const am_options *o, am_run *r) {
         torch::Tensor now;
         if (need_img) {
             torch::NoGradGuard ng;
-            now = img.render();
+            now = render();
             last_display = now;
         }
         while (next_thr < thresholds.size() && thresholds[next_thr] <= step) {
@@ -411,6 +495,7 @@ void run_impl(am_model *m, const am_options *o, am_run *r) {
             p.nterms = static_cast<int>(vals.size());
             p.term_names = name_ptrs.data();
             p.terms = vals.data();
+            p.crop = static_cast<float>(side);
             std::vector<float> pix;
             if (o->image_every > 0 && step % o->image_every == 0) {
                 pix = to_vec(now);
@@ -428,10 +513,18 @@ void run_impl(am_model *m, const am_options *o, am_run *r) {
     torch::Tensor result = r->cancelled || !last_display.defined() ? best_img : last_display;
     r->shape[0] = B; r->shape[1] = C; r->shape[2] = H; r->shape[3] = W;
     r->images = to_vec(result);
+    if (transparency.defined()) r->transparency = to_vec(transparency);
     {
         torch::NoGradGuard ng;
-        auto outs = tap_run(m, *plan, to_model(result));
-        r->final_act = to_vec(evaluate(outs));
+        auto x = result;
+        if (maco && (H != Hin || W != Win))
+            x = torch::nn::functional::interpolate(x, torch::nn::functional::InterpolateFuncOptions()
+                                                          .size(std::vector<int64_t>{Hin, Win})
+                                                          .mode(torch::kBilinear)
+                                                          .align_corners(false));
+        auto outs = tap_run(m, *final_plan, to_model(x));
+        r->final_act = to_vec(evaluate(outs, 1, false));
+        r->activation = to_vec(evaluate(outs, 1, true));
     }
 }
 
@@ -445,8 +538,8 @@ void am_options_default(am_options *o) {
     std::memset(o, 0, sizeof *o);
     o->batch = 1;
     o->steps = 256;
-    o->lr = 0.05f;
-    o->optimizer = AM_OPT_ADAM;
+    o->lr = 0.0f;
+    o->optimizer = AM_OPT_AUTO;
     o->param = AM_PARAM_FFT;
     o->decorrelate = 1;
     o->decay_power = 1.0f;
@@ -458,6 +551,11 @@ void am_options_default(am_options *o) {
     o->rotate_deg = 10.0f;
     o->init = AM_INIT_NOISE;
     o->init_std = 0.01f;
+    o->crops = 6;
+    o->crop_max = 1.0f;
+    o->crop_min = 0.8f;
+    o->noise = 0.05f;
+    o->contrast = 3.0f;
 }
 
 int am_run_new(am_model *m, const am_options *o, am_run **out) {
@@ -521,5 +619,19 @@ const float *am_run_snapshot(const am_run *r, int k, int *step, int64_t shape[4]
 }
 
 double am_run_seconds(const am_run *r) { return r ? r->seconds : 0.0; }
+
+const float *am_run_activation(const am_run *r, int *batch) {
+    if (batch) *batch = r ? static_cast<int>(r->activation.size()) : 0;
+    return r && !r->activation.empty() ? r->activation.data() : nullptr;
+}
+
+const float *am_run_transparency(const am_run *r, int64_t shape[4]) {
+    if (!r || r->transparency.empty()) return nullptr;
+    if (shape) std::memcpy(shape, r->shape, sizeof r->shape);
+    return r->transparency.data();
+}
+
+const char *am_run_diversity_layer(const am_run *r) { return r ? r->diversity_layer.c_str() : ""; }
+const char *am_run_note(const am_run *r) { return r ? r->note.c_str() : ""; }
 
 }  // extern "C"
