@@ -1,15 +1,20 @@
 #!/bin/sh
 # Installs the Debian 12 packages actmax needs, only when some are missing.
 # Idempotent: a second run with everything present makes no network call.
+# --tests adds what only the test suite uses (a browser for the notebook UI
+# test, pytest): scripts/run.sh leaves them out to reach Jupyter sooner.
 set -eu
 
 PKGS="build-essential cmake pkg-config git
 libtorch-dev libopenblas0-pthread libdnnl-dev
 libzmq3-dev libsodium-dev libcjson-dev libpng-dev libcairo2-dev fonts-dejavu-core zlib1g-dev
 python3 python3-torch python3-torchvision python3-numpy
-python3-jupyter-client python3-nbclient python3-nbformat python3-ipykernel python3-pytest python3-psutil python3-sentencepiece
+python3-jupyter-client python3-nbclient python3-nbformat python3-ipykernel python3-sentencepiece
 jupyter-notebook
-dataset-fashion-mnist fortunes-min fortunes chromium"
+dataset-fashion-mnist fortunes-min fortunes"
+if [ "${1:-}" = --tests ]; then
+    PKGS="$PKGS python3-pytest python3-psutil chromium"
+fi
 
 missing=""
 for p in $PKGS; do
