@@ -12,6 +12,7 @@
 #include <math.h>
 #include <cjson/cJSON.h>
 #include <png.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -215,6 +216,7 @@ static bool looks_like_path(const char *name)
 /* NAME -> an existing file, or NULL with *err listing where it looked. */
 static char *resolve_model(const char *name, char **err)
 {
+    *err = NULL;
     if (looks_like_path(name)) {
         char *p = expand_home(name);
         if (access(p, R_OK) == 0)
@@ -236,7 +238,27 @@ static char *resolve_model(const char *name, char **err)
         else
             free(p);
     }
-    if (!found) {
+    /* scripts/run.sh trains the language models in the background and marks
+     * each with NAME.training (the trainer's pid, then a sentence saying
+     * when it should be ready); a marker whose process is gone is stale. */
+    for (size_t i = 0; i < n && !found && !*err; i++) {
+        char *p = mg_asprintf("%s/%s.training", dirs[i], name);
+        FILE *f = fopen(p, "r");
+        free(p);
+        if (!f)
+            continue;
+        char line[1024] = "";
+        long pid = 0;
+        if (fscanf(f, "%ld\n", &pid) == 1 && pid > 0 && fgets(line, sizeof line, f) &&
+            (kill((pid_t)pid, 0) == 0 || errno == EPERM)) {
+            line[strcspn(line, "\n")] = 0;
+            *err = mg_asprintf("model '%s' is not ready yet: %s. Run this cell again then; "
+                               "the other models work meanwhile",
+                               name, line);
+        }
+        fclose(f);
+    }
+    if (!found && !*err) {
         /* Offer the names that do exist, closest first. */
         mg_str where = MG_STR_INIT, known = MG_STR_INIT;
         char *names[64];
