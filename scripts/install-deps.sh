@@ -27,8 +27,12 @@ if [ -n "$missing" ]; then
     [ "$(id -u)" -eq 0 ] || SUDO="sudo"
     export DEBIAN_FRONTEND=noninteractive
     $SUDO apt-get update
+    # A first install unpacks some 60 000 files, and dpkg's fsync of each one
+    # was most of its time (bench/setup/fresh_setup.sh). Without it, only a
+    # power failure during the install could leave damaged files behind
+    # (repaired by `apt-get install --reinstall`).
     # shellcheck disable=SC2086
-    $SUDO apt-get install -y --no-install-recommends $missing
+    $SUDO apt-get install -y --no-install-recommends -o Dpkg::Options::=--force-unsafe-io $missing
 fi
 
 # libtorch calls whatever libblas.so.3 is selected; the reference BLAS is ~40x
