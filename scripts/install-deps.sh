@@ -1,15 +1,21 @@
 #!/bin/sh
 # Installs the Debian 12 packages actmax needs, only when some are missing.
 # Idempotent: a second run with everything present makes no network call.
+# --tests adds what only the test suite uses (a browser for the notebook UI
+# test, pytest, clang-format for the format check): scripts/run.sh leaves them
+# out to reach Jupyter sooner.
 set -eu
 
-PKGS="build-essential cmake pkg-config git clang-format
+PKGS="build-essential cmake pkg-config git
 libtorch-dev libopenblas0-pthread libdnnl-dev
 libzmq3-dev libsodium-dev libcjson-dev libpng-dev libcairo2-dev fonts-dejavu-core zlib1g-dev
 python3 python3-dev python3-torch python3-torchvision python3-numpy
-python3-jupyter-client python3-nbclient python3-nbformat python3-ipykernel python3-pytest python3-psutil python3-sentencepiece
+python3-jupyter-client python3-nbclient python3-nbformat python3-ipykernel python3-sentencepiece
 jupyter-notebook
-dataset-fashion-mnist fortunes-min fortunes chromium"
+dataset-fashion-mnist fortunes-min fortunes"
+if [ "${1:-}" = --tests ]; then
+    PKGS="$PKGS python3-pytest python3-psutil chromium clang-format"
+fi
 
 missing=""
 for p in $PKGS; do
@@ -22,8 +28,12 @@ if [ -n "$missing" ]; then
     [ "$(id -u)" -eq 0 ] || SUDO="sudo"
     export DEBIAN_FRONTEND=noninteractive
     $SUDO apt-get update
+    # A first install unpacks some 60 000 files, and dpkg's fsync of each one
+    # was most of its time (bench/setup/fresh_setup.sh). Without it, only a
+    # power failure during the install could leave damaged files behind
+    # (repaired by `apt-get install --reinstall`).
     # shellcheck disable=SC2086
-    $SUDO apt-get install -y --no-install-recommends $missing
+    $SUDO apt-get install -y --no-install-recommends -o Dpkg::Options::=--force-unsafe-io $missing
 fi
 
 # libtorch calls whatever libblas.so.3 is selected; the reference BLAS is ~40x

@@ -4,6 +4,7 @@
 # then runs the libtorch-free parts again under AddressSanitizer+UBSan.
 set -eu
 cd "$(dirname "$0")/.."
+./scripts/install-deps.sh --tests
 ./scripts/build.sh
 (cd build && ctest --output-on-failure -j1)
 

@@ -2,6 +2,8 @@
 #include "paths.h"
 
 #include <dirent.h>
+#include <signal.h>
+#include <stdio.h>
 #include <errno.h>
 #include <stdbool.h>
 #include <stdlib.h>
@@ -61,8 +63,38 @@ static int cmp_names(const void *a, const void *b)
 }
 
 /* NAME -> an existing file, or NULL with *err listing where it looked. */
+/* scripts/run.sh trains the language models in the background and marks
+ * each with NAME.training (the trainer's pid, then a sentence saying when it
+ * should be ready); a marker whose process is gone is stale. The message, or
+ * NULL (malloc'd). */
+static char *training_note(const char *name, char **dirs, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        char *p = mg_asprintf("%s/%s.training", dirs[i], name);
+        FILE *f = fopen(p, "r");
+        free(p);
+        if (!f)
+            continue;
+        char line[1024] = "";
+        long pid = 0;
+        char *note = NULL;
+        if (fscanf(f, "%ld\n", &pid) == 1 && pid > 0 && fgets(line, sizeof line, f) &&
+            (kill((pid_t)pid, 0) == 0 || errno == EPERM)) {
+            line[strcspn(line, "\n")] = 0;
+            note = mg_asprintf("model '%s' is not ready yet: %s. Run this cell again then; "
+                               "the other models work meanwhile",
+                               name, line);
+        }
+        fclose(f);
+        if (note)
+            return note;
+    }
+    return NULL;
+}
+
 char *mg_resolve_model(const char *name, char **err)
 {
+    *err = NULL;
     if (looks_like_path(name)) {
         char *p = expand_home(name);
         if (access(p, R_OK) == 0)
@@ -84,7 +116,9 @@ char *mg_resolve_model(const char *name, char **err)
         else
             free(p);
     }
-    if (!found) {
+    if (!found)
+        *err = training_note(name, dirs, n);
+    if (!found && !*err) {
         /* Offer the names that do exist, closest first. */
         mg_str where = MG_STR_INIT, known = MG_STR_INIT;
         char *names[64];

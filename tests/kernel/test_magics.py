@@ -376,3 +376,33 @@ def test_plain_torchscript_rgb_model(kernel, tmp_path):
     assert (w, h) == (256, 256) and raw[25] == 2, "32x32 RGB upscaled by 8, colour type 2 (RGB)"
     assert zlib.crc32(raw[12:29]) == struct.unpack(">I", raw[29:33])[0]
     run(kc, "%model fashion-cnn")
+
+
+def test_model_still_training_says_so(tmp_path):
+    """scripts/train-background.sh marks a model it trains with NAME.training
+    (its process id, then a sentence saying when the model should be ready):
+    `%model NAME` shows that sentence while the process lives, and the usual
+    not-found error once it is gone (a stale marker)."""
+    import subprocess
+    sentence = ("'lm-in-training' is being trained in the background (since 12:00, "
+                "expected ready around 12:08)")
+    marker = tmp_path / "lm-in-training.training"
+    env = dict(os.environ, ACTMAX_MODEL_PATH=str(tmp_path))
+
+    def model_cell():
+        return subprocess.run([os.environ["ACTMAX_EXE"], "-c", "%model lm-in-training"],
+                              capture_output=True, text=True, timeout=60, env=env)
+
+    trainer = subprocess.Popen(["sleep", "60"])
+    try:
+        marker.write_text(f"{trainer.pid}\n{sentence}\n")
+        r = model_cell()
+        assert r.returncode == 1
+        assert "ModelNotFoundError: model 'lm-in-training' is not ready yet: " + sentence in r.stderr
+        assert "no model named" not in r.stderr
+    finally:
+        trainer.kill()
+        trainer.wait()
+    r = model_cell()
+    assert r.returncode == 1
+    assert "no model named 'lm-in-training'" in r.stderr and "not ready" not in r.stderr
