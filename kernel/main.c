@@ -41,8 +41,10 @@ static char *read_file(const char *path)
         size_t line = 1;
         for (const char *c = s.p; c < nul; c++)
             line += *c == '\n';
-        fprintf(stderr, "actmax: %s holds a NUL byte on line %zu; a file of magics is text: "
-                "remove it\n", path, line);
+        fprintf(stderr,
+                "actmax: %s holds a NUL byte on line %zu; a file of magics is text: "
+                "remove it\n",
+                path, line);
         mg_str_free(&s);
         exit(1);
     }

@@ -13,25 +13,25 @@
 /* N = items, C/H/W = image channels/height/width, B = batch, T = window */
 
 static const char kFashionDir[] = "/usr/share/datasets/fashion-mnist";
-static const char *const kFashionLabels[10] = {
-    "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
-    "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"};
+static const char *const kFashionLabels[10] = {"T-shirt/top", "Trouser",   "Pullover", "Dress",
+                                               "Coat",        "Sandal",    "Shirt",    "Sneaker",
+                                               "Bag",         "Ankle boot"};
 
 struct am_dataset {
-    int kind;                 /* AM_DATASET_IMAGE or AM_DATASET_TEXT */
-    int64_t size;             /* N */
-    int64_t next;             /* index of the next item next_batch returns */
+    int kind;     /* AM_DATASET_IMAGE or AM_DATASET_TEXT */
+    int64_t size; /* N */
+    int64_t next; /* index of the next item next_batch returns */
     /* images */
-    unsigned char *pixels;    /* (N, H, W) raw 0..255 */
-    unsigned char *labels8;   /* (N) */
-    int64_t chw[3];           /* C, H, W */
-    float *batch_images;      /* (batch_cap, C, H, W) */
-    int64_t *batch_labels;    /* (batch_cap) */
+    unsigned char *pixels;  /* (N, H, W) raw 0..255 */
+    unsigned char *labels8; /* (N) */
+    int64_t chw[3];         /* C, H, W */
+    float *batch_images;    /* (batch_cap, C, H, W) */
+    int64_t *batch_labels;  /* (batch_cap) */
     /* text */
-    int64_t *stream;          /* (stream_len) all tokens, entries joined */
+    int64_t *stream; /* (stream_len) all tokens, entries joined */
     int64_t stream_len;
-    int64_t window, stride;   /* T and the step between window starts */
-    int64_t *batch_tokens;    /* (batch_cap, T) */
+    int64_t window, stride; /* T and the step between window starts */
+    int64_t *batch_tokens;  /* (batch_cap, T) */
     int64_t batch_cap;
     char err[512];
 };
@@ -110,9 +110,10 @@ static int ds_read_idx(am_dataset *ds, const char *path, int ndim, uint32_t *dim
     uint32_t magic = len >= 4 ? ds_be32(buf) : 0;
     if (len < header || magic != (0x0800u | (uint32_t)ndim)) {
         free(buf);
-        return ds_fail(ds, AM_E_FORMAT, "%s is not an IDX file of %d-dimensional unsigned "
-                       "bytes (magic 0x%08x, expected 0x%08x)", path, ndim, magic,
-                       0x0800u | (uint32_t)ndim);
+        return ds_fail(ds, AM_E_FORMAT,
+                       "%s is not an IDX file of %d-dimensional unsigned "
+                       "bytes (magic 0x%08x, expected 0x%08x)",
+                       path, ndim, magic, 0x0800u | (uint32_t)ndim);
     }
     size_t count = 1;
     for (int i = 0; i < ndim; i++) {
@@ -137,8 +138,10 @@ static int ds_open_fashion(am_dataset *ds, const char *split, const char *dir)
     else if (split && strcmp(split, "test") == 0)
         prefix = "t10k";
     else
-        return ds_fail(ds, AM_E_ARG, "fashion-mnist has no split \"%s\"; use \"train\" "
-                       "(60000 images) or \"test\" (10000)", split ? split : "(null)");
+        return ds_fail(ds, AM_E_ARG,
+                       "fashion-mnist has no split \"%s\"; use \"train\" "
+                       "(60000 images) or \"test\" (10000)",
+                       split ? split : "(null)");
     if (!dir)
         dir = getenv("ACTMAX_FASHION_MNIST");
     if (!dir || !*dir)
@@ -152,8 +155,10 @@ static int ds_open_fashion(am_dataset *ds, const char *split, const char *dir)
         if (rc == AM_E_IO) {
             char msg[sizeof ds->err];
             snprintf(msg, sizeof msg, "%s", ds->err);
-            ds_fail(ds, rc, "%s (install Debian's dataset-fashion-mnist, or set the dataset path "
-                    "or ACTMAX_FASHION_MNIST to a directory holding the IDX .gz files)", msg);
+            ds_fail(ds, rc,
+                    "%s (install Debian's dataset-fashion-mnist, or set the dataset path "
+                    "or ACTMAX_FASHION_MNIST to a directory holding the IDX .gz files)",
+                    msg);
         }
         return rc;
     }
@@ -164,8 +169,8 @@ static int ds_open_fashion(am_dataset *ds, const char *split, const char *dir)
         return ds_fail(ds, AM_E_FORMAT, "%s: %u images but %u labels", dir, idims[0], ldims[0]);
     for (uint32_t i = 0; i < ldims[0]; i++)
         if (ds->labels8[i] >= 10)
-            return ds_fail(ds, AM_E_FORMAT, "%s: label %u of item %u is not a class 0..9",
-                           path, ds->labels8[i], i);
+            return ds_fail(ds, AM_E_FORMAT, "%s: label %u of item %u is not a class 0..9", path,
+                           ds->labels8[i], i);
     ds->kind = AM_DATASET_IMAGE;
     ds->size = idims[0];
     ds->chw[0] = 1;
@@ -176,8 +181,7 @@ static int ds_open_fashion(am_dataset *ds, const char *split, const char *dir)
 
 /* Appends the tokens of text[0..n) and, when the tokenizer has one,
  * <|endoftext|>. */
-static int ds_add_entry(am_dataset *ds, am_tokenizer *tok, const char *text, size_t n,
-                        int64_t *cap)
+static int ds_add_entry(am_dataset *ds, am_tokenizer *tok, const char *text, size_t n, int64_t *cap)
 {
     int64_t *ids;
     size_t k;
@@ -211,14 +215,20 @@ static int ds_add_entry(am_dataset *ds, am_tokenizer *tok, const char *text, siz
 static int ds_open_text(am_dataset *ds, const char *name, const am_dataset_options *o)
 {
     if (!o || !o->path)
-        return ds_fail(ds, AM_E_ARG, "dataset \"%s\" needs options.path: the text file "
-                       "(the build writes share/actmax/data/fortunes-heldout.txt)", name);
+        return ds_fail(ds, AM_E_ARG,
+                       "dataset \"%s\" needs options.path: the text file "
+                       "(the build writes share/actmax/data/fortunes-heldout.txt)",
+                       name);
     if (!o->tokenizer)
-        return ds_fail(ds, AM_E_ARG, "dataset \"%s\" needs options.tokenizer: the model's "
-                       "tokenizer turns its text into token windows", name);
+        return ds_fail(ds, AM_E_ARG,
+                       "dataset \"%s\" needs options.tokenizer: the model's "
+                       "tokenizer turns its text into token windows",
+                       name);
     if (o->window < 0 || o->stride < 0)
-        return ds_fail(ds, AM_E_ARG, "window (%lld) and stride (%lld) must be positive, or 0 "
-                       "for the defaults (64, window)", (long long)o->window, (long long)o->stride);
+        return ds_fail(ds, AM_E_ARG,
+                       "window (%lld) and stride (%lld) must be positive, or 0 "
+                       "for the defaults (64, window)",
+                       (long long)o->window, (long long)o->stride);
     ds->window = o->window ? o->window : 64;
     ds->stride = o->stride ? o->stride : ds->window;
     unsigned char *text;
@@ -276,20 +286,25 @@ int am_dataset_open(const char *name, const char *split, const am_dataset_option
     if (!ds)
         return AM_E_NOMEM;
     if (!name)
-        return ds_fail(ds, AM_E_ARG, "dataset name is NULL; use \"fashion-mnist\", "
+        return ds_fail(ds, AM_E_ARG,
+                       "dataset name is NULL; use \"fashion-mnist\", "
                        "\"fortunes\" or \"text\"");
     if (strcmp(name, "fashion-mnist") == 0)
         return ds_open_fashion(ds, split, opts ? opts->path : NULL);
     if (strcmp(name, "fortunes") == 0) {
         if (split && strcmp(split, "heldout") != 0 && strcmp(split, "test") != 0)
-            return ds_fail(ds, AM_E_ARG, "fortunes has no split \"%s\"; only \"heldout\" "
-                           "(the entries tiny-lm did not train on) is kept", split);
+            return ds_fail(ds, AM_E_ARG,
+                           "fortunes has no split \"%s\"; only \"heldout\" "
+                           "(the entries tiny-lm did not train on) is kept",
+                           split);
         return ds_open_text(ds, name, opts);
     }
     if (strcmp(name, "text") == 0)
         return ds_open_text(ds, name, opts);
-    return ds_fail(ds, AM_E_ARG, "unknown dataset \"%s\"; known: \"fashion-mnist\" (images), "
-                   "\"fortunes\" (held-out text), \"text\" (any text file)", name);
+    return ds_fail(ds, AM_E_ARG,
+                   "unknown dataset \"%s\"; known: \"fashion-mnist\" (images), "
+                   "\"fortunes\" (held-out text), \"text\" (any text file)",
+                   name);
 }
 
 void am_dataset_free(am_dataset *ds)
@@ -391,8 +406,10 @@ int am_dataset_item(am_dataset *ds, int64_t index, am_batch *batch)
     if (!ds_ready(ds))
         return ds_fail(ds, AM_E_ARG, "the dataset did not open; free it and open it again");
     if (index < 0 || index >= ds->size)
-        return ds_fail(ds, AM_E_ARG, "item %lld is out of range: the dataset has items "
-                       "0..%lld", (long long)index, (long long)ds->size - 1);
+        return ds_fail(ds, AM_E_ARG,
+                       "item %lld is out of range: the dataset has items "
+                       "0..%lld",
+                       (long long)index, (long long)ds->size - 1);
     return ds_fill(ds, index, 1, batch);
 }
 

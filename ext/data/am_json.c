@@ -13,10 +13,10 @@
 #define AM__JSON_MAX_DEPTH 64
 
 typedef struct {
-    const char *s;      /* (len) input */
+    const char *s; /* (len) input */
     size_t len;
     size_t pos;
-    char *err;          /* (err_size) message buffer */
+    char *err; /* (err_size) message buffer */
     size_t err_size;
     int failed;
 } json_parser;
@@ -85,9 +85,12 @@ static int json_hex4(json_parser *p, uint32_t *out)
     for (int i = 0; i < 4; i++) {
         char c = p->s[p->pos + (size_t)i];
         v <<= 4;
-        if (c >= '0' && c <= '9') v |= (uint32_t)(c - '0');
-        else if (c >= 'a' && c <= 'f') v |= (uint32_t)(c - 'a' + 10);
-        else if (c >= 'A' && c <= 'F') v |= (uint32_t)(c - 'A' + 10);
+        if (c >= '0' && c <= '9')
+            v |= (uint32_t)(c - '0');
+        else if (c >= 'a' && c <= 'f')
+            v |= (uint32_t)(c - 'a' + 10);
+        else if (c >= 'A' && c <= 'F')
+            v |= (uint32_t)(c - 'A' + 10);
         else {
             json_fail(p, "\\u escape needs four hex digits");
             return -1;
@@ -353,9 +356,7 @@ static int json_value(json_parser *p, am__json *v, int depth)
     switch (p->s[p->pos]) {
     case '{': return json_container(p, v, depth, 1);
     case '[': return json_container(p, v, depth, 0);
-    case '"':
-        v->type = AM__JSON_STRING;
-        return json_string(p, &v->str, &v->len);
+    case '"': v->type = AM__JSON_STRING; return json_string(p, &v->str, &v->len);
     case 't': return json_literal(p, "true", AM__JSON_TRUE, v);
     case 'f': return json_literal(p, "false", AM__JSON_FALSE, v);
     case 'n': return json_literal(p, "null", AM__JSON_NULL, v);

@@ -7,19 +7,24 @@
 #include <stddef.h>
 
 typedef enum {
-    AM__JSON_NULL, AM__JSON_FALSE, AM__JSON_TRUE, AM__JSON_NUMBER,
-    AM__JSON_STRING, AM__JSON_ARRAY, AM__JSON_OBJECT
+    AM__JSON_NULL,
+    AM__JSON_FALSE,
+    AM__JSON_TRUE,
+    AM__JSON_NUMBER,
+    AM__JSON_STRING,
+    AM__JSON_ARRAY,
+    AM__JSON_OBJECT
 } am__json_type;
 
 typedef struct am__json am__json;
 struct am__json {
     am__json_type type;
-    double num;          /* NUMBER */
-    char *str;           /* STRING: (len) bytes plus a NUL */
+    double num; /* NUMBER */
+    char *str;  /* STRING: (len) bytes plus a NUL */
     size_t len;
-    am__json *items;     /* ARRAY items or OBJECT values: (n) */
-    char **keys;         /* OBJECT keys: (n), each NUL-terminated */
-    size_t *key_lens;    /* OBJECT key lengths: (n) */
+    am__json *items;  /* ARRAY items or OBJECT values: (n) */
+    char **keys;      /* OBJECT keys: (n), each NUL-terminated */
+    size_t *key_lens; /* OBJECT key lengths: (n) */
     size_t n;
 };
 

@@ -25,38 +25,38 @@
 /* V = vocabulary size (largest id + 1), M = merges, S = added tokens */
 
 typedef struct {
-    char *bytes;      /* (len) token bytes; NULL for an id the vocabulary skips */
+    char *bytes; /* (len) token bytes; NULL for an id the vocabulary skips */
     size_t len;
-    char *spell;      /* (spell_len) the vocabulary's spelling (SentencePiece layout only) */
+    char *spell; /* (spell_len) the vocabulary's spelling (SentencePiece layout only) */
     size_t spell_len;
-    int fallback;     /* a byte-fallback <0xXX> token */
+    int fallback; /* a byte-fallback <0xXX> token */
 } tok_entry;
 
 enum { TOK_NORM_PREPEND, TOK_NORM_REPLACE };
 
 typedef struct {
-    int kind;         /* TOK_NORM_* */
-    char *a, *b;      /* PREPEND: a; REPLACE: every a becomes b */
+    int kind;    /* TOK_NORM_* */
+    char *a, *b; /* PREPEND: a; REPLACE: every a becomes b */
     size_t an, bn;
 } tok_norm;
 
 enum { TOK_PREPEND_NEVER, TOK_PREPEND_ALWAYS, TOK_PREPEND_FIRST };
 
 typedef struct {
-    uint64_t key;     /* left id << 32 | right id; 0 marks an empty slot (ids + 1) */
+    uint64_t key; /* left id << 32 | right id; 0 marks an empty slot (ids + 1) */
     int32_t rank;
     int32_t merged;
 } tok_merge_slot;
 
 struct am_tokenizer {
-    tok_entry *tokens;        /* (V) */
+    tok_entry *tokens; /* (V) */
     int64_t vocab_size;
-    int32_t *by_bytes;        /* (by_bytes_cap) open-addressing table of ids, -1 empty */
+    int32_t *by_bytes; /* (by_bytes_cap) open-addressing table of ids, -1 empty */
     size_t by_bytes_cap;
-    int32_t byte_id[256];     /* (256) id of each single-byte token */
-    tok_merge_slot *merges;   /* (merges_cap) open-addressing table */
+    int32_t byte_id[256];   /* (256) id of each single-byte token */
+    tok_merge_slot *merges; /* (merges_cap) open-addressing table */
     size_t merges_cap;
-    int32_t *special;         /* (n_special) ids of added tokens */
+    int32_t *special; /* (n_special) ids of added tokens */
     size_t n_special;
     int64_t eot;
     /* SentencePiece layout */
@@ -69,13 +69,13 @@ struct am_tokenizer {
     int32_t *by_spell;        /* (by_bytes_cap) ids by spelling */
     tok_norm norm[8];         /* (n_norm) normalizer steps, in order */
     size_t n_norm;
-    char *meta;               /* Metaspace pre-tokenizer's replacement, NULL when none */
+    char *meta; /* Metaspace pre-tokenizer's replacement, NULL when none */
     size_t meta_len;
-    int meta_prepend;         /* TOK_PREPEND_* */
-    int meta_split;           /* Metaspace splits words before each replacement */
-    char space[8];            /* what stands for ' ' in spellings (U+2581) */
+    int meta_prepend; /* TOK_PREPEND_* */
+    int meta_split;   /* Metaspace splits words before each replacement */
+    char space[8];    /* what stands for ' ' in spellings (U+2581) */
     size_t space_len;
-    int strip_lead;           /* decode drops the one leading space encode adds */
+    int strip_lead; /* decode drops the one leading space encode adds */
     char describe[200];
     char err[512];
 };
@@ -194,10 +194,20 @@ static size_t tok_utf8(const unsigned char *s, size_t n, uint32_t *cp)
     }
     size_t len;
     uint32_t v, min;
-    if (c >= 0xC2 && c <= 0xDF) { len = 2; v = c & 0x1F; min = 0x80; }
-    else if (c >= 0xE0 && c <= 0xEF) { len = 3; v = c & 0x0F; min = 0x800; }
-    else if (c >= 0xF0 && c <= 0xF4) { len = 4; v = c & 0x07; min = 0x10000; }
-    else return 0;
+    if (c >= 0xC2 && c <= 0xDF) {
+        len = 2;
+        v = c & 0x1F;
+        min = 0x80;
+    } else if (c >= 0xE0 && c <= 0xEF) {
+        len = 3;
+        v = c & 0x0F;
+        min = 0x800;
+    } else if (c >= 0xF0 && c <= 0xF4) {
+        len = 4;
+        v = c & 0x07;
+        min = 0x10000;
+    } else
+        return 0;
     if (n < len)
         return 0;
     for (size_t i = 1; i < len; i++) {
@@ -311,8 +321,10 @@ void am_tokenizer_free(am_tokenizer *t)
 static int tok_set_vocab(am_tokenizer *t, const am__json *vocab, const char *where)
 {
     if (!vocab || vocab->type != AM__JSON_OBJECT)
-        return tok_fail(t, AM_E_FORMAT, "%s: the vocabulary must be a JSON object "
-                        "{\"token\": id, ...}", where);
+        return tok_fail(t, AM_E_FORMAT,
+                        "%s: the vocabulary must be a JSON object "
+                        "{\"token\": id, ...}",
+                        where);
     if (vocab->n == 0)
         return tok_fail(t, AM_E_FORMAT, "%s: the vocabulary is empty", where);
     double max_id = -1;
@@ -320,8 +332,10 @@ static int tok_set_vocab(am_tokenizer *t, const am__json *vocab, const char *whe
         const am__json *v = &vocab->items[i];
         if (v->type != AM__JSON_NUMBER || v->num < 0 || v->num != (double)(int32_t)v->num ||
             v->num >= (double)INT32_MAX / 2)
-            return tok_fail(t, AM_E_FORMAT, "%s: the id of vocabulary entry %zu (\"%.40s\") "
-                            "must be a non-negative integer", where, i, vocab->keys[i]);
+            return tok_fail(t, AM_E_FORMAT,
+                            "%s: the id of vocabulary entry %zu (\"%.40s\") "
+                            "must be a non-negative integer",
+                            where, i, vocab->keys[i]);
         if (v->num > max_id)
             max_id = v->num;
     }
@@ -384,10 +398,12 @@ static int tok_set_vocab(am_tokenizer *t, const am__json *vocab, const char *whe
         char c = (char)b;
         t->byte_id[b] = tok_lookup(t, &c, 1);
         if (t->byte_id[b] < 0)
-            return tok_fail(t, AM_E_FORMAT, "%s: the vocabulary has no token for byte 0x%02x; "
+            return tok_fail(t, AM_E_FORMAT,
+                            "%s: the vocabulary has no token for byte 0x%02x; "
                             "a byte-level BPE vocabulary holds all 256 single bytes "
                             "(GPT-2's bytes_to_unicode alphabet); a SentencePiece-style one "
-                            "sets \"byte_fallback\" or a Metaspace/Prepend layout", where, b);
+                            "sets \"byte_fallback\" or a Metaspace/Prepend layout",
+                            where, b);
     }
     return AM_OK;
 }
@@ -408,16 +424,18 @@ static int tok_token_of(am_tokenizer *t, const char *s, size_t n, int32_t *id)
 }
 
 /* Adds merge `rank`: tokens a and b (vocabulary spellings) join into a+b. */
-static int tok_add_merge(am_tokenizer *t, size_t rank, const char *a, size_t an,
-                         const char *b, size_t bn, const char *where)
+static int tok_add_merge(am_tokenizer *t, size_t rank, const char *a, size_t an, const char *b,
+                         size_t bn, const char *where)
 {
     int32_t ia, ib;
     if (tok_token_of(t, a, an, &ia) || tok_token_of(t, b, bn, &ib))
         return tok_fail(t, AM_E_NOMEM, "out of memory");
     if (ia < 0 || ib < 0)
-        return tok_fail(t, AM_E_FORMAT, "%s: merge %zu (\"%.*s %.*s\") uses the token "
-                        "\"%.*s\", which is not in the vocabulary", where, rank, (int)an, a,
-                        (int)bn, b, ia < 0 ? (int)an : (int)bn, ia < 0 ? a : b);
+        return tok_fail(t, AM_E_FORMAT,
+                        "%s: merge %zu (\"%.*s %.*s\") uses the token "
+                        "\"%.*s\", which is not in the vocabulary",
+                        where, rank, (int)an, a, (int)bn, b, ia < 0 ? (int)an : (int)bn,
+                        ia < 0 ? a : b);
     const tok_entry *ea = &t->tokens[ia], *eb = &t->tokens[ib];
     size_t la = t->spm ? ea->spell_len : ea->len, lb = t->spm ? eb->spell_len : eb->len;
     char *joined = malloc(la + lb);
@@ -428,8 +446,10 @@ static int tok_add_merge(am_tokenizer *t, size_t rank, const char *a, size_t an,
     int32_t merged = t->spm ? tok_lookup_spell(t, joined, la + lb) : tok_lookup(t, joined, la + lb);
     free(joined);
     if (merged < 0)
-        return tok_fail(t, AM_E_FORMAT, "%s: merge %zu (\"%.*s %.*s\") makes a token that "
-                        "is not in the vocabulary", where, rank, (int)an, a, (int)bn, b);
+        return tok_fail(t, AM_E_FORMAT,
+                        "%s: merge %zu (\"%.*s %.*s\") makes a token that "
+                        "is not in the vocabulary",
+                        where, rank, (int)an, a, (int)bn, b);
     uint64_t key = ((uint64_t)(uint32_t)(ia + 1) << 32) | (uint32_t)(ib + 1);
     size_t mask = t->merges_cap - 1, j = tok_mix(key) & mask;
     while (t->merges[j].key != 0) {
@@ -504,8 +524,10 @@ static int tok_parse_normalizer(am_tokenizer *t, const am__json *v, const char *
     if (strcmp(ty, "Sequence") == 0) {
         const am__json *list = am__json_get(v, "normalizers");
         if (!list || list->type != AM__JSON_ARRAY)
-            return tok_fail(t, AM_E_FORMAT, "%s: the normalizer Sequence needs a \"normalizers\" "
-                            "array", where);
+            return tok_fail(t, AM_E_FORMAT,
+                            "%s: the normalizer Sequence needs a \"normalizers\" "
+                            "array",
+                            where);
         for (size_t i = 0; i < list->n; i++) {
             int rc = tok_parse_normalizer(t, &list->items[i], where);
             if (rc != AM_OK)
@@ -520,8 +542,10 @@ static int tok_parse_normalizer(am_tokenizer *t, const am__json *v, const char *
     if (strcmp(ty, "Prepend") == 0) {
         const am__json *p = am__json_get(v, "prepend");
         if (!p || p->type != AM__JSON_STRING)
-            return tok_fail(t, AM_E_FORMAT, "%s: the Prepend normalizer needs a \"prepend\" "
-                            "string", where);
+            return tok_fail(t, AM_E_FORMAT,
+                            "%s: the Prepend normalizer needs a \"prepend\" "
+                            "string",
+                            where);
         nm->kind = TOK_NORM_PREPEND;
         if (!(nm->a = tok_dup(p, &nm->an)))
             return tok_fail(t, AM_E_NOMEM, "out of memory");
@@ -530,18 +554,22 @@ static int tok_parse_normalizer(am_tokenizer *t, const am__json *v, const char *
         const am__json *c = am__json_get(v, "content");
         if (!pat || pat->type != AM__JSON_STRING || pat->len == 0 || !c ||
             c->type != AM__JSON_STRING)
-            return tok_fail(t, AM_E_FORMAT, "%s: the Replace normalizer is supported with a "
+            return tok_fail(t, AM_E_FORMAT,
+                            "%s: the Replace normalizer is supported with a "
                             "{\"String\": \"...\"} pattern and a \"content\" string only (a Regex "
-                            "pattern is not supported)", where);
+                            "pattern is not supported)",
+                            where);
         nm->kind = TOK_NORM_REPLACE;
         if (!(nm->a = tok_dup(pat, &nm->an)) || !(nm->b = tok_dup(c, &nm->bn)))
             return tok_fail(t, AM_E_NOMEM, "out of memory");
         if (pat->len == 1 && pat->str[0] == ' ')
             tok_set_space(t, c);
     } else {
-        return tok_fail(t, AM_E_FORMAT, "%s: the normalizer \"%s\" is not supported; supported "
+        return tok_fail(t, AM_E_FORMAT,
+                        "%s: the normalizer \"%s\" is not supported; supported "
                         "are Prepend, Replace with a string pattern and a Sequence of these "
-                        "(the Llama layout)", where, ty);
+                        "(the Llama layout)",
+                        where, ty);
     }
     t->n_norm++;
     return AM_OK;
@@ -555,8 +583,10 @@ static int tok_parse_pre(am_tokenizer *t, const am__json *v, const char *where, 
     if (strcmp(ty, "Sequence") == 0) {
         const am__json *list = am__json_get(v, "pretokenizers");
         if (!list || list->type != AM__JSON_ARRAY)
-            return tok_fail(t, AM_E_FORMAT, "%s: the pre_tokenizer Sequence needs a "
-                            "\"pretokenizers\" array", where);
+            return tok_fail(t, AM_E_FORMAT,
+                            "%s: the pre_tokenizer Sequence needs a "
+                            "\"pretokenizers\" array",
+                            where);
         for (size_t i = 0; i < list->n; i++) {
             int rc = tok_parse_pre(t, &list->items[i], where, bytelevel);
             if (rc != AM_OK)
@@ -565,14 +595,18 @@ static int tok_parse_pre(am_tokenizer *t, const am__json *v, const char *where, 
         return AM_OK;
     }
     if (strcmp(ty, "ByteLevel") == 0) {
-        const am__json *re = am__json_get(v, "use_regex"), *ap = am__json_get(v, "add_prefix_space");
+        const am__json *re = am__json_get(v, "use_regex"),
+                       *ap = am__json_get(v, "add_prefix_space");
         if (re && re->type == AM__JSON_FALSE)
-            return tok_fail(t, AM_E_FORMAT, "%s: a ByteLevel pre_tokenizer without GPT-2's regex "
+            return tok_fail(t, AM_E_FORMAT,
+                            "%s: a ByteLevel pre_tokenizer without GPT-2's regex "
                             "(\"use_regex\": false, as Llama 3's layout has) is not supported",
                             where);
         if (ap && ap->type == AM__JSON_TRUE)
-            return tok_fail(t, AM_E_FORMAT, "%s: a ByteLevel pre_tokenizer with "
-                            "\"add_prefix_space\": true is not supported", where);
+            return tok_fail(t, AM_E_FORMAT,
+                            "%s: a ByteLevel pre_tokenizer with "
+                            "\"add_prefix_space\": true is not supported",
+                            where);
         *bytelevel = 1;
         return AM_OK;
     }
@@ -582,8 +616,10 @@ static int tok_parse_pre(am_tokenizer *t, const am__json *v, const char *where, 
         const am__json *ap = am__json_get(v, "add_prefix_space");
         const am__json *split = am__json_get(v, "split");
         if (!r || r->type != AM__JSON_STRING || !tok_set_space(t, r))
-            return tok_fail(t, AM_E_FORMAT, "%s: the Metaspace pre_tokenizer needs a one-character "
-                            "\"replacement\" string", where);
+            return tok_fail(t, AM_E_FORMAT,
+                            "%s: the Metaspace pre_tokenizer needs a one-character "
+                            "\"replacement\" string",
+                            where);
         if (!(t->meta = tok_dup(r, &t->meta_len)))
             return tok_fail(t, AM_E_NOMEM, "out of memory");
         t->meta_prepend = TOK_PREPEND_ALWAYS;
@@ -595,16 +631,20 @@ static int tok_parse_pre(am_tokenizer *t, const am__json *v, const char *where, 
             else if (strcmp(scheme->str, "never") == 0)
                 t->meta_prepend = TOK_PREPEND_NEVER;
             else
-                return tok_fail(t, AM_E_FORMAT, "%s: Metaspace \"prepend_scheme\": \"%s\" is not "
-                                "one of \"always\", \"first\", \"never\"", where, scheme->str);
+                return tok_fail(t, AM_E_FORMAT,
+                                "%s: Metaspace \"prepend_scheme\": \"%s\" is not "
+                                "one of \"always\", \"first\", \"never\"",
+                                where, scheme->str);
         } else if (ap && ap->type == AM__JSON_FALSE) {
             t->meta_prepend = TOK_PREPEND_NEVER;
         }
         t->meta_split = !split || split->type != AM__JSON_FALSE;
         return AM_OK;
     }
-    return tok_fail(t, AM_E_FORMAT, "%s: the pre_tokenizer \"%s\" is not supported; supported are "
-                    "ByteLevel (GPT-2) and Metaspace (SentencePiece)", where, ty);
+    return tok_fail(t, AM_E_FORMAT,
+                    "%s: the pre_tokenizer \"%s\" is not supported; supported are "
+                    "ByteLevel (GPT-2) and Metaspace (SentencePiece)",
+                    where, ty);
 }
 
 static int tok_parse_post(am_tokenizer *t, const am__json *v, const char *where,
@@ -626,8 +666,9 @@ static int tok_parse_post(am_tokenizer *t, const am__json *v, const char *where,
         return AM_OK;
     if (strcmp(ty, "TemplateProcessing") == 0) {
         const am__json *single = am__json_get(v, "single");
-        const am__json *first = single && single->type == AM__JSON_ARRAY && single->n ?
-                                am__json_get(&single->items[0], "SpecialToken") : NULL;
+        const am__json *first = single && single->type == AM__JSON_ARRAY && single->n
+                                    ? am__json_get(&single->items[0], "SpecialToken")
+                                    : NULL;
         const am__json *id = am__json_get(first, "id");
         if (id && id->type == AM__JSON_STRING) {
             *bos_name = id;
@@ -635,8 +676,10 @@ static int tok_parse_post(am_tokenizer *t, const am__json *v, const char *where,
         }
         return AM_OK;
     }
-    return tok_fail(t, AM_E_FORMAT, "%s: the post_processor \"%s\" is not supported; supported are "
-                    "ByteLevel and TemplateProcessing", where, ty);
+    return tok_fail(t, AM_E_FORMAT,
+                    "%s: the post_processor \"%s\" is not supported; supported are "
+                    "ByteLevel and TemplateProcessing",
+                    where, ty);
 }
 
 /* Reads the parts of tokenizer.json around the model and decides the family. */
@@ -652,8 +695,10 @@ static int tok_parse_layout(am_tokenizer *t, const am__json *root, const am__jso
     }
     const am__json *dropout = am__json_get(model, "dropout");
     if (dropout && dropout->type == AM__JSON_NUMBER && dropout->num > 0)
-        return tok_fail(t, AM_E_FORMAT, "%s: BPE dropout (%g) is not supported; set \"dropout\" to "
-                        "null for a deterministic encoding", where, dropout->num);
+        return tok_fail(t, AM_E_FORMAT,
+                        "%s: BPE dropout (%g) is not supported; set \"dropout\" to "
+                        "null for a deterministic encoding",
+                        where, dropout->num);
     const am__json *bf = am__json_get(model, "byte_fallback");
     const am__json *fuse = am__json_get(model, "fuse_unk");
     t->byte_fallback = bf && bf->type == AM__JSON_TRUE;
@@ -666,9 +711,13 @@ static int tok_parse_layout(am_tokenizer *t, const am__json *root, const am__jso
         return rc;
     t->spm = t->byte_fallback || t->meta || t->n_norm;
     if (t->spm && bytelevel)
-        return tok_fail(t, AM_E_FORMAT, "%s: a ByteLevel pre_tokenizer together with %s is not "
-                        "supported", where, t->byte_fallback ? "\"byte_fallback\"" :
-                        t->meta ? "Metaspace" : "a normalizer");
+        return tok_fail(t, AM_E_FORMAT,
+                        "%s: a ByteLevel pre_tokenizer together with %s is not "
+                        "supported",
+                        where,
+                        t->byte_fallback ? "\"byte_fallback\""
+                        : t->meta        ? "Metaspace"
+                                         : "a normalizer");
     if (!t->spm)
         t->space_len = 0;
     for (size_t i = 0; i < t->n_norm; i++)
@@ -692,14 +741,18 @@ static int tok_load_json(am_tokenizer *t, const char *json, size_t len)
     const am__json *merges = am__json_get(model, "merges");
     const am__json *added = am__json_get(root, "added_tokens");
     if (!model) {
-        rc = tok_fail(t, AM_E_FORMAT, "%s: no \"model\" object; expected the Hugging Face "
-                      "layout {\"model\": {\"type\": \"BPE\", \"vocab\": {...}, \"merges\": [...]}}", where);
+        rc =
+            tok_fail(t, AM_E_FORMAT,
+                     "%s: no \"model\" object; expected the Hugging Face "
+                     "layout {\"model\": {\"type\": \"BPE\", \"vocab\": {...}, \"merges\": [...]}}",
+                     where);
         goto done;
     }
     if (type && (type->type != AM__JSON_STRING || strcmp(type->str, "BPE") != 0)) {
-        rc = tok_fail(t, AM_E_FORMAT, "%s: model type \"%s\" is not supported; only \"BPE\" "
-                      "is (byte-level as GPT-2, or SentencePiece-style as Llama)", where,
-                      type->type == AM__JSON_STRING ? type->str : "?");
+        rc = tok_fail(t, AM_E_FORMAT,
+                      "%s: model type \"%s\" is not supported; only \"BPE\" "
+                      "is (byte-level as GPT-2, or SentencePiece-style as Llama)",
+                      where, type->type == AM__JSON_STRING ? type->str : "?");
         goto done;
     }
     const am__json *bos_name = NULL, *specials = NULL;
@@ -710,8 +763,10 @@ static int tok_load_json(am_tokenizer *t, const char *json, size_t len)
     if ((rc = tok_set_vocab(t, am__json_get(model, "vocab"), where)) != AM_OK)
         goto done;
     if (!merges || merges->type != AM__JSON_ARRAY) {
-        rc = tok_fail(t, AM_E_FORMAT, "%s: \"model\".\"merges\" must be an array of "
-                      "\"a b\" strings or [\"a\", \"b\"] pairs", where);
+        rc = tok_fail(t, AM_E_FORMAT,
+                      "%s: \"model\".\"merges\" must be an array of "
+                      "\"a b\" strings or [\"a\", \"b\"] pairs",
+                      where);
         goto done;
     }
     if ((rc = tok_alloc_merges(t, merges->n)) != AM_OK)
@@ -721,19 +776,23 @@ static int tok_load_json(am_tokenizer *t, const char *json, size_t len)
         if (m->type == AM__JSON_STRING) {
             const char *sp = memchr(m->str, ' ', m->len);
             if (!sp || sp == m->str || (size_t)(sp - m->str) + 1 >= m->len) {
-                rc = tok_fail(t, AM_E_FORMAT, "%s: merge %zu (\"%.40s\") must be two tokens "
-                              "separated by one space", where, r, m->str);
+                rc = tok_fail(t, AM_E_FORMAT,
+                              "%s: merge %zu (\"%.40s\") must be two tokens "
+                              "separated by one space",
+                              where, r, m->str);
                 goto done;
             }
             size_t an = (size_t)(sp - m->str);
             rc = tok_add_merge(t, r, m->str, an, sp + 1, m->len - an - 1, where);
-        } else if (m->type == AM__JSON_ARRAY && m->n == 2 &&
-                   m->items[0].type == AM__JSON_STRING && m->items[1].type == AM__JSON_STRING) {
+        } else if (m->type == AM__JSON_ARRAY && m->n == 2 && m->items[0].type == AM__JSON_STRING &&
+                   m->items[1].type == AM__JSON_STRING) {
             rc = tok_add_merge(t, r, m->items[0].str, m->items[0].len, m->items[1].str,
                                m->items[1].len, where);
         } else {
-            rc = tok_fail(t, AM_E_FORMAT, "%s: merge %zu must be a string \"a b\" or a pair "
-                          "[\"a\", \"b\"]", where, r);
+            rc = tok_fail(t, AM_E_FORMAT,
+                          "%s: merge %zu must be a string \"a b\" or a pair "
+                          "[\"a\", \"b\"]",
+                          where, r);
         }
         if (rc != AM_OK)
             goto done;
@@ -742,14 +801,18 @@ static int tok_load_json(am_tokenizer *t, const char *json, size_t len)
         const am__json *id = am__json_get(&added->items[i], "id");
         const am__json *content = am__json_get(&added->items[i], "content");
         if (!id || id->type != AM__JSON_NUMBER || !content || content->type != AM__JSON_STRING) {
-            rc = tok_fail(t, AM_E_FORMAT, "%s: added_tokens[%zu] needs \"id\" (number) and "
-                          "\"content\" (string)", where, i);
+            rc = tok_fail(t, AM_E_FORMAT,
+                          "%s: added_tokens[%zu] needs \"id\" (number) and "
+                          "\"content\" (string)",
+                          where, i);
             goto done;
         }
         int64_t k = (int64_t)id->num;
         if (k < 0 || k >= t->vocab_size || !t->tokens[k].bytes) {
-            rc = tok_fail(t, AM_E_FORMAT, "%s: added token \"%s\" has id %lld, which is not in "
-                          "the vocabulary", where, content->str, (long long)k);
+            rc = tok_fail(t, AM_E_FORMAT,
+                          "%s: added token \"%s\" has id %lld, which is not in "
+                          "the vocabulary",
+                          where, content->str, (long long)k);
             goto done;
         }
         /* An added token's text is its content, not a bytes_to_unicode spelling. */
@@ -780,9 +843,10 @@ static int tok_load_json(am_tokenizer *t, const char *json, size_t len)
         const am__json *ids = am__json_get(am__json_get(specials, bos_name->str), "ids");
         if (!ids || ids->type != AM__JSON_ARRAY || ids->n != 1 ||
             ids->items[0].type != AM__JSON_NUMBER || !tok_check_id(t, (int64_t)ids->items[0].num)) {
-            rc = tok_fail(t, AM_E_FORMAT, "%s: the post_processor's first token \"%s\" needs one "
-                          "id in the vocabulary in its \"special_tokens\" entry", where,
-                          bos_name->str);
+            rc = tok_fail(t, AM_E_FORMAT,
+                          "%s: the post_processor's first token \"%s\" needs one "
+                          "id in the vocabulary in its \"special_tokens\" entry",
+                          where, bos_name->str);
             goto done;
         }
         t->bos = (int64_t)ids->items[0].num;
@@ -791,14 +855,17 @@ static int tok_load_json(am_tokenizer *t, const char *json, size_t len)
     for (int b = 0; b < 256; b++)
         fallbacks += t->fallback_id[b] >= 0;
     if (t->byte_fallback && fallbacks < 256 && t->unk < 0) {
-        rc = tok_fail(t, AM_E_FORMAT, "%s: \"byte_fallback\" is set but the vocabulary has only "
-                      "%d of the 256 <0xXX> tokens and no unknown token", where, fallbacks);
+        rc = tok_fail(t, AM_E_FORMAT,
+                      "%s: \"byte_fallback\" is set but the vocabulary has only "
+                      "%d of the 256 <0xXX> tokens and no unknown token",
+                      where, fallbacks);
         goto done;
     }
-    snprintf(t->describe, sizeof t->describe, "SentencePiece-style BPE (U+2581 for a space%s%s%s%s)",
+    snprintf(t->describe, sizeof t->describe,
+             "SentencePiece-style BPE (U+2581 for a space%s%s%s%s)",
              t->strip_lead ? ", a space prepended" : "",
-             t->byte_fallback ? ", byte fallback <0x00>..<0xFF>" : "",
-             t->unk >= 0 ? ", <unk>" : "", t->bos >= 0 ? ", a start token first" : "");
+             t->byte_fallback ? ", byte fallback <0x00>..<0xFF>" : "", t->unk >= 0 ? ", <unk>" : "",
+             t->bos >= 0 ? ", a start token first" : "");
 done:
     am__json_free(root);
     return rc;
@@ -816,8 +883,8 @@ int am_tokenizer_load_json(const char *json, size_t len, am_tokenizer **out)
     return tok_load_json(t, json, len);
 }
 
-int am_tokenizer_load_vocab_merges(const char *vocab_json, size_t vocab_len,
-                                   const char *merges_txt, size_t merges_len, am_tokenizer **out)
+int am_tokenizer_load_vocab_merges(const char *vocab_json, size_t vocab_len, const char *merges_txt,
+                                   size_t merges_len, am_tokenizer **out)
 {
     if (!out)
         return AM_E_ARG;
@@ -852,9 +919,12 @@ int am_tokenizer_load_vocab_merges(const char *vocab_json, size_t vocab_len,
         if (n == 0 || (line_no == 1 && n >= 8 && memcmp(line, "#version", 8) == 0))
             continue;
         const char *sp = memchr(line, ' ', n);
-        if (!sp || sp == line || (size_t)(sp - line) + 1 >= n || memchr(sp + 1, ' ', n - (size_t)(sp - line) - 1))
-            return tok_fail(t, AM_E_FORMAT, "merges.txt line %zu (\"%.*s\"): expected two tokens "
-                            "separated by one space", line_no, (int)(n > 40 ? 40 : n), line);
+        if (!sp || sp == line || (size_t)(sp - line) + 1 >= n ||
+            memchr(sp + 1, ' ', n - (size_t)(sp - line) - 1))
+            return tok_fail(t, AM_E_FORMAT,
+                            "merges.txt line %zu (\"%.*s\"): expected two tokens "
+                            "separated by one space",
+                            line_no, (int)(n > 40 ? 40 : n), line);
         size_t an = (size_t)(sp - line);
         if ((rc = tok_add_merge(t, rank++, line, an, sp + 1, n - an - 1, "merges.txt")) != AM_OK)
             return rc;
@@ -951,8 +1021,10 @@ int am_tokenizer_token_bytes(const am_tokenizer *t, int64_t id, const char **byt
     if (!t || !bytes || !len)
         return AM_E_ARG;
     if (!tok_check_id(t, id))
-        return tok_fail((am_tokenizer *)t, AM_E_ARG, "token id %lld is not in the vocabulary "
-                        "(ids 0..%lld)", (long long)id, (long long)t->vocab_size - 1);
+        return tok_fail((am_tokenizer *)t, AM_E_ARG,
+                        "token id %lld is not in the vocabulary "
+                        "(ids 0..%lld)",
+                        (long long)id, (long long)t->vocab_size - 1);
     *bytes = t->tokens[id].bytes;
     *len = t->tokens[id].len;
     return AM_OK;
@@ -966,13 +1038,21 @@ int am_tokenizer_token_text(const am_tokenizer *t, int64_t id, char *buf, size_t
     if (rc != AM_OK)
         return rc;
     size_t k = 0;
-#define TOK_PUT(c) do { if (k + 1 < size) buf[k] = (c); k++; } while (0)
+#define TOK_PUT(c)                                                                                 \
+    do {                                                                                           \
+        if (k + 1 < size)                                                                          \
+            buf[k] = (c);                                                                          \
+        k++;                                                                                       \
+    } while (0)
     for (size_t i = 0; i < n;) {
         unsigned char c = (unsigned char)b[i];
         uint32_t cp;
         size_t l = tok_utf8((const unsigned char *)b + i, n - i, &cp);
-        const char *esc = c == '\n' ? "\\n" : c == '\t' ? "\\t" : c == '\r' ? "\\r" :
-                          c == '\\' ? "\\\\" : NULL;
+        const char *esc = c == '\n'   ? "\\n"
+                          : c == '\t' ? "\\t"
+                          : c == '\r' ? "\\r"
+                          : c == '\\' ? "\\\\"
+                                      : NULL;
         if (esc) {
             TOK_PUT(esc[0]);
             TOK_PUT(esc[1]);
@@ -1005,9 +1085,12 @@ static int tok_in(const uint32_t (*r)[2], size_t n, uint32_t cp)
     size_t lo = 0, hi = n;
     while (lo < hi) {
         size_t mid = (lo + hi) / 2;
-        if (cp < r[mid][0]) hi = mid;
-        else if (cp > r[mid][1]) lo = mid + 1;
-        else return 1;
+        if (cp < r[mid][0])
+            hi = mid;
+        else if (cp > r[mid][1])
+            lo = mid + 1;
+        else
+            return 1;
     }
     return 0;
 }
@@ -1015,9 +1098,9 @@ static int tok_in(const uint32_t (*r)[2], size_t n, uint32_t cp)
 /* Unicode White_Space, what \s means in GPT-2's regex. */
 static int tok_is_space(uint32_t cp)
 {
-    return (cp >= 0x09 && cp <= 0x0D) || cp == 0x20 || cp == 0x85 || cp == 0xA0 ||
-           cp == 0x1680 || (cp >= 0x2000 && cp <= 0x200A) || cp == 0x2028 || cp == 0x2029 ||
-           cp == 0x202F || cp == 0x205F || cp == 0x3000;
+    return (cp >= 0x09 && cp <= 0x0D) || cp == 0x20 || cp == 0x85 || cp == 0xA0 || cp == 0x1680 ||
+           (cp >= 0x2000 && cp <= 0x200A) || cp == 0x2028 || cp == 0x2029 || cp == 0x202F ||
+           cp == 0x205F || cp == 0x3000;
 }
 
 static int tok_class(uint32_t cp, size_t len)
@@ -1034,17 +1117,17 @@ static int tok_class(uint32_t cp, size_t len)
 }
 
 typedef struct {
-    size_t off;        /* byte offset in the text */
-    uint32_t cp;       /* code point; 0xFFFFFFFF for an invalid byte */
+    size_t off;  /* byte offset in the text */
+    uint32_t cp; /* code point; 0xFFFFFFFF for an invalid byte */
     int klass;
 } tok_char;
 
 typedef struct {
-    int64_t *ids;      /* (n) output */
+    int64_t *ids; /* (n) output */
     size_t n, cap;
-    int32_t *work;     /* (work_cap) one piece's ids while merging */
+    int32_t *work; /* (work_cap) one piece's ids while merging */
     size_t work_cap;
-    tok_char *chars;   /* (chars_cap) one segment's characters */
+    tok_char *chars; /* (chars_cap) one segment's characters */
     size_t chars_cap;
 } tok_out;
 
@@ -1134,8 +1217,9 @@ static int tok_encode_segment(am_tokenizer *t, tok_out *o, const unsigned char *
     for (size_t i = 0; i < nc;) {
         size_t e;
         uint32_t c = ch[i].cp;
-        if (c == '\'' && i + 1 < nc && (ch[i + 1].cp == 's' || ch[i + 1].cp == 't' ||
-                                        ch[i + 1].cp == 'm' || ch[i + 1].cp == 'd')) {
+        if (c == '\'' && i + 1 < nc &&
+            (ch[i + 1].cp == 's' || ch[i + 1].cp == 't' || ch[i + 1].cp == 'm' ||
+             ch[i + 1].cp == 'd')) {
             e = i + 2;
         } else if (c == '\'' && i + 2 < nc &&
                    ((ch[i + 1].cp == 'r' && ch[i + 2].cp == 'e') ||
@@ -1234,13 +1318,17 @@ static int tok_spm_word(am_tokenizer *t, tok_out *o, tok_word *w, const unsigned
     if (n > w->cap) {
         size_t cap = n;
         int32_t *id = realloc(w->id, cap * sizeof *id);
-        if (id) w->id = id;
+        if (id)
+            w->id = id;
         int32_t *pv = realloc(w->prev, cap * sizeof *pv);
-        if (pv) w->prev = pv;
+        if (pv)
+            w->prev = pv;
         int32_t *nx = realloc(w->next, cap * sizeof *nx);
-        if (nx) w->next = nx;
+        if (nx)
+            w->next = nx;
         tok_cand *h = realloc(w->heap, 3 * cap * sizeof *h);
-        if (h) w->heap = h;
+        if (h)
+            w->heap = h;
         if (!id || !pv || !nx || !h)
             return AM_E_NOMEM;
         w->cap = cap;
@@ -1265,7 +1353,8 @@ static int tok_spm_word(am_tokenizer *t, tok_out *o, tok_word *w, const unsigned
                 if (!(t->fuse_unk && ns && w->id[ns - 1] == t->unk))
                     w->id[ns++] = (int32_t)t->unk;
             } else {
-                tok_fail(t, AM_E_ARG, "the character \"%.*s\" is not in the vocabulary and the "
+                tok_fail(t, AM_E_ARG,
+                         "the character \"%.*s\" is not in the vocabulary and the "
                          "tokenizer has neither byte fallback for it nor an unknown token",
                          (int)l, (const char *)s + i);
                 return AM_E_ARG;
@@ -1373,8 +1462,9 @@ static int tok_spm_segment(am_tokenizer *t, tok_out *o, tok_word *w, const char 
     if (rc == AM_OK && t->meta) {
         rc = tok_replace(&s, &len, " ", 1, t->meta, t->meta_len);
         int starts = len >= t->meta_len && memcmp(s, t->meta, t->meta_len) == 0;
-        if (rc == AM_OK && len && !starts && (t->meta_prepend == TOK_PREPEND_ALWAYS ||
-                                             (t->meta_prepend == TOK_PREPEND_FIRST && first))) {
+        if (rc == AM_OK && len && !starts &&
+            (t->meta_prepend == TOK_PREPEND_ALWAYS ||
+             (t->meta_prepend == TOK_PREPEND_FIRST && first))) {
             char *p = NULL;
             size_t pl = 0, pc = 0;
             rc = tok_put(&p, &pl, &pc, t->meta, t->meta_len);
@@ -1476,9 +1566,10 @@ int am_tokenizer_decode(am_tokenizer *t, const int64_t *ids, size_t n, char **te
     size_t total = 0;
     for (size_t i = 0; i < n; i++) {
         if (!tok_check_id(t, ids[i]))
-            return tok_fail(t, AM_E_ARG, "token id %lld at position %zu is not in the "
-                            "vocabulary (ids 0..%lld)", (long long)ids[i], i,
-                            (long long)t->vocab_size - 1);
+            return tok_fail(t, AM_E_ARG,
+                            "token id %lld at position %zu is not in the "
+                            "vocabulary (ids 0..%lld)",
+                            (long long)ids[i], i, (long long)t->vocab_size - 1);
         total += t->tokens[ids[i]].len;
     }
     char *out = malloc(total + 1);

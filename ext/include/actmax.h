@@ -59,6 +59,8 @@ extern "C" {
  * class a front shows for it (the kernel's "ObjectiveError: ...", the Python
  * module's exception classes), listed once: the enum, am_strerror and
  * am_status_class are all generated from this list. */
+/* One row per status, aligned as a table. */
+/* clang-format off */
 #define AM_STATUS_MAP(X)                                                      \
     X(OK,            0, "ok", "")                                             \
     /* a NULL handle, a bad size, an option out of range */                   \
@@ -88,6 +90,7 @@ enum {
 #undef AM_STATUS_ENUM
     AM_STATUS_END_ = 1
 };
+/* clang-format on */
 
 /* A fixed, static English string per status code ("unknown status code" for
  * any other value); never NULL. */
@@ -115,9 +118,9 @@ AM_API int am_blas_info(char *buf, size_t n, int *optimized);
 /* A dense float32 array, row-major. Filled by the library, owned by the
  * caller: release with am_tensor_release (which accepts an empty tensor). */
 typedef struct am_tensor {
-    float  *data;                 /* (numel) */
-    int64_t shape[AM_MAX_DIMS];   /* (ndim) */
-    int     ndim;
+    float *data;                /* (numel) */
+    int64_t shape[AM_MAX_DIMS]; /* (ndim) */
+    int ndim;
 } am_tensor;
 
 /* Frees t->data and zeroes t. Accepts NULL and already-released tensors. */
@@ -144,25 +147,24 @@ typedef struct am_model am_model;
  * The module is put in eval mode and its parameters stop requiring grad.
  * One probe forward on zeros of the declared shape checks that it runs.
  * *out is always set when out is non-NULL; free it with am_model_free. */
-AM_API int am_model_load(const char *path, const char *device,
-                         const int64_t *input_shape, int input_ndim,
-                         am_model **out);
+AM_API int am_model_load(const char *path, const char *device, const int64_t *input_shape,
+                         int input_ndim, am_model **out);
 AM_API void am_model_free(am_model *m);
 
 /* Everything am_model_load takes, and a model from memory or with metadata
  * given by the caller (a front that holds a module, such as the Python
  * module with a torch.jit.ScriptModule). Zero-initialize, then set: */
 typedef struct am_model_load_options {
-    const char    *path;         /* a TorchScript file; or NULL with data: */
-    const void    *data;         /* a TorchScript archive in memory, as torch.jit.save */
-    size_t         len;          /*   writes it to a file or an io.BytesIO (copied) */
-    const char    *device;       /* as am_model_load */
-    const int64_t *input_shape;  /* as am_model_load: overrides the metadata's "input" */
-    int            input_ndim;
+    const char *path;           /* a TorchScript file; or NULL with data: */
+    const void *data;           /* a TorchScript archive in memory, as torch.jit.save */
+    size_t len;                 /*   writes it to a file or an io.BytesIO (copied) */
+    const char *device;         /* as am_model_load */
+    const int64_t *input_shape; /* as am_model_load: overrides the metadata's "input" */
+    int input_ndim;
     /* A JSON object whose keys set or override the archive's actmax.json
      * ("input", "mean", "std", "range", "labels", "kind", "dataset",
      * "context", "tokenizer"); NULL or "" for none. */
-    const char    *metadata;
+    const char *metadata;
 } am_model_load_options;
 
 /* am_model_load with options: exactly one of path and data. Bad metadata
@@ -188,9 +190,8 @@ AM_API int am_model_input_shape(const am_model *m, int64_t *shape, int max);
 
 /* Per-channel normalization (count = channels; 0 for text models) and the
  * value range [lo, hi] of the un-normalized input (default [0, 1]). */
-AM_API int am_model_normalization(const am_model *m, const float **mean,
-                                  const float **std, int *count,
-                                  float range[2]);
+AM_API int am_model_normalization(const am_model *m, const float **mean, const float **std,
+                                  int *count, float range[2]);
 
 /* Class labels from the metadata: count, and the i-th (NULL if out of range). */
 /* Parameters of the model, each shared tensor (a tied embedding and
@@ -211,12 +212,12 @@ AM_API int am_model_tokenizer(const am_model *m, const char **bytes, size_t *len
 /* ---------------------------------------------------------------- layers */
 
 typedef struct am_layer_info {
-    const char *name;       /* module path, e.g. "layer3.1.conv2" */
-    const char *type;       /* module class, e.g. "Conv2d" */
-    int64_t     params;     /* parameters owned by the module and its children */
-    int         calls;      /* how many times forward calls it */
-    int         ndim;       /* dims of the output of its last call, batch included */
-    int64_t     shape[AM_MAX_DIMS]; /* (ndim); 0 dims if not a tensor */
+    const char *name;           /* module path, e.g. "layer3.1.conv2" */
+    const char *type;           /* module class, e.g. "Conv2d" */
+    int64_t params;             /* parameters owned by the module and its children */
+    int calls;                  /* how many times forward calls it */
+    int ndim;                   /* dims of the output of its last call, batch included */
+    int64_t shape[AM_MAX_DIMS]; /* (ndim); 0 dims if not a tensor */
 } am_layer_info;
 
 /* Lists the model's modules in execution order (order of first call),
@@ -244,25 +245,24 @@ AM_API int am_model_layer(am_model *m, int i, am_layer_info *info);
 
 /* How the input of a forward is given. */
 enum {
-    AM_INPUT_FLOAT  = 0,  /* images or any float input: (B, ...input shape) */
-    AM_INPUT_TOKENS = 1,  /* token ids as int64_t: (B, T) */
-    AM_INPUT_EMBEDS = 2   /* continuous embeddings for text models: (B, T, D) */
+    AM_INPUT_FLOAT = 0,  /* images or any float input: (B, ...input shape) */
+    AM_INPUT_TOKENS = 1, /* token ids as int64_t: (B, T) */
+    AM_INPUT_EMBEDS = 2  /* continuous embeddings for text models: (B, T, D) */
 };
 
 typedef struct am_input {
-    int            kind;                /* AM_INPUT_* */
-    const float   *data;                /* for FLOAT and EMBEDS: (numel) */
-    const int64_t *tokens;              /* for TOKENS: (B*T) */
-    int64_t        shape[AM_MAX_DIMS];  /* (ndim) batch first */
-    int            ndim;
+    int kind;                   /* AM_INPUT_* */
+    const float *data;          /* for FLOAT and EMBEDS: (numel) */
+    const int64_t *tokens;      /* for TOKENS: (B*T) */
+    int64_t shape[AM_MAX_DIMS]; /* (ndim) batch first */
+    int ndim;
 } am_input;
 
 /* Runs the model on input and returns the activations of n layers into
  * outs[0..n-1] (caller releases each). If grad is non-NULL, also returns the
  * gradient of sum_i sum(outs[i]) with respect to the input (FLOAT and EMBEDS
  * inputs only), shaped like the input. */
-AM_API int am_model_tap(am_model *m, const am_input *input,
-                        const char *const *layers, int n,
+AM_API int am_model_tap(am_model *m, const am_input *input, const char *const *layers, int n,
                         am_tensor *outs, am_tensor *grad);
 
 /* The objective of an optimization run (the language of am_options's
@@ -279,8 +279,8 @@ AM_API int am_model_tap(am_model *m, const am_input *input,
  * labels: AM_E_OBJECTIVE with the objective and a caret under the column;
  * unknown layers: AM_E_LAYER with the closest names; messages via
  * am_model_error. values is left unspecified on failure. */
-AM_API int am_model_objective(am_model *m, const am_input *input,
-                              const char *objective, float *values);
+AM_API int am_model_objective(am_model *m, const am_input *input, const char *objective,
+                              float *values);
 
 /* Text models: the objective at each token, for per-token colouring.
  * values (B, T) row-major, T = input->shape[1]: for position t, t stands in
@@ -288,8 +288,8 @@ AM_API int am_model_objective(am_model *m, const am_input *input,
  * position t of a layer referenced without indices; the rest as in
  * am_model_objective. One forward for all positions. AM_E_UNSUPPORTED for
  * image models and FLOAT inputs. */
-AM_API int am_model_objective_positions(am_model *m, const am_input *input,
-                                        const char *objective, float *values);
+AM_API int am_model_objective_positions(am_model *m, const am_input *input, const char *objective,
+                                        float *values);
 
 /* ---------------------------------------------------------------- text models */
 
@@ -340,8 +340,8 @@ AM_API int am_tokenizer_load_json(const char *json, size_t len, am_tokenizer **o
  * merges.txt (one "a b" per line, an optional "#version" first line).
  * "<|endoftext|>", when in the vocabulary, is treated as an added token. */
 AM_API int am_tokenizer_load_vocab_merges(const char *vocab_json, size_t vocab_len,
-                                   const char *merges_txt, size_t merges_len,
-                                   am_tokenizer **out);
+                                          const char *merges_txt, size_t merges_len,
+                                          am_tokenizer **out);
 
 /* Reads a tokenizer.json file. */
 AM_API int am_tokenizer_load_file(const char *path, am_tokenizer **out);
@@ -368,17 +368,17 @@ AM_API int64_t am_tokenizer_bos(const am_tokenizer *t);
 AM_API const char *am_tokenizer_describe(const am_tokenizer *t);
 
 /* text[0..len) -> *ids (n), malloc'ed (free() it; non-NULL even when n is 0). */
-AM_API int am_tokenizer_encode(am_tokenizer *t, const char *text, size_t len,
-                        int64_t **ids, size_t *n);
+AM_API int am_tokenizer_encode(am_tokenizer *t, const char *text, size_t len, int64_t **ids,
+                               size_t *n);
 
 /* ids (n) -> *text (len bytes plus a NUL), malloc'ed. An id out of range
  * fails with AM_E_ARG and names the id and the valid range. */
-AM_API int am_tokenizer_decode(am_tokenizer *t, const int64_t *ids, size_t n,
-                        char **text, size_t *len);
+AM_API int am_tokenizer_decode(am_tokenizer *t, const int64_t *ids, size_t n, char **text,
+                               size_t *len);
 
 /* The raw bytes of one token, owned by t. */
-AM_API int am_tokenizer_token_bytes(const am_tokenizer *t, int64_t id,
-                             const char **bytes, size_t *len);
+AM_API int am_tokenizer_token_bytes(const am_tokenizer *t, int64_t id, const char **bytes,
+                                    size_t *len);
 
 /* A token's bytes as printable text, like snprintf: writes at most size
  * bytes including the NUL into buf and returns the full length (or a
@@ -393,7 +393,7 @@ AM_API int64_t am_tokenizer_token_id(const am_tokenizer *t, const char *bytes, s
 
 typedef struct am_dataset am_dataset;
 
-enum { AM_DATASET_IMAGE = 0, AM_DATASET_TEXT = 1 };  /* am_dataset_kind() */
+enum { AM_DATASET_IMAGE = 0, AM_DATASET_TEXT = 1 }; /* am_dataset_kind() */
 
 typedef struct am_dataset_options {
     /* fashion-mnist: directory of the IDX .gz files (NULL: the environment
@@ -406,19 +406,19 @@ typedef struct am_dataset_options {
     /* Text datasets: the model's tokenizer (required; must outlive the
      * dataset). */
     const am_tokenizer *tokenizer;
-    int64_t window;   /* text: tokens per window T; 0 means 64 */
-    int64_t stride;   /* text: tokens between window starts; 0 means window */
+    int64_t window; /* text: tokens per window T; 0 means 64 */
+    int64_t stride; /* text: tokens between window starts; 0 means window */
 } am_dataset_options;
 
 /* One batch; its buffers belong to the dataset and stay valid until the next
  * am_dataset_next_batch / am_dataset_item / am_dataset_free on it.
  * B = items in the batch, C/H/W = image channels/height/width, T = window. */
 typedef struct am_batch {
-    int64_t count;           /* B; 0 once the dataset is exhausted */
-    int64_t first;           /* dataset index of item 0; item b is first + b */
-    const float *images;     /* image: (B, C, H, W) in [0, 1]; NULL for text */
-    const int64_t *labels;   /* image: (B) class indices; NULL for text */
-    const int64_t *tokens;   /* text: (B, T) token ids; NULL for images */
+    int64_t count;         /* B; 0 once the dataset is exhausted */
+    int64_t first;         /* dataset index of item 0; item b is first + b */
+    const float *images;   /* image: (B, C, H, W) in [0, 1]; NULL for text */
+    const int64_t *labels; /* image: (B) class indices; NULL for text */
+    const int64_t *tokens; /* text: (B, T) token ids; NULL for images */
 } am_batch;
 
 /* name: "fashion-mnist" (split "train" 60000 or "test" 10000 images),
@@ -428,7 +428,7 @@ typedef struct am_batch {
  * [i*stride, i*stride + T) of which only whole ones count. opts may be NULL
  * for fashion-mnist. */
 AM_API int am_dataset_open(const char *name, const char *split, const am_dataset_options *opts,
-                    am_dataset **out);
+                           am_dataset **out);
 AM_API void am_dataset_free(am_dataset *ds);
 /* The last error on ds, "" when none; a fixed message for ds == NULL. */
 AM_API const char *am_dataset_error(const am_dataset *ds);
@@ -438,8 +438,8 @@ AM_API int am_dataset_next_batch(am_dataset *ds, int64_t max_items, am_batch *ba
 /* A batch of the one item at index (for showing top-k examples). */
 AM_API int am_dataset_item(am_dataset *ds, int64_t index, am_batch *batch);
 
-AM_API int64_t am_dataset_size(const am_dataset *ds);             /* items, or a negative status */
-AM_API int am_dataset_kind(const am_dataset *ds);                 /* AM_DATASET_* or a negative status */
+AM_API int64_t am_dataset_size(const am_dataset *ds); /* items, or a negative status */
+AM_API int am_dataset_kind(const am_dataset *ds);     /* AM_DATASET_* or a negative status */
 /* One item's shape: (C, H, W) for images, (T) for text; returns the number
  * of dims or a negative status. */
 AM_API int am_dataset_item_shape(const am_dataset *ds, int64_t *shape, int max);
@@ -466,15 +466,15 @@ enum { AM_INIT_NOISE = 0, AM_INIT_IMAGE = 1 };
 /* What the progress callback sees on each step. Pointers are valid only
  * during the call. */
 typedef struct am_progress {
-    int           step;        /* 1-based */
-    int           steps;
-    float         objective;   /* sum over the batch of the objectives */
-    int           nterms;
+    int step; /* 1-based */
+    int steps;
+    float objective; /* sum over the batch of the objectives */
+    int nterms;
     const char *const *term_names; /* (nterms) */
-    const float  *terms;       /* (nterms) value of each term this step */
-    const float  *image;       /* (B, C, H, W) in [0,1], or NULL when not sent */
-    int64_t       image_shape[4];
-    float         crop;        /* MACO: this step's crop side, a fraction of the canvas side; else 1 */
+    const float *terms;            /* (nterms) value of each term this step */
+    const float *image;            /* (B, C, H, W) in [0,1], or NULL when not sent */
+    int64_t image_shape[4];
+    float crop; /* MACO: this step's crop side, a fraction of the canvas side; else 1 */
 } am_progress;
 
 /* Return nonzero to cancel; the run then stops and keeps its best result. */
@@ -484,41 +484,41 @@ typedef struct am_options {
     /* objectives: n_objectives strings; the batch holds one image per
      * objective, or batch images all following objectives[0] when
      * n_objectives == 1 and batch > 1. */
-    const char *const *objectives;     /* (n_objectives) */
-    int         n_objectives;
-    int         batch;                 /* default 1 */
-    int64_t     height, width;         /* default: the model's input size */
-    int         steps;                 /* default 256 */
-    float       lr;                    /* default 0: 0.05, or 1.0 for MACO */
-    int         optimizer;             /* AM_OPT_* (default AM_OPT_AUTO) */
-    float       momentum;              /* SGD only, default 0 */
-    uint64_t    seed;                  /* default 0 */
-    int         param;                 /* AM_PARAM_FFT (default), AM_PARAM_PIXEL or AM_PARAM_MACO */
-    int         decorrelate;           /* colour decorrelation (3 channels), default 1 */
-    float       decay_power;           /* FFT 1/f^decay scaling, default 1 */
+    const char *const *objectives; /* (n_objectives) */
+    int n_objectives;
+    int batch;             /* default 1 */
+    int64_t height, width; /* default: the model's input size */
+    int steps;             /* default 256 */
+    float lr;              /* default 0: 0.05, or 1.0 for MACO */
+    int optimizer;         /* AM_OPT_* (default AM_OPT_AUTO) */
+    float momentum;        /* SGD only, default 0 */
+    uint64_t seed;         /* default 0 */
+    int param;             /* AM_PARAM_FFT (default), AM_PARAM_PIXEL or AM_PARAM_MACO */
+    int decorrelate;       /* colour decorrelation (3 channels), default 1 */
+    float decay_power;     /* FFT 1/f^decay scaling, default 1 */
     /* transformation robustness (Lucid's standard set by default) */
-    int         transforms;            /* 1 = on (default), 0 = all off */
-    int         pad;                   /* default -1: 12 px at 224, scaled to the image size; 0 = off */
-    int         jitter;                /* default -1: 8 px at 224, scaled; then a second jitter of jitter/2 */
-    float       scale_min, scale_max;  /* default 0.9 .. 1.1 (11 steps) */
-    float       rotate_deg;            /* default 10: uniform integer in [-10, 10] */
+    int transforms; /* 1 = on (default), 0 = all off */
+    int pad;        /* default -1: 12 px at 224, scaled to the image size; 0 = off */
+    int jitter;     /* default -1: 8 px at 224, scaled; then a second jitter of jitter/2 */
+    float scale_min, scale_max; /* default 0.9 .. 1.1 (11 steps) */
+    float rotate_deg;           /* default 10: uniform integer in [-10, 10] */
     /* After the transforms the image is resized back to height x width
      * (bilinear), so fixed-size models see the size they expect. */
     /* regularizers, subtracted from the objective with these weights:
      * l1 = mean|x-0.5|, l2 = mean (x-0.5)^2, tv = mean |neighbour
      * differences|, blur = mean (x - blur3x3(x))^2, on the display image */
-    float       l1, l2, tv, blur;      /* default 0 */
+    float l1, l2, tv, blur; /* default 0 */
     /* initial image */
-    int         init;                  /* AM_INIT_NOISE (default) or AM_INIT_IMAGE */
-    const float *init_image;           /* (B, C, H, W) in [0,1] display space, copied */
-    float       init_std;              /* noise scale, default 0.01 */
+    int init;                /* AM_INIT_NOISE (default) or AM_INIT_IMAGE */
+    const float *init_image; /* (B, C, H, W) in [0,1] display space, copied */
+    float init_std;          /* noise scale, default 0.01 */
     /* snapshots kept at these steps (1-based, ascending) */
-    const int  *thresholds;            /* (n_thresholds) */
-    int         n_thresholds;
+    const int *thresholds; /* (n_thresholds) */
+    int n_thresholds;
     /* progress */
-    am_progress_fn progress;           /* may be NULL */
-    void       *progress_user;
-    int         image_every;           /* send the image every k steps; 0 = never */
+    am_progress_fn progress; /* may be NULL */
+    void *progress_user;
+    int image_every; /* send the image every k steps; 0 = never */
     /* MACO (AM_PARAM_MACO; the Lucid transforms above are not used): each
      * step, `crops` crops per image, each a square-ish window whose side is
      * a fraction of the canvas side drawn in [0.8 s, s], s going linearly
@@ -526,23 +526,23 @@ typedef struct am_options {
      * resized (bilinear) to the model's input size and gets noise *
      * (gaussian + uniform(-0.5, 0.5)) added in [0, 1] display space. The
      * objective of an image is the mean over its crops. */
-    int         crops;                 /* default 6 */
-    float       crop_max, crop_min;    /* default 1.0 .. 0.8 */
-    float       noise;                 /* default 0.05 */
+    int crops;                /* default 6 */
+    float crop_max, crop_min; /* default 1.0 .. 0.8 */
+    float noise;              /* default 0.05 */
     /* the standardized image is multiplied by contrast before the sigmoid:
      * at 1 most pixels stay mid-grey, which data with black backgrounds
      * (Fashion-MNIST) never shows */
-    float       contrast;              /* default 3 */
+    float contrast; /* default 3 */
     /* Feature accentuation (Hamblin et al. 2024): with init_image, subtract
      * accent * mean((image - init_image)^2) (display space), which keeps the
      * result close to the start image while the unit is pushed. */
-    float       accent;                /* default 0 (off) */
+    float accent; /* default 0 (off) */
     /* Lucid's diversity term, added to the sum of the objectives with this
      * weight: minus the mean pairwise cosine similarity of the images' Gram
      * matrices at diversity_layer (batch >= 2). A separate term, never part
      * of the per-image objectives. */
-    float       diversity;             /* default 0 (off) */
-    const char *diversity_layer;       /* NULL or "": the first layer objectives[0] reads */
+    float diversity;             /* default 0 (off) */
+    const char *diversity_layer; /* NULL or "": the first layer objectives[0] reads */
 } am_options;
 
 /* Fills o with the defaults above (objectives NULL). */
@@ -623,54 +623,55 @@ AM_API double am_run_seconds(const am_run *r);
  * -log p(token | tokens before it), in nats). */
 
 enum {
-    AM_TEXT_SOFT  = 0,  /* Adam on continuous embeddings, then projection to the nearest tokens */
-    AM_TEXT_PEZ   = 1,  /* projected gradient: forward/backward at the projected tokens, update the continuous ones */
-    AM_TEXT_GCG   = 2,  /* greedy coordinate gradient over real tokens */
-    AM_TEXT_SWEEP = 3   /* every vocabulary token at one position (exact for len 1) */
+    AM_TEXT_SOFT = 0, /* Adam on continuous embeddings, then projection to the nearest tokens */
+    AM_TEXT_PEZ =
+        1, /* projected gradient: forward/backward at the projected tokens, update the continuous ones */
+    AM_TEXT_GCG = 2,  /* greedy coordinate gradient over real tokens */
+    AM_TEXT_SWEEP = 3 /* every vocabulary token at one position (exact for len 1) */
 };
 enum { AM_DIST_COSINE = 0, AM_DIST_L2 = 1 };
 
 /* What the text progress callback sees once per step. */
 typedef struct am_text_progress {
-    int            step;        /* 1-based, within the restart */
-    int            steps;
-    int            restart;     /* 0-based */
-    int            restarts;
-    float          activation;  /* soft: the continuous embeddings' objective; others: the best prompt's */
-    float          xent;        /* cross-entropy of that prompt (0 when fluency is off and not computed) */
-    const int64_t *tokens;      /* (len) the best prompt so far (soft: the current projection) */
-    int            len;
+    int step; /* 1-based, within the restart */
+    int steps;
+    int restart; /* 0-based */
+    int restarts;
+    float activation; /* soft: the continuous embeddings' objective; others: the best prompt's */
+    float xent;       /* cross-entropy of that prompt (0 when fluency is off and not computed) */
+    const int64_t *tokens; /* (len) the best prompt so far (soft: the current projection) */
+    int len;
 } am_text_progress;
 
 /* Return nonzero to cancel; the run then stops and keeps its best result. */
 typedef int (*am_text_progress_fn)(void *user, const am_text_progress *p);
 
 typedef struct am_text_options {
-    const char *objective;     /* required */
-    int      method;           /* AM_TEXT_*, default AM_TEXT_SOFT */
-    int      len;              /* prompt tokens T, 1..context; default 8 */
-    int      steps;            /* default 200 (sweep: ignored) */
-    float    lr;               /* soft and pez Adam step, default 0.05 */
-    int      distance;         /* projection metric, AM_DIST_COSINE (default) or AM_DIST_L2 */
-    float    snap;             /* soft: weight of the penalty on the distance to the nearest token
+    const char *objective; /* required */
+    int method;            /* AM_TEXT_*, default AM_TEXT_SOFT */
+    int len;               /* prompt tokens T, 1..context; default 8 */
+    int steps;             /* default 200 (sweep: ignored) */
+    float lr;              /* soft and pez Adam step, default 0.05 */
+    int distance;          /* projection metric, AM_DIST_COSINE (default) or AM_DIST_L2 */
+    float snap;            /* soft: weight of the penalty on the distance to the nearest token
                                   (cosine: 1 - similarity; L2: squared distance / D); default 0 */
-    float    fluency;          /* weight of the cross-entropy penalty, default 0 (off) */
-    int      topk;             /* gcg: candidate tokens per position, default 64 */
-    int      nearest;          /* soft and pez: nearest tokens reported per position;
+    float fluency;         /* weight of the cross-entropy penalty, default 0 (off) */
+    int topk;              /* gcg: candidate tokens per position, default 64 */
+    int nearest;           /* soft and pez: nearest tokens reported per position;
                                   default 0: topk of them (callers that set topk for this keep working) */
-    int      batch;            /* gcg: single-token swaps tried per step (default 128);
+    int batch;             /* gcg: single-token swaps tried per step (default 128);
                                   sweep and attribution: sequences per forward (at least 512) */
-    int      position;         /* sweep: the position searched (negative counts from the end), default -1 */
-    const int64_t *init_tokens;/* (len) start prompt (soft and pez start from its embedding rows),
+    int position; /* sweep: the position searched (negative counts from the end), default -1 */
+    const int64_t *init_tokens; /* (len) start prompt (soft and pez start from its embedding rows),
                                   copied. NULL: the best of min(batch, 256) random prompts that
                                   re-encode to themselves, then (except for sweep) its last token
                                   chosen by a sweep over the vocabulary */
-    uint64_t seed;             /* default 0; restart r uses seed + r */
-    int      restarts;         /* default 1; the best score is kept */
-    int      retokenize;       /* gcg: reject swaps whose prompt does not re-encode to itself; default 1 */
-    int      attribution;      /* per-position attribution of the result, default 1 */
-    am_text_progress_fn progress;   /* may be NULL */
-    void    *progress_user;
+    uint64_t seed;              /* default 0; restart r uses seed + r */
+    int restarts;               /* default 1; the best score is kept */
+    int retokenize;  /* gcg: reject swaps whose prompt does not re-encode to itself; default 1 */
+    int attribution; /* per-position attribution of the result, default 1 */
+    am_text_progress_fn progress; /* may be NULL */
+    void *progress_user;
 } am_text_options;
 
 /* Fills o with the defaults above (objective NULL). */
@@ -738,7 +739,8 @@ AM_API int am_text_run_best(const am_text_run *r, const int64_t **ids, int *len,
  * swapped for the best other token there (drop, len), and that token (alt,
  * len). Tried exhaustively when the vocabulary has <= 8192 tokens, else
  * among the gradient's top 256. Returns AM_E_UNSUPPORTED when not computed. */
-AM_API int am_text_run_attribution(const am_text_run *r, const float **drop, const int64_t **alt, int *len);
+AM_API int am_text_run_attribution(const am_text_run *r, const float **drop, const int64_t **alt,
+                                   int *len);
 
 /* sweep: the objective of every vocabulary token at the searched position
  * (vocab), the rest of the prompt fixed. */
@@ -762,20 +764,20 @@ AM_API const float *am_text_run_sweep(const am_text_run *r, int *vocab, int *pos
 typedef int (*am_examples_progress_fn)(void *user, int64_t scanned, int64_t total, float best);
 
 typedef struct am_examples_options {
-    const char *objective;  /* required */
+    const char *objective; /* required */
     /* The dataset: "fashion-mnist" (images; path: the folder of its IDX
      * files, NULL for the default), "fortunes" or "text" (text; path: the
      * file, required). NULL: the model's metadata "dataset". */
     const char *dataset;
     const char *path;
-    const char *split;      /* fashion-mnist: "test" (default) or "train"; fortunes: "heldout" */
-    int64_t     window;     /* text: tokens per window, 1..context; 0: 64 or the context if smaller */
-    int64_t     stride;     /* text: tokens between windows; 0: the window */
-    int         k;          /* items kept, 1..100000; 0: 10 */
-    int64_t     limit;      /* scan at most this many items (the first ones); 0: all */
-    int         batch;      /* items per forward; 0: 256 */
-    am_examples_progress_fn progress;  /* may be NULL */
-    void       *progress_user;
+    const char *split; /* fashion-mnist: "test" (default) or "train"; fortunes: "heldout" */
+    int64_t window;    /* text: tokens per window, 1..context; 0: 64 or the context if smaller */
+    int64_t stride;    /* text: tokens between windows; 0: the window */
+    int k;             /* items kept, 1..100000; 0: 10 */
+    int64_t limit;     /* scan at most this many items (the first ones); 0: all */
+    int batch;         /* items per forward; 0: 256 */
+    am_examples_progress_fn progress; /* may be NULL */
+    void *progress_user;
 } am_examples_options;
 
 /* Fills o with the defaults above (objective and dataset NULL). */
@@ -783,17 +785,17 @@ AM_API void am_examples_options_default(am_examples_options *o);
 
 /* One kept item; pointers are owned by the examples handle. */
 typedef struct am_example {
-    int64_t        index;       /* the item's index in the dataset (its split) */
-    float          value;       /* the objective on it */
-    int64_t        label;       /* its class, -1 when the dataset has none (text) */
-    const char    *label_name;  /* the class's name, "" when none */
-    const float   *image;       /* images: (C, H, W) in the model's value range
+    int64_t index;          /* the item's index in the dataset (its split) */
+    float value;            /* the objective on it */
+    int64_t label;          /* its class, -1 when the dataset has none (text) */
+    const char *label_name; /* the class's name, "" when none */
+    const float *image;     /* images: (C, H, W) in the model's value range
                                    [lo, hi] of am_model_normalization; NULL for text */
-    int64_t        shape[3];    /* images: C, H, W */
-    const int64_t *tokens;      /* text: the window's ids (len); NULL for images */
-    const float   *acts;        /* text: the objective at each position (len): its position
+    int64_t shape[3];       /* images: C, H, W */
+    const int64_t *tokens;  /* text: the window's ids (len); NULL for images */
+    const float *acts;      /* text: the objective at each position (len): its position
                                    index set to each in turn (for [:, n], neuron n there) */
-    int            len;         /* text: T */
+    int len;                /* text: T */
 } am_example;
 
 typedef struct am_examples am_examples;
@@ -833,20 +835,21 @@ AM_API int am_examples_get(const am_examples *e, int i, am_example *out);
 typedef int (*am_text_examples_progress_fn)(void *user, int64_t scanned, int64_t total, float best);
 
 typedef struct am_text_examples_options {
-    const char *objective;    /* required */
-    const char *dataset;      /* "fortunes" (default when NULL) or "text" */
-    const char *path;         /* the corpus file, required */
-    int64_t     window;       /* tokens per window, 1..context; default 0: 64 or the context if smaller */
-    int64_t     stride;       /* default 0: the window */
-    int         k;            /* default 0: 10 */
-    int         batch;        /* windows per forward, default 0: 256 */
+    const char *objective; /* required */
+    const char *dataset;   /* "fortunes" (default when NULL) or "text" */
+    const char *path;      /* the corpus file, required */
+    int64_t window; /* tokens per window, 1..context; default 0: 64 or the context if smaller */
+    int64_t stride; /* default 0: the window */
+    int k;          /* default 0: 10 */
+    int batch;      /* windows per forward, default 0: 256 */
     am_text_examples_progress_fn progress; /* may be NULL */
-    void       *progress_user;
+    void *progress_user;
 } am_text_examples_options;
 
 typedef struct am_text_examples am_text_examples;
 
-AM_API int am_text_examples_new(am_model *m, const am_text_examples_options *o, am_text_examples **out);
+AM_API int am_text_examples_new(am_model *m, const am_text_examples_options *o,
+                                am_text_examples **out);
 AM_API void am_text_examples_free(am_text_examples *e);
 AM_API const char *am_text_examples_error(const am_text_examples *e);
 /* Windows scanned (< the corpus' windows when cancelled), and how many top
@@ -917,6 +920,7 @@ AM_API int am_run_code(am_model *m, const am_options *o, const char *model_path,
  * The struct sizes let a binding that declares its own copies of the structs
  * (ctypes, cffi) check them against the engine's. */
 
+/* clang-format off */
 #define AM_API_FUNCTIONS(X)                                                           \
     X(am_strerror) X(am_status_class) X(am_version) X(am_blas_info)                   \
     X(am_tensor_release)                                                              \
@@ -968,10 +972,11 @@ AM_API int am_run_code(am_model *m, const am_options *o, const char *model_path,
     X(am_text_progress) X(am_text_options) X(am_examples_options) X(am_example)       \
     X(am_text_examples_options)
 
+/* clang-format on */
 typedef struct am_api {
-    uint32_t    api_version;   /* AM_API_VERSION of the engine */
-    uint32_t    size;          /* sizeof(am_api) in the engine */
-    const char *version;       /* AM_VERSION of the engine */
+    uint32_t api_version; /* AM_API_VERSION of the engine */
+    uint32_t size;        /* sizeof(am_api) in the engine */
+    const char *version;  /* AM_VERSION of the engine */
 #define AM_API_SIZE_FIELD(s) uint32_t sizeof_##s;
     AM_API_STRUCTS(AM_API_SIZE_FIELD)
 #undef AM_API_SIZE_FIELD

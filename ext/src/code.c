@@ -18,21 +18,17 @@ typedef struct sbuf {
     size_t len, cap;
 } sbuf;
 
-static void addf(sbuf *b, const char *fmt, ...)
-{
+static void addf(sbuf *b, const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
     int n = vsnprintf(NULL, 0, fmt, ap);
     va_end(ap);
-    if (n < 0)
-        return;
+    if (n < 0) return;
     if (b->len + (size_t)n + 1 > b->cap) {
         size_t cap = b->cap ? b->cap : 4096;
-        while (cap < b->len + (size_t)n + 1)
-            cap *= 2;
+        while (cap < b->len + (size_t)n + 1) cap *= 2;
         char *q = realloc(b->p, cap);
-        if (!q)
-            return;
+        if (!q) return;
         b->p = q;
         b->cap = cap;
     }
@@ -44,8 +40,7 @@ static void addf(sbuf *b, const char *fmt, ...)
 
 /* A Python string literal (double quotes, escapes for quotes, backslashes
  * and control bytes). */
-static void add_pystr(sbuf *b, const char *s)
-{
+static void add_pystr(sbuf *b, const char *s) {
     addf(b, "\"");
     for (; *s; s++) {
         unsigned char ch = (unsigned char)*s;
@@ -61,28 +56,23 @@ static void add_pystr(sbuf *b, const char *s)
 
 /* The shortest decimal that reads back as the same float32 (what a user
  * typed, usually): "0.05" for 0.05f. */
-static const char *f32_text(float v, char buf[32])
-{
+static const char *f32_text(float v, char buf[32]) {
     for (int prec = 1; prec <= 9; prec++) {
         snprintf(buf, 32, "%.*g", prec, (double)v);
-        if (strtof(buf, NULL) == v)
-            break;
+        if (strtof(buf, NULL) == v) break;
     }
     return buf;
 }
 
 /* Adds "name", to a Python list's items unless it is there already. */
-static void add_layer(sbuf *layers, const char *name, int len)
-{
+static void add_layer(sbuf *layers, const char *name, int len) {
     char item[512];
     snprintf(item, sizeof item, "\"%.*s\"", len, name);
-    if (layers->p && strstr(layers->p, item))
-        return;
+    if (layers->p && strstr(layers->p, item)) return;
     addf(layers, "%s%s", layers->len ? ", " : "", item);
 }
 
-static int fail(char *err, size_t n, int status, const char *fmt, ...)
-{
+static int fail(char *err, size_t n, int status, const char *fmt, ...) {
     if (err && n) {
         va_list ap;
         va_start(ap, fmt);
@@ -94,10 +84,7 @@ static int fail(char *err, size_t n, int status, const char *fmt, ...)
 
 /* ================================================================ objectives */
 
-static int is_layer_char(int ch)
-{
-    return isalnum(ch) || ch == '_' || ch == '.' || ch == '#' || ch == ':';
-}
+static int is_layer_char(int ch) { return isalnum(ch) || ch == '_' || ch == '.' || ch == '#' || ch == ':'; }
 
 /* The objective of am_options as a Python expression of A (layer name ->
  * activation, batch first) and b (the image): a layer becomes
@@ -105,21 +92,17 @@ static int is_layer_char(int ch)
  * a "label" its class index, diversity(layer) diversity(A["layer"]).
  * Numbers, + - * / and parentheses are the same in Python. Adds each layer
  * to layers (a Python list literal). */
-static int objective_py(am_model *m, const char *src, sbuf *out, sbuf *layers, char *err, size_t n)
-{
+static int objective_py(am_model *m, const char *src, sbuf *out, sbuf *layers, char *err, size_t n) {
     const char *p = src;
     while (*p) {
         unsigned char ch = (unsigned char)*p;
         if (isdigit(ch) || (ch == '.' && isdigit((unsigned char)p[1]))) {
             const char *q = p;
-            while (isdigit((unsigned char)*q) || *q == '.')
-                q++;
+            while (isdigit((unsigned char)*q) || *q == '.') q++;
             if ((*q == 'e' || *q == 'E') &&
-                (isdigit((unsigned char)q[1]) ||
-                 ((q[1] == '+' || q[1] == '-') && isdigit((unsigned char)q[2])))) {
+                (isdigit((unsigned char)q[1]) || ((q[1] == '+' || q[1] == '-') && isdigit((unsigned char)q[2])))) {
                 q += 2;
-                while (isdigit((unsigned char)*q))
-                    q++;
+                while (isdigit((unsigned char)*q)) q++;
             }
             addf(out, "%.*s", (int)(q - p), p);
             p = q;
@@ -136,25 +119,19 @@ static int objective_py(am_model *m, const char *src, sbuf *out, sbuf *layers, c
             continue;
         }
         const char *q = p;
-        while (*q && is_layer_char((unsigned char)*q))
-            q++;
+        while (*q && is_layer_char((unsigned char)*q)) q++;
         int len = (int)(q - p);
         const char *r = q;
-        while (*r == ' ')
-            r++;
+        while (*r == ' ') r++;
         if (len == 9 && strncmp(p, "diversity", 9) == 0 && *r == '(') {
             r++;
-            while (*r == ' ')
-                r++;
+            while (*r == ' ') r++;
             const char *l0 = r;
-            while (*r && is_layer_char((unsigned char)*r))
-                r++;
+            while (*r && is_layer_char((unsigned char)*r)) r++;
             const char *l1 = r;
-            while (*r == ' ')
-                r++;
+            while (*r == ' ') r++;
             if (l1 == l0 || *r != ')')
-                return fail(err, n, AM_E_OBJECTIVE,
-                            "diversity( ) needs one layer, e.g. diversity(conv2): '%s'", src);
+                return fail(err, n, AM_E_OBJECTIVE, "diversity( ) needs one layer, e.g. diversity(conv2): '%s'", src);
             addf(out, "diversity(A[\"%.*s\"])", (int)(l1 - l0), l0);
             add_layer(layers, l0, (int)(l1 - l0));
             p = r + 1;
@@ -170,26 +147,22 @@ static int objective_py(am_model *m, const char *src, sbuf *out, sbuf *layers, c
                 if (*p == '"' || *p == '\'') {
                     char quote = *p;
                     const char *e = strchr(p + 1, quote);
-                    if (!e)
-                        return fail(err, n, AM_E_OBJECTIVE, "unclosed label in '%s'", src);
+                    if (!e) return fail(err, n, AM_E_OBJECTIVE, "unclosed label in '%s'", src);
                     int nl = am_model_num_labels(m), found = -1;
                     for (int i = 0; i < nl && found < 0; i++) {
                         const char *lab = am_model_label(m, i);
-                        if (lab && strlen(lab) == (size_t)(e - p - 1) &&
-                            strncmp(lab, p + 1, (size_t)(e - p - 1)) == 0)
+                        if (lab && strlen(lab) == (size_t)(e - p - 1) && strncmp(lab, p + 1, (size_t)(e - p - 1)) == 0)
                             found = i;
                     }
                     if (found < 0)
-                        return fail(err, n, AM_E_OBJECTIVE, "unknown label %.*s in '%s'",
-                                    (int)(e - p + 1), p, src);
+                        return fail(err, n, AM_E_OBJECTIVE, "unknown label %.*s in '%s'", (int)(e - p + 1), p, src);
                     addf(out, "%d", found);
                     p = e + 1;
                 } else {
                     addf(out, "%c", *p++);
                 }
             }
-            if (*p != ']')
-                return fail(err, n, AM_E_OBJECTIVE, "unclosed '[' in '%s'", src);
+            if (*p != ']') return fail(err, n, AM_E_OBJECTIVE, "unclosed '[' in '%s'", src);
             addf(out, "]");
             p++;
         }
@@ -433,19 +406,17 @@ static const char k_helpers[] =
     "print(\"final activation:\", \" \".join(repr(v) for v in final.tolist()))\n";
 
 /* The constants block: every option of the run, resolved as run.cpp does. */
-static void add_constants(sbuf *s, am_model *m, const am_options *o, int64_t B, int64_t C,
-                          int64_t H, int64_t W)
-{
+static void add_constants(sbuf *s, am_model *m, const am_options *o, int64_t B, int64_t C, int64_t H, int64_t W) {
     char b1[32], b2[32];
     addf(s, "\n\n# The engine holds its options as float32: f32(x) is that value.\n");
     addf(s, "def f32(x):\n    return float(torch.tensor(x, dtype=torch.float32))\n\n\n");
     addf(s, "SEED = %llu\n", (unsigned long long)o->seed);
     addf(s, "STEPS = %d\n", o->steps);
-    addf(s, "LR = f32(%s)\n", f32_text(o->lr > 0 ? o->lr : 0.05f, b1));  /* 0: the default */
+    addf(s, "LR = f32(%s)\n", f32_text(o->lr > 0 ? o->lr : 0.05f, b1)); /* 0: the default */
     addf(s, "OPTIMIZER = \"%s\"\n", o->optimizer == AM_OPT_SGD ? "sgd" : "adam");
     addf(s, "MOMENTUM = f32(%s)\n", f32_text(o->momentum, b1));
-    addf(s, "B, C, H, W = %lld, %lld, %lld, %lld  # images, channels, height, width\n",
-         (long long)B, (long long)C, (long long)H, (long long)W);
+    addf(s, "B, C, H, W = %lld, %lld, %lld, %lld  # images, channels, height, width\n", (long long)B, (long long)C,
+         (long long)H, (long long)W);
     addf(s, "PARAM = \"%s\"\n", o->param == AM_PARAM_PIXEL ? "pixel" : "fft");
     addf(s, "DECORRELATE = %s\n", o->decorrelate && C == 3 ? "True" : "False");
     addf(s, "DECAY_POWER = f32(%s)\n", f32_text(o->decay_power, b1));
@@ -454,19 +425,15 @@ static void add_constants(sbuf *s, am_model *m, const am_options *o, int64_t B, 
     int pad = o->pad >= 0 ? o->pad : (int)lround(fmax(1.0, 12.0 * s224));
     int jitter = o->jitter >= 0 ? o->jitter : (int)lround(fmax(2.0, 8.0 * s224));
     addf(s, "TRANSFORMS = %s\n", o->transforms ? "True" : "False");
-    addf(s, "PAD, JITTER = %d, %d  # pixels (-1 in the options: 12 and 8 at 224 px, scaled)\n", pad,
-         jitter);
-    addf(s, "SCALE_MIN, SCALE_MAX = f32(%s), f32(%s)\n", f32_text(o->scale_min, b1),
-         f32_text(o->scale_max, b2));
+    addf(s, "PAD, JITTER = %d, %d  # pixels (-1 in the options: 12 and 8 at 224 px, scaled)\n", pad, jitter);
+    addf(s, "SCALE_MIN, SCALE_MAX = f32(%s), f32(%s)\n", f32_text(o->scale_min, b1), f32_text(o->scale_max, b2));
     /* run.cpp's scale_min + (scale_max - scale_min) * i / 10.0: float32 up to the division. */
-    addf(s,
-         "SCALES = [SCALE_MIN + f32(f32(SCALE_MAX - SCALE_MIN) * i) / 10.0 for i in range(11)]\n");
+    addf(s, "SCALES = [SCALE_MIN + f32(f32(SCALE_MAX - SCALE_MIN) * i) / 10.0 for i in range(11)]\n");
     int rot = (int)lround(o->rotate_deg);
     addf(s, "ANGLES = [");
     if (rot > 0) {
         /* Lucent's list: every integer angle once, and zero five more times. */
-        for (int a = -rot; a <= rot; a++)
-            addf(s, "%d, ", a);
+        for (int a = -rot; a <= rot; a++) addf(s, "%d, ", a);
         addf(s, "0, 0, 0, 0, 0");
     }
     addf(s, "]\n");
@@ -475,18 +442,15 @@ static void add_constants(sbuf *s, am_model *m, const am_options *o, int64_t B, 
     float range[2] = {0, 1};
     am_model_normalization(m, &mean, &sd, &count, range);
     addf(s, "MEAN = [");
-    for (int i = 0; i < count; i++)
-        addf(s, "%s%.9g", i ? ", " : "", (double)mean[i]);
+    for (int i = 0; i < count; i++) addf(s, "%s%.9g", i ? ", " : "", (double)mean[i]);
     addf(s, "]\nSTD = [");
-    for (int i = 0; i < count; i++)
-        addf(s, "%s%.9g", i ? ", " : "", (double)sd[i]);
+    for (int i = 0; i < count; i++) addf(s, "%s%.9g", i ? ", " : "", (double)sd[i]);
     addf(s, "]\nRANGE = (%.9g, %.9g)\n", (double)range[0], (double)range[1]);
     addf(s, "REGULARIZERS = [");
     const char *names[] = {"l1", "l2", "tv", "blur"};
     float w[] = {o->l1, o->l2, o->tv, o->blur};
     for (int i = 0, k = 0; i < 4; i++)
-        if (w[i] > 0)
-            addf(s, "%s(\"%s\", f32(%s))", k++ ? ", " : "", names[i], f32_text(w[i], b1));
+        if (w[i] > 0) addf(s, "%s(\"%s\", f32(%s))", k++ ? ", " : "", names[i], f32_text(w[i], b1));
     addf(s, "]  # (name, weight), subtracted from the objective\n");
     if (o->init == AM_INIT_IMAGE && o->init_image) {
         int64_t nel = B * C * H * W;
@@ -499,17 +463,14 @@ static void add_constants(sbuf *s, am_model *m, const am_options *o, int64_t B, 
     }
 }
 
-static int check(am_model *m, const am_options *o, const char *model_path, char *err, size_t n)
-{
+static int check(am_model *m, const am_options *o, const char *model_path, char *err, size_t n) {
     if (!m || !o || !model_path)
         return fail(err, n, AM_E_ARG, "am_run_code needs a model, options and the model's path");
     if (strcmp(am_model_kind(m), "image") != 0)
         return fail(err, n, AM_E_UNSUPPORTED, "the script is written for image runs");
-    if (!o->objectives || o->n_objectives < 1)
-        return fail(err, n, AM_E_ARG, "no objective given");
+    if (!o->objectives || o->n_objectives < 1) return fail(err, n, AM_E_ARG, "no objective given");
     for (int i = 0; i < o->n_objectives; i++)
-        if (!o->objectives[i])
-            return fail(err, n, AM_E_ARG, "objective %d is NULL", i);
+        if (!o->objectives[i]) return fail(err, n, AM_E_ARG, "objective %d is NULL", i);
     if (o->init == AM_INIT_IMAGE && !o->init_image)
         return fail(err, n, AM_E_ARG, "init is AM_INIT_IMAGE but init_image is NULL");
     if (o->param == AM_PARAM_MACO || o->optimizer == AM_OPT_NADAM || o->accent > 0 || o->diversity > 0)
@@ -519,17 +480,13 @@ static int check(am_model *m, const am_options *o, const char *model_path, char 
     return AM_OK;
 }
 
-int am_run_code(am_model *m, const am_options *o, const char *model_path, const char *model_code,
-                char **code, char *err, size_t n)
-{
-    if (err && n)
-        err[0] = '\0';
-    if (!code)
-        return fail(err, n, AM_E_ARG, "am_run_code needs somewhere to put the code");
+int am_run_code(am_model *m, const am_options *o, const char *model_path, const char *model_code, char **code,
+                char *err, size_t n) {
+    if (err && n) err[0] = '\0';
+    if (!code) return fail(err, n, AM_E_ARG, "am_run_code needs somewhere to put the code");
     *code = NULL;
     int rc = check(m, o, model_path, err, n);
-    if (rc != AM_OK)
-        return rc;
+    if (rc != AM_OK) return rc;
     int64_t in[AM_MAX_DIMS];
     if (am_model_input_shape(m, in, AM_MAX_DIMS) != 3)
         return fail(err, n, AM_E_UNSUPPORTED, "the model's input is not C x H x W");
@@ -538,25 +495,22 @@ int am_run_code(am_model *m, const am_options *o, const char *model_path, const 
 
     sbuf obj = {0}, layers = {0}, s = {0};
     addf(&obj, "def objective(A, b):\n");
-    addf(
-        &obj,
-        "    \"\"\"Image b's objective from the activations A (layer -> batch-first tensor).\"\"\"\n");
+    addf(&obj, "    \"\"\"Image b's objective from the activations A (layer -> batch-first tensor).\"\"\"\n");
     for (int i = 0; i < o->n_objectives && rc == AM_OK; i++) {
-        if (o->n_objectives > 1)
-            addf(&obj, "    if b == %d:\n    ", i);
+        if (o->n_objectives > 1) addf(&obj, "    if b == %d:\n    ", i);
         addf(&obj, "    return ");
         rc = objective_py(m, o->objectives[i], &obj, &layers, err, n);
         addf(&obj, "  # %s\n", o->objectives[i]);
     }
     if (rc == AM_OK) {
         addf(&s, "#!/usr/bin/env python3\n\"\"\"");
-        for (int i = 0; i < o->n_objectives; i++)
-            addf(&s, "%s%s", i ? ", " : "", o->objectives[i]);
-        addf(&s, ": an actmax image run as a PyTorch script.\n\n"
-                 "The engine's parameterization, transforms (with its random numbers),\n"
-                 "regularizers, optimizer and seed; prints the final activation of each\n"
-                 "image on the clean image, as the engine reports it.\n\"\"\"\n"
-                 "import math\n\nimport torch\nimport torch.nn.functional as F\n\n");
+        for (int i = 0; i < o->n_objectives; i++) addf(&s, "%s%s", i ? ", " : "", o->objectives[i]);
+        addf(&s,
+             ": an actmax image run as a PyTorch script.\n\n"
+             "The engine's parameterization, transforms (with its random numbers),\n"
+             "regularizers, optimizer and seed; prints the final activation of each\n"
+             "image on the clean image, as the engine reports it.\n\"\"\"\n"
+             "import math\n\nimport torch\nimport torch.nn.functional as F\n\n");
         addf(&s, "MODEL = ");
         add_pystr(&s, model_path);
         addf(&s, "\n");
@@ -570,8 +524,7 @@ int am_run_code(am_model *m, const am_options *o, const char *model_path, const 
         addf(&s, "model.eval()\nfor q in model.parameters():\n    q.requires_grad_(False)\n\n\n");
         addf(&s, "%s\n", obj.p);
         addf(&s, "%s", k_helpers);
-        if (!s.p)
-            rc = fail(err, n, AM_E_NOMEM, "out of memory");
+        if (!s.p) rc = fail(err, n, AM_E_NOMEM, "out of memory");
     }
     free(obj.p);
     free(layers.p);

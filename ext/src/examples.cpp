@@ -20,13 +20,13 @@ struct am_examples {
     int kind = AM_DATASET_IMAGE;
     int64_t scanned = 0;
     bool cancelled = false;
-    std::vector<int64_t> shape;                 // one item: (C, H, W) or (T)
-    std::vector<int64_t> index, label;          // (k)
-    std::vector<float> value;                   // (k)
-    std::vector<std::string> label_name;        // (k)
-    std::vector<std::vector<float>> images;     // (k, C*H*W) in the model's value range
-    std::vector<std::vector<int64_t>> tokens;   // (k, T)
-    std::vector<std::vector<float>> acts;       // (k, T)
+    std::vector<int64_t> shape;                // one item: (C, H, W) or (T)
+    std::vector<int64_t> index, label;         // (k)
+    std::vector<float> value;                  // (k)
+    std::vector<std::string> label_name;       // (k)
+    std::vector<std::vector<float>> images;    // (k, C*H*W) in the model's value range
+    std::vector<std::vector<int64_t>> tokens;  // (k, T)
+    std::vector<std::vector<float>> acts;      // (k, T)
 };
 
 // The text-only spelling of the same result (am_text_examples_*).
@@ -49,7 +49,9 @@ struct Dataset {
     Dataset(const Dataset &) = delete;
     Dataset &operator=(const Dataset &) = delete;
     ~Dataset() { am_dataset_free(p); }
-    [[noreturn]] void fail(int st) const { throw Error(st ? st : AM_E_INTERNAL, std::string("dataset: ") + am_dataset_error(p)); }
+    [[noreturn]] void fail(int st) const {
+        throw Error(st ? st : AM_E_INTERNAL, std::string("dataset: ") + am_dataset_error(p));
+    }
 };
 
 // The objective on a batch of model inputs: (B) values, or with pos >= 0
@@ -63,7 +65,8 @@ struct Scorer {
 
     void parse(am_model *model, const char *objective, const char *example) {
         m = model;
-        if (!objective || !*objective) throw Error(AM_E_ARG, std::string("no objective given, e.g. \"") + example + "\"");
+        if (!objective || !*objective)
+            throw Error(AM_E_ARG, std::string("no objective given, e.g. \"") + example + "\"");
         src = objective;
         root = parse_with_caret(src);
         if (const ObjNode *d = find_diversity(*root))
@@ -79,8 +82,8 @@ struct Scorer {
         try {
             return tap_run(m, *plan, x);
         } catch (const std::exception &e) {
-            throw Error(AM_E_MODEL, "forward failed on input of shape " + shape_str(x.sizes()) + ": " +
-                                        short_what(e.what(), 2));
+            throw Error(AM_E_MODEL,
+                        "forward failed on input of shape " + shape_str(x.sizes()) + ": " + short_what(e.what(), 2));
         }
     }
 
@@ -149,7 +152,8 @@ std::vector<std::pair<float, int64_t>> scan(Dataset &ds, const Scorer &sc,
 void check_common(const am_examples_options *o, int &k, int64_t &chunk) {
     if (!o) throw Error(AM_E_ARG, "options are NULL; fill them with am_examples_options_default first");
     k = o->k ? o->k : kDefaultK;
-    if (k < 1 || k > kMaxK) throw Error(AM_E_ARG, "k must be 1.." + std::to_string(kMaxK) + ", got " + std::to_string(k));
+    if (k < 1 || k > kMaxK)
+        throw Error(AM_E_ARG, "k must be 1.." + std::to_string(kMaxK) + ", got " + std::to_string(k));
     chunk = o->batch ? o->batch : kDefaultBatch;
     if (chunk < 1) throw Error(AM_E_ARG, "batch must be >= 1");
     if (o->limit < 0) throw Error(AM_E_ARG, "limit must be >= 0 (0: every item)");
@@ -210,7 +214,8 @@ void text_examples(am_model *m, const am_examples_options *o, const std::string 
     int64_t context = m->input_shape[0];
     int64_t T = o->window ? o->window : std::min<int64_t>(kDefaultWindow, context);
     if (T < 1 || T > context)
-        throw Error(AM_E_ARG, "window must be 1.." + std::to_string(context) + " (the model's context), got " + std::to_string(T));
+        throw Error(AM_E_ARG, "window must be 1.." + std::to_string(context) + " (the model's context), got " +
+                                  std::to_string(T));
     if (o->stride < 0) throw Error(AM_E_ARG, "stride must be >= 0 (0: the window)");
     int k;
     int64_t chunk;
@@ -228,7 +233,8 @@ void text_examples(am_model *m, const am_examples_options *o, const std::string 
     dopt.stride = o->stride;
     int st = am_dataset_open(name.c_str(), o->split ? o->split : "heldout", &dopt, &ds.p);
     if (st != AM_OK) throw Error(st, std::string("corpus: ") + am_dataset_error(ds.p));
-    if (am_dataset_kind(ds.p) != AM_DATASET_TEXT) throw Error(AM_E_ARG, "the dataset is not text; use \"fortunes\" or \"text\"");
+    if (am_dataset_kind(ds.p) != AM_DATASET_TEXT)
+        throw Error(AM_E_ARG, "the dataset is not text; use \"fortunes\" or \"text\"");
     ex->kind = AM_DATASET_TEXT;
     ex->shape = {T};
     auto to_input = [&](const am_batch &b) {
@@ -240,7 +246,8 @@ void text_examples(am_model *m, const am_examples_options *o, const std::string 
     for (auto &[value, index] : top) {
         am_batch b{};
         st = am_dataset_item(ds.p, index, &b);
-        if (st != AM_OK || b.count != 1) throw Error(st ? st : AM_E_INTERNAL, std::string("corpus: ") + am_dataset_error(ds.p));
+        if (st != AM_OK || b.count != 1)
+            throw Error(st ? st : AM_E_INTERNAL, std::string("corpus: ") + am_dataset_error(ds.p));
         std::vector<int64_t> toks(b.tokens, b.tokens + T);
         ex->acts.push_back(sc.positions(to_input(b)));
         ex->index.push_back(index);
@@ -259,10 +266,13 @@ void examples_impl(am_model *m, const am_examples_options *o, am_examples *ex) {
     checked(m);
     std::string name = o && o->dataset && *o->dataset ? o->dataset : m->dataset;
     if (name.empty())
-        throw Error(AM_E_UNSUPPORTED, "the model's metadata names no dataset; give one: \"fashion-mnist\" (images), "
-                                      "\"fortunes\" or \"text\" with a path (text)");
-    if (is_text_dataset(name)) text_examples(m, o, name, ex);
-    else image_examples(m, o, name, ex);
+        throw Error(AM_E_UNSUPPORTED,
+                    "the model's metadata names no dataset; give one: \"fashion-mnist\" (images), "
+                    "\"fortunes\" or \"text\" with a path (text)");
+    if (is_text_dataset(name))
+        text_examples(m, o, name, ex);
+    else
+        image_examples(m, o, name, ex);
 }
 
 }  // namespace

@@ -127,15 +127,14 @@ struct WinoConv : FastOp, std::enable_shared_from_this<WinoConv> {
         p->H = H, p->W = W, p->Ho = Ho, p->Wo = Wo;
         bool with_bias = b.defined();
         auto fd = with_bias ? dnnl::convolution_forward::desc(dnnl::prop_kind::forward_training,
-                                                              dnnl::algorithm::convolution_winograd, any_src,
-                                                              any_wei, memory::desc(bia, f32, tag::x), any_dst,
-                                                              one, pd, pd)
+                                                              dnnl::algorithm::convolution_winograd, any_src, any_wei,
+                                                              memory::desc(bia, f32, tag::x), any_dst, one, pd, pd)
                             : dnnl::convolution_forward::desc(dnnl::prop_kind::forward_training,
-                                                              dnnl::algorithm::convolution_winograd, any_src,
-                                                              any_wei, any_dst, one, pd, pd);
+                                                              dnnl::algorithm::convolution_winograd, any_src, any_wei,
+                                                              any_dst, one, pd, pd);
         dnnl::convolution_forward::primitive_desc fpd(fd, eng);
-        dnnl::convolution_backward_data::desc bd(dnnl::algorithm::convolution_winograd, any_src, any_wei, any_dst,
-                                                 one, pd, pd);
+        dnnl::convolution_backward_data::desc bd(dnnl::algorithm::convolution_winograd, any_src, any_wei, any_dst, one,
+                                                 pd, pd);
         dnnl::convolution_backward_data::primitive_desc bpd(bd, eng, fpd);
         p->fwd = dnnl::convolution_forward(fpd);
         p->bwd = dnnl::convolution_backward_data(bpd);
@@ -211,8 +210,7 @@ struct WinoFn : public torch::autograd::Function<WinoFn> {
         ctx->saved_data["h"] = x.size(2);
         ctx->saved_data["w"] = x.size(3);
         auto xc = x.contiguous();
-        auto y = torch::empty({x.size(0), op->w.size(0), p->Ho, p->Wo},
-                              x.options());
+        auto y = torch::empty({x.size(0), op->w.size(0), p->Ho, p->Wo}, x.options());
         return WinoConv::forward_raw(*p, xc, y);
     }
     static torch::autograd::variable_list backward(torch::autograd::AutogradContext *ctx,
@@ -221,8 +219,7 @@ struct WinoFn : public torch::autograd::Function<WinoFn> {
         auto gy = grads[0].contiguous();
         auto p = op->prims({ctx->saved_data["n"].toInt(), ctx->saved_data["h"].toInt(), ctx->saved_data["w"].toInt()});
         if (!p) throw std::logic_error("actmax::fast: no Winograd primitive for this shape");
-        auto gx = torch::empty({gy.size(0), op->w.size(1), p->H, p->W},
-                               gy.options());
+        auto gx = torch::empty({gy.size(0), op->w.size(1), p->H, p->W}, gy.options());
         return {WinoConv::backward_raw(*p, gy, gx), torch::Tensor()};
     }
 };
@@ -250,8 +247,8 @@ std::shared_ptr<FastOp> fast_conv(const torch::Tensor &w, const torch::Tensor &b
 #ifdef ACTMAX_HAVE_DNNL
     if (std::getenv("ACTMAX_NO_WINOGRAD")) return nullptr;  // to measure what it brings
     if (!w.device().is_cpu() || w.scalar_type() != torch::kFloat || w.dim() != 4 || groups != 1) return nullptr;
-    if (w.size(2) != 3 || w.size(3) != 3 || stride != std::vector<int64_t>{1, 1} ||
-        dil != std::vector<int64_t>{1, 1} || pad.size() != 2 || pad[0] != pad[1] || pad[0] > 2)
+    if (w.size(2) != 3 || w.size(3) != 3 || stride != std::vector<int64_t>{1, 1} || dil != std::vector<int64_t>{1, 1} ||
+        pad.size() != 2 || pad[0] != pad[1] || pad[0] > 2)
         return nullptr;
     if (b.defined() && (b.dim() != 1 || b.size(0) != w.size(0))) return nullptr;
     auto op = std::make_shared<WinoConv>();

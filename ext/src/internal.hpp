@@ -61,8 +61,8 @@ struct TapPlan {
     // Runs only: the convolution applied to the image, taken out of the graph
     // and run before it with a faster input gradient (see stem_conv).
     bool has_stem = false;
-    torch::Tensor stem_w;             // (Co, C, kh, kw)
-    torch::Tensor stem_b;             // (Co) or undefined
+    torch::Tensor stem_w;                                  // (Co, C, kh, kw)
+    torch::Tensor stem_b;                                  // (Co) or undefined
     std::vector<int64_t> stem_stride, stem_pad, stem_dil;  // (2) each
     std::vector<std::shared_ptr<FastOp>> fast_ops;         // called from fn by id
 };
@@ -73,11 +73,11 @@ enum class Base { kForward, kEmbeds };
 }  // namespace am
 
 struct am_model {
-    std::string error;      // last failure
-    std::string note;       // defaults taken at load
+    std::string error;  // last failure
+    std::string note;   // defaults taken at load
     std::string kind = "image";
     std::string device_name = "cpu";
-    std::string metadata;   // raw actmax.json
+    std::string metadata;  // raw actmax.json
     std::string dataset;
     std::string tokenizer;  // bytes of the tokenizer extra file
     bool has_tokenizer = false;
@@ -88,18 +88,18 @@ struct am_model {
     std::vector<int64_t> input_shape;  // (C, H, W) or (T), no batch
     std::vector<float> mean, stdev;    // (C)
     float range[2] = {0.f, 1.f};
-    std::vector<std::string> labels;   // (num_labels)
+    std::vector<std::string> labels;  // (num_labels)
 
     // forward's graph, inlined, with the module input first (self, x)
     std::shared_ptr<torch::jit::Graph> graph;
     // the same graph fed by embeddings instead of token ids (text models)
     std::shared_ptr<torch::jit::Graph> embed_graph;
-    torch::Tensor embedding;           // (vocab, D)
+    torch::Tensor embedding;  // (vocab, D)
 
     // module paths known to the module tree, for suggestions
     std::vector<std::string> module_paths;
-    std::map<std::string, c10::ClassTypePtr> module_types;              // path -> class
-    std::map<std::string, std::vector<std::string>> module_children;    // path -> child paths
+    std::map<std::string, c10::ClassTypePtr> module_types;            // path -> class
+    std::map<std::string, std::vector<std::string>> module_children;  // path -> child paths
 
     // layer listing, filled on first request
     bool layers_ready = false;
@@ -175,32 +175,34 @@ inline am_model *checked(am_model *m) {
 // exception ever crosses into C. `err` is a std::string lvalue to receive the
 // message (or nullptr-able pointer expression).
 #define AM_FENCE_BEGIN try {
-#define AM_FENCE_END(errstr)                                                          \
-    }                                                                                 \
-    catch (const am::Error &e) {                                                      \
-        am_set_error(errstr, e.what());                                               \
-        return e.status;                                                              \
-    }                                                                                 \
-    catch (const c10::Error &e) {                                                     \
-        am_set_error(errstr, am::short_what(e.what()));                               \
-        return AM_E_INTERNAL;                                                         \
-    }                                                                                 \
-    catch (const std::bad_alloc &) {                                                  \
-        am_set_error(errstr, "out of memory");                                        \
-        return AM_E_NOMEM;                                                            \
-    }                                                                                 \
-    catch (const std::exception &e) {                                                 \
-        am_set_error(errstr, e.what());                                               \
-        return AM_E_INTERNAL;                                                         \
-    }                                                                                 \
-    catch (...) {                                                                     \
-        am_set_error(errstr, "unknown C++ exception");                                \
-        return AM_E_INTERNAL;                                                         \
+#define AM_FENCE_END(errstr)                            \
+    }                                                   \
+    catch (const am::Error &e) {                        \
+        am_set_error(errstr, e.what());                 \
+        return e.status;                                \
+    }                                                   \
+    catch (const c10::Error &e) {                       \
+        am_set_error(errstr, am::short_what(e.what())); \
+        return AM_E_INTERNAL;                           \
+    }                                                   \
+    catch (const std::bad_alloc &) {                    \
+        am_set_error(errstr, "out of memory");          \
+        return AM_E_NOMEM;                              \
+    }                                                   \
+    catch (const std::exception &e) {                   \
+        am_set_error(errstr, e.what());                 \
+        return AM_E_INTERNAL;                           \
+    }                                                   \
+    catch (...) {                                       \
+        am_set_error(errstr, "unknown C++ exception");  \
+        return AM_E_INTERNAL;                           \
     }
 
 inline void am_set_error(std::string *dst, const std::string &msg) {
     if (dst) {
-        try { *dst = msg; } catch (...) {}
+        try {
+            *dst = msg;
+        } catch (...) {}
     }
 }
 
@@ -217,9 +219,7 @@ int construct(H **out, Body &&body) {
     H *h = nullptr;
     try {
         h = new H();
-    } catch (...) {
-        return AM_E_NOMEM;
-    }
+    } catch (...) { return AM_E_NOMEM; }
     *out = h;
     AM_FENCE_BEGIN
     body(h);

@@ -51,11 +51,10 @@ torch::Tensor dataset_magnitude(const std::string &name, int64_t C, int64_t H, i
     while (am_dataset_next_batch(ds, 2048, &b) == AM_OK && b.count > 0) {
         auto x = torch::from_blob(const_cast<float *>(b.images), {b.count, C, shape[1], shape[2]}, torch::kFloat);
         if (shape[1] != H || shape[2] != W)
-            x = torch::nn::functional::interpolate(
-                x, torch::nn::functional::InterpolateFuncOptions()
-                       .size(std::vector<int64_t>{H, W})
-                       .mode(torch::kBilinear)
-                       .align_corners(false));
+            x = torch::nn::functional::interpolate(x, torch::nn::functional::InterpolateFuncOptions()
+                                                          .size(std::vector<int64_t>{H, W})
+                                                          .mode(torch::kBilinear)
+                                                          .align_corners(false));
         auto mag = torch::abs(torch::fft::rfft2(x, std::vector<int64_t>{H, W}, {-2, -1}, "ortho"));
         sum += mag.sum(0).to(torch::kDouble);
         n += b.count;
@@ -134,8 +133,8 @@ double maco_crop_side(int step, int steps, float crop_max, float crop_min) {
     return crop_max + (crop_min - crop_max) * f;
 }
 
-torch::Tensor maco_views(const torch::Tensor &canvas, int crops, double side, int64_t out_h, int64_t out_w,
-                         float noise, std::mt19937_64 &rng) {
+torch::Tensor maco_views(const torch::Tensor &canvas, int crops, double side, int64_t out_h, int64_t out_w, float noise,
+                         std::mt19937_64 &rng) {
     namespace F = torch::nn::functional;
     const int64_t B = canvas.size(0), H = canvas.size(2), W = canvas.size(3);
     std::uniform_real_distribution<double> jitter(0.8, 1.0);

@@ -51,8 +51,7 @@ std::string short_what(const std::string &what, int max_lines) {
             const std::string &l = lines[i];
             size_t colon = l.find(": ");
             if (colon != std::string::npos && colon > 0 && l[0] != ' ' &&
-                (l.compare(0, colon, "Exception") == 0 ||
-                 (colon >= 5 && l.compare(colon - 5, 5, "Error") == 0)) &&
+                (l.compare(0, colon, "Exception") == 0 || (colon >= 5 && l.compare(colon - 5, 5, "Error") == 0)) &&
                 l.find(' ') > colon) {
                 std::string cause = l;
                 for (size_t k = i + 1; k < lines.size() && k < i + static_cast<size_t>(max_lines); k++)
@@ -170,7 +169,10 @@ std::vector<double> numbers(const Meta &meta, const char *key) {
     const am__json *j = meta.get(key);
     std::vector<double> r;
     if (!j) return r;
-    if (j->type == AM__JSON_NUMBER) { r.push_back(j->num); return r; }
+    if (j->type == AM__JSON_NUMBER) {
+        r.push_back(j->num);
+        return r;
+    }
     auto bad = [&] { return Error(AM_E_FORMAT, meta.where(key) + " must be a list of numbers"); };
     if (j->type != AM__JSON_ARRAY) throw bad();
     for (size_t i = 0; i < j->n; i++) {
@@ -231,10 +233,13 @@ static void read_archive(am_model *m, const Source &src, torch::jit::ExtraFilesM
         // TorchScript archives are zip files; anything else is rejected with
         // a clear message before libtorch's parser sees it.
         if (f.gcount() < 4 || std::memcmp(magic, "PK\x03\x04", 4) != 0)
-            throw Error(AM_E_FORMAT, std::string("'") + path + "' is not a TorchScript file (expected a zip archive written by torch.jit.save)");
+            throw Error(AM_E_FORMAT,
+                        std::string("'") + path +
+                            "' is not a TorchScript file (expected a zip archive written by torch.jit.save)");
     } else if (src.bytes.size() < 4 || std::memcmp(src.bytes.data(), "PK\x03\x04", 4) != 0) {
-        throw Error(AM_E_FORMAT, "the bytes given are not a TorchScript archive (expected the zip archive "
-                                 "torch.jit.save writes, e.g. to an io.BytesIO)");
+        throw Error(AM_E_FORMAT,
+                    "the bytes given are not a TorchScript archive (expected the zip archive "
+                    "torch.jit.save writes, e.g. to an io.BytesIO)");
     }
     try {
         if (src.path) {
@@ -244,8 +249,8 @@ static void read_archive(am_model *m, const Source &src, torch::jit::ExtraFilesM
             m->module = torch::jit::load(in, m->device, extra);
         }
     } catch (const c10::Error &e) {
-        throw Error(AM_E_FORMAT, "cannot load " + src.name() + " as TorchScript (truncated or corrupt?): " +
-                                     short_what(e.what(), 1));
+        throw Error(AM_E_FORMAT, "cannot load " + src.name() +
+                                     " as TorchScript (truncated or corrupt?): " + short_what(e.what(), 1));
     }
 }
 
@@ -294,15 +299,17 @@ static void apply_metadata(am_model *m, const Meta &meta, const Source &src, con
         m->input_shape.push_back(ctx && ctx->type == AM__JSON_NUMBER ? static_cast<int64_t>(ctx->num)
                                                                      : kDefaultTextContext);
     } else {
-        throw Error(AM_E_ARG, "the model carries no actmax.json metadata, so its input shape is unknown; "
-                              "give it, e.g. input=3x224x224");
+        throw Error(AM_E_ARG,
+                    "the model carries no actmax.json metadata, so its input shape is unknown; "
+                    "give it, e.g. input=3x224x224");
     }
     for (auto d : m->input_shape)
         if (d <= 0) throw Error(AM_E_ARG, "input shape " + shape_str(m->input_shape) + " has a non-positive size");
 
     if (meta.get("range")) {
         auto v = numbers(meta, "range");
-        if (v.size() != 2 || !(v[0] < v[1])) throw Error(AM_E_FORMAT, meta.where("range") + " must be [lo, hi] with lo < hi");
+        if (v.size() != 2 || !(v[0] < v[1]))
+            throw Error(AM_E_FORMAT, meta.where("range") + " must be [lo, hi] with lo < hi");
         m->range[0] = static_cast<float>(v[0]);
         m->range[1] = static_cast<float>(v[1]);
     }
@@ -345,8 +352,9 @@ static void prepare(am_model *m) {
         torch::NoGradGuard ng;
         std::vector<int64_t> s{1};
         s.insert(s.end(), m->input_shape.begin(), m->input_shape.end());
-        torch::Tensor x = m->kind == "text" ? torch::zeros(s, torch::TensorOptions().dtype(torch::kLong).device(m->device))
-                                            : torch::zeros(s, torch::TensorOptions().device(m->device));
+        torch::Tensor x = m->kind == "text"
+                              ? torch::zeros(s, torch::TensorOptions().dtype(torch::kLong).device(m->device))
+                              : torch::zeros(s, torch::TensorOptions().device(m->device));
         try {
             m->module.forward({x});
         } catch (const std::exception &e) {
@@ -386,7 +394,6 @@ static void load_model(am_model *m, const am_model_load_options &o) {
     prepare(m);
 }
 
-
 InputScale::InputScale(const am_model *m, torch::Device dev) {
     auto fopt = torch::TensorOptions().dtype(torch::kFloat);
     int64_t C = static_cast<int64_t>(m->mean.size());
@@ -403,7 +410,6 @@ InputScale::InputScale(const am_model *m, torch::Device dev) {
 using am::Error;
 
 extern "C" {
-
 
 int am_blas_info(char *buf, size_t n, int *optimized) {
     if (optimized) *optimized = 0;
@@ -442,9 +448,7 @@ int am_blas_info(char *buf, size_t n, int *optimized) {
         if (optimized) *optimized = opt ? 1 : 0;
         if (buf && n) std::snprintf(buf, n, "%s", found.c_str());
         return AM_OK;
-    } catch (...) {
-        return AM_E_INTERNAL;
-    }
+    } catch (...) { return AM_E_INTERNAL; }
 }
 
 void am_tensor_release(am_tensor *t) {
@@ -453,8 +457,7 @@ void am_tensor_release(am_tensor *t) {
     std::memset(t, 0, sizeof *t);
 }
 
-int am_model_load(const char *path, const char *device, const int64_t *input_shape, int input_ndim,
-                  am_model **out) {
+int am_model_load(const char *path, const char *device, const int64_t *input_shape, int input_ndim, am_model **out) {
     am_model_load_options o{};
     o.path = path;
     o.device = device;
@@ -496,7 +499,10 @@ int am_model_normalization(const am_model *m, const float **mean, const float **
     if (mean) *mean = m->mean.data();
     if (sd) *sd = m->stdev.data();
     if (count) *count = static_cast<int>(m->mean.size());
-    if (range) { range[0] = m->range[0]; range[1] = m->range[1]; }
+    if (range) {
+        range[0] = m->range[0];
+        range[1] = m->range[1];
+    }
     return AM_OK;
 }
 
@@ -512,9 +518,7 @@ int64_t am_model_num_params(const am_model *m) {
         for (const auto &p : m->module.parameters(/*recurse=*/true))
             if (seen.insert(p.data_ptr()).second) n += p.numel();
         return n;
-    } catch (...) {
-        return AM_E_INTERNAL;
-    }
+    } catch (...) { return AM_E_INTERNAL; }
 }
 
 const char *am_model_label(const am_model *m, int i) {

@@ -15,8 +15,8 @@ namespace {
 // tree's destructor and the walks over it recurse, and an objective of
 // 10,000 signs or 100,000 terms would overflow the stack. Far above what a
 // person writes (a slice sums many units in one term).
-constexpr int kMaxNesting = 64;   // parentheses and unary signs, one inside the other
-constexpr int kMaxOperators = 512; // + - * / in the whole objective
+constexpr int kMaxNesting = 64;     // parentheses and unary signs, one inside the other
+constexpr int kMaxOperators = 512;  // + - * / in the whole objective
 
 struct Parser {
     const std::string &s;
@@ -48,10 +48,19 @@ struct Parser {
         while (p < s.size() && std::isspace(static_cast<unsigned char>(s[p]))) p++;
     }
     int col() const { return static_cast<int>(p); }
-    bool at_end() { skip(); return p >= s.size(); }
-    bool peek(char c) { skip(); return p < s.size() && s[p] == c; }
+    bool at_end() {
+        skip();
+        return p >= s.size();
+    }
+    bool peek(char c) {
+        skip();
+        return p < s.size() && s[p] == c;
+    }
     bool accept(char c) {
-        if (peek(c)) { p++; return true; }
+        if (peek(c)) {
+            p++;
+            return true;
+        }
         return false;
     }
     [[noreturn]] void fail(const std::string &expected) {
@@ -94,7 +103,10 @@ struct Parser {
         skip();
         size_t q = p;
         bool neg = false;
-        if (q < s.size() && (s[q] == '-' || s[q] == '+')) { neg = s[q] == '-'; q++; }
+        if (q < s.size() && (s[q] == '-' || s[q] == '+')) {
+            neg = s[q] == '-';
+            q++;
+        }
         while (q < s.size() && std::isspace(static_cast<unsigned char>(s[q]))) q++;
         if (q >= s.size() || !std::isdigit(static_cast<unsigned char>(s[q]))) return false;
         int64_t x = 0;
@@ -126,7 +138,8 @@ struct Parser {
             char q = s[p++];
             size_t b = p;
             while (p < s.size() && s[p] != q) p++;
-            if (p >= s.size()) throw ObjectiveError(ix.column, std::string("unterminated label string, expected a closing ") + q);
+            if (p >= s.size())
+                throw ObjectiveError(ix.column, std::string("unterminated label string, expected a closing ") + q);
             ix.kind = ObjIndex::kLabel;
             ix.label = s.substr(b, p - b);
             p++;
@@ -141,9 +154,15 @@ struct Parser {
             return ix;
         }
         ix.kind = ObjIndex::kSlice;
-        if (have_first) { ix.has_start = true; ix.start = v; }
+        if (have_first) {
+            ix.has_start = true;
+            ix.start = v;
+        }
         accept(':');
-        if (integer(&v)) { ix.has_stop = true; ix.stop = v; }
+        if (integer(&v)) {
+            ix.has_stop = true;
+            ix.stop = v;
+        }
         if (accept(':')) {
             int step_col = col();
             if (integer(&v)) {
@@ -169,8 +188,7 @@ struct Parser {
             expect(')', "')' to close the parenthesis");
             return e;
         }
-        if (p >= s.size() || !layer_start(s[p]))
-            fail("a layer name, a number, '(' or diversity(layer)");
+        if (p >= s.size() || !layer_start(s[p])) fail("a layer name, a number, '(' or diversity(layer)");
         std::string name = layer_name();
         if (name == "diversity" && peek('(')) {
             accept('(');
@@ -215,15 +233,19 @@ struct Parser {
             skip();
             int c = col();
             ObjNode::Kind k;
-            if (accept('*')) k = ObjNode::kMul;
-            else if (accept('/')) k = ObjNode::kDiv;
-            else return left;
+            if (accept('*'))
+                k = ObjNode::kMul;
+            else if (accept('/'))
+                k = ObjNode::kDiv;
+            else
+                return left;
             count_operator(c);
             auto right = unary();
             // Products of two layer terms are not linear combinations; the
             // language only scales terms, as Lucid's objective algebra does.
             if (k == ObjNode::kMul && !objective_is_constant(*left) && !objective_is_constant(*right))
-                throw ObjectiveError(c, "'*' needs a number on one side (terms can only be scaled, e.g. 0.5*layer3[17])");
+                throw ObjectiveError(c,
+                                     "'*' needs a number on one side (terms can only be scaled, e.g. 0.5*layer3[17])");
             if (k == ObjNode::kDiv && !objective_is_constant(*right))
                 throw ObjectiveError(c, "'/' needs a number on the right (e.g. layer3[17]/2)");
             auto n = std::make_unique<ObjNode>();
@@ -241,9 +263,12 @@ struct Parser {
             skip();
             int c = col();
             ObjNode::Kind k;
-            if (accept('+')) k = ObjNode::kAdd;
-            else if (accept('-')) k = ObjNode::kSub;
-            else return left;
+            if (accept('+'))
+                k = ObjNode::kAdd;
+            else if (accept('-'))
+                k = ObjNode::kSub;
+            else
+                return left;
             count_operator(c);
             auto n = std::make_unique<ObjNode>();
             n->kind = k;
@@ -262,8 +287,7 @@ std::unique_ptr<ObjNode> parse_objective(const std::string &src) {
     if (ps.at_end()) throw ObjectiveError(0, "empty objective; expected e.g. layer3[42] or fc[\"Sneaker\"]");
     auto n = ps.expr();
     if (!ps.at_end()) ps.fail("an operator (+ - * /) or end of objective");
-    if (objective_is_constant(*n))
-        throw ObjectiveError(0, "the objective names no layer; expected e.g. layer3[42]");
+    if (objective_is_constant(*n)) throw ObjectiveError(0, "the objective names no layer; expected e.g. layer3[42]");
     return n;
 }
 
@@ -296,8 +320,7 @@ std::string objective_format_error(const std::string &src, int column, const std
     while (to < src.size() && (static_cast<unsigned char>(src[to]) & 0xC0) == 0x80) to++;
     std::string shown = (from > 0 ? "..." : "") + src.substr(from, to - from) + (to < src.size() ? "..." : "");
     size_t caret = col - from + (from > 0 ? 3 : 0);
-    return msg + " at column " + std::to_string(column + 1) + "\n  " + shown + "\n  " +
-           std::string(caret, ' ') + "^";
+    return msg + " at column " + std::to_string(column + 1) + "\n  " + shown + "\n  " + std::string(caret, ' ') + "^";
 }
 
 }  // namespace am

@@ -25,21 +25,21 @@ struct ObjectiveError : std::runtime_error {
 
 struct ObjIndex {
     enum Kind { kInt, kSlice, kLabel } kind = kInt;
-    int64_t value = 0;                       // kInt
+    int64_t value = 0;  // kInt
     bool has_start = false, has_stop = false;
-    int64_t start = 0, stop = 0, step = 1;   // kSlice
-    std::string label;                       // kLabel
+    int64_t start = 0, stop = 0, step = 1;  // kSlice
+    std::string label;                      // kLabel
     int column = 0;
 };
 
 struct ObjNode {
     enum Kind { kNum, kTap, kDiversity, kNeg, kAdd, kSub, kMul, kDiv } kind = kNum;
-    double num = 0;                  // kNum
-    std::string layer;               // kTap, kDiversity
-    std::vector<ObjIndex> index;     // kTap
-    bool indexed = false;            // kTap: brackets were written
+    double num = 0;               // kNum
+    std::string layer;            // kTap, kDiversity
+    std::vector<ObjIndex> index;  // kTap
+    bool indexed = false;         // kTap: brackets were written
     int column = 0;
-    std::unique_ptr<ObjNode> a, b;   // operands
+    std::unique_ptr<ObjNode> a, b;  // operands
 };
 
 // Parses src; throws ObjectiveError on a syntax error.

@@ -43,8 +43,9 @@ torch::Tensor eval_node(const ObjNode &n, int64_t b, EvalCtx &ctx) {
     }
     case ObjNode::kDiversity: {
         if (b < 0)
-            throw ObjectiveError(n.column, "diversity() compares the images of one batch with each other; "
-                                           "it has no value for each image on its own");
+            throw ObjectiveError(n.column,
+                                 "diversity() compares the images of one batch with each other; "
+                                 "it has no value for each image on its own");
         auto it = ctx.diversity_cache.find(n.layer);
         if (it != ctx.diversity_cache.end()) return it->second;
         auto d = diversity(ctx.acts->at(n.layer));
@@ -71,8 +72,8 @@ torch::Tensor eval_node(const ObjNode &n, int64_t b, EvalCtx &ctx) {
                 continue;
             }
             if (dim >= t.dim()) {
-                throw ObjectiveError(ix.column, "too many indices: " + n.layer + " has shape " +
-                                                    shape_of(full[0]) + " (batch dimension left out)");
+                throw ObjectiveError(ix.column, "too many indices: " + n.layer + " has shape " + shape_of(full[0]) +
+                                                    " (batch dimension left out)");
             }
             int64_t size = t.size(dim);
             int64_t v = ix.value;
@@ -84,7 +85,8 @@ torch::Tensor eval_node(const ObjNode &n, int64_t b, EvalCtx &ctx) {
                     std::vector<std::pair<size_t, std::string>> d;
                     for (auto &l : labels) d.emplace_back(edit_distance(ix.label, l), l);
                     std::sort(d.begin(), d.end());
-                    for (size_t i = 0; i < d.size() && i < 4; i++) close += (i ? ", " : "") + ("\"" + d[i].second + "\"");
+                    for (size_t i = 0; i < d.size() && i < 4; i++)
+                        close += (i ? ", " : "") + ("\"" + d[i].second + "\"");
                     throw ObjectiveError(ix.column, labels.empty()
                                                         ? "the model has no labels; index by number instead"
                                                         : "unknown label \"" + ix.label + "\"; closest: " + close);
@@ -98,8 +100,8 @@ torch::Tensor eval_node(const ObjNode &n, int64_t b, EvalCtx &ctx) {
                 s = std::clamp<int64_t>(s, 0, size);
                 e = std::clamp<int64_t>(e, 0, size);
                 if (e <= s)
-                    throw ObjectiveError(ix.column, "empty slice on dimension " + std::to_string(k) + " of " +
-                                                        n.layer + " with shape " + shape_of(full[0]));
+                    throw ObjectiveError(ix.column, "empty slice on dimension " + std::to_string(k) + " of " + n.layer +
+                                                        " with shape " + shape_of(full[0]));
                 t = t.slice(dim, s, e, ix.step);
                 dim++;
                 continue;
@@ -107,12 +109,12 @@ torch::Tensor eval_node(const ObjNode &n, int64_t b, EvalCtx &ctx) {
             if (v < -size || v >= size) {
                 bool text_pos = k == 0 && ctx.m->kind == "text" && full.dim() >= 3;
                 throw ObjectiveError(
-                    ix.column, "index " + std::to_string(v) + " is out of range for dimension " +
-                                   std::to_string(k) + " (size " + std::to_string(size) + ") of " + n.layer +
-                                   " with shape " + shape_of(full[0]) +
-                                   (text_pos ? " (dimension 0 is the position: the prompt has " +
-                                                   std::to_string(size) + " tokens, so use 0.." +
-                                                   std::to_string(size - 1) + " or -1.." + std::to_string(-size) + ")"
+                    ix.column, "index " + std::to_string(v) + " is out of range for dimension " + std::to_string(k) +
+                                   " (size " + std::to_string(size) + ") of " + n.layer + " with shape " +
+                                   shape_of(full[0]) +
+                                   (text_pos ? " (dimension 0 is the position: the prompt has " + std::to_string(size) +
+                                                   " tokens, so use 0.." + std::to_string(size - 1) + " or -1.." +
+                                                   std::to_string(-size) + ")"
                                              : " (batch dimension left out)"));
             }
             if (v < 0) v += size;
@@ -151,8 +153,10 @@ void model_objective(am_model *m, const am_input *input, const char *objective, 
     if (!input || !objective || !values)
         throw Error(AM_E_ARG, "am_model_objective needs an input, an objective and an array for the values");
     if (input->kind != AM_INPUT_FLOAT && input->kind != AM_INPUT_EMBEDS && input->kind != AM_INPUT_TOKENS)
-        throw Error(AM_E_ARG, "am_model_objective takes AM_INPUT_FLOAT, AM_INPUT_TOKENS or AM_INPUT_EMBEDS "
-                              "inputs, got kind " + std::to_string(input->kind));
+        throw Error(AM_E_ARG,
+                    "am_model_objective takes AM_INPUT_FLOAT, AM_INPUT_TOKENS or AM_INPUT_EMBEDS "
+                    "inputs, got kind " +
+                        std::to_string(input->kind));
     bool tokens = input->kind == AM_INPUT_TOKENS;
     if (tokens ? !input->tokens : !input->data) throw Error(AM_E_ARG, "input without data");
     if (input->ndim < 1 || input->ndim > AM_MAX_DIMS) throw Error(AM_E_ARG, "input ndim must be 1..8");
@@ -161,8 +165,9 @@ void model_objective(am_model *m, const am_input *input, const char *objective, 
         if (d <= 0) throw Error(AM_E_ARG, "input shape has a non-positive size");
     const int64_t B = shape[0];
     if (positions && (m->kind != "text" || input->kind == AM_INPUT_FLOAT || input->ndim < 2))
-        throw Error(AM_E_UNSUPPORTED, "per-position values need a text model and a (B, T) token or (B, T, D) "
-                                      "embedding input");
+        throw Error(AM_E_UNSUPPORTED,
+                    "per-position values need a text model and a (B, T) token or (B, T, D) "
+                    "embedding input");
 
     const std::string src = objective;
     std::unique_ptr<am::ObjNode> root = am::parse_with_caret(src);
@@ -190,8 +195,8 @@ void model_objective(am_model *m, const am_input *input, const char *objective, 
     try {
         outs = am::tap_run(m, *plan, x);
     } catch (const std::exception &e) {
-        throw Error(AM_E_MODEL, "forward failed on input of shape " + am::shape_of(x) + ": " +
-                                    am::short_what(e.what(), 2));
+        throw Error(AM_E_MODEL,
+                    "forward failed on input of shape " + am::shape_of(x) + ": " + am::short_what(e.what(), 2));
     }
     am::Acts acts;
     for (size_t i = 0; i < layers.size(); i++) acts[layers[i]] = outs[i];
@@ -215,8 +220,7 @@ extern "C" int am_model_objective(am_model *m, const am_input *input, const char
     AM_FENCE_END(&m->error)
 }
 
-extern "C" int am_model_objective_positions(am_model *m, const am_input *input, const char *objective,
-                                            float *values) {
+extern "C" int am_model_objective_positions(am_model *m, const am_input *input, const char *objective, float *values) {
     if (!m) return AM_E_ARG;
     AM_FENCE_BEGIN
     model_objective(m, input, objective, values, true);

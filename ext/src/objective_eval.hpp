@@ -47,9 +47,7 @@ template <class F>
 auto with_caret(const std::string &src, F &&f) -> decltype(f()) {
     try {
         return f();
-    } catch (const ObjectiveError &e) {
-        throw Error(AM_E_OBJECTIVE, objective_format_error(src, e.column, e.what()));
-    }
+    } catch (const ObjectiveError &e) { throw Error(AM_E_OBJECTIVE, objective_format_error(src, e.column, e.what())); }
 }
 
 // parse_objective with its syntax errors reported by with_caret.

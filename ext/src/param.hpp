@@ -31,8 +31,8 @@ double maco_crop_side(int step, int steps, float crop_max, float crop_min);
 // [0.8 side, side] of the canvas, resized to out_h x out_w, plus noise *
 // (gaussian + uniform(-0.5, 0.5)): (B * crops, C, out_h, out_w), the crops
 // of image b at rows b * crops ... b * crops + crops - 1.
-torch::Tensor maco_views(const torch::Tensor &canvas, int crops, double side, int64_t out_h, int64_t out_w,
-                         float noise, std::mt19937_64 &rng);
+torch::Tensor maco_views(const torch::Tensor &canvas, int crops, double side, int64_t out_h, int64_t out_w, float noise,
+                         std::mt19937_64 &rng);
 
 // torch.optim.NAdam with its defaults (betas 0.9, 0.999, eps 1e-8,
 // momentum_decay 4e-3), on one tensor; libtorch's C++ API has no NAdam.

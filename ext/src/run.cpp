@@ -23,19 +23,19 @@ struct am_run {
     std::string error;
     bool cancelled = false;
     int steps_done = 0;
-    int64_t shape[4] = {0, 0, 0, 0};          // B, C, H, W
-    std::vector<float> images;                // (B, C, H, W)
-    std::vector<float> curve;                 // (S)
-    std::vector<std::string> term_names;      // (nterms)
-    std::vector<std::vector<float>> terms;    // (nterms, S)
-    std::vector<float> final_act;             // (B)
-    std::vector<int> snap_steps;              // (nsnap)
-    std::vector<std::vector<float>> snaps;    // (nsnap, B*C*H*W)
+    int64_t shape[4] = {0, 0, 0, 0};        // B, C, H, W
+    std::vector<float> images;              // (B, C, H, W)
+    std::vector<float> curve;               // (S)
+    std::vector<std::string> term_names;    // (nterms)
+    std::vector<std::vector<float>> terms;  // (nterms, S)
+    std::vector<float> final_act;           // (B)
+    std::vector<int> snap_steps;            // (nsnap)
+    std::vector<std::vector<float>> snaps;  // (nsnap, B*C*H*W)
     double seconds = 0;
-    std::vector<float> activation;            // (B) objective alone, diversity() taken as 0
-    std::vector<float> transparency;          // (B*C*H*W) summed |d loss / d image|
-    std::string diversity_layer;              // "" when no diversity term
-    std::string note;                         // choices the run made by itself
+    std::vector<float> activation;    // (B) objective alone, diversity() taken as 0
+    std::vector<float> transparency;  // (B*C*H*W) summed |d loss / d image|
+    std::string diversity_layer;      // "" when no diversity term
+    std::string note;                 // choices the run made by itself
 };
 
 namespace am {
@@ -73,9 +73,9 @@ struct Image {
     int param = AM_PARAM_FFT;
     bool decorrelate = true;
     int64_t B = 1, C = 3, H = 1, W = 1;
-    torch::Tensor p;      // pixel: (B, C, H, W); fft: (B, C, H, W/2+1, 2)
-    torch::Tensor scale;  // fft: (1, 1, H, W/2+1, 1)
-    torch::Tensor cmat_t; // (3, 3) transposed colour matrix
+    torch::Tensor p;       // pixel: (B, C, H, W); fft: (B, C, H, W/2+1, 2)
+    torch::Tensor scale;   // fft: (1, 1, H, W/2+1, 1)
+    torch::Tensor cmat_t;  // (3, 3) transposed colour matrix
 
     // Lucid's rfft2d_freqs and 1/f^decay scaling: lower frequencies get
     // larger steps so the image is not dominated by high-frequency noise.
@@ -84,7 +84,8 @@ struct Image {
         // numpy's fftfreq(H) and rfftfreq(W), spelled out to stay within
         // what every libtorch version offers.
         auto iy = torch::arange(H, torch::kDouble);
-        auto fy = torch::where(iy <= (H - 1) / 2, iy, iy - static_cast<double>(H)).div(static_cast<double>(H)).unsqueeze(1);
+        auto fy =
+            torch::where(iy <= (H - 1) / 2, iy, iy - static_cast<double>(H)).div(static_cast<double>(H)).unsqueeze(1);
         auto fx = torch::arange(wf, torch::kDouble).div(static_cast<double>(W)).unsqueeze(0);
         auto freqs = torch::sqrt(fx * fx + fy * fy);
         auto s = 1.0 / torch::pow(torch::clamp_min(freqs, 1.0 / static_cast<double>(std::max(W, H))), decay);
@@ -189,18 +190,23 @@ void check_options(const am_model *m, const am_options *o) {
     if (!o->objectives || o->n_objectives < 1) throw Error(AM_E_ARG, "no objective given (n_objectives must be >= 1)");
     for (int i = 0; i < o->n_objectives; i++)
         if (!o->objectives[i]) throw Error(AM_E_ARG, "objective " + std::to_string(i) + " is NULL");
-    if (o->batch < 1 || o->batch > 1024) throw Error(AM_E_ARG, "batch must be 1..1024, got " + std::to_string(o->batch));
+    if (o->batch < 1 || o->batch > 1024)
+        throw Error(AM_E_ARG, "batch must be 1..1024, got " + std::to_string(o->batch));
     if (o->n_objectives > 1 && o->batch > 1 && o->batch != o->n_objectives)
         throw Error(AM_E_ARG, "batch (" + std::to_string(o->batch) + ") must equal the number of objectives (" +
                                   std::to_string(o->n_objectives) + ") or be 1");
-    if (o->steps < 1 || o->steps > 1000000) throw Error(AM_E_ARG, "steps must be 1..1000000, got " + std::to_string(o->steps));
-    if (!(o->lr >= 0) || !std::isfinite(o->lr)) throw Error(AM_E_ARG, "lr must be a positive number (0: the parameterization's default)");
+    if (o->steps < 1 || o->steps > 1000000)
+        throw Error(AM_E_ARG, "steps must be 1..1000000, got " + std::to_string(o->steps));
+    if (!(o->lr >= 0) || !std::isfinite(o->lr))
+        throw Error(AM_E_ARG, "lr must be a positive number (0: the parameterization's default)");
     if (o->optimizer < AM_OPT_AUTO || o->optimizer > AM_OPT_NADAM)
-        throw Error(AM_E_ARG, "optimizer must be AM_OPT_AUTO (-1), AM_OPT_ADAM (0), AM_OPT_SGD (1) or AM_OPT_NADAM (2)");
+        throw Error(AM_E_ARG,
+                    "optimizer must be AM_OPT_AUTO (-1), AM_OPT_ADAM (0), AM_OPT_SGD (1) or AM_OPT_NADAM (2)");
     if (o->param != AM_PARAM_FFT && o->param != AM_PARAM_PIXEL && o->param != AM_PARAM_MACO)
         throw Error(AM_E_ARG, "param must be AM_PARAM_FFT (0), AM_PARAM_PIXEL (1) or AM_PARAM_MACO (2)");
     if (o->param == AM_PARAM_MACO) {
-        if (o->crops < 1 || o->crops > 256) throw Error(AM_E_ARG, "crops must be 1..256, got " + std::to_string(o->crops));
+        if (o->crops < 1 || o->crops > 256)
+            throw Error(AM_E_ARG, "crops must be 1..256, got " + std::to_string(o->crops));
         if (!(o->crop_min > 0) || !(o->crop_max <= 1) || o->crop_min > o->crop_max)
             throw Error(AM_E_ARG, "MACO crop sides need 0 < crop_min <= crop_max <= 1 (fractions of the canvas side)");
         if (!(o->noise >= 0) || !std::isfinite(o->noise)) throw Error(AM_E_ARG, "noise must be >= 0");
@@ -214,11 +220,14 @@ void check_options(const am_model *m, const am_options *o) {
         throw Error(AM_E_ARG, "diversity compares the images of a batch with each other: it needs batch >= 2");
     if (o->height < 0 || o->width < 0 || o->height > 4096 || o->width > 4096)
         throw Error(AM_E_ARG, "height and width must be 1..4096 (0 = the model's input size)");
-    if (o->init != AM_INIT_NOISE && o->init != AM_INIT_IMAGE) throw Error(AM_E_ARG, "init must be AM_INIT_NOISE (0) or AM_INIT_IMAGE (1)");
-    if (o->init == AM_INIT_IMAGE && !o->init_image) throw Error(AM_E_ARG, "init is AM_INIT_IMAGE but init_image is NULL");
+    if (o->init != AM_INIT_NOISE && o->init != AM_INIT_IMAGE)
+        throw Error(AM_E_ARG, "init must be AM_INIT_NOISE (0) or AM_INIT_IMAGE (1)");
+    if (o->init == AM_INIT_IMAGE && !o->init_image)
+        throw Error(AM_E_ARG, "init is AM_INIT_IMAGE but init_image is NULL");
     if (o->scale_min <= 0 || o->scale_max < o->scale_min) throw Error(AM_E_ARG, "need 0 < scale_min <= scale_max");
     if (o->l1 < 0 || o->l2 < 0 || o->tv < 0 || o->blur < 0) throw Error(AM_E_ARG, "regularizer weights must be >= 0");
-    if (o->n_thresholds < 0 || (o->n_thresholds > 0 && !o->thresholds)) throw Error(AM_E_ARG, "thresholds: n_thresholds > 0 needs an array");
+    if (o->n_thresholds < 0 || (o->n_thresholds > 0 && !o->thresholds))
+        throw Error(AM_E_ARG, "thresholds: n_thresholds > 0 needs an array");
     if (!(o->init_std >= 0)) throw Error(AM_E_ARG, "init_std must be >= 0");
 }
 
@@ -265,11 +274,11 @@ void run_impl(am_model *m, const am_options *o, am_run *r) {
         ob.root = parse_with_caret(ob.src);
         objective_layers(*ob.root, layers);
         if (const ObjNode *d = diversity_term(*ob.root); d && B < 2)
-            throw Error(AM_E_OBJECTIVE,
-                        objective_format_error(ob.src, d->column,
-                                               "diversity(" + d->layer + ") compares the images of a batch with "
-                                               "each other: it needs batch=2 or more, got batch=" +
-                                                   std::to_string(B)));
+            throw Error(AM_E_OBJECTIVE, objective_format_error(ob.src, d->column,
+                                                               "diversity(" + d->layer +
+                                                                   ") compares the images of a batch with "
+                                                                   "each other: it needs batch=2 or more, got batch=" +
+                                                                   std::to_string(B)));
         objs.push_back(std::move(ob));
     }
     // The diversity term's layer: named, or the first the objective reads.
@@ -279,7 +288,8 @@ void run_impl(am_model *m, const am_options *o, am_run *r) {
         if (dl.empty()) {
             std::vector<std::string> first;
             objective_layers(*objs[0].root, first);
-            if (first.empty()) throw Error(AM_E_ARG, "the objective reads no layer: name the diversity layer (diversity_layer)");
+            if (first.empty())
+                throw Error(AM_E_ARG, "the objective reads no layer: name the diversity layer (diversity_layer)");
             dl = first[0];
         }
         auto it = std::find(layers.begin(), layers.end(), dl);
@@ -304,7 +314,10 @@ void run_impl(am_model *m, const am_options *o, am_run *r) {
     Image img;
     img.param = o->param;
     img.decorrelate = o->decorrelate && C == 3;
-    img.B = B; img.C = C; img.H = H; img.W = W;
+    img.B = B;
+    img.C = C;
+    img.H = H;
+    img.W = W;
     img.cmat_t = color_matrix().t().contiguous().to(dev);
     torch::Tensor mag, cmat;  // MACO: (1, C, H, W/2+1) magnitude; colour matrix or undefined
     if (img.param == AM_PARAM_FFT) {
@@ -320,7 +333,8 @@ void run_impl(am_model *m, const am_options *o, am_run *r) {
     torch::Tensor seed_img;  // (B, C, H, W) the start image, for accent
     if (o->init == AM_INIT_IMAGE) {
         auto start = torch::from_blob(const_cast<float *>(o->init_image), {B, C, H, W}, fopt).clone().to(dev);
-        if (!torch::isfinite(start).all().item<bool>()) throw Error(AM_E_ARG, "init_image holds NaN or infinite values");
+        if (!torch::isfinite(start).all().item<bool>())
+            throw Error(AM_E_ARG, "init_image holds NaN or infinite values");
         seed_img = start.clamp(0, 1);
         img.p = (maco ? maco_phase_of(seed_img, cmat) : img.invert(seed_img)).contiguous();
     }
@@ -340,7 +354,8 @@ void run_impl(am_model *m, const am_options *o, am_run *r) {
         for (int a = -rot; a <= rot; a++) tf.angles.push_back(a);
         for (int k = 0; k < kExtraZeroAngles; k++) tf.angles.push_back(0);
     }
-    tf.H = H; tf.W = W;
+    tf.H = H;
+    tf.W = W;
 
     const InputScale to_model(m, dev);
 
@@ -361,7 +376,10 @@ void run_impl(am_model *m, const am_options *o, am_run *r) {
     for (int64_t b = 0; b < B; b++)
         r->term_names.push_back("obj" + std::to_string(b) + ": " +
                                 objective_label(objs[static_cast<size_t>(objs.size() > 1 ? b : 0)].src));
-    struct Reg { const char *name; float w; };
+    struct Reg {
+        const char *name;
+        float w;
+    };
     std::vector<Reg> regs;
     if (o->l1 > 0) regs.push_back({"l1", o->l1});
     if (o->l2 > 0) regs.push_back({"l2", o->l2});
@@ -399,8 +417,10 @@ void run_impl(am_model *m, const am_options *o, am_run *r) {
     torch::Tensor last_display;
     torch::Tensor transparency;  // (B, C, H, W)
     for (int step = 1; step <= o->steps; step++) {
-        if (nadam) nadam->zero_grad();
-        else opt->zero_grad();
+        if (nadam)
+            nadam->zero_grad();
+        else
+            opt->zero_grad();
         auto display = render();
         display.retain_grad();
         const double side = maco ? maco_crop_side(step, o->steps, o->crop_max, o->crop_min) : 1.0;
@@ -410,7 +430,8 @@ void run_impl(am_model *m, const am_options *o, am_run *r) {
         try {
             outs = tap_run(m, *plan, x);
         } catch (const std::exception &e) {
-            throw Error(AM_E_MODEL, "forward failed on an image of shape " + shape_of(x) + ": " + short_what(e.what(), 2));
+            throw Error(AM_E_MODEL,
+                        "forward failed on an image of shape " + shape_of(x) + ": " + short_what(e.what(), 2));
         }
         auto per = evaluate(outs, K, false);
         auto total = per.sum();
@@ -434,8 +455,10 @@ void run_impl(am_model *m, const am_options *o, am_run *r) {
             auto d = display - 0.5;
             for (auto &g : regs) {
                 torch::Tensor pen;
-                if (std::strcmp(g.name, "l1") == 0) pen = d.abs().mean();
-                else if (std::strcmp(g.name, "l2") == 0) pen = (d * d).mean();
+                if (std::strcmp(g.name, "l1") == 0)
+                    pen = d.abs().mean();
+                else if (std::strcmp(g.name, "l2") == 0)
+                    pen = (d * d).mean();
                 else if (std::strcmp(g.name, "tv") == 0)
                     pen = (display.slice(2, 1) - display.slice(2, 0, H - 1)).abs().mean() +
                           (display.slice(3, 1) - display.slice(3, 0, W - 1)).abs().mean();
@@ -449,8 +472,10 @@ void run_impl(am_model *m, const am_options *o, am_run *r) {
             }
         }
         loss.backward();
-        if (nadam) nadam->step();
-        else opt->step();
+        if (nadam)
+            nadam->step();
+        else
+            opt->step();
         if (display.grad().defined()) {
             auto g = display.grad().detach().abs();
             transparency = transparency.defined() ? transparency + g : g;
@@ -500,7 +525,10 @@ void run_impl(am_model *m, const am_options *o, am_run *r) {
             if (o->image_every > 0 && step % o->image_every == 0) {
                 pix = to_vec(now);
                 p.image = pix.data();
-                p.image_shape[0] = B; p.image_shape[1] = C; p.image_shape[2] = H; p.image_shape[3] = W;
+                p.image_shape[0] = B;
+                p.image_shape[1] = C;
+                p.image_shape[2] = H;
+                p.image_shape[3] = W;
             }
             if (o->progress(o->progress_user, &p) != 0) {
                 r->cancelled = true;
@@ -511,7 +539,10 @@ void run_impl(am_model *m, const am_options *o, am_run *r) {
     r->seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 
     torch::Tensor result = r->cancelled || !last_display.defined() ? best_img : last_display;
-    r->shape[0] = B; r->shape[1] = C; r->shape[2] = H; r->shape[3] = W;
+    r->shape[0] = B;
+    r->shape[1] = C;
+    r->shape[2] = H;
+    r->shape[3] = W;
     r->images = to_vec(result);
     if (transparency.defined()) r->transparency = to_vec(transparency);
     {
@@ -600,7 +631,8 @@ const char *am_run_term_name(const am_run *r, int i) {
 }
 
 const float *am_run_term_curve(const am_run *r, int i) {
-    if (!r || i < 0 || static_cast<size_t>(i) >= r->terms.size() || r->terms[static_cast<size_t>(i)].empty()) return nullptr;
+    if (!r || i < 0 || static_cast<size_t>(i) >= r->terms.size() || r->terms[static_cast<size_t>(i)].empty())
+        return nullptr;
     return r->terms[static_cast<size_t>(i)].data();
 }
 

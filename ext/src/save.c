@@ -15,8 +15,7 @@
 
 /* ================================================================ helpers */
 
-static int fail(char *err, size_t n, int status, const char *fmt, ...)
-{
+static int fail(char *err, size_t n, int status, const char *fmt, ...) {
     if (err && n) {
         va_list ap;
         va_start(ap, fmt);
@@ -26,16 +25,11 @@ static int fail(char *err, size_t n, int status, const char *fmt, ...)
     return status;
 }
 
-static size_t dtype_size(int dtype)
-{
-    return dtype == AM_DTYPE_INT64 ? 8 : 4;
-}
+static size_t dtype_size(int dtype) { return dtype == AM_DTYPE_INT64 ? 8 : 4; }
 
-static int64_t numel_of(const int64_t *shape, int ndim)
-{
+static int64_t numel_of(const int64_t *shape, int ndim) {
     int64_t n = 1;
-    for (int i = 0; i < ndim; i++)
-        n *= shape[i];
+    for (int i = 0; i < ndim; i++) n *= shape[i];
     return n;
 }
 
@@ -46,14 +40,11 @@ typedef struct buf {
     int oom;
 } buf;
 
-static void put(buf *b, const void *data, size_t len)
-{
-    if (b->oom)
-        return;
+static void put(buf *b, const void *data, size_t len) {
+    if (b->oom) return;
     if (b->len + len > b->cap) {
         size_t cap = b->cap ? b->cap : 256;
-        while (cap < b->len + len)
-            cap *= 2;
+        while (cap < b->len + len) cap *= 2;
         unsigned char *q = realloc(b->p, cap);
         if (!q) {
             b->oom = 1;
@@ -66,29 +57,22 @@ static void put(buf *b, const void *data, size_t len)
     b->len += len;
 }
 
-static void put_str(buf *b, const char *s)
-{
-    put(b, s, strlen(s));
-}
+static void put_str(buf *b, const char *s) { put(b, s, strlen(s)); }
 
-static void put_le(buf *b, uint64_t v, int bytes)
-{
+static void put_le(buf *b, uint64_t v, int bytes) {
     unsigned char t[8];
-    for (int i = 0; i < bytes; i++)
-        t[i] = (unsigned char)(v >> (8 * i));
+    for (int i = 0; i < bytes; i++) t[i] = (unsigned char)(v >> (8 * i));
     put(b, t, (size_t)bytes);
 }
 
 /* ================================================================ .npy */
 
-static void npy_bytes(buf *b, int dtype, const void *data, const int64_t *shape, int ndim)
-{
+static void npy_bytes(buf *b, int dtype, const void *data, const int64_t *shape, int ndim) {
     char header[256];
     int h = snprintf(header, sizeof header, "{'descr': '%s', 'fortran_order': False, 'shape': (",
                      dtype == AM_DTYPE_INT64 ? "<i8" : "<f4");
     for (int i = 0; i < ndim; i++)
-        h += snprintf(header + h, sizeof header - (size_t)h, "%lld,%s", (long long)shape[i],
-                      i + 1 < ndim ? " " : "");
+        h += snprintf(header + h, sizeof header - (size_t)h, "%lld,%s", (long long)shape[i], i + 1 < ndim ? " " : "");
     h += snprintf(header + h, sizeof header - (size_t)h, "), }");
     /* Magic (6) + version (2) + header length (2) + header, padded with
      * spaces and ended by '\n' to a multiple of 64 so the data is aligned. */
@@ -97,21 +81,18 @@ static void npy_bytes(buf *b, int dtype, const void *data, const int64_t *shape,
     put(b, "\x93NUMPY\x01\x00", 8);
     put_le(b, padded - 10, 2);
     put(b, header, (size_t)h);
-    for (size_t i = total; i < padded; i++)
-        put(b, " ", 1);
+    for (size_t i = total; i < padded; i++) put(b, " ", 1);
     put(b, "\n", 1);
     put(b, data, (size_t)numel_of(shape, ndim) * dtype_size(dtype));
 }
 
 /* ================================================================ .pt (torch.save) */
 
-static uint32_t crc32_of(const unsigned char *p, size_t n)
-{
+static uint32_t crc32_of(const unsigned char *p, size_t n) {
     uint32_t c = 0xFFFFFFFFu;
     for (size_t i = 0; i < n; i++) {
         c ^= p[i];
-        for (int k = 0; k < 8; k++)
-            c = (c >> 1) ^ (0xEDB88320u & (0u - (c & 1u)));
+        for (int k = 0; k < 8; k++) c = (c >> 1) ^ (0xEDB88320u & (0u - (c & 1u)));
     }
     return ~c;
 }
@@ -121,8 +102,7 @@ static uint32_t crc32_of(const unsigned char *p, size_t n)
  *       persistent_id(('storage', torch.FloatStorage, '0', 'cpu', numel)),
  *       0, shape, contiguous strides, False, collections.OrderedDict())
  * which is what torch.save writes for a contiguous CPU tensor. */
-static void pickle_int(buf *b, int64_t v)
-{
+static void pickle_int(buf *b, int64_t v) {
     if (v >= 0 && v < 256) {
         put(b, "K", 1);
         put_le(b, (uint64_t)v, 1);
@@ -135,15 +115,13 @@ static void pickle_int(buf *b, int64_t v)
     }
 }
 
-static void pickle_str(buf *b, const char *s)
-{
+static void pickle_str(buf *b, const char *s) {
     put(b, "X", 1); /* BINUNICODE */
     put_le(b, strlen(s), 4);
     put_str(b, s);
 }
 
-static void pickle_tensor(buf *b, int dtype, const int64_t *shape, int ndim)
-{
+static void pickle_tensor(buf *b, int dtype, const int64_t *shape, int ndim) {
     put(b, "\x80\x02", 2);
     put_str(b, "ctorch._utils\n_rebuild_tensor_v2\n");
     put(b, "(", 1);
@@ -156,14 +134,12 @@ static void pickle_tensor(buf *b, int dtype, const int64_t *shape, int ndim)
     put(b, "tQ", 2); /* TUPLE, BINPERSID */
     pickle_int(b, 0);
     put(b, "(", 1);
-    for (int i = 0; i < ndim; i++)
-        pickle_int(b, shape[i]);
+    for (int i = 0; i < ndim; i++) pickle_int(b, shape[i]);
     put(b, "t", 1);
     put(b, "(", 1);
     for (int i = 0; i < ndim; i++) {
         int64_t stride = 1;
-        for (int k = i + 1; k < ndim; k++)
-            stride *= shape[k];
+        for (int k = i + 1; k < ndim; k++) stride *= shape[k];
         pickle_int(b, stride);
     }
     put(b, "t", 1);
@@ -182,8 +158,7 @@ typedef struct zip_entry {
 
 /* A stored (uncompressed) zip whose entries' data start on 64-byte
  * boundaries, as PyTorch's writer does (so the reader may map them). */
-static void zip_bytes(buf *b, zip_entry *e, int n)
-{
+static void zip_bytes(buf *b, zip_entry *e, int n) {
     for (int i = 0; i < n; i++) {
         e[i].crc = crc32_of(e[i].data, e[i].len);
         e[i].offset = b->len;
@@ -203,8 +178,7 @@ static void zip_bytes(buf *b, zip_entry *e, int n)
         put_str(b, e[i].name);
         put_le(b, 0x4246, 2); /* an extra field of padding, id "FB" as PyTorch's */
         put_le(b, pad, 2);
-        for (size_t k = 0; k < pad; k++)
-            put(b, "Z", 1);
+        for (size_t k = 0; k < pad; k++) put(b, "Z", 1);
         put(b, e[i].data, e[i].len);
     }
     size_t cd = b->len;
@@ -238,8 +212,7 @@ static void zip_bytes(buf *b, zip_entry *e, int n)
     put_le(b, 0, 2);
 }
 
-static void pt_bytes(buf *b, int dtype, const void *data, const int64_t *shape, int ndim)
-{
+static void pt_bytes(buf *b, int dtype, const void *data, const int64_t *shape, int ndim) {
     buf pkl = {0};
     pickle_tensor(&pkl, dtype, shape, ndim);
     zip_entry e[] = {
@@ -255,26 +228,19 @@ static void pt_bytes(buf *b, int dtype, const void *data, const int64_t *shape, 
 
 /* ================================================================ the entry */
 
-static int ends_with(const char *s, const char *suffix)
-{
+static int ends_with(const char *s, const char *suffix) {
     size_t n = strlen(s), k = strlen(suffix);
     return n >= k && strcmp(s + n - k, suffix) == 0;
 }
 
-int am_array_save(const char *path, int dtype, const void *data, const int64_t *shape, int ndim,
-                  char *err, size_t n)
-{
-    if (err && n)
-        err[0] = '\0';
+int am_array_save(const char *path, int dtype, const void *data, const int64_t *shape, int ndim, char *err, size_t n) {
+    if (err && n) err[0] = '\0';
     if (!path || !data || !shape || ndim < 0 || ndim > AM_MAX_DIMS)
-        return fail(err, n, AM_E_ARG, "am_array_save needs a path, data and 0..%d dims",
-                    AM_MAX_DIMS);
+        return fail(err, n, AM_E_ARG, "am_array_save needs a path, data and 0..%d dims", AM_MAX_DIMS);
     if (dtype != AM_DTYPE_FLOAT32 && dtype != AM_DTYPE_INT64)
         return fail(err, n, AM_E_ARG, "dtype must be AM_DTYPE_FLOAT32 or AM_DTYPE_INT64");
     for (int i = 0; i < ndim; i++)
-        if (shape[i] < 0)
-            return fail(err, n, AM_E_ARG, "dimension %d is negative (%lld)", i,
-                        (long long)shape[i]);
+        if (shape[i] < 0) return fail(err, n, AM_E_ARG, "dimension %d is negative (%lld)", i, (long long)shape[i]);
     int pt = ends_with(path, ".pt") || ends_with(path, ".pth");
     if (!pt && !ends_with(path, ".npy"))
         return fail(err, n, AM_E_ARG,
@@ -297,10 +263,8 @@ int am_array_save(const char *path, int dtype, const void *data, const int64_t *
     FILE *f = fopen(path, "wb");
     int ok = f && fwrite(b.p, 1, b.len, f) == b.len;
     int saved = errno;
-    if (f && fclose(f) != 0)
-        ok = 0;
+    if (f && fclose(f) != 0) ok = 0;
     free(b.p);
-    if (!ok)
-        return fail(err, n, AM_E_IO, "cannot write %s: %s", path, strerror(saved));
+    if (!ok) return fail(err, n, AM_E_IO, "cannot write %s: %s", path, strerror(saved));
     return AM_OK;
 }

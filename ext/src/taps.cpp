@@ -87,8 +87,8 @@ static std::string call_site(const am_model *m, const Node *n, const std::string
 }
 
 static bool path_within(const std::string &path, const std::string &prefix) {
-    return path == prefix || (path.size() > prefix.size() && path.compare(0, prefix.size(), prefix) == 0 &&
-                              path[prefix.size()] == '.');
+    return path == prefix ||
+           (path.size() > prefix.size() && path.compare(0, prefix.size(), prefix) == 0 && path[prefix.size()] == '.');
 }
 
 struct LayerSpec {
@@ -299,8 +299,7 @@ static void use_fast_ops(const am_model *m, Graph &g, TapPlan &plan) {
 
 struct StemConvFn : public torch::autograd::Function<StemConvFn> {
     static torch::Tensor forward(torch::autograd::AutogradContext *ctx, torch::Tensor x, torch::Tensor w,
-                                 c10::optional<torch::Tensor> b, std::vector<int64_t> stride,
-                                 std::vector<int64_t> pad,
+                                 c10::optional<torch::Tensor> b, std::vector<int64_t> stride, std::vector<int64_t> pad,
                                  std::vector<int64_t> dil) {
         ctx->save_for_backward({w});
         ctx->saved_data["stride"] = stride;
@@ -344,7 +343,8 @@ std::shared_ptr<TapPlan> tap_plan(am_model *m, Base base, const std::vector<std:
     if (it != m->tap_cache.end()) return it->second;
 
     auto src = base == Base::kEmbeds ? m->embed_graph : m->graph;
-    if (!src) throw Error(AM_E_UNSUPPORTED, "the model has not been prepared for embeddings; call am_model_embeddings first");
+    if (!src)
+        throw Error(AM_E_UNSUPPORTED, "the model has not been prepared for embeddings; call am_model_embeddings first");
     std::shared_ptr<Graph> g = src->copy();
     auto *top = g->block();
 
@@ -374,8 +374,9 @@ std::shared_ptr<TapPlan> tap_plan(am_model *m, Base base, const std::vector<std:
         }
         if (!is_module) {
             if (m->module_paths.empty())
-                throw Error(AM_E_LAYER, "unknown layer '" + sp.name + "': this model has no submodules to tap; "
-                                        "only its output can be named ('output')");
+                throw Error(AM_E_LAYER, "unknown layer '" + sp.name +
+                                            "': this model has no submodules to tap; "
+                                            "only its output can be named ('output')");
             throw Error(AM_E_LAYER, "unknown layer '" + sp.name + "'; closest: " + suggest(m, sp.name) +
                                         " (the model's layer list names them all)");
         }
@@ -388,7 +389,10 @@ std::shared_ptr<TapPlan> tap_plan(am_model *m, Base base, const std::vector<std:
             Node *n = nodes[i];
             if (n->kind() == c10::prim::Constant) continue;
             bool inside = path_within(paths[i], sp.name);
-            if (!inside) { in_run = false; continue; }
+            if (!inside) {
+                in_run = false;
+                continue;
+            }
             std::string s = call_site(m, n, sp.name);
             if (!in_run || s != site) calls.emplace_back();
             calls.back().push_back(i);
@@ -414,7 +418,10 @@ std::shared_ptr<TapPlan> tap_plan(am_model *m, Base base, const std::vector<std:
                 bool escapes = false;
                 for (auto &u : v->uses()) {
                     Node *o = owner(u.user, top);
-                    if (o == g->return_node() || !in_call.count(o)) { escapes = true; break; }
+                    if (o == g->return_node() || !in_call.count(o)) {
+                        escapes = true;
+                        break;
+                    }
                 }
                 if (escapes) out = v;
             }
@@ -432,10 +439,11 @@ std::shared_ptr<TapPlan> tap_plan(am_model *m, Base base, const std::vector<std:
                                             std::to_string(k) + " does not exist");
             v = v->node()->inputs()[k];
             if (v->type()->kind() != c10::TypeKind::TensorType)
-                throw Error(AM_E_UNSUPPORTED, "element " + std::to_string(k) + " of layer '" + sp.name + "' is not a tensor");
+                throw Error(AM_E_UNSUPPORTED,
+                            "element " + std::to_string(k) + " of layer '" + sp.name + "' is not a tensor");
         } else if (sp.elem > 0) {
-            throw Error(AM_E_LAYER, "layer '" + sp.name + "' returns one tensor, not a tuple; drop ':" +
-                                        std::to_string(sp.elem) + "'");
+            throw Error(AM_E_LAYER, "layer '" + sp.name +
+                                        "' returns one tensor, not a tuple; drop ':" + std::to_string(sp.elem) + "'");
         }
         // Copy the value right after the call so later in-place ops (a
         // ReLU(inplace=True), `out += identity`) cannot change what the tap
@@ -542,16 +550,16 @@ static void list_layers(am_model *m) {
                 tap_plan(m, Base::kForward, {order[i]});
                 ok.push_back(order[i]);
                 idx.push_back(i);
-            } catch (const Error &) {
-            }
+            } catch (const Error &) {}
         }
         for (size_t i = 0; i < order.size(); i++) m->tap_cache.erase("F\n" + order[i]);
         if (!ok.empty()) {
             torch::NoGradGuard ng;
             std::vector<int64_t> s{1};
             s.insert(s.end(), m->input_shape.begin(), m->input_shape.end());
-            torch::Tensor x = m->kind == "text" ? torch::zeros(s, torch::TensorOptions().dtype(torch::kLong).device(m->device))
-                                                : torch::zeros(s, torch::TensorOptions().device(m->device));
+            torch::Tensor x = m->kind == "text"
+                                  ? torch::zeros(s, torch::TensorOptions().dtype(torch::kLong).device(m->device))
+                                  : torch::zeros(s, torch::TensorOptions().device(m->device));
             auto plan = tap_plan(m, Base::kForward, ok);
             auto outs = tap_run(m, *plan, x);
             for (size_t k = 0; k < outs.size(); k++) {
@@ -592,8 +600,9 @@ static void make_embed_graph(am_model *m) {
     for (auto &u : ids->uses())
         if (u.user->kind() == c10::aten::embedding && u.offset == 1) emb = u.user;
     if (!emb)
-        throw Error(AM_E_UNSUPPORTED, "no aten::embedding lookup is fed by the token-id input; "
-                                      "the model cannot be driven by embeddings");
+        throw Error(AM_E_UNSUPPORTED,
+                    "no aten::embedding lookup is fed by the token-id input; "
+                    "the model cannot be driven by embeddings");
     // The weight the lookup reads: a chain of attributes from the module input.
     auto w = attr_value(m, *g, emb->inputs()[0]);
     if (!w || !w->isTensor()) throw Error(AM_E_UNSUPPORTED, "the embedding weight is not a module attribute");
@@ -607,8 +616,7 @@ static void make_embed_graph(am_model *m) {
     if (ids->hasUses()) {
         for (auto &u : ids->uses()) {
             auto k = u.user->kind();
-            if (k != c10::aten::size && k != c10::prim::device && k != c10::aten::len &&
-                k != c10::aten::dim)
+            if (k != c10::aten::size && k != c10::prim::device && k != c10::aten::len && k != c10::aten::dim)
                 throw Error(AM_E_UNSUPPORTED, std::string("the token ids are also used by ") + k.toQualString() +
                                                   ", which cannot be fed from embeddings");
         }
@@ -668,7 +676,8 @@ int am_model_tap(am_model *m, const am_input *input, const char *const *layers, 
     if (!m) return AM_E_ARG;
     AM_FENCE_BEGIN
     am::checked(m);
-    if (!input || !layers || n <= 0 || !outs) throw Error(AM_E_ARG, "am_model_tap needs an input, n > 0 layers and n outputs");
+    if (!input || !layers || n <= 0 || !outs)
+        throw Error(AM_E_ARG, "am_model_tap needs an input, n > 0 layers and n outputs");
     for (int i = 0; i < n; i++) std::memset(&outs[i], 0, sizeof outs[i]);
     if (grad) std::memset(grad, 0, sizeof *grad);
     if (input->ndim < 1 || input->ndim > AM_MAX_DIMS) throw Error(AM_E_ARG, "input ndim must be 1..8");
@@ -711,7 +720,8 @@ int am_model_tap(am_model *m, const am_input *input, const char *const *layers, 
         try {
             acts = am::tap_run(m, *plan, x);
         } catch (const std::exception &e) {
-            throw Error(AM_E_MODEL, "forward failed on input of shape " + am::shape_str(shape) + ": " + am::short_what(e.what(), 2));
+            throw Error(AM_E_MODEL, "forward failed on input of shape " + am::shape_str(shape) + ": " +
+                                        am::short_what(e.what(), 2));
         }
     }
     try {

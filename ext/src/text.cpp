@@ -28,24 +28,24 @@ struct am_text_run {
     bool cancelled = false;
     int steps_done = 0;
     double seconds = 0;
-    std::vector<int64_t> tokens;        // (T)
+    std::vector<int64_t> tokens;  // (T)
     std::string text;
     bool roundtrip = false;
     float act = 0, xent = 0;
     float soft_act = std::numeric_limits<float>::quiet_NaN();
     float retention = std::numeric_limits<float>::quiet_NaN();
     int T = 0, D = 0, K = 0;
-    std::vector<float> embeds;          // (T, D) soft and pez only
-    std::vector<int64_t> near_ids;      // (T, K)
-    std::vector<float> near_vals;       // (T, K)
-    std::vector<float> curve, xcurve;   // (S) each
+    std::vector<float> embeds;         // (T, D) soft and pez only
+    std::vector<int64_t> near_ids;     // (T, K)
+    std::vector<float> near_vals;      // (T, K)
+    std::vector<float> curve, xcurve;  // (S) each
     bool has_attr = false;
-    std::vector<float> attr_drop;       // (T)
-    std::vector<int64_t> attr_alt;      // (T)
-    std::vector<float> sweep;           // (vocab) sweep only
+    std::vector<float> attr_drop;   // (T)
+    std::vector<int64_t> attr_alt;  // (T)
+    std::vector<float> sweep;       // (vocab) sweep only
     int sweep_pos = -1;
-    std::vector<float> proj_curve;      // (S)
-    std::vector<int64_t> best_ids;      // (T)
+    std::vector<float> proj_curve;  // (S)
+    std::vector<int64_t> best_ids;  // (T)
     float best_act = std::numeric_limits<float>::quiet_NaN();
     int best_step = 0;
 };
@@ -54,8 +54,9 @@ namespace am {
 
 void load_tokenizer(const am_model *m, Tokenizer &tok) {
     if (!m->has_tokenizer)
-        throw Error(AM_E_UNSUPPORTED, "the model carries no tokenizer (its actmax.json names no \"tokenizer\" extra "
-                                      "file); text prompts need one to decode and check the prompts");
+        throw Error(AM_E_UNSUPPORTED,
+                    "the model carries no tokenizer (its actmax.json names no \"tokenizer\" extra "
+                    "file); text prompts need one to decode and check the prompts");
     int st = am_tokenizer_load_json(m->tokenizer.data(), m->tokenizer.size(), &tok.t);
     if (st != AM_OK)
         throw Error(AM_E_FORMAT, std::string("the model's tokenizer does not load: ") + am_tokenizer_error(tok.t));
@@ -83,10 +84,9 @@ constexpr int kTokenDraws = 200;
 
 void check_text_model(am_model *m) {
     if (m->kind != "text")
-        throw Error(AM_E_UNSUPPORTED, "text prompts need a text model; this one is '" + m->kind +
-                                          "' (optimize images with am_run_new)");
-    if (m->input_shape.size() != 1)
-        throw Error(AM_E_MODEL, "a text model's input shape must be [T] (its context)");
+        throw Error(AM_E_UNSUPPORTED,
+                    "text prompts need a text model; this one is '" + m->kind + "' (optimize images with am_run_new)");
+    if (m->input_shape.size() != 1) throw Error(AM_E_MODEL, "a text model's input shape must be [T] (its context)");
 }
 
 struct Parsed {
@@ -114,7 +114,7 @@ struct Engine {
     // cheaper for batched scoring when no cross-entropy is needed).
     std::shared_ptr<TapPlan> plan_full, plan_obj;
     size_t n_obj;
-    torch::Tensor E;       // (V, D)
+    torch::Tensor E;  // (V, D)
     int64_t V = 0, D = 0, T = 0;
     float fluency = 0;
     Tokenizer tok;
@@ -279,7 +279,8 @@ std::vector<int64_t> start_ids(Ctx &c) {
         std::vector<int64_t> ids(c.o.init_tokens, c.o.init_tokens + c.en.T);
         for (auto v : ids)
             if (v < 0 || v >= c.en.V)
-                throw Error(AM_E_ARG, "init_tokens holds id " + std::to_string(v) + "; ids are 0.." + std::to_string(c.en.V - 1));
+                throw Error(AM_E_ARG,
+                            "init_tokens holds id " + std::to_string(v) + "; ids are 0.." + std::to_string(c.en.V - 1));
         return ids;
     }
     // Random prompts often sit where the objective is flat (a GELU far
@@ -514,7 +515,7 @@ constexpr int64_t kAttributionBudget = 16384;
 // callback returning nonzero) is seen; stopped, the run keeps no attribution.
 void attribution(Engine &en, const am_text_options &o, const std::vector<int64_t> &ids, float act, am_text_run *out,
                  const am_text_progress *last) {
-    std::vector<int64_t> rows;  // candidates, (N, T)
+    std::vector<int64_t> rows;   // candidates, (N, T)
     std::vector<int64_t> where;  // (N) position of the swap
     auto add = [&](int64_t t, int64_t v) {
         if (v == ids[static_cast<size_t>(t)]) return;
@@ -553,8 +554,8 @@ void attribution(Engine &en, const am_text_options &o, const std::vector<int64_t
         stopped = stopped || o.progress(o.progress_user, last) != 0;
         return stopped;
     };
-    en.eval_ids(torch::tensor(rows, torch::kLong).reshape({N, en.T}).to(en.m->device), std::max<int64_t>(o.batch, kScoreBatch), a, x, false,
-                stop);
+    en.eval_ids(torch::tensor(rows, torch::kLong).reshape({N, en.T}).to(en.m->device),
+                std::max<int64_t>(o.batch, kScoreBatch), a, x, false, stop);
     if (stopped) {
         out->cancelled = true;
         return;
@@ -574,11 +575,14 @@ void attribution(Engine &en, const am_text_options &o, const std::vector<int64_t
 void check_text_options(const am_text_options *o, int64_t context) {
     if (!o) throw Error(AM_E_ARG, "options are NULL; fill them with am_text_options_default first");
     if (o->method < AM_TEXT_SOFT || o->method > AM_TEXT_SWEEP)
-        throw Error(AM_E_ARG, "method must be AM_TEXT_SOFT (0), AM_TEXT_PEZ (1), AM_TEXT_GCG (2) or AM_TEXT_SWEEP (3), got " +
-                                  std::to_string(o->method));
+        throw Error(AM_E_ARG,
+                    "method must be AM_TEXT_SOFT (0), AM_TEXT_PEZ (1), AM_TEXT_GCG (2) or AM_TEXT_SWEEP (3), got " +
+                        std::to_string(o->method));
     if (o->len < 1 || o->len > context)
-        throw Error(AM_E_ARG, "len must be 1.." + std::to_string(context) + " (the model's context), got " + std::to_string(o->len));
-    if (o->steps < 1 || o->steps > 1000000) throw Error(AM_E_ARG, "steps must be 1..1000000, got " + std::to_string(o->steps));
+        throw Error(AM_E_ARG, "len must be 1.." + std::to_string(context) + " (the model's context), got " +
+                                  std::to_string(o->len));
+    if (o->steps < 1 || o->steps > 1000000)
+        throw Error(AM_E_ARG, "steps must be 1..1000000, got " + std::to_string(o->steps));
     if (!(o->lr > 0) || !std::isfinite(o->lr)) throw Error(AM_E_ARG, "lr must be a positive number");
     if (o->distance != AM_DIST_COSINE && o->distance != AM_DIST_L2)
         throw Error(AM_E_ARG, "distance must be AM_DIST_COSINE (0) or AM_DIST_L2 (1)");
@@ -586,8 +590,10 @@ void check_text_options(const am_text_options *o, int64_t context) {
     if (!(o->fluency >= 0) || !std::isfinite(o->fluency)) throw Error(AM_E_ARG, "fluency must be >= 0");
     if (o->topk < 1) throw Error(AM_E_ARG, "topk must be >= 1, got " + std::to_string(o->topk));
     if (o->nearest < 0) throw Error(AM_E_ARG, "nearest must be >= 0 (0: topk), got " + std::to_string(o->nearest));
-    if (o->batch < 1 || o->batch > 65536) throw Error(AM_E_ARG, "batch must be 1..65536, got " + std::to_string(o->batch));
-    if (o->restarts < 1 || o->restarts > 1000) throw Error(AM_E_ARG, "restarts must be 1..1000, got " + std::to_string(o->restarts));
+    if (o->batch < 1 || o->batch > 65536)
+        throw Error(AM_E_ARG, "batch must be 1..65536, got " + std::to_string(o->batch));
+    if (o->restarts < 1 || o->restarts > 1000)
+        throw Error(AM_E_ARG, "restarts must be 1..1000, got " + std::to_string(o->restarts));
     if (o->method == AM_TEXT_SWEEP && (o->position < -o->len || o->position >= o->len))
         throw Error(AM_E_ARG, "position " + std::to_string(o->position) + " is outside the prompt of len " +
                                   std::to_string(o->len) + " (use 0.." + std::to_string(o->len - 1) + " or -1..-" +
@@ -632,7 +638,8 @@ void projected(Engine &en, const am_text_options &o, const Result &best, am_text
         std::vector<size_t> row_of(S);
         for (size_t s = 0; s < S; s++) {
             auto at = best.step_ids.begin() + static_cast<long>(s * T);
-            if (s == 0 || !std::equal(at, at + static_cast<long>(T), best.step_ids.begin() + static_cast<long>((s - 1) * T)))
+            if (s == 0 ||
+                !std::equal(at, at + static_cast<long>(T), best.step_ids.begin() + static_cast<long>((s - 1) * T)))
                 rows.insert(rows.end(), at, at + static_cast<long>(T));
             row_of[s] = rows.size() / T - 1;
         }
@@ -649,7 +656,8 @@ void projected(Engine &en, const am_text_options &o, const Result &best, am_text
         if (r->proj_curve[s] > r->proj_curve[at]) at = s;
     r->best_step = static_cast<int>(at) + 1;
     r->best_act = r->proj_curve[at];
-    r->best_ids.assign(best.step_ids.begin() + static_cast<long>(at * T), best.step_ids.begin() + static_cast<long>((at + 1) * T));
+    r->best_ids.assign(best.step_ids.begin() + static_cast<long>(at * T),
+                       best.step_ids.begin() + static_cast<long>((at + 1) * T));
 }
 
 void text_run_impl(am_model *m, const am_text_options *o, am_text_run *r) {
@@ -718,7 +726,6 @@ void text_run_impl(am_model *m, const am_text_options *o, am_text_run *r) {
         attribution(en, *o, r->tokens, r->act, r, &last);
     }
 }
-
 
 }  // namespace
 }  // namespace am

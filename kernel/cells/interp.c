@@ -216,8 +216,7 @@ static void perr_free(perr *e)
     memset(e, 0, sizeof *e);
 }
 
-static int fail_at(perr *e, const char *ename, size_t line, const char *t, size_t tn,
-                   char *evalue)
+static int fail_at(perr *e, const char *ename, size_t line, const char *t, size_t tn, char *evalue)
 {
     e->ename = ename;
     e->evalue = evalue;
@@ -376,8 +375,7 @@ static char *join_lines(const char *code, size_t len, const char *t, size_t tn, 
     return mg_str_steal(&s);
 }
 
-static int parse_lines(const mg_registry *reg, const char *code, cell *out, perr *e,
-                       char **joined)
+static int parse_lines(const mg_registry *reg, const char *code, cell *out, perr *e, char **joined)
 {
     size_t len = strlen(code);
     size_t pos = 0, lineno = 0;

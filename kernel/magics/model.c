@@ -216,8 +216,9 @@ mg_status mg_magic_layers(mg_call *c)
     for (int i = 0; i < s->n_layers; i++)
         n += layer_matches(s->layers[i].name, pat);
     if (s->n_layers == 0) {
-        mg_sink_printf(c->out, "%s has no submodules to list: its forward only computes on its "
-                               "input; an objective can name its result as output\n",
+        mg_sink_printf(c->out,
+                       "%s has no submodules to list: its forward only computes on its "
+                       "input; an objective can name its result as output\n",
                        s->model_name);
         return MG_OK;
     }

@@ -27,13 +27,13 @@
 #include "conn.h"
 #include "signals.h"
 
-#define MAX_FRAMES   1024
-#define REPLAY_LIMIT 4096
+#define MAX_FRAMES    1024
+#define REPLAY_LIMIT  4096
 /* Per-frame bounds: a peer sending more is disconnected by libzmq before
  * the kernel holds the bytes. A cell may be large (a long objective, a
  * pasted corpus line); control and stdin messages are small. */
-#define MAX_SHELL_MSG   (64LL << 20)
-#define MAX_SMALL_MSG   (1LL << 20)
+#define MAX_SHELL_MSG (64LL << 20)
+#define MAX_SMALL_MSG (1LL << 20)
 
 /* ---- sending ----------------------------------------------------------- */
 

@@ -267,8 +267,8 @@ typedef struct render__reader {
  * nothing with automatic storage changes across setjmp; the caller frees. */
 static int render__png_read_rows(render__reader *r, int c)
 {
-    r->png = png_create_read_struct(PNG_LIBPNG_VER_STRING, NULL, render__png_error,
-                                    render__png_warning);
+    r->png =
+        png_create_read_struct(PNG_LIBPNG_VER_STRING, NULL, render__png_error, render__png_warning);
     if (!r->png)
         return render__fail(RENDER_ENOMEM, "libpng: cannot create a read struct");
     r->info = png_create_info_struct(r->png);
@@ -342,8 +342,8 @@ int render_png_read(const char *path, int c, int h, int w, float **out)
     if (st == RENDER_OK) {
         float *o = malloc((size_t)c * (size_t)h * (size_t)w * sizeof *o); /* (C, H, W) */
         if (!o) {
-            st = render__fail(RENDER_ENOMEM, "render_png_read: out of memory for %dx%d pixels",
-                              w, h);
+            st = render__fail(RENDER_ENOMEM, "render_png_read: out of memory for %dx%d pixels", w,
+                              h);
         } else {
             for (int y = 0; y < h; y++) {
                 size_t sy = (size_t)((unsigned long long)y * r.h / (unsigned)h);

@@ -123,7 +123,8 @@ static int cmd_info(const char *tok_path)
         return 1;
     }
     printf("%lld %lld %lld\n%s\n", (long long)am_tokenizer_vocab_size(t),
-           (long long)am_tokenizer_eot(t), (long long)am_tokenizer_bos(t), am_tokenizer_describe(t));
+           (long long)am_tokenizer_eot(t), (long long)am_tokenizer_bos(t),
+           am_tokenizer_describe(t));
     am_tokenizer_free(t);
     return 0;
 }

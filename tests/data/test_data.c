@@ -99,8 +99,8 @@ static void test_tiny_gpt2_pair(void)
 {
     char *vocab = tiny_vocab_json();
     am_tokenizer *t;
-    int rc = am_tokenizer_load_vocab_merges(vocab, strlen(vocab), kTinyMerges,
-                                            strlen(kTinyMerges), &t);
+    int rc =
+        am_tokenizer_load_vocab_merges(vocab, strlen(vocab), kTinyMerges, strlen(kTinyMerges), &t);
     CHECK_INT(rc, AM_OK);
     if (rc != AM_OK) {
         fprintf(stderr, "  %s\n", am_tokenizer_error(t));
@@ -140,9 +140,11 @@ static void test_tiny_gpt2_pair(void)
     /* The same tokenizer in tokenizer.json layout, merges as pairs. */
     size_t vl = strlen(vocab);
     char *json = malloc(vl + 512);
-    sprintf(json, "{\"added_tokens\": [{\"id\": 259, \"content\": \"<|endoftext|>\", \"special\": true}],"
-                  " \"model\": {\"type\": \"BPE\", \"vocab\": %s, \"merges\": [[\"\\u0120\", \"t\"], "
-                  "[\"h\", \"e\"], [\"\\u0120t\", \"he\"]]}}", vocab);
+    sprintf(json,
+            "{\"added_tokens\": [{\"id\": 259, \"content\": \"<|endoftext|>\", \"special\": true}],"
+            " \"model\": {\"type\": \"BPE\", \"vocab\": %s, \"merges\": [[\"\\u0120\", \"t\"], "
+            "[\"h\", \"e\"], [\"\\u0120t\", \"he\"]]}}",
+            vocab);
     am_tokenizer *t2;
     rc = am_tokenizer_load_json(json, strlen(json), &t2);
     CHECK_INT(rc, AM_OK);
@@ -168,8 +170,9 @@ static void test_tiny_gpt2_pair(void)
     am_tokenizer_free(t3);
     /* A merge of tokens that are not in the vocabulary. */
     static const char unknown_merges[] = "q zz\n";
-    CHECK_INT(am_tokenizer_load_vocab_merges(vocab, vl, unknown_merges, strlen(unknown_merges), &t3),
-              AM_E_FORMAT);
+    CHECK_INT(
+        am_tokenizer_load_vocab_merges(vocab, vl, unknown_merges, strlen(unknown_merges), &t3),
+        AM_E_FORMAT);
     CHECK_HAS(am_tokenizer_error(t3), "not in the vocabulary");
     am_tokenizer_free(t3);
 
@@ -185,23 +188,26 @@ static char *tiny_spm_json(const char *merges)
     char *j = malloc(16384);
     if (!j)
         return NULL;
-    int k = sprintf(j, "{\"added_tokens\": [{\"id\": 0, \"content\": \"<unk>\", \"special\": true},"
-                       "{\"id\": 1, \"content\": \"<s>\", \"special\": true},"
-                       "{\"id\": 2, \"content\": \"</s>\", \"special\": true}],"
-                       "\"normalizer\": {\"type\": \"Sequence\", \"normalizers\": ["
-                       "{\"type\": \"Prepend\", \"prepend\": \"\\u2581\"},"
-                       "{\"type\": \"Replace\", \"pattern\": {\"String\": \" \"}, \"content\": \"\\u2581\"}]},"
-                       "\"pre_tokenizer\": null,"
-                       "\"post_processor\": {\"type\": \"TemplateProcessing\", \"single\": ["
-                       "{\"SpecialToken\": {\"id\": \"<s>\", \"type_id\": 0}},"
-                       "{\"Sequence\": {\"id\": \"A\", \"type_id\": 0}}],"
-                       "\"special_tokens\": {\"<s>\": {\"id\": \"<s>\", \"ids\": [1], \"tokens\": [\"<s>\"]}}},"
-                       "\"model\": {\"type\": \"BPE\", \"unk_token\": \"<unk>\", \"fuse_unk\": true,"
-                       "\"byte_fallback\": true, \"vocab\": {\"<unk>\": 0, \"<s>\": 1, \"</s>\": 2");
+    int k = sprintf(
+        j, "{\"added_tokens\": [{\"id\": 0, \"content\": \"<unk>\", \"special\": true},"
+           "{\"id\": 1, \"content\": \"<s>\", \"special\": true},"
+           "{\"id\": 2, \"content\": \"</s>\", \"special\": true}],"
+           "\"normalizer\": {\"type\": \"Sequence\", \"normalizers\": ["
+           "{\"type\": \"Prepend\", \"prepend\": \"\\u2581\"},"
+           "{\"type\": \"Replace\", \"pattern\": {\"String\": \" \"}, \"content\": \"\\u2581\"}]},"
+           "\"pre_tokenizer\": null,"
+           "\"post_processor\": {\"type\": \"TemplateProcessing\", \"single\": ["
+           "{\"SpecialToken\": {\"id\": \"<s>\", \"type_id\": 0}},"
+           "{\"Sequence\": {\"id\": \"A\", \"type_id\": 0}}],"
+           "\"special_tokens\": {\"<s>\": {\"id\": \"<s>\", \"ids\": [1], \"tokens\": [\"<s>\"]}}},"
+           "\"model\": {\"type\": \"BPE\", \"unk_token\": \"<unk>\", \"fuse_unk\": true,"
+           "\"byte_fallback\": true, \"vocab\": {\"<unk>\": 0, \"<s>\": 1, \"</s>\": 2");
     for (int b = 0; b < 256; b++)
         k += sprintf(j + k, ", \"<0x%02X>\": %d", b, 3 + b);
-    sprintf(j + k, ", \"\\u2581\": 259, \"a\": 260, \"b\": 261, \"\\u2581a\": 262, \"ab\": 263,"
-                   " \"\\u2581ab\": 264}, \"merges\": [%s]}}", merges);
+    sprintf(j + k,
+            ", \"\\u2581\": 259, \"a\": 260, \"b\": 261, \"\\u2581a\": 262, \"ab\": 263,"
+            " \"\\u2581ab\": 264}, \"merges\": [%s]}}",
+            merges);
     return j;
 }
 
@@ -277,7 +283,8 @@ static void test_malformed_json(void)
     CHECK_HAS(am_tokenizer_error(t), "\"WordPiece\" is not supported");
     am_tokenizer_free(t);
 
-    static const char few_bytes[] = "{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0}, \"merges\": []}}";
+    static const char few_bytes[] =
+        "{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0}, \"merges\": []}}";
     CHECK_INT(am_tokenizer_load_json(few_bytes, strlen(few_bytes), &t), AM_E_FORMAT);
     CHECK_HAS(am_tokenizer_error(t), "no token for byte 0x00");
     am_tokenizer_free(t);
@@ -317,7 +324,8 @@ static void test_real_tokenizer(void)
     free(text);
 
     /* Bytes that are not UTF-8 still encode, one byte at a time at worst. */
-    static const char bad_utf8[] = "caf\xc3\xa9 \xff\xfe x\xc3\x28 \xe2\x82 end\xf0\x9f\x98\x80\x80";
+    static const char bad_utf8[] =
+        "caf\xc3\xa9 \xff\xfe x\xc3\x28 \xe2\x82 end\xf0\x9f\x98\x80\x80";
     size_t nt;
     CHECK(round_trips(t, bad_utf8, sizeof bad_utf8 - 1, &nt));
     CHECK(nt > 0);
@@ -441,8 +449,10 @@ static void test_datasets(void)
 }
 
 static const check_test TESTS[] = {
-    {"tiny_gpt2_pair", test_tiny_gpt2_pair}, {"tiny_spm", test_tiny_spm},
-    {"malformed_json", test_malformed_json}, {"real_tokenizer", test_real_tokenizer},
+    {"tiny_gpt2_pair", test_tiny_gpt2_pair},
+    {"tiny_spm", test_tiny_spm},
+    {"malformed_json", test_malformed_json},
+    {"real_tokenizer", test_real_tokenizer},
     {"datasets", test_datasets},
 };
 
@@ -450,7 +460,8 @@ static const check_test TESTS[] = {
 int main(int argc, char **argv)
 {
     if (argc < 4) {
-        fprintf(stderr, "usage: test_data TOKENIZER.json HELDOUT.txt FASHION_MNIST_DIR [TEST...]\n");
+        fprintf(stderr,
+                "usage: test_data TOKENIZER.json HELDOUT.txt FASHION_MNIST_DIR [TEST...]\n");
         return 2;
     }
     g_tokenizer = argv[1];

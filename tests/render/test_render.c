@@ -17,19 +17,19 @@
 /* ------------------------------------------------------------ checks */
 
 /* A call that must succeed; prints the library's own message when it does not. */
-#define CHECK_OK(call)                                                                    \
-    do {                                                                                  \
-        int st_ = (call);                                                                 \
-        if (st_ != RENDER_OK)                                                             \
-            CHECK_FAIL("%s returned %d (%s): %s", #call, st_, render_strerror(st_),       \
-                       render_last_error());                                              \
+#define CHECK_OK(call)                                                                             \
+    do {                                                                                           \
+        int st_ = (call);                                                                          \
+        if (st_ != RENDER_OK)                                                                      \
+            CHECK_FAIL("%s returned %d (%s): %s", #call, st_, render_strerror(st_),                \
+                       render_last_error());                                                       \
     } while (0)
 
-#define CHECK_STATUS(call, want)                                                          \
-    do {                                                                                  \
-        int st_ = (call);                                                                 \
-        if (st_ != (want))                                                                \
-            CHECK_FAIL("%s returned %d, expected %s (%d)", #call, st_, #want, (want));    \
+#define CHECK_STATUS(call, want)                                                                   \
+    do {                                                                                           \
+        int st_ = (call);                                                                          \
+        if (st_ != (want))                                                                         \
+            CHECK_FAIL("%s returned %d, expected %s (%d)", #call, st_, #want, (want));             \
     } while (0)
 
 /* ------------------------------------------------------------ PNG decoding */
@@ -37,18 +37,21 @@
 /* Decoded picture, always expanded to RGBA so tests compare one layout. */
 typedef struct decoded {
     int width, height;
-    bool color;         /* the file was RGB(A), not gray */
-    bool alpha;         /* the file had an alpha channel */
+    bool color;          /* the file was RGB(A), not gray */
+    bool alpha;          /* the file had an alpha channel */
     unsigned char *rgba; /* (height, width, 4) */
 } decoded;
 
-static bool decode_png(const render_png *p, decoded *d) {
+static bool decode_png(const render_png *p, decoded *d)
+{
     memset(d, 0, sizeof *d);
-    if (!p->data || p->size < 8) return false;
+    if (!p->data || p->size < 8)
+        return false;
     png_image img;
     memset(&img, 0, sizeof img);
     img.version = PNG_IMAGE_VERSION;
-    if (!png_image_begin_read_from_memory(&img, p->data, p->size)) return false;
+    if (!png_image_begin_read_from_memory(&img, p->data, p->size))
+        return false;
     d->color = (img.format & PNG_FORMAT_FLAG_COLOR) != 0;
     d->alpha = (img.format & PNG_FORMAT_FLAG_ALPHA) != 0;
     img.format = PNG_FORMAT_RGBA;
@@ -64,30 +67,39 @@ static bool decode_png(const render_png *p, decoded *d) {
     return true;
 }
 
-static const unsigned char *px(const decoded *d, int x, int y) {
+static const unsigned char *px(const decoded *d, int x, int y)
+{
     return d->rgba + ((size_t)y * d->width + x) * 4;
 }
 
-static void save_sample(const char *name, const render_png *p) {
+static void save_sample(const char *name, const render_png *p)
+{
     const char *dir = getenv("RENDER_SAMPLE_DIR");
-    if (!dir || !p->data) return;
+    if (!dir || !p->data)
+        return;
     char path[1024];
     snprintf(path, sizeof path, "%s/%s", dir, name);
     FILE *f = fopen(path, "wb");
-    if (!f) return;
+    if (!f)
+        return;
     fwrite(p->data, 1, p->size, f);
     fclose(f);
     printf("  wrote %s (%dx%d)\n", path, p->width, p->height);
 }
 
-static unsigned char q(float v) { return v <= 0 || isnan(v) ? 0 : v >= 1 ? 255 : (unsigned char)lrintf(v * 255); }
+static unsigned char q(float v)
+{
+    return v <= 0 || isnan(v) ? 0 : v >= 1 ? 255 : (unsigned char)lrintf(v * 255);
+}
 
 /* ------------------------------------------------------------ base64 */
 
-static void test_base64_rfc4648(void) {
+static void test_base64_rfc4648(void)
+{
     /* RFC 4648 section 10 test vectors. */
     static const char *const in[] = {"", "f", "fo", "foo", "foob", "fooba", "foobar"};
-    static const char *const want[] = {"", "Zg==", "Zm8=", "Zm9v", "Zm9vYg==", "Zm9vYmE=", "Zm9vYmFy"};
+    static const char *const want[] = {"",         "Zg==",     "Zm8=",    "Zm9v",
+                                       "Zm9vYg==", "Zm9vYmE=", "Zm9vYmFy"};
     for (int i = 0; i < 7; i++) {
         char *s = NULL;
         size_t n = 99;
@@ -116,7 +128,8 @@ static void test_base64_rfc4648(void) {
 
 /* ------------------------------------------------------------ PNG */
 
-static void test_upscale_factor(void) {
+static void test_upscale_factor(void)
+{
     CHECK_CMP(render_upscale_factor(28, 28, 256), ==, 10);
     CHECK_CMP(render_upscale_factor(224, 224, 256), ==, 2);
     CHECK_CMP(render_upscale_factor(256, 300, 256), ==, 1);
@@ -127,11 +140,13 @@ static void test_upscale_factor(void) {
     CHECK_CMP(render_upscale_factor(0, 5, 256), ==, 1);
 }
 
-static void test_png_gray_roundtrip(void) {
+static void test_png_gray_roundtrip(void)
+{
     enum { H = 28, W = 28 };
     float img[H * W]; /* (1, H, W) */
     for (int y = 0; y < H; y++)
-        for (int x = 0; x < W; x++) img[y * W + x] = (float)(x + y * 3) / (W + H * 3);
+        for (int x = 0; x < W; x++)
+            img[y * W + x] = (float)(x + y * 3) / (W + H * 3);
     img[0] = -0.5f; /* clamped to 0 */
     img[1] = 1.5f;  /* clamped to 1 */
     img[2] = NAN;   /* shows as 0 */
@@ -151,7 +166,8 @@ static void test_png_gray_roundtrip(void) {
         for (int x = 0; x < d.width; x++) {
             unsigned char want = q(img[(y / 10) * W + x / 10]);
             const unsigned char *p4 = px(&d, x, y);
-            if (p4[0] != want || p4[1] != want || p4[2] != want) bad++;
+            if (p4[0] != want || p4[1] != want || p4[2] != want)
+                bad++;
         }
     CHECK_CMP(bad, ==, 0);
     if (d.rgba) {
@@ -166,10 +182,12 @@ static void test_png_gray_roundtrip(void) {
     render_png_clear(NULL);
 }
 
-static void test_png_rgb_roundtrip(void) {
+static void test_png_rgb_roundtrip(void)
+{
     enum { C = 3, H = 4, W = 5 };
     float img[C * H * W]; /* (C, H, W) */
-    for (int i = 0; i < C * H * W; i++) img[i] = (float)((i * 37) % 101) / 100.0f;
+    for (int i = 0; i < C * H * W; i++)
+        img[i] = (float)((i * 37) % 101) / 100.0f;
     render_png p;
     CHECK_OK(render_png_encode(img, C, H, W, 0, &p));
     CHECK_CMP(p.scale, ==, 1);
@@ -183,7 +201,8 @@ static void test_png_rgb_roundtrip(void) {
     for (int y = 0; d.rgba && y < H; y++)
         for (int x = 0; x < W; x++)
             for (int k = 0; k < C; k++)
-                if (px(&d, x, y)[k] != q(img[k * H * W + y * W + x])) bad++;
+                if (px(&d, x, y)[k] != q(img[k * H * W + y * W + x]))
+                    bad++;
     CHECK_CMP(bad, ==, 0);
     free(d.rgba);
     render_png_clear(&p);
@@ -202,7 +221,8 @@ static void test_png_rgb_roundtrip(void) {
     render_png_clear(&p);
 }
 
-static void test_png_bad_arguments(void) {
+static void test_png_bad_arguments(void)
+{
     float img[12] = {0};
     render_png p;
     CHECK_STATUS(render_png_encode(img, 2, 2, 3, 0, &p), RENDER_EINVAL);
@@ -223,10 +243,12 @@ static void test_png_bad_arguments(void) {
 
 /* ------------------------------------------------------------ grid */
 
-static void test_grid_layout_and_crisp_cells(void) {
+static void test_grid_layout_and_crisp_cells(void)
+{
     enum { N = 5, H = 28, W = 28 };
     float *img = malloc(sizeof(float) * N * H * W); /* (N, 1, H, W) */
-    if (!img) return;
+    if (!img)
+        return;
     for (int n = 0; n < N; n++)
         for (int y = 0; y < H; y++)
             for (int x = 0; x < W; x++) /* a checkerboard, brighter per image */
@@ -255,7 +277,8 @@ static void test_grid_layout_and_crisp_cells(void) {
                 unsigned char want = q(img[y * W + x]);
                 for (int dy = 0; dy < 5; dy++)
                     for (int dx = 0; dx < 5; dx++)
-                        if (px(&d, 12 + x * 5 + dx, 12 + y * 5 + dy)[0] != want) bad++;
+                        if (px(&d, 12 + x * 5 + dx, 12 + y * 5 + dy)[0] != want)
+                            bad++;
             }
         CHECK_CMP(bad, ==, 0);
         /* Image 4 sits in the second row, middle column: find its top by the
@@ -263,7 +286,8 @@ static void test_grid_layout_and_crisp_cells(void) {
         int x4 = 12 + 1 * 152, y4 = -1;
         for (int y = 12 + 141; y < d.height && y4 < 0; y++) {
             const unsigned char *f = px(&d, x4 + 70, y);
-            if (f[0] == 0xd1 && f[1] == 0xd5 && f[2] == 0xdb) y4 = y + 1;
+            if (f[0] == 0xd1 && f[1] == 0xd5 && f[2] == 0xdb)
+                y4 = y + 1;
         }
         CHECK_CMP(y4, >, 12 + 140 + 12);
         if (y4 > 0 && y4 + 10 < d.height) {
@@ -273,12 +297,14 @@ static void test_grid_layout_and_crisp_cells(void) {
         /* Caption ink: dark pixels in the band under cell 0. */
         int ink = 0;
         for (int y = 12 + 140; y < 12 + 140 + 20 && y < d.height; y++)
-            for (int x = 12; x < 12 + 140; x++) ink += px(&d, x, y)[0] < 128;
+            for (int x = 12; x < 12 + 140; x++)
+                ink += px(&d, x, y)[0] < 128;
         CHECK_CMP(ink, >, 20);
         /* Cell 2 has no caption: its band stays white. */
         int ink2 = 0;
         for (int y = 12 + 140 + 2; y < 12 + 140 + 20 && y < d.height; y++)
-            for (int x = 12 + 2 * 152; x < 12 + 2 * 152 + 140; x++) ink2 += px(&d, x, y)[0] < 250;
+            for (int x = 12 + 2 * 152; x < 12 + 2 * 152 + 140; x++)
+                ink2 += px(&d, x, y)[0] < 250;
         CHECK_CMP(ink2, ==, 0);
     }
     save_sample("grid.png", &p);
@@ -299,7 +325,8 @@ static void test_grid_layout_and_crisp_cells(void) {
     float *rgb = calloc(3 * 2 * 8 * 8, sizeof(float)); /* (2, 3, 8, 8) */
     const char *bad_caps[2] = {"tok \xff\xfe", "\xe6\x97"};
     if (rgb) {
-        for (int i = 0; i < 64; i++) rgb[i] = 1.0f, rgb[3 * 64 + 64 + i] = 1.0f;
+        for (int i = 0; i < 64; i++)
+            rgb[i] = 1.0f, rgb[3 * 64 + 64 + i] = 1.0f;
         CHECK_OK(render_grid_png(rgb, 2, 3, 8, 8, bad_caps, NULL, &t));
         CHECK_CMP(t.scale, ==, 16);
         render_png_clear(&t);
@@ -317,7 +344,8 @@ static void test_grid_layout_and_crisp_cells(void) {
 
 /* ------------------------------------------------------------ plot */
 
-static void test_nice_ticks(void) {
+static void test_nice_ticks(void)
+{
     double t[32], step;
     int n;
     CHECK_OK(render_nice_ticks(0, 500, 6, t, 32, &n, &step));
@@ -331,7 +359,8 @@ static void test_nice_ticks(void) {
     /* A range across zero has 0 as an exact tick. */
     CHECK_OK(render_nice_ticks(-1.2, 3.7, 5, t, 32, &n, &step));
     bool zero = false;
-    for (int i = 0; i < n; i++) zero |= t[i] == 0.0;
+    for (int i = 0; i < n; i++)
+        zero |= t[i] == 0.0;
     CHECK(zero);
     CHECK(t[0] <= -1.2 && t[n - 1] >= 3.7);
     /* A constant is widened around its value. */
@@ -346,19 +375,21 @@ static void test_nice_ticks(void) {
 }
 
 /* Pixels of one colour in a rectangle; how curves are found in the picture. */
-static int count_color(const decoded *d, unsigned rgb, int tol, int x0, int y0, int x1, int y1) {
+static int count_color(const decoded *d, unsigned rgb, int tol, int x0, int y0, int x1, int y1)
+{
     int n = 0;
     for (int y = y0; y < y1 && y < d->height; y++)
         for (int x = x0; x < x1 && x < d->width; x++) {
             const unsigned char *p = px(d, x, y);
-            if (abs(p[0] - (int)(rgb >> 16 & 255)) <= tol && abs(p[1] - (int)(rgb >> 8 & 255)) <= tol &&
-                abs(p[2] - (int)(rgb & 255)) <= tol)
+            if (abs(p[0] - (int)(rgb >> 16 & 255)) <= tol &&
+                abs(p[1] - (int)(rgb >> 8 & 255)) <= tol && abs(p[2] - (int)(rgb & 255)) <= tol)
                 n++;
         }
     return n;
 }
 
-static void test_plot_png(void) {
+static void test_plot_png(void)
+{
     enum { N = 200 };
     float steps[N], obj[N], l2[N], soft[N];
     for (int i = 0; i < N; i++) {
@@ -367,13 +398,17 @@ static void test_plot_png(void) {
         l2[i] = -0.8f * (1.0f - expf(-i / 60.0f));
         soft[i] = i % 50 == 17 ? NAN : 10.5f * (1.0f - expf(-i / 30.0f));
     }
-    render_series s[3] = {{"objective", steps, obj, N}, {"l2 penalty", steps, l2, N},
+    render_series s[3] = {{"objective", steps, obj, N},
+                          {"l2 penalty", steps, l2, N},
                           {"fc[\"Sneaker\"] (soft)", steps, soft, N}};
     float marks[2] = {100, 375};
     const char *mark_names[2] = {"snapshot", "threshold"};
     render_plot_opts o = {.title = "Activation of fc[\"Sneaker\"] over optimization",
-                          .xlabel = "step", .ylabel = "activation",
-                          .vlines = marks, .vline_labels = mark_names, .n_vlines = 2};
+                          .xlabel = "step",
+                          .ylabel = "activation",
+                          .vlines = marks,
+                          .vline_labels = mark_names,
+                          .n_vlines = 2};
     render_png p;
     CHECK_OK(render_plot_png(s, 3, &o, &p));
     CHECK_CMP(p.width, ==, 640);
@@ -410,7 +445,8 @@ static void test_plot_png(void) {
     render_png_clear(&p);
 }
 
-static void test_plot_degenerate(void) {
+static void test_plot_degenerate(void)
+{
     float one = 3.0f, cst[5] = {2, 2, 2, 2, 2}, bad[4] = {NAN, INFINITY, -INFINITY, NAN};
     float mixed[6] = {1, NAN, 2, 3, INFINITY, 4};
     render_series cases[][2] = {
@@ -426,7 +462,8 @@ static void test_plot_degenerate(void) {
         CHECK(decode_png(&p, &d));
         CHECK_CMP(d.width, ==, 640);
         free(d.rgba);
-        if (i == 3) save_sample("plot_gaps.png", &p);
+        if (i == 3)
+            save_sample("plot_gaps.png", &p);
         render_png_clear(&p);
     }
     /* A lone point is drawn (as a dot), not lost. */
@@ -434,7 +471,8 @@ static void test_plot_degenerate(void) {
     CHECK_OK(render_plot_png(cases[0], 1, NULL, &p));
     decoded d;
     CHECK(decode_png(&p, &d));
-    if (d.rgba) CHECK_CMP(count_color(&d, 0x1f77b4, 40, 60, 60, 640, 360), >, 10);
+    if (d.rgba)
+        CHECK_CMP(count_color(&d, 0x1f77b4, 40, 60, 60, 640, 360), >, 10);
     free(d.rgba);
     render_png_clear(&p);
     /* No series at all: empty axes. */
@@ -457,7 +495,8 @@ static void test_plot_degenerate(void) {
 
 /* ------------------------------------------------------------ logo */
 
-static void test_logo(void) {
+static void test_logo(void)
+{
     int sizes[2] = {32, 64};
     for (int i = 0; i < 2; i++) {
         render_png p;
@@ -468,7 +507,7 @@ static void test_logo(void) {
         CHECK_CMP(d.height, ==, sizes[i]);
         CHECK(d.alpha);
         if (d.rgba) {
-            CHECK_CMP(px(&d, 0, 0)[3], ==, 0);                      /* rounded corner */
+            CHECK_CMP(px(&d, 0, 0)[3], ==, 0);                         /* rounded corner */
             CHECK_CMP(px(&d, sizes[i] / 2, sizes[i] / 2)[3], ==, 255); /* solid tile */
         }
         free(d.rgba);
@@ -480,21 +519,23 @@ static void test_logo(void) {
 
 /* ------------------------------------------------------------ text */
 
-static void test_utf8_sanitize(void) {
+static void test_utf8_sanitize(void)
+{
     struct {
         const char *in;
         size_t len;
         const char *want;
     } cases[] = {
         {"plain ascii", 11, "plain ascii"},
-        {"h\xC3\xA9llo \xE6\x97\xA5\xE6\x9C\xAC \xF0\x9F\x98\x80", 18, "h\xC3\xA9llo \xE6\x97\xA5\xE6\x9C\xAC \xF0\x9F\x98\x80"},
-        {"\xC3\x28", 2, "\\xC3("},                 /* lead byte without continuation */
-        {"\xC0\xAF", 2, "\\xC0\\xAF"},             /* overlong '/' */
-        {"\xED\xA0\x80", 3, "\\xED\\xA0\\x80"},    /* UTF-16 surrogate */
-        {"ab\xE6\x97", 4, "ab\\xE6\\x97"},         /* truncated at the end */
+        {"h\xC3\xA9llo \xE6\x97\xA5\xE6\x9C\xAC \xF0\x9F\x98\x80", 18,
+         "h\xC3\xA9llo \xE6\x97\xA5\xE6\x9C\xAC \xF0\x9F\x98\x80"},
+        {"\xC3\x28", 2, "\\xC3("},                       /* lead byte without continuation */
+        {"\xC0\xAF", 2, "\\xC0\\xAF"},                   /* overlong '/' */
+        {"\xED\xA0\x80", 3, "\\xED\\xA0\\x80"},          /* UTF-16 surrogate */
+        {"ab\xE6\x97", 4, "ab\\xE6\\x97"},               /* truncated at the end */
         {"\xF4\x90\x80\x80", 4, "\\xF4\\x90\\x80\\x80"}, /* above U+10FFFF */
-        {"a\0b", 3, "a\\x00b"},                    /* NUL would cut a C string */
-        {"\x80x", 2, "\\x80x"},                    /* stray continuation byte */
+        {"a\0b", 3, "a\\x00b"},                          /* NUL would cut a C string */
+        {"\x80x", 2, "\\x80x"},                          /* stray continuation byte */
         {"", 0, ""},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
@@ -510,16 +551,18 @@ static void test_utf8_sanitize(void) {
     CHECK_STATUS(render_utf8_sanitize("x", 1, NULL, NULL), RENDER_EINVAL);
 }
 
-static void test_utf8_width(void) {
+static void test_utf8_width(void)
+{
     CHECK_CMP(render_utf8_width("abc", 3), ==, 3);
-    CHECK_CMP(render_utf8_width("\xE6\x97\xA5\xE6\x9C\xAC", 6), ==, 4);      /* two CJK, wide */
-    CHECK_CMP(render_utf8_width("e\xCC\x81", 3), ==, 1);                     /* e + combining acute */
+    CHECK_CMP(render_utf8_width("\xE6\x97\xA5\xE6\x9C\xAC", 6), ==, 4); /* two CJK, wide */
+    CHECK_CMP(render_utf8_width("e\xCC\x81", 3), ==, 1);                /* e + combining acute */
     CHECK_CMP(render_utf8_width("h\xC3\xA9llo", 6), ==, 5);
-    CHECK_CMP(render_utf8_width("\xFF", 1), ==, 4);                          /* shown as \xFF */
+    CHECK_CMP(render_utf8_width("\xFF", 1), ==, 4); /* shown as \xFF */
     CHECK_CMP(render_utf8_width(NULL, 5), ==, 0);
 }
 
-static void test_html_escape(void) {
+static void test_html_escape(void)
+{
     char *s = NULL;
     CHECK_OK(render_html_escape("<a href=\"x\">Tom & Jerry's</a>", &s));
     CHECK_STR(s, "&lt;a href=&quot;x&quot;&gt;Tom &amp; Jerry&#39;s&lt;/a&gt;");
@@ -534,7 +577,8 @@ static void test_html_escape(void) {
     CHECK(s == NULL);
 }
 
-static void test_heat_color(void) {
+static void test_heat_color(void)
+{
     char c[8];
     CHECK_OK(render_heat_color(0, -1, 1, c));
     CHECK_STR(c, "#ffffff");
@@ -547,7 +591,7 @@ static void test_heat_color(void) {
     CHECK_OK(render_heat_color(0, 0, 10, c));
     CHECK_STR(c, "#ffffff");
     CHECK_OK(render_heat_color(5, 0, 10, c)); /* halfway to red */
-    CHECK_STR(c, "#f7c4b0"); /* 247, 196.5, 176.5 rounded half to even */
+    CHECK_STR(c, "#f7c4b0");                  /* 247, 196.5, 176.5 rounded half to even */
     CHECK_OK(render_heat_color(NAN, 0, 10, c));
     CHECK_STR(c, "#ffffff");
     CHECK_STATUS(render_heat_color(1, NAN, 1, c), RENDER_EINVAL);
@@ -557,31 +601,41 @@ static void test_heat_color(void) {
 
 static const char *const kHeader[3] = {"pos", "token", "sim"};
 static const char *const kCells[4 * 3] = {
-    "0", "\xE6\x97\xA5\xE6\x9C\xAC", "0.91",
-    "12", "h\xC3\xA9llo", "0.5",
-    "3", "a\nb", "-1",
-    "4", "<b>&\xFF", "nan",
+    "0",
+    "\xE6\x97\xA5\xE6\x9C\xAC",
+    "0.91",
+    "12",
+    "h\xC3\xA9llo",
+    "0.5",
+    "3",
+    "a\nb",
+    "-1",
+    "4",
+    "<b>&\xFF",
+    "nan",
 };
 
-static void test_table_text(void) {
+static void test_table_text(void)
+{
     render_table t = {.n_cols = 3, .n_rows = 4, .header = kHeader, .cells = kCells};
     char *s = NULL;
     CHECK_OK(render_table_text(&t, &s));
-    CHECK_STR(s,
-              "pos  token      sim\n"
-              "---  --------  ----\n"
-              "  0  \xE6\x97\xA5\xE6\x9C\xAC      0.91\n"
-              " 12  h\xC3\xA9llo      0.5\n"
-              "  3  a\\nb        -1\n"
-              "  4  <b>&\\xFF   nan\n");
+    CHECK_STR(s, "pos  token      sim\n"
+                 "---  --------  ----\n"
+                 "  0  \xE6\x97\xA5\xE6\x9C\xAC      0.91\n"
+                 " 12  h\xC3\xA9llo      0.5\n"
+                 "  3  a\\nb        -1\n"
+                 "  4  <b>&\\xFF   nan\n");
     /* Every line has the same display width, whatever its bytes. */
     if (s) {
         size_t want = 0;
         for (char *line = s; *line;) {
             char *nl = strchr(line, '\n');
-            if (!nl) break;
+            if (!nl)
+                break;
             size_t w = render_utf8_width(line, (size_t)(nl - line));
-            if (!want) want = w;
+            if (!want)
+                want = w;
             CHECK_CMP(w, ==, want);
             line = nl + 1;
         }
@@ -598,13 +652,21 @@ static void test_table_text(void) {
     CHECK_STATUS(render_table_text(&bad, &s), RENDER_EINVAL);
 }
 
-static void test_table_html(void) {
+static void test_table_html(void)
+{
     float heat[4 * 3] = {NAN, 1, NAN, NAN, -1, NAN, NAN, 0, NAN, NAN, 0.5f, NAN};
-    render_table t = {.n_cols = 3, .n_rows = 4, .header = kHeader, .cells = kCells,
-                      .heat = heat, .heat_lo = -1, .heat_hi = 1, .caption = "nearest <tokens>"};
+    render_table t = {.n_cols = 3,
+                      .n_rows = 4,
+                      .header = kHeader,
+                      .cells = kCells,
+                      .heat = heat,
+                      .heat_lo = -1,
+                      .heat_hi = 1,
+                      .caption = "nearest <tokens>"};
     char *s = NULL;
     CHECK_OK(render_table_html(&t, &s));
-    CHECK_HAS(s, "<caption style=\"text-align:left;font-weight:bold\">nearest &lt;tokens&gt;</caption>");
+    CHECK_HAS(
+        s, "<caption style=\"text-align:left;font-weight:bold\">nearest &lt;tokens&gt;</caption>");
     CHECK_HAS(s, "<th style=\"text-align:right;padding:2px 8px\">pos</th>");
     CHECK_HAS(s, "<th style=\"text-align:left;padding:2px 8px\">token</th>");
     CHECK_HAS(s, "<td style=\"text-align:right;padding:2px 8px;white-space:pre\">0.91</td>");
@@ -619,8 +681,12 @@ static void test_table_html(void) {
     CHECK(s == NULL);
 }
 
-static void test_progress(void) {
-    render_progress pr = {.step = 50, .total = 200, .objective = 12.3456, .elapsed_s = 10,
+static void test_progress(void)
+{
+    render_progress pr = {.step = 50,
+                          .total = 200,
+                          .objective = 12.3456,
+                          .elapsed_s = 10,
                           .label = "fc[\"Sneaker\"] <x>"};
     char *html = NULL, *text = NULL;
     CHECK_OK(render_progress_html(&pr, &html, &text));
@@ -675,7 +741,8 @@ static void test_progress(void) {
     CHECK_STATUS(render_progress_html(NULL, &html, &text), RENDER_EINVAL);
 }
 
-static void test_format_duration(void) {
+static void test_format_duration(void)
+{
     char b[32];
     CHECK_OK(render_format_duration(5, b, sizeof b));
     CHECK_STR(b, "5.0s");
@@ -692,13 +759,17 @@ static void test_format_duration(void) {
 
 /* ------------------------------------------------------------ throttle */
 
-static double fake_clock(void *ctx) { return *(double *)ctx; }
+static double fake_clock(void *ctx)
+{
+    return *(double *)ctx;
+}
 
-static void test_throttle(void) {
+static void test_throttle(void)
+{
     double now = 100.0;
     render_throttle t;
     CHECK_OK(render_throttle_init(&t, 4.0, fake_clock, &now)); /* one per 0.25 s */
-    CHECK(render_throttle_ready(&t, false));   /* the first always goes */
+    CHECK(render_throttle_ready(&t, false));                   /* the first always goes */
     now = 100.1;
     CHECK(!render_throttle_ready(&t, false));
     now = 100.2;
@@ -707,12 +778,12 @@ static void test_throttle(void) {
     CHECK(render_throttle_ready(&t, false));
     now = 100.3;
     CHECK(!render_throttle_ready(&t, false));
-    CHECK(render_throttle_ready(&t, true));    /* the final one always goes */
+    CHECK(render_throttle_ready(&t, true)); /* the final one always goes */
     now = 100.5;
-    CHECK(!render_throttle_ready(&t, false));  /* counted from the final one */
+    CHECK(!render_throttle_ready(&t, false)); /* counted from the final one */
     now = 100.56;
     CHECK(render_throttle_ready(&t, false));
-    now = 50.0;                                /* a clock jumping back does not freeze it */
+    now = 50.0; /* a clock jumping back does not freeze it */
     CHECK(render_throttle_ready(&t, false));
     CHECK(!render_throttle_ready(&t, false));
 
@@ -761,7 +832,8 @@ static const check_test kTests[] = {
     {"throttle", test_throttle},
 };
 
-int main(int argc, char **argv) {
+int main(int argc, char **argv)
+{
     int rc = check_main(kTests, sizeof kTests / sizeof kTests[0], argc, argv);
     render_cleanup(); /* a clean exit for LeakSanitizer */
     return rc;

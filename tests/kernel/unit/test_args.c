@@ -89,9 +89,9 @@ void test_args_quotes_and_escapes(void)
 {
     mg_args a;
     char *err;
-    CHECK_INT(parse("label='a b' path=\"c:\\\\dir\\\\x\" q='it\\'s' n=\"line\\nnext\\tTab\"",
-                    &a, &err),
-              0);
+    CHECK_INT(
+        parse("label='a b' path=\"c:\\\\dir\\\\x\" q='it\\'s' n=\"line\\nnext\\tTab\"", &a, &err),
+        0);
     CHECK_INT(a.n_kw, 4);
     CHECK_STR(a.kw[0].value, "a b");
     CHECK(a.kw[0].quoted);
@@ -233,7 +233,8 @@ void test_values_typed(void)
     CHECK_STR(v.s, "cpu");
     CHECK_INT(v.e, 1);
     CHECK_INT(mg_value_parse(&dev, "cdua", &v, &err), -1);
-    CHECK_HAS(err, "device=cdua is not valid: expected one of auto, cpu, cuda (did you mean cuda?)");
+    CHECK_HAS(err,
+              "device=cdua is not valid: expected one of auto, cpu, cuda (did you mean cuda?)");
     free(err);
     char *s = mg_value_format(&dev, &v);
     CHECK_STR(s, "cpu");

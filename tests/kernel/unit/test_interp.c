@@ -56,7 +56,8 @@ void test_interp_checks_before_running(void)
     /* A bad key on line 2 is found before line 1 runs. */
     run r = run_cell(it, "%set seed=5\n%sleep secs=1");
     CHECK_INT(r.st, MG_ERROR);
-    CHECK_HAS(err(&r), "UsageError: %sleep has no key 'secs' (did you mean seconds?); valid keys: seconds");
+    CHECK_HAS(err(&r),
+              "UsageError: %sleep has no key 'secs' (did you mean seconds?); valid keys: seconds");
     CHECK_INT(mg_setting(it, "seed")->i, 0);
     mg_capture_free(&r.cap);
     mg_interp_free(it);
@@ -133,7 +134,8 @@ void test_interp_set_and_defaults(void)
     CHECK_INT(mg_setting(it, "seed")->i, 7);
     mg_capture_free(&r.cap);
     r = run_cell(it, "%set sede=1");
-    CHECK_HAS(err(&r), "%set has no key 'sede' (did you mean seed?); valid keys: seed, device, verbose");
+    CHECK_HAS(err(&r),
+              "%set has no key 'sede' (did you mean seed?); valid keys: seed, device, verbose");
     mg_capture_free(&r.cap);
     mg_interp_free(it);
 }
@@ -146,7 +148,8 @@ void test_interp_help(void)
         run r = run_cell(it, forms[i]);
         CHECK_INT(r.st, MG_OK);
         CHECK_HAS(r.cap.page, "%sleep [seconds=FLOAT]");
-        CHECK_HAS(r.cap.page, "seconds=FLOAT  how long to wait (default 1; a number from 0 to 86400)");
+        CHECK_HAS(r.cap.page,
+                  "seconds=FLOAT  how long to wait (default 1; a number from 0 to 86400)");
         mg_capture_free(&r.cap);
     }
     run r = run_cell(it, "%%echo?");

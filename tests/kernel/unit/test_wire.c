@@ -125,8 +125,9 @@ void test_signer_disabled(void)
     mg_signer_free(&s);
 }
 
-static const char HDR[] = "{\"msg_id\":\"m1\",\"msg_type\":\"kernel_info_request\",\"session\":\"s\","
-                          "\"username\":\"u\",\"date\":\"2024-01-01T00:00:00Z\",\"version\":\"5.3\"}";
+static const char HDR[] =
+    "{\"msg_id\":\"m1\",\"msg_type\":\"kernel_info_request\",\"session\":\"s\","
+    "\"username\":\"u\",\"date\":\"2024-01-01T00:00:00Z\",\"version\":\"5.3\"}";
 
 void test_wire_roundtrip(void)
 {
