@@ -37,6 +37,7 @@ expected ready around $(date -d "@$eta" +%H:%M), longer while other runs share t
 progress in $log)" > "$models/$m.training"
 done
 trap 'for m in "$@"; do rm -f "$models/$m.training"; done' EXIT
+trap 'exit 143' TERM HUP
 
 status=0
 for m in "$@"; do

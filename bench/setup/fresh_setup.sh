@@ -120,7 +120,7 @@ printf '  %-52s %6s\n' "Debian packages installed (apt)" "$t_pkgs" \
     "CMake configured" "$t_conf" \
     "engine compiled (libactmax)" "$t_engine" \
     "kernel compiled (actmax)" "$t_kernel" \
-    "fashion-cnn trained (alongside the compile)" "$t_fcnn" \
+    "fashion-cnn trained (after the compile)" "$t_fcnn" \
     "kernelspec installed" "$t_ready" \
     "Jupyter answers, first tutorial listed" "${t_jupyter:--}" \
     "tiny-lm ready (background)" "${t_lm:--}" \
