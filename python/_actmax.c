@@ -417,8 +417,9 @@ static int run_progress(void *user, const am_progress *p)
             }
             if (!terms)
                 Py_XDECREF(img);
-            stop = terms ? progress_call(g, Py_BuildValue("(iidNN)", p->step, p->steps,
-                                                          (double)p->objective, img, terms))
+            stop = terms ? progress_call(g, Py_BuildValue("(iidNNd)", p->step, p->steps,
+                                                          (double)p->objective, img, terms,
+                                                          (double)p->crop))
                          : progress_call(g, NULL);
         }
     }
@@ -784,7 +785,7 @@ static PyObject *Model_embeddings(ModelObject *self, PyObject *Py_UNUSED(ignored
 typedef struct opt_field {
     const char *name;
     size_t offset;
-    char type; /* 'i' int, 'L' int64, 'U' uint64, 'f' float */
+    char type; /* 'i' int, 'L' int64, 'U' uint64, 'f' float, 's' const char * (None: NULL) */
 } opt_field;
 
 #define OPT(n, t) {#n, offsetof(am_options, n), t}
@@ -795,6 +796,8 @@ static const opt_field k_run_fields[] = {
     OPT(pad, 'i'),      OPT(jitter, 'i'),      OPT(scale_min, 'f'),   OPT(scale_max, 'f'),
     OPT(rotate_deg, 'f'), OPT(l1, 'f'),        OPT(l2, 'f'),          OPT(tv, 'f'),
     OPT(blur, 'f'),     OPT(init_std, 'f'),    OPT(image_every, 'i'),
+    OPT(crops, 'i'),    OPT(crop_max, 'f'),    OPT(crop_min, 'f'),    OPT(noise, 'f'),
+    OPT(contrast, 'f'), OPT(accent, 'f'),      OPT(diversity, 'f'),   OPT(diversity_layer, 's'),
 };
 #undef OPT
 
@@ -825,6 +828,21 @@ static int set_fields(void *base, const opt_field *fields, size_t nf, PyObject *
             return -1;
         }
         char *p = (char *)base + f->offset;
+        if (f->type == 's') {
+            /* The text stays owned by the str the dict holds, which outlives the call. */
+            const char *t = NULL;
+            if (value != Py_None) {
+                if (!PyUnicode_Check(value)) {
+                    PyErr_Format(PyExc_TypeError, "%s must be a str or None, not %s", k,
+                                 Py_TYPE(value)->tp_name);
+                    return -1;
+                }
+                if (!(t = PyUnicode_AsUTF8(value)))
+                    return -1;
+            }
+            *(const char **)p = t;
+            continue;
+        }
         if (f->type == 'f') {
             double v = PyFloat_AsDouble(value);
             if (v == -1 && PyErr_Occurred())
@@ -857,6 +875,12 @@ static PyObject *run_result(const am_run *r, int interrupted)
     int steps = 0, nb = 0;
     const float *curve = g_api->am_run_curve(r, &steps);
     const float *fin = g_api->am_run_final(r, &nb);
+    int na = 0;
+    const float *act = g_api->am_run_activation(r, &na);
+    int64_t tshape[4] = {0};
+    const float *transp = g_api->am_run_transparency(r, tshape);
+    const char *div_layer = g_api->am_run_diversity_layer(r);
+    const char *note = g_api->am_run_note(r);
     int taken = g_api->am_run_steps(r);
     int nt = g_api->am_run_num_terms(r);
     PyObject *terms = PyList_New(0);
@@ -884,14 +908,19 @@ static PyObject *run_result(const am_run *r, int interrupted)
         }
         Py_DECREF(t);
     }
-    if (!terms || !snaps) {
+    /* No transparency map: None. */
+    PyObject *tmap = transp ? array_out(transp, sizeof(float), tshape, 4) : Py_NewRef(Py_None);
+    if (!terms || !snaps || !tmap) {
         Py_XDECREF(terms);
         Py_XDECREF(snaps);
+        Py_XDECREF(tmap);
         return NULL;
     }
-    return Py_BuildValue("{s:N,s:N,s:N,s:N,s:N,s:i,s:d,s:O,s:O}", "images",
+    return Py_BuildValue("{s:N,s:N,s:N,s:N,s:N,s:s,s:s,s:N,s:N,s:i,s:d,s:O,s:O}", "images",
                          array_out(img, sizeof(float), shape, 4), "curve", floats_out(curve, steps),
-                         "final", floats_out(fin, nb), "terms", terms, "snapshots", snaps, "steps",
+                         "final", floats_out(fin, nb), "activation", floats_out(act, na),
+                         "transparency", tmap, "diversity_layer", div_layer ? div_layer : "",
+                         "note", note ? note : "", "terms", terms, "snapshots", snaps, "steps",
                          taken, "seconds", g_api->am_run_seconds(r), "cancelled",
                          g_api->am_run_cancelled(r) ? Py_True : Py_False, "interrupted",
                          interrupted ? Py_True : Py_False);

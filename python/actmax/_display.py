@@ -72,7 +72,7 @@ class Live:
 
     # The engine's callbacks (called with the GIL, between steps).
 
-    def run_step(self, step, steps, objective, image, terms=()):
+    def run_step(self, step, steps, objective, image, terms=(), crop=1.0):
         if image is not None and self.images:
             buf, shape = image
             pix = np.frombuffer(buf, np.float32).reshape(shape)

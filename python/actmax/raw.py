@@ -21,19 +21,20 @@ import numpy as np
 from . import _actmax
 
 __all__ = ["load", "run", "array_save", "text_run", "examples", "text_examples", "tokenize", "Progress", "TextProgress",
-           "SOFT", "PEZ", "GCG", "SWEEP", "DIST_COSINE", "DIST_L2", "ADAM", "SGD", "PARAM_FFT",
-           "PARAM_PIXEL", "INPUT_FLOAT", "INPUT_TOKENS", "INPUT_EMBEDS"]
+           "SOFT", "PEZ", "GCG", "SWEEP", "DIST_COSINE", "DIST_L2", "OPT_AUTO", "ADAM", "SGD", "NADAM",
+           "PARAM_FFT", "PARAM_PIXEL", "PARAM_MACO", "INPUT_FLOAT", "INPUT_TOKENS", "INPUT_EMBEDS"]
 
 # The engine's enums (actmax.h).
-ADAM, SGD = 0, 1
-PARAM_FFT, PARAM_PIXEL = 0, 1
+OPT_AUTO, ADAM, SGD, NADAM = -1, 0, 1, 2
+PARAM_FFT, PARAM_PIXEL, PARAM_MACO = 0, 1, 2
 SOFT, PEZ, GCG, SWEEP = 0, 1, 2, 3
 DIST_COSINE, DIST_L2 = 0, 1
 INPUT_FLOAT, INPUT_TOKENS, INPUT_EMBEDS = _actmax.INPUT_FLOAT, _actmax.INPUT_TOKENS, _actmax.INPUT_EMBEDS
 
 # What a progress callback gets: each step (every step, no throttle).
-# terms: ((name, value), ...); image: (B, C, H, W) in [0, 1] or None.
-Progress = namedtuple("Progress", "step steps objective terms image")
+# terms: ((name, value), ...); image: (B, C, H, W) in [0, 1] or None;
+# crop: MACO's crop side this step, a fraction of the canvas side (else 1).
+Progress = namedtuple("Progress", "step steps objective terms image crop")
 TextProgress = namedtuple("TextProgress", "step steps restart restarts activation xent tokens")
 
 
@@ -69,23 +70,28 @@ def run(model, objectives, progress=None, init_image=None, thresholds=None, **fi
     """am_run_new with am_options fields (batch, height, width, steps, lr,
     optimizer, momentum, seed, param, decorrelate, decay_power, transforms,
     pad, jitter, scale_min, scale_max, rotate_deg, l1, l2, tv, blur, init_std,
-    image_every) over the engine's defaults. init_image: (B, C, H, W) in
-    [0, 1]; thresholds: steps to snapshot. progress(Progress) is called every
-    step; a truthy return cancels. Returns images (B, C, H, W) in [0, 1],
-    curve, final, terms {name: curve}, snapshots [(step, images)], steps,
-    seconds, cancelled, interrupted."""
+    image_every, crops, crop_max, crop_min, noise, contrast, accent, diversity,
+    diversity_layer (a str or None)) over the engine's defaults. init_image:
+    (B, C, H, W) in [0, 1]; thresholds: steps to snapshot. progress(Progress)
+    is called every step; a truthy return cancels. Returns images (B, C, H, W)
+    in [0, 1], curve, final, activation (B), transparency (B, C, H, W) or
+    None, diversity_layer, note, terms {name: curve}, snapshots [(step,
+    images)], steps, seconds, cancelled, interrupted."""
     if isinstance(objectives, str):
         objectives = [objectives]
     init = None if init_image is None else np.ascontiguousarray(init_image, dtype=np.float32)
     cb = None
     if progress is not None:
-        def cb(step, steps, objective, image, terms):
+        def cb(step, steps, objective, image, terms, crop):
             img = None if image is None else _np(image)
-            return progress(Progress(step, steps, objective, tuple(terms), img))
+            return progress(Progress(step, steps, objective, tuple(terms), img, crop))
     d = _core(model).maximize(list(objectives), fields, init,
                               None if thresholds is None else [int(t) for t in thresholds], cb, 0.0)
     return SimpleNamespace(
         images=_np(d["images"]), curve=_np(d["curve"]), final=_np(d["final"]),
+        activation=_np(d["activation"]),
+        transparency=None if d["transparency"] is None else _np(d["transparency"]),
+        diversity_layer=d["diversity_layer"], note=d["note"],
         terms={name: _np(c) for name, c in d["terms"]},
         snapshots=[(step, _np(img)) for step, img in d["snapshots"]],
         steps=d["steps"], seconds=d["seconds"], cancelled=int(d["cancelled"]),

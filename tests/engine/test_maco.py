@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 import torch
 
-import amlib
+import actmax
+import actmax.raw as raw
 
 DATA = "/usr/share/datasets/fashion-mnist"
 SIZE = 28
@@ -48,7 +49,7 @@ def small(model_dir):
     m = Small().eval()
     path = model_dir / "small-maco.pt"
     save(m, path, META)
-    return amlib.Model(str(path)), m
+    return raw.load(str(path), device="cpu"), m
 
 
 @pytest.fixture(scope="module")
@@ -56,11 +57,16 @@ def small_fashion(model_dir, small):
     """The same network declaring Fashion-MNIST as its dataset."""
     path = model_dir / "small-maco-fashion.pt"
     save(small[1], path, dict(META, dataset="fashion-mnist"))
-    return amlib.Model(str(path)), small[1]
+    return raw.load(str(path), device="cpu"), small[1]
 
 
 def to_model(x):
     return (x - 0.5) / 0.25
+
+
+def objective(m, x, text):
+    """The objective's value on each image of x (the engine's am_model_objective): (B,) numpy."""
+    return np.asarray(m.objective(np.ascontiguousarray(x, dtype=np.float32), text))
 
 
 def inverse_f(h, w):
@@ -89,14 +95,14 @@ def start_phase(seed, b):
 
 def frozen(**kw):
     """A run whose single step barely moves the phase: its image is the start image."""
-    return dict(param=amlib.PARAM_MACO, steps=1, lr=1e-12, crops=1, noise=0.0, **kw)
+    return dict(param=raw.PARAM_MACO, steps=1, lr=1e-12, crops=1, noise=0.0, **kw)
 
 
 # ---------------------------------------------------------------- the parameterization
 
 def test_image_from_phase_with_inverse_f(small):
     m, _ = small
-    run = amlib.Run(m, ["fc[0]", "fc[1]"], seed=7, contrast=1.5, **frozen())
+    run = raw.run(m, ["fc[0]", "fc[1]"], seed=7, contrast=1.5, **frozen())
     expect = maco_image(start_phase(7, 2), inverse_f(SIZE, SIZE), 1.5)
     diff = float(np.abs(run.images - expect.numpy()).max())
     print(f"MACO 1/f image: engine vs PyTorch max|diff| {diff:.2e}; note: {run.note}")
@@ -116,7 +122,7 @@ def fashion_train_magnitude():
                     reason="dataset-fashion-mnist is not installed (scripts/install-deps.sh)")
 def test_image_from_phase_with_dataset_magnitude(small_fashion):
     m, _ = small_fashion
-    run = amlib.Run(m, "fc[2]", seed=3, **frozen())  # the default contrast, 3
+    run = raw.run(m, "fc[2]", seed=3, **frozen())  # the default contrast, 3
     mag, n = fashion_train_magnitude()
     expect = maco_image(start_phase(3, 1), mag, 3.0)
     other = maco_image(start_phase(3, 1), inverse_f(SIZE, SIZE), 3.0)
@@ -134,8 +140,8 @@ def test_image_from_phase_with_dataset_magnitude(small_fashion):
 def test_nadam_matches_pytorch(small, steps):
     m, net = small
     lr, seed = 0.1, 11
-    run = amlib.Run(m, ["fc[3]", "conv2[5]"], steps=steps, seed=seed, lr=lr, optimizer=amlib.OPT_NADAM,
-                    param=amlib.PARAM_PIXEL, decorrelate=0, transforms=0)
+    run = raw.run(m, ["fc[3]", "conv2[5]"], steps=steps, seed=seed, lr=lr, optimizer=raw.NADAM,
+                    param=raw.PARAM_PIXEL, decorrelate=0, transforms=0)
     torch.manual_seed(seed)
     p = (torch.randn(2, 1, SIZE, SIZE) * 0.01).requires_grad_(True)
     start = torch.sigmoid(p).detach().clone()
@@ -161,7 +167,7 @@ def test_nadam_matches_pytorch(small, steps):
 def test_crops_shrink_over_the_run(small):
     m, _ = small
     seen = []
-    run = amlib.Run(m, "fc[1]", param=amlib.PARAM_MACO, steps=20, crop_max=0.9, crop_min=0.3,
+    run = raw.run(m, "fc[1]", param=raw.PARAM_MACO, steps=20, crop_max=0.9, crop_min=0.3,
                     progress=lambda p: seen.append(p.crop))
     assert run.steps == 20 and len(seen) == 20
     assert seen[0] == pytest.approx(0.9) and seen[-1] == pytest.approx(0.3)
@@ -171,9 +177,9 @@ def test_crops_shrink_over_the_run(small):
 def test_maco_run_raises_the_objective(small):
     m, _ = small
     objs = ["fc[0]", "fc[4]", "conv2[2]"]
-    start = amlib.Run(m, objs, seed=5, **frozen())
-    run = amlib.Run(m, objs, seed=5, param=amlib.PARAM_MACO, steps=48)
-    before = m.objective(to_model(start.images), "fc[0]")[0]
+    start = raw.run(m, objs, seed=5, **frozen())
+    run = raw.run(m, objs, seed=5, param=raw.PARAM_MACO, steps=48)
+    before = objective(m, to_model(start.images), "fc[0]")[0]
     print(f"MACO: activation per image {run.activation} (start {start.activation}); "
           f"transparency sum {run.transparency.sum():.3g}")
     assert np.all(run.activation > start.activation + 0.02) and np.mean(run.activation - start.activation) > 0.1
@@ -185,7 +191,7 @@ def test_maco_run_raises_the_objective(small):
 
 def test_maco_canvas_larger_than_the_input(small):
     m, net = small
-    run = amlib.Run(m, "fc[6]", param=amlib.PARAM_MACO, steps=8, height=56, width=56)
+    run = raw.run(m, "fc[6]", param=raw.PARAM_MACO, steps=8, height=56, width=56)
     assert run.images.shape == (1, 1, 56, 56)
     small_img = torch.nn.functional.interpolate(torch.from_numpy(run.images), size=(SIZE, SIZE), mode="bilinear",
                                                 align_corners=False)
@@ -201,8 +207,8 @@ def test_accent_penalty_matches_pytorch(small):
     rng = np.random.default_rng(0)
     seed_img = rng.uniform(0.1, 0.9, (1, 1, SIZE, SIZE)).astype(np.float32)
     lr, w, steps = 2.0, 30.0, 3
-    run = amlib.Run(m, "fc[7]", init_image=seed_img, accent=w, steps=steps, lr=lr, optimizer=amlib.OPT_SGD,
-                    param=amlib.PARAM_PIXEL, decorrelate=0, transforms=0)
+    run = raw.run(m, "fc[7]", init_image=seed_img, accent=w, steps=steps, lr=lr, optimizer=raw.SGD,
+                    param=raw.PARAM_PIXEL, decorrelate=0, transforms=0)
     p = torch.logit(torch.from_numpy(seed_img).clamp(1e-4, 1 - 1e-4)).requires_grad_(True)
     s = torch.from_numpy(seed_img)
     pens = []
@@ -224,29 +230,29 @@ def test_accent_penalty_matches_pytorch(small):
 def test_accent_keeps_the_image_close(small):
     m, _ = small
     seed_img = np.full((1, 1, SIZE, SIZE), 0.3, np.float32)
-    kw = dict(init_image=seed_img, steps=30, param=amlib.PARAM_PIXEL, transforms=0)
-    free = amlib.Run(m, "fc[7]", **kw)
-    held = amlib.Run(m, "fc[7]", accent=100.0, **kw)
+    kw = dict(init_image=seed_img, steps=30, param=raw.PARAM_PIXEL, transforms=0)
+    free = raw.run(m, "fc[7]", **kw)
+    held = raw.run(m, "fc[7]", accent=100.0, **kw)
     d_free = np.abs(free.images - seed_img).mean()
     d_held = np.abs(held.images - seed_img).mean()
     print(f"accent: distance to the seed {d_held:.4f} with the penalty, {d_free:.4f} without")
     assert d_held < 0.5 * d_free
     # pushed all the same, less far
-    start = m.objective(to_model(seed_img), "fc[7]")[0]
+    start = objective(m, to_model(seed_img), "fc[7]")[0]
     assert start + 0.01 < held.activation[0] < free.activation[0]
 
 
 def test_accent_needs_a_start_image(small):
-    with pytest.raises(amlib.AmError) as e:
-        amlib.Run(small[0], "fc[7]", accent=1.0, steps=2)
-    assert e.value.status == -1 and "init_image" in e.value.message
+    with pytest.raises(ValueError) as e:
+        raw.run(small[0], "fc[7]", accent=1.0, steps=2)
+    assert e.value.status == -1 and "init_image" in e.value.detail
 
 
 # ---------------------------------------------------------------- honest figures
 
 def test_diversity_is_a_term_of_its_own(small):
     m, _ = small
-    run = amlib.Run(m, "conv2[3]", batch=3, steps=6, diversity=100.0, diversity_layer="conv1")
+    run = raw.run(m, "conv2[3]", batch=3, steps=6, diversity=100.0, diversity_layer="conv1")
     assert run.diversity_layer == "conv1"
     assert "diversity (conv1)" in run.terms
     div = run.terms["diversity (conv1)"]
@@ -255,21 +261,21 @@ def test_diversity_is_a_term_of_its_own(small):
     # on the clean result, each image for itself.
     objs = sum(run.terms[k] for k in run.terms if k.startswith("obj"))
     assert np.allclose(run.curve, objs, rtol=1e-5, atol=1e-5)
-    acts = m.objective(to_model(run.images), "conv2[3]")
+    acts = objective(m, to_model(run.images), "conv2[3]")
     assert np.allclose(run.activation, acts, rtol=1e-4, atol=1e-4)
     assert np.allclose(run.final, acts, rtol=1e-4, atol=1e-4)
     assert np.all(run.activation >= 0)  # ReLU then max pool: never negative
 
 
 def test_diversity_layer_defaults_to_the_objective_s_first(small):
-    run = amlib.Run(small[0], "conv2[3] + fc[1]", batch=2, steps=2, diversity=1.0)
+    run = raw.run(small[0], "conv2[3] + fc[1]", batch=2, steps=2, diversity=1.0)
     assert run.diversity_layer == "conv2" and "diversity (conv2)" in run.terms
 
 
 def test_diversity_inside_the_objective_is_left_out_of_the_activation(small):
     m, _ = small
-    run = amlib.Run(m, "conv2[3] + 100 * diversity(conv1)", batch=2, steps=4)
-    acts = m.objective(to_model(run.images), "conv2[3]")
+    run = raw.run(m, "conv2[3] + 100 * diversity(conv1)", batch=2, steps=4)
+    acts = objective(m, to_model(run.images), "conv2[3]")
     assert np.allclose(run.activation, acts, rtol=1e-4, atol=1e-4)
     assert np.all(run.final < run.activation - 1)  # the diversity value is negative and large here
     assert run.diversity_layer == ""
@@ -277,18 +283,18 @@ def test_diversity_inside_the_objective_is_left_out_of_the_activation(small):
 
 def test_diversity_errors(small):
     m, _ = small
-    with pytest.raises(amlib.AmError) as e:
-        amlib.Run(m, "conv2[3]", diversity=1.0, steps=2)
-    assert e.value.status == -1 and "batch >= 2" in e.value.message
-    with pytest.raises(amlib.AmError) as e:
-        amlib.Run(m, "conv2[3]", batch=2, diversity=1.0, diversity_layer="conv9", steps=2)
-    assert e.value.status == -5 and "conv" in e.value.message
+    with pytest.raises(ValueError) as e:
+        raw.run(m, "conv2[3]", diversity=1.0, steps=2)
+    assert e.value.status == -1 and "batch >= 2" in e.value.detail
+    with pytest.raises(actmax.LayerError) as e:
+        raw.run(m, "conv2[3]", batch=2, diversity=1.0, diversity_layer="conv9", steps=2)
+    assert e.value.status == -5 and "conv" in e.value.detail
 
 
 def test_maco_option_errors(small):
     m, _ = small
     for kw, word in [(dict(crops=0), "crops"), (dict(crop_min=0.8, crop_max=0.5), "crop_min"),
                      (dict(noise=-1.0), "noise"), (dict(contrast=0.0), "contrast")]:
-        with pytest.raises(amlib.AmError) as e:
-            amlib.Run(m, "fc[0]", param=amlib.PARAM_MACO, steps=2, **kw)
-        assert e.value.status == -1 and word in e.value.message, kw
+        with pytest.raises(ValueError) as e:
+            raw.run(m, "fc[0]", param=raw.PARAM_MACO, steps=2, **kw)
+        assert e.value.status == -1 and word in e.value.detail, kw
