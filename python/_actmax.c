@@ -79,7 +79,7 @@ static char g_engine_path[PATH_MAX];
 
 /* The exception classes, by the names of AM_STATUS_MAP (the names
  * am_status_class gives); builtin names map to the builtin classes. */
-static PyObject *g_error;      /* actmax.Error, base of the actmax-only classes */
+static PyObject *g_error;       /* actmax.Error, base of the actmax-only classes */
 static PyObject *g_module_dict; /* borrowed: the classes are looked up here */
 
 static PyObject *error_class(const char *name)
@@ -180,9 +180,10 @@ static PyObject *raise_error(PyObject *cls, PyObject *msg, int status, const cha
 
 static PyObject *raise_status(int status, const char *detail)
 {
-    return raise_error(error_class(g_api->am_status_class(status)),
-                       PyUnicode_FromFormat("%s: %s", g_api->am_strerror(status), detail ? detail : ""),
-                       status, detail);
+    return raise_error(
+        error_class(g_api->am_status_class(status)),
+        PyUnicode_FromFormat("%s: %s", g_api->am_strerror(status), detail ? detail : ""), status,
+        detail);
 }
 
 /* Raises cls(msg) (msg stolen) with e.status and e.detail set. Returns NULL. */
@@ -306,12 +307,12 @@ static int input_from(PyObject *obj, int kind, Py_buffer *view, am_input *in)
 /* What the engine's progress callbacks carry: the Python progress (or None),
  * the throttle that decides when it is called, and what stopped the run. */
 typedef struct progress_ctx {
-    PyObject *fn;           /* borrowed; NULL: none */
+    PyObject *fn; /* borrowed; NULL: none */
     render_throttle thr;
-    bool every_step;        /* no throttle */
-    int interrupted;        /* Ctrl-C (KeyboardInterrupt) seen */
+    bool every_step;                         /* no throttle */
+    int interrupted;                         /* Ctrl-C (KeyboardInterrupt) seen */
     PyObject *exc_type, *exc_value, *exc_tb; /* an error raised by fn */
-    float *image;           /* (B, C, H, W) the latest live image not yet passed */
+    float *image;                            /* (B, C, H, W) the latest live image not yet passed */
     int64_t image_shape[4];
 } progress_ctx;
 
@@ -447,8 +448,8 @@ static int examples_progress(void *user, int64_t scanned, int64_t total, float b
     PyGILState_STATE gs = PyGILState_Ensure();
     int stop = progress_check_signals(g);
     if (!stop && g->fn && progress_due(g, scanned >= total))
-        stop = progress_call(g, Py_BuildValue("(LLd)", (long long)scanned, (long long)total,
-                                              (double)best));
+        stop = progress_call(
+            g, Py_BuildValue("(LLd)", (long long)scanned, (long long)total, (double)best));
     PyGILState_Release(gs);
     return stop;
 }
@@ -456,10 +457,9 @@ static int examples_progress(void *user, int64_t scanned, int64_t total, float b
 /* ================================================================ Model */
 
 typedef struct ModelObject {
-    PyObject_HEAD
-    am_model *m;
-    am_tokenizer *tok;  /* parsed on first use */
-    int busy;           /* an engine call on m is in progress (GIL released) */
+    PyObject_HEAD am_model *m;
+    am_tokenizer *tok; /* parsed on first use */
+    int busy;          /* an engine call on m is in progress (GIL released) */
 } ModelObject;
 
 static PyTypeObject ModelType;
@@ -564,10 +564,9 @@ static int Model_init(ModelObject *self, PyObject *args, PyObject *kw)
     }
     am_model *m = NULL;
     int rc;
-    Py_BEGIN_ALLOW_THREADS
-    rc = g_api->am_model_load_with(&o, &m);
-    Py_END_ALLOW_THREADS
-    if (rc != AM_OK) {
+    Py_BEGIN_ALLOW_THREADS rc = g_api->am_model_load_with(&o, &m);
+    Py_END_ALLOW_THREADS if (rc != AM_OK)
+    {
         /* As the kernel's %model: whatever the status, the model did not load. */
         const char *detail = m ? g_api->am_model_error(m) : "";
         raise_error(error_class("ModelError"),
@@ -614,9 +613,10 @@ static PyObject *Model_info(ModelObject *self, PyObject *Py_UNUSED(ignored))
     int nl = g_api->am_model_num_labels(m);
     PyObject *labels = PyList_New(nl > 0 ? nl : 0);
     for (int i = 0; labels && i < nl; i++)
-        PyList_SET_ITEM(labels, i, PyUnicode_DecodeUTF8(g_api->am_model_label(m, i),
-                                                        (Py_ssize_t)strlen(g_api->am_model_label(m, i)),
-                                                        "replace"));
+        PyList_SET_ITEM(labels, i,
+                        PyUnicode_DecodeUTF8(g_api->am_model_label(m, i),
+                                             (Py_ssize_t)strlen(g_api->am_model_label(m, i)),
+                                             "replace"));
     /* The tokenizer's family and size, as %model shows it ("" when none). */
     char tok[512] = "";
     const char *bytes = NULL;
@@ -641,10 +641,8 @@ static PyObject *Model_layers(ModelObject *self, PyObject *Py_UNUSED(ignored))
     if (model_enter(self) < 0)
         return NULL;
     int n;
-    Py_BEGIN_ALLOW_THREADS
-    n = g_api->am_model_num_layers(self->m);
-    Py_END_ALLOW_THREADS
-    model_leave(self);
+    Py_BEGIN_ALLOW_THREADS n = g_api->am_model_num_layers(self->m);
+    Py_END_ALLOW_THREADS model_leave(self);
     if (n < 0)
         return model_fail(self, n);
     PyObject *out = PyList_New(n);
@@ -658,8 +656,8 @@ static PyObject *Model_layers(ModelObject *self, PyObject *Py_UNUSED(ignored))
         PyObject *sh = PyTuple_New(li.ndim);
         for (int d = 0; sh && d < li.ndim; d++)
             PyTuple_SET_ITEM(sh, d, PyLong_FromLongLong(li.shape[d]));
-        PyList_SET_ITEM(out, i, Py_BuildValue("(ssNLi)", li.name, li.type, sh,
-                                              (long long)li.params, li.calls));
+        PyList_SET_ITEM(
+            out, i, Py_BuildValue("(ssNLi)", li.name, li.type, sh, (long long)li.params, li.calls));
     }
     return out;
 }
@@ -698,10 +696,9 @@ static PyObject *Model_tap(ModelObject *self, PyObject *args)
     }
     am_tensor grad = {0};
     int rc;
-    Py_BEGIN_ALLOW_THREADS
-    rc = g_api->am_model_tap(self->m, &in, names, (int)n, outs, want_grad ? &grad : NULL);
-    Py_END_ALLOW_THREADS
-    model_leave(self);
+    Py_BEGIN_ALLOW_THREADS rc =
+        g_api->am_model_tap(self->m, &in, names, (int)n, outs, want_grad ? &grad : NULL);
+    Py_END_ALLOW_THREADS model_leave(self);
     PyBuffer_Release(&view);
     if (rc != AM_OK) {
         for (Py_ssize_t i = 0; i < n; i++)
@@ -752,11 +749,10 @@ static PyObject *Model_objective(ModelObject *self, PyObject *args)
         return values ? NULL : PyErr_NoMemory();
     }
     int rc;
-    Py_BEGIN_ALLOW_THREADS
-    rc = positions ? g_api->am_model_objective_positions(self->m, &in, objective, values)
-                   : g_api->am_model_objective(self->m, &in, objective, values);
-    Py_END_ALLOW_THREADS
-    model_leave(self);
+    Py_BEGIN_ALLOW_THREADS rc =
+        positions ? g_api->am_model_objective_positions(self->m, &in, objective, values)
+                  : g_api->am_model_objective(self->m, &in, objective, values);
+    Py_END_ALLOW_THREADS model_leave(self);
     PyBuffer_Release(&view);
     PyObject *r = rc == AM_OK ? array_out(values, sizeof(float), shape, positions ? 2 : 1)
                               : model_fail(self, rc);
@@ -770,10 +766,8 @@ static PyObject *Model_embeddings(ModelObject *self, PyObject *Py_UNUSED(ignored
         return NULL;
     am_tensor t = {0};
     int rc;
-    Py_BEGIN_ALLOW_THREADS
-    rc = g_api->am_model_embeddings(self->m, &t);
-    Py_END_ALLOW_THREADS
-    model_leave(self);
+    Py_BEGIN_ALLOW_THREADS rc = g_api->am_model_embeddings(self->m, &t);
+    Py_END_ALLOW_THREADS model_leave(self);
     if (rc != AM_OK)
         return model_fail(self, rc);
     return tensor_out(&t);
@@ -788,24 +782,53 @@ typedef struct opt_field {
     char type; /* 'i' int, 'L' int64, 'U' uint64, 'f' float, 's' const char * (None: NULL) */
 } opt_field;
 
-#define OPT(n, t) {#n, offsetof(am_options, n), t}
+#define OPT(n, t)                                                                                  \
+    {                                                                                              \
+#n, offsetof(am_options, n), t                                                             \
+    }
 static const opt_field k_run_fields[] = {
-    OPT(batch, 'i'),    OPT(height, 'L'),      OPT(width, 'L'),       OPT(steps, 'i'),
-    OPT(lr, 'f'),       OPT(optimizer, 'i'),   OPT(momentum, 'f'),    OPT(seed, 'U'),
-    OPT(param, 'i'),    OPT(decorrelate, 'i'), OPT(decay_power, 'f'), OPT(transforms, 'i'),
-    OPT(pad, 'i'),      OPT(jitter, 'i'),      OPT(scale_min, 'f'),   OPT(scale_max, 'f'),
-    OPT(rotate_deg, 'f'), OPT(l1, 'f'),        OPT(l2, 'f'),          OPT(tv, 'f'),
-    OPT(blur, 'f'),     OPT(init_std, 'f'),    OPT(image_every, 'i'),
-    OPT(crops, 'i'),    OPT(crop_max, 'f'),    OPT(crop_min, 'f'),    OPT(noise, 'f'),
-    OPT(contrast, 'f'), OPT(accent, 'f'),      OPT(diversity, 'f'),   OPT(diversity_layer, 's'),
+    OPT(batch, 'i'),
+    OPT(height, 'L'),
+    OPT(width, 'L'),
+    OPT(steps, 'i'),
+    OPT(lr, 'f'),
+    OPT(optimizer, 'i'),
+    OPT(momentum, 'f'),
+    OPT(seed, 'U'),
+    OPT(param, 'i'),
+    OPT(decorrelate, 'i'),
+    OPT(decay_power, 'f'),
+    OPT(transforms, 'i'),
+    OPT(pad, 'i'),
+    OPT(jitter, 'i'),
+    OPT(scale_min, 'f'),
+    OPT(scale_max, 'f'),
+    OPT(rotate_deg, 'f'),
+    OPT(l1, 'f'),
+    OPT(l2, 'f'),
+    OPT(tv, 'f'),
+    OPT(blur, 'f'),
+    OPT(init_std, 'f'),
+    OPT(image_every, 'i'),
+    OPT(crops, 'i'),
+    OPT(crop_max, 'f'),
+    OPT(crop_min, 'f'),
+    OPT(noise, 'f'),
+    OPT(contrast, 'f'),
+    OPT(accent, 'f'),
+    OPT(diversity, 'f'),
+    OPT(diversity_layer, 's'),
 };
 #undef OPT
 
-#define TOPT(n, t) {#n, offsetof(am_text_options, n), t}
+#define TOPT(n, t)                                                                                 \
+    {                                                                                              \
+#n, offsetof(am_text_options, n), t                                                        \
+    }
 static const opt_field k_text_fields[] = {
-    TOPT(method, 'i'),  TOPT(len, 'i'),      TOPT(steps, 'i'),    TOPT(lr, 'f'),
-    TOPT(distance, 'i'), TOPT(snap, 'f'),    TOPT(fluency, 'f'),  TOPT(topk, 'i'),
-    TOPT(nearest, 'i'), TOPT(batch, 'i'),    TOPT(position, 'i'), TOPT(seed, 'U'),
+    TOPT(method, 'i'),   TOPT(len, 'i'),        TOPT(steps, 'i'),       TOPT(lr, 'f'),
+    TOPT(distance, 'i'), TOPT(snap, 'f'),       TOPT(fluency, 'f'),     TOPT(topk, 'i'),
+    TOPT(nearest, 'i'),  TOPT(batch, 'i'),      TOPT(position, 'i'),    TOPT(seed, 'U'),
     TOPT(restarts, 'i'), TOPT(retokenize, 'i'), TOPT(attribution, 'i'),
 };
 #undef TOPT
@@ -985,10 +1008,8 @@ static PyObject *Model_maximize(ModelObject *self, PyObject *args)
         goto done;
     am_run *run = NULL;
     int rc;
-    Py_BEGIN_ALLOW_THREADS
-    rc = g_api->am_run_new(self->m, &o, &run);
-    Py_END_ALLOW_THREADS
-    model_leave(self);
+    Py_BEGIN_ALLOW_THREADS rc = g_api->am_run_new(self->m, &o, &run);
+    Py_END_ALLOW_THREADS model_leave(self);
     if (progress_finish(&g) < 0) {
         g_api->am_run_free(run);
         goto done;
@@ -1066,14 +1087,13 @@ static PyObject *text_result(const am_text_run *r, int interrupted)
     }
     return Py_BuildValue(
         "{s:N,s:y,s:O,s:d,s:d,s:d,s:d,s:N,s:N,s:N,s:N,s:N,s:N,s:i,s:d,s:O,s:O,s:N,s:N,s:d,s:i}",
-        "ids",
-        ints_out(ids, len), "text", text ? text : "", "roundtrip",
+        "ids", ints_out(ids, len), "text", text ? text : "", "roundtrip",
         g_api->am_text_run_roundtrip(r) ? Py_True : Py_False, "activation",
         (double)g_api->am_text_run_activation(r), "xent", (double)g_api->am_text_run_xent(r),
         "soft_activation", (double)g_api->am_text_run_soft_activation(r), "retention",
         (double)g_api->am_text_run_retention(r), "curve", floats_out(curve, steps), "xent_curve",
-        floats_out(xcurve, xsteps), "embeds", embeds, "nearest", nearest, "attribution", attribution,
-        "sweep", sweep, "steps", g_api->am_text_run_steps(r), "seconds",
+        floats_out(xcurve, xsteps), "embeds", embeds, "nearest", nearest, "attribution",
+        attribution, "sweep", sweep, "steps", g_api->am_text_run_steps(r), "seconds",
         g_api->am_text_run_seconds(r), "cancelled",
         g_api->am_text_run_cancelled(r) ? Py_True : Py_False, "interrupted",
         interrupted ? Py_True : Py_False, "projected_curve", floats_out(pcurve, psteps), "best_ids",
@@ -1116,10 +1136,8 @@ static PyObject *Model_tokens(ModelObject *self, PyObject *args)
     if (model_enter(self) == 0) {
         am_text_run *run = NULL;
         int rc;
-        Py_BEGIN_ALLOW_THREADS
-        rc = g_api->am_text_run_new(self->m, &o, &run);
-        Py_END_ALLOW_THREADS
-        model_leave(self);
+        Py_BEGIN_ALLOW_THREADS rc = g_api->am_text_run_new(self->m, &o, &run);
+        Py_END_ALLOW_THREADS model_leave(self);
         if (progress_finish(&g) == 0) {
             if (rc != AM_OK)
                 raise_status(rc, run ? g_api->am_text_run_error(run) : "");
@@ -1157,10 +1175,8 @@ static PyObject *Model_examples(ModelObject *self, PyObject *args)
         return NULL;
     am_examples *ex = NULL;
     int rc;
-    Py_BEGIN_ALLOW_THREADS
-    rc = g_api->am_examples_new(self->m, &o, &ex);
-    Py_END_ALLOW_THREADS
-    model_leave(self);
+    Py_BEGIN_ALLOW_THREADS rc = g_api->am_examples_new(self->m, &o, &ex);
+    Py_END_ALLOW_THREADS model_leave(self);
     PyObject *result = NULL;
     if (progress_finish(&g) < 0)
         goto done;
@@ -1186,17 +1202,18 @@ static PyObject *Model_examples(ModelObject *self, PyObject *args)
             Py_INCREF(toks);
             Py_INCREF(acts);
         }
-        PyList_SET_ITEM(items, i, Py_BuildValue("(LdLsNNN)", (long long)e.index, (double)e.value,
-                                                (long long)e.label, e.label_name ? e.label_name : "",
-                                                img, toks, acts));
+        PyList_SET_ITEM(items, i,
+                        Py_BuildValue("(LdLsNNN)", (long long)e.index, (double)e.value,
+                                      (long long)e.label, e.label_name ? e.label_name : "", img,
+                                      toks, acts));
     }
     if (items)
         result = Py_BuildValue("{s:N,s:s,s:d,s:L,s:O,s:O}", "items", items, "kind",
                                g_api->am_examples_kind(ex) == AM_DATASET_IMAGE ? "image" : "text",
                                "max", (double)g_api->am_examples_max(ex), "scanned",
                                (long long)g_api->am_examples_scanned(ex), "cancelled",
-                               g_api->am_examples_cancelled(ex) ? Py_True : Py_False,
-                               "interrupted", g.interrupted ? Py_True : Py_False);
+                               g_api->am_examples_cancelled(ex) ? Py_True : Py_False, "interrupted",
+                               g.interrupted ? Py_True : Py_False);
 done:
     g_api->am_examples_free(ex);
     return result;
@@ -1225,10 +1242,8 @@ static PyObject *Model_text_examples(ModelObject *self, PyObject *args)
         return NULL;
     am_text_examples *ex = NULL;
     int rc;
-    Py_BEGIN_ALLOW_THREADS
-    rc = g_api->am_text_examples_new(self->m, &o, &ex);
-    Py_END_ALLOW_THREADS
-    model_leave(self);
+    Py_BEGIN_ALLOW_THREADS rc = g_api->am_text_examples_new(self->m, &o, &ex);
+    Py_END_ALLOW_THREADS model_leave(self);
     PyObject *result = NULL;
     if (progress_finish(&g) < 0)
         goto done;
@@ -1245,8 +1260,9 @@ static PyObject *Model_text_examples(ModelObject *self, PyObject *args)
         const float *acts = NULL;
         int len = 0;
         g_api->am_text_examples_get(ex, i, &index, &score, &toks, &acts, &len);
-        PyList_SET_ITEM(items, i, Py_BuildValue("(LdNN)", (long long)index, (double)score,
-                                                ints_out(toks, len), floats_out(acts, len)));
+        PyList_SET_ITEM(items, i,
+                        Py_BuildValue("(LdNN)", (long long)index, (double)score,
+                                      ints_out(toks, len), floats_out(acts, len)));
     }
     if (items)
         result = Py_BuildValue("{s:N,s:d,s:L,s:O,s:O}", "items", items, "max",
@@ -1390,10 +1406,12 @@ static PyObject *Model_close(ModelObject *self, PyObject *Py_UNUSED(ignored))
 }
 
 static PyMethodDef Model_methods[] = {
-    {"info", (PyCFunction)Model_info, METH_NOARGS, "kind, device, input, mean, std, range, labels, ..."},
+    {"info", (PyCFunction)Model_info, METH_NOARGS,
+     "kind, device, input, mean, std, range, labels, ..."},
     {"layers", (PyCFunction)Model_layers, METH_NOARGS, "[(name, type, shape, params, calls)]"},
     {"tap", (PyCFunction)Model_tap, METH_VARARGS, "tap(x, kind, layers, grad)"},
-    {"objective", (PyCFunction)Model_objective, METH_VARARGS, "objective(x, kind, objective, positions)"},
+    {"objective", (PyCFunction)Model_objective, METH_VARARGS,
+     "objective(x, kind, objective, positions)"},
     {"embeddings", (PyCFunction)Model_embeddings, METH_NOARGS, "the embedding matrix (vocab, D)"},
     {"maximize", (PyCFunction)Model_maximize, METH_VARARGS,
      "maximize(objectives, options, init, thresholds, progress, updates_per_s)"},
@@ -1415,8 +1433,7 @@ static PyMethodDef Model_methods[] = {
 };
 
 static PyTypeObject ModelType = {
-    PyVarObject_HEAD_INIT(NULL, 0)
-    .tp_name = "actmax._actmax.Model",
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "actmax._actmax.Model",
     .tp_basicsize = sizeof(ModelObject),
     .tp_dealloc = (destructor)Model_dealloc,
     .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE,
@@ -1455,7 +1472,8 @@ static PyObject *mod_tokenize(PyObject *Py_UNUSED(self), PyObject *args)
     int rc = g_api->am_tokenizer_load_json(json.buf, (size_t)json.len, &t);
     if (rc != 0) {
         raise_error(error_class(g_api->am_status_class(rc)),
-                    PyUnicode_FromFormat("%s: the tokenizer does not parse: %s", g_api->am_strerror(rc),
+                    PyUnicode_FromFormat("%s: the tokenizer does not parse: %s",
+                                         g_api->am_strerror(rc),
                                          t ? g_api->am_tokenizer_error(t) : "out of memory"),
                     rc, t ? g_api->am_tokenizer_error(t) : "");
         goto done;
@@ -1508,10 +1526,9 @@ static PyObject *mod_array_save(PyObject *Py_UNUSED(self), PyObject *args)
         shape[i] = view.shape ? (int64_t)view.shape[i] : (int64_t)(view.len / view.itemsize);
     char err[1024] = "";
     int rc;
-    Py_BEGIN_ALLOW_THREADS
-    rc = g_api->am_array_save(path, dtype, view.buf, shape, view.ndim, err, sizeof err);
-    Py_END_ALLOW_THREADS
-    PyMem_Free(shape);
+    Py_BEGIN_ALLOW_THREADS rc =
+        g_api->am_array_save(path, dtype, view.buf, shape, view.ndim, err, sizeof err);
+    Py_END_ALLOW_THREADS PyMem_Free(shape);
     PyBuffer_Release(&view);
     if (rc != AM_OK)
         return raise_status(rc, err);
@@ -1665,8 +1682,13 @@ static PyObject *mod_plot_png(PyObject *Py_UNUSED(self), PyObject *args)
     }
     if (!(labs = strings_in(vlabels, &nlab)))
         goto done;
-    render_plot_opts po = {.width = width, .height = height, .title = title, .xlabel = "step",
-                           .ylabel = ylabel, .vlines = vl, .vline_labels = nlab == nv ? labs : NULL,
+    render_plot_opts po = {.width = width,
+                           .height = height,
+                           .title = title,
+                           .xlabel = "step",
+                           .ylabel = ylabel,
+                           .vlines = vl,
+                           .vline_labels = nlab == nv ? labs : NULL,
                            .n_vlines = (int)nv};
     render_png png = {0};
     int rc = render_plot_png(ser, (int)ns, &po, &png);
@@ -1727,9 +1749,14 @@ static PyObject *mod_table(PyObject *Py_UNUSED(self), PyObject *args)
             goto done;
         }
     }
-    render_table t = {.n_cols = (int)k, .n_rows = (int)r, .header = hv, .cells = cells,
-                      .heat = have_heat ? hview.buf : NULL, .heat_lo = (float)lo,
-                      .heat_hi = (float)hi, .caption = caption};
+    render_table t = {.n_cols = (int)k,
+                      .n_rows = (int)r,
+                      .header = hv,
+                      .cells = cells,
+                      .heat = have_heat ? hview.buf : NULL,
+                      .heat_lo = (float)lo,
+                      .heat_hi = (float)hi,
+                      .caption = caption};
     char *html = NULL, *text = NULL;
     int rc = render_table_html(&t, &html);
     if (rc == RENDER_OK)
@@ -1756,8 +1783,8 @@ static PyObject *mod_progress_html(PyObject *Py_UNUSED(self), PyObject *args)
     int have_img = 0;
     PyObject *png_obj;
     int w = 0, h = 0;
-    if (!PyArg_ParseTuple(args, "iiddzOii", &p.step, &p.total, &p.objective, &p.elapsed_s,
-                          &p.label, &png_obj, &w, &h))
+    if (!PyArg_ParseTuple(args, "iiddzOii", &p.step, &p.total, &p.objective, &p.elapsed_s, &p.label,
+                          &png_obj, &w, &h))
         return NULL;
     render_png png = {0};
     if (png_obj != Py_None) {
@@ -1783,10 +1810,11 @@ static PyObject *mod_progress_html(PyObject *Py_UNUSED(self), PyObject *args)
 #else
 static PyObject *no_renderer(void)
 {
-    PyErr_SetString(PyExc_RuntimeError,
-                    "this actmax module was built without the kernel's renderer (an engine-only "
-                    "build, ACTMAX_KERNEL=OFF): results are there as tensors, but nothing is drawn; "
-                    "build with ACTMAX_KERNEL=ON for images, plots and tables");
+    PyErr_SetString(
+        PyExc_RuntimeError,
+        "this actmax module was built without the kernel's renderer (an engine-only "
+        "build, ACTMAX_KERNEL=OFF): results are there as tensors, but nothing is drawn; "
+        "build with ACTMAX_KERNEL=ON for images, plots and tables");
     return NULL;
 }
 
@@ -1814,8 +1842,10 @@ static PyObject *mod_progress_html(PyObject *Py_UNUSED(self), PyObject *Py_UNUSE
 static PyMethodDef module_methods[] = {
     {"engine", mod_engine, METH_NOARGS, "loads the engine; its version, API version, path, BLAS"},
     {"tokenize", mod_tokenize, METH_VARARGS, "tokenize(tokenizer_json, text) -> int64 ids"},
-    {"array_save", mod_array_save, METH_VARARGS, "array_save(path, float32 or int64 array): .npy or .pt"},
-    {"keys", mod_keys, METH_O, "a magic's typed keys: [(name, type, default, lo, hi, choices, doc)]"},
+    {"array_save", mod_array_save, METH_VARARGS,
+     "array_save(path, float32 or int64 array): .npy or .pt"},
+    {"keys", mod_keys, METH_O,
+     "a magic's typed keys: [(name, type, default, lo, hi, choices, doc)]"},
     {"images_png", mod_images_png, METH_VARARGS,
      "images_png(pix, captions, title, min_px, cell_px=128)"},
     {"plot_png", mod_plot_png, METH_VARARGS,
@@ -1828,9 +1858,15 @@ static PyMethodDef module_methods[] = {
 };
 
 static struct PyModuleDef module_def = {
-    PyModuleDef_HEAD_INIT, "actmax._actmax",
-    "The C half of actmax: the engine (libactmax, via am_get_api) and the kernel's renderer.", -1,
-    module_methods, NULL, NULL, NULL, NULL,
+    PyModuleDef_HEAD_INIT,
+    "actmax._actmax",
+    "The C half of actmax: the engine (libactmax, via am_get_api) and the kernel's renderer.",
+    -1,
+    module_methods,
+    NULL,
+    NULL,
+    NULL,
+    NULL,
 };
 
 /* The Python base of each actmax-only error class. */
@@ -1882,8 +1918,8 @@ PyMODINIT_FUNC PyInit__actmax(void)
                 continue;
             char full[64];
             snprintf(full, sizeof full, "actmax.%s", name);
-            PyObject *base0 = is_layer ? PyDict_GetItemString(g_module_dict, "ObjectiveError")
-                                       : error_base(name);
+            PyObject *base0 =
+                is_layer ? PyDict_GetItemString(g_module_dict, "ObjectiveError") : error_base(name);
             PyObject *bases = PyTuple_Pack(2, base0 ? base0 : PyExc_ValueError, g_error);
             PyObject *cls = bases ? PyErr_NewException(full, bases, NULL) : NULL;
             Py_XDECREF(bases);
@@ -1914,14 +1950,14 @@ PyMODINIT_FUNC PyInit__actmax(void)
         Py_XDECREF(sizes);
         goto fail;
     }
-#define AM_STRUCT_SIZE(s)                                                                      \
-    {                                                                                          \
-        PyObject *v = PyLong_FromSize_t(sizeof(s));                                            \
-        if (!v || PyDict_SetItemString(sizes, #s, v) < 0) {                                    \
-            Py_XDECREF(v);                                                                     \
-            goto fail;                                                                         \
-        }                                                                                      \
-        Py_DECREF(v);                                                                          \
+#define AM_STRUCT_SIZE(s)                                                                          \
+    {                                                                                              \
+        PyObject *v = PyLong_FromSize_t(sizeof(s));                                                \
+        if (!v || PyDict_SetItemString(sizes, #s, v) < 0) {                                        \
+            Py_XDECREF(v);                                                                         \
+            goto fail;                                                                             \
+        }                                                                                          \
+        Py_DECREF(v);                                                                              \
     }
     AM_API_STRUCTS(AM_STRUCT_SIZE)
 #undef AM_STRUCT_SIZE
