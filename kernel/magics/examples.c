@@ -29,28 +29,6 @@ mg_status mg_magic_examples(mg_call *c)
     return mg_image_examples(c, s);
 }
 
-/* The live display of the scan: images scored of the images to score, and
- * the best value so far, throttled; where an interrupt stops the scan. */
-typedef struct ex_live {
-    mg_live d;
-    const char *objective;
-    int64_t scanned, total;
-    float best;
-} ex_live;
-
-static int ex_live_progress(void *user, int64_t scanned, int64_t total, float best)
-{
-    ex_live *L = user;
-    L->scanned = scanned;
-    L->total = total;
-    L->best = best;
-    if (mg_live_interrupted(&L->d))
-        return 1;
-    if (mg_live_due(&L->d))
-        mg_live_progress(&L->d, (int)scanned, (int)total, best, L->objective, NULL);
-    return 0;
-}
-
 /* The grid of the top k (after the latest %maximize image of the same
  * objective, to compare), with a text twin listing them. Images come back
  * in the model's value range; the grid shows them in [0, 1]. */
@@ -116,7 +94,9 @@ static void show_examples(const mg_call *c, const mg_session *s, const am_exampl
 mg_status mg_image_examples(mg_call *c, mg_session *s)
 {
     const mg_engine_api *e = mg_engine();
-    ex_live L = {.objective = c->positional, .best = NAN};
+    char *items = mg_asprintf("%s images", mg_enum(c, "split"));
+    mg_scan_live L = {
+        .objective = c->positional, .items = items, .reading = "reading the dataset", .best = NAN};
     mg_live_init(&L.d, c->out, "examples", mg_float(c, "updates_per_s"));
     am_examples_options o;
     e->am_examples_options_default(&o);
@@ -124,7 +104,7 @@ mg_status mg_image_examples(mg_call *c, mg_session *s)
     o.split = mg_enum(c, "split");
     o.k = (int)mg_int(c, "k");
     o.limit = mg_int(c, "limit");
-    o.progress = ex_live_progress;
+    o.progress = mg_scan_live_progress;
     o.progress_user = &L;
     am_examples *ex = NULL;
     int rc = e->am_examples_new(s->model, &o, &ex);
@@ -145,5 +125,6 @@ mg_status mg_image_examples(mg_call *c, mg_session *s)
     e->am_examples_free(ex);
     if (mg_bool(c, "verbose"))
         mg_sink_printf(c->out, "live display updates sent: %d\n", L.d.updates);
+    free(items);
     return st;
 }

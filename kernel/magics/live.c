@@ -1,6 +1,8 @@
 /* The live progress display shared by the engine magics (live.h). */
 #include "live.h"
 
+#include <limits.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <unistd.h>
@@ -69,4 +71,32 @@ void mg_live_fail(mg_live *L, const char *what)
     char *html = mg_asprintf("<i>%s</i>", what);
     mg_live_send(L, what, html);
     free(html);
+}
+
+void mg_scan_live_send(mg_scan_live *L)
+{
+    int64_t total = L->total > 0 ? L->total : 1;
+    int64_t step = L->scanned < 0 ? 0 : L->scanned > total ? total : L->scanned;
+    if (total > INT_MAX) { /* the bar counts in ints: scale both */
+        step = (int64_t)((double)step / (double)total * INT_MAX);
+        total = INT_MAX;
+    }
+    char *label = L->total > 0
+                      ? mg_asprintf("%s   %s scanned, best score so far", L->objective, L->items)
+                      : mg_asprintf("%s   %s", L->objective, L->reading);
+    mg_live_progress(&L->d, (int)step, (int)total, isfinite(L->best) ? L->best : NAN, label, NULL);
+    free(label);
+}
+
+int mg_scan_live_progress(void *user, int64_t scanned, int64_t total, float best)
+{
+    mg_scan_live *L = user;
+    L->scanned = scanned;
+    L->total = total;
+    L->best = best;
+    if (mg_live_interrupted(&L->d))
+        return 1;
+    if (mg_live_due(&L->d))
+        mg_scan_live_send(L);
+    return 0;
 }

@@ -6,6 +6,7 @@
 #define ACTMAX_LIVE_H
 
 #include <stdbool.h>
+#include <stdint.h>
 
 #include "magic.h"
 #include "render.h"
@@ -45,5 +46,24 @@ int mg_live_finish(mg_live *L, int step, int total, double value, const char *la
                    const render_png *img);
 /* The closing call of work that failed before its first step. */
 void mg_live_fail(mg_live *L, const char *what);
+
+/* The live display of a dataset scan (%examples, %check): items scanned of
+ * the items to scan and the best value so far, after each batch, throttled.
+ * items names them ("test images", "corpus windows"); reading is shown
+ * while the total is not known yet. */
+typedef struct mg_scan_live {
+    mg_live d;
+    const char *objective;
+    const char *items, *reading;
+    int64_t scanned, total;
+    float best;
+} mg_scan_live;
+
+/* Sends the scan's state now (a progress bar, whatever the throttle says). */
+void mg_scan_live_send(mg_scan_live *L);
+
+/* An am_examples_progress_fn over an mg_scan_live (user): records the state,
+ * sends it when due, and returns 1 once the user interrupted. */
+int mg_scan_live_progress(void *user, int64_t scanned, int64_t total, float best);
 
 #endif

@@ -4,7 +4,6 @@
  * latest %tokens prompt of the same objective.
  *
  * Legend for shapes: W = window tokens. */
-#include <limits.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,47 +13,10 @@
 #include "text.h"
 #include "util.h"
 
-/* The live display of the corpus scan: windows scanned of the corpus' windows,
- * and the best score so far, updated in place after each batch (throttled). */
-typedef struct tx_live {
-    mg_live d;
-    const char *objective;
-    int64_t scanned, total;
-    float best;
-} tx_live;
-
-static void tx_live_send(tx_live *L)
-{
-    int64_t total = L->total > 0 ? L->total : 1;
-    int64_t step = L->scanned < 0 ? 0 : L->scanned > total ? total : L->scanned;
-    if (total > INT_MAX) { /* the bar counts in ints: scale both */
-        step = (int64_t)((double)step / (double)total * INT_MAX);
-        total = INT_MAX;
-    }
-    char *label = mg_asprintf("%s   %s", L->objective,
-                              L->total > 0 ? "corpus windows scanned, best score so far"
-                                           : "reading the corpus");
-    mg_live_progress(&L->d, (int)step, (int)total, isfinite(L->best) ? L->best : NAN, label, NULL);
-    free(label);
-}
-
-static int tx_live_progress(void *user, int64_t scanned, int64_t total, float best)
-{
-    tx_live *L = user;
-    L->scanned = scanned;
-    L->total = total;
-    L->best = best;
-    if (mg_live_interrupted(&L->d))
-        return 1;
-    if (mg_live_due(&L->d))
-        tx_live_send(L);
-    return 0;
-}
-
 /* The scan's options and the engine call, with the live display; the
  * examples, or NULL with the error shown. */
 static am_text_examples *scan_corpus(const mg_call *c, am_model *model, const char *path,
-                                     tx_live *L, double *secs)
+                                     mg_scan_live *L, double *secs)
 {
     const mg_engine_api *e = mg_engine();
     am_text_examples_options o = {0};
@@ -71,12 +33,14 @@ static am_text_examples *scan_corpus(const mg_call *c, am_model *model, const ch
         o.batch = (int)mg_int(c, "batch");
     mg_live_init(&L->d, c->out, "text-examples", mg_float(c, "updates_per_s"));
     L->objective = c->positional;
+    L->items = "corpus windows";
+    L->reading = "reading the corpus";
     L->best = NAN;
-    o.progress = tx_live_progress;
+    o.progress = mg_scan_live_progress;
     o.progress_user = L;
     am_text_examples *ex = NULL;
     double t0 = L->d.t0;
-    tx_live_send(L); /* before the corpus is read: 0 windows */
+    mg_scan_live_send(L); /* before the corpus is read: 0 windows */
     int rc = e->am_text_examples_new(model, &o, &ex);
     *secs = render_clock_monotonic(NULL) - t0;
     if (rc != AM_OK) {
@@ -220,7 +184,7 @@ static mg_status examples_run(mg_call *c, const mg_session *s, const opt_prompt 
                        "held-out fortunes file (share/actmax/data/fortunes-heldout.txt) was not "
                        "found; give path=FILE (any text file)");
     }
-    tx_live L = {0};
+    mg_scan_live L = {0};
     double secs = 0;
     am_text_examples *ex = scan_corpus(c, s->model, path, &L, &secs);
     free(path);
@@ -236,7 +200,7 @@ static mg_status examples_run(mg_call *c, const mg_session *s, const opt_prompt 
         L.total = L.scanned;
     if (n > 0)
         L.best = e->am_text_examples_max(ex);
-    tx_live_send(&L);
+    mg_scan_live_send(&L);
     mg_str h = MG_STR_INIT, t = MG_STR_INIT;
     heading(c, ex, n, L.total, interrupted, op, secs, &h, &t);
     window_rows(ex, n, tok, &h, &t);
