@@ -1,25 +1,12 @@
 """Shared helpers: where the build put the trained models and data."""
 import json
 import os
+import sys
 
-import pytest
 import torch
 
-
-def share_dir():
-    d = os.environ.get("ACTMAX_SHARE_DIR")
-    if not d:
-        pytest.fail("ACTMAX_SHARE_DIR is not set; run these tests through ctest in the build "
-                    "directory, or set it to <build>/share")
-    return d
-
-
-def build_file(*parts):
-    path = os.path.join(share_dir(), "actmax", *parts)
-    if not os.path.isfile(path):
-        pytest.fail(f"{path} is missing: the build trains it when configured with "
-                    f"-DACTMAX_MODELS=ON (cmake --build <build> --target actmax_models)")
-    return path
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "common"))
+from build_paths import build_file, share_dir  # noqa: E402,F401
 
 
 def load_model(name, extra=("actmax.json",)):
