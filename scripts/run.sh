@@ -15,12 +15,13 @@ phase() { echo "run.sh: $1 ($(( $(date +%s) - t0 )) s since start)"; }
 phase "packages present"
 cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo
 phase "configured"
-# Only what the first notebook needs; the tests' programs are built by
-# scripts/test.sh (or `cmake --build build`).
+# Only what the first notebooks need (the kernel, the engine, fashion-cnn, and
+# the Python module for the python3-kernel notebooks); the tests' programs are
+# built by scripts/test.sh (or `cmake --build build`).
 cmake --build build -j"$(nproc 2>/dev/null || echo 2)" \
-    --target actmax_kernel actmax_logos actmax_model_fashion_cnn
+    --target actmax_kernel actmax_logos actmax_python actmax_model_fashion_cnn
 cmake --build build --target install-kernelspec
-phase "kernel, engine and fashion-cnn ready"
+phase "kernel, engine, Python module and fashion-cnn ready"
 
 # In the background, at low priority; a shell's background jobs ignore the
 # Ctrl-C that stops Jupyter, so the training finishes either way.

@@ -69,7 +69,7 @@ RUNPID=$!
 echo "fresh_setup: running scripts/run.sh in $ROOT (log: $W/run.log)"
 
 since() { echo $(( $(date +%s) - t0 )); }
-t_jupyter="" t_lm="" t_llama="" t_first_cell="" msg_training=""
+py_ok="" t_jupyter="" t_lm="" t_llama="" t_first_cell="" msg_training=""
 models=$PROJ/build/share/actmax/models
 while [ "$(since)" -lt "$MAX_S" ]; do
     if ! kill -0 "$RUNPID" 2>/dev/null; then
@@ -87,6 +87,10 @@ while [ "$(since)" -lt "$MAX_S" ]; do
         chroot "$ROOT" /usr/bin/env -i HOME=/root PATH=/usr/bin:/bin sh -c \
             "cd /tmp && /root/actmax/build/actmax -c '%model fashion-cnn
 %maximize conv2[5] steps=64'" >"$W/first_cell.txt" 2>&1 && t_first_cell=$(( $(date +%s) - a ))
+        # The python3-kernel notebooks' first line.
+        chroot "$ROOT" /usr/bin/env -i HOME=/root PATH=/usr/bin:/bin PYTHONPATH=/root/actmax/build/python \
+            /usr/bin/python3 -c 'import actmax; print(actmax.load("fashion-cnn"))' >"$W/python_import.txt" 2>&1 &&
+            py_ok=yes || py_ok="no: $(tail -n 1 "$W/python_import.txt")"
         [ -e "$models/tiny-lm.pt" ] || msg_training=$(chroot "$ROOT" /usr/bin/env -i HOME=/root \
             PATH=/usr/bin:/bin /root/actmax/build/actmax -c '%model tiny-lm' 2>&1 | head -n 1)
     fi
@@ -109,7 +113,7 @@ t_conf=$(at 'run.sh: configured')
 t_engine=$(at 'Built target actmax$')
 t_kernel=$(at 'Built target actmax_kernel$')
 t_fcnn=$(at 'Built target actmax_model_fashion_cnn$')
-t_ready=$(at 'run.sh: kernel, engine and fashion-cnn ready')
+t_ready=$(at 'run.sh: kernel, engine, ')
 
 echo
 echo "Fresh set-up of actmax ($(git -C "$PROJ" log -1 --format='%h %s' | cut -c1-60))"
@@ -128,5 +132,6 @@ printf '  %-52s %6s\n' "Debian packages installed (apt)" "$t_pkgs" \
 echo "training alone (the trainers' own figures, s): fashion-cnn $(said 'fashion-cnn: training took [0-9]*'), \
 tiny-lm $(said 'tiny-lm: training took [0-9]*'), tiny-llama $(said 'tiny-llama: training took [0-9]*')"
 [ -z "$t_first_cell" ] || echo "first cells (%model fashion-cnn, %maximize conv2[5] steps=64) through the command line: $t_first_cell s"
+[ -z "$py_ok" ] || echo "import actmax and load fashion-cnn on Debian's python3 (notebook 06): $py_ok"
 [ -z "$msg_training" ] || echo "%model tiny-lm while it trained: $msg_training"
 echo "logs: $W"
