@@ -69,8 +69,16 @@ RUNPID=$!
 echo "fresh_setup: running scripts/run.sh in $ROOT (log: $W/run.log)"
 
 since() { echo $(( $(date +%s) - t0 )); }
-py_ok="" t_jupyter="" t_lm="" t_llama="" t_first_cell="" msg_training=""
+py_ok="" t_jupyter="" t_usable="" t_lm="" t_llama="" t_first_cell="" msg_engine="" msg_training=""
 models=$PROJ/build/share/actmax/models
+engine_marker=$PROJ/build/ext/libactmax.so.building
+# The engine, the Python module and fashion-cnn built, none still marked.
+usable() {
+    [ -e "$PROJ/build/ext/libactmax.so" ] && [ ! -e "$engine_marker" ] &&
+        ls "$PROJ"/build/python/actmax/_actmax*.so >/dev/null 2>&1 &&
+        [ -e "$models/fashion-cnn.pt" ] && [ ! -e "$models/fashion-cnn.training" ]
+}
+in_chroot() { chroot "$ROOT" /usr/bin/env -i HOME=/root PATH=/usr/bin:/bin "$@"; }
 while [ "$(since)" -lt "$MAX_S" ]; do
     if ! kill -0 "$RUNPID" 2>/dev/null; then
         echo "fresh_setup: scripts/run.sh stopped early; the end of its log:" >&2
@@ -81,39 +89,50 @@ while [ "$(since)" -lt "$MAX_S" ]; do
             grep -q '"01-first-neuron.ipynb"'; then
         t_jupyter=$(since)
         load_j=$(cut -d' ' -f1-3 /proc/loadavg)
-        # What a student's first cells do, and what the text tutorial's first
-        # cell says while tiny-lm still trains.
+        # What a student's first cell says while the engine still compiles.
+        [ ! -e "$engine_marker" ] || msg_engine=$(in_chroot /root/actmax/build/actmax -c '%model fashion-cnn' 2>&1 | head -n 1)
+    fi
+    # The first notebook is usable once the engine and fashion-cnn are built:
+    # then time what a student's first cells do, and what the text
+    # tutorial's first cell says while tiny-lm still trains.
+    if [ -n "$t_jupyter" ] && [ -z "$t_usable" ] && usable; then
+        t_usable=$(since)
         a=$(date +%s)
-        chroot "$ROOT" /usr/bin/env -i HOME=/root PATH=/usr/bin:/bin sh -c \
-            "cd /tmp && /root/actmax/build/actmax -c '%model fashion-cnn
+        in_chroot sh -c "cd /tmp && /root/actmax/build/actmax -c '%model fashion-cnn
 %maximize conv2[5] steps=64'" >"$W/first_cell.txt" 2>&1 && t_first_cell=$(( $(date +%s) - a ))
         # The python3-kernel notebooks' first line.
-        chroot "$ROOT" /usr/bin/env -i HOME=/root PATH=/usr/bin:/bin PYTHONPATH=/root/actmax/build/python \
-            /usr/bin/python3 -c 'import actmax; print(actmax.load("fashion-cnn"))' >"$W/python_import.txt" 2>&1 &&
+        in_chroot PYTHONPATH=/root/actmax/build/python /usr/bin/python3 -c \
+            'import actmax; print(actmax.load("fashion-cnn"))' >"$W/python_import.txt" 2>&1 &&
             py_ok=yes || py_ok="no: $(tail -n 1 "$W/python_import.txt")"
-        [ -e "$models/tiny-lm.pt" ] || msg_training=$(chroot "$ROOT" /usr/bin/env -i HOME=/root \
-            PATH=/usr/bin:/bin /root/actmax/build/actmax -c '%model tiny-lm' 2>&1 | head -n 1)
+        [ -e "$models/tiny-lm.pt" ] || msg_training=$(in_chroot /root/actmax/build/actmax -c '%model tiny-lm' 2>&1 | head -n 1)
     fi
     [ -n "$t_lm" ] || [ ! -e "$models/tiny-lm.pt" ] || t_lm=$(since)
     [ -n "$t_llama" ] || [ ! -e "$models/tiny-llama.pt" ] || t_llama=$(since)
-    if [ -n "$t_jupyter" ] && [ -n "$t_lm" ] && [ -n "$t_llama" ] &&
+    if [ -n "$t_usable" ] && [ -n "$t_lm" ] && [ -n "$t_llama" ] &&
             ! ls "$models"/*.training >/dev/null 2>&1; then
         break
     fi
     sleep 2
 done
 load1=$(cut -d' ' -f1-3 /proc/loadavg)
-cp "$PROJ/build/models-training.log" "$W/" 2>/dev/null || true
+cp "$PROJ/build/background.log" "$W/" 2>/dev/null || true
 
 # The time of the first log line matching a pattern, or "-".
 at() { awk -v re="$1" '$0 ~ re { print $1; exit }' "$W/run.log" | grep . || echo -; }
-said() { grep -ho "$1" "$W/run.log" "$W/models-training.log" 2>/dev/null | head -n 1 | grep -o '[0-9][0-9]*' | head -n 1 || true; }
+said() { grep -ho "$1" "$W/run.log" "$W/background.log" 2>/dev/null | head -n 1 | grep -o '[0-9][0-9]*' | head -n 1 || true; }
 t_pkgs=$(at 'run.sh: packages present')
 t_conf=$(at 'run.sh: configured')
-t_engine=$(at 'Built target actmax$')
 t_kernel=$(at 'Built target actmax_kernel$')
-t_fcnn=$(at 'Built target actmax_model_fashion_cnn$')
-t_ready=$(at 'run.sh: kernel, engine, ')
+t_ready=$(at 'run.sh: kernel ready')
+# The background job's log has no stamps: its "ready (N s)" lines, added up
+# from when it started, give the times since run.sh started.
+t_bg=$(at 'run.sh: engine, fashion-cnn')
+bg_s() { awk -v m="train-background: $1: ready" 'index($0, m) == 1 { gsub(/[()s]/, "", $NF); print $NF; exit }' "$W/background.log" 2>/dev/null; }
+t_engine=- t_fcnn=-
+if [ "$t_bg" != - ] && [ -n "$(bg_s engine)" ]; then
+    t_engine=$(awk -v a="$t_bg" -v b="$(bg_s engine)" 'BEGIN { printf "%.0f", a + b }')
+    [ -z "$(bg_s fashion-cnn)" ] || t_fcnn=$(awk -v a="$t_engine" -v b="$(bg_s fashion-cnn)" 'BEGIN { printf "%.0f", a + b }')
+fi
 
 echo
 echo "Fresh set-up of actmax ($(git -C "$PROJ" log -1 --format='%h %s' | cut -c1-60))"
@@ -122,16 +141,18 @@ echo "load average (1, 5, 15 min): $load0 at the start, ${load_j:-?} when Jupyte
 echo "seconds since scripts/run.sh started:"
 printf '  %-52s %6s\n' "Debian packages installed (apt)" "$t_pkgs" \
     "CMake configured" "$t_conf" \
-    "engine compiled (libactmax)" "$t_engine" \
     "kernel compiled (actmax)" "$t_kernel" \
-    "fashion-cnn trained (after the compile)" "$t_fcnn" \
     "kernelspec installed" "$t_ready" \
     "Jupyter answers, first tutorial listed" "${t_jupyter:--}" \
+    "engine compiled, with the Python module (background)" "$t_engine" \
+    "fashion-cnn trained (background, after the engine)" "$t_fcnn" \
+    "first notebook usable (engine and fashion-cnn ready)" "${t_usable:--}" \
     "tiny-lm ready (background)" "${t_lm:--}" \
     "tiny-llama ready (background)" "${t_llama:--}"
 echo "training alone (the trainers' own figures, s): fashion-cnn $(said 'fashion-cnn: training took [0-9]*'), \
 tiny-lm $(said 'tiny-lm: training took [0-9]*'), tiny-llama $(said 'tiny-llama: training took [0-9]*')"
 [ -z "$t_first_cell" ] || echo "first cells (%model fashion-cnn, %maximize conv2[5] steps=64) through the command line: $t_first_cell s"
 [ -z "$py_ok" ] || echo "import actmax and load fashion-cnn on Debian's python3 (notebook 06): $py_ok"
+[ -z "$msg_engine" ] || echo "%model fashion-cnn while the engine compiled: $msg_engine"
 [ -z "$msg_training" ] || echo "%model tiny-lm while it trained: $msg_training"
 echo "logs: $W"

@@ -2,6 +2,7 @@
  * that needs it loads it with dlopen, so kernel_info and the built-in magics
  * answer without waiting for libtorch. */
 #include <dlfcn.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <limits.h>
 #include <stdlib.h>
@@ -9,6 +10,7 @@
 #include <unistd.h>
 
 #include "engine.h"
+#include "paths.h"
 #include "util.h"
 
 #ifndef ACTMAX_ENGINE_LIB
@@ -75,37 +77,66 @@ static void *try_open(const char *path, mg_str *tried)
     return h;
 }
 
+/* A candidate path: 1 loaded, 0 not there (or not loadable: *tried says
+ * why), -1 when scripts/train-background.sh is still building it (*err says
+ * so and about when it will be ready: a half-linked library must not load,
+ * and falling back to another engine would surprise). */
+static int try_candidate(const char *path, bool must_exist, mg_str *tried, char **err)
+{
+    char *marker = mg_asprintf("%s.building", path);
+    char *note = mg_background_note(marker);
+    free(marker);
+    if (note) {
+        *err = mg_asprintf("the engine is not ready yet: %s. Run this cell again then", note);
+        free(note);
+        return -1;
+    }
+    if (must_exist && access(path, F_OK) != 0)
+        return 0;
+    g_engine = try_open(path, tried);
+    return g_engine != NULL;
+}
+
 int mg_engine_load(char **err)
 {
     if (g_engine)
         return 0;
     mg_str tried = MG_STR_INIT;
     /* $ACTMAX_ENGINE, then next to the executable, then the build's path. */
+    char *cands[5];
+    bool must_exist[5];
+    int n = 0;
     const char *env = getenv("ACTMAX_ENGINE");
-    if (env && env[0])
-        g_engine = try_open(env, &tried);
-    if (!g_engine) {
-        char exe[PATH_MAX];
-        ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
-        if (n > 0) {
-            exe[n] = '\0';
-            char *slash = strrchr(exe, '/');
-            if (slash) {
-                *slash = '\0';
-                const char *rel[] = {"/libactmax.so", "/ext/libactmax.so", "/../lib/libactmax.so"};
-                for (size_t i = 0; i < 3 && !g_engine; i++) {
-                    char *p = mg_asprintf("%s%s", exe, rel[i]);
-                    if (access(p, F_OK) == 0)
-                        g_engine = try_open(p, &tried);
-                    free(p);
-                }
-            }
+    if (env && env[0]) {
+        cands[n] = mg_strdup(env);
+        must_exist[n++] = false;
+    }
+    char exe[PATH_MAX];
+    ssize_t len = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    char *slash = NULL;
+    if (len > 0) {
+        exe[len] = '\0';
+        slash = strrchr(exe, '/');
+    }
+    if (slash) {
+        *slash = '\0';
+        const char *rel[] = {"/libactmax.so", "/ext/libactmax.so", "/../lib/libactmax.so"};
+        for (size_t i = 0; i < 3; i++) {
+            cands[n] = mg_asprintf("%s%s", exe, rel[i]);
+            must_exist[n++] = true;
         }
     }
-    if (!g_engine)
-        g_engine = try_open(ACTMAX_ENGINE_LIB, &tried);
-    if (!g_engine) {
-        *err = mg_asprintf("the engine library could not be loaded; tried:%s", mg_str_cstr(&tried));
+    cands[n] = mg_strdup(ACTMAX_ENGINE_LIB);
+    must_exist[n++] = false;
+    int got = 0;
+    for (int i = 0; i < n && got == 0; i++)
+        got = try_candidate(cands[i], must_exist[i], &tried, err);
+    for (int i = 0; i < n; i++)
+        free(cands[i]);
+    if (got <= 0) {
+        if (got == 0)
+            *err = mg_asprintf("the engine library could not be loaded; tried:%s",
+                               mg_str_cstr(&tried));
         mg_str_free(&tried);
         return -1;
     }

@@ -63,31 +63,38 @@ static int cmp_names(const void *a, const void *b)
 }
 
 /* NAME -> an existing file, or NULL with *err listing where it looked. */
-/* scripts/run.sh trains the language models in the background and marks
- * each with NAME.training (the trainer's pid, then a sentence saying when it
- * should be ready); a marker whose process is gone is stale. The message, or
- * NULL (malloc'd). */
+char *mg_background_note(const char *marker)
+{
+    FILE *f = fopen(marker, "r");
+    if (!f)
+        return NULL;
+    char line[1024] = "";
+    long pid = 0;
+    char *note = NULL;
+    if (fscanf(f, "%ld\n", &pid) == 1 && pid > 0 && fgets(line, sizeof line, f) &&
+        (kill((pid_t)pid, 0) == 0 || errno == EPERM)) {
+        line[strcspn(line, "\n")] = 0;
+        note = mg_strdup(line);
+    }
+    fclose(f);
+    return note;
+}
+
+/* scripts/run.sh builds the engine and trains the models in the background
+ * and marks each model with NAME.training; the message, or NULL (malloc'd). */
 static char *training_note(const char *name, char **dirs, size_t n)
 {
     for (size_t i = 0; i < n; i++) {
         char *p = mg_asprintf("%s/%s.training", dirs[i], name);
-        FILE *f = fopen(p, "r");
+        char *line = mg_background_note(p);
         free(p);
-        if (!f)
-            continue;
-        char line[1024] = "";
-        long pid = 0;
-        char *note = NULL;
-        if (fscanf(f, "%ld\n", &pid) == 1 && pid > 0 && fgets(line, sizeof line, f) &&
-            (kill((pid_t)pid, 0) == 0 || errno == EPERM)) {
-            line[strcspn(line, "\n")] = 0;
-            note = mg_asprintf("model '%s' is not ready yet: %s. Run this cell again then; "
-                               "the other models work meanwhile",
-                               name, line);
-        }
-        fclose(f);
-        if (note)
+        if (line) {
+            char *note = mg_asprintf("model '%s' is not ready yet: %s. Run this cell again then; "
+                                     "the models already built work meanwhile",
+                                     name, line);
+            free(line);
             return note;
+        }
     }
     return NULL;
 }

@@ -7,6 +7,12 @@
  * with *err listing where it looked and the names that exist. */
 char *mg_resolve_model(const char *name, char **err);
 
+/* scripts/train-background.sh marks what it is still building with a file
+ * holding its process id (line 1) and a sentence for the user (line 2). The
+ * sentence (malloc'd) while that process lives, else NULL (no marker, or a
+ * stale one). */
+char *mg_background_note(const char *marker);
+
 /* The held-out corpus of the built-in text model: $ACTMAX_FORTUNES_HELDOUT,
  * then data/ beside the model's folder, then the build and install share
  * folders; NULL when none is readable. */

@@ -406,3 +406,33 @@ def test_model_still_training_says_so(tmp_path):
     r = model_cell()
     assert r.returncode == 1
     assert "no model named 'lm-in-training'" in r.stderr and "not ready" not in r.stderr
+
+
+def test_engine_still_building_says_so(tmp_path):
+    """scripts/run.sh serves the notebooks while scripts/train-background.sh
+    compiles the engine, marking it with LIBRARY.building (its process id,
+    then a sentence): a cell that needs the engine shows that sentence while
+    the process lives, and a stale marker is ignored."""
+    import subprocess
+    sentence = ("the engine (libactmax) is being compiled in the background (since 12:00, "
+                "expected ready around 12:05)")
+    lib = tmp_path / "libactmax.so"
+    env = dict(os.environ, ACTMAX_ENGINE=str(lib))
+
+    def model_cell():
+        return subprocess.run([os.environ["ACTMAX_EXE"], "-c", "%model fashion-cnn"],
+                              capture_output=True, text=True, timeout=120, env=env)
+
+    builder = subprocess.Popen(["sleep", "60"])
+    try:
+        (tmp_path / "libactmax.so.building").write_text(f"{builder.pid}\n{sentence}\n")
+        r = model_cell()
+        assert r.returncode == 1
+        assert "EngineError: the engine is not ready yet: " + sentence in r.stderr, r.stderr
+    finally:
+        builder.kill()
+        builder.wait()
+    # Stale: the library named by $ACTMAX_ENGINE is missing, so the built one loads.
+    r = model_cell()
+    assert r.returncode == 0, r.stderr
+    assert "not ready" not in r.stderr
