@@ -1031,6 +1031,85 @@ done:
     return result;
 }
 
+/* code(objectives, options, init, model_code) -> str: the run as a PyTorch script (am_run_code) */
+static PyObject *Model_code(ModelObject *self, PyObject *args)
+{
+    PyObject *objs, *opts, *init;
+    const char *path, *model_code;
+    if (!PyArg_ParseTuple(args, "OO!Osz", &objs, &PyDict_Type, &opts, &init, &path, &model_code))
+        return NULL;
+    PyObject *seq = PySequence_Fast(objs, "objectives must be a list of strings");
+    if (!seq)
+        return NULL;
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
+    PyObject *result = NULL;
+    const char **names = PyMem_Calloc((size_t)n + 1, sizeof *names);
+    Py_buffer view = {0};
+    int have_view = 0;
+    am_options o;
+    g_api->am_options_default(&o);
+    for (Py_ssize_t i = 0; i < n; i++)
+        if (!(names[i] = PyUnicode_AsUTF8(PySequence_Fast_GET_ITEM(seq, i))))
+            goto done;
+    o.objectives = names;
+    o.n_objectives = (int)n;
+    if (set_fields(&o, k_run_fields, sizeof k_run_fields / sizeof *k_run_fields, opts) < 0)
+        goto done;
+    if (init != Py_None) {
+        if (PyObject_GetBuffer(init, &view, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) < 0)
+            goto done;
+        have_view = 1;
+        if (!is_float_format(view.format) || view.itemsize != 4) {
+            PyErr_SetString(PyExc_TypeError, "init must be float32");
+            goto done;
+        }
+        o.init = AM_INIT_IMAGE;
+        o.init_image = view.buf;
+    }
+    if (model_enter(self) < 0)
+        goto done;
+    char *code = NULL, err[1024] = "";
+    int rc;
+    Py_BEGIN_ALLOW_THREADS rc =
+        g_api->am_run_code(self->m, &o, path, model_code, &code, err, sizeof err);
+    Py_END_ALLOW_THREADS model_leave(self);
+    if (rc != AM_OK)
+        raise_status(rc, err);
+    else
+        result = PyUnicode_FromString(code);
+    free(code);
+done:
+    if (have_view)
+        PyBuffer_Release(&view);
+    PyMem_Free(names);
+    Py_DECREF(seq);
+    return result;
+}
+
+/* diversity(x, kind, layer) -> float: the batch's diversity term (am_model_diversity) */
+static PyObject *Model_diversity(ModelObject *self, PyObject *args)
+{
+    PyObject *x;
+    int kind;
+    const char *layer;
+    if (!PyArg_ParseTuple(args, "Ois", &x, &kind, &layer))
+        return NULL;
+    Py_buffer view;
+    am_input in;
+    if (input_from(x, kind, &view, &in) < 0)
+        return NULL;
+    if (model_enter(self) < 0) {
+        PyBuffer_Release(&view);
+        return NULL;
+    }
+    float value = 0;
+    int rc;
+    Py_BEGIN_ALLOW_THREADS rc = g_api->am_model_diversity(self->m, &in, layer, &value);
+    Py_END_ALLOW_THREADS model_leave(self);
+    PyBuffer_Release(&view);
+    return rc == AM_OK ? PyFloat_FromDouble(value) : model_fail(self, rc);
+}
+
 /* ---------------------------------------------------------------- text runs */
 
 static PyObject *text_result(const am_text_run *r, int interrupted)
@@ -1415,6 +1494,10 @@ static PyMethodDef Model_methods[] = {
     {"embeddings", (PyCFunction)Model_embeddings, METH_NOARGS, "the embedding matrix (vocab, D)"},
     {"maximize", (PyCFunction)Model_maximize, METH_VARARGS,
      "maximize(objectives, options, init, thresholds, progress, updates_per_s)"},
+    {"code", (PyCFunction)Model_code, METH_VARARGS,
+     "code(objectives, options, init, model_path, model_code) -> the run as a PyTorch script"},
+    {"diversity", (PyCFunction)Model_diversity, METH_VARARGS,
+     "diversity(x, kind, layer) -> the batch's diversity term"},
     {"tokens", (PyCFunction)Model_tokens, METH_VARARGS,
      "tokens(objective, options, init_ids, progress, updates_per_s)"},
     {"examples", (PyCFunction)Model_examples, METH_VARARGS,
@@ -1533,6 +1616,105 @@ static PyObject *mod_array_save(PyObject *Py_UNUSED(self), PyObject *args)
     if (rc != AM_OK)
         return raise_status(rc, err);
     Py_RETURN_NONE;
+}
+
+/* param_image(model or None, options, params) -> (bytes, shape): the display image a run
+ * renders from its parameters (am_param_image); param_magnitude(model or None, options, C, H, W)
+ * -> ((bytes, shape), note): MACO's fixed magnitude (am_param_magnitude). */
+static int param_args(PyObject *model, PyObject *opts, am_model **m, am_options *o)
+{
+    if (ensure_engine() < 0)
+        return -1;
+    *m = NULL;
+    if (model != Py_None) {
+        if (!PyObject_TypeCheck(model, &ModelType)) {
+            PyErr_SetString(PyExc_TypeError, "model must be an actmax model or None");
+            return -1;
+        }
+        if (!(*m = ((ModelObject *)model)->m)) {
+            PyErr_SetString(PyExc_ValueError, "the model was closed");
+            return -1;
+        }
+    }
+    g_api->am_options_default(o);
+    return set_fields(o, k_run_fields, sizeof k_run_fields / sizeof *k_run_fields, opts);
+}
+
+static PyObject *mod_param_image(PyObject *Py_UNUSED(self), PyObject *args)
+{
+    PyObject *model, *opts, *obj;
+    if (!PyArg_ParseTuple(args, "OO!O", &model, &PyDict_Type, &opts, &obj))
+        return NULL;
+    am_model *m;
+    am_options o;
+    if (param_args(model, opts, &m, &o) < 0)
+        return NULL;
+    Py_buffer view;
+    if (PyObject_GetBuffer(obj, &view, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) < 0)
+        return NULL;
+    PyObject *r = NULL;
+    int64_t shape[8] = {0}, out[4] = {0};
+    if (!is_float_format(view.format) || view.itemsize != 4 || view.ndim < 1 || view.ndim > 8) {
+        PyErr_SetString(PyExc_TypeError, "params must be a float32 array of 1 to 8 dimensions");
+        goto done;
+    }
+    for (int i = 0; i < view.ndim; i++)
+        shape[i] = (int64_t)view.shape[i];
+    /* The image is (B, C, H, W): W from the options or the model when the parameters hold frequencies. */
+    out[0] = shape[0];
+    out[1] = view.ndim > 1 ? shape[1] : 1;
+    out[2] = view.ndim > 2 ? shape[2] : 1;
+    out[3] = view.ndim > 3 ? shape[3] : 1;
+    if (o.param != AM_PARAM_PIXEL && view.ndim >= 4) {
+        int64_t in[AM_MAX_DIMS] = {0};
+        int64_t wf = shape[3],
+                mw = m && g_api->am_model_input_shape(m, in, AM_MAX_DIMS) == 3 ? in[2] : 0;
+        out[3] = o.width > 0 ? o.width : mw > 0 && mw / 2 + 1 == wf ? mw : 2 * (wf - 1);
+    }
+    size_t count = (size_t)(out[0] * out[1] * out[2] * (out[3] > 0 ? out[3] : 1));
+    float *img = PyMem_Calloc(count + 1, sizeof *img);
+    if (!img) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    char err[1024] = "";
+    int rc;
+    Py_BEGIN_ALLOW_THREADS rc =
+        g_api->am_param_image(m, &o, view.buf, shape, view.ndim, img, err, sizeof err);
+    Py_END_ALLOW_THREADS if (rc != AM_OK) raise_status(rc, err);
+    else r = array_out(img, sizeof(float), out, 4);
+    PyMem_Free(img);
+done:
+    PyBuffer_Release(&view);
+    return r;
+}
+
+static PyObject *mod_param_magnitude(PyObject *Py_UNUSED(self), PyObject *args)
+{
+    PyObject *model, *opts;
+    long long C, H, W;
+    if (!PyArg_ParseTuple(args, "OO!LLL", &model, &PyDict_Type, &opts, &C, &H, &W))
+        return NULL;
+    am_model *m;
+    am_options o;
+    if (param_args(model, opts, &m, &o) < 0)
+        return NULL;
+    if (C < 1 || H < 1 || W < 1 || C > 64 || H > 4096 || W > 4096) {
+        PyErr_SetString(PyExc_ValueError, "the canvas C x H x W must be 1..64 x 1..4096 x 1..4096");
+        return NULL;
+    }
+    int64_t shape[3] = {C, H, W / 2 + 1};
+    float *mag = PyMem_Calloc((size_t)(C * H * (W / 2 + 1)), sizeof *mag);
+    if (!mag)
+        return PyErr_NoMemory();
+    char note[1024] = "";
+    int rc;
+    Py_BEGIN_ALLOW_THREADS rc = g_api->am_param_magnitude(m, &o, C, H, W, mag, note, sizeof note);
+    Py_END_ALLOW_THREADS PyObject *r =
+        rc == AM_OK ? Py_BuildValue("(Ns)", array_out(mag, sizeof(float), shape, 3), note)
+                    : raise_status(rc, note);
+    PyMem_Free(mag);
+    return r;
 }
 
 static PyObject *mod_keys(PyObject *Py_UNUSED(self), PyObject *arg)
@@ -1844,6 +2026,10 @@ static PyMethodDef module_methods[] = {
     {"tokenize", mod_tokenize, METH_VARARGS, "tokenize(tokenizer_json, text) -> int64 ids"},
     {"array_save", mod_array_save, METH_VARARGS,
      "array_save(path, float32 or int64 array): .npy or .pt"},
+    {"param_image", mod_param_image, METH_VARARGS,
+     "param_image(model or None, options, params) -> the image a run renders from them"},
+    {"param_magnitude", mod_param_magnitude, METH_VARARGS,
+     "param_magnitude(model or None, options, C, H, W) -> (MACO's magnitude, note)"},
     {"keys", mod_keys, METH_O,
      "a magic's typed keys: [(name, type, default, lo, hi, choices, doc)]"},
     {"images_png", mod_images_png, METH_VARARGS,

@@ -867,6 +867,43 @@ AM_API float am_text_examples_max(const am_text_examples *e);
 AM_API int am_text_examples_get(const am_text_examples *e, int i, int64_t *index, float *score,
                                 const int64_t **tokens, const float **acts, int *len);
 
+/* ---------------------------------------------------------------- the image parameterization as a function
+ *
+ * What a run does to its parameters, callable on its own: a course checks a
+ * student's PyTorch parameterization or diversity term against these. */
+
+/* The display image (B, C, H, W) in [0, 1] that an image run with options o
+ * renders from the parameters params (row-major, shape (ndim)):
+ *   AM_PARAM_FFT   (B, C, H, W/2+1, 2), real and imaginary parts:
+ *                  sigmoid(decorrelate(irfft2(p * 1/f^o->decay_power, "ortho") / 4));
+ *   AM_PARAM_PIXEL (B, C, H, W): sigmoid(decorrelate(p));
+ *   AM_PARAM_MACO  (B, C, H, W/2+1), the phase, with the run's fixed magnitude
+ *                  (am_param_magnitude) and o->contrast.
+ * Colour decorrelation applies when o->decorrelate is set and C == 3. W is
+ * o->width, else the model's input width, else 2 * (W/2+1 - 1) (ndim 4 or 5
+ * with a frequency axis): it must give the frequency axis's length. m may be
+ * NULL (MACO then uses the 1/f magnitude). image holds B*C*H*W floats (the
+ * caller's). Fails with AM_E_ARG naming the shape expected (message in err,
+ * size n, may be NULL). */
+AM_API int am_param_image(am_model *m, const am_options *o, const float *params,
+                          const int64_t *shape, int ndim, float *image, char *err, size_t n);
+
+/* MACO's fixed Fourier magnitude (C, H, W/2+1) for a C x H x W canvas, as a
+ * run of model m (may be NULL) uses it: the mean |rfft2| of the model's
+ * training images when its dataset reads as C-channel images, else
+ * 1/f^o->decay_power. mag holds C*H*(W/2+1) floats (the caller's); note
+ * (size note_n, may be NULL) says which magnitude it is. */
+AM_API int am_param_magnitude(am_model *m, const am_options *o, int64_t C, int64_t H, int64_t W,
+                              float *mag, char *note, size_t note_n);
+
+/* Lucid's diversity term of a batch at a layer, as runs compute it for
+ * diversity(layer) (without its weight): minus the mean over the B items of
+ * the summed cosine similarities of each item's Gram matrix (channels x
+ * channels, over positions) with the others' (0 for B = 1). input as for
+ * am_model_objective (already normalized). Unknown layers: AM_E_LAYER with
+ * the closest names; messages via am_model_error. */
+AM_API int am_model_diversity(am_model *m, const am_input *input, const char *layer, float *value);
+
 /* ---------------------------------------------------------------- results as files and code
  *
  * What every front needs to hand results to a PyTorch workflow: arrays as
@@ -884,10 +921,13 @@ AM_API int am_array_save(const char *path, int dtype, const void *data, const in
                          int ndim, char *err, size_t n);
 
 /* A runnable PyTorch script (Python 3, torch only) equivalent to an image
- * run of options o on model m: the same parameterization (Fourier 1/f or
- * pixels, colour decorrelation, sigmoid), the same transforms drawn from the
- * same random numbers (the engine's std::mt19937_64, reimplemented), the
- * same regularizers, optimizer, seed and initial noise (torch.manual_seed),
+ * run of options o on model m: the same parameterization (Fourier 1/f,
+ * pixels, or MACO's phase with the engine's magnitude written into the
+ * script; colour decorrelation, sigmoid), the same transforms or MACO crops
+ * drawn from the same random numbers (the engine's std::mt19937_64,
+ * reimplemented), the same regularizers, accent and diversity terms,
+ * optimizer (Adam, SGD, or NAdam written out as the engine computes it),
+ * seed and initial noise (torch.manual_seed),
  * layers read with forward hooks and the objective written out as Python
  * indexing. It prints the final activation of each image (no transforms),
  * as am_run_final does: with transforms off it reproduces the engine's
@@ -963,7 +1003,8 @@ AM_API int am_run_code(am_model *m, const am_options *o, const char *model_path,
     X(am_text_examples_new) X(am_text_examples_free) X(am_text_examples_error)        \
     X(am_text_examples_scanned) X(am_text_examples_cancelled)                         \
     X(am_text_examples_count) X(am_text_examples_max) X(am_text_examples_get)        \
-    X(am_array_save) X(am_run_code)
+    X(am_array_save) X(am_run_code)                                                   \
+    X(am_param_image) X(am_param_magnitude) X(am_model_diversity)
 
 /* Every struct passed by pointer, for the size check. */
 #define AM_API_STRUCTS(X)                                                             \

@@ -1,6 +1,7 @@
 /* code.c — an image run written out as a PyTorch script (am_run_code): the
  * bridge from "what did the engine do?" to code a student can read, change
- * and run with torch alone. Every constant follows run.cpp; the script's
+ * and run with torch alone. Every constant follows run.cpp (and maco.cpp for
+ * the phase-only parameterization, its crops and NAdam); the script's
  * comments say which part of the engine each block mirrors. */
 #include <ctype.h>
 #include <math.h>
@@ -52,6 +53,27 @@ static void add_pystr(sbuf *b, const char *s) {
             addf(b, "%c", ch);
     }
     addf(b, "\"");
+}
+
+/* float32 values as a Python string literal of their little-endian bytes in
+ * base64, cut into lines (a magnitude spectrum is thousands of numbers). */
+static void add_b64_floats(sbuf *b, const float *v, size_t count) {
+    static const char k64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    const unsigned char *p = (const unsigned char *)v;
+    size_t len = count * sizeof(float), col = 0;
+    addf(b, "(\n    \"");
+    for (size_t i = 0; i < len; i += 3) {
+        unsigned int x = (unsigned int)p[i] << 16;
+        if (i + 1 < len) x |= (unsigned int)p[i + 1] << 8;
+        if (i + 2 < len) x |= p[i + 2];
+        addf(b, "%c%c%c%c", k64[(x >> 18) & 63], k64[(x >> 12) & 63], i + 1 < len ? k64[(x >> 6) & 63] : '=',
+             i + 2 < len ? k64[x & 63] : '=');
+        if ((col += 4) >= 88 && i + 3 < len) {
+            addf(b, "\"\n    \"");
+            col = 0;
+        }
+    }
+    addf(b, "\"\n)");
 }
 
 /* The shortest decimal that reads back as the same float32 (what a user
@@ -248,29 +270,47 @@ static const char k_helpers[] =
     "    return s.float().reshape(1, 1, h, w // 2 + 1, 1)\n"
     "\n"
     "\n"
+    "def standardize(t):\n"
+    "    \"\"\"Zero mean, unit standard deviation per batch item (MACO).\"\"\"\n"
+    "    flat = t.reshape(t.shape[0], -1)\n"
+    "    mean = flat.mean(1, keepdim=True)\n"
+    "    sd = flat.std(1, unbiased=False, keepdim=True)\n"
+    "    return ((flat - mean) / (sd + 1e-5)).reshape(t.shape)\n"
+    "\n"
+    "\n"
     "CMAT_T = color_matrix().t().contiguous()\n"
     "SCALE = fft_scale(H, W, DECAY_POWER) if PARAM == \"fft\" else None\n"
     "\n"
     "\n"
     "def render(p):\n"
     "    \"\"\"Parameters -> the display image (B, C, H, W) in [0, 1].\"\"\"\n"
-    "    if PARAM == \"fft\":\n"
+    "    if PARAM == \"maco\":\n"
+    "        # Only the phase is optimized; the magnitude stays MAG.\n"
+    "        ph = standardize(p)\n"
+    "        spec = torch.polar(MAG.expand_as(ph), ph)\n"
+    "        t = standardize(torch.fft.irfft2(spec, s=(H, W), dim=(-2, -1), norm=\"ortho\"))\n"
+    "    elif PARAM == \"fft\":\n"
     "        spec = torch.view_as_complex(SCALE * p)\n"
     "        t = torch.fft.irfft2(spec, s=(H, W), dim=(-2, -1), norm=\"ortho\") / 4.0  # Lucid's 4\n"
     "    else:\n"
     "        t = p\n"
     "    if DECORRELATE:\n"
     "        t = torch.matmul(t.permute(0, 2, 3, 1), CMAT_T).permute(0, 3, 1, 2)\n"
+    "    if PARAM == \"maco\":\n"
+    "        t = t * CONTRAST\n"
     "    return torch.sigmoid(t)\n"
     "\n"
     "\n"
     "def invert(display):\n"
-    "    \"\"\"The parameters whose render is display (a start image).\"\"\"\n"
+    "    \"\"\"The parameters whose render is display (a start image); MACO keeps\n"
+    "    only its phase, the magnitude being fixed.\"\"\"\n"
     "    t = torch.logit(display.clamp(1e-4, 1 - 1e-4))\n"
     "    if DECORRELATE:\n"
     "        t = torch.matmul(t.permute(0, 2, 3, 1), torch.inverse(CMAT_T)).permute(0, 3, 1, 2)\n"
     "    if PARAM == \"pixel\":\n"
     "        return t\n"
+    "    if PARAM == \"maco\":\n"
+    "        return torch.angle(torch.fft.rfft2(t, dim=(-2, -1), norm=\"ortho\"))\n"
     "    spec = torch.fft.rfft2(t * 4.0, s=(H, W), dim=(-2, -1), norm=\"ortho\")\n"
     "    return torch.view_as_real(spec) / SCALE\n"
     "\n"
@@ -310,6 +350,48 @@ static const char k_helpers[] =
     "        y ^= (y << 37) & 0xFFF7EEE000000000\n"
     "        y ^= y >> 43\n"
     "        return y & self.M\n"
+    "\n"
+    "\n"
+    "def uniform(rng, a, b):\n"
+    "    \"\"\"std::uniform_real_distribution<double>(a, b) over the engine's generator\n"
+    "    (libstdc++: one 64-bit draw divided by 2^64).\"\"\"\n"
+    "    u = rng() / 2.0 ** 64\n"
+    "    if u >= 1.0:\n"
+    "        u = 1.0 - 2.0 ** -53\n"
+    "    return u * (b - a) + a\n"
+    "\n"
+    "\n"
+    "def crop_side(step):\n"
+    "    \"\"\"MACO's crop side at step (1-based), a fraction of the canvas side:\n"
+    "    linear from CROP_MAX to CROP_MIN over the run.\"\"\"\n"
+    "    if STEPS <= 1:\n"
+    "        return CROP_MAX\n"
+    "    return CROP_MAX + f32(CROP_MIN - CROP_MAX) * ((step - 1) / (STEPS - 1))\n"
+    "\n"
+    "\n"
+    "def maco_views(canvas, side, rng):\n"
+    "    \"\"\"CROPS random crops of each image, each of side in [0.8 side, side] of\n"
+    "    the canvas, resized to the model's input, plus noise; image b's crops are\n"
+    "    rows b * CROPS ... b * CROPS + CROPS - 1.\"\"\"\n"
+    "    Hc, Wc = canvas.shape[2], canvas.shape[3]\n"
+    "    views = []\n"
+    "    for b in range(canvas.shape[0]):\n"
+    "        item = canvas[b:b + 1]\n"
+    "        for _ in range(CROPS):\n"
+    "            s = min(1.0, side * uniform(rng, 0.8, 1.0))\n"
+    "            h = max(2, min(Hc, math.floor(s * Hc + 0.5)))  # llround\n"
+    "            w = max(2, min(Wc, math.floor(s * Wc + 0.5)))\n"
+    "            y0 = rng() % (Hc - h + 1)\n"
+    "            x0 = rng() % (Wc - w + 1)\n"
+    "            v = item[:, :, y0:y0 + h, x0:x0 + w]\n"
+    "            if h != HIN or w != WIN:\n"
+    "                v = F.interpolate(v, size=(HIN, WIN), mode=\"bilinear\", align_corners=False)\n"
+    "            views.append(v)\n"
+    "    x = torch.cat(views)\n"
+    "    if NOISE > 0:\n"
+    "        flat = torch.rand_like(x) - 0.5  # the engine's order: uniform, then Gaussian\n"
+    "        x = x + NOISE * (torch.randn_like(x) + flat)\n"
+    "    return x\n"
     "\n"
     "\n"
     "def jitter_crop(x, d, rng):\n"
@@ -367,11 +449,50 @@ static const char k_helpers[] =
     "    return out\n"
     "\n"
     "\n"
-    "def objectives(x):\n"
-    "    \"\"\"The objective of each image of the batch x (model input), as a (B) tensor.\"\"\"\n"
-    "    A = read_layers(model, x, LAYERS)\n"
-    "    return torch.stack([torch.as_tensor(objective(A, b), dtype=torch.float32)\n"
-    "                        for b in range(B)])\n"
+    "def objectives(A, k):\n"
+    "    \"\"\"The objective of each image, (B), from the activations A of its k views\n"
+    "    (rows b * k ... b * k + k - 1): the mean over its views.\"\"\"\n"
+    "    rows = A[LAYERS[0]].shape[0]\n"
+    "    per = torch.stack([torch.as_tensor(objective(A, r, r // k), dtype=torch.float32)\n"
+    "                       for r in range(rows)])\n"
+    "    return per.reshape(B, k).mean(1) if k > 1 else per\n"
+    "\n"
+    "\n"
+    "class NAdam:\n"
+    "    \"\"\"torch.optim.NAdam with its defaults (betas 0.9, 0.999, eps 1e-8,\n"
+    "    momentum_decay 4e-3) as PyTorch 2 computes it, on one tensor, as the\n"
+    "    engine runs it (PyTorch 1.13's counted mu_t twice in its second step).\"\"\"\n"
+    "\n"
+    "    def __init__(self, p, lr):\n"
+    "        self.p, self.lr, self.t, self.mu_product = p, lr, 0, 1.0\n"
+    "        self.m, self.v = torch.zeros_like(p), torch.zeros_like(p)\n"
+    "\n"
+    "    def zero_grad(self):\n"
+    "        if self.p.grad is not None:\n"
+    "            self.p.grad.zero_()\n"
+    "\n"
+    "    @torch.no_grad()\n"
+    "    def step(self):\n"
+    "        g = self.p.grad\n"
+    "        self.t += 1\n"
+    "        bias2 = 1.0 - 0.999 ** self.t\n"
+    "        mu = 0.9 * (1.0 - 0.5 * 0.96 ** (self.t * 4e-3))\n"
+    "        mu_next = 0.9 * (1.0 - 0.5 * 0.96 ** ((self.t + 1) * 4e-3))\n"
+    "        self.mu_product *= mu\n"
+    "        self.m.lerp_(g, 1.0 - 0.9)\n"
+    "        self.v.mul_(0.999).addcmul_(g, g, value=1.0 - 0.999)\n"
+    "        denom = (self.v / bias2).sqrt_().add_(1e-8)\n"
+    "        self.p.addcdiv_(g, denom, value=-self.lr * (1.0 - mu) / (1.0 - self.mu_product))\n"
+    "        self.p.addcdiv_(self.m, denom, value=-self.lr * mu_next / (1.0 - self.mu_product * mu_next))\n"
+    "\n"
+    "\n"
+    "def diversity_term(A):\n"
+    "    \"\"\"The diversity option's term at DIVERSITY_LAYER: an image's views side\n"
+    "    by side stand for it.\"\"\"\n"
+    "    act = A[DIVERSITY_LAYER]\n"
+    "    if K > 1 and act.dim() >= 2:\n"
+    "        act = act.reshape(B, K, act.shape[1], -1).permute(0, 2, 1, 3).reshape(B, act.shape[1], -1)\n"
+    "    return diversity(act) * DIVERSITY\n"
     "\n"
     "\n"
     "# ---------------------------------------------------------------- the run\n"
@@ -379,6 +500,8 @@ static const char k_helpers[] =
     "rng = MT19937_64(SEED)\n"
     "if PARAM == \"fft\":\n"
     "    p = torch.randn(B, C, H, W // 2 + 1, 2) * INIT_STD\n"
+    "elif PARAM == \"maco\":\n"
+    "    p = torch.randn(B, C, H, W // 2 + 1)\n"
     "else:\n"
     "    p = torch.randn(B, C, H, W) * INIT_STD\n"
     "if INIT_IMAGE is not None:\n"
@@ -386,44 +509,91 @@ static const char k_helpers[] =
     "p.requires_grad_(True)\n"
     "if OPTIMIZER == \"adam\":\n"
     "    opt = torch.optim.Adam([p], lr=LR)\n"
+    "elif OPTIMIZER == \"nadam\":\n"
+    "    opt = NAdam(p, LR)\n"
     "else:\n"
     "    opt = torch.optim.SGD([p], lr=LR, momentum=MOMENTUM)\n"
+    "K = CROPS if PARAM == \"maco\" else 1  # views of each image per step\n"
     "\n"
     "curve = []\n"
     "for step in range(1, STEPS + 1):\n"
     "    opt.zero_grad()\n"
     "    display = render(p)\n"
-    "    per = objectives(to_model(transform(display, rng)))\n"
-    "    loss = -per.sum() + sum(penalties(display))\n"
+    "    x = maco_views(display, crop_side(step), rng) if PARAM == \"maco\" else transform(display, rng)\n"
+    "    A = read_layers(model, to_model(x), LAYERS)\n"
+    "    per = objectives(A, K)\n"
+    "    loss = -per.sum()\n"
+    "    if DIVERSITY > 0:\n"
+    "        loss = loss - diversity_term(A)\n"
+    "    if ACCENT > 0:  # feature accentuation: stay close to the start image\n"
+    "        loss = loss + (display - INIT_IMAGE.clamp(0, 1)).pow(2).mean() * ACCENT\n"
+    "    for pen in penalties(display):\n"
+    "        loss = loss + pen\n"
     "    loss.backward()\n"
     "    opt.step()\n"
     "    curve.append(per.sum().item())\n"
     "\n"
     "with torch.no_grad():\n"
     "    image = render(p)  # (B, C, H, W) in [0, 1]\n"
-    "    final = objectives(to_model(image))  # on the clean image, no transforms\n"
+    "    x = image\n"
+    "    if PARAM == \"maco\" and (H, W) != (HIN, WIN):\n"
+    "        x = F.interpolate(x, size=(HIN, WIN), mode=\"bilinear\", align_corners=False)\n"
+    "    final = objectives(read_layers(model, to_model(x), LAYERS), 1)  # the clean image, no transforms\n"
     "print(\"objective at the last step:\", curve[-1])\n"
     "print(\"final activation:\", \" \".join(repr(v) for v in final.tolist()))\n";
 
 /* The constants block: every option of the run, resolved as run.cpp does. */
-static void add_constants(sbuf *s, am_model *m, const am_options *o, int64_t B, int64_t C, int64_t H, int64_t W) {
+static int add_constants(sbuf *s, am_model *m, const am_options *o, int64_t B, int64_t C, int64_t H, int64_t W,
+                         char *err, size_t n) {
     char b1[32], b2[32];
+    const int maco = o->param == AM_PARAM_MACO;
+    /* run.cpp: AM_OPT_AUTO is NAdam for MACO, Adam otherwise; lr 0 the parameterization's default. */
+    int optimizer = o->optimizer != AM_OPT_AUTO ? o->optimizer : maco ? AM_OPT_NADAM : AM_OPT_ADAM;
     addf(s, "\n\n# The engine holds its options as float32: f32(x) is that value.\n");
     addf(s, "def f32(x):\n    return float(torch.tensor(x, dtype=torch.float32))\n\n\n");
     addf(s, "SEED = %llu\n", (unsigned long long)o->seed);
     addf(s, "STEPS = %d\n", o->steps);
-    addf(s, "LR = f32(%s)\n", f32_text(o->lr > 0 ? o->lr : 0.05f, b1)); /* 0: the default */
-    addf(s, "OPTIMIZER = \"%s\"\n", o->optimizer == AM_OPT_SGD ? "sgd" : "adam");
+    addf(s, "LR = f32(%s)\n", f32_text(o->lr > 0 ? o->lr : maco ? 1.0f : 0.05f, b1));
+    addf(s, "OPTIMIZER = \"%s\"\n", optimizer == AM_OPT_SGD ? "sgd" : optimizer == AM_OPT_NADAM ? "nadam" : "adam");
     addf(s, "MOMENTUM = f32(%s)\n", f32_text(o->momentum, b1));
     addf(s, "B, C, H, W = %lld, %lld, %lld, %lld  # images, channels, height, width\n", (long long)B, (long long)C,
          (long long)H, (long long)W);
-    addf(s, "PARAM = \"%s\"\n", o->param == AM_PARAM_PIXEL ? "pixel" : "fft");
+    addf(s, "PARAM = \"%s\"\n", maco ? "maco" : o->param == AM_PARAM_PIXEL ? "pixel" : "fft");
     addf(s, "DECORRELATE = %s\n", o->decorrelate && C == 3 ? "True" : "False");
     addf(s, "DECAY_POWER = f32(%s)\n", f32_text(o->decay_power, b1));
     addf(s, "INIT_STD = f32(%s)\n", f32_text(o->init_std, b1));
     double s224 = (double)(H < W ? H : W) / 224.0;
     int pad = o->pad >= 0 ? o->pad : (int)lround(fmax(1.0, 12.0 * s224));
     int jitter = o->jitter >= 0 ? o->jitter : (int)lround(fmax(2.0, 8.0 * s224));
+    int64_t in[AM_MAX_DIMS];
+    am_model_input_shape(m, in, AM_MAX_DIMS);
+    addf(s, "HIN, WIN = %lld, %lld  # the model's input size\n", (long long)in[1], (long long)in[2]);
+    addf(s, "# MACO (PARAM \"maco\"): crops per image, their side over the run, noise, contrast\n");
+    addf(s, "CROPS = %d\n", maco ? o->crops : 1);
+    addf(s, "CROP_MAX, CROP_MIN = f32(%s), f32(%s)\n", f32_text(o->crop_max, b1), f32_text(o->crop_min, b2));
+    addf(s, "NOISE = f32(%s)\n", f32_text(o->noise, b1));
+    addf(s, "CONTRAST = f32(%s)\n", f32_text(o->contrast, b1));
+    if (maco) {
+        /* The fixed magnitude is the engine's (a dataset's mean spectrum takes a pass over it). */
+        size_t count = (size_t)(C * H * (W / 2 + 1));
+        float *mag = malloc(count * sizeof *mag);
+        char note[256];
+        if (!mag) return fail(err, n, AM_E_NOMEM, "out of memory");
+        int rc = am_param_magnitude(m, o, C, H, W, mag, note, sizeof note);
+        if (rc != AM_OK) {
+            free(mag);
+            return fail(err, n, rc, "%s", note);
+        }
+        addf(s, "# %s (float32 bytes; the engine computes it once)\n", note);
+        addf(s, "MAG = torch.frombuffer(bytearray(base64.b64decode(");
+        add_b64_floats(s, mag, count);
+        addf(s, ")), dtype=torch.float32).reshape(1, C, H, W // 2 + 1)\n");
+        free(mag);
+    } else {
+        addf(s, "MAG = None\n");
+    }
+    addf(s, "ACCENT = f32(%s)  # weight of mean((image - start image)^2)\n", f32_text(o->accent, b1));
+    addf(s, "DIVERSITY = f32(%s)  # weight of the diversity term at DIVERSITY_LAYER\n", f32_text(o->diversity, b1));
     addf(s, "TRANSFORMS = %s\n", o->transforms ? "True" : "False");
     addf(s, "PAD, JITTER = %d, %d  # pixels (-1 in the options: 12 and 8 at 224 px, scaled)\n", pad, jitter);
     addf(s, "SCALE_MIN, SCALE_MAX = f32(%s), f32(%s)\n", f32_text(o->scale_min, b1), f32_text(o->scale_max, b2));
@@ -461,6 +631,7 @@ static void add_constants(sbuf *s, am_model *m, const am_options *o, int64_t B, 
     } else {
         addf(s, "INIT_IMAGE = None  # start from noise\n");
     }
+    return AM_OK;
 }
 
 static int check(am_model *m, const am_options *o, const char *model_path, char *err, size_t n) {
@@ -473,10 +644,13 @@ static int check(am_model *m, const am_options *o, const char *model_path, char 
         if (!o->objectives[i]) return fail(err, n, AM_E_ARG, "objective %d is NULL", i);
     if (o->init == AM_INIT_IMAGE && !o->init_image)
         return fail(err, n, AM_E_ARG, "init is AM_INIT_IMAGE but init_image is NULL");
-    if (o->param == AM_PARAM_MACO || o->optimizer == AM_OPT_NADAM || o->accent > 0 || o->diversity > 0)
-        return fail(err, n, AM_E_UNSUPPORTED,
-                    "the script covers pixel and Fourier runs with Adam or SGD; MACO, NAdam, accent "
-                    "and the diversity option are not written out");
+    if (o->accent > 0 && o->init != AM_INIT_IMAGE)
+        return fail(err, n, AM_E_ARG, "accent keeps the image close to a start image: it needs init_image");
+    int64_t B = o->n_objectives > 1 ? o->n_objectives : o->batch;
+    if (o->diversity > 0 && B < 2)
+        return fail(err, n, AM_E_ARG, "diversity compares the images of a batch with each other: it needs batch >= 2");
+    if (o->param == AM_PARAM_MACO && (o->crops < 1 || o->crops > 256))
+        return fail(err, n, AM_E_ARG, "crops must be 1..256, got %d", o->crops);
     return AM_OK;
 }
 
@@ -494,10 +668,12 @@ int am_run_code(am_model *m, const am_options *o, const char *model_path, const 
     int64_t C = in[0], H = o->height ? o->height : in[1], W = o->width ? o->width : in[2];
 
     sbuf obj = {0}, layers = {0}, s = {0};
-    addf(&obj, "def objective(A, b):\n");
-    addf(&obj, "    \"\"\"Image b's objective from the activations A (layer -> batch-first tensor).\"\"\"\n");
+    addf(&obj, "def objective(A, b, i):\n");
+    addf(&obj,
+         "    \"\"\"Row b's value of objective i from the activations A (layer -> batch-first\n"
+         "    tensor); a batch of B images has one objective, or one per image.\"\"\"\n");
     for (int i = 0; i < o->n_objectives && rc == AM_OK; i++) {
-        if (o->n_objectives > 1) addf(&obj, "    if b == %d:\n    ", i);
+        if (o->n_objectives > 1) addf(&obj, "    if i == %d:\n    ", i);
         addf(&obj, "    return ");
         rc = objective_py(m, o->objectives[i], &obj, &layers, err, n);
         addf(&obj, "  # %s\n", o->objectives[i]);
@@ -510,11 +686,35 @@ int am_run_code(am_model *m, const am_options *o, const char *model_path, const 
              "The engine's parameterization, transforms (with its random numbers),\n"
              "regularizers, optimizer and seed; prints the final activation of each\n"
              "image on the clean image, as the engine reports it.\n\"\"\"\n"
-             "import math\n\nimport torch\nimport torch.nn.functional as F\n\n");
+             "%simport math\n\nimport torch\nimport torch.nn.functional as F\n\n",
+             o->param == AM_PARAM_MACO ? "import base64\n" : "");
         addf(&s, "MODEL = ");
         add_pystr(&s, model_path);
         addf(&s, "\n");
-        add_constants(&s, m, o, B, C, H, W);
+        rc = add_constants(&s, m, o, B, C, H, W, err, n);
+    }
+    if (rc == AM_OK) {
+        if (o->diversity > 0) {
+            /* run.cpp: the named layer, else the first one objectives[0] reads. */
+            const char *dl = o->diversity_layer && o->diversity_layer[0] ? o->diversity_layer : NULL;
+            char first[512] = "";
+            if (!dl && layers.p) {
+                const char *q = strchr(layers.p, '"'), *e = q ? strchr(q + 1, '"') : NULL;
+                if (q && e) snprintf(first, sizeof first, "%.*s", (int)(e - q - 1), q + 1);
+                dl = first;
+            }
+            if (!dl || !dl[0]) rc = fail(err, n, AM_E_ARG, "the objective reads no layer: name the diversity layer");
+            if (rc == AM_OK) {
+                add_layer(&layers, dl, (int)strlen(dl));
+                addf(&s, "DIVERSITY_LAYER = ");
+                add_pystr(&s, dl);
+                addf(&s, "\n");
+            }
+        } else {
+            addf(&s, "DIVERSITY_LAYER = None\n");
+        }
+    }
+    if (rc == AM_OK) {
         addf(&s, "LAYERS = [%s]  # the modules the objective reads\n\n", layers.p ? layers.p : "");
         addf(&s, "# ---------------------------------------------------------------- the model\n");
         if (model_code && model_code[0])

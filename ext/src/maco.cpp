@@ -158,7 +158,13 @@ torch::Tensor maco_views(const torch::Tensor &canvas, int crops, double side, in
         }
     }
     auto x = torch::cat(views);  // (B * crops, C, out_h, out_w), image-major
-    if (noise > 0) x = x + noise * (torch::randn_like(x) + (torch::rand_like(x) - 0.5));
+    if (noise > 0) {
+        // Drawn in a fixed order (uniform, then Gaussian: what GCC did with the
+        // two in one expression), so a PyTorch script can draw the same numbers.
+        auto uniform = torch::rand_like(x) - 0.5;
+        auto gauss = torch::randn_like(x);
+        x = x + noise * (gauss + uniform);
+    }
     return x;
 }
 

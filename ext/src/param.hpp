@@ -1,5 +1,7 @@
-// param.hpp — the phase-only (MACO) image parameterization and the NAdam
-// update (maco.cpp), used by image runs (run.cpp).
+// param.hpp — the image parameterizations: Fourier 1/f and pixels
+// (param_api.cpp, which also exposes them as am_param_image), the
+// phase-only (MACO) one and the NAdam update (maco.cpp); used by image runs
+// (run.cpp).
 #pragma once
 #include <random>
 #include <string>
@@ -7,6 +9,24 @@
 #include "internal.hpp"
 
 namespace am {
+
+// Lucid's colour correlation (square root of the ImageNet colour
+// covariance), normalized by its largest column norm, transposed: (3, 3).
+torch::Tensor color_matrix_t();
+
+// Lucid's rfft2d_freqs and 1/f^decay scaling, (1, 1, H, W/2+1, 1) on the
+// CPU: lower frequencies get larger steps so the image is not dominated by
+// high-frequency noise.
+torch::Tensor fft_scale(int64_t H, int64_t W, float decay);
+
+// Display image (B, C, H, W) in [0, 1] from Fourier parameters
+// (B, C, H, W/2+1, 2): sigmoid(recorrelate(irfft2(scale * p) / 4)).
+// cmat_t: the transposed colour matrix, undefined for no recorrelation.
+torch::Tensor fft_render(const torch::Tensor &p, const torch::Tensor &scale, int64_t H, int64_t W,
+                         const torch::Tensor &cmat_t);
+
+// Display image from pixel parameters (B, C, H, W): sigmoid(recorrelate(p)).
+torch::Tensor pixel_render(const torch::Tensor &p, const torch::Tensor &cmat_t);
 
 // The fixed magnitude (1, C, H, W/2+1) on the model's device: the mean
 // |rfft2| of the model's training images when its dataset can be read with C

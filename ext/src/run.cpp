@@ -60,15 +60,6 @@ struct Objective {
 
 // ============================================================ image parameterization
 
-// Lucid's colour correlation (square root of the ImageNet colour covariance),
-// normalized by its largest column norm.
-torch::Tensor color_matrix() {
-    static const float kSvdSqrt[9] = {0.26f, 0.09f, 0.02f, 0.27f, 0.00f, -0.05f, 0.27f, -0.09f, 0.03f};
-    auto mtx = torch::from_blob(const_cast<float *>(kSvdSqrt), {3, 3}, torch::kFloat).clone();
-    auto max_norm = mtx.norm(2, {0}).max();
-    return mtx / max_norm;
-}
-
 struct Image {
     int param = AM_PARAM_FFT;
     bool decorrelate = true;
@@ -77,33 +68,12 @@ struct Image {
     torch::Tensor scale;   // fft: (1, 1, H, W/2+1, 1)
     torch::Tensor cmat_t;  // (3, 3) transposed colour matrix
 
-    // Lucid's rfft2d_freqs and 1/f^decay scaling: lower frequencies get
-    // larger steps so the image is not dominated by high-frequency noise.
-    void make_scale(float decay, torch::Device dev) {
-        int64_t wf = W / 2 + 1;
-        // numpy's fftfreq(H) and rfftfreq(W), spelled out to stay within
-        // what every libtorch version offers.
-        auto iy = torch::arange(H, torch::kDouble);
-        auto fy =
-            torch::where(iy <= (H - 1) / 2, iy, iy - static_cast<double>(H)).div(static_cast<double>(H)).unsqueeze(1);
-        auto fx = torch::arange(wf, torch::kDouble).div(static_cast<double>(W)).unsqueeze(0);
-        auto freqs = torch::sqrt(fx * fx + fy * fy);
-        auto s = 1.0 / torch::pow(torch::clamp_min(freqs, 1.0 / static_cast<double>(std::max(W, H))), decay);
-        scale = s.to(torch::kFloat).reshape({1, 1, H, wf, 1}).to(dev);
-    }
+    void make_scale(float decay, torch::Device dev) { scale = fft_scale(H, W, decay).to(dev); }
 
-    // Display image (B, C, H, W) in [0, 1].
+    // Display image (B, C, H, W) in [0, 1] (param_api.cpp, also am_param_image).
     torch::Tensor render() const {
-        torch::Tensor t;
-        if (param == AM_PARAM_FFT) {
-            auto spec = torch::view_as_complex(scale * p);
-            // Lucid's magic 4: keeps early images from saturating.
-            t = torch::fft::irfft2(spec, std::vector<int64_t>{H, W}, {-2, -1}, "ortho") / 4.0;
-        } else {
-            t = p;
-        }
-        if (decorrelate) t = torch::matmul(t.permute({0, 2, 3, 1}), cmat_t).permute({0, 3, 1, 2});
-        return torch::sigmoid(t);
+        auto cm = decorrelate ? cmat_t : torch::Tensor();
+        return param == AM_PARAM_FFT ? fft_render(p, scale, H, W, cm) : pixel_render(p, cm);
     }
 
     // Inverse of render for a start image (DeepDream-style init).
@@ -318,7 +288,7 @@ void run_impl(am_model *m, const am_options *o, am_run *r) {
     img.C = C;
     img.H = H;
     img.W = W;
-    img.cmat_t = color_matrix().t().contiguous().to(dev);
+    img.cmat_t = color_matrix_t().to(dev);
     torch::Tensor mag, cmat;  // MACO: (1, C, H, W/2+1) magnitude; colour matrix or undefined
     if (img.param == AM_PARAM_FFT) {
         img.make_scale(o->decay_power, dev);

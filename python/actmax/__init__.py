@@ -408,6 +408,12 @@ class Model:
         a, kind = self._input(x)
         return _out(self._m.objective(a, kind, objective, bool(positions)))
 
+    def diversity(self, x, layer):
+        """Lucid's diversity term of the batch x at layer, as a run's
+        diversity(layer) computes it (without its weight): a float."""
+        a, kind = self._input(x)
+        return self._m.diversity(a, kind, layer)
+
     def embeddings(self):
         """Text models: the token embedding matrix (vocab, D)."""
         return _out(self._m.embeddings())
@@ -497,7 +503,14 @@ class Model:
         options = ("steps=%d lr=%g batch=%d seed=%d optimizer=%s param=%s transforms=%s diversity=%g"
                    % (steps, opts["lr"], batch, v["seed"], v["optimizer"], v["param"],
                       "on" if v["transforms"] else "off", div))
-        return Result(self, objectives, engine_objs, d, options, thr or [])
+        res = Result(self, objectives, engine_objs, d, options, thr or [])
+        res._code_args = (engine_objs, {k: v for k, v in opts.items() if k != "image_every"}, init_buf)
+        return res
+
+    def _code(self, objectives, opts, init):
+        """The run of these engine options as a PyTorch script (am_run_code)."""
+        from . import course
+        return self._m.code(objectives, opts, init, self.path or "", course.model_code(self))
 
     # ------------------------------------------------------------ text
 
@@ -657,12 +670,22 @@ class Result:
         self.steps = d["steps"]
         self.seconds = d["seconds"]
         self.interrupted = bool(d["interrupted"] or d["cancelled"])
+        self._model, self._code, self._code_args = model, None, None
 
     def __repr__(self):
         fin = " ".join("%.4g" % float(v) for v in list(self.final)[:16])
         b, c, h, w = self._display.shape
         return (f"<actmax.Result {self.objective}{'  (interrupted: best result so far)' if self.interrupted else ''}"
                 f": final {fin}; {self.steps} steps, {self.seconds:.2f} s, image {c}x{h}x{w} x{b}>")
+
+    @property
+    def code(self):
+        """The run as a runnable PyTorch script (str): the same parameterization,
+        transforms with the same random numbers, regularizers, optimizer and
+        seed; it prints the final activation of each image."""
+        if self._code is None:
+            self._code = self._model._code(*self._code_args)
+        return self._code
 
     def image_png(self):
         """The result as the kernel draws it: one upscaled image, or a grid
@@ -824,6 +847,39 @@ class Examples:
             return png_html(png) if png else f"<i>{_html(repr(self))}</i>"
         rows = [[str(int(i)), "%.4g" % float(v), t] for i, v, t in zip(self.indices, self.values, self.texts)]
         return _actmax.table(["window", "value", "text"], rows, None, 0.0, 1.0, self.objective)[0]
+
+
+_PARAM_KINDS = {"fft": 0, "pixel": 1, "maco": 2}
+
+
+def param_image(params, kind="fft", model=None, decorrelate=True, decay_power=1.0, contrast=3.0,
+                width=None):
+    """The display image (B, C, H, W) in [0, 1] that a run renders from its
+    parameters, computed by the engine: kind "fft" takes (B, C, H, W/2+1, 2)
+    (real and imaginary parts, scaled by 1/f^decay_power), "pixel" (B, C, H, W),
+    "maco" the phase (B, C, H, W/2+1) with the magnitude of model (its dataset's
+    mean spectrum, or 1/f without a model) and contrast. Colour decorrelation
+    applies to 3 channels. width: the image's width when W/2+1 leaves it open
+    (default: the model's, else even)."""
+    if kind not in _PARAM_KINDS:
+        raise ValueError(f"kind={kind!r}: give one of {', '.join(map(repr, _PARAM_KINDS))}")
+    opts = dict(param=_PARAM_KINDS[kind], decorrelate=int(bool(decorrelate)), decay_power=float(decay_power),
+                contrast=float(contrast), width=int(width or 0))
+    a = np.ascontiguousarray(_array(params, "params"), dtype=np.float32)
+    core = model._m if isinstance(model, Model) else None
+    if model is not None and core is None:
+        raise TypeError(f"model must be an actmax.Model (actmax.load) or None, not {type(model).__name__}")
+    return _out(_actmax.param_image(core, opts, a))
+
+
+def param_magnitude(shape, model=None, decay_power=1.0):
+    """MACO's fixed Fourier magnitude (C, H, W/2+1) for an image of shape
+    (C, H, W), as a run of model uses it; also returns the engine's note
+    saying which magnitude it is."""
+    C, H, W = (int(v) for v in shape)
+    core = model._m if isinstance(model, Model) else None
+    mag, note = _actmax.param_magnitude(core, dict(decay_power=float(decay_power)), C, H, W)
+    return _out(mag), note
 
 
 def engine():

@@ -18,7 +18,7 @@ def engine_and_script(tmp_path, objective, keys):
                         "%save last path=run.py"],
                        capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert r.returncode == 0, r.stderr
-    assert "import torch" in r.stdout and "def objective(A, b):" in r.stdout  # printed
+    assert "import torch" in r.stdout and "def objective(A, b, i):" in r.stdout  # printed
     js = [json.load(open(tmp_path / "out" / f)) for f in sorted(os.listdir(tmp_path / "out"))
           if f.endswith(".json")]
     engine = [j for j in js if "final" in j][0]["final"]
