@@ -114,8 +114,7 @@ static char **activation_captions(const mg_run_rec *r, int b)
     char **caps = mg_xcalloc((size_t)b, sizeof *caps);
     for (int i = 0; i < b; i++) {
         double v = act && i < nb ? act[i] : NAN;
-        caps[i] = b == 1 ? mg_asprintf("activation %.4g (clean image)", v)
-                         : mg_asprintf("#%d activation %.4g", i, v);
+        caps[i] = mg_asprintf("#%d activation %.4g", i, v);
     }
     return caps;
 }
@@ -134,6 +133,10 @@ static int run_image_png(const mg_run_rec *r, render_png *png)
     const float *img = e->am_run_images(rec_of(r)->run, shape);
     if (!img)
         return RENDER_EINVAL;
+    /* One image stays a plain upscale, pixel for pixel (the line above it
+     * gives its activation); a batch is captioned. */
+    if (shape[0] == 1)
+        return mg_images_png(img, shape, NULL, NULL, RENDER_MIN_PX, png);
     char **caps = activation_captions(r, (int)shape[0]);
     int rc = mg_images_png(img, shape, (const char *const *)caps, NULL, RENDER_MIN_PX, png);
     free_captions(caps, (int)shape[0]);

@@ -758,11 +758,10 @@ class Result:
                 f": {self._figures()}; {self.steps} steps, {self.seconds:.2f} s, image {c}x{h}x{w} x{b}>")
 
     def image_png(self):
-        """The result as the kernel draws it: each image captioned with its own
-        activation on the clean image."""
+        """The result as the kernel draws it: one upscaled image, or a grid
+        captioned with each image's own activation on the clean image."""
         b = self._display.shape[0]
-        caps = (["activation %.4g (clean image)" % float(self.activation[0])] if b == 1 else
-                ["#%d activation %.4g" % (i, float(self.activation[i])) for i in range(b)])
+        caps = None if b == 1 else ["#%d activation %.4g" % (i, float(self.activation[i])) for i in range(b)]
         return _actmax.images_png(self._display, caps, None, _actmax.RENDER_MIN_PX)[0]
 
     def transparency_png(self):
