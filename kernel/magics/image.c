@@ -844,6 +844,12 @@ static mg_status max_options(const mg_call *c, const mg_session *s, max_opts *m)
     m->o.n_objectives = 1;
     if (read_keys(c, m) != MG_OK)
         return MG_ERROR;
+    /* Worded as the objective language's diversity(...) is refused. */
+    if (m->o.diversity > 0 && m->o.batch < 2)
+        return mg_fail(c, "ObjectiveError",
+                       "diversity=%s compares the images of a batch with each other: it needs "
+                       "batch=2 or more, got batch=%d",
+                       mg_string(c, "diversity"), m->o.batch);
     int64_t in[AM_MAX_DIMS];
     int nd = e->am_model_input_shape(s->model, in, AM_MAX_DIMS);
     if (strcmp(e->am_model_kind(s->model), "image") != 0 || nd != 3)

@@ -455,6 +455,9 @@ class Model:
         if div != 0 and len(objectives) > 1:
             raise ValueError("diversity compares the images of one objective: give one objective "
                              "with batch >= 2")
+        if div != 0 and batch < 2:
+            raise ObjectiveError(f"diversity={v['diversity']} compares the images of a batch with each "
+                                 f"other: it needs batch=2 or more, got batch={batch}")
         maco = v["param"] == "maco"
         for key in _MACO_KEYS:
             if key in given and not maco:
