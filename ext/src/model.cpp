@@ -229,9 +229,7 @@ static bool written_by_torch_save(const Source &src) {
         auto reader = src.path ? std::make_unique<caffe2::serialize::PyTorchStreamReader>(src.path)
                                : std::make_unique<caffe2::serialize::PyTorchStreamReader>(&in);
         return reader->hasRecord("data.pkl") && !reader->hasRecord("constants.pkl");
-    } catch (const c10::Error &) {
-        return false;
-    }
+    } catch (const c10::Error &) { return false; }
 }
 
 // The module from its archive; extra files asked for in `extra` are filled.
