@@ -921,14 +921,16 @@ static mg_run_rec max_record(const mg_call *c, max_opts *m, am_run *run, const l
     m->thresholds = NULL;
     mg_run_rec r = {.ops = &mg_image_run_ops, .data = ir, .live_updates = L->d.updates};
     r.objective = mg_strdup(c->positional);
-    /* Every key that changes the result: the display-only ones and, on
-     * another parameterization, MACO's are left out. */
-    static const char *const display_only[] = {"image_every", "updates_per_s", "verbose", "code",
-                                               NULL};
+    /* Every key that changes the result: the display-only ones are left
+     * out, and so are MACO's keys on another parameterization and Lucid's
+     * transforms on MACO (which uses crops instead). */
+    static const char *const maco_skip[] = {"image_every", "updates_per_s", "verbose", "code",
+                                            "transforms",  "pad",           "jitter",  "scale_min",
+                                            "scale_max",   "rotate",        NULL};
     static const char *const not_maco[] = {
         "image_every", "updates_per_s", "verbose", "code",     "crops",
         "crop_max",    "crop_min",      "noise",   "contrast", NULL};
-    mg_session_record_options(c, &r, ir->maco ? display_only : not_maco);
+    mg_session_record_options(c, &r, ir->maco ? maco_skip : not_maco);
     return r;
 }
 
