@@ -1541,6 +1541,43 @@ static PyObject *mod_engine(PyObject *Py_UNUSED(self), PyObject *Py_UNUSED(ignor
                          "blas_optimized", optimized ? Py_True : Py_False);
 }
 
+/* dataset_item(name, split, index) -> (size, (C, H, W), item): item index of
+ * an image dataset in [0, 1] as (bytearray, shape), None when index is not
+ * below size; the readers' error raised when the dataset cannot be read. */
+static PyObject *mod_dataset_item(PyObject *Py_UNUSED(self), PyObject *args)
+{
+    const char *name, *split;
+    long long index;
+    if (!PyArg_ParseTuple(args, "ssL", &name, &split, &index))
+        return NULL;
+    if (ensure_engine() < 0)
+        return NULL;
+    am_dataset *ds = NULL;
+    am_batch b = {0};
+    int64_t shape[3] = {0};
+    PyObject *r = NULL;
+    int rc = g_api->am_dataset_open(name, split, NULL, &ds);
+    if (rc != AM_OK) {
+        raise_status(rc, g_api->am_dataset_error(ds));
+        g_api->am_dataset_free(ds);
+        return NULL;
+    }
+    int64_t size = g_api->am_dataset_size(ds);
+    if (g_api->am_dataset_item_shape(ds, shape, 3) != 3) {
+        PyErr_Format(PyExc_ValueError, "%s is not an image dataset", name);
+    } else if (index < 0 || index >= size) {
+        r = Py_BuildValue("(L(LLL)O)", (long long)size, (long long)shape[0], (long long)shape[1],
+                          (long long)shape[2], Py_None);
+    } else if ((rc = g_api->am_dataset_item(ds, index, &b)) != AM_OK || !b.images) {
+        raise_status(rc != AM_OK ? rc : AM_E_FORMAT, g_api->am_dataset_error(ds));
+    } else {
+        r = Py_BuildValue("(L(LLL)N)", (long long)size, (long long)shape[0], (long long)shape[1],
+                          (long long)shape[2], array_out(b.images, sizeof(float), shape, 3));
+    }
+    g_api->am_dataset_free(ds);
+    return r;
+}
+
 /* tokenize(tokenizer_json, text) -> int64 ids: a tokenizer.json (bytes) of
  * one's own, without a model, through am_tokenizer_*. */
 static PyObject *mod_tokenize(PyObject *Py_UNUSED(self), PyObject *args)
@@ -2024,6 +2061,8 @@ static PyObject *mod_progress_html(PyObject *Py_UNUSED(self), PyObject *Py_UNUSE
 static PyMethodDef module_methods[] = {
     {"engine", mod_engine, METH_NOARGS, "loads the engine; its version, API version, path, BLAS"},
     {"tokenize", mod_tokenize, METH_VARARGS, "tokenize(tokenizer_json, text) -> int64 ids"},
+    {"dataset_item", mod_dataset_item, METH_VARARGS,
+     "dataset_item(name, split, index) -> (size, (C, H, W), item or None)"},
     {"array_save", mod_array_save, METH_VARARGS,
      "array_save(path, float32 or int64 array): .npy or .pt"},
     {"param_image", mod_param_image, METH_VARARGS,

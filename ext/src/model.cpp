@@ -222,6 +222,16 @@ struct Source {
     std::string name() const { return path ? std::string("'") + path + "'" : std::string("the archive in memory"); }
 };
 
+// A zip archive with a pickle but no TorchScript code: what torch.save writes.
+static bool written_by_torch_save(const Source &src) {
+    try {
+        std::istringstream in(src.bytes);
+        auto reader = src.path ? std::make_unique<caffe2::serialize::PyTorchStreamReader>(src.path)
+                               : std::make_unique<caffe2::serialize::PyTorchStreamReader>(&in);
+        return reader->hasRecord("data.pkl") && !reader->hasRecord("constants.pkl");
+    } catch (const c10::Error &) { return false; }
+}
+
 // The module from its archive; extra files asked for in `extra` are filled.
 static void read_archive(am_model *m, const Source &src, torch::jit::ExtraFilesMap &extra) {
     if (src.path) {
@@ -249,6 +259,14 @@ static void read_archive(am_model *m, const Source &src, torch::jit::ExtraFilesM
             m->module = torch::jit::load(in, m->device, extra);
         }
     } catch (const c10::Error &e) {
+        if (written_by_torch_save(src))
+            throw Error(AM_E_FORMAT,
+                        src.name() +
+                            " was written by torch.save (a state_dict or a pickled module), not "
+                            "torch.jit.save: actmax loads TorchScript. Build the model in Python, load the "
+                            "weights and save it scripted: model.load_state_dict(torch.load(path)); "
+                            "torch.jit.script(model).save(\"model.pt\"), or use models/export.py "
+                            "(export.py --module PKG.MOD:BUILD --weights path --input CxHxW --out model.pt)");
         throw Error(AM_E_FORMAT, "cannot load " + src.name() +
                                      " as TorchScript (truncated or corrupt?): " + short_what(e.what(), 1));
     }

@@ -40,6 +40,14 @@ static char closer(char open)
 
 #define MAX_DEPTH 64
 
+/* '#' at i inside a word is a call selector (conv2#1, layer1.0.relu#2[3])
+ * when a name character comes right before it and a digit right after. */
+static bool layer_call_hash(const char *s, size_t len, size_t start, size_t i)
+{
+    return i > start && (mg_is_ident_char((unsigned char)s[i - 1]) || s[i - 1] == '.') &&
+           i + 1 < len && s[i + 1] >= '0' && s[i + 1] <= '9';
+}
+
 int mg_tokenize(const char *s, size_t len, bool lenient, mg_toks *out, char **err)
 {
     memset(out, 0, sizeof *out);
@@ -59,7 +67,9 @@ int mg_tokenize(const char *s, size_t len, bool lenient, mg_toks *out, char **er
         bool ident_prefix = mg_is_ident_start((unsigned char)s[i]);
         while (i < len) {
             char c = s[i];
-            if (depth == 0 && (is_space(c) || c == '#'))
+            /* LAYER#k (a layer's k-th call) stays in the word: '#' starts a
+             * comment only at the start of a word. */
+            if (depth == 0 && (is_space(c) || (c == '#' && !layer_call_hash(s, len, start, i))))
                 break;
             if (c == '\'' || c == '"') {
                 size_t q = i++;

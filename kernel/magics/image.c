@@ -8,6 +8,7 @@
 #include "image.h"
 
 #include <ctype.h>
+#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,9 +24,11 @@
 /* An image run's own record. */
 typedef struct image_rec {
     am_run *run;      /* images (B, C, H, W), curves (S), terms: owned */
-    char *engine_obj; /* what the engine ran (the diversity term added) */
+    char *engine_obj; /* the objective the engine ran */
     int *thresholds;  /* (n_thresholds) steps of the snapshots */
     int n_thresholds;
+    double live_obj; /* the live display's last objective (transformed copies) */
+    bool maco;       /* the transparency map is shown beside each image */
 } image_rec;
 
 static void image_rec_free(void *data)
@@ -66,7 +69,7 @@ static float *read_png(const char *path, int c, int h, int w, char **err)
 /* %maximize's live display: the progress bar with the latest image. */
 typedef struct live {
     mg_live d;
-    const char *label;
+    char *label;    /* the objective, and what the live value is measured on: owned */
     render_png img; /* latest image received */
     int last_step, steps;
     double last_obj;
@@ -101,15 +104,26 @@ static int live_progress(void *user, const am_progress *p)
     return 0;
 }
 
-static char **final_captions(const mg_run_rec *r, int b)
+/* Each image's own unit activation on the clean image (am_run_activation),
+ * never the objective plus the diversity term the batch was optimized with. */
+static char **activation_captions(const mg_run_rec *r, int b)
 {
     const mg_engine_api *e = mg_engine();
     int nb = 0;
-    const float *fin = e->am_run_final(rec_of(r)->run, &nb);
+    const float *act = e->am_run_activation(rec_of(r)->run, &nb);
     char **caps = mg_xcalloc((size_t)b, sizeof *caps);
-    for (int i = 0; i < b; i++)
-        caps[i] = mg_asprintf("#%d  %.4g", i, fin && i < nb ? fin[i] : NAN);
+    for (int i = 0; i < b; i++) {
+        double v = act && i < nb ? act[i] : NAN;
+        caps[i] = mg_asprintf("#%d activation %.4g", i, v);
+    }
     return caps;
+}
+
+static void free_captions(char **caps, int n)
+{
+    for (int i = 0; i < n; i++)
+        free(caps[i]);
+    free(caps);
 }
 
 static int run_image_png(const mg_run_rec *r, render_png *png)
@@ -119,13 +133,61 @@ static int run_image_png(const mg_run_rec *r, render_png *png)
     const float *img = e->am_run_images(rec_of(r)->run, shape);
     if (!img)
         return RENDER_EINVAL;
+    /* One image stays a plain upscale, pixel for pixel (the line above it
+     * gives its activation); a batch is captioned. */
     if (shape[0] == 1)
         return mg_images_png(img, shape, NULL, NULL, RENDER_MIN_PX, png);
-    char **caps = final_captions(r, (int)shape[0]);
+    char **caps = activation_captions(r, (int)shape[0]);
     int rc = mg_images_png(img, shape, (const char *const *)caps, NULL, RENDER_MIN_PX, png);
-    for (int i = 0; i < shape[0]; i++)
-        free(caps[i]);
-    free(caps);
+    free_captions(caps, (int)shape[0]);
+    return rc;
+}
+
+/* Transparency map i as a grey image with the image's C channels: the
+ * channel mean of |d loss / d image| over the run, over its largest value,
+ * square-rooted (the map is heavy-tailed: a linear scale shows only its
+ * peak). */
+static void transparency_grey(const float *t, int64_t C, int64_t HW, float *out)
+{
+    float mx = 0;
+    for (int64_t p = 0; p < HW; p++) {
+        float v = 0;
+        for (int64_t ch = 0; ch < C; ch++)
+            v += fabsf(t[ch * HW + p]);
+        out[p] = v / (float)C;
+        mx = out[p] > mx ? out[p] : mx;
+    }
+    for (int64_t p = 0; p < HW; p++)
+        out[p] = mx > 0 ? sqrtf(out[p] / mx) : 0;
+    for (int64_t ch = 1; ch < C; ch++)
+        memcpy(out + ch * HW, out, (size_t)HW * sizeof(float));
+}
+
+/* Each image beside its transparency map (where the unit looks), as
+ * pairs in a grid (2B cells). */
+static int transparency_png(const mg_run_rec *r, render_png *png)
+{
+    const mg_engine_api *e = mg_engine();
+    int64_t shape[4], ts[4];
+    const float *img = e->am_run_images(rec_of(r)->run, shape);
+    const float *t = e->am_run_transparency(rec_of(r)->run, ts);
+    if (!img || !t || memcmp(shape, ts, sizeof shape) != 0)
+        return RENDER_EINVAL;
+    int b = (int)shape[0];
+    int64_t HW = shape[2] * shape[3], per = shape[1] * HW;
+    float *pix = mg_xmalloc((size_t)(2 * b * per) * sizeof(float)); /* (2B, C, H, W) */
+    char **caps = mg_xcalloc((size_t)(2 * b), sizeof *caps);
+    for (int i = 0; i < b; i++) {
+        memcpy(pix + (size_t)(2 * i * per), img + (size_t)(i * per), (size_t)per * sizeof(float));
+        transparency_grey(t + (size_t)(i * per), shape[1], HW, pix + (size_t)((2 * i + 1) * per));
+        caps[2 * i] = mg_asprintf("#%d", i);
+        caps[2 * i + 1] = mg_asprintf("#%d transparency", i);
+    }
+    render_grid_opts go = {.min_cell_px = 128, .columns = 2 * (b < 4 ? b : 4)};
+    int rc = render_grid_png(pix, 2 * b, (int)shape[1], (int)shape[2], (int)shape[3],
+                             (const char *const *)caps, &go, png);
+    free_captions(caps, 2 * b);
+    free(pix);
     return rc;
 }
 
@@ -157,7 +219,7 @@ static int run_plot_png(const mg_run_rec *r, render_png *png)
                            .height = 360,
                            .title = title,
                            .xlabel = "step",
-                           .ylabel = "objective",
+                           .ylabel = "on transformed copies",
                            .vlines = vl,
                            .vline_labels = (const char *const *)vlab,
                            .n_vlines = rec_of(r)->n_thresholds};
@@ -172,22 +234,60 @@ static int run_plot_png(const mg_run_rec *r, render_png *png)
     return rc;
 }
 
+/* Why the live value and the final one differ, in one line. */
+static const char *live_vs_final(const mg_run_rec *r)
+{
+    if (rec_of(r)->maco)
+        return "the live objective is the mean over random crops with noise; the final "
+               "activation is measured on the whole clean image";
+    return "the live objective is measured on transformed copies (padded, jittered, scaled, "
+           "rotated); the final activation on the clean image";
+}
+
+/* The diversity term's layer and its value at the last step, or NULL. */
+static const float *diversity_curve(const mg_run_rec *r, const char **layer)
+{
+    const mg_engine_api *e = mg_engine();
+    *layer = e->am_run_diversity_layer(rec_of(r)->run);
+    if (!*layer || !(*layer)[0])
+        return NULL;
+    for (int i = 0; i < e->am_run_num_terms(rec_of(r)->run); i++) {
+        const char *n = e->am_run_term_name(rec_of(r)->run, i);
+        if (n && strncmp(n, "diversity", 9) == 0)
+            return e->am_run_term_curve(rec_of(r)->run, i);
+    }
+    return NULL;
+}
+
 static char *run_summary_text(const mg_run_rec *r)
 {
     const mg_engine_api *e = mg_engine();
+    const am_run *run = rec_of(r)->run;
     int nb = 0;
-    const float *fin = e->am_run_final(rec_of(r)->run, &nb);
+    const float *act = e->am_run_activation(run, &nb);
     int64_t shape[4] = {0};
-    e->am_run_images(rec_of(r)->run, shape);
-    double secs = e->am_run_seconds(rec_of(r)->run);
-    int steps = e->am_run_steps(rec_of(r)->run);
+    e->am_run_images(run, shape);
+    double secs = e->am_run_seconds(run);
+    int steps = e->am_run_steps(run);
     mg_str t = MG_STR_INIT;
     mg_str_addf(&t, "run %d: %s%s\n", r->id, r->objective,
-                e->am_run_cancelled(rec_of(r)->run) ? "  (interrupted: best result so far)" : "");
-    mg_str_addf(&t, "final activation:");
+                e->am_run_cancelled(run) ? "  (interrupted: best result so far)" : "");
+    mg_str_addf(&t, "final activation on the clean image:");
     for (int i = 0; i < nb && i < 16; i++)
-        mg_str_addf(&t, " %.4g", fin[i]);
-    mg_str_addf(&t, "\nsteps %d, %.2f s (%.1f steps/s), image %lldx%lldx%lld x%lld\n", steps, secs,
+        mg_str_addf(&t, " %.4g", act[i]);
+    mg_str_addf(&t, "\nlive objective at the last step, on transformed copies: %.4g (%s)\n",
+                rec_of(r)->live_obj, live_vs_final(r));
+    const char *layer = NULL;
+    const float *div = diversity_curve(r, &layer);
+    if (layer && layer[0])
+        mg_str_addf(&t,
+                    "diversity on layer %s: term %.4g at the last step (not in the "
+                    "activations)\n",
+                    layer, div && steps > 0 ? div[steps - 1] : NAN);
+    const char *note = e->am_run_note(run);
+    if (note && note[0])
+        mg_str_addf(&t, "note: %s\n", note);
+    mg_str_addf(&t, "steps %d, %.2f s (%.1f steps/s), image %lldx%lldx%lld x%lld\n", steps, secs,
                 secs > 0 ? steps / secs : 0.0, (long long)shape[1], (long long)shape[2],
                 (long long)shape[3], (long long)shape[0]);
     if (r->options && r->options[0])
@@ -195,11 +295,46 @@ static char *run_summary_text(const mg_run_rec *r)
     return mg_str_steal(&t);
 }
 
+static cJSON *float_array(const float *v, int n)
+{
+    cJSON *a = cJSON_CreateArray();
+    for (int i = 0; v && i < n; i++)
+        cJSON_AddItemToArray(a, cJSON_CreateNumber(isfinite(v[i]) ? v[i] : 0.0));
+    return a;
+}
+
+/* The honest figures: the activations on the clean image, the live
+ * objective on transformed copies, the diversity layer, the engine's note. */
+static void add_figures_json(cJSON *o, const mg_run_rec *r)
+{
+    const mg_engine_api *e = mg_engine();
+    const am_run *run = rec_of(r)->run;
+    int nb = 0, na = 0;
+    const float *fin = e->am_run_final(run, &nb);
+    const float *act = e->am_run_activation(run, &na);
+    cJSON_AddItemToObject(o, "final", float_array(fin, nb));
+    cJSON_AddItemToObject(o, "activation", float_array(act, na));
+    double lv = rec_of(r)->live_obj;
+    cJSON_AddNumberToObject(o, "live_objective", isfinite(lv) ? lv : 0.0);
+    cJSON_AddStringToObject(o, "live_objective_is",
+                            "the sum over the batch at the last step, "
+                            "on transformed copies");
+    cJSON_AddStringToObject(o, "activation_is", "the unit alone on the clean final image");
+    const char *layer = NULL;
+    const float *div = diversity_curve(r, &layer);
+    cJSON_AddStringToObject(o, "diversity_layer", layer ? layer : "");
+    int steps = e->am_run_steps(run);
+    if (div && steps > 0)
+        cJSON_AddNumberToObject(o, "diversity_term", isfinite(div[steps - 1]) ? div[steps - 1] : 0);
+    const char *note = e->am_run_note(run);
+    cJSON_AddStringToObject(o, "note", note ? note : "");
+    int64_t ts[4];
+    cJSON_AddBoolToObject(o, "transparency", e->am_run_transparency(run, ts) != NULL);
+}
+
 static char *run_summary_json(const mg_run_rec *r)
 {
     const mg_engine_api *e = mg_engine();
-    int nb = 0;
-    const float *fin = e->am_run_final(rec_of(r)->run, &nb);
     cJSON *o = cJSON_CreateObject();
     cJSON_AddNumberToObject(o, "run", r->id);
     cJSON_AddStringToObject(o, "objective", r->objective);
@@ -211,9 +346,7 @@ static char *run_summary_json(const mg_run_rec *r)
     cJSON_AddNumberToObject(o, "seconds", e->am_run_seconds(rec_of(r)->run));
     cJSON_AddBoolToObject(o, "cancelled", e->am_run_cancelled(rec_of(r)->run));
     cJSON_AddNumberToObject(o, "live_updates", r->live_updates);
-    cJSON *f = cJSON_AddArrayToObject(o, "final");
-    for (int i = 0; i < nb; i++)
-        cJSON_AddItemToArray(f, cJSON_CreateNumber(isfinite(fin[i]) ? fin[i] : 0.0));
+    add_figures_json(o, r);
     char *txt = cJSON_PrintUnformatted(o);
     cJSON_Delete(o);
     char *out = mg_strdup(txt ? txt : "{}");
@@ -273,11 +406,11 @@ static void print_result_line(const mg_call *c, const mg_run_rec *r)
 {
     const mg_engine_api *e = mg_engine();
     int nb = 0;
-    const float *fin = e->am_run_final(rec_of(r)->run, &nb);
+    const float *act = e->am_run_activation(rec_of(r)->run, &nb);
     double secs = e->am_run_seconds(rec_of(r)->run);
-    mg_sink_printf(c->out, "run %d: %s = %.4g%s after %d steps in %.2f s%s\n", r->id, r->objective,
-                   nb ? fin[0] : NAN, nb > 1 ? " (image 0)" : "", e->am_run_steps(rec_of(r)->run),
-                   secs,
+    mg_sink_printf(c->out, "run %d: %s = %.4g%s on the clean image after %d steps in %.2f s%s\n",
+                   r->id, r->objective, nb ? act[0] : NAN, nb > 1 ? " (image 0)" : "",
+                   e->am_run_steps(rec_of(r)->run), secs,
                    e->am_run_cancelled(rec_of(r)->run) ? ", interrupted: best result so far" : "");
 }
 
@@ -295,6 +428,23 @@ static void show_plot(const mg_call *c, const mg_run_rec *r)
     mg_bundle_free(b);
     render_png_clear(&png);
     free(ptext);
+}
+
+static void show_transparency(const mg_call *c, const mg_run_rec *r)
+{
+    render_png png = {0};
+    if (transparency_png(r, &png) == RENDER_OK) {
+        mg_bundle *b = mg_bundle_new();
+        char *text = mg_asprintf("<run %d: each image beside its transparency map (where the "
+                                 "objective's gradient was largest over the run)>",
+                                 r->id);
+        mg_bundle_text(b, "text/plain", text);
+        mg_bundle_png(b, &png);
+        mg_sink_display(c->out, b, NULL);
+        mg_bundle_free(b);
+        free(text);
+    }
+    render_png_clear(&png);
 }
 
 static void show_run(const mg_call *c, const mg_run_rec *r)
@@ -315,6 +465,8 @@ static void show_run(const mg_call *c, const mg_run_rec *r)
     render_png_clear(&png);
     free(json);
     free(text);
+    if (rec_of(r)->maco)
+        show_transparency(c, r);
     show_snapshots(c, r);
     show_plot(c, r);
 }
@@ -323,9 +475,9 @@ static void run_row(const mg_run_rec *r, int *steps, double *final, double *seco
 {
     const mg_engine_api *e = mg_engine();
     int nb = 0;
-    const float *fin = e->am_run_final(rec_of(r)->run, &nb);
+    const float *act = e->am_run_activation(rec_of(r)->run, &nb);
     *steps = e->am_run_steps(rec_of(r)->run);
-    *final = nb ? fin[0] : NAN;
+    *final = nb ? act[0] : NAN;
     *seconds = e->am_run_seconds(rec_of(r)->run);
 }
 
@@ -413,8 +565,8 @@ const float *mg_image_run_result(const mg_run_rec *r, int64_t shape[4], float *f
 {
     const mg_engine_api *e = mg_engine();
     int nb = 0;
-    const float *fin = e->am_run_final(rec_of(r)->run, &nb);
-    *final0 = nb ? fin[0] : NAN;
+    const float *act = e->am_run_activation(rec_of(r)->run, &nb);
+    *final0 = nb ? act[0] : NAN;
     return e->am_run_images(rec_of(r)->run, shape);
 }
 
@@ -447,46 +599,130 @@ static int parse_thresholds(const char *text, int steps, int **out, char **err)
     return n;
 }
 
-/* The first layer named in an objective, for the diversity term. */
-static char *first_layer(const char *obj)
-{
-    const char *p = obj;
-    while (*p && !(isalpha((unsigned char)*p) || *p == '_'))
-        p++;
-    const char *q = p;
-    while (*q && mg_is_layer_char((unsigned char)*q))
-        q++;
-    return q > p ? mg_strndup(p, (size_t)(q - p)) : NULL;
-}
-
 /* Everything a %maximize call asks for, checked, before the engine runs. */
 typedef struct max_opts {
     am_options o;
-    char *engine_obj; /* the objective, with the diversity term */
+    char *engine_obj; /* the objective as the engine runs it */
     const char *objs[1];
-    float *init;     /* (B, C, H, W) from init=PNG, or NULL */
+    char *div_layer; /* diversity=LAYER:W's layer, or NULL */
+    float *init;     /* (B, C, H, W) from init=PNG or init=dataset:INDEX, or NULL */
     int *thresholds; /* (n_thresholds) */
     int n_thresholds;
-    double diversity;
 } max_opts;
 
 static void max_opts_free(max_opts *m)
 {
     free(m->engine_obj);
+    free(m->div_layer);
     free(m->init);
     free(m->thresholds);
 }
 
-static void read_keys(const mg_call *c, max_opts *m)
+/* A whole-text number in [lo, hi]: 0, -1 when not a number, -2 when out of range. */
+static int parse_number(const char *t, double lo, double hi, double *out)
+{
+    char *end = NULL;
+    errno = 0;
+    *out = strtod(t, &end);
+    if (!t[0] || isspace((unsigned char)t[0]) || *end || !isfinite(*out) || errno == ERANGE)
+        return -1;
+    return *out < lo || *out > hi ? -2 : 0;
+}
+
+/* lr=auto (0: the engine's rule for the optimizer) or a number. */
+static mg_status read_lr(const mg_call *c, float *lr)
+{
+    const char *t = mg_string(c, "lr");
+    double v = 0;
+    if (strcmp(t, "auto") == 0) {
+        *lr = 0;
+        return MG_OK;
+    }
+    int rc = parse_number(t, 1e-6, 100, &v);
+    if (rc != 0)
+        return mg_fail(c, "UsageError",
+                       "%%maximize: lr=%s is %s: expected auto or a number from 1e-06 to 100", t,
+                       rc == -1 ? "not valid" : "out of range");
+    *lr = (float)v;
+    return MG_OK;
+}
+
+/* diversity=WEIGHT (on the objective's first layer) or LAYER:WEIGHT. The
+ * weight follows the last ':' since a layer name may hold one (path:j). */
+static mg_status read_diversity(const mg_call *c, max_opts *m)
+{
+    const char *t = mg_string(c, "diversity");
+    const char *colon = strrchr(t, ':');
+    double w = 0;
+    int rc = parse_number(colon ? colon + 1 : t, 0, 1e6, &w);
+    if (rc != 0 || colon == t)
+        return mg_fail(c, "UsageError",
+                       "%%maximize: diversity=%s is %s: expected a weight from 0 to 1e+06, or "
+                       "LAYER:WEIGHT, e.g. diversity=conv1:1.0",
+                       t, rc == -2 ? "out of range" : "not valid");
+    m->o.diversity = (float)w;
+    if (colon) {
+        m->div_layer = mg_strndup(t, (size_t)(colon - t));
+        m->o.diversity_layer = m->div_layer;
+    }
+    return MG_OK;
+}
+
+static int optimizer_of(const char *name)
+{
+    return strcmp(name, "sgd") == 0     ? AM_OPT_SGD
+           : strcmp(name, "adam") == 0  ? AM_OPT_ADAM
+           : strcmp(name, "nadam") == 0 ? AM_OPT_NADAM
+                                        : AM_OPT_AUTO;
+}
+
+static int param_of(const char *name)
+{
+    return strcmp(name, "pixel") == 0  ? AM_PARAM_PIXEL
+           : strcmp(name, "maco") == 0 ? AM_PARAM_MACO
+                                       : AM_PARAM_FFT;
+}
+
+/* MACO's keys, when given: the engine's defaults otherwise. A MACO key on
+ * another parameterization would change nothing: refused. */
+static mg_status read_maco_keys(const mg_call *c, am_options *o)
+{
+    static const char *const k_maco[] = {"crops", "crop_max", "crop_min", "noise", "contrast"};
+    for (size_t i = 0; i < sizeof k_maco / sizeof *k_maco; i++)
+        if (mg_given(c, k_maco[i]) && o->param != AM_PARAM_MACO)
+            return mg_fail(c, "ValueError",
+                           "%s= acts on the maco parameterization only: add param=maco, or leave "
+                           "%s out",
+                           k_maco[i], k_maco[i]);
+    if (mg_given(c, "crops"))
+        o->crops = (int)mg_int(c, "crops");
+    if (mg_given(c, "crop_max"))
+        o->crop_max = (float)mg_float(c, "crop_max");
+    if (mg_given(c, "crop_min"))
+        o->crop_min = (float)mg_float(c, "crop_min");
+    if (mg_given(c, "noise"))
+        o->noise = (float)mg_float(c, "noise");
+    if (mg_given(c, "contrast"))
+        o->contrast = (float)mg_float(c, "contrast");
+    if (o->crop_min > o->crop_max)
+        return mg_fail(c, "ValueError",
+                       "crop_min=%g is above crop_max=%g: the crops shrink from crop_max to "
+                       "crop_min; give crop_min <= crop_max",
+                       o->crop_min, o->crop_max);
+    return MG_OK;
+}
+
+static mg_status read_keys(const mg_call *c, max_opts *m)
 {
     am_options *o = &m->o;
     o->batch = (int)mg_int(c, "batch");
     o->steps = (int)mg_int(c, "steps");
-    o->lr = (float)mg_float(c, "lr");
-    o->optimizer = strcmp(mg_enum(c, "optimizer"), "sgd") == 0 ? AM_OPT_SGD : AM_OPT_ADAM;
+    if (read_lr(c, &o->lr) != MG_OK || read_diversity(c, m) != MG_OK)
+        return MG_ERROR;
+    o->optimizer = optimizer_of(mg_enum(c, "optimizer"));
     o->momentum = (float)mg_float(c, "momentum");
     o->seed = (uint64_t)mg_int(c, "seed");
-    o->param = strcmp(mg_enum(c, "param"), "pixel") == 0 ? AM_PARAM_PIXEL : AM_PARAM_FFT;
+    o->param = param_of(mg_enum(c, "param"));
     o->decorrelate = mg_bool(c, "decorrelate");
     o->decay_power = (float)mg_float(c, "decay_power");
     o->transforms = mg_bool(c, "transforms");
@@ -500,28 +736,93 @@ static void read_keys(const mg_call *c, max_opts *m)
     o->tv = (float)mg_float(c, "tv");
     o->blur = (float)mg_float(c, "blur");
     o->init_std = (float)mg_float(c, "init_std");
+    o->accent = (float)mg_float(c, "accent");
     int every = (int)mg_int(c, "image_every");
     o->image_every = every ? every : (o->steps >= 64 ? o->steps / 16 : 4);
     o->height = o->width = 0;
     if (mg_given(c, "size"))
         o->height = o->width = mg_int(c, "size");
+    if (o->scale_min > o->scale_max)
+        return mg_fail(c, "ValueError",
+                       "scale_min=%g is above scale_max=%g: give scale_min <= scale_max",
+                       o->scale_min, o->scale_max);
+    return read_maco_keys(c, o);
 }
 
-/* init=PNG, the same image for every item of the batch. */
-static mg_status read_init(const mg_call *c, max_opts *m, const int64_t in[3])
+/* init=dataset:INDEX: item INDEX of the test split of the dataset the
+ * model's metadata names (the split %examples ranks by default), in [0, 1].
+ * NULL with *err. */
+static float *read_dataset_item(const mg_session *s, const char *arg, const int64_t chw[3],
+                                char **err)
+{
+    const mg_engine_api *e = mg_engine();
+    const char *name = e->am_model_dataset(s->model);
+    char *end = NULL;
+    long long idx = strtoll(arg + 8, &end, 10);
+    if (!arg[8] || *end || idx < 0) {
+        *err = mg_asprintf("init=%s: give init=dataset:INDEX with INDEX a whole number >= 0 (an "
+                           "index %%examples shows)",
+                           arg);
+        return NULL;
+    }
+    if (!name || !name[0]) {
+        *err = mg_asprintf("init=%s: %s names no dataset (its actmax.json has no \"dataset\"); "
+                           "give a PNG file, init=FILE.png",
+                           arg, s->model_name);
+        return NULL;
+    }
+    am_dataset *ds = NULL;
+    am_batch b = {0};
+    int64_t shape[3] = {0};
+    float *out = NULL;
+    if (e->am_dataset_open(name, "test", NULL, &ds) != AM_OK)
+        *err = mg_asprintf("init=%s: cannot read the dataset %s: %s", arg, name,
+                           e->am_dataset_error(ds));
+    else if (idx >= e->am_dataset_size(ds))
+        *err = mg_asprintf("init=%s: the %s test split has %lld items: give an index from 0 to "
+                           "%lld",
+                           arg, name, (long long)e->am_dataset_size(ds),
+                           (long long)e->am_dataset_size(ds) - 1);
+    else if (e->am_dataset_item_shape(ds, shape, 3) != 3 || shape[0] != chw[0] ||
+             shape[1] != chw[1] || shape[2] != chw[2])
+        *err = mg_asprintf("init=%s: %s items are %lldx%lldx%lld, the image is %lldx%lldx%lld: "
+                           "leave size= out, or give init=FILE.png",
+                           arg, name, (long long)shape[0], (long long)shape[1], (long long)shape[2],
+                           (long long)chw[0], (long long)chw[1], (long long)chw[2]);
+    else if (e->am_dataset_item(ds, idx, &b) != AM_OK || b.count < 1 || !b.images)
+        *err = mg_asprintf("init=%s: cannot read item %lld: %s", arg, idx, e->am_dataset_error(ds));
+    else {
+        size_t bytes = (size_t)(chw[0] * chw[1] * chw[2]) * sizeof(float);
+        out = memcpy(mg_xmalloc(bytes), b.images, bytes);
+    }
+    e->am_dataset_free(ds);
+    return out;
+}
+
+/* init=PNG or init=dataset:INDEX, the same image for every item of the
+ * batch; accent= needs one. */
+static mg_status read_init(const mg_call *c, const mg_session *s, max_opts *m, const int64_t in[3])
 {
     const char *init_arg = mg_string(c, "init");
-    if (!init_arg[0] || strcmp(init_arg, "noise") == 0)
+    if (!init_arg[0] || strcmp(init_arg, "noise") == 0) {
+        if (m->o.accent > 0)
+            return mg_fail(c, "ValueError",
+                           "accent=%g keeps the image close to a start image: give one with "
+                           "init=dataset:INDEX (an item of the model's dataset) or init=FILE.png",
+                           m->o.accent);
         return MG_OK;
-    int64_t H = m->o.height ? m->o.height : in[1], W = m->o.width ? m->o.width : in[2];
+    }
+    int64_t chw[3] = {in[0], m->o.height ? m->o.height : in[1], m->o.width ? m->o.width : in[2]};
     char *err = NULL;
-    float *one = read_png(init_arg, (int)in[0], (int)H, (int)W, &err);
+    float *one = strncmp(init_arg, "dataset:", 8) == 0
+                     ? read_dataset_item(s, init_arg, chw, &err)
+                     : read_png(init_arg, (int)chw[0], (int)chw[1], (int)chw[2], &err);
     if (!one) {
         mg_status st = mg_fail(c, "ImageError", "%s", err);
         free(err);
         return st;
     }
-    size_t per = (size_t)in[0] * (size_t)H * (size_t)W;
+    size_t per = (size_t)(chw[0] * chw[1] * chw[2]);
     m->init = mg_xmalloc(per * (size_t)m->o.batch * sizeof(float));
     for (int b = 0; b < m->o.batch; b++)
         memcpy(m->init + per * (size_t)b, one, per * sizeof(float));
@@ -537,23 +838,18 @@ static mg_status max_options(const mg_call *c, const mg_session *s, max_opts *m)
 {
     const mg_engine_api *e = mg_engine();
     e->am_options_default(&m->o);
-    m->diversity = mg_float(c, "diversity");
-    if (m->diversity != 0) {
-        char *layer = first_layer(c->positional);
-        m->engine_obj = mg_asprintf("(%s) + %.9g*diversity(%s)", c->positional, m->diversity,
-                                    layer ? layer : "output");
-        free(layer);
-    } else {
-        m->engine_obj = mg_strdup(c->positional);
-    }
+    m->engine_obj = mg_strdup(c->positional);
     m->objs[0] = m->engine_obj;
     m->o.objectives = m->objs;
     m->o.n_objectives = 1;
-    read_keys(c, m);
-    if (m->o.scale_min > m->o.scale_max)
-        return mg_fail(c, "ValueError",
-                       "scale_min=%g is above scale_max=%g: give scale_min <= scale_max",
-                       m->o.scale_min, m->o.scale_max);
+    if (read_keys(c, m) != MG_OK)
+        return MG_ERROR;
+    /* Worded as the objective language's diversity(...) is refused. */
+    if (m->o.diversity > 0 && m->o.batch < 2)
+        return mg_fail(c, "ObjectiveError",
+                       "diversity=%s compares the images of a batch with each other: it needs "
+                       "batch=2 or more, got batch=%d",
+                       mg_string(c, "diversity"), m->o.batch);
     int64_t in[AM_MAX_DIMS];
     int nd = e->am_model_input_shape(s->model, in, AM_MAX_DIMS);
     if (strcmp(e->am_model_kind(s->model), "image") != 0 || nd != 3)
@@ -561,7 +857,7 @@ static mg_status max_options(const mg_call *c, const mg_session *s, max_opts *m)
                        "%%maximize optimizes images; %s is a %s model: optimize a prompt with "
                        "%%tokens OBJECTIVE, e.g. %%tokens blocks.2.mlp.act[-1, 123] len=8",
                        s->model_name, e->am_model_kind(s->model));
-    if (read_init(c, m, in) != MG_OK)
+    if (read_init(c, s, m, in) != MG_OK)
         return MG_ERROR;
     if (mg_string(c, "thresholds")[0]) {
         char *err = NULL;
@@ -584,7 +880,9 @@ static am_run *max_run(const mg_call *c, const mg_session *s, max_opts *m, live 
 {
     const mg_engine_api *e = mg_engine();
     mg_live_init(&L->d, c->out, "run", mg_float(c, "updates_per_s"));
-    L->label = c->positional;
+    L->label = mg_asprintf("%s   (live objective: %s)", c->positional,
+                           m->o.param == AM_PARAM_MACO ? "mean over random crops with noise"
+                                                       : "on transformed copies");
     L->steps = m->o.steps;
     L->last_obj = NAN;
     m->o.progress = live_progress;
@@ -610,21 +908,29 @@ static am_run *max_run(const mg_call *c, const mg_session *s, max_opts *m, live 
 }
 
 /* The run as a session record (m's engine objective and thresholds taken). */
-static mg_run_rec max_record(const mg_call *c, max_opts *m, am_run *run, int live_updates)
+static mg_run_rec max_record(const mg_call *c, max_opts *m, am_run *run, const live *L)
 {
     image_rec *ir = mg_xcalloc(1, sizeof *ir);
     ir->run = run;
+    ir->live_obj = L->last_obj;
+    ir->maco = m->o.param == AM_PARAM_MACO;
     ir->engine_obj = m->engine_obj;
     ir->thresholds = m->thresholds;
     ir->n_thresholds = m->n_thresholds;
     m->engine_obj = NULL;
     m->thresholds = NULL;
-    mg_run_rec r = {.ops = &mg_image_run_ops, .data = ir, .live_updates = live_updates};
+    mg_run_rec r = {.ops = &mg_image_run_ops, .data = ir, .live_updates = L->d.updates};
     r.objective = mg_strdup(c->positional);
-    /* Every key that changes the result; the display-only ones are left out. */
-    static const char *const display_only[] = {"image_every", "updates_per_s", "verbose", "code",
-                                               NULL};
-    mg_session_record_options(c, &r, display_only);
+    /* Every key that changes the result: the display-only ones are left
+     * out, and so are MACO's keys on another parameterization and Lucid's
+     * transforms on MACO (which uses crops instead). */
+    static const char *const maco_skip[] = {"image_every", "updates_per_s", "verbose", "code",
+                                            "transforms",  "pad",           "jitter",  "scale_min",
+                                            "scale_max",   "rotate",        NULL};
+    static const char *const not_maco[] = {
+        "image_every", "updates_per_s", "verbose", "code",     "crops",
+        "crop_max",    "crop_min",      "noise",   "contrast", NULL};
+    mg_session_record_options(c, &r, ir->maco ? maco_skip : not_maco);
     return r;
 }
 
@@ -685,11 +991,12 @@ mg_status mg_magic_maximize(mg_call *c)
     am_run *run = NULL;
     if (max_options(c, s, &m) == MG_OK)
         run = max_run(c, s, &m, &L);
+    free(L.label);
     if (!run) {
         max_opts_free(&m);
         return MG_ERROR;
     }
-    mg_run_rec rec = max_record(c, &m, run, L.d.updates);
+    mg_run_rec rec = max_record(c, &m, run, &L);
     rec.code = max_code(c, s, &m);
     max_opts_free(&m);
     const mg_run_rec *kept = mg_session_add_run(s, &rec);

@@ -456,13 +456,22 @@ class Model:
                                  "image per objective; leave batch out")
             batch = len(objectives)
         engine_objs = list(objectives)
-        div = v["diversity"]
-        if div != 0:
-            if len(objectives) > 1:
-                raise ValueError("diversity compares the images of one objective: give one objective "
-                                 "with batch >= 2")
-            layer = _first_layer(objectives[0])
-            engine_objs = ["(%s) + %.9g*diversity(%s)" % (objectives[0], div, layer or "output")]
+        lr = _parse_lr(v["lr"])
+        div, div_layer = _parse_diversity(v["diversity"])
+        if div != 0 and len(objectives) > 1:
+            raise ValueError("diversity compares the images of one objective: give one objective "
+                             "with batch >= 2")
+        if div != 0 and batch < 2:
+            raise ObjectiveError(f"diversity={v['diversity']} compares the images of a batch with each "
+                                 f"other: it needs batch=2 or more, got batch={batch}")
+        maco = v["param"] == "maco"
+        for key in _MACO_KEYS:
+            if key in given and not maco:
+                raise ValueError(f"{key}= acts on the maco parameterization only: add param=maco, "
+                                 f"or leave {key} out")
+        if maco and v["crop_min"] > v["crop_max"]:
+            raise ValueError(f"crop_min={v['crop_min']:g} is above crop_max={v['crop_max']:g}: the "
+                             "crops shrink from crop_max to crop_min; give crop_min <= crop_max")
         steps = v["steps"]
         thr = None
         if v["thresholds"]:
@@ -472,6 +481,10 @@ class Model:
             H = W = v["size"]
         lo, hi = self.range
         init_buf = None
+        init_name = v["init"]
+        if init_arr is None and init_name.startswith("dataset:"):
+            init_arr = self._dataset_item(init_name, (C, H, W))
+            init_arr = lo + (hi - lo) * init_arr
         if init_arr is not None:
             if init_arr.ndim == 3:
                 init_arr = np.broadcast_to(init_arr, (batch,) + init_arr.shape)
@@ -479,19 +492,28 @@ class Model:
                 raise ValueError(f"init has shape {tuple(init_arr.shape)}; give (C, H, W) or (B, C, H, W) "
                                  f"= {(batch, C, H, W)} in the model's value range [{lo:g}, {hi:g}]")
             init_buf = np.ascontiguousarray((init_arr - lo) / (hi - lo), dtype=np.float32)
-        elif v["init"] not in ("", "noise"):
-            raise ValueError(f"init={v['init']}: give init=\"noise\" or the initial image as a tensor "
-                             "(C, H, W) in the model's value range (read a PNG with "
-                             "torchvision.io.read_image(path) / 255)")
-        opts = dict(batch=batch, steps=steps, lr=v["lr"], seed=v["seed"],
-                    optimizer=1 if v["optimizer"] == "sgd" else 0, momentum=v["momentum"],
-                    param=1 if v["param"] == "pixel" else 0, decorrelate=int(v["decorrelate"]),
+        elif init_name not in ("", "noise"):
+            raise ValueError(f"init={init_name}: give init=\"noise\", init=\"dataset:INDEX\" or the "
+                             "initial image as a tensor (C, H, W) in the model's value range (read a "
+                             "PNG with torchvision.io.read_image(path) / 255)")
+        if v["accent"] > 0 and init_buf is None:
+            raise ValueError(f"accent={v['accent']:g} keeps the image close to a start image: give one "
+                             "with init=dataset:INDEX (an item of the model's dataset) or init=FILE.png")
+        opts = dict(batch=batch, steps=steps, lr=lr, seed=v["seed"],
+                    optimizer=_OPTIMIZERS[v["optimizer"]], momentum=v["momentum"],
+                    param=_PARAMS[v["param"]], decorrelate=int(v["decorrelate"]),
                     decay_power=v["decay_power"], transforms=int(v["transforms"]), pad=v["pad"],
                     jitter=v["jitter"], scale_min=v["scale_min"], scale_max=v["scale_max"],
                     rotate_deg=v["rotate"], l1=v["l1"], l2=v["l2"], tv=v["tv"], blur=v["blur"],
                     init_std=v["init_std"], height=H if v["size"] is not None else 0,
-                    width=W if v["size"] is not None else 0)
-        live = Live(" | ".join(objectives), steps, progress)
+                    width=W if v["size"] is not None else 0, accent=v["accent"], diversity=div,
+                    diversity_layer=div_layer)
+        for key in _MACO_KEYS:
+            if key in given:
+                opts[key] = v[key]
+        live_label = " | ".join(objectives) + ("   (live objective: mean over random crops with noise)"
+                                               if maco else "   (live objective: on transformed copies)")
+        live = Live(live_label, steps, progress)
         every = v["image_every"] or (steps // 16 if steps >= 64 else 4)
         opts["image_every"] = every if live.images else 0
         live.start()
@@ -500,9 +522,12 @@ class Model:
                                  v["updates_per_s"])
         finally:
             live.close()
-        options = ("steps=%d lr=%g batch=%d seed=%d optimizer=%s param=%s transforms=%s diversity=%g"
-                   % (steps, opts["lr"], batch, v["seed"], v["optimizer"], v["param"],
-                      "on" if v["transforms"] else "off", div))
+        options = ("steps=%d lr=%s batch=%d seed=%d optimizer=%s param=%s transforms=%s diversity=%s"
+                   % (steps, v["lr"], batch, v["seed"], v["optimizer"], v["param"],
+                      "on" if v["transforms"] else "off", v["diversity"]))
+        if v["accent"] > 0:
+            options += " init=%s accent=%g" % (init_name if init_arr is None or init_name else "tensor",
+                                               v["accent"])
         res = Result(self, objectives, engine_objs, d, options, thr or [])
         res._code_args = (engine_objs, {k: v for k, v in opts.items() if k != "image_every"}, init_buf)
         return res
@@ -511,6 +536,25 @@ class Model:
         """The run of these engine options as a PyTorch script (am_run_code)."""
         from . import course
         return self._m.code(objectives, opts, init, self.path or "", course.model_code(self))
+
+    def _dataset_item(self, arg, chw):
+        """init=dataset:INDEX: item INDEX of the test split of the model's
+        dataset (the split examples() ranks by default), in [0, 1]."""
+        idx = arg[len("dataset:"):]
+        if not idx.isdigit():
+            raise ValueError(f"init={arg}: give init=dataset:INDEX with INDEX a whole number >= 0 "
+                             "(an index examples() shows)")
+        if not self.dataset:
+            raise ValueError(f"init={arg}: {self.name} names no dataset (its actmax.json has no "
+                             "\"dataset\"); give the start image as a tensor (C, H, W)")
+        size, shape, item = _actmax.dataset_item(self.dataset, "test", int(idx))
+        if item is None:
+            raise ValueError(f"init={arg}: the {self.dataset} test split has {size} items: give an "
+                             f"index from 0 to {size - 1}")
+        if tuple(shape) != tuple(chw):
+            raise ValueError(f"init={arg}: {self.dataset} items are {'x'.join(map(str, shape))}, the "
+                             f"image is {'x'.join(map(str, chw))}: leave size= out")
+        return np.frombuffer(item[0], np.float32).reshape(item[1])
 
     # ------------------------------------------------------------ text
 
@@ -619,15 +663,44 @@ def _corpus_path(model_path):
     return None
 
 
-def _first_layer(obj):
-    """The first layer named in an objective, for the diversity term."""
-    i = 0
-    while i < len(obj) and not (obj[i].isalpha() or obj[i] == "_"):
-        i += 1
-    j = i
-    while j < len(obj) and (obj[j].isalnum() or obj[j] in "_.#:"):
-        j += 1
-    return obj[i:j] or None
+_OPTIMIZERS = {"auto": -1, "adam": 0, "sgd": 1, "nadam": 2}  # AM_OPT_*
+_PARAMS = {"fft": 0, "pixel": 1, "maco": 2}  # AM_PARAM_*
+_MACO_KEYS = ("crops", "crop_max", "crop_min", "noise", "contrast")
+
+
+def _number(text, lo, hi):
+    """A whole-text number in [lo, hi], as the kernel reads one: the value,
+    or the reason it is not one ("not valid", "out of range")."""
+    try:
+        if text != text.strip() or not text:
+            raise ValueError
+        x = float(text)
+        if not math.isfinite(x):
+            raise ValueError
+    except ValueError:
+        return None, "not valid"
+    return (x, None) if lo <= x <= hi else (None, "out of range")
+
+
+def _parse_lr(text):
+    """lr=auto (0: the engine's rule for the optimizer) or a number."""
+    if text == "auto":
+        return 0.0
+    x, why = _number(text, 1e-6, 100)
+    if why:
+        raise ValueError(f"lr={text} is {why}: expected auto or a number from 1e-06 to 100")
+    return x
+
+
+def _parse_diversity(text):
+    """diversity=WEIGHT or LAYER:WEIGHT (the weight after the last ':', since
+    a layer name may hold one): (weight, layer or None)."""
+    layer, sep, num = text.rpartition(":")
+    x, why = _number(num, 0, 1e6)
+    if why or (sep and not layer):
+        raise ValueError(f"diversity={text} is {why or 'not valid'}: expected a weight from 0 to "
+                         "1e+06, or LAYER:WEIGHT, e.g. diversity=conv1:1.0")
+    return x, (layer or None)
 
 
 def _parse_thresholds(text, steps):
@@ -649,9 +722,19 @@ def _parse_thresholds(text, steps):
 
 
 class Result:
-    """An image run: images (B, C, H, W) in the model's value range, curve (S,),
-    final (B,), terms {name: (S,)}, snapshots [(step, images)], steps, seconds,
-    interrupted. Shows inline in Jupyter."""
+    """An image run: images (B, C, H, W) in the model's value range;
+    activation (B,), each image's own unit activation on the clean final
+    image (the number to quote: never the diversity term); final (B,), the
+    objective as written on the clean image; curve (S,), the objective summed
+    over the batch at each step, measured on transformed copies (Lucid's
+    transforms, or MACO's crops with noise), so it differs from activation;
+    curves {name: (S,)}, the objective and each term (every image's
+    objective, the diversity term, accent and each penalty) as separate
+    curves (terms is the same without the total); transparency (B, C, H, W)
+    or None, |d loss / d image| summed over the steps (where the unit looks);
+    diversity_layer ("" without diversity); note (what the engine chose by
+    itself, e.g. MACO's magnitude); snapshots [(step, images)], steps,
+    seconds, interrupted. Shows inline in Jupyter."""
 
     def __init__(self, model, objectives, engine_objectives, d, options, thresholds):
         self.objective = objectives[0] if len(objectives) == 1 else objectives
@@ -665,18 +748,31 @@ class Result:
         self.images = t.from_numpy(images) if t is not None else images
         self.curve = _out(d["curve"])
         self.final = _out(d["final"])
+        self.activation = _out(d["activation"])
         self.terms = {name: _out(c) for name, c in d["terms"]}
+        self.curves = {"objective": self.curve, **self.terms}
+        self.transparency = _out(d["transparency"]) if d["transparency"] is not None else None
+        self.diversity_layer = d["diversity_layer"]
+        self.note = d["note"]
         self.snapshots = [(step, _out(img)) for step, img in d["snapshots"]]
         self.steps = d["steps"]
         self.seconds = d["seconds"]
         self.interrupted = bool(d["interrupted"] or d["cancelled"])
         self._model, self._code, self._code_args = model, None, None
 
+    def _figures(self):
+        act = " ".join("%.4g" % float(v) for v in list(self.activation)[:16])
+        live = float(self.curve[-1]) if len(self.curve) else float("nan")
+        text = (f"activation on the clean image {act}; live objective at the last step, on "
+                f"transformed copies, {live:.4g}")
+        if self.diversity_layer:
+            text += f"; diversity on layer {self.diversity_layer}"
+        return text
+
     def __repr__(self):
-        fin = " ".join("%.4g" % float(v) for v in list(self.final)[:16])
         b, c, h, w = self._display.shape
         return (f"<actmax.Result {self.objective}{'  (interrupted: best result so far)' if self.interrupted else ''}"
-                f": final {fin}; {self.steps} steps, {self.seconds:.2f} s, image {c}x{h}x{w} x{b}>")
+                f": {self._figures()}; {self.steps} steps, {self.seconds:.2f} s, image {c}x{h}x{w} x{b}>")
 
     @property
     def code(self):
@@ -689,18 +785,34 @@ class Result:
 
     def image_png(self):
         """The result as the kernel draws it: one upscaled image, or a grid
-        captioned with each image's final value."""
+        captioned with each image's own activation on the clean image."""
         b = self._display.shape[0]
-        caps = None if b == 1 else ["#%d  %.4g" % (i, float(self.final[i])) for i in range(b)]
+        caps = None if b == 1 else ["#%d activation %.4g" % (i, float(self.activation[i])) for i in range(b)]
         return _actmax.images_png(self._display, caps, None, _actmax.RENDER_MIN_PX)[0]
 
+    def transparency_png(self):
+        """Each image beside its transparency map (channel mean of the map over
+        its largest value, square-rooted), as the kernel shows a MACO run; None
+        without a map."""
+        if self.transparency is None:
+            return None
+        t = np.abs(np.asarray(self.transparency, np.float32)).mean(1, keepdims=True)  # (B, 1, H, W)
+        mx = t.reshape(len(t), -1).max(1).reshape(-1, 1, 1, 1)
+        grey = np.sqrt(np.divide(t, mx, out=np.zeros_like(t), where=mx > 0))
+        grey = np.broadcast_to(grey, self._display.shape)
+        b = self._display.shape[0]
+        pix = np.ascontiguousarray(np.stack([self._display, grey], 1).reshape((2 * b,) + self._display.shape[1:]),
+                                   np.float32)
+        caps = [c for i in range(b) for c in ("#%d" % i, "#%d transparency" % i)]
+        return _actmax.images_png(pix, caps, None, 128)[0]
+
     def plot_png(self, title=None):
-        """The curve (and each term when there are several) as the kernel plots it."""
+        """The objective and each term as separate curves, as the kernel plots them."""
         series = [("objective", np.ascontiguousarray(np.asarray(self.curve), np.float32))]
         if len(self.terms) > 1:
             series += [(n, np.ascontiguousarray(np.asarray(c), np.float32)) for n, c in self.terms.items()]
         obj = self.objective if isinstance(self.objective, str) else " | ".join(self.objective)
-        return _actmax.plot_png(series, title if title is not None else obj, "objective",
+        return _actmax.plot_png(series, title if title is not None else obj, "on transformed copies",
                                 [float(t) for t in self.thresholds],
                                 ["step %d" % t for t in self.thresholds], 640, 360)[0]
 
@@ -708,11 +820,13 @@ class Result:
         return self.image_png()
 
     def _repr_html_(self):
-        fin = " ".join("%.4g" % float(v) for v in list(self.final)[:16])
-        head = (f"<b>{_html(str(self.objective))}</b>: final {fin} after {self.steps} steps in "
-                f"{self.seconds:.2f} s{' (interrupted: best result so far)' if self.interrupted else ''}")
-        return (f"<div>{head}<br>{png_html(self.image_png())}<br>{png_html(self.plot_png())}"
-                f"<br><small>{_html(self.options)}</small></div>")
+        head = (f"<b>{_html(str(self.objective))}</b>: {_html(self._figures())} after {self.steps} "
+                f"steps in {self.seconds:.2f} s{' (interrupted: best result so far)' if self.interrupted else ''}")
+        tp = self.transparency_png() if "param=maco" in self.options else None
+        note = f"<br><small>{_html(self.note)}</small>" if self.note else ""
+        return (f"<div>{head}<br>{png_html(self.image_png())}"
+                + (f"<br>{png_html(tp)}" if tp else "")
+                + f"<br>{png_html(self.plot_png())}<br><small>{_html(self.options)}</small>{note}</div>")
 
 
 def _html(s):

@@ -38,7 +38,7 @@ def engine_and_script(tmp_path, objective, keys):
     ('fc["Sneaker"] - 0.5*conv3[2]', "steps=24 transforms=false param=pixel lr=0.1 tv=0.1 l2=0.5"),
     ("conv1[3, 4:10, 2]", "steps=16 transforms=false optimizer=sgd momentum=0.9 lr=0.5 blur=1 "
                           "l1=0.2 decay_power=1.5 init_std=0.1 seed=7"),
-    ("conv2[5]", "steps=16 transforms=false batch=3 diversity=0.5 seed=3"),
+    ("conv2[5] + 0.5*diversity(conv2)", "steps=16 transforms=false batch=3 seed=3"),
 ])
 def test_script_matches_the_engine_without_transforms(tmp_path, objective, keys):
     engine, script = engine_and_script(tmp_path, objective, keys)

@@ -7,6 +7,7 @@ import os
 import struct
 import time
 
+import numpy as np
 import pytest
 
 from conftest import control_reply, drain, errors, iopub_for, kinds, png_size, pngs, run, shell_reply
@@ -75,14 +76,16 @@ def test_batch_grid_diversity_and_inhibition(loaded):
     w, h = png_size(pngs(msgs)[0]["data"]["image/png"])
     assert w > 280 and h > 280, "a batch of 4 is a 2x2 grid"
     text = pngs(msgs)[0]["data"]["text/plain"]
-    assert len(text.split("final activation:")[1].split("\n")[0].split()) == 4
+    acts = text.split("final activation on the clean image:")[1].split("\n")[0].split()
+    assert len(acts) == 4
+    assert "diversity on layer fc" in text  # the objective's first layer, said so
     snaps = [p for p in pngs(msgs) if p["data"]["text/plain"].startswith("<snapshots")]
     assert len(snaps) == 1 and "at 2 steps" in snaps[0]["data"]["text/plain"]
     w, h = png_size(snaps[0]["data"]["image/png"])
     assert w > 2 * h, "steps 8, 16 and the final image in one row"
     msgs, reply = run(kc, "%maximize -conv2[5] steps=32")
     assert reply["content"]["status"] == "ok", errors(msgs)
-    final = float(pngs(msgs)[0]["data"]["text/plain"].split("final activation:")[1].split()[0])
+    final = float(pngs(msgs)[0]["data"]["text/plain"].split("on the clean image:")[1].split()[0])
     assert final <= 0, "minimizing a ReLU channel drives it to zero"
 
 
@@ -436,3 +439,151 @@ def test_engine_still_building_says_so(tmp_path):
     r = model_cell()
     assert r.returncode == 0, r.stderr
     assert "not ready" not in r.stderr
+
+
+# ---------------------------------------------------------------- MACO, accentuation, honest figures
+
+def cli(tmp_path, *lines):
+    """Runs the command line on fashion-cnn; (result, JSON summaries of the runs)."""
+    import json
+    import subprocess
+    out = tmp_path / "out"
+    r = subprocess.run([os.environ["ACTMAX_EXE"], "-o", str(out), "-c",
+                        "\n".join(("%model fashion-cnn",) + lines)],
+                       capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    runs = []
+    if out.exists():
+        for p in sorted(out.iterdir()):
+            if p.suffix == ".json":
+                d = json.loads(p.read_text())
+                if "final" in d:
+                    runs.append(d)
+    return r, runs
+
+
+def fashion_torch():
+    """fashion-cnn as its PyTorch class with the built weights, and its metadata."""
+    import sys
+    import torch
+    sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "models"))
+    from fashion_cnn import FashionCNN, metadata
+    f = os.path.join(os.path.dirname(os.environ["ACTMAX_EXE"]), "share", "actmax", "models",
+                     "fashion-cnn.pt")
+    if not os.path.exists(f):
+        pytest.skip(f"{f} is not built")
+    model = FashionCNN()
+    model.load_state_dict(torch.jit.load(f).state_dict())
+    return model.eval(), metadata()
+
+
+def test_maco_keys_transparency_and_note(tmp_path):
+    r, runs = cli(tmp_path, "%maximize conv2[5] steps=12 batch=2 param=maco optimizer=nadam lr=auto "
+                            "crops=3 crop_max=0.9 crop_min=0.5 noise=0.02 contrast=2")
+    assert r.returncode == 0, r.stderr
+    (j,) = runs
+    assert j["transparency"] is True and "MACO magnitude" in j["note"]
+    assert "note: MACO magnitude" in r.stdout
+    assert "each image beside its transparency map" in r.stdout  # the map is shown
+    assert "crops=3" in j["options"] and "param=maco" in j["options"]
+    assert "mean over random crops" in r.stdout  # what the live value is measured on
+    assert "live objective at the last step, on transformed copies" in r.stdout
+    assert j["option_values"]["optimizer"] == "nadam" and j["option_values"]["lr"] == "auto"
+    # A Fourier run records no MACO keys (they would change nothing).
+    r, runs = cli(tmp_path, "%maximize conv2[5] steps=2")
+    assert r.returncode == 0 and "crops=" not in runs[-1]["options"], runs[-1]["options"]
+
+
+@pytest.mark.parametrize("line,ename,words", [
+    ("%maximize conv2[5] steps=2 crops=3", "ValueError", ["param=maco"]),
+    ("%maximize conv2[5] steps=2 param=maco crop_min=0.9 crop_max=0.5", "ValueError",
+     ["crop_min <= crop_max"]),
+    ("%maximize conv2[5] steps=2 lr=fast", "UsageError", ["lr=fast", "auto"]),
+    ("%maximize conv2[5] steps=2 optimizer=adamw", "UsageError", ["nadam"]),
+    ("%maximize conv2[5] steps=2 param=mac", "UsageError", ["maco"]),
+    ("%maximize conv2[5] steps=2 batch=2 diversity=conv1:x", "UsageError", ["LAYER:WEIGHT"]),
+    ("%maximize conv2[5] steps=2 batch=2 diversity=:1", "UsageError", ["LAYER:WEIGHT"]),
+    ("%maximize conv2[5] steps=2 batch=2 diversity=conv9:1", "ObjectiveError", ["conv2"]),
+    ("%maximize conv2[5] steps=2 accent=1", "ValueError", ["init=dataset:INDEX", "init=FILE.png"]),
+    ("%maximize conv2[5] steps=2 init=dataset:99999", "ImageError", ["0 to 9999"]),
+    ("%maximize conv2[5] steps=2 init=dataset:x", "ImageError", ["INDEX"]),
+    ("%maximize conv2.relu#2[5] steps=2", "ObjectiveError", ["#2", "#1..#1"]),
+])
+def test_image_keys_refused_with_clear_errors(tmp_path, line, ename, words):
+    r, _ = cli(tmp_path, line)
+    assert r.returncode == 1, r.stdout
+    assert f"{ename}:" in r.stderr, r.stderr
+    for w in words:
+        assert w in r.stderr, r.stderr
+
+
+def test_activation_under_each_image_is_the_unit_alone(tmp_path):
+    """At a large diversity weight the objective plus the diversity term is
+    negative; the numbers shown are the unit's own activations on the clean
+    images, checked here with PyTorch (forward hook) on the saved images."""
+    import torch
+    r, runs = cli(tmp_path, "%maximize conv2[5] steps=16 batch=3 diversity=100 seed=1",
+                  "%save last path=run.npy")
+    assert r.returncode == 0, r.stderr
+    (j,) = runs
+    assert j["diversity_layer"] == "conv2" and j["diversity_term"] < 0, j
+    assert "diversity on layer conv2" in r.stdout
+    model, meta = fashion_torch()
+    x = torch.from_numpy(np.load(tmp_path / "run.npy"))
+    acts = {}
+    model.conv2.register_forward_hook(lambda m, i, o: acts.setdefault("conv2", o))
+    with torch.no_grad():
+        model((x - meta["mean"][0]) / meta["std"][0])
+    ours = acts["conv2"][:, 5].mean((1, 2)).numpy()
+    assert np.allclose(ours, j["activation"], atol=1e-4), (ours, j["activation"])
+    assert min(j["activation"]) >= 0  # a ReLU channel's mean cannot be negative
+    shown = r.stdout.split("final activation on the clean image:")[1].split("\n")[0].split()
+    assert np.allclose([float(v) for v in shown], j["activation"], rtol=1e-3), shown
+
+
+def test_diversity_on_a_named_layer(tmp_path):
+    r, runs = cli(tmp_path, "%maximize conv2[5] steps=8 batch=2 diversity=conv1:1.0",
+                  "%save last path=curves.json")
+    assert r.returncode == 0, r.stderr
+    assert runs[0]["diversity_layer"] == "conv1" and runs[0]["engine_objective"] == "conv2[5]"
+    assert "diversity on layer conv1" in r.stdout
+    import json
+    curves = json.load(open(tmp_path / "curves.json"))["curves"]
+    assert "diversity (conv1)" in curves and "objective" in curves  # separate curves
+
+
+def test_accent_from_a_dataset_item_stays_close_to_it(tmp_path):
+    """accent= keeps the image near the start item: the larger the weight,
+    the closer the result to the item (mean squared difference)."""
+    r, runs = cli(tmp_path, "%maximize conv2[5] steps=24 init=dataset:0 accent=0.01",
+                  "%save last path=weak.npy",
+                  "%maximize conv2[5] steps=24 init=dataset:0 accent=100",
+                  "%save last path=strong.npy",
+                  "%examples conv2[5] k=1 limit=1")
+    assert r.returncode == 0, r.stderr
+    assert [j["option_values"]["init"] for j in runs] == ["dataset:0", "dataset:0"]
+    import gzip
+    path = os.environ.get("ACTMAX_FASHION_MNIST", "/usr/share/datasets/fashion-mnist")
+    with gzip.open(os.path.join(path, "t10k-images-idx3-ubyte.gz")) as f:
+        item = np.frombuffer(f.read(), np.uint8)[16:16 + 784].reshape(1, 1, 28, 28) / 255.0
+    weak = ((np.load(tmp_path / "weak.npy") - item) ** 2).mean()
+    strong = ((np.load(tmp_path / "strong.npy") - item) ** 2).mean()
+    assert strong < weak, (strong, weak)
+
+
+def test_layer_call_selector_is_not_a_comment(tmp_path):
+    r, runs = cli(tmp_path, "%maximize conv2.relu#1[5] steps=2 seed=3 # a comment after a space",
+                  "%maximize conv2.relu[5] steps=2 seed=3")
+    assert r.returncode == 0, r.stderr
+    assert runs[0]["objective"] == "conv2.relu#1[5]"
+    # conv2.relu runs once: its first call is its last, so both runs are the same.
+    assert runs[0]["activation"] == runs[1]["activation"]
+
+
+def test_state_dict_is_named_as_such(tmp_path):
+    import subprocess
+    import torch
+    torch.save(torch.nn.Linear(3, 2).state_dict(), tmp_path / "weights.pt")
+    r = subprocess.run([os.environ["ACTMAX_EXE"], "-c", "%model weights.pt input=3x8x8"],
+                       capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    assert r.returncode == 1
+    assert "torch.save" in r.stderr and "torch.jit.script(model).save" in r.stderr, r.stderr

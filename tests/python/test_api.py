@@ -111,6 +111,41 @@ def test_maximize_shapes_and_range(fashion):
     assert "data:image/png;base64," in r._repr_html_()
 
 
+def test_maco_result_activation_transparency_curves(fashion):
+    """MACO with diversity on a named layer: the activation is the unit alone
+    on the clean image (the objective evaluated on the result), the diversity
+    term is its own curve, the transparency map has the images' shape."""
+    r = fashion.maximize("conv2[5]", steps=12, batch=2, seed=2, param="maco", crops=3,
+                         diversity="conv1:100", progress=False)
+    x = (r.images - fashion.mean[0]) / fashion.std[0]
+    torch.testing.assert_close(fashion.objective(x, "conv2[5]"), r.activation, rtol=1e-4, atol=1e-5)
+    assert float(r.activation.min()) >= 0  # a ReLU channel, whatever the diversity term
+    assert r.diversity_layer == "conv1" and "diversity (conv1)" in r.curves
+    assert float(r.curves["diversity (conv1)"][-1]) < 0
+    torch.testing.assert_close(r.curves["objective"], r.curve)
+    assert r.transparency.shape == r.images.shape and float(r.transparency.sum()) > 0
+    assert "MACO magnitude" in r.note
+    assert r.transparency_png()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "activation on the clean image" in repr(r) and "transformed copies" in repr(r)
+
+
+def test_accent_from_a_dataset_item(fashion):
+    item = fashion.maximize("conv2[5]", steps=1, init="dataset:7", accent=1e6, lr=1e-6,
+                            progress=False)
+    import gzip
+    path = os.environ.get("ACTMAX_FASHION_MNIST", "/usr/share/datasets/fashion-mnist")
+    with gzip.open(os.path.join(path, "t10k-images-idx3-ubyte.gz")) as f:
+        raw = np.frombuffer(f.read(), np.uint8)[16 + 7 * 784:16 + 8 * 784]
+    start = torch.from_numpy(raw.reshape(1, 28, 28) / np.float32(255))
+    # One step at a tiny rate from the item: still the item (to the Fourier inversion's precision).
+    assert float((item.images[0] - start).abs().max()) < 0.05
+    near = fashion.maximize("conv2[5]", steps=16, init="dataset:7", accent=100, progress=False)
+    far = fashion.maximize("conv2[5]", steps=16, init="dataset:7", accent=0.01, progress=False)
+    assert float(((near.images[0] - start) ** 2).mean()) < float(((far.images[0] - start) ** 2).mean())
+    with pytest.raises(ValueError, match="init=dataset:INDEX"):
+        fashion.maximize("conv2[5]", steps=2, accent=1, progress=False)
+
+
 def test_channel_sweep_one_image_per_objective(fashion):
     r = fashion.maximize(["conv2[0]", "conv2[1]", "conv2[2]"], steps=4, progress=False)
     assert r.images.shape[0] == 3 and r.final.shape == (3,)
@@ -205,7 +240,8 @@ def test_examples_equal_a_pytorch_topk(fashion, eager):
 
 def test_keys_are_the_kernels_table():
     k = actmax.keys("maximize")
-    assert k["steps"][1] == "256" and k["optimizer"][4] == "adam|sgd"
+    assert k["steps"][1] == "256" and k["optimizer"][4] == "auto|adam|nadam|sgd"
+    assert k["param"][4] == "fft|pixel|maco" and k["lr"][1] == "auto"
     assert set(actmax.keys("tokens")) >= {"method", "len", "fluency"}
 
 

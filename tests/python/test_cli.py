@@ -18,6 +18,8 @@ RUNS = [
     ("steps=16 seed=5 batch=3 lr=0.1 tv=0.5", dict(steps=16, seed=5, batch=3, lr=0.1, tv=0.5)),
     ("steps=12 seed=2 batch=2 diversity=1.5 param=pixel", dict(steps=12, seed=2, batch=2, diversity=1.5,
                                                                param="pixel")),
+    ("steps=12 seed=4 batch=2 param=maco crops=3 diversity=conv1:0.5",
+     dict(steps=12, seed=4, batch=2, param="maco", crops=3, diversity="conv1:0.5")),
 ]
 
 
@@ -31,6 +33,8 @@ def test_equals_kernel_command_line(fashion, tmp_path, line, kw):
     r = fashion.maximize("conv2[5]", progress=False, **kw)
     # cJSON prints enough digits to give back each float32 exactly: equal, not close.
     assert r.final.numpy().tobytes() == np.array(summary["final"], np.float32).tobytes()
+    assert r.activation.numpy().tobytes() == np.array(summary["activation"], np.float32).tobytes()
+    assert r.diversity_layer == summary["diversity_layer"] and r.note == summary["note"]
     assert summary["engine_objective"] == r.engine_objective
     image_png = open(pngs[-2 if len(pngs) >= 2 else 0], "rb").read()
     assert r.image_png() in [open(p, "rb").read() for p in pngs], "the result image differs"
