@@ -270,3 +270,17 @@ def test_big_folder_and_npy_are_streamed(tmp_path):
               f"resident growth {growth / 2**20:.1f} MiB")
         assert r["scanned"] == M
         assert growth < as_floats / 4
+
+
+def test_module_examples_data_key(data):
+    """m.examples(..., data=PATH): the same scan as the engine's, titled by
+    the path; an unknown key still fails as before."""
+    folder = str(data["root"] / "classes")
+    ex = data["rgb"].examples("conv[2]", k=4, data=folder)
+    r = raw.examples(data["rgb"], "conv[2]", dataset=folder, k=4)
+    assert list(ex.indices) == [e["index"] for e in r["items"]]
+    assert np.allclose(ex.values, [e["value"] for e in r["items"]])
+    assert ex.label_names == [e["label_name"] for e in r["items"]]
+    assert ex.data == folder and f"images in {folder}" in ex._title()
+    with pytest.raises(TypeError):
+        data["rgb"].examples("conv[2]", dta=folder)
