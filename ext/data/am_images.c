@@ -131,8 +131,9 @@ static int png_load(const char *path, int64_t *h, int64_t *w, int64_t *cs, float
         fclose(j.f);
         return im_fail(err, err_size, AM_E_NOMEM, "out of memory reading %s", path);
     }
-    png_bytep *rows = NULL;
-    unsigned char *buf = NULL;
+    /* volatile: set after setjmp and freed after a longjmp */
+    png_bytep *volatile rows = NULL;
+    unsigned char *volatile buf = NULL;
     if (setjmp(png_jmpbuf(j.png))) {
         free(rows);
         free(buf);

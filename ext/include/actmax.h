@@ -201,7 +201,10 @@ AM_API int64_t am_model_num_params(const am_model *m);
 AM_API int am_model_num_labels(const am_model *m);
 AM_API const char *am_model_label(const am_model *m, int i);
 
-/* The "dataset" field of the metadata ("" if absent). */
+/* The "dataset" field of the metadata ("" if absent): a name, or for an
+ * object {"path": ..., "labels": [...]} (the model's own images: a PNG
+ * folder, .npy or .pt file; labels name their class indices) the path,
+ * resolved against the model file's folder when relative. */
 AM_API const char *am_model_dataset(const am_model *m);
 
 /* The bytes of the tokenizer extra file named by the metadata's "tokenizer"
@@ -790,8 +793,13 @@ typedef int (*am_examples_progress_fn)(void *user, int64_t scanned, int64_t tota
 typedef struct am_examples_options {
     const char *objective; /* required */
     /* The dataset: "fashion-mnist" (images; path: the folder of its IDX
-     * files, NULL for the default), "fortunes" or "text" (text; path: the
-     * file, required). NULL: the model's metadata "dataset". */
+     * files, NULL for the default), the path of any images (a folder of PNG
+     * files, class subfolders giving labels, a .npy or a torch.save .pt
+     * file: am_dataset_open's "images", .pt read with libtorch; or "images"
+     * with path), "fortunes" or "text" (text; path: the file, required).
+     * NULL: the model's metadata "dataset". Images come at the model's input
+     * channels (converted as am_dataset_options says) and size (another
+     * size fails with AM_E_UNSUPPORTED naming both). */
     const char *dataset;
     const char *path;
     const char *split; /* fashion-mnist: "test" (default) or "train"; fortunes: "heldout" */
