@@ -1,6 +1,8 @@
 /* am_dataset.c: datasets for %examples: Fashion-MNIST images from Debian's
- * gzipped IDX files, and token windows of held-out text. */
+ * gzipped IDX files, any images (a PNG folder or an array: am_images.c), and
+ * token windows of held-out text. */
 #include "am_data.h"
+#include "am_images.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -24,6 +26,7 @@ struct am_dataset {
     /* images */
     unsigned char *pixels;  /* (N, H, W) raw 0..255 */
     unsigned char *labels8; /* (N) */
+    am__images *images;     /* "images": read a batch at a time */
     int64_t chw[3];         /* C, H, W */
     float *batch_images;    /* (batch_cap, C, H, W) */
     int64_t *batch_labels;  /* (batch_cap) */
@@ -179,6 +182,38 @@ static int ds_open_fashion(am_dataset *ds, const char *split, const char *dir)
     return AM_OK;
 }
 
+/* The "images" dataset over an opened source. */
+static int ds_adopt_images(am_dataset *ds, am__images *im)
+{
+    ds->images = im;
+    ds->kind = AM_DATASET_IMAGE;
+    ds->size = am__images_size(im);
+    am__images_shape(im, ds->chw);
+    return AM_OK;
+}
+
+static int ds_open_images(am_dataset *ds, const am_dataset_options *o)
+{
+    am__images *im;
+    int rc = am__images_open(o ? o->path : NULL, o, &im, ds->err, sizeof ds->err);
+    return rc == AM_OK ? ds_adopt_images(ds, im) : rc;
+}
+
+int am__dataset_open_array(const char *what, void *data, int dtype, const int64_t shape[4],
+                           int64_t *labels, const am_dataset_options *opts, am_dataset **out)
+{
+    am_dataset *ds = *out = calloc(1, sizeof *ds);
+    if (!ds) {
+        free(data);
+        free(labels);
+        return AM_E_NOMEM;
+    }
+    am__images *im;
+    int rc =
+        am__images_from_array(what, data, dtype, shape, labels, opts, &im, ds->err, sizeof ds->err);
+    return rc == AM_OK ? ds_adopt_images(ds, im) : rc;
+}
+
 /* Appends the tokens of text[0..n) and, when the tokenizer has one,
  * <|endoftext|>. */
 static int ds_add_entry(am_dataset *ds, am_tokenizer *tok, const char *text, size_t n, int64_t *cap)
@@ -287,10 +322,12 @@ int am_dataset_open(const char *name, const char *split, const am_dataset_option
         return AM_E_NOMEM;
     if (!name)
         return ds_fail(ds, AM_E_ARG,
-                       "dataset name is NULL; use \"fashion-mnist\", "
+                       "dataset name is NULL; use \"fashion-mnist\", \"images\", "
                        "\"fortunes\" or \"text\"");
     if (strcmp(name, "fashion-mnist") == 0)
         return ds_open_fashion(ds, split, opts ? opts->path : NULL);
+    if (strcmp(name, "images") == 0)
+        return ds_open_images(ds, opts);
     if (strcmp(name, "fortunes") == 0) {
         if (split && strcmp(split, "heldout") != 0 && strcmp(split, "test") != 0)
             return ds_fail(ds, AM_E_ARG,
@@ -302,8 +339,9 @@ int am_dataset_open(const char *name, const char *split, const am_dataset_option
     if (strcmp(name, "text") == 0)
         return ds_open_text(ds, name, opts);
     return ds_fail(ds, AM_E_ARG,
-                   "unknown dataset \"%s\"; known: \"fashion-mnist\" (images), "
-                   "\"fortunes\" (held-out text), \"text\" (any text file)",
+                   "unknown dataset \"%s\"; known: \"fashion-mnist\", \"images\" (a "
+                   "folder of PNG files or a .npy file as the path), \"fortunes\" (held-out "
+                   "text), \"text\" (any text file)",
                    name);
 }
 
@@ -313,6 +351,7 @@ void am_dataset_free(am_dataset *ds)
         return;
     free(ds->pixels);
     free(ds->labels8);
+    am__images_free(ds->images);
     free(ds->batch_images);
     free(ds->batch_labels);
     free(ds->stream);
@@ -327,7 +366,7 @@ const char *am_dataset_error(const am_dataset *ds)
 
 static int ds_ready(const am_dataset *ds)
 {
-    return ds && (ds->pixels || ds->stream) && ds->size > 0;
+    return ds && (ds->pixels || ds->images || ds->stream) && ds->size > 0;
 }
 
 /* Fills the batch buffers with items [first, first + count). */
@@ -356,7 +395,14 @@ static int ds_fill(am_dataset *ds, int64_t first, int64_t count, am_batch *b)
         }
         ds->batch_cap = count;
     }
-    if (ds->kind == AM_DATASET_IMAGE) {
+    if (ds->images) {
+        int rc = am__images_read(ds->images, first, count, ds->batch_images, ds->batch_labels,
+                                 ds->err, sizeof ds->err);
+        if (rc != AM_OK)
+            return rc;
+        b->images = ds->batch_images;
+        b->labels = am__images_has_labels(ds->images) ? ds->batch_labels : NULL;
+    } else if (ds->kind == AM_DATASET_IMAGE) {
         int64_t per = ds->chw[0] * ds->chw[1] * ds->chw[2];
         const unsigned char *src = ds->pixels + first * per;
         for (int64_t i = 0; i < count * per; i++)
@@ -437,12 +483,16 @@ int am_dataset_num_labels(const am_dataset *ds)
 {
     if (!ds_ready(ds))
         return AM_E_ARG;
+    if (ds->images)
+        return am__images_num_labels(ds->images);
     return ds->kind == AM_DATASET_IMAGE ? 10 : 0;
 }
 
 const char *am_dataset_label(const am_dataset *ds, int i)
 {
-    if (!ds_ready(ds) || ds->kind != AM_DATASET_IMAGE || i < 0 || i >= 10)
+    if (!ds_ready(ds) || ds->kind != AM_DATASET_IMAGE || i < 0)
         return NULL;
-    return kFashionLabels[i];
+    if (ds->images)
+        return am__images_label(ds->images, i);
+    return i < 10 ? kFashionLabels[i] : NULL;
 }

@@ -201,7 +201,10 @@ AM_API int64_t am_model_num_params(const am_model *m);
 AM_API int am_model_num_labels(const am_model *m);
 AM_API const char *am_model_label(const am_model *m, int i);
 
-/* The "dataset" field of the metadata ("" if absent). */
+/* The "dataset" field of the metadata ("" if absent): a name, or for an
+ * object {"path": ..., "labels": [...]} (the model's own images: a PNG
+ * folder, .npy or .pt file; labels name their class indices) the path,
+ * resolved against the model file's folder when relative. */
 AM_API const char *am_model_dataset(const am_model *m);
 
 /* The bytes of the tokenizer extra file named by the metadata's "tokenizer"
@@ -401,13 +404,24 @@ typedef struct am_dataset_options {
      * fortunes: the held-out file written by the build
      *   (share/actmax/data/fortunes-heldout.txt), fortune layout: entries
      *   separated by lines holding a single '%'. Required.
-     * text: any text file, one entry. Required. */
+     * text: any text file, one entry. Required.
+     * images: a folder of PNG files, or a .npy file. Required. */
     const char *path;
     /* Text datasets: the model's tokenizer (required; must outlive the
      * dataset). */
     const am_tokenizer *tokenizer;
     int64_t window; /* text: tokens per window T; 0 means 64 */
     int64_t stride; /* text: tokens between window starts; 0 means window */
+    /* images: the channels, height and width to deliver (the model's input;
+     * 0: as stored). Channels are converted: 1 stored channel is repeated,
+     * 3 (RGB) become 1 by luminance (0.299 R + 0.587 G + 0.114 B); other
+     * pairs fail. Images are never resized: another size fails, naming the
+     * file and both sizes. */
+    int64_t channels, height, width;
+    /* images without label names of their own (.npy): the name of each
+     * class index (num_label_names); NULL for none. */
+    const char *const *label_names;
+    int num_label_names;
 } am_dataset_options;
 
 /* One batch; its buffers belong to the dataset and stay valid until the next
@@ -422,6 +436,19 @@ typedef struct am_batch {
 } am_batch;
 
 /* name: "fashion-mnist" (split "train" 60000 or "test" 10000 images),
+ * "images" (split ignored; opts->path one of:
+ *   - a folder of PNG files (any bit depth and colour type libpng reads;
+ *     palettes expanded, alpha dropped, 16-bit samples scaled by 1/65535),
+ *     in byte order of their names, or a folder of class subfolders of PNG
+ *     files: the label is the subfolder's position in byte order of names
+ *     and its name the label's name; index = position in that order;
+ *   - a .npy file (format versions 1..3), C order, float32 in [0, 1] or
+ *     uint8 (scaled by 1/255), shape (N, C, H, W) or (N, H, W) for one
+ *     channel; labels, when a file NAME.labels.npy beside NAME.npy holds
+ *     one integer per image (int8..int64 or uint8..uint64, shape (N,)),
+ *     named by opts->label_names;
+ *   only the file list or the header is read at open (every PNG's header
+ *   is checked), pixels a batch at a time, so memory stays bounded),
  * "fortunes" (split "heldout"; "test" is a synonym), or "text" (split
  * ignored). Text datasets are the tokens of every entry, each followed by
  * <|endoftext|> when the tokenizer has it, concatenated and cut into windows
@@ -766,8 +793,13 @@ typedef int (*am_examples_progress_fn)(void *user, int64_t scanned, int64_t tota
 typedef struct am_examples_options {
     const char *objective; /* required */
     /* The dataset: "fashion-mnist" (images; path: the folder of its IDX
-     * files, NULL for the default), "fortunes" or "text" (text; path: the
-     * file, required). NULL: the model's metadata "dataset". */
+     * files, NULL for the default), the path of any images (a folder of PNG
+     * files, class subfolders giving labels, a .npy or a torch.save .pt
+     * file: am_dataset_open's "images", .pt read with libtorch; or "images"
+     * with path), "fortunes" or "text" (text; path: the file, required).
+     * NULL: the model's metadata "dataset". Images come at the model's input
+     * channels (converted as am_dataset_options says) and size (another
+     * size fails with AM_E_UNSUPPORTED naming both). */
     const char *dataset;
     const char *path;
     const char *split; /* fashion-mnist: "test" (default) or "train"; fortunes: "heldout" */

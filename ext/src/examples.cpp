@@ -168,10 +168,8 @@ void image_examples(am_model *m, const am_examples_options *o, const std::string
     Scorer sc;
     sc.parse(m, o->objective, "conv2[5]");
     Dataset ds;
-    am_dataset_options dopt{};
-    dopt.path = o->path;
-    int st = am_dataset_open(name.c_str(), o->split ? o->split : "test", &dopt, &ds.p);
-    if (st != AM_OK) ds.fail(st);
+    ds.p = open_image_dataset(m, name, o->path, o->split ? o->split : "test");
+    int st = AM_OK;
     if (am_dataset_kind(ds.p) != AM_DATASET_IMAGE)
         throw Error(AM_E_UNSUPPORTED, "dataset \"" + name + "\" is not an image dataset; this model takes images");
     int64_t shape[3];
@@ -258,8 +256,8 @@ void text_examples(am_model *m, const am_examples_options *o, const std::string 
     }
 }
 
-// Which reader a dataset name needs. Datasets of other layouts (a folder of
-// images, a tensor file) plug in here as more names behind the same options.
+// Which reader a dataset name needs: text here; images (a name or a path)
+// through open_image_dataset.
 bool is_text_dataset(const std::string &name) { return name == "fortunes" || name == "text"; }
 
 void examples_impl(am_model *m, const am_examples_options *o, am_examples *ex) {
@@ -267,8 +265,9 @@ void examples_impl(am_model *m, const am_examples_options *o, am_examples *ex) {
     std::string name = o && o->dataset && *o->dataset ? o->dataset : m->dataset;
     if (name.empty())
         throw Error(AM_E_UNSUPPORTED,
-                    "the model's metadata names no dataset; give one: \"fashion-mnist\" (images), "
-                    "\"fortunes\" or \"text\" with a path (text)");
+                    "the model's metadata names no dataset; give one: \"fashion-mnist\", or the path of "
+                    "the images (a folder of PNG files, a .npy or .pt file), or \"fortunes\" or \"text\" "
+                    "with a path (text)");
     if (is_text_dataset(name))
         text_examples(m, o, name, ex);
     else

@@ -79,6 +79,9 @@ struct am_model {
     std::string device_name = "cpu";
     std::string metadata;  // raw actmax.json
     std::string dataset;
+    // dataset: a dataset's name, or the path of the model's own images, whose
+    // label names the metadata may give ({"dataset": {"labels": [...]}})
+    std::vector<std::string> dataset_labels;
     std::string tokenizer;  // bytes of the tokenizer extra file
     bool has_tokenizer = false;
     torch::Device device{torch::kCPU};
@@ -147,6 +150,12 @@ struct InputScale {
     // display -> the model's input
     torch::Tensor operator()(const torch::Tensor &display) const { return (value_range(display) - mean) / sd; }
 };
+
+// The image dataset an image model's examples read (datasets.cpp): name is
+// "fashion-mnist", "images" (path: a PNG folder, .npy or .pt file) or such a
+// path itself; items come at the model's input shape. Throws Error with the
+// reader's message; the caller frees the result with am_dataset_free.
+am_dataset *open_image_dataset(const am_model *m, const std::string &name, const char *path, const char *split);
 
 // The model's tokenizer (the metadata's "tokenizer" extra file), freed with
 // the holder.

@@ -294,7 +294,30 @@ static void apply_metadata(am_model *m, const Meta &meta, const Source &src, con
             throw Error(AM_E_FORMAT, meta.where("kind") + " must be \"image\" or \"text\"");
         m->kind = string_of(k);
     }
-    if (auto d = meta.get("dataset"); is_string(d)) m->dataset = string_of(d);
+    if (auto d = meta.get("dataset"); is_string(d)) {
+        m->dataset = string_of(d);
+    } else if (d) {
+        // {"path": "...", "labels": [...]}: the model's own images, the path
+        // relative to the model file
+        auto bad = Error(AM_E_FORMAT, meta.where("dataset") +
+                                          " must be a name (\"fashion-mnist\") or {\"path\": \"images/\" "
+                                          "(a PNG folder, .npy or .pt file), \"labels\": [\"name\", ...]}");
+        const am__json *p = am__json_get(d, "path");
+        if (d->type != AM__JSON_OBJECT || !is_string(p) || p->len == 0) throw bad;
+        std::string path = string_of(p), model = src.path ? src.path : "";
+        if (path[0] != '/') {
+            size_t slash = model.rfind('/');
+            path = (slash == std::string::npos ? std::string(".") : model.substr(0, slash)) + "/" + path;
+        }
+        m->dataset = path;
+        if (const am__json *l = am__json_get(d, "labels")) {
+            if (l->type != AM__JSON_ARRAY) throw bad;
+            for (size_t i = 0; i < l->n; i++) {
+                if (!is_string(&l->items[i])) throw bad;
+                m->dataset_labels.push_back(string_of(&l->items[i]));
+            }
+        }
+    }
     if (auto l = meta.get("labels")) {
         auto bad = Error(AM_E_FORMAT, meta.where("labels") + " must be a list of strings");
         if (l->type != AM__JSON_ARRAY) throw bad;

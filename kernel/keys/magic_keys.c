@@ -93,6 +93,9 @@ const mg_key mg_keys_examples[] = {
     MG_KEY_ENUM("split", "test", "test|train", "dataset split"),
     MG_KEY_INT("limit", "0", 0, 100000000, "read at most this many items; 0: all"),
     MG_KEY_STRING("path", "", "text models: a text file to read instead of the held-out corpus"),
+    MG_KEY_STRING("data", "",
+                  "image models: the images to read instead of the model's dataset: a folder of "
+                  "PNG files (one subfolder per class gives labels), a .npy or a .pt file"),
     MG_KEY_INT("window", "0", 0, 4096, "text models: tokens per window; 0: 64 or the context"),
     MG_KEY_INT("batch", NULL, 1, 1000000, "text models: windows per forward (default 256)"),
     MG_KEY_FLOAT("updates_per_s", "4", 0.1, 100, "most live display updates per second"),
@@ -141,6 +144,9 @@ const mg_key mg_keys_check[] = {
     MG_KEY_INT("run", NULL, 1, 1000000, "the run to grade (default: the last one)"),
     MG_KEY_STRING("file", NULL,
                   "the checks file (default: $ACTMAX_CHECKS, else the installed checks.json)"),
+    MG_KEY_STRING("data", "",
+                  "images ranked by the dataset checks instead of the model's dataset (a PNG "
+                  "folder, a .npy or .pt file; as %examples data=)"),
     MG_KEY_END,
 };
 

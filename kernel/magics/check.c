@@ -214,6 +214,9 @@ static int rank_dataset(const mg_call *c, const mg_session *s, const mg_run_rec 
     o.objective = r->objective;
     o.split = split;
     o.k = k;
+    const char *data = mg_string(c, "data");
+    if (data && data[0])
+        o.dataset = data;
     am_examples *ex = NULL;
     int rc = e->am_examples_new(s->model, &o, &ex);
     if (rc != AM_OK) {
@@ -255,6 +258,10 @@ static int check_dataset(grade *g, const mg_session *s, const mg_run_rec *r, con
             mg_fail(g->c, "FormatError", "\"examples\": k must be 1..10000, got %d", k);
         return -1;
     }
+    /* data=: the messages name the images read rather than a split */
+    const char *data = mg_string(g->c, "data");
+    if (data && data[0])
+        split = data;
     if (ex && label) {
         double need = num_of(ex, "min_fraction", 0.5), got = (double)hits / k;
         verdict(g, got >= need, "top %d %s examples of %s: %d are %s (%.0f%%, needs >= %.0f%%)", k,

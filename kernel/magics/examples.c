@@ -24,8 +24,13 @@ mg_status mg_magic_examples(mg_call *c)
     if (!c->positional)
         return mg_fail(c, "ValueError",
                        "%%examples needs an objective, e.g. %%examples conv2[5] k=16");
-    if (strcmp(mg_engine()->am_model_kind(s->model), "text") == 0)
+    if (strcmp(mg_engine()->am_model_kind(s->model), "text") == 0) {
+        if (mg_string(c, "data")[0])
+            return mg_fail(c, "ValueError",
+                           "data= names images for an image model; a text model reads a text "
+                           "file: path=FILE");
         return mg_text_examples(c, s);
+    }
     return mg_image_examples(c, s);
 }
 
@@ -60,10 +65,14 @@ static void show_examples(const mg_call *c, const mg_session *s, const am_exampl
     }
     mg_str text = MG_STR_INIT;
     bool interrupted = e->am_examples_cancelled(ex);
-    char *title =
-        mg_asprintf("top %d of %lld %s images for %s%s", n, (long long)e->am_examples_scanned(ex),
-                    mg_enum(c, "split"), c->positional,
-                    interrupted ? " (interrupted: the images read so far)" : "");
+    const char *data = mg_string(c, "data");
+    const char *cut = interrupted ? " (interrupted: the images read so far)" : "";
+    char *title = data[0]
+                      ? mg_asprintf("top %d of %lld images in %s for %s%s", n,
+                                    (long long)e->am_examples_scanned(ex), data, c->positional, cut)
+                      : mg_asprintf("top %d of %lld %s images for %s%s", n,
+                                    (long long)e->am_examples_scanned(ex), mg_enum(c, "split"),
+                                    c->positional, cut);
     mg_str_addf(&text, "%s (%.2f s)\n", title, secs);
     for (int i = 0; i < n && e->am_examples_get(ex, i, &it) == AM_OK; i++, g++) {
         float *cell = grid + (size_t)g * per;
@@ -94,7 +103,10 @@ static void show_examples(const mg_call *c, const mg_session *s, const am_exampl
 mg_status mg_image_examples(mg_call *c, mg_session *s)
 {
     const mg_engine_api *e = mg_engine();
-    char *items = mg_asprintf("%s images", mg_enum(c, "split"));
+    /* data=: the user's images (a path the engine reads) instead of the
+     * model's dataset; the split then does not apply */
+    const char *data = mg_string(c, "data");
+    char *items = mg_asprintf("%s images", data[0] ? data : mg_enum(c, "split"));
     mg_scan_live L = {
         .objective = c->positional, .items = items, .reading = "reading the dataset", .best = NAN};
     mg_live_init(&L.d, c->out, "examples", mg_float(c, "updates_per_s"));
@@ -102,6 +114,8 @@ mg_status mg_image_examples(mg_call *c, mg_session *s)
     e->am_examples_options_default(&o);
     o.objective = c->positional;
     o.split = mg_enum(c, "split");
+    if (data[0])
+        o.dataset = data;
     o.k = (int)mg_int(c, "k");
     o.limit = mg_int(c, "limit");
     o.progress = mg_scan_live_progress;

@@ -617,13 +617,17 @@ class Model:
 
     def examples(self, objective, progress=None, **kw):
         """The top-k items of a dataset by an objective, best first: for image
-        models the images of the model's dataset (split=, limit=), for text
-        models the windows of the held-out corpus or of path= any text file.
+        models the images of the model's dataset (split=, limit=) or of data=
+        the user's (a folder of PNG files, one subfolder per class for labels,
+        a .npy or .pt file), for text models the windows of the held-out
+        corpus or of path= any text file.
         Keys and defaults of %examples (actmax.keys("examples"))."""
         v, given = _options("examples", kw)
         if not isinstance(objective, str) or not objective.strip():
             raise ValueError("examples needs an objective, e.g. m.examples(\"conv2[5]\", k=16)")
         dataset, path, split = None, None, v["split"]
+        if v["data"] and self.kind == "text":
+            raise ValueError("data= names images for an image model; a text model reads a text file: path=FILE")
         if self.kind == "text":
             path = v["path"] or _corpus_path(self.path)
             if not path:
@@ -633,6 +637,8 @@ class Model:
             # A file of the user's is read as one text; the built-in corpus keeps its layout.
             dataset = "text" if v["path"] else "fortunes"
             split = "heldout"
+        elif v["data"]:
+            dataset = v["data"]  # a path the engine reads as images
         elif v["path"]:
             path = v["path"]
         live = Live(objective, 1, progress, images=False)
@@ -643,7 +649,7 @@ class Model:
                                  live.scan_step if live.on else None, v["updates_per_s"])
         finally:
             live.close()
-        return Examples(self, objective, d, split)
+        return Examples(self, objective, d, split, v["data"] or None)
 
 
 def _corpus_path(model_path):
@@ -911,10 +917,11 @@ class Examples:
     labels (k,) and label_names; for text ids and acts (per token) per item, and
     texts. scanned, max, interrupted."""
 
-    def __init__(self, model, objective, d, split):
+    def __init__(self, model, objective, d, split, data=None):
         self.objective = objective
         self.kind = d["kind"]
-        self.split = split
+        self.split = None if data else split
+        self.data = data  # the images' path when given as data=
         items = d["items"]
         self.values = _wrap(np.array([it[1] for it in items], np.float32))
         self.indices = _wrap(np.array([it[0] for it in items], np.int64))
@@ -944,7 +951,8 @@ class Examples:
                 f"max {self.max:.4g}{' (interrupted)' if self.interrupted else ''}>")
 
     def _title(self):
-        return ("top %d of %d %s images for %s%s" % (len(self), self.scanned, self.split, self.objective,
+        source = "images in %s" % self.data if self.data else "%s images" % self.split
+        return ("top %d of %d %s for %s%s" % (len(self), self.scanned, source, self.objective,
                 " (interrupted: the images read so far)" if self.interrupted else ""))
 
     def _repr_png_(self):
