@@ -120,6 +120,12 @@ ProbeBytes probe_bytes(am_model *m, const TapPlan &plan, const torch::Tensor &in
     return r;
 }
 
+bool allocation_failure(const std::string &what) {
+    return what.find("can't allocate memory") != std::string::npos ||
+           what.find("CUDA out of memory") != std::string::npos ||
+           what.find("DefaultCPUAllocator") != std::string::npos;
+}
+
 void check_memory(const torch::Device &dev, double need, const std::string &what,
                   const std::function<std::string(double)> &fits) {
     double avail = memory_available(dev);

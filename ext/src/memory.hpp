@@ -31,4 +31,7 @@ ProbeBytes probe_bytes(am_model *m, const TapPlan &plan, const torch::Tensor &in
 void check_memory(const torch::Device &dev, double need, const std::string &what,
                   const std::function<std::string(double)> &fits);
 
+// True for libtorch's failure to allocate (CPU or CUDA).
+bool allocation_failure(const std::string &what);
+
 }  // namespace am

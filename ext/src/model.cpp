@@ -309,8 +309,7 @@ static void apply_metadata(am_model *m, const Meta &meta, const Source &src, con
         for (double d : numbers(meta, "input")) m->input_shape.push_back(as_size(d));
     } else if (m->kind == "text") {
         auto ctx = meta.get("context");
-        m->input_shape.push_back(ctx && ctx->type == AM__JSON_NUMBER ? as_size(ctx->num)
-                                                                     : kDefaultTextContext);
+        m->input_shape.push_back(ctx && ctx->type == AM__JSON_NUMBER ? as_size(ctx->num) : kDefaultTextContext);
     } else {
         throw Error(AM_E_ARG,
                     "the model carries no actmax.json metadata, so its input shape is unknown; "
@@ -319,8 +318,9 @@ static void apply_metadata(am_model *m, const Meta &meta, const Source &src, con
     for (auto d : m->input_shape)
         if (d <= 0) throw Error(AM_E_ARG, "input shape " + shape_str(m->input_shape) + " has a non-positive size");
     // Declared sizes are bounded before the probe forward allocates them.
-    std::string from = ndim > 0 ? std::string("the input shape given") : meta.get("input") ? meta.where("input")
-                                                                                            : meta.where("context");
+    std::string from = ndim > 0            ? std::string("the input shape given")
+                       : meta.get("input") ? meta.where("input")
+                                           : meta.where("context");
     if (m->kind == "text" && m->input_shape.size() == 1 && m->input_shape[0] > kMaxContext)
         throw Error(AM_E_ARG, from + " declares a context of " + std::to_string(m->input_shape[0]) +
                                   " tokens, over the engine's bound of " + std::to_string(kMaxContext) +
@@ -329,8 +329,9 @@ static void apply_metadata(am_model *m, const Meta &meta, const Source &src, con
     for (auto d : m->input_shape) elems *= static_cast<double>(d);
     if (elems > static_cast<double>(kMaxInputElements))
         throw Error(AM_E_ARG, from + " declares an input of " + shape_str(m->input_shape) + " (" +
-                                  std::to_string(static_cast<int64_t>(elems)) + " values), over the engine's bound of " +
-                                  std::to_string(kMaxInputElements) + " values per sample; e.g. input=3x224x224");
+                                  std::to_string(static_cast<int64_t>(elems)) +
+                                  " values), over the engine's bound of " + std::to_string(kMaxInputElements) +
+                                  " values per sample; e.g. input=3x224x224");
 
     if (meta.get("range")) {
         auto v = numbers(meta, "range");

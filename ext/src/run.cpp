@@ -251,13 +251,6 @@ std::string objective_label(const std::string &src) {
     return src.substr(0, cut) + "... (" + std::to_string(src.size()) + " characters)";
 }
 
-// True for libtorch's failure to allocate (CPU or CUDA).
-bool allocation_failure(const std::string &what) {
-    return what.find("can't allocate memory") != std::string::npos ||
-           what.find("CUDA out of memory") != std::string::npos ||
-           what.find("DefaultCPUAllocator") != std::string::npos;
-}
-
 // The run's peak memory, from one probe of the model at batch 1: each
 // view the model sees per step holds every activation up to the deepest
 // tapped layer, kept for backward, and about as much again in gradients
@@ -282,15 +275,15 @@ void check_run_memory(am_model *m, const am_options *o, const std::vector<std::s
     double views = maco ? static_cast<double>(K) : static_cast<double>(H * W) / static_cast<double>(Hin * Win);
     double per_image = kAutogradFactor * pb.sum * views + kImageCopies * 4.0 * static_cast<double>(C * H * W);
     double need = per_image * static_cast<double>(B);
-    check_memory(m->device, need, "this run (batch " + std::to_string(B) + " at " + std::to_string(H) + "x" +
-                                      std::to_string(W) + ")",
+    check_memory(m->device, need,
+                 "this run (batch " + std::to_string(B) + " at " + std::to_string(H) + "x" + std::to_string(W) + ")",
                  [&](double avail) -> std::string {
                      int64_t b = static_cast<int64_t>(avail / per_image);
                      if (b >= 1) return "batch=" + std::to_string(b) + " would fit";
                      if (maco) return "";
                      // Both sides scale the per-image cost by area.
-                     int64_t side = static_cast<int64_t>(std::sqrt(avail / per_image) *
-                                                         static_cast<double>(std::min(H, W)));
+                     int64_t side =
+                         static_cast<int64_t>(std::sqrt(avail / per_image) * static_cast<double>(std::min(H, W)));
                      side -= side % 8;
                      return side >= 8 ? "batch=1 at size=" + std::to_string(side) + " would fit" : "";
                  });
@@ -469,9 +462,7 @@ void run_impl(am_model *m, const am_options *o, am_run *r) {
         std::vector<torch::Tensor> outs;
         try {
             outs = tap_run(m, *plan, x);
-        } catch (const Error &) {
-            throw;
-        } catch (const std::exception &e) {
+        } catch (const Error &) { throw; } catch (const std::exception &e) {
             throw Error(AM_E_MODEL,
                         "forward failed on an image of shape " + shape_of(x) + ": " + short_what(e.what(), 2));
         }

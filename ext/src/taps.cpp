@@ -150,11 +150,11 @@ static Node *owner(Node *n, torch::jit::Block *b) {
 // "neutral": it does not cut the run of the module around it, so such a
 // module counts one call, as a forward hook sees it.
 struct Step {
-    Node *node = nullptr;          // null: the border of a descended block
-    std::string path;              // module path; "" for the model's own code
+    Node *node = nullptr;  // null: the border of a descended block
+    std::string path;      // module path; "" for the model's own code
     torch::jit::Block *block = nullptr;
-    bool neutral = false;          // control flow calling no module
-    std::string keep;              // borders: runs of modules containing keep go on
+    bool neutral = false;  // control flow calling no module
+    std::string keep;      // borders: runs of modules containing keep go on
 };
 
 static bool calls_module(const am_model *m, const Node *n) {
@@ -603,8 +603,7 @@ std::shared_ptr<TapPlan> tap_plan(am_model *m, Base base, const std::vector<std:
     return plan;
 }
 
-std::vector<torch::Tensor> tap_run(am_model *m, const TapPlan &plan, const torch::Tensor &input,
-                                   bool allow_missing) {
+std::vector<torch::Tensor> tap_run(am_model *m, const TapPlan &plan, const torch::Tensor &input, bool allow_missing) {
     torch::Tensor x = input;
     if (plan.has_stem)
         // The bias goes as an optional, not as a tensor input: autograd
@@ -866,9 +865,7 @@ int am_model_tap(am_model *m, const am_input *input, const char *const *layers, 
         torch::NoGradGuard ng;
         try {
             acts = am::tap_run(m, *plan, x);
-        } catch (const Error &) {
-            throw;
-        } catch (const std::exception &e) {
+        } catch (const Error &) { throw; } catch (const std::exception &e) {
             throw Error(AM_E_MODEL, "forward failed on input of shape " + am::shape_str(shape) + ": " +
                                         am::short_what(e.what(), 2));
         }
