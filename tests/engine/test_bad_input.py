@@ -219,3 +219,41 @@ def test_metadata_context_is_bounded(tmp_path):
         raw.load(path, device="cpu", input_shape=(3, 1000000, 1000000))
     assert e.value.status == E_ARG and "bound of" in e.value.detail
     print(f"refused in {time.time() - t0:.2f} s")
+
+
+def test_text_search_sized_by_memory(model_dir):
+    """A prompt length whose gradient step cannot fit is refused with one
+    that would; under a limit that only bounds the scoring forwards, the
+    sweep takes smaller chunks and finds the same values."""
+    import numpy as np
+    from tinygpt import TinyGPT, save_scripted, tokenizer_json
+    torch.manual_seed(6)
+    tok, vocab, _ = tokenizer_json()
+    path = model_dir / "gpt_memory.pt"
+    save_scripted(TinyGPT(vocab, ctx=8).eval(), path,
+                  {"kind": "text", "vocab_size": vocab, "context": 8, "tokenizer": "tokenizer.json"}, tok)
+    lm = actmax.load(str(path), device="cpu")
+    obj = "blocks.1.mlp.1[-1, 3]"
+    free = lm.tokens(obj, len=8, method="sweep")
+    try:
+        os.environ["ACTMAX_MEMORY_LIMIT"] = "1K"
+        with pytest.raises(MemoryError) as e:
+            lm.tokens(obj, len=8, method="sweep")
+        assert "a gradient step at len=8 needs about" in str(e.value), str(e.value)
+        suggested = None
+        for limit in ["400K", "200K", "100K", "50K", "25K", "12K", "6K"]:
+            os.environ["ACTMAX_MEMORY_LIMIT"] = limit
+            try:
+                lm.tokens(obj, len=8, method="sweep")
+            except MemoryError as err:
+                suggested = re.search(r"len=(\d+) would fit", str(err))
+                if suggested:
+                    break
+        assert suggested and 1 <= int(suggested.group(1)) < 8
+        os.environ["ACTMAX_MEMORY_LIMIT"] = "1M"
+        bounded = lm.tokens(obj, len=8, method="sweep")
+    finally:
+        del os.environ["ACTMAX_MEMORY_LIMIT"]
+    a, b = np.asarray(free.sweep), np.asarray(bounded.sweep)
+    assert a.shape == b.shape == (vocab,)
+    assert np.abs(a - b).max() <= 1e-5, np.abs(a - b).max()
