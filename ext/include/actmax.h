@@ -668,6 +668,13 @@ typedef struct am_text_progress {
     float xent;       /* cross-entropy of that prompt (0 when fluency is off and not computed) */
     const int64_t *tokens; /* (len) the best prompt so far (soft: the current projection) */
     int len;
+    /* What runs now: "optimizing" (the steps, one call each), or a scoring
+     * phase that calls at most twice a second so an interrupt is seen:
+     * "start" (the start prompt's last token swept over the vocabulary),
+     * "sweep", "attribution". done of total prompts scored in that phase
+     * (0 of 0 while optimizing). */
+    const char *phase;
+    int64_t done, total;
 } am_text_progress;
 
 /* Return nonzero to cancel; the run then stops and keeps its best result. */
@@ -764,10 +771,17 @@ AM_API int am_text_run_best(const am_text_run *r, const int64_t **ids, int *len,
 
 /* Per position t of the result: the objective minus its value with token t
  * swapped for the best other token there (drop, len), and that token (alt,
- * len). Tried exhaustively when the vocabulary has <= 8192 tokens, else
- * among the gradient's top 256. Returns AM_E_UNSUPPORTED when not computed. */
+ * len). Every token at every position while len x vocab is at most 16384
+ * prompts, else each position's top tokens by the gradient (at most 256,
+ * within the same budget; am_text_run_note says so). Returns
+ * AM_E_UNSUPPORTED when not computed (off, or the run was stopped). */
 AM_API int am_text_run_attribution(const am_text_run *r, const float **drop, const int64_t **alt,
                                    int *len);
+
+/* What the run chose by itself, for display (never NULL, "" if nothing):
+ * e.g. that the attribution tried each position's top tokens by the
+ * gradient instead of the whole vocabulary. */
+AM_API const char *am_text_run_note(const am_text_run *r);
 
 /* sweep: the objective of every vocabulary token at the searched position
  * (vocab), the rest of the prompt fixed. */
@@ -1027,7 +1041,7 @@ AM_API int am_run_code(am_model *m, const am_options *o, const char *model_path,
     X(am_text_run_soft_activation) X(am_text_run_retention) X(am_text_run_embeds)     \
     X(am_text_run_nearest) X(am_text_run_curve) X(am_text_run_xent_curve)             \
     X(am_text_run_projected_curve) X(am_text_run_best)                                \
-    X(am_text_run_attribution) X(am_text_run_sweep)                                   \
+    X(am_text_run_attribution) X(am_text_run_sweep) X(am_text_run_note)               \
     X(am_examples_options_default) X(am_examples_new) X(am_examples_free)             \
     X(am_examples_error) X(am_examples_kind) X(am_examples_scanned)                   \
     X(am_examples_cancelled) X(am_examples_count) X(am_examples_max)                  \

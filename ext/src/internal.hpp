@@ -58,6 +58,7 @@ void tune_malloc_for_runs();
 struct TapPlan {
     std::shared_ptr<torch::jit::GraphFunction> fn;
     std::vector<std::string> layers;  // (n) as requested
+    std::vector<bool> conditional;    // (n) inside an if/while of forward: may not be called
     // Runs only: the convolution applied to the image, taken out of the graph
     // and run before it with a faster input gradient (see stem_conv).
     bool has_stem = false;
@@ -127,8 +128,11 @@ std::shared_ptr<TapPlan> tap_plan(am_model *m, Base base, const std::vector<std:
 std::shared_ptr<TapPlan> tap_plan(am_model *m, Base base, const std::vector<std::string> &layers, bool fast,
                                   const std::vector<int64_t> &in_shape);
 
-// Runs a plan; inputs after the module. Returns (n) tensors.
-std::vector<torch::Tensor> tap_run(am_model *m, const TapPlan &plan, const torch::Tensor &input);
+// Runs a plan; inputs after the module. Returns (n) tensors. A tapped layer
+// that forward did not call on this input (an `if` branch not taken) fails
+// with AM_E_LAYER, or comes back undefined with allow_missing.
+std::vector<torch::Tensor> tap_run(am_model *m, const TapPlan &plan, const torch::Tensor &input,
+                                   bool allow_missing = false);
 
 // Fills an am_tensor (caller-owned copy) from a tensor.
 void tensor_out(const torch::Tensor &t, am_tensor *out);

@@ -186,6 +186,12 @@ std::vector<double> numbers(const Meta &meta, const char *key) {
 
 // The context of a text model whose metadata gives none.
 constexpr int64_t kDefaultTextContext = 16;
+// Bounds on what metadata (or a caller) may declare, checked before the
+// probe forward: a context beyond any trained model's, and an input sample
+// of more values than a 8192x8192 RGB image (the probe alone would take
+// gigabytes, then fail deep in the allocator).
+constexpr int64_t kMaxContext = 1 << 17;
+constexpr int64_t kMaxInputElements = 3LL * 8192 * 8192;
 
 // ============================================================ loading
 
@@ -286,6 +292,13 @@ static void read_tokenizer(am_model *m, const Source &src, const std::string &na
     m->has_tokenizer = true;
 }
 
+// A declared size as an integer; NaN reads as 0 and huge values stop at
+// 1e15 (past every bound, and still an int64).
+static int64_t as_size(double d) {
+    if (!(d == d)) return 0;
+    return static_cast<int64_t>(std::max(-1e15, std::min(d, 1e15)));
+}
+
 // Kind, labels, dataset, tokenizer, input shape, range, mean and std from
 // the metadata; shape (ndim > 0) overrides "input".
 static void apply_metadata(am_model *m, const Meta &meta, const Source &src, const int64_t *shape, int ndim) {
@@ -334,11 +347,10 @@ static void apply_metadata(am_model *m, const Meta &meta, const Source &src, con
     if (ndim > 0) {
         m->input_shape.assign(shape, shape + ndim);
     } else if (meta.get("input")) {
-        for (double d : numbers(meta, "input")) m->input_shape.push_back(static_cast<int64_t>(d));
+        for (double d : numbers(meta, "input")) m->input_shape.push_back(as_size(d));
     } else if (m->kind == "text") {
         auto ctx = meta.get("context");
-        m->input_shape.push_back(ctx && ctx->type == AM__JSON_NUMBER ? static_cast<int64_t>(ctx->num)
-                                                                     : kDefaultTextContext);
+        m->input_shape.push_back(ctx && ctx->type == AM__JSON_NUMBER ? as_size(ctx->num) : kDefaultTextContext);
     } else {
         throw Error(AM_E_ARG,
                     "the model carries no actmax.json metadata, so its input shape is unknown; "
@@ -346,6 +358,21 @@ static void apply_metadata(am_model *m, const Meta &meta, const Source &src, con
     }
     for (auto d : m->input_shape)
         if (d <= 0) throw Error(AM_E_ARG, "input shape " + shape_str(m->input_shape) + " has a non-positive size");
+    // Declared sizes are bounded before the probe forward allocates them.
+    std::string from = ndim > 0            ? std::string("the input shape given")
+                       : meta.get("input") ? meta.where("input")
+                                           : meta.where("context");
+    if (m->kind == "text" && m->input_shape.size() == 1 && m->input_shape[0] > kMaxContext)
+        throw Error(AM_E_ARG, from + " declares a context of " + std::to_string(m->input_shape[0]) +
+                                  " tokens, over the engine's bound of " + std::to_string(kMaxContext) +
+                                  "; declare the context the model was trained with");
+    double elems = 1;
+    for (auto d : m->input_shape) elems *= static_cast<double>(d);
+    if (elems > static_cast<double>(kMaxInputElements))
+        throw Error(AM_E_ARG, from + " declares an input of " + shape_str(m->input_shape) + " (" +
+                                  std::to_string(static_cast<int64_t>(elems)) +
+                                  " values), over the engine's bound of " + std::to_string(kMaxInputElements) +
+                                  " values per sample; e.g. input=3x224x224");
 
     if (meta.get("range")) {
         auto v = numbers(meta, "range");

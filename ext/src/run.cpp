@@ -13,6 +13,7 @@
 #include <random>
 
 #include "internal.hpp"
+#include "memory.hpp"
 #include "objective.hpp"
 #include "objective_eval.hpp"
 #include "param.hpp"
@@ -220,11 +221,42 @@ std::string objective_label(const std::string &src) {
     return src.substr(0, cut) + "... (" + std::to_string(src.size()) + " characters)";
 }
 
-// True for libtorch's failure to allocate (CPU or CUDA).
-bool allocation_failure(const std::string &what) {
-    return what.find("can't allocate memory") != std::string::npos ||
-           what.find("CUDA out of memory") != std::string::npos ||
-           what.find("DefaultCPUAllocator") != std::string::npos;
+// The run's peak memory, from one probe of the model at batch 1: each
+// view the model sees per step holds every activation up to the deepest
+// tapped layer, kept for backward, and about as much again in gradients
+// while backward runs; the image side holds the parameterization, its
+// optimizer state and gradient, and the rendered and transformed copies.
+constexpr double kAutogradFactor = 2.5;
+constexpr double kImageCopies = 12;
+
+void check_run_memory(am_model *m, const am_options *o, const std::vector<std::string> &layers, int64_t B, int64_t K,
+                      int64_t H, int64_t W) {
+    if (memory_available(m->device) < 0) return;
+    const int64_t C = m->input_shape[0], Hin = m->input_shape[1], Win = m->input_shape[2];
+    ProbeBytes pb;
+    try {
+        auto x = torch::zeros({1, C, Hin, Win}, torch::TensorOptions().device(m->device));
+        pb = probe_bytes(m, *tap_plan(m, Base::kForward, layers), x);
+    } catch (const std::exception &) {
+        return;  // the estimate is advice; the run reports its own failure
+    }
+    const bool maco = o->param == AM_PARAM_MACO;
+    // Per image of the batch: its views' activations and its own copies.
+    double views = maco ? static_cast<double>(K) : static_cast<double>(H * W) / static_cast<double>(Hin * Win);
+    double per_image = kAutogradFactor * pb.sum * views + kImageCopies * 4.0 * static_cast<double>(C * H * W);
+    double need = per_image * static_cast<double>(B);
+    check_memory(m->device, need,
+                 "this run (batch " + std::to_string(B) + " at " + std::to_string(H) + "x" + std::to_string(W) + ")",
+                 [&](double avail) -> std::string {
+                     int64_t b = static_cast<int64_t>(avail / per_image);
+                     if (b >= 1) return "batch=" + std::to_string(b) + " would fit";
+                     if (maco) return "";
+                     // Both sides scale the per-image cost by area.
+                     int64_t side =
+                         static_cast<int64_t>(std::sqrt(avail / per_image) * static_cast<double>(std::min(H, W)));
+                     side -= side % 8;
+                     return side >= 8 ? "batch=1 at size=" + std::to_string(side) + " would fit" : "";
+                 });
 }
 
 void run_impl(am_model *m, const am_options *o, am_run *r) {
@@ -275,6 +307,7 @@ void run_impl(am_model *m, const am_options *o, am_run *r) {
     auto plan = maco ? tap_plan(m, Base::kForward, layers, /*fast=*/true, {B * K, C, Hin, Win})
                      : tap_plan(m, Base::kForward, layers, /*fast=*/true, {B, C, H, W});
     auto final_plan = maco ? tap_plan(m, Base::kForward, layers, /*fast=*/true, {B, C, Hin, Win}) : plan;
+    check_run_memory(m, o, layers, B, K, H, W);
 
     torch::manual_seed(o->seed);
     std::mt19937_64 rng(o->seed);
@@ -399,7 +432,7 @@ void run_impl(am_model *m, const am_options *o, am_run *r) {
         std::vector<torch::Tensor> outs;
         try {
             outs = tap_run(m, *plan, x);
-        } catch (const std::exception &e) {
+        } catch (const Error &) { throw; } catch (const std::exception &e) {
             throw Error(AM_E_MODEL,
                         "forward failed on an image of shape " + shape_of(x) + ": " + short_what(e.what(), 2));
         }

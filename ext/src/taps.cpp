@@ -10,6 +10,7 @@
 #include <cctype>
 #include <cstring>
 #include <iostream>
+#include <functional>
 #include <set>
 
 #include "internal.hpp"
@@ -133,10 +134,113 @@ static std::string suggest(const am_model *m, const std::string &name) {
     return r;
 }
 
-// The top-level node that owns n (n itself unless it sits in a sub-block).
-static Node *owner(Node *n, torch::jit::Block *top) {
-    while (n->owningBlock() != top) n = n->owningBlock()->owningNode();
+// The node of block b that holds n (n itself when n sits in b); null when n
+// is outside b.
+static Node *owner(Node *n, torch::jit::Block *b) {
+    while (n && n->owningBlock() != b) n = n->owningBlock()->owningNode();
     return n;
+}
+
+// ------------------------------------------------------------ walking forward
+
+// One step of forward as the layer list and the taps see it. Module calls
+// inside a scripted `if`/`while` are reached by descending into the control
+// node's blocks; a control node that calls no module (a BatchNorm's input
+// check, its `if self.training`) carries no call stack after inlining and is
+// "neutral": it does not cut the run of the module around it, so such a
+// module counts one call, as a forward hook sees it.
+struct Step {
+    Node *node = nullptr;  // null: the border of a descended block
+    std::string path;      // module path; "" for the model's own code
+    torch::jit::Block *block = nullptr;
+    bool neutral = false;  // control flow calling no module
+    std::string keep;      // borders: runs of modules containing keep go on
+};
+
+static bool calls_module(const am_model *m, const Node *n) {
+    for (const torch::jit::Block *b : n->blocks())
+        for (const Node *k : b->nodes())
+            if (!node_path(m, k).empty() || calls_module(m, k)) return true;
+    return false;
+}
+
+// The deepest module path holding every module call inside n.
+static std::string common_path(const am_model *m, const Node *n) {
+    std::vector<std::string> all;
+    std::function<void(const Node *)> add = [&](const Node *x) {
+        for (const torch::jit::Block *b : x->blocks())
+            for (const Node *k : b->nodes()) {
+                std::string p = node_path(m, k);
+                if (!p.empty()) all.push_back(p);
+                add(k);
+            }
+    };
+    add(n);
+    if (all.empty()) return "";
+    std::string c = all[0];
+    for (auto &p : all)
+        while (!c.empty() && !path_within(p, c)) {
+            size_t dot = c.rfind('.');
+            c = dot == std::string::npos ? "" : c.substr(0, dot);
+        }
+    return c;
+}
+
+static void walk(const am_model *m, torch::jit::Block *b, std::vector<Step> &out) {
+    for (Node *n : b->nodes()) {
+        if (n->kind() == c10::prim::Constant) continue;
+        std::string p = node_path(m, n);
+        if (p.empty() && !n->blocks().empty()) {
+            if (!calls_module(m, n)) {
+                out.push_back({n, "", b, true, ""});
+                continue;
+            }
+            std::string keep = common_path(m, n);
+            for (torch::jit::Block *inner : n->blocks()) {
+                out.push_back({nullptr, "", nullptr, false, keep});
+                walk(m, inner, out);
+            }
+            out.push_back({nullptr, "", nullptr, false, keep});
+            continue;
+        }
+        out.push_back({n, p, b, false, ""});
+    }
+}
+
+// An empty tensor stands for "not called" in the branch that does not call
+// the tapped module; real activations are never empty.
+static torch::Tensor not_called() { return torch::empty({0}); }
+
+// Carries v, made inside a control node's block, out to the graph's top
+// block: an extra output of each enclosing `if` (the other branches give
+// not_called()), an extra loop-carried value of each enclosing loop (its
+// value after the last iteration, as a hook's last call sees it).
+static Value *lift(Graph &g, Value *v, torch::jit::Block *b) {
+    while (b != g.block()) {
+        Node *n = b->owningNode();
+        if (n->kind() == c10::prim::If) {
+            for (torch::jit::Block *bb : n->blocks()) {
+                if (bb == b) {
+                    bb->registerOutput(v);
+                } else {
+                    torch::jit::WithInsertPoint ip(bb->return_node());
+                    bb->registerOutput(g.insertConstant(not_called()));
+                }
+            }
+        } else if (n->kind() == c10::prim::Loop) {
+            torch::jit::WithInsertPoint ip(n);
+            n->addInput(g.insertConstant(not_called()));
+            b->addInput()->setType(c10::TensorType::get());
+            b->registerOutput(v);
+        } else {
+            throw Error(AM_E_UNSUPPORTED, std::string("a layer inside ") + n->kind().toQualString() +
+                                              " cannot be tapped (only if and while blocks)");
+        }
+        v = n->addOutput();
+        v->setType(c10::TensorType::get());
+        b = n->owningBlock();
+    }
+    return v;
 }
 
 // ============================================================ tap plans
@@ -348,17 +452,10 @@ std::shared_ptr<TapPlan> tap_plan(am_model *m, Base base, const std::vector<std:
     std::shared_ptr<Graph> g = src->copy();
     auto *top = g->block();
 
-    // Top-level nodes with their module paths, in execution order.
-    std::vector<Node *> nodes;
-    std::vector<std::string> paths;
-    for (Node *n : top->nodes()) {
-        nodes.push_back(n);
-        paths.push_back(node_path(m, n));
-    }
-    std::unordered_map<Node *, size_t> pos;
-    for (size_t i = 0; i < nodes.size(); i++) pos[nodes[i]] = i;
-
+    std::vector<Step> steps;
+    walk(m, top, steps);
     std::vector<Value *> tapped;
+    std::vector<bool> conditional;  // (n) the tap sits in an if/while block
     for (auto &full : layers) {
         LayerSpec sp = parse_spec(full);
         bool is_module = std::find(m->module_paths.begin(), m->module_paths.end(), sp.name) != m->module_paths.end();
@@ -370,6 +467,7 @@ std::shared_ptr<TapPlan> tap_plan(am_model *m, Base base, const std::vector<std:
             c->insertBefore(g->return_node());
             c->output()->setType(v->type());
             tapped.push_back(c->output());
+            conditional.push_back(false);
             continue;
         }
         if (!is_module) {
@@ -380,22 +478,37 @@ std::shared_ptr<TapPlan> tap_plan(am_model *m, Base base, const std::vector<std:
             throw Error(AM_E_LAYER, "unknown layer '" + sp.name + "'; closest: " + suggest(m, sp.name) +
                                         " (the model's layer list names them all)");
         }
-        // Split the module's nodes into calls: a call is a run of nodes of
-        // this path not interrupted by other nodes, from one call site.
-        std::vector<std::vector<size_t>> calls;
+        // Split the module's steps into calls: a call is a run of its steps
+        // from one call site, not interrupted by other modules' or the
+        // model's own code (neutral control flow sandwiched in a run joins
+        // it), nor by entering or leaving a block outside the module.
+        std::vector<std::vector<Node *>> calls;
         bool in_run = false;
         std::string site;
-        for (size_t i = 0; i < nodes.size(); i++) {
-            Node *n = nodes[i];
-            if (n->kind() == c10::prim::Constant) continue;
-            bool inside = path_within(paths[i], sp.name);
-            if (!inside) {
-                in_run = false;
+        std::vector<Node *> pending;  // neutral steps since the run's last node
+        for (const Step &st : steps) {
+            if (!st.node) {
+                if (!path_within(st.keep, sp.name)) in_run = false;
+                pending.clear();
                 continue;
             }
-            std::string s = call_site(m, n, sp.name);
-            if (!in_run || s != site) calls.emplace_back();
-            calls.back().push_back(i);
+            if (st.neutral) {
+                if (in_run) pending.push_back(st.node);
+                continue;
+            }
+            if (!path_within(st.path, sp.name)) {
+                in_run = false;
+                pending.clear();
+                continue;
+            }
+            std::string s = call_site(m, st.node, sp.name);
+            if (!in_run || s != site) {
+                calls.emplace_back();
+                pending.clear();
+            }
+            for (Node *q : pending) calls.back().push_back(q);
+            pending.clear();
+            calls.back().push_back(st.node);
             in_run = true;
             site = s;
         }
@@ -406,19 +519,27 @@ std::shared_ptr<TapPlan> tap_plan(am_model *m, Base base, const std::vector<std:
                                         " time(s); '#" + std::to_string(sp.call) + "' does not exist (use #1..#" +
                                         std::to_string(calls.size()) + ")");
         const auto &call = calls[sp.call ? static_cast<size_t>(sp.call - 1) : calls.size() - 1];
+        // The block the call runs in, and its nodes there (a control node
+        // of the module's own code stands for the calls inside it).
+        torch::jit::Block *blk = call.front()->owningBlock();
+        std::vector<Node *> here;
         std::set<Node *> in_call;
-        for (size_t i : call) in_call.insert(nodes[i]);
+        for (Node *n : call) {
+            Node *o = owner(n, blk);
+            if (!o) throw Error(AM_E_UNSUPPORTED, "layer '" + full + "' spans blocks of forward and cannot be tapped");
+            if (in_call.insert(o).second) here.push_back(o);
+        }
         // The call's output: the last tensor (or tuple) value made inside
         // the call and used outside it.
         Value *out = nullptr;
-        for (size_t i : call) {
-            for (Value *v : nodes[i]->outputs()) {
+        for (Node *n : here) {
+            for (Value *v : n->outputs()) {
                 auto kind = v->type()->kind();
                 if (kind != c10::TypeKind::TensorType && kind != c10::TypeKind::TupleType) continue;
                 bool escapes = false;
                 for (auto &u : v->uses()) {
-                    Node *o = owner(u.user, top);
-                    if (o == g->return_node() || !in_call.count(o)) {
+                    Node *o = owner(u.user, blk);
+                    if (!o || o == blk->return_node() || !in_call.count(o)) {
                         escapes = true;
                         break;
                     }
@@ -427,7 +548,7 @@ std::shared_ptr<TapPlan> tap_plan(am_model *m, Base base, const std::vector<std:
             }
         }
         if (!out) throw Error(AM_E_LAYER, "layer '" + full + "' produces no tensor used by the rest of the model");
-        Node *last = nodes[call.back()];
+        Node *last = here.back();
         Value *v = out;
         if (v->type()->kind() == c10::TypeKind::TupleType) {
             if (v->node()->kind() != c10::prim::TupleConstruct)
@@ -452,7 +573,8 @@ std::shared_ptr<TapPlan> tap_plan(am_model *m, Base base, const std::vector<std:
         c->insertAfter(last);
         c->inputs()[1]->node()->moveBefore(c);
         c->output()->setType(v->type());
-        tapped.push_back(c->output());
+        tapped.push_back(lift(*g, c->output(), blk));
+        conditional.push_back(blk != top);
     }
 
     auto plan = std::make_shared<TapPlan>();
@@ -475,12 +597,13 @@ std::shared_ptr<TapPlan> tap_plan(am_model *m, Base base, const std::vector<std:
     }
 
     plan->layers = layers;
+    plan->conditional = conditional;
     plan->fn = std::make_shared<torch::jit::GraphFunction>("actmax_tap", g, nullptr);
     m->tap_cache[key] = plan;
     return plan;
 }
 
-std::vector<torch::Tensor> tap_run(am_model *m, const TapPlan &plan, const torch::Tensor &input) {
+std::vector<torch::Tensor> tap_run(am_model *m, const TapPlan &plan, const torch::Tensor &input, bool allow_missing) {
     torch::Tensor x = input;
     if (plan.has_stem)
         // The bias goes as an optional, not as a tensor input: autograd
@@ -492,7 +615,17 @@ std::vector<torch::Tensor> tap_run(am_model *m, const TapPlan &plan, const torch
     plan.fn->run(stack);
     auto elems = stack.at(0).toTuple()->elements();
     std::vector<torch::Tensor> r;
-    for (auto &e : elems) r.push_back(e.toTensor());
+    for (size_t i = 0; i < elems.size(); i++) {
+        torch::Tensor t = elems[i].toTensor();
+        if (i < plan.conditional.size() && plan.conditional[i] && t.dim() == 1 && t.numel() == 0) {
+            if (!allow_missing)
+                throw Error(AM_E_LAYER, "layer '" + plan.layers[i] +
+                                            "' sits in an if/while branch of forward that this input did not run: "
+                                            "there is nothing to read");
+            t = torch::Tensor();
+        }
+        r.push_back(t);
+    }
     return r;
 }
 
@@ -511,13 +644,23 @@ static void list_layers(am_model *m) {
         for (const auto &p : nm.value.parameters(/*recurse=*/true)) n += p.numel();
         params[nm.name] = n;
     }
-    // Execution order and call counts from the inlined graph.
+    // Execution order and call counts from the inlined graph, counted as
+    // a forward hook counts them: a module runs once per call site reached
+    // (a call inside a loop counts once).
     std::vector<std::string> order;
     std::map<std::string, int> calls;
     std::map<std::string, bool> running;
-    for (Node *n : m->graph->block()->nodes()) {
-        if (n->kind() == c10::prim::Constant) continue;
-        std::string p = node_path(m, n);
+    std::map<std::string, std::string> site;
+    std::vector<Step> steps;
+    walk(m, m->graph->block(), steps);
+    for (const Step &st : steps) {
+        if (st.neutral) continue;
+        if (!st.node) {
+            for (auto &kv : running)
+                if (!path_within(st.keep, kv.first)) kv.second = false;
+            continue;
+        }
+        const std::string &p = st.path;
         // Every prefix of the path is "inside"; close runs of paths we left.
         std::set<std::string> now;
         std::string acc;
@@ -533,10 +676,12 @@ static void list_layers(am_model *m) {
             if (kv.second && !now.count(kv.first)) kv.second = false;
         for (auto &q : now) {
             if (!types.count(q)) continue;
-            if (!running[q]) {
+            std::string s = call_site(m, st.node, q);
+            if (!running[q] || site[q] != s) {
                 if (!calls.count(q)) order.push_back(q);
                 calls[q]++;
                 running[q] = true;
+                site[q] = s;
             }
         }
     }
@@ -561,8 +706,9 @@ static void list_layers(am_model *m) {
                                   ? torch::zeros(s, torch::TensorOptions().dtype(torch::kLong).device(m->device))
                                   : torch::zeros(s, torch::TensorOptions().device(m->device));
             auto plan = tap_plan(m, Base::kForward, ok);
-            auto outs = tap_run(m, *plan, x);
+            auto outs = tap_run(m, *plan, x, /*allow_missing=*/true);
             for (size_t k = 0; k < outs.size(); k++) {
+                if (!outs[k].defined()) continue;
                 auto sz = outs[k].sizes();
                 shapes[idx[k]].assign(sz.begin(), sz.end());
             }
@@ -719,7 +865,7 @@ int am_model_tap(am_model *m, const am_input *input, const char *const *layers, 
         torch::NoGradGuard ng;
         try {
             acts = am::tap_run(m, *plan, x);
-        } catch (const std::exception &e) {
+        } catch (const Error &) { throw; } catch (const std::exception &e) {
             throw Error(AM_E_MODEL, "forward failed on input of shape " + am::shape_str(shape) + ": " +
                                         am::short_what(e.what(), 2));
         }

@@ -18,6 +18,7 @@
 #include <set>
 
 #include "internal.hpp"
+#include "memory.hpp"
 #include "objective.hpp"
 #include "objective_eval.hpp"
 
@@ -43,6 +44,7 @@ struct am_text_run {
     std::vector<float> attr_drop;   // (T)
     std::vector<int64_t> attr_alt;  // (T)
     std::vector<float> sweep;       // (vocab) sweep only
+    std::string note;               // choices made for the caller, for display
     int sweep_pos = -1;
     std::vector<float> proj_curve;  // (S)
     std::vector<int64_t> best_ids;  // (T)
@@ -119,6 +121,9 @@ struct Engine {
     float fluency = 0;
     Tokenizer tok;
     int64_t eot = -1;
+    // Sequences one scoring forward may take so that it holds at most half
+    // of the memory available (setup measures a sequence's cost).
+    int64_t max_chunk = std::numeric_limits<int64_t>::max();
 
     struct Out {
         torch::Tensor act, xent, logp;  // (B), (B), (B, T-1, V) or undefined
@@ -152,14 +157,16 @@ struct Engine {
 
     // Objective and cross-entropy of token sequences (N, T), in chunks.
     // need_xent false leaves xent empty.
-    // stop (may be empty) is asked between chunks; true ends the loop early.
+    // stop (may be empty) is asked between chunks with the sequences done
+    // and in all; true ends the loop early.
     void eval_ids(const torch::Tensor &ids, int64_t chunk, std::vector<float> &act, std::vector<float> &xent,
-                  bool need_xent = true, const std::function<bool()> &stop = {}) {
+                  bool need_xent = true, const std::function<bool(int64_t, int64_t)> &stop = {}) {
         torch::NoGradGuard ng;
         act.clear();
         xent.clear();
+        chunk = std::max<int64_t>(1, std::min(chunk, max_chunk));
         for (int64_t s = 0; s < ids.size(0); s += chunk) {
-            if (stop && s > 0 && stop()) return;
+            if (stop && s > 0 && stop(s, ids.size(0))) return;
             auto part = ids.slice(0, s, std::min(ids.size(0), s + chunk));
             auto o = run(embed(part), part, need_xent);
             auto a = o.act.to(torch::kCPU).contiguous();
@@ -271,7 +278,43 @@ bool report(Ctx &c, int step, float act, float xent, const std::vector<int64_t> 
     p.xent = xent;
     p.tokens = ids.data();
     p.len = static_cast<int>(ids.size());
+    p.phase = "optimizing";
     return c.o.progress(c.o.progress_user, &p) != 0;
+}
+
+// A scoring phase's report: the run's last state with the phase and its
+// count, at most twice a second, so a short phase adds no call and a long
+// one shows on the live display and sees an interrupt between chunks.
+struct PhasePoll {
+    const am_text_options &o;
+    am_text_progress p{};
+    std::chrono::steady_clock::time_point asked = std::chrono::steady_clock::now();
+    bool stopped = false;
+    PhasePoll(const am_text_options &opts, const char *phase, const am_text_progress &last) : o(opts), p(last) {
+        p.phase = phase;
+    }
+    bool operator()(int64_t done, int64_t total) {
+        if (!o.progress) return false;
+        auto now = std::chrono::steady_clock::now();
+        if (now - asked < std::chrono::milliseconds(500)) return stopped;
+        asked = now;
+        p.done = done;
+        p.total = total;
+        stopped = stopped || o.progress(o.progress_user, &p) != 0;
+        return stopped;
+    }
+};
+
+// The state a phase before the first step reports: step 0 of the restart.
+am_text_progress before_steps(const Ctx &c, const std::vector<int64_t> &ids) {
+    am_text_progress p{};
+    p.steps = c.o.steps;
+    p.restart = c.restart;
+    p.restarts = c.o.restarts;
+    p.activation = std::numeric_limits<float>::quiet_NaN();
+    p.tokens = ids.data();
+    p.len = static_cast<int>(ids.size());
+    return p;
 }
 
 std::vector<int64_t> start_ids(Ctx &c) {
@@ -316,7 +359,11 @@ std::vector<int64_t> start_ids(Ctx &c) {
     }
     int64_t N = static_cast<int64_t>(cand.size()) / en.T;
     if (N == 0) return ids;
-    en.eval_ids(torch::tensor(cand, torch::kLong).reshape({N, en.T}).to(en.m->device), kScoreBatch, a, x, fl);
+    // Stopped here, the best so far stands; the first step's report sees
+    // the interrupt again and ends the run.
+    PhasePoll poll(c.o, "start", before_steps(c, ids));
+    en.eval_ids(torch::tensor(cand, torch::kLong).reshape({N, en.T}).to(en.m->device), kScoreBatch, a, x, fl,
+                std::ref(poll));
     best = 0;
     for (size_t i = 0; i < a.size(); i++)
         if (a[i] - (fl ? c.o.fluency * x[i] : 0.f) > a[best] - (fl ? c.o.fluency * x[best] : 0.f)) best = i;
@@ -487,7 +534,8 @@ Result run_sweep(Ctx &c) {
     all.select(1, p).copy_(torch::arange(en.V, torch::kLong));
     std::vector<float> a, x;
     bool fl = o.fluency != 0;
-    en.eval_ids(all.to(en.m->device), std::max<int64_t>(o.batch, kScoreBatch), a, x, fl);
+    PhasePoll poll(o, "sweep", before_steps(c, base));
+    en.eval_ids(all.to(en.m->device), std::max<int64_t>(o.batch, kScoreBatch), a, x, fl, std::ref(poll));
     auto score = [&](size_t v) { return a[v] - (fl ? o.fluency * x[v] : 0.f); };
     size_t best = 0;
     for (size_t v = 0; v < a.size(); v++)
@@ -529,6 +577,10 @@ void attribution(Engine &en, const am_text_options &o, const std::vector<int64_t
             for (int64_t v = 0; v < en.V; v++) add(t, v);
     } else {
         const int64_t per = std::max<int64_t>(1, std::min<int64_t>(kAttributionCandidates, kAttributionBudget / en.T));
+        out->note = "attribution: each position's " + std::to_string(per) +
+                    " most promising tokens by the gradient (all " + std::to_string(en.T) + " x " +
+                    std::to_string(en.V) + " swaps are over the budget of " + std::to_string(kAttributionBudget) +
+                    " prompts)";
         auto idt = ids_tensor(ids, en.m->device);
         auto emb = en.embed(idt).detach().clone().requires_grad_(true);
         auto g = torch::autograd::grad({en.run(emb, idt, false).act.sum()}, {emb})[0].squeeze(0);
@@ -543,16 +595,12 @@ void attribution(Engine &en, const am_text_options &o, const std::vector<int64_t
     if (N == 0) return;
     std::vector<float> a, x;
     bool stopped = false;
-    // Asked at most twice a second: a short attribution calls nothing more,
-    // so the callback still sees one call per step.
-    auto asked = std::chrono::steady_clock::now();
-    auto stop = [&]() {
-        if (!o.progress || !last) return false;
-        auto now = std::chrono::steady_clock::now();
-        if (now - asked < std::chrono::milliseconds(500)) return false;
-        asked = now;
-        stopped = stopped || o.progress(o.progress_user, last) != 0;
-        return stopped;
+    am_text_progress state{};
+    if (last) state = *last;
+    PhasePoll poll(o, "attribution", state);
+    auto stop = [&](int64_t done, int64_t total) {
+        if (!last) return false;
+        return stopped = poll(done, total);
     };
     en.eval_ids(torch::tensor(rows, torch::kLong).reshape({N, en.T}).to(en.m->device),
                 std::max<int64_t>(o.batch, kScoreBatch), a, x, false, stop);
@@ -600,6 +648,34 @@ void check_text_options(const am_text_options *o, int64_t context) {
                                   std::to_string(o->len) + ")");
 }
 
+// A prompt's forward holds every activation up to the logits, kept for the
+// gradient steps (and about as much again in gradients); scoring forwards
+// hold no graph, so a sequence costs a few of its largest tensors (the
+// logits, their log-softmax).
+constexpr double kTextAutogradFactor = 2.5;
+constexpr double kScoreTensors = 4;
+
+// Refuses a prompt length whose gradient step will not fit, and bounds the
+// scoring chunks by what is available.
+void budget_memory(Engine &en, int64_t T) {
+    double avail = memory_available(en.m->device);
+    if (avail < 0) return;
+    ProbeBytes pb;
+    try {
+        pb = probe_bytes(en.m, *en.plan_full, torch::zeros({1, T, en.D}, en.E.options()));
+    } catch (const std::exception &) {
+        return;  // the estimate is advice; the run reports its own failure
+    }
+    double step = kTextAutogradFactor * pb.sum;
+    check_memory(en.m->device, step, "a gradient step at len=" + std::to_string(T), [&](double av) -> std::string {
+        // Activations grow at least linearly with the length.
+        int64_t fit = static_cast<int64_t>(static_cast<double>(T) * av / step);
+        return fit >= 1 ? "len=" + std::to_string(fit) + " would fit" : "";
+    });
+    double per_seq = kScoreTensors * pb.max;
+    if (per_seq > 0) en.max_chunk = std::max<int64_t>(1, static_cast<int64_t>(avail / 2 / per_seq));
+}
+
 // Builds the engine and checks the objective on one probe forward.
 void setup(Engine &en, am_model *m, const char *objective, int64_t T) {
     en.m = m;
@@ -619,6 +695,7 @@ void setup(Engine &en, am_model *m, const char *objective, int64_t T) {
     en.plan_obj = tap_plan(m, Base::kEmbeds, en.obj.layers);
     std::vector<float> a, x;
     en.eval_ids(torch::zeros({1, T}, torch::kLong).to(m->device), 1, a, x);
+    budget_memory(en, T);
 }
 
 // The projected curve and the best discrete prompt seen. Soft's steps are
@@ -751,7 +828,14 @@ void am_text_options_default(am_text_options *o) {
 int am_text_run_new(am_model *m, const am_text_options *o, am_text_run **out) {
     return am::construct(out, [&](am_text_run *r) {
         if (!m || !m->loaded || !m->graph) throw Error(AM_E_ARG, "model handle is NULL or did not load");
-        am::text_run_impl(m, o, r);
+        try {
+            am::text_run_impl(m, o, r);
+        } catch (const c10::Error &e) {
+            // libtorch's allocator failure, in one plain sentence.
+            if (!am::allocation_failure(e.what())) throw;
+            throw Error(AM_E_NOMEM, "not enough memory for this search (len " + std::to_string(o ? o->len : 0) +
+                                        "): try a smaller len or batch");
+        }
     });
 }
 
@@ -823,6 +907,8 @@ int am_text_run_attribution(const am_text_run *r, const float **drop, const int6
     if (len) *len = r->T;
     return AM_OK;
 }
+
+const char *am_text_run_note(const am_text_run *r) { return r ? r->note.c_str() : ""; }
 
 const float *am_text_run_sweep(const am_text_run *r, int *vocab, int *position) {
     bool ok = r && !r->sweep.empty();

@@ -893,7 +893,8 @@ static am_run *max_run(const mg_call *c, const mg_session *s, max_opts *m, live 
     render_png_clear(&L->img);
     if (rc != AM_OK) {
         mg_live_fail(&L->d, "run failed before its first step");
-        mg_fail(c, "ObjectiveError", "%s: %s", e->am_strerror(rc), run ? e->am_run_error(run) : "");
+        mg_fail(c, rc == AM_E_NOMEM ? "MemoryError" : "ObjectiveError", "%s: %s",
+                e->am_strerror(rc), run ? e->am_run_error(run) : "");
         e->am_run_free(run);
         return NULL;
     }

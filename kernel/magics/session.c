@@ -49,6 +49,7 @@ void mg_session_free(void *session)
         free(r->options_json);
         free(r->code);
         free(r->model);
+        free(r->model_path);
     }
     free(s->runs);
     drop_model(s);
@@ -60,10 +61,45 @@ mg_session *mg_session_of(const mg_call *c)
     return mg_interp_state(c->interp);
 }
 
+/* Keys a magic declares that do nothing for one kind of model: given there,
+ * they are named with the reason instead of being accepted silently. */
+typedef struct key_scope {
+    const char *magic, *key;
+    const char *kind; /* the model kind the key serves */
+    const char *why;  /* why it does nothing for the other kind */
+} key_scope;
+
+static const key_scope KEY_SCOPES[] = {
+    {"examples", "split", "image",
+     "a text model's examples come from its corpus, which has no splits"},
+    {"examples", "limit", "image", "a text model's corpus is read whole"},
+    {"examples", "path", "text", "an image model's examples come from its own dataset"},
+    {"examples", "window", "text", "windows are spans of a text corpus"},
+    {"examples", "batch", "text", "image examples are read at the engine's own batch"},
+};
+
+/* One warning line per key given where it does nothing. */
+static void note_ignored_keys(const mg_call *c, const mg_session *s)
+{
+    const char *kind = mg_engine()->am_model_kind(s->model);
+    for (size_t i = 0; i < sizeof KEY_SCOPES / sizeof KEY_SCOPES[0]; i++) {
+        const key_scope *k = &KEY_SCOPES[i];
+        if (strcmp(c->magic->name, k->magic) != 0 || strcmp(kind, k->kind) == 0 ||
+            !mg_keys_find(c->magic->keys, k->key, NULL) || !mg_given(c, k->key))
+            continue;
+        char *line =
+            mg_asprintf("warning: %s= ignored on this %s model (%s)\n", k->key, kind, k->why);
+        mg_sink_stream(c->out, "stderr", line);
+        free(line);
+    }
+}
+
 mg_status mg_session_need_model(const mg_call *c, const mg_session *s)
 {
-    if (s->model)
+    if (s->model) {
+        note_ignored_keys(c, s);
         return MG_OK;
+    }
     return mg_fail(c, "NoModelError",
                    "%%%s needs a model: load one first, e.g. `%%model fashion-cnn` "
                    "(built-in) or `%%model path/to/model.pt input=3x224x224`",
@@ -91,15 +127,21 @@ mg_run_rec *mg_session_add_run(mg_session *s, const mg_run_rec *r)
     *kept = *r;
     kept->id = s->n_runs;
     kept->model = mg_strdup(s->model_name ? s->model_name : "");
+    kept->model_path = mg_strdup(s->model_path ? s->model_path : "");
     return kept;
 }
 
 const mg_run_rec *mg_session_latest(const mg_session *s, const mg_run_ops *ops,
                                     const char *objective)
 {
-    for (int i = s->n_runs - 1; i >= 0; i--)
-        if (s->runs[i].ops == ops && strcmp(s->runs[i].objective, objective) == 0)
-            return &s->runs[i];
+    const char *name = s->model_name ? s->model_name : "";
+    const char *path = s->model_path ? s->model_path : "";
+    for (int i = s->n_runs - 1; i >= 0; i--) {
+        const mg_run_rec *r = &s->runs[i];
+        if (r->ops == ops && strcmp(r->objective, objective) == 0 && strcmp(r->model, name) == 0 &&
+            strcmp(r->model_path ? r->model_path : "", path) == 0)
+            return r;
+    }
     return NULL;
 }
 

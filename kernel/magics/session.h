@@ -43,6 +43,7 @@ struct mg_run_rec {
     int id;             /* 1-based, as %show and %save name it */
     char *objective;    /* as typed */
     char *model;        /* the model's name when it ran */
+    char *model_path;   /* and its file, so two models of one name stay apart */
     char *options;      /* key=value summary: every option the run used */
     char *options_json; /* the same as a JSON object, typed values */
     char *code;         /* image runs: the run as a PyTorch script (am_run_code), or NULL */
@@ -84,7 +85,8 @@ mg_run_rec *mg_session_run_ref(const mg_call *c, mg_session *s, const char *ref)
 
 /* Keeps a finished run (fields taken; its id is assigned) and returns it. */
 mg_run_rec *mg_session_add_run(mg_session *s, const mg_run_rec *r);
-/* The latest run of kind ops with this objective text, or NULL. */
+/* The latest run of kind ops with this objective text on the model loaded
+ * now (a run of another model is no measure for this one), or NULL. */
 const mg_run_rec *mg_session_latest(const mg_session *s, const mg_run_ops *ops,
                                     const char *objective);
 

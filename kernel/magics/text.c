@@ -498,19 +498,21 @@ static void show_positions(const mg_call *c, const mg_text_rec *r, int id, const
     bool attr =
         e->am_text_run_attribution(r->run, &p.drop, &p.alt, &alen) == AM_OK && alen == p.len;
     bool l2 = strstr(options ? options : "", "metric=l2") != NULL;
+    const char *note = e->am_text_run_note(r->run);
     pos_columns(&p, r, attr, l2);
     pos_rows(&p, r, ids);
     float hlo = 0, hhi = 1;
     if (r->acts)
         mg_heat_range(r->acts, p.len, &hlo, &hhi);
     char *cap =
-        mg_asprintf("run %d: per position%s%s", id,
+        mg_asprintf("run %d: per position%s%s%s%s", id,
                     attr ? "; drop = objective minus its value with that token swapped "
                            "for the best alternative"
                          : "",
                     p.k ? (l2 ? "; nearest tokens by L2 distance of the soft embedding"
                               : "; nearest tokens by cosine similarity of the soft embedding")
-                        : "");
+                        : "",
+                    attr && note[0] ? "; " : "", attr ? note : "");
     render_table tb = {.n_cols = p.ncol,
                        .n_rows = p.len,
                        .header = p.header,
@@ -563,6 +565,7 @@ typedef struct tk_live {
     int64_t *last_ids; /* (len) best prompt reported last */
     int len;
     int steps, restarts;
+    char phase[64]; /* "optimizing", "attribution 3/64", ... */
 } tk_live;
 
 static void tk_live_send(tk_live *L, int step, double act)
@@ -570,7 +573,8 @@ static void tk_live_send(tk_live *L, int step, double act)
     char *raw = L->last_ids ? mg_ids_text(L->tok, L->last_ids, L->len) : mg_strdup("");
     char *prompt = mg_one_line(raw);
     free(raw);
-    char *label = mg_asprintf("%s   best prompt: \"%s\"", L->objective, prompt);
+    char *label = mg_asprintf("%s   %s   best prompt: \"%s\"", L->objective,
+                              L->phase[0] ? L->phase : "optimizing", prompt);
     mg_live_progress(&L->d, step, L->total, act, label, NULL);
     free(label);
     free(prompt);
@@ -579,8 +583,18 @@ static void tk_live_send(tk_live *L, int step, double act)
 static int tk_live_progress(void *user, const am_text_progress *p)
 {
     tk_live *L = user;
-    L->last_step = p->restart * p->steps + p->step;
-    L->last_act = p->activation;
+    /* The scoring phases (start, sweep, attribution) come with their
+     * count and keep the last step's state. */
+    if (p->phase && strcmp(p->phase, "optimizing") != 0) {
+        snprintf(L->phase, sizeof L->phase, "%s %lld/%lld", p->phase, (long long)p->done,
+                 (long long)p->total);
+    } else {
+        snprintf(L->phase, sizeof L->phase, "optimizing");
+    }
+    if (p->step > 0 || !p->phase || strcmp(p->phase, "optimizing") == 0) {
+        L->last_step = p->restart * p->steps + p->step;
+        L->last_act = p->activation;
+    }
     if (p->tokens && p->len == L->len)
         memcpy(L->last_ids, p->tokens, sizeof(int64_t) * (size_t)L->len);
     if (mg_live_interrupted(&L->d))
@@ -696,6 +710,7 @@ static am_text_run *tokens_engine(const mg_call *c, am_model *model, am_text_opt
         mg_live_fail(&L->d, "run failed before its first step");
         const char *ename = rc == AM_E_OBJECTIVE || rc == AM_E_LAYER ? "ObjectiveError"
                             : rc == AM_E_UNSUPPORTED                 ? "UnsupportedError"
+                            : rc == AM_E_NOMEM                       ? "MemoryError"
                                                                      : "ValueError";
         mg_fail(c, ename, "%s: %s", e->am_strerror(rc), run ? e->am_text_run_error(run) : "");
         e->am_text_run_free(run);
@@ -706,6 +721,8 @@ static am_text_run *tokens_engine(const mg_call *c, am_model *model, am_text_opt
     const int64_t *ids = e->am_text_run_tokens(run, &rl);
     if (ids && rl == o->len)
         memcpy(L->last_ids, ids, sizeof(int64_t) * (size_t)o->len);
+    snprintf(L->phase, sizeof L->phase, "%s",
+             e->am_text_run_cancelled(run) == 1 ? "interrupted" : "done");
     tk_live_send(L, L->last_step, e->am_text_run_activation(run));
     return run;
 }

@@ -171,3 +171,84 @@ def test_cut_graph_still_right_for_many_layer_sets(resnet18_file):
     (d,) = as_numpy(m.activations(x, ["layer1"]))
     assert np.array_equal(a, b) and np.array_equal(a, d)
     assert c.shape == (1, 512, 2, 2)
+
+
+class Branchy(torch.nn.Module):
+    """Layers called only inside `if` and `for` of a scripted forward, and a
+    BatchNorm (whose scripted forward has `if`s of its own)."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem = torch.nn.Conv2d(3, 4, 3, padding=1)
+        self.bn = torch.nn.BatchNorm2d(4)
+        self.gate = torch.nn.Conv2d(4, 4, 1)
+        self.skip = torch.nn.Conv2d(4, 4, 1)
+        self.loop = torch.nn.Conv2d(4, 4, 3, padding=1)
+        self.head = torch.nn.Linear(4, 3)
+
+    def forward(self, x):
+        x = self.bn(self.stem(x))
+        if bool(x.mean() > -100.0):
+            x = self.gate(x)
+        else:
+            x = self.skip(x)
+        for _ in range(3):
+            x = torch.relu(self.loop(x)) + 0.5
+        return self.head(x.mean(dim=(2, 3)))
+
+
+def hook_calls(model, x):
+    counts = {}
+    for name, mod in model.named_modules():
+        if name:
+            mod.register_forward_hook(lambda *a, name=name: counts.__setitem__(name, counts.get(name, 0) + 1))
+    model(x)
+    return counts
+
+
+def test_layers_inside_if_and_loop(model_dir):
+    torch.manual_seed(3)
+    model = Branchy().eval()
+    model.bn.running_mean.uniform_(-0.5, 0.5)
+    path = model_dir / "branchy.pt"
+    torch.jit.script(model).save(str(path))
+    m = actmax.load(str(path), device="cpu", input=(3, 16, 16))
+    x = torch.randn(2, 3, 16, 16)
+    # The taken branch and the loop's last iteration, as hooks see them.
+    layers = ["bn", "gate", "loop", "head"]
+    acts, grad = as_numpy(m.activations(x, layers, grad=True))
+    xr = x.clone().requires_grad_(True)
+    refs = hooked(model, xr, layers)
+    for spec, a, r in zip(layers, acts, refs):
+        diff = float(np.abs(a - r.detach().numpy()).max())
+        print(f"branchy {spec:6s} max|diff| {diff:.2e}")
+        assert diff <= TOL, spec
+    (gref,) = torch.autograd.grad(sum(r.sum() for r in refs), xr)
+    assert float(np.abs(grad - gref.numpy()).max()) <= TOL * max(1.0, float(gref.abs().max()))
+    # The branch not taken has nothing to read: a clear error, not zeros.
+    with pytest.raises(actmax.LayerError, match="branch of forward that this input did not run"):
+        m.activations(x, ["skip"])
+    info = {l.name: l for l in m.layers()}
+    names = list(info)
+    assert names.index("stem") < names.index("bn") < names.index("gate") < names.index("loop") < names.index("head")
+    assert info["gate"].shape == (1, 4, 16, 16)
+    assert info["loop"].shape == (1, 4, 16, 16)
+
+
+def test_calls_column_counts_as_hooks(resnet18_file, model_dir):
+    """BatchNorm's scripted forward holds `if`s: one call all the same."""
+    torch.manual_seed(4)
+    model = Scripted().eval()
+    path = model_dir / "scripted_calls.pt"
+    torch.jit.script(model).save(str(path))
+    m = actmax.load(str(path), device="cpu", input=(3, 16, 16))
+    counts = hook_calls(model, torch.randn(1, 3, 16, 16))
+    for l in m.layers():
+        assert l.calls == counts.get(l.name, 0), (l.name, l.calls, counts.get(l.name, 0))
+    # Scripted torchvision resnet18 (BatchNorm everywhere, ReLU called twice per block).
+    rpath = model_dir / "resnet18_scripted.pt"
+    torch.jit.script(torchvision.models.resnet18().eval()).save(str(rpath))
+    m = actmax.load(str(rpath), device="cpu", input=(3, 64, 64))
+    counts = hook_calls(torchvision.models.resnet18().eval(), torch.randn(1, 3, 64, 64))
+    for l in m.layers():
+        assert l.calls == counts.get(l.name, 0), (l.name, l.calls, counts.get(l.name, 0))

@@ -7,7 +7,7 @@ import zlib
 
 import pytest
 
-from conftest import drain, errors, kinds, pngs, run, start, stop
+from conftest import displays, drain, errors, kinds, pngs, run, start, stop
 
 # What must never reach a user: libtorch frames and internals.
 INTERNALS = re.compile(r"frame #\d|c10::|\.so\b|<unknown function>|Exception raised from|"
@@ -285,9 +285,10 @@ def test_torchscript_error_shows_its_cause(kernel, tmp_path):
     assert "serialized code" not in err["evalue"]
 
 
-def test_impossible_input_is_a_plain_memory_error(kernel, tmp_path):
-    """A metadata-less model asked for a 10^12-pixel input: libtorch's
-    allocator failure, without its '[enforce fail at ...]' and frames."""
+def test_impossible_input_is_refused_by_its_bound(kernel, tmp_path):
+    """A metadata-less model asked for a 10^12-pixel input: refused before the
+    probe forward allocates it, naming the bound (once libtorch's allocator
+    failure, '[enforce fail at alloc_cpu.cpp:75] ...')."""
     km, kc = kernel
     drain(kc)
     path = scripted(tmp_path, "conv", "import torch\n"
@@ -297,10 +298,71 @@ def test_impossible_input_is_a_plain_memory_error(kernel, tmp_path):
                     "        self.conv = torch.nn.Conv2d(3, 2, 3)\n"
                     "    def forward(self, x):\n"
                     "        return self.conv(x)\n")
-    err = fails(kc, f"%model '{path}' input=3x1000000x1000000", "ModelError", "allocate")
-    assert "enforce fail" not in err["evalue"]
+    err = fails(kc, f"%model '{path}' input=3x1000000x1000000", "ModelError", "over the engine's bound",
+                "3x224x224")
+    assert "enforce fail" not in err["evalue"] and "alloc_cpu" not in err["evalue"]
     ok(kc, f"%model '{path}' input=3x16x16")
     ok(kc, "%maximize conv[1] steps=2")
+
+
+def test_run_that_cannot_fit_is_refused(fashion):
+    """size=2048 batch=256 once grew past 10 GiB, or failed deep in the
+    allocator: now refused before it starts, with the estimate, what is
+    available and what would fit."""
+    err = fails(fashion, "%maximize conv2[5] size=2048 batch=256 steps=2", "MemoryError", "needs about",
+                "available", "would fit")
+    assert "alloc_cpu" not in err["evalue"]
+    still_there(fashion, "fashion-cnn", 1)
+    ok(fashion, "%maximize conv2[5] steps=2")
+
+
+def test_keys_that_do_nothing_are_named(kernel, tmp_path):
+    """%examples' text keys on an image model and its image keys on a text
+    model: a warning line each, not silence."""
+    km, kc = kernel
+    drain(kc)
+    ok(kc, "%model fashion-cnn")
+    msgs = ok(kc, "%examples conv2[5] k=2 limit=50 path=/nonexistent.txt window=8")
+    err = "".join(m["content"]["text"] for m in kinds(msgs, "stream") if m["content"]["name"] == "stderr")
+    assert "path= ignored" in err and "window= ignored" in err, err
+    assert "limit=" not in err and "k=" not in err, err
+    msgs = ok(kc, "%examples conv2[5] k=2 limit=50")
+    assert not [m for m in kinds(msgs, "stream") if m["content"]["name"] == "stderr"]
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("the cat sat on the mat. " * 40)
+    ok(kc, "%model tiny-lm")
+    msgs = ok(kc, f"%examples blocks.1.mlp.act[:, 5] k=2 window=16 split=train path={corpus}", timeout=300)
+    err = "".join(m["content"]["text"] for m in kinds(msgs, "stream") if m["content"]["name"] == "stderr")
+    assert "split= ignored" in err and "path=" not in err, err
+
+
+def test_examples_compare_only_runs_of_the_same_model(kernel, tmp_path):
+    """A prompt optimized on another model is no measure for this one's
+    corpus (it once said "reaches 55%" across two models)."""
+    import os
+    import shutil
+    km, kc = kernel
+    drain(kc)
+    build = os.path.dirname(os.environ["ACTMAX_EXE"])
+    other = tmp_path / "other-lm.pt"
+    shutil.copy(os.path.join(build, "share", "actmax", "models", "tiny-lm.pt"), other)
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("the cat sat on the mat. " * 40)
+    obj = "blocks.1.mlp.act[:, 5]"
+    ex = f"%examples {obj} k=2 window=16 path={corpus}"
+
+    def example_text():
+        msgs = ok(kc, ex, timeout=300)
+        return "".join(d["content"]["data"].get("text/plain", "") for d in kinds(msgs, "display_data")
+                       if not d["content"].get("transient", {}).get("display_id"))
+
+    ok(kc, f"%model '{other}'")
+    ok(kc, f"%tokens {obj} len=4 steps=2 method=gcg batch=8", timeout=300)
+    assert "optimized prompt (run" in example_text()  # the same model: compared
+    ok(kc, "%model tiny-lm")
+    assert "optimized prompt (run" not in example_text()  # another model's run: not compared
+    ok(kc, f"%tokens {obj} len=4 steps=2 method=gcg batch=8", timeout=300)
+    assert "optimized prompt (run" in example_text()
 
 
 # ---- text runs --------------------------------------------------------------------
@@ -313,4 +375,50 @@ def test_tokens_at_full_context_finishes(kernel):
     ok(kc, "%model tiny-lm")
     msgs = ok(kc, "%tokens blocks.1.mlp.act[-1, 5] len=64 steps=1 method=gcg batch=8", timeout=300)
     assert kinds(msgs, "display_data")
+    # The sampled attribution says so beside its table.
+    (table,) = [d for d in displays(msgs) if "drop if swapped" in d["data"]["text/plain"]]
+    assert "most promising tokens by the gradient" in table["data"]["text/plain"], table["data"]["text/plain"][-500:]
+    assert "over the budget of 16384 prompts" in table["data"]["text/html"]
+    still_there(kc, "tiny-lm", 1)
+
+
+def test_tokens_attribution_is_shown_and_interruptible(kernel):
+    """The attribution phase names itself on the live display with its count,
+    and an interrupt there ends the cell with the prompt found, the kernel's
+    model and runs kept."""
+    import time
+    from conftest import control_reply, iopub_for, shell_reply
+    km, kc = kernel
+    drain(kc)
+    ok(kc, "%model tiny-lm")
+    msg_id = kc.execute("%tokens blocks.1.mlp.act[-1, 5] len=64 steps=1 method=gcg batch=8 updates_per_s=20")
+    seen, deadline = [], time.monotonic() + 300
+    while time.monotonic() < deadline:
+        m = kc.get_iopub_msg(timeout=300)
+        if m["parent_header"].get("msg_id") != msg_id:
+            continue
+        if m["msg_type"] in ("update_display_data", "display_data"):
+            text = m["content"]["data"].get("text/plain", "")
+            seen.append(text)
+            if "attribution " in text:
+                break
+        if m["msg_type"] == "status" and m["content"]["execution_state"] == "idle":
+            break
+    phases = [t for t in seen if "attribution " in t]
+    assert phases, "no live update named the attribution phase:\n" + "\n".join(seen[-3:])
+    assert re.search(r"attribution \d+/\d+", phases[0]), phases[0]
+    assert any("optimizing" in t for t in seen), seen[:3]
+    req = kc.session.msg("interrupt_request", {})
+    kc.control_channel.send(req)
+    control_reply(kc, req["header"]["msg_id"], timeout=30)
+    msgs = iopub_for(kc, msg_id, timeout=120)
+    reply = shell_reply(kc, msg_id, timeout=120)["content"]
+    clean(msgs)
+    text = "".join(d["content"]["data"].get("text/plain", "") for d in kinds(msgs, "display_data")
+                   + kinds(msgs, "update_display_data"))
+    text += "".join(e["evalue"] for e in errors(msgs))
+    assert reply["status"] in ("ok", "error"), reply
+    if reply["status"] == "error":
+        assert reply["ename"] == "KeyboardInterrupt", reply
+    assert "interrupted" in text.lower(), text[-2000:]
     still_there(kc, "tiny-lm", 1)

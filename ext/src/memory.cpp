@@ -1,0 +1,138 @@
+// memory.cpp — memory estimates before work starts: what is available, what
+// one sample's forward holds (from a probe), and the refusal with what
+// would fit. A run that would not fit is refused with numbers instead of
+// growing until the allocator fails or the OOM killer takes the process.
+#include "memory.hpp"
+
+#include <torch/csrc/jit/api/function_impl.h>
+
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <set>
+#include <sstream>
+
+namespace am {
+
+namespace {
+
+// "8G", "512M", "1000000": bytes; -1 when s does not read as a size.
+double parse_size(const std::string &s) {
+    char *end = nullptr;
+    double v = std::strtod(s.c_str(), &end);
+    if (end == s.c_str() || !(v > 0)) return -1;
+    std::string unit(end);
+    if (unit.empty() || unit == "B") return v;
+    char u = static_cast<char>(std::toupper(static_cast<unsigned char>(unit[0])));
+    if (u == 'K') return v * 1024;
+    if (u == 'M') return v * 1024 * 1024;
+    if (u == 'G') return v * 1024 * 1024 * 1024;
+    return -1;
+}
+
+double meminfo_available() {
+    std::ifstream f("/proc/meminfo");
+    std::string key;
+    double kb = 0;
+    std::string unit;
+    while (f >> key >> kb) {
+        std::getline(f, unit);
+        if (key == "MemAvailable:") return kb * 1024;
+    }
+    return -1;
+}
+
+// cgroup v2: what the group may still take before its OOM killer acts.
+double cgroup_available() {
+    std::ifstream mx("/sys/fs/cgroup/memory.max"), cur("/sys/fs/cgroup/memory.current");
+    std::string lim;
+    double used = 0;
+    if (!(mx >> lim) || lim == "max" || !(cur >> used)) return -1;
+    double l = std::strtod(lim.c_str(), nullptr);
+    return l > used ? l - used : 0;
+}
+
+}  // namespace
+
+double memory_available(const torch::Device &dev) {
+    double avail = -1;
+    auto lower = [&](double v) {
+        if (v >= 0 && (avail < 0 || v < avail)) avail = v;
+    };
+    if (dev.is_cpu()) {
+        lower(meminfo_available());
+        lower(cgroup_available());
+    }
+    if (const char *e = std::getenv("ACTMAX_MEMORY_LIMIT")) lower(parse_size(e));
+    return avail;
+}
+
+std::string bytes_str(double b) {
+    char buf[32];
+    const double kGiB = 1024.0 * 1024 * 1024, kMiB = 1024.0 * 1024;
+    if (b >= kGiB)
+        std::snprintf(buf, sizeof buf, "%.1f GiB", b / kGiB);
+    else
+        std::snprintf(buf, sizeof buf, "%.0f MiB", std::ceil(b / kMiB));
+    return buf;
+}
+
+ProbeBytes probe_bytes(am_model *m, const TapPlan &plan, const torch::Tensor &input) {
+    // The plan's graph (already cut after its deepest tap) with every tensor
+    // it makes as an output, so all of them are alive at the end of the probe.
+    auto g = plan.fn->graph()->copy();
+    std::vector<torch::jit::Value *> vals;
+    for (torch::jit::Node *n : g->block()->nodes())
+        for (torch::jit::Value *v : n->outputs())
+            if (v->type()->kind() == c10::TypeKind::TensorType) vals.push_back(v);
+    torch::jit::Node *tup = g->createTuple(vals);
+    tup->insertBefore(g->return_node());
+    g->eraseOutput(0);
+    g->registerOutput(tup->output());
+    torch::jit::GraphFunction fn("actmax_probe", g, nullptr);
+    std::vector<c10::IValue> stack{m->module._ivalue(), input};
+    {
+        torch::NoGradGuard ng;
+        fn.run(stack);
+    }
+    ProbeBytes r;
+    std::set<const void *> seen;  // views and in-place results share storage
+    auto elems = stack.at(0).toTuple()->elements();
+    for (auto &e : elems) {
+        if (!e.isTensor()) continue;
+        const auto &t = e.toTensor();
+        if (!t.defined() || !t.has_storage()) continue;
+        const void *key = t.storage().data();
+        if (!seen.insert(key).second) continue;
+        double b = static_cast<double>(t.storage().nbytes());
+        // Parameters and buffers (getattr chains) are in memory already.
+        bool param = false;
+        for (const auto &p : m->module.parameters())
+            if (p.storage().data() == key) {
+                param = true;
+                break;
+            }
+        if (param) continue;
+        r.sum += b;
+        r.max = std::max(r.max, b);
+    }
+    return r;
+}
+
+bool allocation_failure(const std::string &what) {
+    return what.find("can't allocate memory") != std::string::npos ||
+           what.find("CUDA out of memory") != std::string::npos ||
+           what.find("DefaultCPUAllocator") != std::string::npos;
+}
+
+void check_memory(const torch::Device &dev, double need, const std::string &what,
+                  const std::function<std::string(double)> &fits) {
+    double avail = memory_available(dev);
+    if (avail < 0 || need <= avail) return;
+    std::string msg = what + " needs about " + bytes_str(need) + ", " + bytes_str(avail) + " available";
+    std::string f = fits ? fits(avail) : "";
+    throw Error(AM_E_NOMEM, msg + (f.empty() ? "" : "; " + f));
+}
+
+}  // namespace am

@@ -1,0 +1,37 @@
+// memory.hpp — what a run will need against what the machine has, checked
+// before the run allocates (memory.cpp).
+#pragma once
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "internal.hpp"
+
+namespace am {
+
+// Bytes the engine may still take on dev: MemAvailable (/proc/meminfo),
+// lowered by the cgroup's memory.max and by ACTMAX_MEMORY_LIMIT (bytes, or
+// with a K, M or G suffix); -1 where unknown (CUDA without a limit set).
+double memory_available(const torch::Device &dev);
+
+// "14.2 GiB", "350 MiB"
+std::string bytes_str(double bytes);
+
+// What one sample's forward through plan holds, from a probe at batch 1 on
+// input: the sum of every tensor the graph makes (what autograd keeps for
+// backward), and the largest one (what a forward without gradient holds at
+// once, roughly).
+struct ProbeBytes {
+    double sum = 0, max = 0;
+};
+ProbeBytes probe_bytes(am_model *m, const TapPlan &plan, const torch::Tensor &input);
+
+// Fails with AM_E_NOMEM, "<what> needs about N GiB, M GiB available; <fits>"
+// when need exceeds what is available; fits(avail) says what would fit.
+void check_memory(const torch::Device &dev, double need, const std::string &what,
+                  const std::function<std::string(double)> &fits);
+
+// True for libtorch's failure to allocate (CPU or CUDA).
+bool allocation_failure(const std::string &what);
+
+}  // namespace am
