@@ -449,8 +449,9 @@ AM_API int am_dataset_item(am_dataset *ds, int64_t index, am_batch *batch);
 AM_API int am_dataset_next_tokens(am_dataset *ds, int64_t max_tokens, const int64_t **tokens,
                                   int64_t *n, int64_t *bytes_read, int64_t *bytes_total);
 
-/* Items, or a negative status. Text: the windows, known once the stream has
- * been read to its end (AM_E_UNSUPPORTED before that). */
+/* Items, or a negative status. Text: the windows; asked before the stream
+ * has been read to its end, it is counted by reading the file once more
+ * (tokenizing it; memory stays bounded). */
 AM_API int64_t am_dataset_size(const am_dataset *ds);
 AM_API int am_dataset_kind(const am_dataset *ds);     /* AM_DATASET_* or a negative status */
 /* One item's shape: (C, H, W) for images, (T) for text; returns the number
@@ -883,6 +884,9 @@ AM_API int am_examples_count(const am_examples *e);
 AM_API float am_examples_max(const am_examples *e);
 /* Item i (0 = best). */
 AM_API int am_examples_get(const am_examples *e, int i, am_example *out);
+/* Text: the scan's window and the least context of a scored token (what
+ * the maximum is over); AM_E_UNSUPPORTED for images. */
+AM_API int am_examples_text_window(const am_examples *e, int64_t *window, int64_t *context);
 
 /* The histogram of every scored value: *bins counts (owned by e) over
  * [*lo, *hi] = [min, max] in equal bins, the last one closed (numpy's
@@ -1008,7 +1012,8 @@ AM_API int am_run_code(am_model *m, const am_options *o, const char *model_path,
     X(am_examples_options_default) X(am_examples_new) X(am_examples_free)             \
     X(am_examples_error) X(am_examples_kind) X(am_examples_scanned)                   \
     X(am_examples_cancelled) X(am_examples_count) X(am_examples_max)                  \
-    X(am_examples_get) X(am_examples_histogram) X(am_examples_sampled)                \
+    X(am_examples_get) X(am_examples_text_window)                                     \
+    X(am_examples_histogram) X(am_examples_sampled)                                   \
     X(am_examples_firing_rate) X(am_examples_num_bands) X(am_examples_band_get)       \
     X(am_examples_class_means)                                                        \
     X(am_array_save) X(am_run_code)
