@@ -131,11 +131,12 @@ def test_gcg_reencodes_attribution_and_examples(lm):
     assert reply["content"]["status"] == "ok", errors(msgs)
     (ex,) = displays(msgs)
     text, html = ex["data"]["text/plain"], ex["data"]["text/html"]
-    mx = float(text.split("dataset maximum ")[1].split()[0])
-    scores = [float(l.split()[2]) for l in text.splitlines() if l.strip()[:1].isdigit() and "#" in l]
+    mx = float(text.split("corpus maximum ")[1].split()[0])
+    scores = [float(l.split()[2]) for l in text.splitlines() if l.strip()[:1].isdigit() and "@" in l]
     assert len(scores) == 5 and scores == sorted(scores, reverse=True)
     assert abs(scores[0] - mx) <= 1e-3 * max(1, abs(mx))
     assert html.count('class="actmax-tok"') >= 5 * 8 and 'title="' in html
+    assert html.count("outline:2px solid") == 5, "each window's peak token outlined"
     colours = {c.split('"')[0] for c in html.split("background:")[1:]}
     assert len(colours) > 2, "tokens coloured by their activation"
     assert f"optimized prompt (run {info['run']})" in text
