@@ -1239,6 +1239,10 @@ static int examples_distribution(const am_examples *ex, PyObject *d)
     if (!v || PyDict_SetItemString(d, "class_means", v) < 0)
         return Py_XDECREF(v), -1;
     Py_DECREF(v);
+    v = PyLong_FromLongLong((long long)g_api->am_examples_forwards(ex));
+    if (!v || PyDict_SetItemString(d, "forwards", v) < 0)
+        return Py_XDECREF(v), -1;
+    Py_DECREF(v);
     int64_t window, context;
     if (g_api->am_examples_text_window(ex, &window, &context) == AM_OK)
         v = Py_BuildValue("(LL)", (long long)window, (long long)context);

@@ -884,6 +884,16 @@ AM_API int am_examples_count(const am_examples *e);
 AM_API float am_examples_max(const am_examples *e);
 /* Item i (0 = best). */
 AM_API int am_examples_get(const am_examples *e, int i, am_example *out);
+/* Model forwards the scan ran: 0 when every value came from the
+ * activation cache. The cache: when the objective is one layer reference
+ * (indexing only, e.g. "conv2[5]" or "blocks.2.mlp.act[-1, 7]"), a complete
+ * scan of at most 1 GiB of that layer's activations writes them (per image,
+ * or per scored token with its context) to a file named by a hash of the
+ * model's weights, the layer, the dataset (file, size, time) and how it is
+ * read, in $ACTMAX_ACT_CACHE ("off": none; default ~/.cache/actmax/acts);
+ * the next scan of the same layer, for any index, maps the file and runs no
+ * forward. Values are the same either way. */
+AM_API int64_t am_examples_forwards(const am_examples *e);
 /* Text: the scan's window and the least context of a scored token (what
  * the maximum is over); AM_E_UNSUPPORTED for images. */
 AM_API int am_examples_text_window(const am_examples *e, int64_t *window, int64_t *context);
@@ -1012,7 +1022,7 @@ AM_API int am_run_code(am_model *m, const am_options *o, const char *model_path,
     X(am_examples_options_default) X(am_examples_new) X(am_examples_free)             \
     X(am_examples_error) X(am_examples_kind) X(am_examples_scanned)                   \
     X(am_examples_cancelled) X(am_examples_count) X(am_examples_max)                  \
-    X(am_examples_get) X(am_examples_text_window)                                     \
+    X(am_examples_get) X(am_examples_text_window) X(am_examples_forwards)             \
     X(am_examples_histogram) X(am_examples_sampled)                                   \
     X(am_examples_firing_rate) X(am_examples_num_bands) X(am_examples_band_get)       \
     X(am_examples_class_means)                                                        \

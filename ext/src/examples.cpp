@@ -7,11 +7,20 @@
 #include <torch/torch.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cmath>
 #include <cstring>
 #include <functional>
 #include <limits>
 #include <random>
+
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
 
 #include "internal.hpp"
 #include "objective_eval.hpp"
@@ -51,6 +60,8 @@ struct am_examples {
     std::vector<float> band_lo, band_hi;
     std::vector<float> class_means;  // empty: unlabelled
     int64_t window = 0, context = 0;  // text
+    int64_t forwards = 0;             // model forwards the scan ran
+    bool from_cache = false;          // values read from the activation cache
 };
 
 namespace am {
@@ -74,6 +85,183 @@ constexpr size_t kKeepValues = size_t(1) << 22;
 constexpr size_t kBandSample = 4096;
 // Tokens asked of the reader at a time.
 constexpr int64_t kReadTokens = 1 << 16;
+
+// ---------------------------------------------------------------- activation cache
+
+// A layer's activations over a dataset, kept on disk so the next objective
+// on the same layer reads them instead of running the model: per item
+// (image) or per scored token (text, in stream order), float32, after a
+// small header. Used when the objective is one layer reference (indexing
+// only); written by a complete scan of at most kCacheMaxBytes.
+// $ACTMAX_ACT_CACHE names the folder ("off": no cache); default
+// ~/.cache/actmax/acts.
+constexpr int64_t kCacheMaxBytes = int64_t(1) << 30;
+constexpr char kCacheMagic[8] = {'A', 'M', 'A', 'C', 'T', 'S', '1', '\n'};
+
+struct Fnv {
+    uint64_t h = 1469598103934665603ull;
+    void add(const void *p, size_t n) {
+        auto *b = static_cast<const unsigned char *>(p);
+        for (size_t i = 0; i < n; i++) h = (h ^ b[i]) * 1099511628211ull;
+    }
+    void add(const std::string &s) { add(s.data(), s.size() + 1); }
+    void add(int64_t v) { add(&v, sizeof v); }
+};
+
+std::string cache_dir() {
+    const char *e = std::getenv("ACTMAX_ACT_CACHE");
+    if (e && std::strcmp(e, "off") == 0) return "";
+    if (e && *e) return e;
+    const char *home = std::getenv("HOME");
+    return home && *home ? std::string(home) + "/.cache/actmax/acts" : "";
+}
+
+void mkdirs(const std::string &dir) {
+    for (size_t i = 1; i <= dir.size(); i++)
+        if (i == dir.size() || dir[i] == '/') ::mkdir(dir.substr(0, i).c_str(), 0755);
+}
+
+// Every parameter and buffer, and the metadata: which model's activations.
+uint64_t model_hash(am_model *m) {
+    Fnv f;
+    f.add(m->metadata);
+    auto add_tensor = [&](const torch::Tensor &t0) {
+        auto t = t0.detach().to(torch::kCPU).contiguous();
+        for (auto d : t.sizes()) f.add(static_cast<int64_t>(d));
+        // Words rather than bytes: the weights dominate and need no more.
+        auto *w = static_cast<const uint64_t *>(t.data_ptr());
+        size_t nb = t.numel() * t.element_size(), nw = nb / 8;
+        for (size_t i = 0; i < nw; i++) f.h = (f.h ^ w[i]) * 1099511628211ull;
+        f.add(static_cast<const char *>(t.data_ptr()) + nw * 8, nb - nw * 8);
+    };
+    for (const auto &p : m->module.named_parameters(true)) add_tensor(p.value);
+    for (const auto &b : m->module.named_buffers(true))
+        if (b.value.defined()) add_tensor(b.value);
+    return f.h;
+}
+
+struct ActCache {
+    std::string path, tmp;
+    // reading
+    void *map = nullptr;
+    size_t map_len = 0;
+    const float *data = nullptr;
+    int64_t n = 0, per = 1;
+    std::vector<int64_t> item;
+    // writing
+    FILE *w = nullptr;
+    int64_t written = 0;
+    bool failed = false;
+
+    ActCache() = default;
+    ActCache(const ActCache &) = delete;
+    ActCache &operator=(const ActCache &) = delete;
+    ~ActCache() {
+        if (map) ::munmap(map, map_len);
+        abandon();
+    }
+    bool hit() const { return data != nullptr; }
+    bool writing() const { return w != nullptr; }
+
+    // The file for this model, layer and dataset; opens it when complete.
+    void open(am_model *m, const std::string &layer, const std::string &dataset, const std::string &what) {
+        std::string dir = cache_dir();
+        if (dir.empty()) return;
+        Fnv key;
+        key.add(what);
+        std::string safe;
+        for (char c : layer) safe += std::isalnum(static_cast<unsigned char>(c)) || c == '.' ? c : '_';
+        char name[64];
+        std::snprintf(name, sizeof name, "%016llx", static_cast<unsigned long long>(model_hash(m)));
+        char kh[32];
+        std::snprintf(kh, sizeof kh, "%016llx", static_cast<unsigned long long>(key.h));
+        path = dir + "/" + name + "-" + safe + "-" + dataset + "-" + kh + ".f32";
+        int fd = ::open(path.c_str(), O_RDONLY);
+        if (fd < 0) return;
+        struct stat st {};
+        if (::fstat(fd, &st) == 0 && st.st_size > 24) {
+            void *p = ::mmap(nullptr, static_cast<size_t>(st.st_size), PROT_READ, MAP_SHARED, fd, 0);
+            if (p != MAP_FAILED) {
+                map = p;
+                map_len = static_cast<size_t>(st.st_size);
+            }
+        }
+        ::close(fd);
+        if (!map) return;
+        auto *h = static_cast<const int64_t *>(map);
+        int64_t nd = h[2];
+        if (std::memcmp(map, kCacheMagic, 8) != 0 || h[1] <= 0 || nd < 0 || nd > 8 ||
+            map_len < static_cast<size_t>(8 * (3 + nd)))
+            return;
+        item.assign(h + 3, h + 3 + nd);
+        per = 1;
+        for (auto d : item) per *= d;
+        n = h[1];
+        size_t head = static_cast<size_t>(8 * (3 + nd));
+        if (per <= 0 || map_len != head + static_cast<size_t>(n * per) * 4) return;
+        data = reinterpret_cast<const float *>(static_cast<const char *>(map) + head);
+    }
+
+    // Starts writing (after a miss): the per-item shape is known at the
+    // first batch.
+    void begin(const std::vector<int64_t> &shape) {
+        if (path.empty() || hit() || w || failed) return;
+        mkdirs(path.substr(0, path.rfind('/')));
+        tmp = path + ".tmp" + std::to_string(::getpid());
+        w = std::fopen(tmp.c_str(), "wb");
+        if (!w) {
+            failed = true;
+            return;
+        }
+        int64_t head[3] = {0, -1, static_cast<int64_t>(shape.size())};
+        std::memcpy(head, kCacheMagic, 8);
+        item = shape;
+        per = 1;
+        for (auto d : shape) per *= d;
+        if (std::fwrite(head, 8, 3, w) != 3 || std::fwrite(shape.data(), 8, shape.size(), w) != shape.size())
+            abandon();
+    }
+
+    // rows: (r, item...) float32 on the CPU, contiguous.
+    void append(const float *rows, int64_t r) {
+        if (!w) return;
+        written += r;
+        if ((written * per) * 4 > kCacheMaxBytes || std::fwrite(rows, 4, static_cast<size_t>(r * per), w) !=
+                                                         static_cast<size_t>(r * per))
+            abandon();
+    }
+
+    void commit() {
+        if (!w) return;
+        bool ok = written > 0 && std::fseek(w, 8, SEEK_SET) == 0 && std::fwrite(&written, 8, 1, w) == 1;
+        ok = std::fclose(w) == 0 && ok;
+        w = nullptr;
+        if (!ok || std::rename(tmp.c_str(), path.c_str()) != 0) std::remove(tmp.c_str());
+    }
+
+    void abandon() {
+        if (!w) return;
+        std::fclose(w);
+        w = nullptr;
+        failed = true;
+        std::remove(tmp.c_str());
+    }
+};
+
+// What a cached file depends on besides model and layer: the dataset's
+// file (name, size, time) and how it is read.
+std::string dataset_key(const std::string &name, const char *split, const char *path, int64_t window,
+                        int64_t context, int64_t limit) {
+    std::string k = "v1|" + name + "|" + (split ? split : "") + "|" + (path ? path : "");
+    struct stat st {};
+    std::string file = path ? path : "";
+    if (name == "fashion-mnist" && !path) file = "";
+    if (!file.empty() && ::stat(file.c_str(), &st) == 0)
+        k += "|" + std::to_string(st.st_size) + "|" + std::to_string(st.st_mtim.tv_sec) + "." +
+             std::to_string(st.st_mtim.tv_nsec);
+    k += "|" + std::to_string(window) + "|" + std::to_string(context) + "|" + std::to_string(limit);
+    return k;
+}
 
 struct Dataset {
     am_dataset *p = nullptr;
@@ -123,8 +311,24 @@ struct Scorer {
         return acts;
     }
 
-    std::vector<float> values(const torch::Tensor &x) const {
+    // The objective is one layer reference: its value is a function of that
+    // layer's activations alone, so they can be cached.
+    bool cacheable() const { return root->kind == ObjNode::kTap && layers.size() == 1; }
+
+    // The objective on given activations of the one layer: (B) values, or
+    // with pos >= 0 the value at that position.
+    std::vector<float> on_layer(const torch::Tensor &layer, int64_t pos = -1) const {
+        Acts acts;
+        acts[layers[0]] = layer;
+        EvalCtx ctx{m, &acts, {}, pos};
+        auto v = with_caret(src, [&] { return eval_node(*root, -1, ctx); });
+        v = v.to(torch::kCPU, torch::kFloat).expand({layer.size(0)}).contiguous();
+        return std::vector<float>(v.data_ptr<float>(), v.data_ptr<float>() + v.numel());
+    }
+
+    std::vector<float> values(const torch::Tensor &x, Acts *keep = nullptr) const {
         Acts acts = forward(x);
+        if (keep) *keep = acts;
         EvalCtx ctx{m, &acts, {}};
         auto v = with_caret(src, [&] { return eval_node(*root, -1, ctx); });
         v = v.to(torch::kCPU, torch::kFloat).expand({x.size(0)}).contiguous();
@@ -133,8 +337,9 @@ struct Scorer {
 
     // (B, T) windows: the objective at every position, row-major (B, T),
     // from one forward.
-    std::vector<float> positions(const torch::Tensor &x) const {
+    std::vector<float> positions(const torch::Tensor &x, Acts *keep = nullptr) const {
         Acts acts = forward(x);
+        if (keep) *keep = acts;
         const int64_t B = x.size(0), T = x.size(1);
         std::vector<torch::Tensor> cols;
         for (int64_t t = 0; t < T; t++) {
@@ -346,15 +551,35 @@ void image_examples(am_model *m, const am_examples_options *o, const std::string
     std::vector<int64_t> counts(static_cast<size_t>(nlabels), 0);
     std::vector<std::pair<float, int64_t>> all;
     Dist d;
+    ActCache cache;
+    if (sc.cacheable())
+        cache.open(m, sc.layers[0], name, dataset_key(name, o->split ? o->split : "test", o->path, 0, 0, total));
+    if (cache.hit() && cache.n != total) cache.data = nullptr;  // another size: scan again
+    ex->from_cache = cache.hit();
     torch::NoGradGuard ng;
     while (static_cast<int64_t>(all.size()) < total) {
         am_batch b{};
         st = am_dataset_next_batch(ds.p, std::min(c.chunk, total - static_cast<int64_t>(all.size())), &b);
         if (st != AM_OK) ds.fail(st);
         if (b.count == 0) break;
-        bshape[0] = b.count;
-        auto x = torch::from_blob(const_cast<float *>(b.images), bshape, torch::kFloat).to(m->device);
-        auto v = sc.values(scale(x));
+        std::vector<float> v;
+        if (cache.hit()) {
+            std::vector<int64_t> rows{b.count};
+            rows.insert(rows.end(), cache.item.begin(), cache.item.end());
+            v = sc.on_layer(torch::from_blob(const_cast<float *>(cache.data + b.first * cache.per), rows,
+                                             torch::kFloat));
+        } else {
+            bshape[0] = b.count;
+            auto x = torch::from_blob(const_cast<float *>(b.images), bshape, torch::kFloat).to(m->device);
+            Acts acts;
+            v = sc.values(scale(x), cache.path.empty() ? nullptr : &acts);
+            ex->forwards++;
+            if (!cache.path.empty()) {
+                auto t = acts.at(sc.layers[0]).to(torch::kCPU, torch::kFloat).contiguous();
+                cache.begin(std::vector<int64_t>(t.sizes().begin() + 1, t.sizes().end()));
+                cache.append(t.data_ptr<float>(), t.size(0));
+            }
+        }
         for (int64_t i = 0; i < b.count; i++) {
             float val = v[static_cast<size_t>(i)];
             d.add(val);
@@ -367,6 +592,7 @@ void image_examples(am_model *m, const am_examples_options *o, const std::string
             break;
         }
     }
+    if (!ex->cancelled && static_cast<int64_t>(all.size()) == total) cache.commit();
     finish(c, d, ex);
     for (int l = 0; l < nlabels; l++)
         ex->class_means.push_back(counts[static_cast<size_t>(l)]
@@ -523,6 +749,11 @@ void text_examples(am_model *m, const am_examples_options *o, const std::string 
     ex->window = W;
     ex->context = W - stride;
 
+    ActCache cache;
+    if (sc.cacheable())
+        cache.open(m, sc.layers[0], name,
+                   dataset_key(name, o->split ? o->split : "heldout", o->path, W, W - stride, o->limit));
+    ex->from_cache = cache.hit();
     WindowStream ws;
     ws.ds = ds.p;
     ws.W = W;
@@ -548,11 +779,41 @@ void text_examples(am_model *m, const am_examples_options *o, const std::string 
         // is known to have ended and the total reported is exact.
         ws.fill(ws.next_start + W);
         const int64_t B = static_cast<int64_t>(batch.size()), T = static_cast<int64_t>(batch[0].tokens.size());
-        std::vector<int64_t> ids;
-        ids.reserve(static_cast<size_t>(B * T));
-        for (auto &b : batch) ids.insert(ids.end(), b.tokens.begin(), b.tokens.end());
-        auto x = torch::from_blob(ids.data(), {B, T}, torch::kLong).clone().to(m->device);
-        auto vals = sc.positions(x);
+        std::vector<float> vals;
+        if (cache.hit()) {
+            // The cached rows are the scored tokens in stream order, each with
+            // its natural context: every position of a window is one.
+            std::vector<int64_t> rows;
+            for (auto &b : batch)
+                for (int64_t t = 0; t < T; t++) rows.push_back(b.start + t);
+            if (rows.back() >= cache.n)
+                throw Error(AM_E_INTERNAL, "activation cache " + cache.path + " is shorter than the corpus; delete it");
+            std::vector<int64_t> shape{cache.n, 1};
+            shape.insert(shape.end(), cache.item.begin(), cache.item.end());
+            auto all = torch::from_blob(const_cast<float *>(cache.data), shape, torch::kFloat);
+            vals = sc.on_layer(all.index_select(0, torch::tensor(rows, torch::kLong)), 0);
+        } else {
+            std::vector<int64_t> ids;
+            ids.reserve(static_cast<size_t>(B * T));
+            for (auto &b : batch) ids.insert(ids.end(), b.tokens.begin(), b.tokens.end());
+            auto x = torch::from_blob(ids.data(), {B, T}, torch::kLong).clone().to(m->device);
+            Acts acts;
+            vals = sc.positions(x, cache.path.empty() ? nullptr : &acts);
+            ex->forwards++;
+            if (!cache.path.empty()) {
+                auto t = acts.at(sc.layers[0]).to(torch::kCPU, torch::kFloat).contiguous();  // (B, T, ...)
+                if (t.dim() >= 2 && t.size(0) == B && t.size(1) == T) {
+                    cache.begin(std::vector<int64_t>(t.sizes().begin() + 2, t.sizes().end()));
+                    int64_t per = t.numel() / (B * T);
+                    for (int64_t i = 0; i < B; i++) {
+                        int64_t s0 = batch[static_cast<size_t>(i)].scored;
+                        cache.append(t.data_ptr<float>() + (i * T + s0) * per, T - s0);
+                    }
+                } else {
+                    cache.abandon();  // not a (B, T, ...) layer
+                }
+            }
+        }
         for (int64_t i = 0; i < B; i++) {
             const Window &bw = batch[static_cast<size_t>(i)];
             const float *v = vals.data() + i * T;
@@ -593,6 +854,7 @@ void text_examples(am_model *m, const am_examples_options *o, const std::string 
         }
     }
     if (d.n == 0) throw Error(AM_E_ARG, std::string("the corpus ") + o->path + " holds no tokens");
+    if (!ex->cancelled) cache.commit();
     finish(c, d, ex);
     ex->top = top.sorted();
     if (bands) {
@@ -681,6 +943,10 @@ int am_examples_text_window(const am_examples *e, int64_t *window, int64_t *cont
     if (window) *window = e->window;
     if (context) *context = e->context;
     return AM_OK;
+}
+
+int64_t am_examples_forwards(const am_examples *e) {
+    return e ? (e->forwards) : static_cast<int64_t>(AM_E_ARG);
 }
 
 int am_examples_histogram(const am_examples *e, const int64_t **counts, int *bins, float *lo, float *hi) {

@@ -784,7 +784,8 @@ class Examples:
     scanned (items, or tokens for text), max (over every scored value),
     interrupted. The distribution: histogram ((bins,) counts, lo, hi), sampled,
     firing_rate, bands ([(lo, hi, Examples of the band)]) and class_means
-    (per label, None for text)."""
+    (per label, None for text); forwards (0 when the layer's activations came
+    from the activation cache)."""
 
     def __init__(self, model, objective, d, split, items=None):
         self.objective = objective
@@ -805,6 +806,7 @@ class Examples:
         cm = d.get("class_means")
         self.class_means = None if cm is None else _out(cm)
         self.window, self.context = d.get("window") or (None, None)
+        self.forwards = d.get("forwards")
         self.bands = [] if items is not d["items"] else [
             (lo, hi, Examples(model, objective, d, split, its)) for lo, hi, its in d.get("bands", [])]
         if self.kind == "image":

@@ -147,7 +147,8 @@ def examples(model, objective, progress=None, dataset=None, path=None, split=Non
     index, value, label, label_name, image (C, H, W) or None, tokens, acts,
     peak, scored)], histogram=(counts (bins,) int64, lo, hi) or None, sampled,
     firing_rate, bands=[(lo, hi, [items])], class_means (labels,) or None,
-    window=(window, context) for text or None)."""
+    window=(window, context) for text or None, forwards: the model forwards run,
+    0 when the activation cache served every value)."""
     d = _core(model).examples(objective, None if dataset is None else str(dataset),
                               None if path is None else str(path), None if split is None else str(split),
                               int(window), int(stride), int(context), int(k), int(limit), int(batch), int(bins),
@@ -161,7 +162,7 @@ def examples(model, objective, progress=None, dataset=None, path=None, split=Non
                 sampled=bool(d["sampled"]), firing_rate=d["firing_rate"],
                 bands=[(lo, hi, [_example(t) for t in its]) for lo, hi, its in d["bands"]],
                 class_means=None if d["class_means"] is None else _np(d["class_means"]),
-                window=d["window"])
+                window=d["window"], forwards=d["forwards"])
 
 
 def tokenize(tokenizer_json, text):

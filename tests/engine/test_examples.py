@@ -30,6 +30,9 @@ LABELS = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shir
 MEAN, STD = 72.9, 90.0  # in the 0..255 range the metadata declares
 LIMIT = 1500            # test images scanned: enough for a meaningful top-k, quick on CPU
 E_ARG, E_FORMAT, E_LAYER, E_OBJECTIVE, E_UNSUPPORTED = -1, -3, -5, -6, -7
+# Every scan here runs the model unless a test turns the activation cache on
+# (in a folder of its own), so no test depends on an earlier one's files.
+os.environ["ACTMAX_ACT_CACHE"] = "off"
 # The class the module raises for each status (am_status_class).
 ERROR_CLASS = {E_ARG: ValueError, -2: OSError, E_LAYER: actmax.LayerError, E_OBJECTIVE: actmax.ObjectiveError,
                E_UNSUPPORTED: actmax.UnsupportedError}
@@ -416,3 +419,53 @@ def test_text_bad_requests(gpt, corpus, model_dir):
         raw.examples(gpt["am"], obj, dataset="fashion-mnist")
     assert e.value.status == E_UNSUPPORTED and "images" in e.value.detail
     assert raw.examples(gpt["am"], obj, dataset="text", path=path, k=1)["scanned"] > 0
+
+
+def test_activation_cache_serves_the_second_neuron_of_a_layer(gpt, corpus, monkeypatch, tmp_path):
+    """The first scan of a layer writes its activations; another neuron of
+    the same layer then runs no forward and gives the values of a scan
+    without the cache."""
+    path, stream = corpus
+    monkeypatch.setenv("ACTMAX_ACT_CACHE", str(tmp_path / "acts"))
+    kw = dict(dataset="text", path=path, window=CTX, k=5, quantiles=4)
+    first = raw.examples(gpt["am"], f"{NEURON}[-1, 6]", **kw)
+    files = list((tmp_path / "acts").iterdir())
+    assert first["forwards"] > 0 and len(files) == 1 and files[0].suffix == ".f32"
+    second = raw.examples(gpt["am"], f"{NEURON}[:, 9]", **kw)
+    monkeypatch.setenv("ACTMAX_ACT_CACHE", "off")
+    plain = raw.examples(gpt["am"], f"{NEURON}[:, 9]", **kw)
+    print(f"\ncache file {files[0].stat().st_size} bytes; forwards: first {first['forwards']}, "
+          f"second {second['forwards']}, without cache {plain['forwards']}")
+    assert second["forwards"] == 0 and plain["forwards"] > 0
+    assert second["scanned"] == plain["scanned"] == len(stream)
+    assert abs(second["max"] - plain["max"]) <= 1e-6
+    assert np.array_equal(second["histogram"][0], plain["histogram"][0])
+    for a, b in zip(second["items"], plain["items"]):
+        assert (a["index"], a["peak"], a["scored"]) == (b["index"], b["peak"], b["scored"])
+        assert abs(a["value"] - b["value"]) <= 1e-6 and np.array_equal(a["tokens"], b["tokens"])
+        # The scored positions are the same values; the context positions
+        # come from the cache with their own natural context.
+        assert np.allclose(a["acts"][a["scored"]:], b["acts"][b["scored"]:], atol=1e-6)
+    # Not one layer reference, or other windows: the model runs.
+    monkeypatch.setenv("ACTMAX_ACT_CACHE", str(tmp_path / "acts"))
+    assert raw.examples(gpt["am"], f"2 * {NEURON}[-1, 9]", **kw)["forwards"] > 0
+    assert raw.examples(gpt["am"], f"{NEURON}[-1, 9]", **{**kw, "context": 2})["forwards"] > 0
+    # A changed corpus is another file.
+    path.write_text(path.read_text() + "the end\n")
+    try:
+        assert raw.examples(gpt["am"], f"{NEURON}[-1, 9]", **kw)["forwards"] > 0
+    finally:
+        path.write_text(path.read_text()[:-len("the end\n")])
+
+
+def test_activation_cache_images(net, monkeypatch, tmp_path):
+    monkeypatch.setenv("ACTMAX_ACT_CACHE", str(tmp_path / "acts"))
+    first = raw.examples(net["am"], "conv[3]", k=5, limit=LIMIT, quantiles=3)
+    second = raw.examples(net["am"], "conv[5]", k=5, limit=LIMIT, quantiles=3)
+    monkeypatch.setenv("ACTMAX_ACT_CACHE", "off")
+    plain = raw.examples(net["am"], "conv[5]", k=5, limit=LIMIT, quantiles=3)
+    assert first["forwards"] > 0 and second["forwards"] == 0 and plain["forwards"] > 0
+    assert [e["index"] for e in second["items"]] == [e["index"] for e in plain["items"]]
+    assert np.allclose([e["value"] for e in second["items"]], [e["value"] for e in plain["items"]], atol=1e-6)
+    assert np.allclose(second["class_means"], plain["class_means"], atol=1e-6)
+    assert np.array_equal(second["histogram"][0], plain["histogram"][0])
