@@ -890,7 +890,8 @@ AM_API int am_examples_get(const am_examples *e, int i, am_example *out);
  * scan of at most 1 GiB of that layer's activations writes them (per image,
  * or per scored token with its context) to a file named by a hash of the
  * model's weights, the layer, the dataset (file, size, time) and how it is
- * read, in $ACTMAX_ACT_CACHE ("off": none; default ~/.cache/actmax/acts);
+ * read, in $ACTMAX_ACT_CACHE ("off": none; default ~/.cache/actmax/acts,
+ * kept under 2 GiB by removing the least recently used files);
  * the next scan of the same layer, for any index, maps the file and runs no
  * forward. Values are the same either way. */
 AM_API int64_t am_examples_forwards(const am_examples *e);

@@ -14,6 +14,7 @@
 #include <limits>
 #include <random>
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
@@ -96,6 +97,8 @@ constexpr int64_t kReadTokens = 1 << 16;
 // $ACTMAX_ACT_CACHE names the folder ("off": no cache); default
 // ~/.cache/actmax/acts.
 constexpr int64_t kCacheMaxBytes = int64_t(1) << 30;
+// The folder holds at most this much; the least recently used files go.
+constexpr int64_t kCacheFolderBytes = int64_t(2) << 30;
 constexpr char kCacheMagic[8] = {'A', 'M', 'A', 'C', 'T', 'S', '1', '\n'};
 
 struct Fnv {
@@ -200,6 +203,7 @@ struct ActCache {
         size_t head = static_cast<size_t>(8 * (3 + nd));
         if (per <= 0 || map_len != head + static_cast<size_t>(n * per) * 4) return;
         data = reinterpret_cast<const float *>(static_cast<const char *>(map) + head);
+        ::utimensat(AT_FDCWD, path.c_str(), nullptr, 0);  // recently used: evicted last
     }
 
     // Starts writing (after a miss): the per-item shape is known at the
@@ -237,6 +241,36 @@ struct ActCache {
         ok = std::fclose(w) == 0 && ok;
         w = nullptr;
         if (!ok || std::rename(tmp.c_str(), path.c_str()) != 0) std::remove(tmp.c_str());
+        else evict();
+    }
+
+    // Keeps the folder under kCacheFolderBytes, oldest use first (a hit
+    // touches its file), never the file just written.
+    void evict() const {
+        std::string dir = path.substr(0, path.rfind('/'));
+        DIR *d = ::opendir(dir.c_str());
+        if (!d) return;
+        std::vector<std::pair<int64_t, std::string>> files;  // (mtime, path)
+        int64_t total = 0;
+        while (dirent *e = ::readdir(d)) {
+            std::string name = e->d_name;
+            if (name.size() < 4 || name.compare(name.size() - 4, 4, ".f32") != 0) continue;
+            std::string f = dir + "/" + name;
+            struct stat st {};
+            if (::stat(f.c_str(), &st) != 0) continue;
+            total += st.st_size;
+            if (f != path) files.emplace_back(st.st_mtim.tv_sec, f);
+        }
+        ::closedir(d);
+        std::sort(files.begin(), files.end());
+        int64_t cap = kCacheFolderBytes;
+        if (const char *e = std::getenv("ACTMAX_ACT_CACHE_BYTES"))  // for tests
+            if (std::atoll(e) > 0) cap = std::atoll(e);
+        for (auto &[t, f] : files) {
+            if (total <= cap) break;
+            struct stat st {};
+            if (::stat(f.c_str(), &st) == 0 && std::remove(f.c_str()) == 0) total -= st.st_size;
+        }
     }
 
     void abandon() {

@@ -450,6 +450,13 @@ def test_activation_cache_serves_the_second_neuron_of_a_layer(gpt, corpus, monke
     monkeypatch.setenv("ACTMAX_ACT_CACHE", str(tmp_path / "acts"))
     assert raw.examples(gpt["am"], f"2 * {NEURON}[-1, 9]", **kw)["forwards"] > 0
     assert raw.examples(gpt["am"], f"{NEURON}[-1, 9]", **{**kw, "context": 2})["forwards"] > 0
+    # The folder is kept under its size: writing a file removes the least recently used.
+    before = set((tmp_path / "acts").iterdir())
+    monkeypatch.setenv("ACTMAX_ACT_CACHE_BYTES", str(files[0].stat().st_size + 1))
+    assert raw.examples(gpt["am"], "blocks.0.mlp.1[-1, 9]", **kw)["forwards"] > 0
+    after = set((tmp_path / "acts").iterdir())
+    assert len(after) == 1 and not (after & before), (before, after)
+    monkeypatch.delenv("ACTMAX_ACT_CACHE_BYTES")
     # A changed corpus is another file.
     path.write_text(path.read_text() + "the end\n")
     try:
