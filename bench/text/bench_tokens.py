@@ -113,7 +113,7 @@ def main():
           f"natural context (at least {context} tokens before it, windows of {window}; the model's context "
           f"is {ctx}), in {t_corpus:.1f} s")
     print(f"soft: {args.soft_steps} Adam steps; gcg: up to {args.gcg_steps} steps x {args.gcg_batch} swaps, "
-          f"top-{args.gcg_topk}, {args.restarts} restart(s); each neuron stopped at {args.budget_s:.0f} s")
+          f"top-{args.gcg_topk}, {args.restarts} restart(s); each neuron stopped at {args.budget_s:.1f} s")
     hdr = f"{'objective':<30} {'soft':>7} {'proj':>7} {'keep':>6} {'gcg':>7} {'corpus':>7} {'gcg/corp':>8} {'win':>4} {'s':>6}  prompt"
     print(hdr)
     print("-" * len(hdr))
