@@ -1196,7 +1196,8 @@ static int examples_distribution(const am_examples *ex, PyObject *d)
     if (!v || PyDict_SetItemString(d, "histogram", v) < 0)
         return Py_XDECREF(v), -1;
     Py_DECREF(v);
-    if (PyDict_SetItemString(d, "sampled", g_api->am_examples_sampled(ex) == 1 ? Py_True : Py_False) < 0)
+    if (PyDict_SetItemString(d, "sampled",
+                             g_api->am_examples_sampled(ex) == 1 ? Py_True : Py_False) < 0)
         return -1;
     v = PyFloat_FromDouble(g_api->am_examples_firing_rate(ex));
     if (!v || PyDict_SetItemString(d, "firing_rate", v) < 0)
@@ -1268,8 +1269,8 @@ static PyObject *Model_examples(ModelObject *self, PyObject *args)
     double per_second;
     long long window, stride, context, limit;
     if (!PyArg_ParseTuple(args, "zzzzLLLiLiiiiOOd", &o.objective, &o.dataset, &o.path, &o.split,
-                          &window, &stride, &context, &o.k, &limit, &o.batch, &o.bins,
-                          &o.quantiles, &o.per_band, &percentiles, &progress, &per_second))
+                          &window, &stride, &context, &o.k, &limit, &o.batch, &o.bins, &o.quantiles,
+                          &o.per_band, &percentiles, &progress, &per_second))
         return NULL;
     o.window = window;
     o.stride = stride;
@@ -1277,7 +1278,8 @@ static PyObject *Model_examples(ModelObject *self, PyObject *args)
     o.limit = limit;
     double edges[101];
     if (percentiles != Py_None) {
-        PyObject *seq = PySequence_Fast(percentiles, "band_percentiles must be a sequence of numbers");
+        PyObject *seq =
+            PySequence_Fast(percentiles, "band_percentiles must be a sequence of numbers");
         if (!seq)
             return NULL;
         Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);

@@ -29,11 +29,11 @@ struct am_dataset {
     int64_t *batch_labels;  /* (batch_cap) */
     /* text: a window onto the token stream, read as needed */
     struct text_reader *reader;
-    int64_t *stream;     /* (stream_len) tokens base..base + stream_len of the stream */
+    int64_t *stream; /* (stream_len) tokens base..base + stream_len of the stream */
     int64_t stream_len, stream_cap, stream_base;
-    int64_t token_next;  /* stream position am_dataset_next_tokens returns next */
-    int size_known;      /* text: size counted (the stream was read to its end) */
-    int text_open;       /* text: opened with at least one window */
+    int64_t token_next;     /* stream position am_dataset_next_tokens returns next */
+    int size_known;         /* text: size counted (the stream was read to its end) */
+    int text_open;          /* text: opened with at least one window */
     int64_t window, stride; /* T and the step between window starts */
     int64_t *batch_tokens;  /* (batch_cap, T) */
     int64_t batch_cap;

@@ -453,7 +453,7 @@ AM_API int am_dataset_next_tokens(am_dataset *ds, int64_t max_tokens, const int6
  * has been read to its end, it is counted by reading the file once more
  * (tokenizing it; memory stays bounded). */
 AM_API int64_t am_dataset_size(const am_dataset *ds);
-AM_API int am_dataset_kind(const am_dataset *ds);     /* AM_DATASET_* or a negative status */
+AM_API int am_dataset_kind(const am_dataset *ds); /* AM_DATASET_* or a negative status */
 /* One item's shape: (C, H, W) for images, (T) for text; returns the number
  * of dims or a negative status. */
 AM_API int am_dataset_item_shape(const am_dataset *ds, int64_t *shape, int max);
@@ -811,9 +811,9 @@ typedef struct am_examples_options {
     /* text: tokens between window starts, 1..window; 0: window - context.
      * Giving both stride and context is an error unless they agree. */
     int64_t stride;
-    int k;             /* items kept, 1..100000; 0: 10 */
-    int64_t limit;     /* scan at most this many items (the first ones; text: tokens); 0: all */
-    int batch;         /* items (text: windows) per forward; 0: 256 */
+    int k;         /* items kept, 1..100000; 0: 10 */
+    int64_t limit; /* scan at most this many items (the first ones; text: tokens); 0: all */
+    int batch;     /* items (text: windows) per forward; 0: 256 */
     am_examples_progress_fn progress; /* may be NULL */
     void *progress_user;
     /* text: the least context of a scored token, 0..window-1; 0 with
@@ -922,10 +922,10 @@ AM_API int am_examples_num_bands(const am_examples *e);
  * tokens (each with its window) for text, so a narrow text band may hold
  * fewer than per_band. band_lo/band_hi may be NULL and are set even when i
  * is past the band's examples, which returns AM_E_ARG (so a front asks
- * for i = 0, 1, ... until it fails), as does a bad e, band or out. Text examples: the window holding the token, peak = its
- * position. */
-AM_API int am_examples_band_get(const am_examples *e, int band, int i, am_example *out, float *band_lo,
-                                float *band_hi);
+ * for i = 0, 1, ... until it fails), as does a bad e, band or out. Text
+ * examples: the window holding the token, peak = its position. */
+AM_API int am_examples_band_get(const am_examples *e, int band, int i, am_example *out,
+                                float *band_lo, float *band_hi);
 /* The mean value per label (*n = the dataset's labels, means owned by e;
  * NaN for a label no scanned item has) for labelled datasets;
  * AM_E_UNSUPPORTED for unlabelled ones (text). */

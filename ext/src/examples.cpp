@@ -49,7 +49,7 @@ struct am_examples {
     int kind = AM_DATASET_IMAGE;
     int64_t scanned = 0;
     bool cancelled = false;
-    std::vector<int64_t> shape;  // one item: (C, H, W) or (T)
+    std::vector<int64_t> shape;   // one item: (C, H, W) or (T)
     std::vector<am::ExItem> top;  // best first
     // the distribution of every scored value
     float vmax = std::numeric_limits<float>::quiet_NaN();
@@ -59,7 +59,7 @@ struct am_examples {
     float hlo = 0.f, hhi = 0.f;
     std::vector<std::vector<am::ExItem>> bands;
     std::vector<float> band_lo, band_hi;
-    std::vector<float> class_means;  // empty: unlabelled
+    std::vector<float> class_means;   // empty: unlabelled
     int64_t window = 0, context = 0;  // text
     int64_t forwards = 0;             // model forwards the scan ran
     bool from_cache = false;          // values read from the activation cache
@@ -222,16 +222,15 @@ struct ActCache {
         item = shape;
         per = 1;
         for (auto d : shape) per *= d;
-        if (std::fwrite(head, 8, 3, w) != 3 || std::fwrite(shape.data(), 8, shape.size(), w) != shape.size())
-            abandon();
+        if (std::fwrite(head, 8, 3, w) != 3 || std::fwrite(shape.data(), 8, shape.size(), w) != shape.size()) abandon();
     }
 
     // rows: (r, item...) float32 on the CPU, contiguous.
     void append(const float *rows, int64_t r) {
         if (!w) return;
         written += r;
-        if ((written * per) * 4 > kCacheMaxBytes || std::fwrite(rows, 4, static_cast<size_t>(r * per), w) !=
-                                                         static_cast<size_t>(r * per))
+        if ((written * per) * 4 > kCacheMaxBytes ||
+            std::fwrite(rows, 4, static_cast<size_t>(r * per), w) != static_cast<size_t>(r * per))
             abandon();
     }
 
@@ -240,8 +239,10 @@ struct ActCache {
         bool ok = written > 0 && std::fseek(w, 8, SEEK_SET) == 0 && std::fwrite(&written, 8, 1, w) == 1;
         ok = std::fclose(w) == 0 && ok;
         w = nullptr;
-        if (!ok || std::rename(tmp.c_str(), path.c_str()) != 0) std::remove(tmp.c_str());
-        else evict();
+        if (!ok || std::rename(tmp.c_str(), path.c_str()) != 0)
+            std::remove(tmp.c_str());
+        else
+            evict();
     }
 
     // Keeps the folder under kCacheFolderBytes, oldest use first (a hit
@@ -284,8 +285,8 @@ struct ActCache {
 
 // What a cached file depends on besides model and layer: the dataset's
 // file (name, size, time) and how it is read.
-std::string dataset_key(const std::string &name, const char *split, const char *path, int64_t window,
-                        int64_t context, int64_t limit) {
+std::string dataset_key(const std::string &name, const char *split, const char *path, int64_t window, int64_t context,
+                        int64_t limit) {
     std::string k = "v1|" + name + "|" + (split ? split : "") + "|" + (path ? path : "");
     struct stat st {};
     std::string file = path ? path : "";
@@ -439,8 +440,10 @@ void histogram(const Dist &d, int bins, am_examples *ex) {
         if (!(v >= lo && v <= hi)) continue;  // NaN
         auto i = static_cast<int64_t>((v - lo) * norm);
         if (i >= bins) i = bins - 1;
-        if (v < edges[static_cast<size_t>(i)]) i--;
-        else if (i != bins - 1 && v >= edges[static_cast<size_t>(i) + 1]) i++;
+        if (v < edges[static_cast<size_t>(i)])
+            i--;
+        else if (i != bins - 1 && v >= edges[static_cast<size_t>(i) + 1])
+            i++;
         ex->hist[static_cast<size_t>(i)]++;
     }
     if (d.sampled) {
@@ -479,7 +482,8 @@ Common check_common(const am_examples_options *o) {
         if (!(p >= 0 && p <= 100) || (i && p <= c.edges.back()))
             throw Error(AM_E_ARG, "band_percentiles must be " + std::to_string(o->quantiles + 1) +
                                       " increasing percentiles in [0, 100], e.g. 0, 25, 50, 75, 90, 99, 100; "
-                                      "element " + std::to_string(i) + " is " + std::to_string(p));
+                                      "element " +
+                                      std::to_string(i) + " is " + std::to_string(p));
         c.edges.push_back(p);
     }
     return c;
@@ -513,9 +517,7 @@ std::vector<std::vector<size_t>> pick_bands(const Common &c, const Dist &d, cons
 }
 
 // Best first, ties to the lower index.
-bool better(const ExItem &a, const ExItem &b) {
-    return a.value > b.value || (a.value == b.value && a.index < b.index);
-}
+bool better(const ExItem &a, const ExItem &b) { return a.value > b.value || (a.value == b.value && a.index < b.index); }
 
 // Top-k as a heap whose front is the worst kept.
 struct TopK {
@@ -600,8 +602,8 @@ void image_examples(am_model *m, const am_examples_options *o, const std::string
         if (cache.hit()) {
             std::vector<int64_t> rows{b.count};
             rows.insert(rows.end(), cache.item.begin(), cache.item.end());
-            v = sc.on_layer(torch::from_blob(const_cast<float *>(cache.data + b.first * cache.per), rows,
-                                             torch::kFloat));
+            v = sc.on_layer(
+                torch::from_blob(const_cast<float *>(cache.data + b.first * cache.per), rows, torch::kFloat));
         } else {
             bshape[0] = b.count;
             auto x = torch::from_blob(const_cast<float *>(b.images), bshape, torch::kFloat).to(m->device);
@@ -629,9 +631,9 @@ void image_examples(am_model *m, const am_examples_options *o, const std::string
     if (!ex->cancelled && static_cast<int64_t>(all.size()) == total) cache.commit();
     finish(c, d, ex);
     for (int l = 0; l < nlabels; l++)
-        ex->class_means.push_back(counts[static_cast<size_t>(l)]
-                                      ? static_cast<float>(sums[static_cast<size_t>(l)] / counts[static_cast<size_t>(l)])
-                                      : std::numeric_limits<float>::quiet_NaN());
+        ex->class_means.push_back(counts[static_cast<size_t>(l)] ? static_cast<float>(sums[static_cast<size_t>(l)] /
+                                                                                      counts[static_cast<size_t>(l)])
+                                                                 : std::numeric_limits<float>::quiet_NaN());
 
     auto fetch = [&](float value, int64_t index) {
         am_batch b{};
@@ -703,8 +705,10 @@ struct WindowStream {
                 int st = am_dataset_next_tokens(ds, want, &t, &n, &bytes_read, &bytes_total);
                 if (st != AM_OK) throw Error(st, std::string("corpus: ") + am_dataset_error(ds));
             }
-            if (n == 0) ended = true;
-            else buf.insert(buf.end(), t, t + n);
+            if (n == 0)
+                ended = true;
+            else
+                buf.insert(buf.end(), t, t + n);
             if (limit > 0 && read_to() >= limit) ended = true;
         }
     }
@@ -738,7 +742,8 @@ struct WindowStream {
     int64_t total_estimate() const {
         if (limit > 0) return limit;
         if (ended || bytes_read <= 0 || bytes_total <= 0) return ended ? read_to() : 0;
-        double est = static_cast<double>(read_to()) * static_cast<double>(bytes_total) / static_cast<double>(bytes_read);
+        double est =
+            static_cast<double>(read_to()) * static_cast<double>(bytes_total) / static_cast<double>(bytes_read);
         return std::max<int64_t>(static_cast<int64_t>(est), read_to() + 1);
     }
 };
@@ -754,15 +759,16 @@ void text_examples(am_model *m, const am_examples_options *o, const std::string 
         throw Error(AM_E_ARG, "window must be 1.." + std::to_string(context) + " (the model's context), got " +
                                   std::to_string(W));
     if (o->stride < 0 || o->stride > W)
-        throw Error(AM_E_ARG, "stride must be 1.." + std::to_string(W) + " (the window), or 0 for window - context; got " +
-                                  std::to_string(o->stride));
+        throw Error(AM_E_ARG, "stride must be 1.." + std::to_string(W) +
+                                  " (the window), or 0 for window - context; got " + std::to_string(o->stride));
     if (o->context < 0 || o->context >= W)
         throw Error(AM_E_ARG, "context must be 0.." + std::to_string(W - 1) +
                                   " (fewer than the window's tokens), or 0 for half the window; got " +
                                   std::to_string(o->context));
     if (o->stride && o->context && o->stride != W - o->context)
         throw Error(AM_E_ARG, "stride " + std::to_string(o->stride) + " and context " + std::to_string(o->context) +
-                                  " disagree: with window " + std::to_string(W) + ", stride = window - context; give one");
+                                  " disagree: with window " + std::to_string(W) +
+                                  ", stride = window - context; give one");
     const int64_t stride = o->stride ? o->stride : W - (o->context ? o->context : W / 2);
     if (!o->path) throw Error(AM_E_ARG, "path to the corpus is required (e.g. share/actmax/data/fortunes-heldout.txt)");
     Tokenizer tok;
@@ -979,9 +985,7 @@ int am_examples_text_window(const am_examples *e, int64_t *window, int64_t *cont
     return AM_OK;
 }
 
-int64_t am_examples_forwards(const am_examples *e) {
-    return e ? (e->forwards) : static_cast<int64_t>(AM_E_ARG);
-}
+int64_t am_examples_forwards(const am_examples *e) { return e ? (e->forwards) : static_cast<int64_t>(AM_E_ARG); }
 
 int am_examples_histogram(const am_examples *e, const int64_t **counts, int *bins, float *lo, float *hi) {
     if (!e || e->scanned <= 0 || e->hist.empty()) return AM_E_ARG;

@@ -89,8 +89,8 @@ typedef struct opt_prompt {
 } opt_prompt;
 
 /* The heading lines, in HTML (h) and text (t). */
-static void heading(const mg_call *c, const am_examples *ex, int n, int64_t total,
-                    bool interrupted, const opt_prompt *op, double secs, mg_str *h, mg_str *t)
+static void heading(const mg_call *c, const am_examples *ex, int n, int64_t total, bool interrupted,
+                    const opt_prompt *op, double secs, mg_str *h, mg_str *t)
 {
     const mg_engine_api *e = mg_engine();
     float mx = e->am_examples_max(ex);
