@@ -26,6 +26,8 @@ typedef struct image_rec {
     char *engine_obj; /* what the engine ran (the diversity term added) */
     int *thresholds;  /* (n_thresholds) steps of the snapshots */
     int n_thresholds;
+    char *units; /* "each": the n_units objectives, NUL-separated (captions), or NULL */
+    int n_units;
 } image_rec;
 
 static void image_rec_free(void *data)
@@ -38,6 +40,7 @@ static void image_rec_free(void *data)
         e->am_run_free(ir->run);
     free(ir->engine_obj);
     free(ir->thresholds);
+    free(ir->units);
     free(ir);
 }
 
@@ -107,8 +110,13 @@ static char **final_captions(const mg_run_rec *r, int b)
     int nb = 0;
     const float *fin = e->am_run_final(rec_of(r)->run, &nb);
     char **caps = mg_xcalloc((size_t)b, sizeof *caps);
-    for (int i = 0; i < b; i++)
-        caps[i] = mg_asprintf("#%d  %.4g", i, fin && i < nb ? fin[i] : NAN);
+    const char *unit = rec_of(r)->n_units == b ? rec_of(r)->units : NULL;
+    for (int i = 0; i < b; i++) {
+        caps[i] = unit ? mg_asprintf("%s  %.4g", unit, fin && i < nb ? fin[i] : NAN)
+                       : mg_asprintf("#%d  %.4g", i, fin && i < nb ? fin[i] : NAN);
+        if (unit)
+            unit += strlen(unit) + 1;
+    }
     return caps;
 }
 
@@ -464,6 +472,9 @@ typedef struct max_opts {
     am_options o;
     char *engine_obj; /* the objective, with the diversity term */
     const char *objs[1];
+    char *units; /* "each": one objective per unit, NUL-separated (am_objective_each) */
+    const char **unit_objs;
+    int n_units;
     float *init;     /* (B, C, H, W) from init=PNG, or NULL */
     int *thresholds; /* (n_thresholds) */
     int n_thresholds;
@@ -473,6 +484,8 @@ typedef struct max_opts {
 static void max_opts_free(max_opts *m)
 {
     free(m->engine_obj);
+    free(m->units);
+    free(m->unit_objs);
     free(m->init);
     free(m->thresholds);
 }
@@ -550,6 +563,25 @@ static mg_status max_options(const mg_call *c, const mg_session *s, max_opts *m)
     m->o.objectives = m->objs;
     m->o.n_objectives = 1;
     read_keys(c, m);
+    /* "%maximize conv2[0:16] each": one image per unit of the slice. */
+    size_t plen = strlen(c->positional);
+    if (plen > 5 && strcmp(c->positional + plen - 5, " each") == 0) {
+        if (m->diversity != 0)
+            return mg_fail(c, "ValueError",
+                           "each gives every unit its own image; diversity compares the images of "
+                           "one objective: leave diversity out");
+        m->engine_obj[strlen(m->engine_obj) - 5] = '\0';
+        int rc = e->am_objective_each(s->model, m->engine_obj, &m->units, &m->n_units);
+        if (rc != AM_OK)
+            return mg_fail(c, e->am_status_class(rc), "%s", e->am_model_error(s->model));
+        m->unit_objs = mg_xcalloc((size_t)m->n_units, sizeof *m->unit_objs);
+        const char *u = m->units;
+        for (int i = 0; i < m->n_units; i++, u += strlen(u) + 1)
+            m->unit_objs[i] = u;
+        m->o.objectives = m->unit_objs;
+        m->o.n_objectives = m->n_units;
+        m->o.batch = m->n_units;
+    }
     if (m->o.scale_min > m->o.scale_max)
         return mg_fail(c, "ValueError",
                        "scale_min=%g is above scale_max=%g: give scale_min <= scale_max",
@@ -617,6 +649,9 @@ static mg_run_rec max_record(const mg_call *c, max_opts *m, am_run *run, int liv
     ir->engine_obj = m->engine_obj;
     ir->thresholds = m->thresholds;
     ir->n_thresholds = m->n_thresholds;
+    ir->units = m->units;
+    ir->n_units = m->n_units;
+    m->units = NULL;
     m->engine_obj = NULL;
     m->thresholds = NULL;
     mg_run_rec r = {.ops = &mg_image_run_ops, .data = ir, .live_updates = live_updates};
