@@ -222,6 +222,12 @@ static char *run_summary_json(const mg_run_rec *r)
     cJSON *f = cJSON_AddArrayToObject(o, "final");
     for (int i = 0; i < nb; i++)
         cJSON_AddItemToArray(f, cJSON_CreateNumber(isfinite(fin[i]) ? fin[i] : 0.0));
+    if (rec_of(r)->units) {
+        cJSON *u = cJSON_AddArrayToObject(o, "units");
+        const char *p = rec_of(r)->units;
+        for (int i = 0; i < rec_of(r)->n_units; i++, p += strlen(p) + 1)
+            cJSON_AddItemToArray(u, cJSON_CreateString(p));
+    }
     char *txt = cJSON_PrintUnformatted(o);
     cJSON_Delete(o);
     char *out = mg_strdup(txt ? txt : "{}");
