@@ -464,12 +464,17 @@ static int parse_thresholds(const char *text, int steps, int **out, char **err)
 /* The first layer named in an objective, for the diversity term. */
 static char *first_layer(const char *obj)
 {
-    const char *p = obj;
-    while (*p && !(isalpha((unsigned char)*p) || *p == '_'))
-        p++;
-    const char *q = p;
-    while (*q && mg_is_layer_char((unsigned char)*q))
-        q++;
+    const char *p = obj, *q;
+    for (;;) {
+        while (*p && !(isalpha((unsigned char)*p) || *p == '_'))
+            p++;
+        q = p;
+        while (*q && mg_is_layer_char((unsigned char)*q))
+            q++;
+        if (*q != '(') /* direction(layer, ...): the layer is inside */
+            break;
+        p = q + 1;
+    }
     return q > p ? mg_strndup(p, (size_t)(q - p)) : NULL;
 }
 

@@ -636,12 +636,16 @@ def _corpus_path(model_path):
 def _first_layer(obj):
     """The first layer named in an objective, for the diversity term."""
     i = 0
-    while i < len(obj) and not (obj[i].isalpha() or obj[i] == "_"):
-        i += 1
-    j = i
-    while j < len(obj) and (obj[j].isalnum() or obj[j] in "_.#:"):
-        j += 1
-    return obj[i:j] or None
+    while True:
+        while i < len(obj) and not (obj[i].isalpha() or obj[i] == "_"):
+            i += 1
+        j = i
+        while j < len(obj) and (obj[j].isalnum() or obj[j] in "_.#:"):
+            j += 1
+        if j < len(obj) and obj[j] == "(":  # direction(layer, ...): the layer is inside
+            i = j + 1
+            continue
+        return obj[i:j] or None
 
 
 def _parse_thresholds(text, steps):

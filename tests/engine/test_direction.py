@@ -229,3 +229,9 @@ def test_logit_lens_errors(gpt, net):
         m.logit_lens("blocks.1.mlp.act", 0)
     with pytest.raises(actmax.UnsupportedError, match="text model"):
         net[0].logit_lens("conv", 0)
+
+
+def test_direction_with_diversity(net):
+    m, _ = net
+    r = m.maximize(f"direction(conv, {vec(V)})", batch=2, diversity=0.5, steps=4, seed=0)
+    assert r.engine_objective.endswith("diversity(conv)")
