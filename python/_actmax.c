@@ -1218,22 +1218,145 @@ static PyObject *Model_tokens(ModelObject *self, PyObject *args)
     return result;
 }
 
-/* examples(objective, dataset, path, split, window, stride, k, limit, batch,
- * progress, updates_per_s) -> dict: the top-k items of a dataset (images or
- * token windows) through the engine's one scanner. */
+/* One am_example as (index, value, label, label_name, image, tokens, acts,
+ * peak, scored). */
+static PyObject *example_tuple(const am_example *e)
+{
+    PyObject *img = Py_None, *toks = Py_None, *acts = Py_None;
+    if (e->image)
+        img = array_out(e->image, sizeof(float), e->shape, 3);
+    else
+        Py_INCREF(img);
+    if (e->tokens) {
+        toks = ints_out(e->tokens, e->len);
+        acts = floats_out(e->acts, e->len);
+    } else {
+        Py_INCREF(toks);
+        Py_INCREF(acts);
+    }
+    if (!img || !toks || !acts) {
+        Py_XDECREF(img);
+        Py_XDECREF(toks);
+        Py_XDECREF(acts);
+        return NULL;
+    }
+    return Py_BuildValue("(LdLsNNNii)", (long long)e->index, (double)e->value, (long long)e->label,
+                         e->label_name ? e->label_name : "", img, toks, acts, e->peak, e->scored);
+}
+
+/* The distribution parts of a scan: histogram, firing rate, bands, class
+ * means and (text) the window, as dict entries of d. */
+static int examples_distribution(const am_examples *ex, PyObject *d)
+{
+    const int64_t *counts;
+    int bins;
+    float lo, hi;
+    PyObject *v;
+    if (g_api->am_examples_histogram(ex, &counts, &bins, &lo, &hi) == AM_OK) {
+        PyObject *c = PyList_New(bins);
+        for (int i = 0; c && i < bins; i++)
+            PyList_SET_ITEM(c, i, PyLong_FromLongLong((long long)counts[i]));
+        v = c ? Py_BuildValue("(Ndd)", c, (double)lo, (double)hi) : NULL;
+    } else {
+        v = Py_NewRef(Py_None);
+    }
+    if (!v || PyDict_SetItemString(d, "histogram", v) < 0)
+        return Py_XDECREF(v), -1;
+    Py_DECREF(v);
+    if (PyDict_SetItemString(d, "sampled", g_api->am_examples_sampled(ex) == 1 ? Py_True : Py_False) < 0)
+        return -1;
+    v = PyFloat_FromDouble(g_api->am_examples_firing_rate(ex));
+    if (!v || PyDict_SetItemString(d, "firing_rate", v) < 0)
+        return Py_XDECREF(v), -1;
+    Py_DECREF(v);
+    int nb = g_api->am_examples_num_bands(ex);
+    PyObject *bands = PyList_New(0);
+    for (int b = 0; bands && b < nb; b++) {
+        PyObject *items = PyList_New(0);
+        float blo = NAN, bhi = NAN;
+        am_example e;
+        for (int i = 0; items; i++) {
+            memset(&e, 0, sizeof e);
+            if (g_api->am_examples_band_get(ex, b, i, &e, &blo, &bhi) != AM_OK)
+                break;
+            PyObject *t = example_tuple(&e);
+            if (!t || PyList_Append(items, t) < 0)
+                Py_CLEAR(items);
+            Py_XDECREF(t);
+        }
+        if (!items) {
+            Py_CLEAR(bands);
+            break;
+        }
+        g_api->am_examples_band_get(ex, b, 0, NULL, &blo, &bhi);
+        PyObject *band = Py_BuildValue("(ddN)", (double)blo, (double)bhi, items);
+        if (!band || PyList_Append(bands, band) < 0)
+            Py_CLEAR(bands);
+        Py_XDECREF(band);
+    }
+    if (!bands || PyDict_SetItemString(d, "bands", bands) < 0)
+        return Py_XDECREF(bands), -1;
+    Py_DECREF(bands);
+    const float *means;
+    int n;
+    if (g_api->am_examples_class_means(ex, &means, &n) == AM_OK)
+        v = floats_out(means, n);
+    else
+        v = Py_NewRef(Py_None);
+    if (!v || PyDict_SetItemString(d, "class_means", v) < 0)
+        return Py_XDECREF(v), -1;
+    Py_DECREF(v);
+    int64_t window, context;
+    if (g_api->am_examples_text_window(ex, &window, &context) == AM_OK)
+        v = Py_BuildValue("(LL)", (long long)window, (long long)context);
+    else
+        v = Py_NewRef(Py_None);
+    if (!v || PyDict_SetItemString(d, "window", v) < 0)
+        return Py_XDECREF(v), -1;
+    Py_DECREF(v);
+    return 0;
+}
+
+/* examples(objective, dataset, path, split, window, stride, context, k,
+ * limit, batch, bins, quantiles, per_band, band_percentiles, progress,
+ * updates_per_s) -> dict: the top-k items of a dataset (images or token
+ * windows) and the distribution of the objective over it, through the
+ * engine's one scanner. band_percentiles: a sequence of quantiles + 1
+ * floats, or None. */
 static PyObject *Model_examples(ModelObject *self, PyObject *args)
 {
     am_examples_options o;
     g_api->am_examples_options_default(&o);
-    PyObject *progress;
+    PyObject *progress, *percentiles;
     double per_second;
-    long long window, stride, limit;
-    if (!PyArg_ParseTuple(args, "zzzzLLiLiOd", &o.objective, &o.dataset, &o.path, &o.split, &window,
-                          &stride, &o.k, &limit, &o.batch, &progress, &per_second))
+    long long window, stride, context, limit;
+    if (!PyArg_ParseTuple(args, "zzzzLLLiLiiiiOOd", &o.objective, &o.dataset, &o.path, &o.split,
+                          &window, &stride, &context, &o.k, &limit, &o.batch, &o.bins,
+                          &o.quantiles, &o.per_band, &percentiles, &progress, &per_second))
         return NULL;
     o.window = window;
     o.stride = stride;
+    o.context = context;
     o.limit = limit;
+    double edges[101];
+    if (percentiles != Py_None) {
+        PyObject *seq = PySequence_Fast(percentiles, "band_percentiles must be a sequence of numbers");
+        if (!seq)
+            return NULL;
+        Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
+        if (n != o.quantiles + 1 || n > 101) {
+            Py_DECREF(seq);
+            return PyErr_Format(PyExc_ValueError,
+                                "band_percentiles needs quantiles + 1 = %d edges, got %zd",
+                                o.quantiles + 1, n);
+        }
+        for (Py_ssize_t i = 0; i < n; i++)
+            edges[i] = PyFloat_AsDouble(PySequence_Fast_GET_ITEM(seq, i));
+        Py_DECREF(seq);
+        if (PyErr_Occurred())
+            return NULL;
+        o.band_percentiles = edges;
+    }
     progress_ctx g;
     progress_init(&g, progress, per_second);
     o.progress = examples_progress;
@@ -1257,22 +1380,12 @@ static PyObject *Model_examples(ModelObject *self, PyObject *args)
         am_example e;
         memset(&e, 0, sizeof e);
         g_api->am_examples_get(ex, i, &e);
-        PyObject *img = Py_None, *toks = Py_None, *acts = Py_None;
-        if (e.image)
-            img = array_out(e.image, sizeof(float), e.shape, 3);
-        else
-            Py_INCREF(img);
-        if (e.tokens) {
-            toks = ints_out(e.tokens, e.len);
-            acts = floats_out(e.acts, e.len);
-        } else {
-            Py_INCREF(toks);
-            Py_INCREF(acts);
+        PyObject *t = example_tuple(&e);
+        if (!t) {
+            Py_CLEAR(items);
+            break;
         }
-        PyList_SET_ITEM(items, i,
-                        Py_BuildValue("(LdLsNNN)", (long long)e.index, (double)e.value,
-                                      (long long)e.label, e.label_name ? e.label_name : "", img,
-                                      toks, acts));
+        PyList_SET_ITEM(items, i, t);
     }
     if (items)
         result = Py_BuildValue("{s:N,s:s,s:d,s:L,s:O,s:O}", "items", items, "kind",
@@ -1281,64 +1394,10 @@ static PyObject *Model_examples(ModelObject *self, PyObject *args)
                                (long long)g_api->am_examples_scanned(ex), "cancelled",
                                g_api->am_examples_cancelled(ex) ? Py_True : Py_False, "interrupted",
                                g.interrupted ? Py_True : Py_False);
+    if (result && examples_distribution(ex, result) < 0)
+        Py_CLEAR(result);
 done:
     g_api->am_examples_free(ex);
-    return result;
-}
-
-/* text_examples(objective, dataset, path, window, stride, k, batch, progress,
- * updates_per_s) -> dict: the top-k windows of a corpus through
- * am_text_examples_* (the text-only entry of the same scanner as examples). */
-static PyObject *Model_text_examples(ModelObject *self, PyObject *args)
-{
-    am_text_examples_options o;
-    memset(&o, 0, sizeof o);
-    PyObject *progress;
-    double per_second;
-    long long window, stride;
-    if (!PyArg_ParseTuple(args, "zzzLLiiOd", &o.objective, &o.dataset, &o.path, &window, &stride,
-                          &o.k, &o.batch, &progress, &per_second))
-        return NULL;
-    o.window = window;
-    o.stride = stride;
-    progress_ctx g;
-    progress_init(&g, progress, per_second);
-    o.progress = examples_progress;
-    o.progress_user = &g;
-    if (model_enter(self) < 0)
-        return NULL;
-    am_text_examples *ex = NULL;
-    int rc;
-    Py_BEGIN_ALLOW_THREADS rc = g_api->am_text_examples_new(self->m, &o, &ex);
-    Py_END_ALLOW_THREADS model_leave(self);
-    PyObject *result = NULL;
-    if (progress_finish(&g) < 0)
-        goto done;
-    if (rc != AM_OK) {
-        raise_status(rc, ex ? g_api->am_text_examples_error(ex) : "");
-        goto done;
-    }
-    int n = g_api->am_text_examples_count(ex);
-    PyObject *items = PyList_New(n > 0 ? n : 0);
-    for (int i = 0; items && i < n; i++) {
-        int64_t index = 0;
-        float score = 0;
-        const int64_t *toks = NULL;
-        const float *acts = NULL;
-        int len = 0;
-        g_api->am_text_examples_get(ex, i, &index, &score, &toks, &acts, &len);
-        PyList_SET_ITEM(items, i,
-                        Py_BuildValue("(LdNN)", (long long)index, (double)score,
-                                      ints_out(toks, len), floats_out(acts, len)));
-    }
-    if (items)
-        result = Py_BuildValue("{s:N,s:d,s:L,s:O,s:O}", "items", items, "max",
-                               (double)g_api->am_text_examples_max(ex), "scanned",
-                               (long long)g_api->am_text_examples_scanned(ex), "cancelled",
-                               g_api->am_text_examples_cancelled(ex) ? Py_True : Py_False,
-                               "interrupted", g.interrupted ? Py_True : Py_False);
-done:
-    g_api->am_text_examples_free(ex);
     return result;
 }
 
@@ -1489,10 +1548,8 @@ static PyMethodDef Model_methods[] = {
     {"tokens", (PyCFunction)Model_tokens, METH_VARARGS,
      "tokens(objective, options, init_ids, progress, updates_per_s)"},
     {"examples", (PyCFunction)Model_examples, METH_VARARGS,
-     "examples(objective, dataset, path, split, window, stride, k, limit, batch, progress, "
-     "updates_per_s)"},
-    {"text_examples", (PyCFunction)Model_text_examples, METH_VARARGS,
-     "text_examples(objective, dataset, path, window, stride, k, batch, progress, updates_per_s)"},
+     "examples(objective, dataset, path, split, window, stride, context, k, limit, batch, bins, "
+     "quantiles, per_band, band_percentiles, progress, updates_per_s)"},
     {"encode", (PyCFunction)Model_encode, METH_O, "encode(bytes) -> int64 ids"},
     {"decode", (PyCFunction)Model_decode, METH_O, "decode(int64 ids) -> bytes"},
     {"token_text", (PyCFunction)Model_token_text, METH_O, "one token as printable text"},

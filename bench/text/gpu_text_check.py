@@ -62,9 +62,11 @@ ref = tp.neuron_acts(model, ids=np.arange(vocab)[:, None])[:, 0, 11]
 check("sweep max |diff|", float(np.abs(r.sweep - ref).max()), 0.0)
 corpus = os.path.join(d, "c.txt")
 open(corpus, "w").write("the then an and hen ant tan he a tether net eh " * 20)
-mx = raw.text_examples(m, f"{tp.NEURON}[-1, 6]", corpus, dataset="text", window=5, stride=1, k=2)["max"]
+mx = raw.examples(m, f"{tp.NEURON}[-1, 6]", dataset="text", path=corpus, window=5, context=4, k=2)["max"]
 stream = np.concatenate([raw.tokenize(tok.encode(), open(corpus).read()), [eot]]).astype(np.int64)
 w = np.lib.stride_tricks.sliding_window_view(stream, 5)
-check("examples max", mx, float(tp.neuron_acts(model, ids=w)[:, -1, 6].max()))
+# Every token with its natural context: the first four from the start, the rest with four before them.
+natural = np.concatenate([tp.neuron_acts(model, ids=stream[:5])[0, :4, 6], tp.neuron_acts(model, ids=w)[:, -1, 6]])
+check("examples max", mx, float(natural.max()))
 print("FAILURES", fails)
 sys.exit(1 if fails else 0)

@@ -27,9 +27,13 @@ struct am_dataset {
     int64_t chw[3];         /* C, H, W */
     float *batch_images;    /* (batch_cap, C, H, W) */
     int64_t *batch_labels;  /* (batch_cap) */
-    /* text */
-    int64_t *stream; /* (stream_len) all tokens, entries joined */
-    int64_t stream_len;
+    /* text: a window onto the token stream, read as needed */
+    struct text_reader *reader;
+    int64_t *stream;     /* (stream_len) tokens base..base + stream_len of the stream */
+    int64_t stream_len, stream_cap, stream_base;
+    int64_t token_next;  /* stream position am_dataset_next_tokens returns next */
+    int size_known;      /* text: size counted (the stream was read to its end) */
+    int text_open;       /* text: opened with at least one window */
     int64_t window, stride; /* T and the step between window starts */
     int64_t *batch_tokens;  /* (batch_cap, T) */
     int64_t batch_cap;
@@ -179,39 +183,256 @@ static int ds_open_fashion(am_dataset *ds, const char *split, const char *dir)
     return AM_OK;
 }
 
-/* Appends the tokens of text[0..n) and, when the tokenizer has one,
- * <|endoftext|>. */
-static int ds_add_entry(am_dataset *ds, am_tokenizer *tok, const char *text, size_t n, int64_t *cap)
+/* ------------------------------------------------------------- text stream */
+
+/* A text file read in chunks, its entries tokenized as they complete, so no
+ * corpus is held whole (a 200 MB file costs about one chunk and one long
+ * entry). */
+enum { kTextChunk = 1 << 20 };
+
+typedef struct text_reader {
+    gzFile f;
+    char *path;
+    int fortunes; /* entries separated by lines holding a single '%' */
+    am_tokenizer *tok;
+    char *pend; /* bytes read, not yet split into lines */
+    size_t pend_len, pend_cap;
+    char *entry; /* the current entry's text */
+    size_t entry_len, entry_cap;
+    int entry_partial; /* part of the entry has been tokenized already */
+    int eof, done;
+    int64_t bytes_total;
+    /* where tokens go: the dataset's buffer, or only counted */
+    am_dataset *ds;
+    int64_t counted;
+} text_reader;
+
+static int tr_grow(char **buf, size_t *cap, size_t need)
 {
-    int64_t *ids;
-    size_t k;
-    int rc = am_tokenizer_encode(tok, text, n, &ids, &k);
-    if (rc != AM_OK)
-        return ds_fail(ds, rc, "tokenizing: %s", am_tokenizer_error(tok));
-    int64_t eot = am_tokenizer_eot(tok);
-    int64_t need = ds->stream_len + (int64_t)k + 1;
-    if (need > *cap) {
-        int64_t nc = *cap ? *cap : 4096;
+    if (need <= *cap)
+        return 1;
+    size_t nc = *cap ? *cap : 4096;
+    while (nc < need)
+        nc *= 2;
+    char *nb = realloc(*buf, nc);
+    if (!nb)
+        return 0;
+    *buf = nb;
+    *cap = nc;
+    return 1;
+}
+
+static int ds_push_tokens(am_dataset *ds, const int64_t *ids, int64_t k)
+{
+    int64_t need = ds->stream_len + k;
+    if (need > ds->stream_cap) {
+        int64_t nc = ds->stream_cap ? ds->stream_cap : 4096;
         while (nc < need)
             nc *= 2;
         int64_t *ns = realloc(ds->stream, (size_t)nc * sizeof *ns);
-        if (!ns) {
-            free(ids);
+        if (!ns)
             return ds_fail(ds, AM_E_NOMEM, "out of memory holding %lld tokens", (long long)need);
-        }
         ds->stream = ns;
-        *cap = nc;
+        ds->stream_cap = nc;
     }
-    memcpy(ds->stream + ds->stream_len, ids, k * sizeof *ids);
-    ds->stream_len += (int64_t)k;
-    if (eot >= 0)
-        ds->stream[ds->stream_len++] = eot;
-    free(ids);
+    memcpy(ds->stream + ds->stream_len, ids, (size_t)k * sizeof *ids);
+    ds->stream_len += k;
     return AM_OK;
 }
 
-/* fortune layout: an entry is the text between lines holding a single '%'
- * (models/fortunes.py parse_entries; blank entries are dropped there too). */
+/* Tokenizes text[0..n) and, when `end` and the tokenizer has one, appends
+ * <|endoftext|>. */
+static int tr_emit(text_reader *r, const char *text, size_t n, int end)
+{
+    am_dataset *ds = r->ds;
+    int64_t *ids;
+    size_t k;
+    int rc = am_tokenizer_encode(r->tok, text, n, &ids, &k);
+    if (rc != AM_OK)
+        return ds_fail(ds, rc, "tokenizing: %s", am_tokenizer_error(r->tok));
+    int64_t eot = am_tokenizer_eot(r->tok);
+    int with_eot = end && eot >= 0;
+    if (r->counted >= 0) {
+        r->counted += (int64_t)k + with_eot;
+    } else {
+        rc = ds_push_tokens(ds, ids, (int64_t)k);
+        if (rc == AM_OK && with_eot)
+            rc = ds_push_tokens(ds, &eot, 1);
+    }
+    free(ids);
+    return rc;
+}
+
+static int tr_blank(const char *t, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (t[i] != ' ' && t[i] != '\t' && t[i] != '\n' && t[i] != '\r')
+            return 0;
+    return 1;
+}
+
+/* The entry ends (a separator or the file's end). */
+static int tr_end_entry(text_reader *r)
+{
+    int rc = AM_OK;
+    if (!r->fortunes || r->entry_partial || !tr_blank(r->entry, r->entry_len))
+        rc = tr_emit(r, r->entry, r->entry_len, 1);
+    r->entry_len = 0;
+    r->entry_partial = 0;
+    return rc;
+}
+
+/* A long entry is tokenized up to its last line that starts with a
+ * non-space character: byte-level BPE pre-tokenization cuts there anyway,
+ * so the ids equal those of the whole entry. */
+static int tr_cut_entry(text_reader *r)
+{
+    size_t p = r->entry_len;
+    while (p > 1) {
+        p--;
+        char c = r->entry[p];
+        if (r->entry[p - 1] == '\n' && c != ' ' && c != '\t' && c != '\n' && c != '\r')
+            break;
+    }
+    if (p <= 1)
+        return AM_OK; /* no cut yet: keep reading the entry */
+    int rc = tr_emit(r, r->entry, p, 0);
+    memmove(r->entry, r->entry + p, r->entry_len - p);
+    r->entry_len -= p;
+    r->entry_partial = 1;
+    return rc;
+}
+
+static int tr_line(text_reader *r, const char *line, size_t n)
+{
+    size_t m = n && line[n - 1] == '\n' ? n - 1 : n;
+    if (m && line[m - 1] == '\r')
+        m--;
+    if (r->fortunes && m == 1 && line[0] == '%')
+        return tr_end_entry(r);
+    if (!tr_grow(&r->entry, &r->entry_cap, r->entry_len + n + 1))
+        return ds_fail(r->ds, AM_E_NOMEM, "out of memory reading %s", r->path);
+    memcpy(r->entry + r->entry_len, line, n);
+    r->entry_len += n;
+    if (r->entry_len >= kTextChunk)
+        return tr_cut_entry(r);
+    return AM_OK;
+}
+
+/* Reads one chunk and tokenizes what completes; at the file's end, the
+ * rest. Sets done when nothing is left. */
+static int tr_step(text_reader *r)
+{
+    if (r->done)
+        return AM_OK;
+    int rc = AM_OK;
+    if (!r->eof) {
+        if (!tr_grow(&r->pend, &r->pend_cap, r->pend_len + kTextChunk))
+            return ds_fail(r->ds, AM_E_NOMEM, "out of memory reading %s", r->path);
+        int got = gzread(r->f, r->pend + r->pend_len, kTextChunk);
+        if (got < 0) {
+            int zerr;
+            return ds_fail(r->ds, AM_E_FORMAT, "%s is not a readable gzip file (%s)", r->path,
+                           gzerror(r->f, &zerr));
+        }
+        if (got == 0)
+            r->eof = 1;
+        r->pend_len += (size_t)got;
+    }
+    size_t pos = 0;
+    while (rc == AM_OK && pos < r->pend_len) {
+        const char *nl = memchr(r->pend + pos, '\n', r->pend_len - pos);
+        if (!nl && !r->eof)
+            break;
+        size_t n = nl ? (size_t)(nl - (r->pend + pos)) + 1 : r->pend_len - pos;
+        rc = tr_line(r, r->pend + pos, n);
+        pos += n;
+    }
+    memmove(r->pend, r->pend + pos, r->pend_len - pos);
+    r->pend_len -= pos;
+    if (rc == AM_OK && r->eof) {
+        rc = tr_end_entry(r);
+        r->done = 1;
+    }
+    return rc;
+}
+
+static void tr_free(text_reader *r)
+{
+    if (!r)
+        return;
+    if (r->f)
+        gzclose(r->f);
+    free(r->path);
+    free(r->pend);
+    free(r->entry);
+    free(r);
+}
+
+static int tr_open(am_dataset *ds, const char *path, int fortunes, am_tokenizer *tok,
+                   text_reader **out)
+{
+    text_reader *r = *out = calloc(1, sizeof *r);
+    if (!r)
+        return ds_fail(ds, AM_E_NOMEM, "out of memory opening %s", path);
+    r->ds = ds;
+    r->fortunes = fortunes;
+    r->tok = tok;
+    r->counted = -1;
+    r->path = strdup(path);
+    FILE *fp = fopen(path, "rb");
+    if (fp) {
+        if (fseek(fp, 0, SEEK_END) == 0)
+            r->bytes_total = ftell(fp);
+        fclose(fp);
+    }
+    r->f = r->path ? gzopen(path, "rb") : NULL;
+    if (!r->f)
+        return ds_fail(ds, AM_E_IO, "cannot open %s", path);
+    gzbuffer(r->f, 1 << 16);
+    return AM_OK;
+}
+
+/* Makes tokens [start, end) of the stream available in ds->stream (fewer
+ * when the stream ends first); drops those before start. */
+static int ds_text_ensure(am_dataset *ds, int64_t start, int64_t end)
+{
+    if (start < ds->stream_base) { /* behind the buffer: read again from the top */
+        text_reader *old = ds->reader, *r;
+        int rc = tr_open(ds, old->path, old->fortunes, old->tok, &r);
+        if (rc != AM_OK) {
+            tr_free(r);
+            return rc;
+        }
+        tr_free(old);
+        ds->reader = r;
+        ds->stream_base = 0;
+        ds->stream_len = 0;
+    }
+    for (;;) {
+        int64_t drop = start - ds->stream_base;
+        if (drop > ds->stream_len)
+            drop = ds->stream_len;
+        if (drop > 0) {
+            memmove(ds->stream, ds->stream + drop,
+                    (size_t)(ds->stream_len - drop) * sizeof *ds->stream);
+            ds->stream_len -= drop;
+            ds->stream_base += drop;
+        }
+        if (ds->stream_base + ds->stream_len >= end || ds->reader->done)
+            break;
+        int rc = tr_step(ds->reader);
+        if (rc != AM_OK)
+            return rc;
+    }
+    if (ds->reader->done && !ds->size_known) {
+        int64_t n = ds->stream_base + ds->stream_len;
+        ds->size = n >= ds->window ? (n - ds->window) / ds->stride + 1 : 0;
+        ds->size_known = 1;
+    }
+    return AM_OK;
+}
+
 static int ds_open_text(am_dataset *ds, const char *name, const am_dataset_options *o)
 {
     if (!o || !o->path)
@@ -231,48 +452,40 @@ static int ds_open_text(am_dataset *ds, const char *name, const am_dataset_optio
                        (long long)o->window, (long long)o->stride);
     ds->window = o->window ? o->window : 64;
     ds->stride = o->stride ? o->stride : ds->window;
-    unsigned char *text;
-    size_t len;
-    int rc = ds_read_gz(ds, o->path, &text, &len);
-    if (rc != AM_OK)
-        return rc;
     /* Encoding only reads the tokenizer's tables; the const is the caller's
      * promise not to free it, not a promise of no internal scratch. */
     am_tokenizer *tok = (am_tokenizer *)o->tokenizer;
-    int64_t cap = 0;
-    if (strcmp(name, "text") == 0) {
-        rc = ds_add_entry(ds, tok, (const char *)text, len, &cap);
-    } else {
-        size_t start = 0;
-        for (size_t pos = 0; pos <= len && rc == AM_OK;) {
-            const unsigned char *nl = pos < len ? memchr(text + pos, '\n', len - pos) : NULL;
-            size_t line_end = nl ? (size_t)(nl - text) : len;
-            size_t next = nl ? line_end + 1 : len + 1;
-            size_t n = line_end - pos;
-            if (n && text[pos + n - 1] == '\r')
-                n--;
-            int sep = n == 1 && text[pos] == '%';
-            if (sep || next > len) {
-                size_t end = sep ? pos : len;
-                int blank = 1;
-                for (size_t i = start; i < end && blank; i++)
-                    blank = text[i] == ' ' || text[i] == '\t' || text[i] == '\n' || text[i] == '\r';
-                if (!blank)
-                    rc = ds_add_entry(ds, tok, (const char *)text + start, end - start, &cap);
-                start = next;
-            }
-            pos = next;
-        }
-    }
-    free(text);
+    int rc = tr_open(ds, o->path, strcmp(name, "fortunes") == 0, tok, &ds->reader);
     if (rc != AM_OK)
         return rc;
     ds->kind = AM_DATASET_TEXT;
-    ds->size = ds->stream_len >= ds->window ? (ds->stream_len - ds->window) / ds->stride + 1 : 0;
-    if (ds->size == 0)
+    if ((rc = ds_text_ensure(ds, 0, ds->window)) != AM_OK)
+        return rc;
+    if (ds->stream_len < ds->window)
         return ds_fail(ds, AM_E_FORMAT, "%s holds %lld tokens, fewer than one window of %lld",
                        o->path, (long long)ds->stream_len, (long long)ds->window);
+    ds->text_open = 1;
     return AM_OK;
+}
+
+/* The windows of the whole stream, counted by a second reader so the
+ * dataset's own position is kept. */
+static int ds_text_count(am_dataset *ds)
+{
+    text_reader *r;
+    int rc = tr_open(ds, ds->reader->path, ds->reader->fortunes, ds->reader->tok, &r);
+    if (rc == AM_OK) {
+        r->counted = 0;
+        while (rc == AM_OK && !r->done)
+            rc = tr_step(r);
+    }
+    if (rc == AM_OK) {
+        int64_t n = r->counted;
+        ds->size = n >= ds->window ? (n - ds->window) / ds->stride + 1 : 0;
+        ds->size_known = 1;
+    }
+    tr_free(r);
+    return rc;
 }
 
 /* ------------------------------------------------------------------ public */
@@ -316,6 +529,7 @@ void am_dataset_free(am_dataset *ds)
     free(ds->batch_images);
     free(ds->batch_labels);
     free(ds->stream);
+    tr_free(ds->reader);
     free(ds->batch_tokens);
     free(ds);
 }
@@ -327,7 +541,7 @@ const char *am_dataset_error(const am_dataset *ds)
 
 static int ds_ready(const am_dataset *ds)
 {
-    return ds && (ds->pixels || ds->stream) && ds->size > 0;
+    return ds && ((ds->pixels && ds->size > 0) || ds->text_open);
 }
 
 /* Fills the batch buffers with items [first, first + count). */
@@ -366,9 +580,18 @@ static int ds_fill(am_dataset *ds, int64_t first, int64_t count, am_batch *b)
         b->images = ds->batch_images;
         b->labels = ds->batch_labels;
     } else {
-        for (int64_t i = 0; i < count; i++)
-            memcpy(ds->batch_tokens + i * ds->window, ds->stream + (first + i) * ds->stride,
+        for (int64_t i = 0; i < count; i++) {
+            int64_t start = (first + i) * ds->stride;
+            int rc = ds_text_ensure(ds, start, start + ds->window);
+            if (rc != AM_OK)
+                return rc;
+            if (ds->stream_base + ds->stream_len < start + ds->window) { /* the stream ended */
+                count = i;
+                break;
+            }
+            memcpy(ds->batch_tokens + i * ds->window, ds->stream + (start - ds->stream_base),
                    (size_t)ds->window * sizeof *ds->batch_tokens);
+        }
         b->tokens = ds->batch_tokens;
     }
     b->count = count;
@@ -385,7 +608,8 @@ int am_dataset_next_batch(am_dataset *ds, int64_t max_items, am_batch *batch)
     if (max_items <= 0)
         return ds_fail(ds, AM_E_ARG, "max_items is %lld; a batch holds at least one item",
                        (long long)max_items);
-    int64_t count = ds->size - ds->next;
+    /* Text: as many as asked; ds_fill stops at the stream's end. */
+    int64_t count = ds->kind == AM_DATASET_TEXT ? max_items : ds->size - ds->next;
     if (count > max_items)
         count = max_items;
     if (count <= 0) {
@@ -394,8 +618,38 @@ int am_dataset_next_batch(am_dataset *ds, int64_t max_items, am_batch *batch)
     }
     int rc = ds_fill(ds, ds->next, count, batch);
     if (rc == AM_OK)
-        ds->next += count;
+        ds->next += batch->count;
     return rc;
+}
+
+int am_dataset_next_tokens(am_dataset *ds, int64_t max_tokens, const int64_t **tokens, int64_t *n,
+                           int64_t *bytes_read, int64_t *bytes_total)
+{
+    if (!ds || !tokens || !n)
+        return ds ? ds_fail(ds, AM_E_ARG, "am_dataset_next_tokens: tokens or n is NULL") : AM_E_ARG;
+    *tokens = NULL;
+    *n = 0;
+    if (!ds_ready(ds) || ds->kind != AM_DATASET_TEXT)
+        return ds_fail(ds, AM_E_ARG, "am_dataset_next_tokens reads text datasets only");
+    if (max_tokens <= 0)
+        return ds_fail(ds, AM_E_ARG, "max_tokens is %lld; ask for at least one token",
+                       (long long)max_tokens);
+    int rc = ds_text_ensure(ds, ds->token_next, ds->token_next + max_tokens);
+    if (rc != AM_OK)
+        return rc;
+    int64_t have = ds->stream_base + ds->stream_len - ds->token_next;
+    if (have > max_tokens)
+        have = max_tokens;
+    if (have > 0) {
+        *tokens = ds->stream + (ds->token_next - ds->stream_base);
+        *n = have;
+        ds->token_next += have;
+    }
+    if (bytes_read)
+        *bytes_read = ds->reader->done ? ds->reader->bytes_total : (int64_t)gzoffset(ds->reader->f);
+    if (bytes_total)
+        *bytes_total = ds->reader->bytes_total;
+    return AM_OK;
 }
 
 int am_dataset_item(am_dataset *ds, int64_t index, am_batch *batch)
@@ -405,6 +659,14 @@ int am_dataset_item(am_dataset *ds, int64_t index, am_batch *batch)
     memset(batch, 0, sizeof *batch);
     if (!ds_ready(ds))
         return ds_fail(ds, AM_E_ARG, "the dataset did not open; free it and open it again");
+    if (ds->kind == AM_DATASET_TEXT && !ds->size_known && index >= 0) {
+        int rc = ds_fill(ds, index, 1, batch);
+        if (rc != AM_OK || batch->count == 1)
+            return rc;
+        /* past the stream's end: the range for the message below */
+        if (!ds->size_known && (rc = ds_text_count(ds)) != AM_OK)
+            return rc;
+    }
     if (index < 0 || index >= ds->size)
         return ds_fail(ds, AM_E_ARG,
                        "item %lld is out of range: the dataset has items "
@@ -415,7 +677,16 @@ int am_dataset_item(am_dataset *ds, int64_t index, am_batch *batch)
 
 int64_t am_dataset_size(const am_dataset *ds)
 {
-    return ds ? ds->size : AM_E_ARG;
+    if (!ds)
+        return AM_E_ARG;
+    if (ds->kind == AM_DATASET_TEXT && ds->text_open && !ds->size_known) {
+        /* Counting reads the file once more; the handle's reading position
+         * is untouched, so this is logically const. */
+        int rc = ds_text_count((am_dataset *)ds);
+        if (rc != AM_OK)
+            return rc;
+    }
+    return ds->size;
 }
 
 int am_dataset_kind(const am_dataset *ds)

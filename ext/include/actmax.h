@@ -11,7 +11,7 @@
  *   - The detailed message of the last failure is kept on the handle it
  *     happened on and read with am_<thing>_error(handle): am_model_error,
  *     am_run_error, am_text_run_error, am_examples_error,
- *     am_text_examples_error, am_tokenizer_error, am_dataset_error. Each
+ *     am_tokenizer_error, am_dataset_error. Each
  *     returns "" when the handle has had no failure and a fixed message for
  *     a NULL handle; never NULL.
  *   - Constructors fill *out even on failure (unless out itself is NULL), so
@@ -459,7 +459,9 @@ typedef struct am_batch {
  * ignored). Text datasets are the tokens of every entry, each followed by
  * <|endoftext|> when the tokenizer has it, concatenated and cut into windows
  * [i*stride, i*stride + T) of which only whole ones count. opts may be NULL
- * for fashion-mnist. */
+ * for fashion-mnist. Text files are streamed: read and tokenized in chunks
+ * of about 1 MiB as batches ask for them (a "text" file is cut only before
+ * a line that starts with a non-space character), never held whole. */
 AM_API int am_dataset_open(const char *name, const char *split, const am_dataset_options *opts,
                            am_dataset **out);
 AM_API void am_dataset_free(am_dataset *ds);
@@ -471,7 +473,19 @@ AM_API int am_dataset_next_batch(am_dataset *ds, int64_t max_items, am_batch *ba
 /* A batch of the one item at index (for showing top-k examples). */
 AM_API int am_dataset_item(am_dataset *ds, int64_t index, am_batch *batch);
 
-AM_API int64_t am_dataset_size(const am_dataset *ds); /* items, or a negative status */
+/* The next up to max_tokens tokens of a text dataset's stream (the one
+ * next_batch cuts into windows; use one or the other on a dataset):
+ * *tokens (owned by ds, valid until the next call on it) and *n, 0 at the
+ * stream's end. *bytes_read and *bytes_total (may be NULL): how far into
+ * its file the reader is, for a progress estimate. AM_E_ARG for an image
+ * dataset. */
+AM_API int am_dataset_next_tokens(am_dataset *ds, int64_t max_tokens, const int64_t **tokens,
+                                  int64_t *n, int64_t *bytes_read, int64_t *bytes_total);
+
+/* Items, or a negative status. Text: the windows; asked before the stream
+ * has been read to its end, it is counted by reading the file once more
+ * (tokenizing it; memory stays bounded). */
+AM_API int64_t am_dataset_size(const am_dataset *ds);
 AM_API int am_dataset_kind(const am_dataset *ds);     /* AM_DATASET_* or a negative status */
 /* One item's shape: (C, H, W) for images, (T) for text; returns the number
  * of dims or a negative status. */
@@ -781,19 +795,41 @@ AM_API const float *am_text_run_sweep(const am_text_run *r, int *vocab, int *pos
 
 /* ---------------------------------------------------------------- dataset examples
  *
- * The top-k items of a dataset by an objective, for comparing an optimized
- * input with the real ones that drive the same unit: images for image
- * models, token windows for text models, through one scanner. Items are
- * read in batches with the dataset readers above; images (in [0, 1] as
- * read) are scaled exactly as runs scale theirs (to the model's value range
+ * The top-k items of a dataset by an objective, and the distribution of the
+ * objective over the dataset, for comparing an optimized input with the real
+ * ones that drive the same unit: images for image models, tokens of a
+ * corpus for text models, through one scanner. Images (in [0, 1] as read)
+ * are scaled exactly as runs scale theirs (to the model's value range
  * [lo, hi], then mean/std), so an item's value is what am_model_objective
  * gives on the same input. The objective language is that of runs, without
- * diversity(). */
+ * diversity().
+ *
+ * Text: every token of the corpus is scored once, with its natural
+ * preceding context. The corpus (its entries' tokens, each followed by
+ * <|endoftext|> when the tokenizer has it, as one stream: the way the model
+ * was trained) is read in overlapping windows of `window` tokens starting
+ * every `window - context` tokens; one forward per batch of windows, the
+ * objective read at every position of each window (its first index standing
+ * for the position, as am_model_objective_positions does). The first window
+ * scores all its positions, every later one only its last `window -
+ * context`, and a last window ends at the stream's end, so every token is
+ * scored exactly once with at least `context` tokens before it (all the
+ * tokens before it near the stream's start). `[-1, n]` and `[:, n]` are
+ * thus the same objective here: neuron n at each token (the mean over a
+ * window is not offered: it would depend on where windows are cut). A
+ * text example is the scanning window holding its peak token, ranked by the
+ * maximum over its scored tokens; am_examples_max is the maximum over every
+ * scored token. The corpus is streamed (read and tokenized in chunks of
+ * about 1 MiB, cut only before a line that starts with a non-space
+ * character, a boundary the tokenizer's pre-tokenization cuts at anyway):
+ * memory is bounded by the top-k, the kept values and the band samples,
+ * not by the corpus' size. */
 
-/* Called after each batch: items scanned so far (1..total, increasing), the
- * items to scan (total: the dataset's, or limit), and the best value so
- * far. Return nonzero to cancel; the scan then stops and keeps the top-k of
- * the items scanned. */
+/* Called after each batch: items scanned so far (increasing), the items to
+ * scan (total: the dataset's or limit; text: tokens, the total estimated
+ * from the bytes read until the corpus has been read to its end), and the
+ * best value so far. Return nonzero to cancel; the scan then stops and keeps
+ * what it scanned. */
 typedef int (*am_examples_progress_fn)(void *user, int64_t scanned, int64_t total, float best);
 
 typedef struct am_examples_options {
@@ -805,12 +841,28 @@ typedef struct am_examples_options {
     const char *path;
     const char *split; /* fashion-mnist: "test" (default) or "train"; fortunes: "heldout" */
     int64_t window;    /* text: tokens per window, 1..context; 0: 64 or the context if smaller */
-    int64_t stride;    /* text: tokens between windows; 0: the window */
+    /* text: tokens between window starts, 1..window; 0: window - context.
+     * Giving both stride and context is an error unless they agree. */
+    int64_t stride;
     int k;             /* items kept, 1..100000; 0: 10 */
-    int64_t limit;     /* scan at most this many items (the first ones); 0: all */
-    int batch;         /* items per forward; 0: 256 */
+    int64_t limit;     /* scan at most this many items (the first ones; text: tokens); 0: all */
+    int batch;         /* items (text: windows) per forward; 0: 256 */
     am_examples_progress_fn progress; /* may be NULL */
     void *progress_user;
+    /* text: the least context of a scored token, 0..window-1; 0 with
+     * stride 0: window / 2 (then stride = window - context). */
+    int64_t context;
+    /* Histogram bins over [min, max] of every scored value, 1..10000; 0: 50. */
+    int bins;
+    /* Quantile bands of the scored values to draw examples from, 0..100;
+     * 0: none. */
+    int quantiles;
+    /* Examples per band, 1..100; 0: 3. */
+    int per_band;
+    /* quantiles + 1 increasing percentiles in [0, 100], the bands' edges
+     * (e.g. {0, 25, 50, 75, 90, 99, 100} for 6 bands); NULL: equally
+     * spaced (0, 100/quantiles, ..., 100). Copied by am_examples_new. */
+    const double *band_percentiles;
 } am_examples_options;
 
 /* Fills o with the defaults above (objective and dataset NULL). */
@@ -818,87 +870,88 @@ AM_API void am_examples_options_default(am_examples_options *o);
 
 /* One kept item; pointers are owned by the examples handle. */
 typedef struct am_example {
-    int64_t index;          /* the item's index in the dataset (its split) */
-    float value;            /* the objective on it */
+    int64_t index;          /* images: the item's index in the dataset (its split);
+                               text: the position of the window's first token in
+                               the corpus' token stream */
+    float value;            /* the objective on it (text: at its peak token) */
     int64_t label;          /* its class, -1 when the dataset has none (text) */
     const char *label_name; /* the class's name, "" when none */
     const float *image;     /* images: (C, H, W) in the model's value range
                                    [lo, hi] of am_model_normalization; NULL for text */
     int64_t shape[3];       /* images: C, H, W */
     const int64_t *tokens;  /* text: the window's ids (len); NULL for images */
-    const float *acts;      /* text: the objective at each position (len): its position
-                                   index set to each in turn (for [:, n], neuron n there) */
+    const float *acts;      /* text: the objective at each position of the window
+                               (len), computed in the same forward (positions
+                               before `scored` have less context than scanning
+                               gives them) */
     int len;                /* text: T */
+    int peak;               /* text: the position in tokens of the example's
+                               value (the scored maximum of the window); 0 for images */
+    int scored;             /* text: the first position of the window the scan
+                               scored (positions scored..len-1 were); 0 for images */
 } am_example;
 
 typedef struct am_examples am_examples;
 
 /* Scans the dataset and keeps the top k, best first (ties: the lower
- * index). Fails before any forward with AM_E_OBJECTIVE (with the caret) or
- * AM_E_LAYER for a bad objective, AM_E_UNSUPPORTED for a dataset of the
- * other kind or of another item shape than the model's input, or when
- * neither the options nor the metadata name a dataset, and with the
- * readers' status for a missing or bad dataset. *out is always set when out
- * is non-NULL; free with am_examples_free. */
+ * index), the distribution of the scored values and the band examples.
+ * Fails before any forward with AM_E_OBJECTIVE (with the caret) or
+ * AM_E_LAYER for a bad objective, AM_E_ARG for bad options, AM_E_UNSUPPORTED
+ * for a dataset of the other kind or of another item shape than the model's
+ * input, or when neither the options nor the metadata name a dataset, and
+ * with the readers' status for a missing or bad dataset. *out is always set
+ * when out is non-NULL; free with am_examples_free. */
 AM_API int am_examples_new(am_model *m, const am_examples_options *o, am_examples **out);
 AM_API void am_examples_free(am_examples *e);
 AM_API const char *am_examples_error(const am_examples *e);
 /* AM_DATASET_IMAGE or AM_DATASET_TEXT. */
 AM_API int am_examples_kind(const am_examples *e);
-/* Items scanned (fewer than the total when cancelled or limited). */
+/* Values scored: items (images) or tokens (text); fewer than the total when
+ * cancelled or limited. */
 AM_API int64_t am_examples_scanned(const am_examples *e);
 /* 1 when the progress callback stopped the scan. */
 AM_API int am_examples_cancelled(const am_examples *e);
 /* Items kept (<= k). */
 AM_API int am_examples_count(const am_examples *e);
-/* The best value scanned (= item 0's value; NaN when none). */
+/* The maximum over every scored value (= item 0's value; NaN when none). */
 AM_API float am_examples_max(const am_examples *e);
 /* Item i (0 = best). */
 AM_API int am_examples_get(const am_examples *e, int i, am_example *out);
+/* Text: the scan's window and the least context of a scored token (what
+ * the maximum is over); AM_E_UNSUPPORTED for images. */
+AM_API int am_examples_text_window(const am_examples *e, int64_t *window, int64_t *context);
 
-/* ---------------------------------------------------------------- text examples
- *
- * The text spelling of am_examples, kept for fronts written against it:
- * dataset NULL means "fortunes" (not the metadata's), the split "heldout".
- * The same scanner and results. */
-
-/* Called after each batch: windows scanned so far (1..total, increasing),
- * the corpus' windows (total), and the best score so far. Return nonzero
- * to cancel; the scan then stops and keeps the top-k of what it scanned. */
-typedef int (*am_text_examples_progress_fn)(void *user, int64_t scanned, int64_t total, float best);
-
-typedef struct am_text_examples_options {
-    const char *objective; /* required */
-    const char *dataset;   /* "fortunes" (default when NULL) or "text" */
-    const char *path;      /* the corpus file, required */
-    int64_t window; /* tokens per window, 1..context; default 0: 64 or the context if smaller */
-    int64_t stride; /* default 0: the window */
-    int k;          /* default 0: 10 */
-    int batch;      /* windows per forward, default 0: 256 */
-    am_text_examples_progress_fn progress; /* may be NULL */
-    void *progress_user;
-} am_text_examples_options;
-
-typedef struct am_text_examples am_text_examples;
-
-AM_API int am_text_examples_new(am_model *m, const am_text_examples_options *o,
-                                am_text_examples **out);
-AM_API void am_text_examples_free(am_text_examples *e);
-AM_API const char *am_text_examples_error(const am_text_examples *e);
-/* Windows scanned (< the corpus' windows when cancelled), and how many top
- * windows were kept (<= k). */
-AM_API int64_t am_text_examples_scanned(const am_text_examples *e);
-/* 1 when the progress callback stopped the scan (the top-k is then that of
- * the windows scanned), 0 when every window was scanned. */
-AM_API int am_text_examples_cancelled(const am_text_examples *e);
-AM_API int am_text_examples_count(const am_text_examples *e);
-/* The corpus maximum of the objective (= the first example's score). */
-AM_API float am_text_examples_max(const am_text_examples *e);
-/* Example i (best first): its window index, score, tokens (T) and
- * per-token activations (T): the objective with its position index set to
- * each position in turn (for [:, n], neuron n at each position). */
-AM_API int am_text_examples_get(const am_text_examples *e, int i, int64_t *index, float *score,
-                                const int64_t **tokens, const float **acts, int *len);
+/* The histogram of every scored value: *bins counts (owned by e) over
+ * [*lo, *hi] = [min, max] in equal bins, the last one closed (numpy's
+ * histogram; when min == max, [min - 0.5, max + 0.5]). Exact while the scan
+ * kept every value (up to 4194304); beyond that it is the histogram of a
+ * uniform sample of that many values, counts scaled to the values scored
+ * (am_examples_sampled says so). AM_E_ARG when nothing was scored. */
+AM_API int am_examples_histogram(const am_examples *e, const int64_t **counts, int *bins, float *lo,
+                                 float *hi);
+/* 1 when the histogram and band edges come from a sample (more values were
+ * scored than kept), 0 when exact. */
+AM_API int am_examples_sampled(const am_examples *e);
+/* The fraction of scored values > 0 (exact; NaN when none). */
+AM_API double am_examples_firing_rate(const am_examples *e);
+/* The quantile bands asked for (options.quantiles; 0 when none). */
+AM_API int am_examples_num_bands(const am_examples *e);
+/* Example i (0..per_band-1, lowest value first) of band `band`: the values
+ * v with band_lo <= v < band_hi (the last band: <= band_hi), band_lo and
+ * band_hi the band's edge percentiles of the scored values (numpy's
+ * percentile, linear). Examples are spread evenly over the band's values
+ * by rank: from every item for images, from a uniform sample of 4096 scored
+ * tokens (each with its window) for text, so a narrow text band may hold
+ * fewer than per_band. band_lo/band_hi may be NULL and are set even when i
+ * is past the band's examples, which returns AM_E_ARG (so a front asks
+ * for i = 0, 1, ... until it fails), as does a bad e, band or out. Text examples: the window holding the token, peak = its
+ * position. */
+AM_API int am_examples_band_get(const am_examples *e, int band, int i, am_example *out, float *band_lo,
+                                float *band_hi);
+/* The mean value per label (*n = the dataset's labels, means owned by e;
+ * NaN for a label no scanned item has) for labelled datasets;
+ * AM_E_UNSUPPORTED for unlabelled ones (text). */
+AM_API int am_examples_class_means(const am_examples *e, const float **means, int *n);
 
 /* ---------------------------------------------------------------- results as files and code
  *
@@ -972,7 +1025,7 @@ AM_API int am_run_code(am_model *m, const am_options *o, const char *model_path,
     X(am_tokenizer_decode) X(am_tokenizer_token_bytes) X(am_tokenizer_token_text)     \
     X(am_tokenizer_token_id)                                                          \
     X(am_dataset_open) X(am_dataset_free) X(am_dataset_error)                         \
-    X(am_dataset_next_batch) X(am_dataset_item)                                       \
+    X(am_dataset_next_batch) X(am_dataset_item) X(am_dataset_next_tokens)            \
     X(am_dataset_size) X(am_dataset_kind) X(am_dataset_item_shape)                    \
     X(am_dataset_num_labels) X(am_dataset_label)                                      \
     X(am_options_default) X(am_run_new) X(am_run_free) X(am_run_error)                \
@@ -992,10 +1045,10 @@ AM_API int am_run_code(am_model *m, const am_options *o, const char *model_path,
     X(am_examples_options_default) X(am_examples_new) X(am_examples_free)             \
     X(am_examples_error) X(am_examples_kind) X(am_examples_scanned)                   \
     X(am_examples_cancelled) X(am_examples_count) X(am_examples_max)                  \
-    X(am_examples_get)                                                                \
-    X(am_text_examples_new) X(am_text_examples_free) X(am_text_examples_error)        \
-    X(am_text_examples_scanned) X(am_text_examples_cancelled)                         \
-    X(am_text_examples_count) X(am_text_examples_max) X(am_text_examples_get)        \
+    X(am_examples_get) X(am_examples_text_window)                                     \
+    X(am_examples_histogram) X(am_examples_sampled)                                   \
+    X(am_examples_firing_rate) X(am_examples_num_bands) X(am_examples_band_get)       \
+    X(am_examples_class_means)                                                        \
     X(am_array_save) X(am_run_code)                                                   \
     X(am_objective_each) X(am_logit_lens)
 
@@ -1003,8 +1056,7 @@ AM_API int am_run_code(am_model *m, const am_options *o, const char *model_path,
 #define AM_API_STRUCTS(X)                                                             \
     X(am_tensor) X(am_model_load_options) X(am_layer_info) X(am_input)                \
     X(am_dataset_options) X(am_batch) X(am_progress) X(am_options)                    \
-    X(am_text_progress) X(am_text_options) X(am_examples_options) X(am_example)       \
-    X(am_text_examples_options)
+    X(am_text_progress) X(am_text_options) X(am_examples_options) X(am_example)
 
 /* clang-format on */
 typedef struct am_api {

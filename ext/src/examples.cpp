@@ -1,47 +1,79 @@
-// examples.cpp — the top-k dataset items of an objective (am_examples), for
-// images and text through one scanner: items come from an ext/data dataset
-// in batches, images are scaled exactly as runs scale theirs (the model's
-// value range, then mean/std), and every item is scored by the objective
-// language of runs.
+// examples.cpp — the top-k dataset items of an objective and its
+// distribution over the dataset (am_examples), for images and text through
+// one set of accumulators: images come from an ext/data dataset in batches,
+// scaled exactly as runs scale theirs (the model's value range, then
+// mean/std); text is a streamed token corpus read in overlapping windows so
+// every token is scored once with its natural preceding context.
 #include <torch/torch.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <functional>
 #include <limits>
+#include <random>
 
 #include "internal.hpp"
 #include "objective_eval.hpp"
 
 using am::Error;
 
+namespace am {
+
+// One example as kept (top-k or band): what am_example points into.
+struct ExItem {
+    int64_t index = 0;
+    float value = 0.f;
+    int64_t label = -1;
+    std::string label_name;
+    std::vector<float> image;     // (C*H*W) in the model's value range
+    std::vector<int64_t> tokens;  // (T)
+    std::vector<float> acts;      // (T)
+    int peak = 0, scored = 0;
+};
+
+}  // namespace am
+
 struct am_examples {
     std::string error;
     int kind = AM_DATASET_IMAGE;
     int64_t scanned = 0;
     bool cancelled = false;
-    std::vector<int64_t> shape;                // one item: (C, H, W) or (T)
-    std::vector<int64_t> index, label;         // (k)
-    std::vector<float> value;                  // (k)
-    std::vector<std::string> label_name;       // (k)
-    std::vector<std::vector<float>> images;    // (k, C*H*W) in the model's value range
-    std::vector<std::vector<int64_t>> tokens;  // (k, T)
-    std::vector<std::vector<float>> acts;      // (k, T)
+    std::vector<int64_t> shape;  // one item: (C, H, W) or (T)
+    std::vector<am::ExItem> top;  // best first
+    // the distribution of every scored value
+    float vmax = std::numeric_limits<float>::quiet_NaN();
+    int64_t positive = 0;
+    bool sampled = false;
+    std::vector<int64_t> hist;
+    float hlo = 0.f, hhi = 0.f;
+    std::vector<std::vector<am::ExItem>> bands;
+    std::vector<float> band_lo, band_hi;
+    std::vector<float> class_means;  // empty: unlabelled
+    int64_t window = 0, context = 0;  // text
 };
-
-// The text-only spelling of the same result (am_text_examples_*).
-struct am_text_examples : am_examples {};
 
 namespace am {
 namespace {
 
 // Defaults: k as many as a grid shows at a glance; items per forward, as
 // many as keep a small model's matrix products efficient without holding
-// large activations; the text window, a few sentences of context.
+// large activations; the text window, a few sentences of context, half of
+// it guaranteed to every token (so a token costs two positions' forward).
 constexpr int kDefaultK = 10;
 constexpr int kMaxK = 100000;
 constexpr int64_t kDefaultBatch = 256;
 constexpr int64_t kDefaultWindow = 64;
+constexpr int kDefaultBins = 50;
+constexpr int kMaxBins = 10000;
+constexpr int kDefaultPerBand = 3;
+// Values kept for exact quantiles and histogram: 16 MiB of floats, a few
+// million tokens; beyond, a uniform sample of as many.
+constexpr size_t kKeepValues = size_t(1) << 22;
+// Scored tokens (each with its window) sampled for text band examples.
+constexpr size_t kBandSample = 4096;
+// Tokens asked of the reader at a time.
+constexpr int64_t kReadTokens = 1 << 16;
 
 struct Dataset {
     am_dataset *p = nullptr;
@@ -54,8 +86,8 @@ struct Dataset {
     }
 };
 
-// The objective on a batch of model inputs: (B) values, or with pos >= 0
-// (text), the value with position pos standing in for the first index.
+// The objective on a batch of model inputs: (B) values, or (text) (B, T):
+// the value with each position in turn standing in for the first index.
 struct Scorer {
     am_model *m = nullptr;
     std::string src;
@@ -78,91 +110,211 @@ struct Scorer {
         plan = tap_plan(m, Base::kForward, layers);  // unknown layers: AM_E_LAYER with the closest names
     }
 
-    std::vector<torch::Tensor> forward(const torch::Tensor &x) const {
+    Acts forward(const torch::Tensor &x) const {
+        std::vector<torch::Tensor> outs;
         try {
-            return tap_run(m, *plan, x);
+            outs = tap_run(m, *plan, x);
         } catch (const std::exception &e) {
             throw Error(AM_E_MODEL,
                         "forward failed on input of shape " + shape_str(x.sizes()) + ": " + short_what(e.what(), 2));
         }
+        Acts acts;
+        for (size_t i = 0; i < layers.size(); i++) acts[layers[i]] = outs[i];
+        return acts;
     }
 
     std::vector<float> values(const torch::Tensor &x) const {
-        auto outs = forward(x);
-        Acts acts;
-        for (size_t i = 0; i < layers.size(); i++) acts[layers[i]] = outs[i];
+        Acts acts = forward(x);
         EvalCtx ctx{m, &acts, {}};
         auto v = with_caret(src, [&] { return eval_node(*root, -1, ctx); });
         v = v.to(torch::kCPU, torch::kFloat).expand({x.size(0)}).contiguous();
         return std::vector<float>(v.data_ptr<float>(), v.data_ptr<float>() + v.numel());
     }
 
-    // One (1, T) window: the objective at each position (T).
+    // (B, T) windows: the objective at every position, row-major (B, T),
+    // from one forward.
     std::vector<float> positions(const torch::Tensor &x) const {
-        auto outs = forward(x);
-        Acts acts;
-        for (size_t i = 0; i < layers.size(); i++) acts[layers[i]] = outs[i];
-        std::vector<float> r;
-        for (int64_t t = 0; t < x.size(1); t++) {
+        Acts acts = forward(x);
+        const int64_t B = x.size(0), T = x.size(1);
+        std::vector<torch::Tensor> cols;
+        for (int64_t t = 0; t < T; t++) {
             EvalCtx ctx{m, &acts, {}, t};
             auto v = with_caret(src, [&] { return eval_node(*root, -1, ctx); });
-            r.push_back(v.to(torch::kCPU, torch::kFloat).expand({1})[0].item<float>());
+            cols.push_back(v.to(torch::kFloat).expand({B}));
         }
-        return r;
+        auto all = torch::stack(cols, 1).to(torch::kCPU).contiguous();  // (B, T)
+        return std::vector<float>(all.data_ptr<float>(), all.data_ptr<float>() + all.numel());
     }
 };
 
-// The one top-k scanner: every batch of the dataset (up to limit items)
-// through to_input and the scorer; returns (value, index) of the k best,
-// best first, ties to the lower index. The progress callback may stop it,
-// keeping the top-k of what was read.
-std::vector<std::pair<float, int64_t>> scan(Dataset &ds, const Scorer &sc,
-                                            const std::function<torch::Tensor(const am_batch &)> &to_input,
-                                            const am_examples_options &o, int k, int64_t chunk, am_examples *ex) {
-    int64_t total = am_dataset_size(ds.p);
-    if (o.limit > 0 && o.limit < total) total = o.limit;
-    std::vector<std::pair<float, int64_t>> all;
-    float best = -std::numeric_limits<float>::infinity();
-    torch::NoGradGuard ng;
-    while (static_cast<int64_t>(all.size()) < total) {
-        am_batch b{};
-        int st = am_dataset_next_batch(ds.p, std::min(chunk, total - static_cast<int64_t>(all.size())), &b);
-        if (st != AM_OK) ds.fail(st);
-        if (b.count == 0) break;
-        auto v = sc.values(to_input(b));
-        for (int64_t i = 0; i < b.count; i++) {
-            float x = v[static_cast<size_t>(i)];
-            if (x > best) best = x;
-            all.emplace_back(x, b.first + i);
-        }
-        if (o.progress && o.progress(o.progress_user, static_cast<int64_t>(all.size()), total, best)) {
-            ex->cancelled = true;
-            break;
+// Every scored value: exact count, maximum and firing count; the values
+// themselves up to kKeepValues, then a uniform sample (Algorithm R).
+struct Dist {
+    int64_t n = 0, positive = 0;
+    float lo = std::numeric_limits<float>::infinity(), hi = -std::numeric_limits<float>::infinity();
+    std::vector<float> kept;
+    bool sampled = false;
+    std::mt19937_64 rng{0x5eed};
+
+    void add(float v) {
+        n++;
+        if (v > 0) positive++;
+        lo = std::min(lo, v);
+        hi = std::max(hi, v);
+        if (kept.size() < kKeepValues) {
+            kept.push_back(v);
+        } else {
+            sampled = true;
+            uint64_t j = rng() % static_cast<uint64_t>(n);
+            if (j < kKeepValues) kept[j] = v;
         }
     }
-    ex->scanned = static_cast<int64_t>(all.size());
-    size_t kk = std::min(all.size(), static_cast<size_t>(k));
-    std::partial_sort(all.begin(), all.begin() + static_cast<long>(kk), all.end(), [](const auto &x, const auto &y) {
-        return x.first > y.first || (x.first == y.first && x.second < y.second);
-    });
-    all.resize(kk);
-    return all;
+};
+
+// numpy.percentile(values, p) (linear) of sorted values.
+double percentile(const std::vector<float> &sorted, double p) {
+    if (sorted.empty()) return std::numeric_limits<double>::quiet_NaN();
+    double h = (static_cast<double>(sorted.size()) - 1) * p / 100.0;
+    size_t i = static_cast<size_t>(std::floor(h));
+    if (i + 1 >= sorted.size()) return sorted.back();
+    double a = sorted[i], b = sorted[i + 1], t = h - static_cast<double>(i);
+    return t >= 0.5 ? b - (b - a) * (1 - t) : a + (b - a) * t;
 }
 
-void check_common(const am_examples_options *o, int &k, int64_t &chunk) {
+// numpy.histogram(values, bins, range=(lo, hi)) in double, counts scaled
+// from a sample to the n values scored.
+void histogram(const Dist &d, int bins, am_examples *ex) {
+    ex->hist.assign(static_cast<size_t>(bins), 0);
+    if (d.n == 0) return;
+    double lo = d.lo, hi = d.hi;
+    if (lo == hi) lo -= 0.5, hi += 0.5;
+    ex->hlo = static_cast<float>(lo);
+    ex->hhi = static_cast<float>(hi);
+    std::vector<double> edges(static_cast<size_t>(bins) + 1);
+    double step = (hi - lo) / bins;
+    for (int i = 0; i <= bins; i++) edges[static_cast<size_t>(i)] = lo + step * i;
+    edges.back() = hi;
+    double norm = bins / (hi - lo);
+    for (float fv : d.kept) {
+        double v = fv;
+        if (!(v >= lo && v <= hi)) continue;  // NaN
+        auto i = static_cast<int64_t>((v - lo) * norm);
+        if (i >= bins) i = bins - 1;
+        if (v < edges[static_cast<size_t>(i)]) i--;
+        else if (i != bins - 1 && v >= edges[static_cast<size_t>(i) + 1]) i++;
+        ex->hist[static_cast<size_t>(i)]++;
+    }
+    if (d.sampled) {
+        double scale = static_cast<double>(d.n) / static_cast<double>(d.kept.size());
+        for (auto &c : ex->hist) c = std::llround(static_cast<double>(c) * scale);
+    }
+}
+
+struct Common {
+    int k = kDefaultK;
+    int64_t chunk = kDefaultBatch;
+    int bins = kDefaultBins;
+    int per_band = kDefaultPerBand;
+    std::vector<double> edges;  // band percentiles, (quantiles + 1) or empty
+};
+
+Common check_common(const am_examples_options *o) {
     if (!o) throw Error(AM_E_ARG, "options are NULL; fill them with am_examples_options_default first");
-    k = o->k ? o->k : kDefaultK;
-    if (k < 1 || k > kMaxK)
-        throw Error(AM_E_ARG, "k must be 1.." + std::to_string(kMaxK) + ", got " + std::to_string(k));
-    chunk = o->batch ? o->batch : kDefaultBatch;
-    if (chunk < 1) throw Error(AM_E_ARG, "batch must be >= 1");
+    Common c;
+    c.k = o->k ? o->k : kDefaultK;
+    if (c.k < 1 || c.k > kMaxK)
+        throw Error(AM_E_ARG, "k must be 1.." + std::to_string(kMaxK) + ", got " + std::to_string(c.k));
+    c.chunk = o->batch ? o->batch : kDefaultBatch;
+    if (c.chunk < 1) throw Error(AM_E_ARG, "batch must be >= 1");
     if (o->limit < 0) throw Error(AM_E_ARG, "limit must be >= 0 (0: every item)");
+    c.bins = o->bins ? o->bins : kDefaultBins;
+    if (c.bins < 1 || c.bins > kMaxBins)
+        throw Error(AM_E_ARG, "bins must be 1.." + std::to_string(kMaxBins) + ", got " + std::to_string(c.bins));
+    if (o->quantiles < 0 || o->quantiles > 100)
+        throw Error(AM_E_ARG, "quantiles (bands) must be 0..100, got " + std::to_string(o->quantiles));
+    c.per_band = o->per_band ? o->per_band : kDefaultPerBand;
+    if (c.per_band < 1 || c.per_band > 100)
+        throw Error(AM_E_ARG, "per_band must be 1..100, got " + std::to_string(c.per_band));
+    for (int i = 0; o->quantiles && i <= o->quantiles; i++) {
+        double p = o->band_percentiles ? o->band_percentiles[i] : 100.0 * i / o->quantiles;
+        if (!(p >= 0 && p <= 100) || (i && p <= c.edges.back()))
+            throw Error(AM_E_ARG, "band_percentiles must be " + std::to_string(o->quantiles + 1) +
+                                      " increasing percentiles in [0, 100], e.g. 0, 25, 50, 75, 90, 99, 100; "
+                                      "element " + std::to_string(i) + " is " + std::to_string(p));
+        c.edges.push_back(p);
+    }
+    return c;
+}
+
+// The band edges' values, and per band the positions in `cand` (sorted by
+// value, ascending) of its examples: per_band spread evenly by rank over
+// the candidates in [lo, hi) (the last band: [lo, hi]).
+std::vector<std::vector<size_t>> pick_bands(const Common &c, const Dist &d, const std::vector<float> &cand,
+                                            am_examples *ex) {
+    std::vector<std::vector<size_t>> picks;
+    if (c.edges.empty() || d.n == 0) return picks;
+    std::vector<float> sorted = d.kept;
+    std::sort(sorted.begin(), sorted.end());
+    size_t nb = c.edges.size() - 1;
+    for (size_t b = 0; b < nb; b++) {
+        float lo = static_cast<float>(percentile(sorted, c.edges[b]));
+        float hi = static_cast<float>(percentile(sorted, c.edges[b + 1]));
+        ex->band_lo.push_back(lo);
+        ex->band_hi.push_back(hi);
+        auto first = std::lower_bound(cand.begin(), cand.end(), lo);
+        auto last = b + 1 == nb ? std::upper_bound(cand.begin(), cand.end(), hi)
+                                : std::lower_bound(cand.begin(), cand.end(), hi);
+        size_t a = static_cast<size_t>(first - cand.begin()), n = last > first ? static_cast<size_t>(last - first) : 0;
+        std::vector<size_t> pick;
+        size_t want = std::min<size_t>(static_cast<size_t>(c.per_band), n);
+        for (size_t j = 0; j < want; j++) pick.push_back(a + (2 * j + 1) * n / (2 * want));
+        picks.push_back(std::move(pick));
+    }
+    return picks;
+}
+
+// Best first, ties to the lower index.
+bool better(const ExItem &a, const ExItem &b) {
+    return a.value > b.value || (a.value == b.value && a.index < b.index);
+}
+
+// Top-k as a heap whose front is the worst kept.
+struct TopK {
+    size_t k;
+    std::vector<ExItem> heap;
+    bool wants(float v, int64_t index) const {
+        if (heap.size() < k) return true;
+        const ExItem &w = heap.front();
+        return v > w.value || (v == w.value && index < w.index);
+    }
+    void push(ExItem &&it) {
+        heap.push_back(std::move(it));
+        std::push_heap(heap.begin(), heap.end(), better);
+        if (heap.size() > k) {
+            std::pop_heap(heap.begin(), heap.end(), better);
+            heap.pop_back();
+        }
+    }
+    std::vector<ExItem> sorted() {
+        std::sort(heap.begin(), heap.end(), better);
+        return std::move(heap);
+    }
+};
+
+void finish(const Common &c, const Dist &d, am_examples *ex) {
+    ex->scanned = d.n;
+    ex->positive = d.positive;
+    ex->sampled = d.sampled;
+    if (d.n) ex->vmax = d.hi;
+    histogram(d, c.bins, ex);
+}
+
+int progress(const am_examples_options &o, int64_t scanned, int64_t total, float best) {
+    return o.progress ? o.progress(o.progress_user, scanned, total, best) : 0;
 }
 
 void image_examples(am_model *m, const am_examples_options *o, const std::string &name, am_examples *ex) {
-    int k;
-    int64_t chunk;
-    check_common(o, k, chunk);
+    Common c = check_common(o);
     if (m->kind != "image")
         throw Error(AM_E_UNSUPPORTED, "dataset \"" + name + "\" holds images; this model is a " + m->kind + " model");
     Scorer sc;
@@ -184,42 +336,174 @@ void image_examples(am_model *m, const am_examples_options *o, const std::string
     ex->shape = item;
     InputScale scale(m, m->device);
     std::vector<int64_t> bshape{0, shape[0], shape[1], shape[2]};
-    auto to_input = [&](const am_batch &b) {
+
+    // Every item's value is kept (an image dataset is tens of thousands of
+    // items): the top-k, the bands and the class means all come from it.
+    int64_t total = am_dataset_size(ds.p);
+    if (o->limit > 0 && o->limit < total) total = o->limit;
+    const int nlabels = std::max(0, am_dataset_num_labels(ds.p));
+    std::vector<double> sums(static_cast<size_t>(nlabels), 0.0);
+    std::vector<int64_t> counts(static_cast<size_t>(nlabels), 0);
+    std::vector<std::pair<float, int64_t>> all;
+    Dist d;
+    torch::NoGradGuard ng;
+    while (static_cast<int64_t>(all.size()) < total) {
+        am_batch b{};
+        st = am_dataset_next_batch(ds.p, std::min(c.chunk, total - static_cast<int64_t>(all.size())), &b);
+        if (st != AM_OK) ds.fail(st);
+        if (b.count == 0) break;
         bshape[0] = b.count;
         auto x = torch::from_blob(const_cast<float *>(b.images), bshape, torch::kFloat).to(m->device);
-        return scale(x);
-    };
-    auto top = scan(ds, sc, to_input, *o, k, chunk, ex);
-    for (auto &[value, index] : top) {
+        auto v = sc.values(scale(x));
+        for (int64_t i = 0; i < b.count; i++) {
+            float val = v[static_cast<size_t>(i)];
+            d.add(val);
+            all.emplace_back(val, b.first + i);
+            int64_t l = b.labels ? b.labels[i] : -1;
+            if (l >= 0 && l < nlabels) sums[static_cast<size_t>(l)] += val, counts[static_cast<size_t>(l)]++;
+        }
+        if (progress(*o, static_cast<int64_t>(all.size()), total, d.hi)) {
+            ex->cancelled = true;
+            break;
+        }
+    }
+    finish(c, d, ex);
+    for (int l = 0; l < nlabels; l++)
+        ex->class_means.push_back(counts[static_cast<size_t>(l)]
+                                      ? static_cast<float>(sums[static_cast<size_t>(l)] / counts[static_cast<size_t>(l)])
+                                      : std::numeric_limits<float>::quiet_NaN());
+
+    auto fetch = [&](float value, int64_t index) {
         am_batch b{};
-        st = am_dataset_item(ds.p, index, &b);
-        if (st != AM_OK || b.count != 1) ds.fail(st);
+        int rc = am_dataset_item(ds.p, index, &b);
+        if (rc != AM_OK || b.count != 1) ds.fail(rc);
         auto x = torch::from_blob(const_cast<float *>(b.images), item, torch::kFloat);
         auto v = scale.value_range(x).contiguous();
-        ex->index.push_back(index);
-        ex->value.push_back(value);
-        ex->images.emplace_back(v.data_ptr<float>(), v.data_ptr<float>() + v.numel());
-        int64_t label = b.labels ? b.labels[0] : -1;
-        const char *ln = label >= 0 ? am_dataset_label(ds.p, static_cast<int>(label)) : nullptr;
-        ex->label.push_back(label);
-        ex->label_name.emplace_back(ln ? ln : "");
+        ExItem it;
+        it.index = index;
+        it.value = value;
+        it.image.assign(v.data_ptr<float>(), v.data_ptr<float>() + v.numel());
+        it.label = b.labels ? b.labels[0] : -1;
+        const char *ln = it.label >= 0 ? am_dataset_label(ds.p, static_cast<int>(it.label)) : nullptr;
+        it.label_name = ln ? ln : "";
+        return it;
+    };
+    auto by_value = [](const auto &x, const auto &y) {
+        return x.first > y.first || (x.first == y.first && x.second < y.second);
+    };
+    size_t kk = std::min(all.size(), static_cast<size_t>(c.k));
+    std::vector<std::pair<float, int64_t>> order = all;
+    std::partial_sort(order.begin(), order.begin() + static_cast<long>(kk), order.end(), by_value);
+    for (size_t i = 0; i < kk; i++) ex->top.push_back(fetch(order[i].first, order[i].second));
+
+    if (!c.edges.empty()) {
+        std::sort(all.begin(), all.end(), [](const auto &x, const auto &y) {
+            return x.first < y.first || (x.first == y.first && x.second < y.second);
+        });
+        std::vector<float> cand;
+        for (auto &p : all) cand.push_back(p.first);
+        for (auto &pick : pick_bands(c, d, cand, ex)) {
+            ex->bands.emplace_back();
+            for (size_t j : pick) ex->bands.back().push_back(fetch(all[j].first, all[j].second));
+        }
     }
 }
+
+// ---------------------------------------------------------------- text
+
+// A window to score: its start in the token stream, its tokens, and the
+// first of its positions that is scored.
+struct Window {
+    int64_t start;
+    int scored;
+    std::vector<int64_t> tokens;
+};
+
+// The corpus as overlapping windows: window W every W - C tokens, the first
+// scoring all its positions, the others their last W - C, the last window
+// ending at the stream's end; tokens are read from the streamed dataset as
+// the windows need them (at most `limit` tokens when limit > 0).
+struct WindowStream {
+    am_dataset *ds = nullptr;
+    int64_t W = 1, stride = 1, limit = 0;
+    std::vector<int64_t> buf;  // tokens base..base + buf.size() of the stream
+    int64_t base = 0, next_start = 0, scored_to = 0;
+    int64_t bytes_read = 0, bytes_total = 0;
+    bool ended = false;
+
+    int64_t read_to() const { return base + static_cast<int64_t>(buf.size()); }
+
+    void fill(int64_t upto) {
+        while (!ended && read_to() < upto) {
+            int64_t want = kReadTokens;
+            if (limit > 0) want = std::min(want, limit - read_to());
+            const int64_t *t = nullptr;
+            int64_t n = 0;
+            if (want > 0) {
+                int st = am_dataset_next_tokens(ds, want, &t, &n, &bytes_read, &bytes_total);
+                if (st != AM_OK) throw Error(st, std::string("corpus: ") + am_dataset_error(ds));
+            }
+            if (n == 0) ended = true;
+            else buf.insert(buf.end(), t, t + n);
+            if (limit > 0 && read_to() >= limit) ended = true;
+        }
+    }
+
+    // The next window, false when every token has been scored.
+    bool next(Window &w) {
+        int64_t start = next_start;
+        fill(start + W);
+        int64_t end = read_to();
+        if (end >= start + W) {
+            end = start + W;
+            next_start = start + stride;
+        } else {  // the stream ended: one last window ending there
+            if (scored_to >= end) return false;
+            start = std::max<int64_t>(0, end - W);
+            next_start = end;
+        }
+        if (start > base) {  // no later window starts before this one
+            buf.erase(buf.begin(), buf.begin() + (start - base));
+            base = start;
+        }
+        w.start = start;
+        w.scored = static_cast<int>(scored_to - start);
+        w.tokens.assign(buf.begin(), buf.begin() + (end - start));
+        scored_to = end;
+        return true;
+    }
+
+    // Tokens the whole scan will score: exact once the stream ended, else
+    // estimated from the bytes read.
+    int64_t total_estimate() const {
+        if (limit > 0) return limit;
+        if (ended || bytes_read <= 0 || bytes_total <= 0) return ended ? read_to() : 0;
+        double est = static_cast<double>(read_to()) * static_cast<double>(bytes_total) / static_cast<double>(bytes_read);
+        return std::max<int64_t>(static_cast<int64_t>(est), read_to() + 1);
+    }
+};
 
 void text_examples(am_model *m, const am_examples_options *o, const std::string &name, am_examples *ex) {
     if (m->kind != "text")
         throw Error(AM_E_UNSUPPORTED, "text examples need a text model; this one is '" + m->kind + "'");
     if (m->input_shape.size() != 1) throw Error(AM_E_MODEL, "a text model's input shape must be [T] (its context)");
-    if (!o) throw Error(AM_E_ARG, "options are NULL");
-    int64_t context = m->input_shape[0];
-    int64_t T = o->window ? o->window : std::min<int64_t>(kDefaultWindow, context);
-    if (T < 1 || T > context)
+    Common c = check_common(o);
+    const int64_t context = m->input_shape[0];
+    const int64_t W = o->window ? o->window : std::min<int64_t>(kDefaultWindow, context);
+    if (W < 1 || W > context)
         throw Error(AM_E_ARG, "window must be 1.." + std::to_string(context) + " (the model's context), got " +
-                                  std::to_string(T));
-    if (o->stride < 0) throw Error(AM_E_ARG, "stride must be >= 0 (0: the window)");
-    int k;
-    int64_t chunk;
-    check_common(o, k, chunk);
+                                  std::to_string(W));
+    if (o->stride < 0 || o->stride > W)
+        throw Error(AM_E_ARG, "stride must be 1.." + std::to_string(W) + " (the window), or 0 for window - context; got " +
+                                  std::to_string(o->stride));
+    if (o->context < 0 || o->context >= W)
+        throw Error(AM_E_ARG, "context must be 0.." + std::to_string(W - 1) +
+                                  " (fewer than the window's tokens), or 0 for half the window; got " +
+                                  std::to_string(o->context));
+    if (o->stride && o->context && o->stride != W - o->context)
+        throw Error(AM_E_ARG, "stride " + std::to_string(o->stride) + " and context " + std::to_string(o->context) +
+                                  " disagree: with window " + std::to_string(W) + ", stride = window - context; give one");
+    const int64_t stride = o->stride ? o->stride : W - (o->context ? o->context : W / 2);
     if (!o->path) throw Error(AM_E_ARG, "path to the corpus is required (e.g. share/actmax/data/fortunes-heldout.txt)");
     Tokenizer tok;
     load_tokenizer(m, tok);
@@ -229,32 +513,98 @@ void text_examples(am_model *m, const am_examples_options *o, const std::string 
     am_dataset_options dopt{};
     dopt.path = o->path;
     dopt.tokenizer = tok.t;
-    dopt.window = T;
-    dopt.stride = o->stride;
+    dopt.window = 1;  // tokens are read as a stream; windows are cut here
     int st = am_dataset_open(name.c_str(), o->split ? o->split : "heldout", &dopt, &ds.p);
     if (st != AM_OK) throw Error(st, std::string("corpus: ") + am_dataset_error(ds.p));
     if (am_dataset_kind(ds.p) != AM_DATASET_TEXT)
         throw Error(AM_E_ARG, "the dataset is not text; use \"fortunes\" or \"text\"");
     ex->kind = AM_DATASET_TEXT;
-    ex->shape = {T};
-    auto to_input = [&](const am_batch &b) {
-        return torch::from_blob(const_cast<int64_t *>(b.tokens), {b.count, T}, torch::kLong).clone().to(m->device);
-    };
-    auto top = scan(ds, sc, to_input, *o, k, chunk, ex);
-    if (ex->scanned == 0) throw Error(AM_E_ARG, "the corpus holds no whole window of " + std::to_string(T) + " tokens");
+    ex->shape = {W};
+    ex->window = W;
+    ex->context = W - stride;
+
+    WindowStream ws;
+    ws.ds = ds.p;
+    ws.W = W;
+    ws.stride = stride;
+    ws.limit = o->limit;
+    Dist d;
+    TopK top{static_cast<size_t>(c.k), {}};
+    // Band candidates: a uniform sample of scored tokens, each with its window.
+    std::vector<ExItem> sample;
+    std::mt19937_64 rng{0xba2d};
+    const bool bands = !c.edges.empty();
     torch::NoGradGuard ng;
-    for (auto &[value, index] : top) {
-        am_batch b{};
-        st = am_dataset_item(ds.p, index, &b);
-        if (st != AM_OK || b.count != 1)
-            throw Error(st ? st : AM_E_INTERNAL, std::string("corpus: ") + am_dataset_error(ds.p));
-        std::vector<int64_t> toks(b.tokens, b.tokens + T);
-        ex->acts.push_back(sc.positions(to_input(b)));
-        ex->index.push_back(index);
-        ex->value.push_back(value);
-        ex->tokens.push_back(std::move(toks));
-        ex->label.push_back(-1);
-        ex->label_name.emplace_back();
+    std::vector<Window> batch;
+    bool more = true;
+    while (more) {
+        batch.clear();
+        Window w;
+        // A window shorter than W is the whole of a corpus shorter than
+        // the window, so it is alone in its batch.
+        while (static_cast<int64_t>(batch.size()) < c.chunk && (more = ws.next(w))) batch.push_back(std::move(w));
+        if (batch.empty()) break;
+        // Read as far as the next window needs, so a stream that ends there
+        // is known to have ended and the total reported is exact.
+        ws.fill(ws.next_start + W);
+        const int64_t B = static_cast<int64_t>(batch.size()), T = static_cast<int64_t>(batch[0].tokens.size());
+        std::vector<int64_t> ids;
+        ids.reserve(static_cast<size_t>(B * T));
+        for (auto &b : batch) ids.insert(ids.end(), b.tokens.begin(), b.tokens.end());
+        auto x = torch::from_blob(ids.data(), {B, T}, torch::kLong).clone().to(m->device);
+        auto vals = sc.positions(x);
+        for (int64_t i = 0; i < B; i++) {
+            const Window &bw = batch[static_cast<size_t>(i)];
+            const float *v = vals.data() + i * T;
+            int peak = bw.scored;
+            for (int p = bw.scored; p < T; p++) {
+                d.add(v[p]);
+                if (v[p] > v[peak]) peak = p;
+                if (!bands) continue;
+                size_t slot = sample.size();
+                if (slot >= kBandSample) {
+                    slot = static_cast<size_t>(rng() % static_cast<uint64_t>(d.n));
+                    if (slot >= kBandSample) continue;
+                } else {
+                    sample.emplace_back();
+                }
+                ExItem &it = sample[slot];
+                it.index = bw.start;
+                it.value = v[p];
+                it.peak = p;
+                it.scored = bw.scored;
+                it.tokens = bw.tokens;
+                it.acts.assign(v, v + T);
+            }
+            if (top.wants(v[peak], bw.start)) {
+                ExItem it;
+                it.index = bw.start;
+                it.value = v[peak];
+                it.peak = peak;
+                it.scored = bw.scored;
+                it.tokens = bw.tokens;
+                it.acts.assign(v, v + T);
+                top.push(std::move(it));
+            }
+        }
+        if (progress(*o, d.n, std::max(ws.total_estimate(), d.n), d.hi)) {
+            ex->cancelled = true;
+            break;
+        }
+    }
+    if (d.n == 0) throw Error(AM_E_ARG, std::string("the corpus ") + o->path + " holds no tokens");
+    finish(c, d, ex);
+    ex->top = top.sorted();
+    if (bands) {
+        std::sort(sample.begin(), sample.end(), [](const ExItem &a, const ExItem &b) {
+            return a.value < b.value || (a.value == b.value && a.index + a.peak < b.index + b.peak);
+        });
+        std::vector<float> cand;
+        for (auto &s : sample) cand.push_back(s.value);
+        for (auto &pick : pick_bands(c, d, cand, ex)) {
+            ex->bands.emplace_back();
+            for (size_t j : pick) ex->bands.back().push_back(sample[j]);
+        }
     }
 }
 
@@ -275,6 +625,24 @@ void examples_impl(am_model *m, const am_examples_options *o, am_examples *ex) {
         image_examples(m, o, name, ex);
 }
 
+void fill(const am_examples *e, const ExItem &it, am_example *out) {
+    std::memset(out, 0, sizeof *out);
+    out->index = it.index;
+    out->value = it.value;
+    out->label = it.label;
+    out->label_name = it.label_name.c_str();
+    if (e->kind == AM_DATASET_IMAGE) {
+        out->image = it.image.data();
+        for (int d = 0; d < 3; d++) out->shape[d] = e->shape[static_cast<size_t>(d)];
+    } else {
+        out->tokens = it.tokens.data();
+        out->acts = it.acts.data();
+        out->len = static_cast<int>(it.tokens.size());
+        out->peak = it.peak;
+        out->scored = it.scored;
+    }
+}
+
 }  // namespace
 }  // namespace am
 
@@ -285,6 +653,8 @@ void am_examples_options_default(am_examples_options *o) {
     std::memset(o, 0, sizeof *o);
     o->k = am::kDefaultK;
     o->batch = static_cast<int>(am::kDefaultBatch);
+    o->bins = am::kDefaultBins;
+    o->per_band = am::kDefaultPerBand;
 }
 
 int am_examples_new(am_model *m, const am_examples_options *o, am_examples **out) {
@@ -296,67 +666,56 @@ const char *am_examples_error(const am_examples *e) { return e ? e->error.c_str(
 int am_examples_kind(const am_examples *e) { return e ? e->kind : AM_E_ARG; }
 int64_t am_examples_scanned(const am_examples *e) { return e ? e->scanned : static_cast<int64_t>(AM_E_ARG); }
 int am_examples_cancelled(const am_examples *e) { return e ? (e->cancelled ? 1 : 0) : AM_E_ARG; }
-int am_examples_count(const am_examples *e) { return e ? static_cast<int>(e->index.size()) : AM_E_ARG; }
-float am_examples_max(const am_examples *e) {
-    return e && !e->value.empty() ? e->value[0] : std::numeric_limits<float>::quiet_NaN();
-}
+int am_examples_count(const am_examples *e) { return e ? static_cast<int>(e->top.size()) : AM_E_ARG; }
+float am_examples_max(const am_examples *e) { return e ? e->vmax : std::numeric_limits<float>::quiet_NaN(); }
 
 int am_examples_get(const am_examples *e, int i, am_example *out) {
-    if (!e || !out || i < 0 || static_cast<size_t>(i) >= e->index.size()) return AM_E_ARG;
-    size_t k = static_cast<size_t>(i);
-    std::memset(out, 0, sizeof *out);
-    out->index = e->index[k];
-    out->value = e->value[k];
-    out->label = e->label[k];
-    out->label_name = e->label_name[k].c_str();
-    if (e->kind == AM_DATASET_IMAGE) {
-        out->image = e->images[k].data();
-        for (int d = 0; d < 3; d++) out->shape[d] = e->shape[static_cast<size_t>(d)];
-    } else {
-        out->tokens = e->tokens[k].data();
-        out->acts = e->acts[k].data();
-        out->len = static_cast<int>(e->tokens[k].size());
-    }
+    if (!e || !out || i < 0 || static_cast<size_t>(i) >= e->top.size()) return AM_E_ARG;
+    am::fill(e, e->top[static_cast<size_t>(i)], out);
     return AM_OK;
 }
 
-// ---------------------------------------------------------------- the text spelling
-
-int am_text_examples_new(am_model *m, const am_text_examples_options *o, am_text_examples **out) {
-    return am::construct(out, [&](am_text_examples *ex) {
-        if (!o) throw Error(AM_E_ARG, "options are NULL");
-        am_examples_options g{};
-        g.objective = o->objective;
-        g.dataset = o->dataset ? o->dataset : "fortunes";
-        g.path = o->path;
-        g.window = o->window;
-        g.stride = o->stride;
-        g.k = o->k;
-        g.batch = o->batch;
-        g.progress = o->progress;
-        g.progress_user = o->progress_user;
-        am::checked(m);
-        am::text_examples(m, &g, g.dataset, ex);
-    });
+int am_examples_text_window(const am_examples *e, int64_t *window, int64_t *context) {
+    if (!e) return AM_E_ARG;
+    if (e->kind != AM_DATASET_TEXT) return AM_E_UNSUPPORTED;
+    if (window) *window = e->window;
+    if (context) *context = e->context;
+    return AM_OK;
 }
 
-void am_text_examples_free(am_text_examples *e) { delete e; }
-const char *am_text_examples_error(const am_text_examples *e) { return am_examples_error(e); }
-int64_t am_text_examples_scanned(const am_text_examples *e) { return am_examples_scanned(e); }
-int am_text_examples_cancelled(const am_text_examples *e) { return am_examples_cancelled(e); }
-int am_text_examples_count(const am_text_examples *e) { return am_examples_count(e); }
-float am_text_examples_max(const am_text_examples *e) { return am_examples_max(e); }
+int am_examples_histogram(const am_examples *e, const int64_t **counts, int *bins, float *lo, float *hi) {
+    if (!e || e->scanned <= 0 || e->hist.empty()) return AM_E_ARG;
+    if (counts) *counts = e->hist.data();
+    if (bins) *bins = static_cast<int>(e->hist.size());
+    if (lo) *lo = e->hlo;
+    if (hi) *hi = e->hhi;
+    return AM_OK;
+}
 
-int am_text_examples_get(const am_text_examples *e, int i, int64_t *index, float *score, const int64_t **tokens,
-                         const float **acts, int *len) {
-    am_example x;
-    int st = am_examples_get(e, i, &x);
-    if (st != AM_OK) return st;
-    if (index) *index = x.index;
-    if (score) *score = x.value;
-    if (tokens) *tokens = x.tokens;
-    if (acts) *acts = x.acts;
-    if (len) *len = x.len;
+int am_examples_sampled(const am_examples *e) { return e ? (e->sampled ? 1 : 0) : AM_E_ARG; }
+
+double am_examples_firing_rate(const am_examples *e) {
+    if (!e || e->scanned <= 0) return std::numeric_limits<double>::quiet_NaN();
+    return static_cast<double>(e->positive) / static_cast<double>(e->scanned);
+}
+
+int am_examples_num_bands(const am_examples *e) { return e ? static_cast<int>(e->bands.size()) : AM_E_ARG; }
+
+int am_examples_band_get(const am_examples *e, int band, int i, am_example *out, float *band_lo, float *band_hi) {
+    if (!e || band < 0 || static_cast<size_t>(band) >= e->bands.size()) return AM_E_ARG;
+    size_t b = static_cast<size_t>(band);
+    if (band_lo) *band_lo = e->band_lo[b];
+    if (band_hi) *band_hi = e->band_hi[b];
+    if (!out || i < 0 || static_cast<size_t>(i) >= e->bands[b].size()) return AM_E_ARG;
+    am::fill(e, e->bands[b][static_cast<size_t>(i)], out);
+    return AM_OK;
+}
+
+int am_examples_class_means(const am_examples *e, const float **means, int *n) {
+    if (!e) return AM_E_ARG;
+    if (e->class_means.empty()) return AM_E_UNSUPPORTED;
+    if (means) *means = e->class_means.data();
+    if (n) *n = static_cast<int>(e->class_means.size());
     return AM_OK;
 }
 

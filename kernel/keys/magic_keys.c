@@ -72,9 +72,11 @@ const mg_key mg_keys_maximize[] = {
 const mg_key mg_keys_examples[] = {
     MG_KEY_INT("k", "9", 1, 64, "how many top examples to show"),
     MG_KEY_ENUM("split", "test", "test|train", "dataset split"),
-    MG_KEY_INT("limit", "0", 0, 100000000, "read at most this many items; 0: all"),
+    MG_KEY_INT("limit", "0", 0, 100000000, "read at most this many items (text: tokens); 0: all"),
     MG_KEY_STRING("path", "", "text models: a text file to read instead of the held-out corpus"),
     MG_KEY_INT("window", "0", 0, 4096, "text models: tokens per window; 0: 64 or the context"),
+    MG_KEY_INT("context", "0", 0, 4095,
+               "text models: least tokens before each scored token; 0: half the window"),
     MG_KEY_INT("batch", NULL, 1, 1000000, "text models: windows per forward (default 256)"),
     MG_KEY_FLOAT("updates_per_s", "4", 0.1, 100, "most live display updates per second"),
     MG_KEY_BOOL("verbose", "false", "also print how many live updates were sent"),

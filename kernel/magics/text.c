@@ -1,6 +1,6 @@
 /* The language-model magics: %tokens (prompt optimization through
  * am_text_run_*) and %examples on a text model (corpus windows through
- * am_text_examples_*), and how a text run is shown: prompt with per-token
+ * am_examples_*), and how a text run is shown: prompt with per-token
  * colouring, nearest-token and attribution tables, soft vs projected values,
  * curves (the "text" kind of session.h). The corpus scan of %examples is
  * text_examples.c.

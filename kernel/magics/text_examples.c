@@ -1,7 +1,8 @@
 /* %examples on a text model: the top-k windows of a corpus (the held-out
- * fortunes, or a file given with path=) scored by the engine
- * (am_text_examples_*), every token coloured by its activation, beside the
- * latest %tokens prompt of the same objective.
+ * fortunes, or a file given with path=) scored by the engine (am_examples:
+ * every token scored once with its natural preceding context), each shown
+ * as the context around its peak token, every token coloured by its
+ * activation, beside the latest %tokens prompt of the same objective.
  *
  * Legend for shapes: W = window tokens. */
 #include <math.h>
@@ -13,19 +14,26 @@
 #include "text.h"
 #include "util.h"
 
+/* Tokens shown before and after the peak in the text/plain table. */
+enum { kBefore = 24, kAfter = 8 };
+
 /* The scan's options and the engine call, with the live display; the
  * examples, or NULL with the error shown. */
-static am_text_examples *scan_corpus(const mg_call *c, am_model *model, const char *path,
-                                     mg_scan_live *L, double *secs)
+static am_examples *scan_corpus(const mg_call *c, am_model *model, const char *path,
+                                mg_scan_live *L, double *secs)
 {
     const mg_engine_api *e = mg_engine();
-    am_text_examples_options o = {0};
+    am_examples_options o;
+    e->am_examples_options_default(&o);
     o.objective = c->positional;
     /* A file of the user's is read as one text; the built-in corpus keeps
      * its fortune layout (entries separated by '%' lines). */
     o.dataset = mg_string(c, "path")[0] ? "text" : "fortunes";
+    o.split = "heldout";
     o.path = path;
     o.window = mg_int(c, "window");
+    o.context = mg_int(c, "context");
+    o.limit = mg_int(c, "limit");
     o.k = (int)mg_int(c, "k");
     /* %set batch counts images for %maximize: only a batch typed here
      * changes the engine's default. */
@@ -33,48 +41,41 @@ static am_text_examples *scan_corpus(const mg_call *c, am_model *model, const ch
         o.batch = (int)mg_int(c, "batch");
     mg_live_init(&L->d, c->out, "text-examples", mg_float(c, "updates_per_s"));
     L->objective = c->positional;
-    L->items = "corpus windows";
+    L->items = "corpus tokens";
     L->reading = "reading the corpus";
     L->best = NAN;
     o.progress = mg_scan_live_progress;
     o.progress_user = L;
-    am_text_examples *ex = NULL;
+    am_examples *ex = NULL;
     double t0 = L->d.t0;
-    mg_scan_live_send(L); /* before the corpus is read: 0 windows */
-    int rc = e->am_text_examples_new(model, &o, &ex);
+    mg_scan_live_send(L); /* before the corpus is read: 0 tokens */
+    int rc = e->am_examples_new(model, &o, &ex);
     *secs = render_clock_monotonic(NULL) - t0;
     if (rc != AM_OK) {
         mg_live_fail(&L->d, "scan failed before its first batch");
         mg_fail(c, rc == AM_E_OBJECTIVE || rc == AM_E_LAYER ? "ObjectiveError" : "DatasetError",
-                "%s: %s", e->am_strerror(rc), ex ? e->am_text_examples_error(ex) : "");
-        e->am_text_examples_free(ex);
+                "%s: %s", e->am_strerror(rc), ex ? e->am_examples_error(ex) : "");
+        e->am_examples_free(ex);
         return NULL;
     }
     return ex;
 }
 
 /* One colour scale over all windows, so rows compare. */
-static void windows_range(const am_text_examples *ex, int n, float *lo, float *hi)
+static void windows_range(const am_examples *ex, int n, float *lo, float *hi)
 {
     const mg_engine_api *e = mg_engine();
     *lo = 0;
     *hi = 0;
-    for (int i = 0; i < n; i++) {
-        int64_t idx;
-        float score;
-        const int64_t *ids;
-        const float *acts;
-        int len;
-        if (e->am_text_examples_get(ex, i, &idx, &score, &ids, &acts, &len) != AM_OK)
-            continue;
-        for (int t = 0; t < len; t++)
-            if (isfinite(acts[t])) {
-                if (acts[t] > *hi)
-                    *hi = acts[t];
-                if (acts[t] < *lo)
-                    *lo = acts[t];
+    am_example it;
+    for (int i = 0; i < n && e->am_examples_get(ex, i, &it) == AM_OK; i++)
+        for (int t = 0; t < it.len; t++)
+            if (isfinite(it.acts[t])) {
+                if (it.acts[t] > *hi)
+                    *hi = it.acts[t];
+                if (it.acts[t] < *lo)
+                    *lo = it.acts[t];
             }
-    }
     if (*lo >= *hi)
         *hi = *lo + 1;
 }
@@ -88,30 +89,35 @@ typedef struct opt_prompt {
 } opt_prompt;
 
 /* The heading lines, in HTML (h) and text (t). */
-static void heading(const mg_call *c, const am_text_examples *ex, int n, int64_t total,
+static void heading(const mg_call *c, const am_examples *ex, int n, int64_t total,
                     bool interrupted, const opt_prompt *op, double secs, mg_str *h, mg_str *t)
 {
     const mg_engine_api *e = mg_engine();
-    float mx = e->am_text_examples_max(ex);
-    int64_t scanned = e->am_text_examples_scanned(ex);
+    float mx = e->am_examples_max(ex);
+    int64_t scanned = e->am_examples_scanned(ex);
+    int64_t window = 0, context = 0;
+    e->am_examples_text_window(ex, &window, &context);
     const char *dsname = e->am_model_dataset(mg_session_of(c)->model);
     char *eobj = NULL;
     render_html_escape(c->positional, &eobj);
-    const char *mxname = interrupted ? "maximum of the windows scanned" : "dataset maximum";
+    const char *mxname = interrupted ? "maximum of the tokens scanned" : "corpus maximum";
     mg_str_addf(h,
-                "<div class=\"actmax-text-examples\"><b>top %d of %lld windows</b> of %s for "
-                "<code>%s</code>: %s <b>%.4g</b>",
-                n, (long long)scanned, dsname[0] ? dsname : "the corpus", eobj ? eobj : "", mxname,
-                mx);
-    mg_str_addf(t, "top %d of %lld windows for %s: %s %.4g (%.2f s)\n", n, (long long)scanned,
-                c->positional, mxname, mx, secs);
+                "<div class=\"actmax-text-examples\"><b>top %d windows</b> of %s for "
+                "<code>%s</code>: %s <b>%.4g</b> over every one of %lld tokens, each with at "
+                "least %lld tokens of context (windows of %lld)",
+                n, dsname[0] ? dsname : "the corpus", eobj ? eobj : "", mxname, mx,
+                (long long)scanned, (long long)context, (long long)window);
+    mg_str_addf(t,
+                "top %d windows for %s: %s %.4g (%lld tokens, each with >= %lld tokens of "
+                "context; %.2f s)\n",
+                n, c->positional, mxname, mx, (long long)scanned, (long long)context, secs);
     render_free(eobj);
     if (interrupted) {
         mg_str_addf(h,
-                    "<br><b>interrupted after %lld of %lld windows</b>: the top %d of those "
+                    "<br><b>interrupted after %lld of about %lld tokens</b>: the top %d of those "
                     "scanned",
                     (long long)scanned, (long long)total, n);
-        mg_str_addf(t, "interrupted after %lld of %lld windows: the top %d of those scanned\n",
+        mg_str_addf(t, "interrupted after %lld of about %lld tokens: the top %d of those scanned\n",
                     (long long)scanned, (long long)total, n);
     }
     if (!op->prompt)
@@ -129,38 +135,38 @@ static void heading(const mg_call *c, const am_text_examples *ex, int n, int64_t
     render_free(ep);
 }
 
-/* The windows, one row each: coloured tokens in HTML; in text the window
- * with the strongest token in [brackets]. */
-static void window_rows(const am_text_examples *ex, int n, am_tokenizer *tok, mg_str *h, mg_str *t)
+/* The windows, one row each: the corpus position of the peak token, its
+ * value, and the coloured window with the peak outlined (HTML); in text the
+ * context around the peak with the peak in [brackets]. */
+static void window_rows(const am_examples *ex, int n, am_tokenizer *tok, mg_str *h, mg_str *t)
 {
     const mg_engine_api *e = mg_engine();
     float lo, hi;
     windows_range(ex, n, &lo, &hi);
-    mg_str_add(h, "<table><tr><th>#</th><th>window</th><th>score</th><th>text (colour: "
-                  "activation per token, hover for values)</th></tr>");
-    for (int i = 0; i < n; i++) {
-        int64_t idx;
-        float score;
-        const int64_t *ids;
-        const float *acts;
-        int len;
-        if (e->am_text_examples_get(ex, i, &idx, &score, &ids, &acts, &len) != AM_OK)
-            continue;
+    mg_str_add(h, "<table><tr><th>#</th><th>token</th><th>peak</th><th>context around the peak "
+                  "(outlined; colour: activation per token, hover for values)</th></tr>");
+    am_example it;
+    for (int i = 0; i < n && e->am_examples_get(ex, i, &it) == AM_OK; i++) {
+        int p = it.peak;
         mg_str_addf(h, "<tr><td>%d</td><td>%lld</td><td>%.4g</td><td style=\"text-align:left\">",
-                    i + 1, (long long)idx, score);
-        mg_colored_spans(h, tok, ids, acts, len, lo, hi);
+                    i + 1, (long long)(it.index + p), it.value);
+        mg_colored_spans(h, tok, it.tokens, it.acts, p, lo, hi);
+        mg_str_add(h, "<span style=\"outline:2px solid #000\">");
+        mg_colored_spans(h, tok, it.tokens + p, it.acts + p, 1, lo, hi);
+        mg_str_add(h, "</span>");
+        mg_colored_spans(h, tok, it.tokens + p + 1, it.acts + p + 1, it.len - p - 1, lo, hi);
         mg_str_add(h, "</td></tr>");
-        int best = 0;
-        for (int j = 1; j < len; j++)
-            if (acts[j] > acts[best])
-                best = j;
-        mg_str_addf(t, "  %2d. #%-6lld %8.4g  ", i + 1, (long long)idx, score);
-        for (int j = 0; j < len; j++) {
-            char *lab = mg_token_label(tok, ids[j]);
-            mg_str_addf(t, j == best ? "[%s]" : "%s", lab);
+        mg_str_addf(t, "  %2d. @%-7lld %8.4g  ", i + 1, (long long)(it.index + p), it.value);
+        int from = p > kBefore ? p - kBefore : 0;
+        int to = p + 1 + kAfter < it.len ? p + 1 + kAfter : it.len;
+        if (from > 0)
+            mg_str_add(t, "…");
+        for (int j = from; j < to; j++) {
+            char *lab = mg_token_label(tok, it.tokens[j]);
+            mg_str_addf(t, j == p ? "[%s]" : "%s", lab);
             free(lab);
         }
-        mg_str_addf(t, "   (bracketed: %.4g)\n", acts[best]);
+        mg_str_add(t, to < it.len ? "…\n" : "\n");
     }
     mg_str_add(h, "</table></div>");
 }
@@ -186,20 +192,21 @@ static mg_status examples_run(mg_call *c, const mg_session *s, const opt_prompt 
     }
     mg_scan_live L = {0};
     double secs = 0;
-    am_text_examples *ex = scan_corpus(c, s->model, path, &L, &secs);
+    am_examples *ex = scan_corpus(c, s->model, path, &L, &secs);
     free(path);
     if (!ex) {
         e->am_tokenizer_free(tok);
         return MG_ERROR;
     }
-    int n = e->am_text_examples_count(ex);
-    bool interrupted = e->am_text_examples_cancelled(ex) == 1 || L.d.stopped;
+    int n = e->am_examples_count(ex);
+    bool interrupted = e->am_examples_cancelled(ex) == 1 || L.d.stopped;
     /* The closing update: the last state, throttle or not. */
-    L.scanned = e->am_text_examples_scanned(ex);
-    if (L.total <= 0)
+    L.scanned = e->am_examples_scanned(ex);
+    /* A finished scan knows its total; an interrupted one keeps the estimate. */
+    if (!interrupted || L.total < L.scanned)
         L.total = L.scanned;
     if (n > 0)
-        L.best = e->am_text_examples_max(ex);
+        L.best = e->am_examples_max(ex);
     mg_scan_live_send(&L);
     mg_str h = MG_STR_INIT, t = MG_STR_INIT;
     heading(c, ex, n, L.total, interrupted, op, secs, &h, &t);
@@ -211,7 +218,7 @@ static mg_status examples_run(mg_call *c, const mg_session *s, const opt_prompt 
     mg_bundle_free(b);
     mg_str_free(&h);
     mg_str_free(&t);
-    e->am_text_examples_free(ex);
+    e->am_examples_free(ex);
     e->am_tokenizer_free(tok);
     if (mg_bool(c, "verbose"))
         mg_sink_printf(c->out, "live display updates sent: %d\n", L.d.updates);

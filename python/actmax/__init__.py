@@ -585,11 +585,16 @@ class Model:
             live.close()
         return TokensResult(self, objective, d, v)
 
-    def examples(self, objective, progress=None, **kw):
-        """The top-k items of a dataset by an objective, best first: for image
-        models the images of the model's dataset (split=, limit=), for text
-        models the windows of the held-out corpus or of path= any text file.
-        Keys and defaults of %examples (actmax.keys("examples"))."""
+    def examples(self, objective, progress=None, bins=0, quantiles=0, per_band=0, band_percentiles=None, **kw):
+        """The top-k items of a dataset by an objective, best first, and the
+        distribution of the objective over it: for image models the images of
+        the model's dataset (split=, limit=), for text models every token of
+        the held-out corpus or of path= any text file, each scored with at
+        least context= tokens before it (an example is the window around its
+        peak token). bins= (histogram, 0: 50), quantiles= (bands, 0: none),
+        per_band= (0: 3) and band_percentiles= (quantiles + 1 edges, None:
+        equally spaced) shape the distribution. Other keys and defaults are
+        those of %examples (actmax.keys("examples"))."""
         v, given = _options("examples", kw)
         if not isinstance(objective, str) or not objective.strip():
             raise ValueError("examples needs an objective, e.g. m.examples(\"conv2[5]\", k=16)")
@@ -608,8 +613,10 @@ class Model:
         live = Live(objective, 1, progress, images=False)
         live.start()
         try:
-            d = self._m.examples(objective, dataset, path, split, v["window"], 0, v["k"], v["limit"],
-                                 v["batch"] if "batch" in given else 0,
+            d = self._m.examples(objective, dataset, path, split, v["window"], 0, v["context"], v["k"],
+                                 v["limit"], v["batch"] if "batch" in given else 0, int(bins), int(quantiles),
+                                 int(per_band),
+                                 None if band_percentiles is None else [float(p) for p in band_percentiles],
                                  live.scan_step if live.on else None, v["updates_per_s"])
         finally:
             live.close()
@@ -838,20 +845,35 @@ class TokensResult:
 class Examples:
     """The top-k dataset items of an objective, best first: values (k,),
     indices (k,), and for images images (k, C, H, W) in the model's value range,
-    labels (k,) and label_names; for text ids and acts (per token) per item, and
-    texts. scanned, max, interrupted."""
+    labels (k,) and label_names; for text ids and acts (per token) per item,
+    peaks (the position of each value in its window), texts, and window and
+    context (each token scored with at least context tokens before it).
+    scanned (items, or tokens for text), max (over every scored value),
+    interrupted. The distribution: histogram ((bins,) counts, lo, hi), sampled,
+    firing_rate, bands ([(lo, hi, Examples of the band)]) and class_means
+    (per label, None for text)."""
 
-    def __init__(self, model, objective, d, split):
+    def __init__(self, model, objective, d, split, items=None):
         self.objective = objective
         self.kind = d["kind"]
         self.split = split
-        items = d["items"]
+        items = d["items"] if items is None else items
         self.values = _wrap(np.array([it[1] for it in items], np.float32))
         self.indices = _wrap(np.array([it[0] for it in items], np.int64))
+        self.peaks = _wrap(np.array([it[7] for it in items], np.int64))
         self.scanned = d["scanned"]
         self.max = d["max"]
         self.interrupted = bool(d["interrupted"] or d["cancelled"])
         self._range = model.range
+        h = d.get("histogram")
+        self.histogram = None if h is None else (_wrap(np.array(h[0], np.int64)), h[1], h[2])
+        self.sampled = bool(d.get("sampled"))
+        self.firing_rate = d.get("firing_rate")
+        cm = d.get("class_means")
+        self.class_means = None if cm is None else _out(cm)
+        self.window, self.context = d.get("window") or (None, None)
+        self.bands = [] if items is not d["items"] else [
+            (lo, hi, Examples(model, objective, d, split, its)) for lo, hi, its in d.get("bands", [])]
         if self.kind == "image":
             self.labels = _wrap(np.array([it[2] for it in items], np.int64))
             self.label_names = [it[3] for it in items]
@@ -865,6 +887,8 @@ class Examples:
             self.ids = [_out(it[5], np.int64) for it in items]
             self.acts = [_out(it[6]) for it in items]
             self.texts = [model.decode(i) for i in self.ids]
+            self._peak_texts = [(model.decode(i[:p]), model.decode(i[p:p + 1]), model.decode(i[p + 1:]))
+                                for i, p in zip(self.ids, (it[7] for it in items))]
 
     def __len__(self):
         return len(self.indices)
@@ -889,8 +913,10 @@ class Examples:
         if self.kind == "image":
             png = self._repr_png_()
             return png_html(png) if png else f"<i>{_html(repr(self))}</i>"
-        rows = [[str(int(i)), "%.4g" % float(v), t] for i, v, t in zip(self.indices, self.values, self.texts)]
-        return _actmax.table(["window", "value", "text"], rows, None, 0.0, 1.0, self.objective)[0]
+        rows = [[str(int(i)), "%.4g" % float(v), "%s[%s]%s" % pt]
+                for i, v, pt in zip(self.indices, self.values, self._peak_texts)]
+        return _actmax.table(["window", "value", "text (peak token in [brackets])"], rows, None, 0.0, 1.0,
+                             self.objective)[0]
 
 
 def engine():

@@ -20,7 +20,7 @@ import numpy as np
 
 from . import _actmax
 
-__all__ = ["load", "run", "array_save", "text_run", "examples", "text_examples", "tokenize", "Progress", "TextProgress",
+__all__ = ["load", "run", "array_save", "text_run", "examples", "tokenize", "Progress", "TextProgress",
            "SOFT", "PEZ", "GCG", "SWEEP", "DIST_COSINE", "DIST_L2", "OPT_AUTO", "ADAM", "SGD", "NADAM",
            "PARAM_FFT", "PARAM_PIXEL", "PARAM_MACO", "INPUT_FLOAT", "INPUT_TOKENS", "INPUT_EMBEDS"]
 
@@ -132,34 +132,36 @@ def text_run(model, objective, progress=None, init_tokens=None, **fields):
         sweep=sweep, sweep_position=d["sweep"][1] if d["sweep"] is not None else 0)
 
 
+def _example(t):
+    i, v, lab, name, img, toks, acts, peak, scored = t
+    return dict(index=i, value=v, label=lab, label_name=name, image=None if img is None else _np(img),
+                tokens=None if toks is None else _np(toks, np.int64), acts=None if acts is None else _np(acts),
+                peak=peak, scored=scored)
+
+
 def examples(model, objective, progress=None, dataset=None, path=None, split=None, window=0, stride=0,
-             k=0, limit=0, batch=0):
+             context=0, k=0, limit=0, batch=0, bins=0, quantiles=0, per_band=0, band_percentiles=None):
     """am_examples_new (0 or None: the engine's default). progress(scanned,
     total, best) after each batch; a truthy return cancels. Returns dict(kind
     ("image" or "text"), max, scanned, cancelled, interrupted, items=[dict(
-    index, value, label, label_name, image (C, H, W) or None, tokens, acts)])."""
+    index, value, label, label_name, image (C, H, W) or None, tokens, acts,
+    peak, scored)], histogram=(counts (bins,) int64, lo, hi) or None, sampled,
+    firing_rate, bands=[(lo, hi, [items])], class_means (labels,) or None,
+    window=(window, context) for text or None)."""
     d = _core(model).examples(objective, None if dataset is None else str(dataset),
                               None if path is None else str(path), None if split is None else str(split),
-                              int(window), int(stride), int(k), int(limit), int(batch), progress, 0.0)
-    items = [dict(index=i, value=v, label=lab, label_name=name,
-                  image=None if img is None else _np(img),
-                  tokens=None if toks is None else _np(toks, np.int64),
-                  acts=None if acts is None else _np(acts))
-             for i, v, lab, name, img, toks, acts in d["items"]]
+                              int(window), int(stride), int(context), int(k), int(limit), int(batch), int(bins),
+                              int(quantiles), int(per_band),
+                              None if band_percentiles is None else [float(p) for p in band_percentiles],
+                              progress, 0.0)
+    h = d["histogram"]
     return dict(kind=d["kind"], max=d["max"], scanned=d["scanned"], cancelled=int(d["cancelled"]),
-                interrupted=bool(d["interrupted"]), items=items)
-
-
-def text_examples(model, objective, path, window=0, stride=0, k=0, batch=0, dataset=None, progress=None):
-    """am_text_examples_new: the top-k windows of a corpus file. progress(scanned,
-    total, best) after each batch; a truthy return cancels. Returns dict(max,
-    scanned, cancelled, interrupted, items=[(index, score, tokens, acts)])."""
-    d = _core(model).text_examples(objective, None if dataset is None else str(dataset),
-                                   None if path is None else str(path), int(window), int(stride), int(k),
-                                   int(batch), progress, 0.0)
-    items = [(i, s, _np(t, np.int64), _np(a)) for i, s, t, a in d["items"]]
-    return dict(max=d["max"], scanned=d["scanned"], cancelled=int(d["cancelled"]),
-                interrupted=bool(d["interrupted"]), items=items)
+                interrupted=bool(d["interrupted"]), items=[_example(t) for t in d["items"]],
+                histogram=None if h is None else (np.array(h[0], np.int64), h[1], h[2]),
+                sampled=bool(d["sampled"]), firing_rate=d["firing_rate"],
+                bands=[(lo, hi, [_example(t) for t in its]) for lo, hi, its in d["bands"]],
+                class_means=None if d["class_means"] is None else _np(d["class_means"]),
+                window=d["window"])
 
 
 def tokenize(tokenizer_json, text):

@@ -151,7 +151,7 @@ def test_table_matches_the_header_and_the_library(header, lib):
 # The structs a front passes by pointer; the Python module's compiled sizes
 # (actmax._actmax.STRUCT_SIZES, from the same header) must be the engine's.
 _BY_POINTER = ["am_tensor", "am_input", "am_layer_info", "am_progress", "am_options", "am_text_progress",
-               "am_text_options", "am_text_examples_options", "am_model_load_options",
+               "am_text_options", "am_model_load_options",
                "am_examples_options", "am_example"]
 
 

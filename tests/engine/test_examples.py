@@ -1,11 +1,16 @@
-"""Dataset examples for image models (am_examples) against PyTorch.
+"""Dataset examples (am_examples) against PyTorch and numpy.
 
-A small CNN with fixed random weights is saved with metadata declaring
+Images: a small CNN with fixed random weights is saved with metadata declaring
 "range": [0, 255] and a mean/std in that range, so a scanner that forgot the
 range (scoring the [0, 1] pixels as read) would rank and value the images
 differently. Every figure is recomputed in PyTorch on the IDX files of
 Debian's dataset-fashion-mnist, and the engine's own am_model_objective on
 the same input must agree with the examples' values.
+
+Text: a small GPT with random weights and a byte-level BPE tokenizer
+(tinygpt.py) scans a generated corpus; a plain PyTorch loop scores every token
+with its natural preceding context, and the engine's maximum, histogram,
+firing rate and quantile bands must be those of the same values.
 """
 import gzip
 import json
@@ -17,6 +22,7 @@ import torch
 
 import actmax
 import actmax.raw as raw
+from tinygpt import TinyGPT, save_scripted, tokenizer_json
 
 DATA = "/usr/share/datasets/fashion-mnist"
 LABELS = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
@@ -28,8 +34,6 @@ E_ARG, E_FORMAT, E_LAYER, E_OBJECTIVE, E_UNSUPPORTED = -1, -3, -5, -6, -7
 ERROR_CLASS = {E_ARG: ValueError, -2: OSError, E_LAYER: actmax.LayerError, E_OBJECTIVE: actmax.ObjectiveError,
                E_UNSUPPORTED: actmax.UnsupportedError}
 
-pytestmark = pytest.mark.skipif(not os.path.exists(f"{DATA}/t10k-images-idx3-ubyte.gz"),
-                                reason="dataset-fashion-mnist is not installed (scripts/install-deps.sh)")
 
 
 def idx(name):
@@ -54,6 +58,8 @@ class Net(torch.nn.Module):
 
 @pytest.fixture(scope="module")
 def net(model_dir):
+    if not os.path.exists(f"{DATA}/t10k-images-idx3-ubyte.gz"):
+        pytest.skip("dataset-fashion-mnist is not installed (scripts/install-deps.sh)")
     torch.manual_seed(3)
     model = Net().eval()
     meta = {"kind": "image", "input": [1, 28, 28], "mean": [MEAN], "std": [STD], "range": [0, 255],
@@ -172,3 +178,241 @@ def test_bad_requests(net, model_dir, resnet18_file):
     assert e.value.status == E_UNSUPPORTED and "[1, 28, 28]" in e.value.detail
     # The handle still works after every failure.
     assert raw.examples(am, "conv[1]", k=1, limit=10)["scanned"] == 10
+
+
+def test_distribution_matches_numpy(net):
+    """Histogram, firing rate, quantile bands and class means of every item's
+    value, against numpy on PyTorch's values of the same images."""
+    edges = [0, 25, 50, 75, 90, 99, 100]
+    r = raw.examples(net["am"], "conv[3] - 0.05", k=3, limit=LIMIT, bins=20, quantiles=6, per_band=4,
+                     band_percentiles=edges)
+    ref = torch_values(net, lambda a: a["conv"][:, 3].mean((1, 2)) - 0.05).astype(np.float64)
+    assert r["scanned"] == LIMIT and not r["sampled"]
+    counts, lo, hi = r["histogram"]
+    want, want_edges = np.histogram(ref, 20, range=(ref.min(), ref.max()))
+    print(f"\nhistogram {counts.tolist()}\nnumpy     {want.tolist()}; firing {r['firing_rate']:.4f}")
+    assert abs(lo - ref.min()) <= 1e-4 and abs(hi - ref.max()) <= 1e-4
+    assert counts.sum() == LIMIT
+    # Equal but for values within float rounding of a bin edge.
+    near = np.abs(ref[:, None] - want_edges[None, :]).min(1) <= 1e-4
+    assert np.abs(counts - want).sum() <= 2 * near.sum()
+    assert abs(r["firing_rate"] - (ref > 0).mean()) <= near.sum() / LIMIT + 1e-12
+    assert 0 < r["firing_rate"] < 1  # the offset makes both sides occur
+    bounds = np.percentile(ref, edges)
+    assert len(r["bands"]) == 6
+    for b, (blo, bhi, items) in enumerate(r["bands"]):
+        assert abs(blo - bounds[b]) <= 1e-4 and abs(bhi - bounds[b + 1]) <= 1e-4
+        assert len(items) == 4
+        vals = [e["value"] for e in items]
+        assert vals == sorted(vals)
+        for e in items:
+            assert blo - 1e-6 <= e["value"] <= bhi + 1e-6
+            assert abs(e["value"] - ref[e["index"]]) <= 1e-4
+            assert np.array_equal(e["image"], net["images"][e["index"]])
+    means = r["class_means"]
+    want_means = np.array([ref[net["labels"] == c].mean() for c in range(10)])
+    assert means.shape == (10,) and np.allclose(means, want_means, atol=1e-4)
+    # No bands asked: none kept; default bins 50.
+    r2 = raw.examples(net["am"], "conv[3]", k=1, limit=200)
+    assert r2["bands"] == [] and len(r2["histogram"][0]) == 50 and r2["window"] is None
+
+
+# ---------------------------------------------------------------- text
+
+CTX = 8
+NEURON = "blocks.1.mlp.1"  # the GELU of the second block
+
+
+@pytest.fixture(scope="module")
+def gpt(model_dir):
+    torch.manual_seed(5)
+    tok, vocab, eot = tokenizer_json()
+    model = TinyGPT(vocab, ctx=CTX).eval()
+    meta = {"kind": "text", "vocab_size": vocab, "context": CTX, "tokenizer": "tokenizer.json"}
+    path = model_dir / "gpt_examples.pt"
+    save_scripted(model, path, meta, tok)
+    return dict(model=model, tok=tok.encode(), eot=eot, am=actmax.load(str(path), device="cpu"))
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory, gpt):
+    rng = np.random.default_rng(0)
+    words = ["the", "then", "an", "and", "hen", "ant", "tan", "he", "a", "tether", "net", "eh"]
+    text = " ".join(rng.choice(words, size=301)) + "\n"
+    path = tmp_path_factory.mktemp("corpus") / "corpus.txt"
+    path.write_text(text)
+    stream = np.concatenate([raw.tokenize(gpt["tok"], text), [gpt["eot"]]]).astype(np.int64)
+    return path, stream
+
+
+def neuron(model, ids, n=6):
+    """blocks.1.mlp.1[:, :, n] of (B, T) ids through a forward hook: (B, T)."""
+    got = {}
+    h = model.blocks[1].mlp[1].register_forward_hook(lambda mod, i, o: got.setdefault("a", o.detach()))
+    with torch.no_grad():
+        model(torch.as_tensor(np.array(np.atleast_2d(ids))))
+    h.remove()
+    return got["a"][..., n].numpy()
+
+
+def natural(model, stream, n=6):
+    """Every token with all of its preceding context the model takes (up to
+    CTX - 1 tokens), by a plain loop: the model is causal, so token t's value
+    is the last position of stream[t - CTX + 1 : t + 1]."""
+    first = neuron(model, stream[:CTX], n)[0]  # the tokens with fewer than CTX - 1 before them
+    windows = np.lib.stride_tricks.sliding_window_view(stream, CTX)
+    rest = neuron(model, windows, n)[:, -1]  # tokens CTX - 1 .. N - 1
+    return np.concatenate([first[:CTX - 1], rest]).astype(np.float64)
+
+
+def test_every_token_scored_with_natural_context(gpt, corpus):
+    path, stream = corpus
+    N = len(stream)
+    brute = natural(gpt["model"], stream)
+    edges = [0, 25, 50, 75, 90, 99, 100]
+    r = raw.examples(gpt["am"], f"{NEURON}[-1, 6]", dataset="text", path=path, window=CTX, context=CTX - 1,
+                     k=5, bins=30, quantiles=6, per_band=3, band_percentiles=edges)
+    print(f"\n{N} tokens: engine max {r['max']:.5f}, brute force {brute.max():.5f}, "
+          f"firing {r['firing_rate']:.4f}")
+    assert r["kind"] == "text" and r["scanned"] == N and r["window"] == (CTX, CTX - 1)
+    assert abs(r["max"] - brute.max()) <= 1e-4
+    # Top windows: each window's peak is its highest scored token, values best first.
+    vals = [e["value"] for e in r["items"]]
+    assert vals == sorted(vals, reverse=True) and vals[0] == r["max"]
+    assert np.allclose(vals, np.sort(brute)[::-1][:5], atol=1e-4)
+    for e in r["items"]:
+        i, p, s = e["index"], e["peak"], e["scored"]
+        assert np.array_equal(e["tokens"], stream[i:i + len(e["tokens"])])
+        assert s <= p < len(e["tokens"])
+        assert abs(e["value"] - brute[i + p]) <= 1e-4
+        assert np.allclose(e["acts"][s:], brute[i + s:i + len(e["tokens"])], atol=1e-4)
+    # The distribution is that of the brute-force values.
+    counts, lo, hi = r["histogram"]
+    want, want_edges = np.histogram(brute, 30, range=(brute.min(), brute.max()))
+    near = np.abs(brute[:, None] - want_edges[None, :]).min(1) <= 1e-4
+    assert counts.sum() == N and np.abs(counts - want).sum() <= 2 * near.sum()
+    assert abs(lo - brute.min()) <= 1e-4 and abs(hi - brute.max()) <= 1e-4
+    assert abs(r["firing_rate"] - (brute > 0).mean()) <= 1e-12 + np.sum(np.abs(brute) <= 1e-4) / N
+    bounds = np.percentile(brute, edges)
+    assert len(r["bands"]) == 6
+    for b, (blo, bhi, items) in enumerate(r["bands"]):
+        assert abs(blo - bounds[b]) <= 1e-4 and abs(bhi - bounds[b + 1]) <= 1e-4
+        assert 1 <= len(items) <= 3
+        for e in items:
+            assert blo - 1e-6 <= e["value"] <= bhi + 1e-6
+            assert abs(e["value"] - brute[e["index"] + e["peak"]]) <= 1e-4
+    assert r["class_means"] is None
+    # [:, n] reads neuron n at each token: the same ranking, not a window mean.
+    r2 = raw.examples(gpt["am"], f"{NEURON}[:, 6]", dataset="text", path=path, window=CTX, context=CTX - 1, k=5)
+    assert r2["max"] == r["max"] and [e["index"] for e in r2["items"]] == [e["index"] for e in r["items"]]
+
+
+def test_default_windows_score_each_token_once(gpt, corpus):
+    """Default context (half the window): the scored parts of all windows
+    tile the corpus exactly, each scored token has at least the context
+    before it (or the corpus' start), and its value is PyTorch's on that
+    window."""
+    path, stream = corpus
+    N = len(stream)
+    W, C = CTX, CTX // 2
+    assert (N - W) % (W - C) != 0  # a last window aligned to the end is needed
+    r = raw.examples(gpt["am"], f"{NEURON}[-1, 6]", dataset="text", path=path, window=W, k=100000)
+    assert r["window"] == (W, C) and r["scanned"] == N
+    scored = np.zeros(N, np.int64)
+    for e in r["items"]:
+        i, s, T = e["index"], e["scored"], len(e["tokens"])
+        assert T == W and (i == 0 or s >= C)
+        scored[i + s:i + T] += 1
+        assert np.allclose(e["acts"], neuron(gpt["model"], stream[i:i + T])[0], atol=1e-4)
+        assert abs(e["value"] - e["acts"][s:].max()) <= 1e-6
+    assert (scored == 1).all()
+    # stride is the other spelling of the context; disagreeing ones are refused.
+    r2 = raw.examples(gpt["am"], f"{NEURON}[-1, 6]", dataset="text", path=path, window=W, stride=W - C, k=3)
+    assert r2["max"] == r["max"] and r2["window"] == (W, C)
+    with pytest.raises(ValueError) as e:
+        raw.examples(gpt["am"], f"{NEURON}[-1, 6]", dataset="text", path=path, window=W, stride=2, context=3)
+    assert e.value.status == E_ARG and "disagree" in e.value.detail
+
+
+def test_text_progress_cancel_and_limit(gpt, corpus):
+    path, stream = corpus
+    N, W, B = len(stream), CTX, 16
+    stride = W - W // 2
+    calls = []
+    r = raw.examples(gpt["am"], f"{NEURON}[-1, 6]", dataset="text", path=path, window=W, batch=B, k=3,
+                     progress=lambda s, t, b: calls.append((s, t, b)))
+    print(f"\n{len(calls)} progress calls: {calls[:2]} ... {calls[-1]}")
+    assert len(calls) > 3 and calls[-1][:2] == (N, N) and calls[-1][2] == r["max"]
+    assert all(a[0] < b[0] for a, b in zip(calls, calls[1:])) and all(t >= s for s, t, _ in calls)
+    # Cancelled after the first batch: its windows' tokens, the best of them.
+    r = raw.examples(gpt["am"], f"{NEURON}[-1, 6]", dataset="text", path=path, window=W, batch=B, k=3,
+                     progress=lambda s, t, b: True)
+    first = W + (B - 1) * stride
+    assert r["cancelled"] == 1 and r["scanned"] == first
+    assert all(e["index"] + e["peak"] < first for e in r["items"])
+    # limit: the corpus cut at that many tokens.
+    r = raw.examples(gpt["am"], f"{NEURON}[-1, 6]", dataset="text", path=path, window=W, limit=21, k=100)
+    assert r["scanned"] == 21 and max(e["index"] + len(e["tokens"]) for e in r["items"]) == 21
+    # A corpus shorter than the window: one shorter window, every token scored.
+    short = path.parent / "short.txt"
+    short.write_text("the hen")
+    ids = np.concatenate([raw.tokenize(gpt["tok"], "the hen"), [gpt["eot"]]])
+    r = raw.examples(gpt["am"], f"{NEURON}[-1, 6]", dataset="text", path=short, window=W, k=3)
+    assert r["scanned"] == len(ids) < W and len(r["items"]) == 1
+    assert np.allclose(r["items"][0]["acts"], neuron(gpt["model"], ids)[0], atol=1e-4)
+
+
+def test_large_corpus_is_streamed(gpt, tmp_path):
+    """A 200 MB corpus is not read whole: resident memory stays bounded
+    while the first tokens are scanned; and a corpus of several read chunks
+    gives the tokens of the whole text (chunks cut where the tokenizer cuts)."""
+    psutil = pytest.importorskip("psutil")
+    line = b"the hen and the ant then tan a net eh tether\n"
+    big = tmp_path / "big.txt"
+    with open(big, "wb") as f:
+        block = line * 20000
+        for _ in range(200 * 2 ** 20 // len(block) + 1):
+            f.write(block)
+    assert big.stat().st_size >= 200 * 2 ** 20
+    proc = psutil.Process()
+    before = proc.memory_info().rss
+    during = []  # sampled while the scan runs, from its progress callback
+    r = raw.examples(gpt["am"], f"{NEURON}[-1, 6]", dataset="text", path=big, limit=50000, k=3, quantiles=4,
+                     progress=lambda s, t, b: during.append(proc.memory_info().rss))
+    grown = max(during) - before
+    print(f"\n200 MB corpus, 50000 tokens scanned: resident memory grew {grown / 2 ** 20:.1f} MiB during the scan "
+          f"({len(during)} samples)")
+    assert r["scanned"] == 50000 and len(during) > 1
+    assert grown < 64 * 2 ** 20  # a reader holding the file and its tokens: > 1 GiB
+    # Three chunks and a bit, fully scanned: as many tokens as the whole text has.
+    mid = tmp_path / "mid.txt"
+    text = (line.decode() * 75000) + "  indented\n\nlast"
+    mid.write_text(text)
+    want = len(raw.tokenize(gpt["tok"], text)) + 1
+    r = raw.examples(gpt["am"], f"{NEURON}[-1, 6]", dataset="text", path=mid, window=CTX, stride=CTX,
+                     batch=4096, k=1)
+    assert r["scanned"] == want
+
+
+def test_text_bad_requests(gpt, corpus, model_dir):
+    path, _ = corpus
+    obj = f"{NEURON}[-1, 6]"
+    cases = [
+        (dict(window=9), "window must be 1..8"),
+        (dict(window=4, context=4), "context must be 0..3"),
+        (dict(window=4, stride=5), "stride must be 1..4"),
+        (dict(bins=-1), "bins must be"),
+        (dict(quantiles=3, band_percentiles=[0, 50, 40, 100]), "increasing"),
+        (dict(per_band=101), "per_band"),
+    ]
+    for kw, words in cases:
+        with pytest.raises(ValueError) as e:
+            raw.examples(gpt["am"], obj, dataset="text", path=path, **kw)
+        print(f"  {kw}: {e.value}")
+        assert e.value.status == E_ARG and words in e.value.detail
+    with pytest.raises(OSError):
+        raw.examples(gpt["am"], obj, dataset="text", path=model_dir / "missing.txt")
+    with pytest.raises(actmax.UnsupportedError) as e:
+        raw.examples(gpt["am"], obj, dataset="fashion-mnist")
+    assert e.value.status == E_UNSUPPORTED and "images" in e.value.detail
+    assert raw.examples(gpt["am"], obj, dataset="text", path=path, k=1)["scanned"] > 0

@@ -1,4 +1,4 @@
-"""Text prompts (am_text_run_*) and corpus top-k (am_text_examples_*).
+"""Text prompts (am_text_run_*); corpus examples are test_examples.py's.
 
 A small GPT with random weights and a real byte-level BPE tokenizer
 (tests/engine/tinygpt.py) is scripted here; every figure the engine reports
@@ -56,14 +56,6 @@ def xent(model, ids):
 @pytest.fixture(scope="module")
 def lm(gpt):
     return actmax.load(str(gpt["path"]), device="cpu")
-
-
-def text_examples(model, objective, path, info=None, **kw):
-    """raw.text_examples as (max, scanned, items); info (a dict) gets "cancelled"."""
-    r = raw.text_examples(model, objective, path, **kw)
-    if info is not None:
-        info["cancelled"] = r["cancelled"]
-    return r["max"], r["scanned"], r["items"]
 
 
 @pytest.mark.parametrize("distance", [raw.DIST_COSINE, raw.DIST_L2])
@@ -228,91 +220,12 @@ def test_bad_input(gpt, lm, resnet18_file):
     expect_error(-1, "objective", lambda: raw.text_run(lm, None))
     img = actmax.load(str(resnet18_file[0]), device="cpu", input=(3, 64, 64))
     expect_error(-7, "text model", lambda: raw.text_run(img, "layer1[0]", len=4))
-    expect_error(-7, "text model", lambda: raw.text_examples(img, "layer1[0]", "/dev/null"))
+    expect_error(-7, "text model", lambda: raw.examples(img, "layer1[0]", dataset="text", path="/dev/null"))
     expect_error(-7, "image model", lambda: raw.run(lm, obj, steps=1))
     notok = actmax.load(str(gpt["notok"]), device="cpu")
     expect_error(-7, "tokenizer", lambda: raw.text_run(notok, obj, len=4, steps=1))
-    expect_error(-1, "window must be 1..8", lambda: raw.text_examples(lm, obj, "/dev/null", window=9))
-
-
-@pytest.fixture(scope="module")
-def corpus(tmp_path_factory):
-    rng = np.random.default_rng(0)
-    words = ["the", "then", "an", "and", "hen", "ant", "tan", "he", "a", "tether", "net", "eh"]
-    text = " ".join(rng.choice(words, size=300)) + "\n"
-    path = tmp_path_factory.mktemp("corpus") / "corpus.txt"
-    path.write_text(text)
-    return path, text
-
-
-def test_examples_topk(gpt, lm, corpus):
-    path, text = corpus
-    W = 5
-    mx, scanned, ex = text_examples(lm, f"{NEURON}[-1, 6]", path, dataset="text", window=W, stride=1, k=4)
-    stream = np.concatenate([raw.tokenize(gpt["tok"], text), [gpt["eot"]]]).astype(np.int64)
-    windows = np.lib.stride_tricks.sliding_window_view(stream, W)
-    assert scanned == len(windows)
-    acts = neuron_acts(gpt["model"], ids=windows)
-    brute = acts[:, -1, 6]
-    print(f"{scanned} windows, max {mx:.4f}, brute force max {brute.max():.4f}")
-    assert len(ex) == 4
-    idx, score, toks, per = ex[0]
-    assert np.array_equal(toks, windows[idx])
-    assert abs(score - brute[idx]) <= 1e-4
-    assert mx == score
-    assert brute.max() <= mx + 1e-4
-    assert [e[1] for e in ex] == sorted([e[1] for e in ex], reverse=True)
-    # Per-token colouring: the objective at each position of the window.
-    assert np.allclose(per, acts[idx, :, 6], atol=1e-4)
-    # A mean-over-positions objective colours by the neuron at each position too.
-    _, _, ex2 = text_examples(lm, f"{NEURON}[:, 6]", path, dataset="text", window=W, stride=1, k=1)
-    i2, s2, _, per2 = ex2[0]
-    assert abs(s2 - acts[:, :, 6].mean(1).max()) <= 1e-4
-    assert np.allclose(per2, acts[i2, :, 6], atol=1e-4)
-
-
-def test_examples_progress_and_cancel(gpt, lm, corpus):
-    path, text = corpus
-    W, B, K = 5, 64, 4
-    obj = f"{NEURON}[-1, 6]"
-    stream = np.concatenate([raw.tokenize(gpt["tok"], text), [gpt["eot"]]]).astype(np.int64)
-    windows = np.lib.stride_tricks.sliding_window_view(stream, W)
-    brute = neuron_acts(gpt["model"], ids=windows)[:, -1, 6]
-    N = len(windows)
-    assert N > 3 * B  # several batches
-    # Every batch is reported: increasing counts, ending at the total, the best so far.
-    calls = []
-    info = {}
-    mx, scanned, ex = text_examples(lm, obj, path, dataset="text", window=W, stride=1, k=K, batch=B,
-                                    progress=lambda s, t, b: calls.append((s, t, b)), info=info)
-    print(f"{len(calls)} progress calls over {N} windows: {calls[:3]} ... {calls[-1]}")
-    assert info["cancelled"] == 0 and scanned == N
-    assert [c[0] for c in calls] == [min((i + 1) * B, N) for i in range(len(calls))]
-    assert calls[-1][0] == N and all(c[1] == N for c in calls)
-    for s, _, b in calls:
-        assert abs(b - brute[:s].max()) <= 1e-4
-    assert calls[-1][2] == mx
-    # Cancelled after the first batch: AM_OK, the top k of the windows scanned.
-    calls = []
-    info = {}
-    mx, scanned, ex = text_examples(lm, obj, path, dataset="text", window=W, stride=1, k=K, batch=B,
-                                    progress=lambda s, t, b: calls.append((s, t, b)) or True, info=info)
-    print(f"cancelled after {scanned} of {N} windows, max {mx:.4f}")
-    assert len(calls) == 1 and info["cancelled"] == 1
-    assert scanned == B < N
-    scores = [e[1] for e in ex]
-    assert len(ex) == K and scores == sorted(scores, reverse=True)
-    top = np.argsort(-brute[:B], kind="stable")[:K]
-    assert [e[0] for e in ex] == list(top)
-    for idx, score, toks, _ in ex:
-        assert idx < B
-        assert np.array_equal(toks, windows[idx])
-        assert abs(score - brute[idx]) <= 1e-4
-    assert mx == scores[0] and abs(mx - calls[0][2]) <= 1e-6
-    # A callback that returns 0 changes nothing.
-    _, scanned, ex2 = text_examples(lm, obj, path, dataset="text", window=W, stride=1, k=K, batch=B,
-                                    progress=lambda s, t, b: 0, info=info)
-    assert info["cancelled"] == 0 and scanned == N
+    expect_error(-1, "window must be 1..8",
+                 lambda: raw.examples(lm, obj, dataset="text", path="/dev/null", window=9))
 
 
 def _tiny_lm():
@@ -332,24 +245,3 @@ def test_tiny_lm_end_to_end():
     print(f"tiny-lm gcg 20 steps: {r.activation:.4f} (torch {ref:.4f}) {r.text!r}")
     assert abs(r.activation - ref) <= 1e-4 * max(1, abs(ref))
     assert r.roundtrip == 1 and r.attribution is None
-
-
-def test_generic_examples_on_text(gpt, lm, corpus):
-    """am_examples on a text dataset: the same scanner and results as
-    am_text_examples, with the kind and no labels."""
-    path, _ = corpus
-    obj = f"{NEURON}[-1, 6]"
-    mx, scanned, ex = text_examples(lm, obj, path, dataset="text", window=5, stride=2, k=5)
-    g = raw.examples(lm, obj, dataset="text", path=path, window=5, stride=2, k=5)
-    assert g["kind"] == "text" and g["scanned"] == scanned and g["max"] == mx
-    for (idx, score, toks, per), e in zip(ex, g["items"]):
-        assert e["index"] == idx and e["value"] == score and e["image"] is None
-        assert np.array_equal(e["tokens"], toks) and np.array_equal(e["acts"], per)
-        assert e["label"] == -1 and e["label_name"] == ""
-    # limit: only the first windows are scanned.
-    lim = raw.examples(lm, obj, dataset="text", path=path, window=5, stride=2, k=3, limit=20)
-    assert lim["scanned"] == 20 and all(e["index"] < 20 for e in lim["items"])
-    # An image dataset for a text model is refused.
-    with pytest.raises(actmax.UnsupportedError) as e:
-        raw.examples(lm, obj, dataset="fashion-mnist")
-    assert e.value.status == -7 and "images" in e.value.detail

@@ -284,18 +284,23 @@ def test_text_examples_live_display(lm):
     bars = [_bar(u["content"]["data"]["text/plain"]) for u in updates]
     done = [b[0] for b in bars]
     assert done == sorted(done) and done[0] < done[-1]
-    # The result: every window scanned, the bar full, the best so far = the maximum.
+    # The result: every token scored, the bar full, the best so far = the maximum.
     (ex,) = displays(msgs)
     text = ex["data"]["text/plain"]
-    scanned = int(text.split("top 3 of ")[1].split()[0])
-    assert bars[-1] == (scanned, scanned) and scanned > 3 * 64
-    mx = float(text.split("dataset maximum ")[1].split()[0])
+    scanned = int(text.split("corpus maximum ")[1].split("(")[1].split()[0])
+    context = int(text.split(" tokens, each with >= ")[1].split()[0])
+    assert bars[-1] == (scanned, scanned) and scanned > 3 * 64 * context
+    mx = float(text.split("corpus maximum ")[1].split()[0])
     best = float(updates[-1]["content"]["data"]["text/plain"].split("objective ")[1].split()[0])
     assert abs(best - mx) <= 1e-3 * max(1, abs(mx))
     assert "interrupted" not in text
     sent = [m["content"]["text"] for m in kinds(msgs, "stream") if "live display updates sent" in m["content"]["text"]]
     assert sent and int(sent[0].split(":")[1]) == 1 + len(updates)
-    print(f"text %examples: {scanned} windows in batches of 64, {1 + len(updates)} live display messages, "
+    # Each row: the peak's corpus position and value, the context around it with the peak bracketed.
+    rows = [l for l in text.splitlines() if l.strip()[:1].isdigit() and "@" in l]
+    assert len(rows) == 3 and all("[" in r and "]" in r for r in rows)
+    assert abs(float(rows[0].split()[2]) - mx) <= 1e-3 * max(1, abs(mx))
+    print(f"text %examples: {scanned} tokens in batches of 64 windows, {1 + len(updates)} live display messages, "
           f"steps {done}")
 
 
@@ -303,7 +308,7 @@ def test_text_examples_interrupt_shows_partial_topk_and_kernel_goes_on(kernel):
     km, kc = kernel
     drain(kc)
     run(kc, "%model tiny-lm")
-    # Windows of 4 tokens one per forward: tens of thousands of batches.
+    # Windows of 4 tokens (2 scored) one per forward: tens of thousands of batches.
     msg_id = kc.execute(f"%examples {OBJ} k=4 window=4 batch=1 updates_per_s=20")
     deadline = time.monotonic() + 120
     seen = 0
@@ -324,16 +329,16 @@ def test_text_examples_interrupt_shows_partial_topk_and_kernel_goes_on(kernel):
     text = ex["data"]["text/plain"]
     line = [l for l in text.splitlines() if l.startswith("interrupted after ")]
     assert line, text
-    n, total = int(line[0].split()[2]), int(line[0].split()[4])
+    n, total = int(line[0].split()[2]), int(line[0].split()[5])
     assert 4 < n < total
-    assert f"top 4 of {n} windows" in text and "maximum of the windows scanned" in text
+    assert f"maximum of the tokens scanned" in text and f"({n} tokens, each with >= 2 tokens of context" in text
     assert "interrupted after" in ex["data"]["text/html"]
-    scores = [float(l.split()[2]) for l in text.splitlines() if l.strip()[:1].isdigit() and "#" in l]
+    scores = [float(l.split()[2]) for l in text.splitlines() if l.strip()[:1].isdigit() and "@" in l]
     assert len(scores) == 4 and scores == sorted(scores, reverse=True)
     # The live display ends where the scan stopped.
     updates = kinds(msgs, "update_display_data")
     assert updates and _bar(updates[-1]["content"]["data"]["text/plain"]) == (n, total)
-    print(f"text %examples interrupted after {n} of {total} windows")
+    print(f"text %examples interrupted after {n} of about {total} tokens")
     msgs, reply = run(kc, f"%examples {OBJ} k=2 batch=512")
     assert reply["content"]["status"] == "ok", errors(msgs)
 

@@ -436,10 +436,10 @@ def text_run(o, snippet):
 
 
 def text_examples(o, snippet):
-    """The dataset maximum and the optimized prompt's share of it."""
+    """The corpus maximum and the optimized prompt's share of it."""
     for out in o.cell(snippet).outputs:
         text = out.get("data", {}).get("text/plain", "")
-        top = re.search(r"dataset maximum (\S+) \(", text)
+        top = re.search(r"corpus maximum (\S+) \(", text)
         ours = re.search(r"optimized prompt \(run (\d+)\) .* reaches (\S+) \((\d+)% of the", text)
         if top:
             assert ours, f"{o.name}: no optimized prompt beside the corpus:\n{text}"

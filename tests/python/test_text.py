@@ -56,8 +56,11 @@ def test_examples_scores_are_the_objective(tiny_lm, tmp_path):
     ex = tiny_lm.examples(obj, path=str(corpus), window=8, k=5, progress=False)
     assert len(ex) == 5 and ex.scanned > 5 and ex.kind == "text"
     assert ex.values.tolist() == sorted(ex.values.tolist(), reverse=True)
-    for ids, value in zip(ex.ids, ex.values):
-        got = float(tiny_lm.objective(ids[None], obj)[0])
+    assert ex.window == 8 and ex.context == 4
+    for ids, value, peak in zip(ex.ids, ex.values, ex.peaks):
+        # The value is the objective at the window's peak token: the model is
+        # causal, so that is the last position of the window cut after it.
+        got = float(tiny_lm.objective(ids[None, :int(peak) + 1], obj)[0])
         assert abs(got - float(value)) <= 1e-4 * max(1.0, abs(float(value)))
     assert "<table" in ex._repr_html_()
 
