@@ -149,13 +149,13 @@ const mg_key mg_keys_clear[] = {
 };
 
 const mg_key mg_keys_neuron[] = {
-    MG_KEY_INT("steps", "128", 1, 100000, "images: optimization steps of the optimized batch"),
-    MG_KEY_INT("batch", "4", 1, 64, "images: optimized images, made diverse together"),
+    MG_KEY_INT("image_steps", "128", 1, 100000, "images: optimization steps of the optimized batch"),
+    MG_KEY_INT("images", "4", 1, 64, "images: optimized images, made diverse together"),
     MG_KEY_FLOAT("diversity", "0.01", 0, 1e6, "images: weight of the batch diversity term"),
-    MG_KEY_INT("len", "6", 1, 4096, "text: tokens of the searched prompt"),
+    MG_KEY_INT("prompt_len", "6", 1, 4096, "text: tokens of the searched prompt"),
     MG_KEY_INT("text_steps", "32", 1, 100000, "text: GCG steps of the prompt search"),
     MG_KEY_INT("seed", "0", 0, 4294967295.0, "random seed of the optimization"),
-    MG_KEY_INT("k", "8", 1, 64, "top dataset examples shown"),
+    MG_KEY_INT("top", "8", 1, 64, "top dataset examples shown"),
     MG_KEY_INT("quantiles", "4", 0, 20, "quantile bands of the distribution to draw examples from"),
     MG_KEY_INT("per_band", "3", 1, 20, "examples per quantile band"),
     MG_KEY_INT("bins", "50", 1, 1000, "histogram bins"),

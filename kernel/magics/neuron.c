@@ -122,7 +122,9 @@ static int text_progress(void *user, const am_text_progress *p)
 
 /* ---------------------------------------------------------------- optimized inputs */
 
-/* Images: a batch optimized together with Lucid's diversity term. A failed
+/* Images: a batch optimized together with Lucid's diversity term. The keys
+ * are %neuron's own (images=, image_steps=), not the session's batch and
+ * steps, so its modest defaults hold after a %set. A failed
  * run (a bad objective: the engine's message with its caret) fails the
  * magic: AM_OK or the status, the message in d->error. */
 static int image_optimized(dash *d)
@@ -133,8 +135,8 @@ static int image_optimized(dash *d)
     const char *objs[1] = {d->obj};
     o.objectives = objs;
     o.n_objectives = 1;
-    o.batch = (int)mg_int(d->c, "batch");
-    o.steps = (int)mg_int(d->c, "steps");
+    o.batch = (int)mg_int(d->c, "images");
+    o.steps = (int)mg_int(d->c, "image_steps");
     o.seed = (uint64_t)mg_int(d->c, "seed");
     o.diversity = o.batch > 1 ? (float)mg_float(d->c, "diversity") : 0.f;
     char *label = mg_asprintf("optimizing %s", d->obj);
@@ -194,7 +196,7 @@ static int text_optimized(dash *d, am_tokenizer *tok)
     e->am_text_options_default(&o);
     o.objective = d->obj;
     o.method = AM_TEXT_GCG;
-    o.len = (int)mg_int(d->c, "len");
+    o.len = (int)mg_int(d->c, "prompt_len");
     o.steps = (int)mg_int(d->c, "text_steps");
     o.seed = (uint64_t)mg_int(d->c, "seed");
     o.attribution = 0;
@@ -536,7 +538,7 @@ static void bands(dash *d, am_tokenizer *tok, const am_examples *ex, const float
     int nb = e->am_examples_num_bands(ex);
     if (nb <= 0)
         return;
-    heading(d, "examples across the distribution (quantile bands, lowest first)");
+    heading(d, "examples across the distribution (quantile bands, highest first)");
     cJSON *bj = cJSON_AddArrayToObject(d->json, "bands");
     int per = (int)mg_int(d->c, "per_band");
     am_example *items = mg_xcalloc((size_t)per + 1, sizeof *items);
@@ -603,7 +605,7 @@ static void dataset(dash *d, am_tokenizer *tok)
     am_examples_options o;
     e->am_examples_options_default(&o);
     o.objective = d->obj;
-    o.k = (int)mg_int(d->c, "k");
+    o.k = (int)mg_int(d->c, "top");
     o.limit = mg_int(d->c, "limit");
     o.bins = (int)mg_int(d->c, "bins");
     o.quantiles = (int)mg_int(d->c, "quantiles");

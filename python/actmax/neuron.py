@@ -28,12 +28,12 @@ def neuron(model, objective, progress=None, **kw):
     t0 = time.time()
     sweep = None
     if model.kind == "image":
-        batch = v["batch"]
-        opt = model.maximize(objective, progress=progress, steps=v["steps"], batch=batch, seed=v["seed"],
+        batch = v["images"]
+        opt = model.maximize(objective, progress=progress, steps=v["image_steps"], batch=batch, seed=v["seed"],
                              diversity=v["diversity"] if batch > 1 else 0.0)
         optimum = float(np.max(np.asarray(opt.final)))
     else:
-        opt = model.tokens(objective, progress=progress, method="gcg", len=v["len"], steps=v["text_steps"],
+        opt = model.tokens(objective, progress=progress, method="gcg", len=v["prompt_len"], steps=v["text_steps"],
                            seed=v["seed"], attribution=False)
         optimum = float(opt.activation)
         sw = model.tokens(objective, method="sweep", len=1, position=0, attribution=False)
@@ -41,7 +41,7 @@ def neuron(model, objective, progress=None, **kw):
         order = np.argsort(-np.where(np.isfinite(values), values, -np.inf), kind="stable")[:v["lens_k"]]
         sweep = [(int(i), model.token_text(int(i)), float(values[i])) for i in order]
     t_opt = time.time() - t0
-    ex_kw = dict(k=v["k"], limit=v["limit"])
+    ex_kw = dict(k=v["top"], limit=v["limit"])
     if model.kind == "text" and v["path"]:
         ex_kw["path"] = v["path"]
     examples = model.examples(objective, progress=progress, bins=v["bins"], quantiles=v["quantiles"],

@@ -38,8 +38,8 @@ def test_image_dashboard(kernel):
     _, kc = kernel
     msgs, reply = run(kc, "%model fashion-cnn")
     assert reply["content"]["status"] == "ok", errors(msgs)
-    first, t1 = timed(kc, "%neuron conv2[3] limit=2000 steps=64 updates_per_s=100")
-    _, t2 = timed(kc, "%neuron conv2[4] limit=2000 steps=64 updates_per_s=100")
+    first, t1 = timed(kc, "%neuron conv2[3] limit=2000 image_steps=64 updates_per_s=100")
+    _, t2 = timed(kc, "%neuron conv2[4] limit=2000 image_steps=64 updates_per_s=100")
     print(f"\n%neuron fashion-cnn conv2 (64 steps, 2000 test images): first {t1:.2f} s, second "
           f"{t2:.2f} s (machine shared with other builds)")
     d, data = dashboard(first)

@@ -75,7 +75,7 @@ def test_neuron_image(fashion):
     times = []
     for unit in (3, 4):
         t = time.time()
-        nr = m.neuron(f"conv2[{unit}]", steps=32, limit=2000)
+        nr = m.neuron(f"conv2[{unit}]", image_steps=32, limit=2000)
         times.append(time.time() - t)
     print(f"\nm.neuron on fashion-cnn conv2, 2000 test images, 32 steps: first {times[0]:.2f} s, "
           f"second {times[1]:.2f} s (machine shared with other builds)")
