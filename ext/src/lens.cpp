@@ -52,8 +52,10 @@ torch::Tensor lens_values(am_model *m, const std::string &layer, int64_t neuron,
         throw Error(AM_E_UNSUPPORTED, "the logit lens reads a neuron through the unembedding of a text model; " +
                                           std::string("this is an ") + m->kind + " model");
     if (!m->module_types.count(layer))
-        throw Error(AM_E_LAYER, "no module " + layer + " (the logit lens takes a module path, e.g. "
-                                "blocks.1.mlp.act); closest: " + closest_modules(m, layer));
+        throw Error(AM_E_LAYER, "no module " + layer +
+                                    " (the logit lens takes a module path, e.g. "
+                                    "blocks.1.mlp.act); closest: " +
+                                    closest_modules(m, layer));
     size_t dot = layer.rfind('.');
     std::string parent = dot == std::string::npos ? "" : layer.substr(0, dot);
     static const std::vector<std::string> none;
@@ -78,9 +80,10 @@ torch::Tensor lens_values(am_model *m, const std::string &layer, int64_t neuron,
     }
     if (!w_out.defined())
         throw Error(AM_E_UNSUPPORTED,
-                    "found no output projection after " + layer + ": the logit lens needs an MLP's hidden layer "
-                    "followed, in the same parent module, by the Linear that writes back to the residual stream "
-                    "(c_proj, down_proj, fc2), e.g. blocks.1.mlp.act" +
+                    "found no output projection after " + layer +
+                        ": the logit lens needs an MLP's hidden layer "
+                        "followed, in the same parent module, by the Linear that writes back to the residual stream "
+                        "(c_proj, down_proj, fc2), e.g. blocks.1.mlp.act" +
                         (width > 0 ? " (" + layer + " has width " + std::to_string(width) + ")" : ""));
     const int64_t hidden = w_out.size(1), D = w_out.size(0);
     if (neuron < 0 || neuron >= hidden)
@@ -113,8 +116,8 @@ torch::Tensor lens_values(am_model *m, const std::string &layer, int64_t neuron,
 
 }  // namespace
 
-extern "C" int am_logit_lens(am_model *m, const char *layer, int64_t neuron, int k, int64_t *top_ids,
-                             float *top_values, int64_t *bottom_ids, float *bottom_values, am_tensor *all) {
+extern "C" int am_logit_lens(am_model *m, const char *layer, int64_t neuron, int k, int64_t *top_ids, float *top_values,
+                             int64_t *bottom_ids, float *bottom_values, am_tensor *all) {
     if (!m) return AM_E_ARG;
     AM_FENCE_BEGIN
     am::checked(m);

@@ -222,12 +222,10 @@ struct Parser {
             p++;
         } else {
             size_t b = p;
-            while (p < s.size() && s[p] != ',' && s[p] != ')' && !std::isspace(static_cast<unsigned char>(s[p])))
-                p++;
+            while (p < s.size() && s[p] != ',' && s[p] != ')' && !std::isspace(static_cast<unsigned char>(s[p]))) p++;
             n.vec_path = s.substr(b, p - b);
         }
-        if (n.vec.empty() && n.vec_path.empty())
-            fail("the direction: a list [v0, v1, ...] or a .npy/.pt file");
+        if (n.vec.empty() && n.vec_path.empty()) fail("the direction: a list [v0, v1, ...] or a .npy/.pt file");
         if (accept(',')) {
             skip();
             int kc = col();

@@ -70,8 +70,7 @@ torch::Tensor index_tap(const ObjNode &n, int64_t b, EvalCtx &ctx) {
                 std::vector<std::pair<size_t, std::string>> d;
                 for (auto &l : labels) d.emplace_back(edit_distance(ix.label, l), l);
                 std::sort(d.begin(), d.end());
-                for (size_t i = 0; i < d.size() && i < 4; i++)
-                    close += (i ? ", " : "") + ("\"" + d[i].second + "\"");
+                for (size_t i = 0; i < d.size() && i < 4; i++) close += (i ? ", " : "") + ("\"" + d[i].second + "\"");
                 throw ObjectiveError(ix.column, labels.empty()
                                                     ? "the model has no labels; index by number instead"
                                                     : "unknown label \"" + ix.label + "\"; closest: " + close);
@@ -153,7 +152,6 @@ torch::Tensor direction_value(const ObjNode &n, int64_t b, EvalCtx &ctx) {
     if (b >= 0) return dot.mean();
     return dot.reshape({dot.size(0), -1}).mean(1);
 }
-
 
 namespace {
 
@@ -435,10 +433,9 @@ std::vector<std::string> objective_each(am_model *m, const std::string &src) {
     if (slices.size() != 1)
         throw Error(AM_E_OBJECTIVE,
                     am::objective_format_error(src, slices.empty() ? 0 : slices[1]->column,
-                                               slices.empty()
-                                                   ? "each needs one slice to sweep, e.g. conv2[0:16]"
-                                                   : "each sweeps one slice; this objective has " +
-                                                         std::to_string(slices.size()) + ", keep one"));
+                                               slices.empty() ? "each needs one slice to sweep, e.g. conv2[0:16]"
+                                                              : "each sweeps one slice; this objective has " +
+                                                                    std::to_string(slices.size()) + ", keep one"));
     const am::ObjIndex &ix = *slices[0];
     // The node holding the slice, and which of its indices it is: index k
     // reads dimension k of the layer's output (batch left out).
@@ -460,9 +457,10 @@ std::vector<std::string> objective_each(am_model *m, const std::string &src) {
     auto opts = torch::TensorOptions().device(m->device).dtype(m->kind == "text" ? torch::kLong : torch::kFloat);
     torch::Tensor out = am::tap_run(m, *plan, torch::zeros(s, opts))[0];
     if (k + 1 >= out.dim())
-        throw Error(AM_E_OBJECTIVE, am::objective_format_error(src, ix.column,
-                                                               "too many indices: " + node->layer + " has shape " +
-                                                                   am::shape_of(out[0]) + " (batch dimension left out)"));
+        throw Error(AM_E_OBJECTIVE,
+                    am::objective_format_error(src, ix.column,
+                                               "too many indices: " + node->layer + " has shape " +
+                                                   am::shape_of(out[0]) + " (batch dimension left out)"));
     const int64_t size = out.size(k + 1);
     int64_t a = ix.has_start ? ix.start : 0, e = ix.has_stop ? ix.stop : size;
     if (a < 0) a += size;
@@ -470,10 +468,10 @@ std::vector<std::string> objective_each(am_model *m, const std::string &src) {
     a = std::clamp<int64_t>(a, 0, size);
     e = std::clamp<int64_t>(e, 0, size);
     if (e <= a)
-        throw Error(AM_E_OBJECTIVE, am::objective_format_error(src, ix.column,
-                                                               "empty slice on dimension " + std::to_string(k) +
-                                                                   " of " + node->layer + " with shape " +
-                                                                   am::shape_of(out[0])));
+        throw Error(AM_E_OBJECTIVE,
+                    am::objective_format_error(src, ix.column,
+                                               "empty slice on dimension " + std::to_string(k) + " of " + node->layer +
+                                                   " with shape " + am::shape_of(out[0])));
     constexpr int64_t kMaxUnits = 1024;
     const int64_t count = (e - a + ix.step - 1) / ix.step;
     if (count > kMaxUnits)

@@ -63,8 +63,7 @@ static void png_html(dash *d, const render_png *png)
     char *b64 = NULL;
     if (!png->data || render_base64(png->data, png->size, &b64, NULL) != RENDER_OK)
         return;
-    mg_str_addf(&d->html, "<img src=\"data:image/png;base64,%s\" width=\"%d\"/>", b64,
-                png->width);
+    mg_str_addf(&d->html, "<img src=\"data:image/png;base64,%s\" width=\"%d\"/>", b64, png->width);
     render_free(b64);
 }
 
@@ -173,8 +172,8 @@ static int image_optimized(dash *d)
                                (const char *const *)caps, &go, &png) == RENDER_OK)
         png_html(d, &png);
     render_png_clear(&png);
-    char *line = mg_asprintf("%d images, %d steps, diversity %g, seed %lld: best %.4g (%.2f s)",
-                             nb, e->am_run_steps(run), o.diversity, (long long)o.seed, d->optimum,
+    char *line = mg_asprintf("%d images, %d steps, diversity %g, seed %lld: best %.4g (%.2f s)", nb,
+                             e->am_run_steps(run), o.diversity, (long long)o.seed, d->optimum,
                              e->am_run_seconds(run));
     note(d, line);
     free(line);
@@ -297,8 +296,8 @@ static void text_sweep(dash *d, am_tokenizer *tok)
         cJSON_AddNumberToObject(it, "value", sw[best[j]]);
         cJSON_AddItemToArray(arr, it);
     }
-    render_table t = {.n_cols = 3, .n_rows = k, .header = header,
-                      .cells = (const char *const *)cells};
+    render_table t = {
+        .n_cols = 3, .n_rows = k, .header = header, .cells = (const char *const *)cells};
     table(d, &t);
     for (int j = 0; j < k * 3; j++)
         free(cells[j]);
@@ -382,8 +381,8 @@ static void logit_lens(dash *d, am_tokenizer *tok)
             cJSON_AddNumberToObject(b, "value", vals[k + j]);
             cJSON_AddItemToArray(bot, b);
         }
-        render_table t = {.n_cols = 4, .n_rows = k, .header = header,
-                          .cells = (const char *const *)cells};
+        render_table t = {
+            .n_cols = 4, .n_rows = k, .header = header, .cells = (const char *const *)cells};
         table(d, &t);
         for (int j = 0; j < k * 4; j++)
             free(cells[j]);
@@ -410,8 +409,9 @@ static void text_rows(dash *d, am_tokenizer *tok, const am_example *ex, int n, c
             }
     if (hi <= lo)
         hi = lo + 1;
-    mg_str_addf(&d->html, "<table><tr><th>%s</th><th>value</th><th style=\"text-align:left\">"
-                          "context (colour: activation per token)</th></tr>",
+    mg_str_addf(&d->html,
+                "<table><tr><th>%s</th><th>value</th><th style=\"text-align:left\">"
+                "context (colour: activation per token)</th></tr>",
                 what);
     for (int i = 0; i < n; i++) {
         mg_str_addf(&d->html, "<tr><td>%d</td><td>%.4g</td><td style=\"text-align:left\">", i + 1,
@@ -447,8 +447,7 @@ static void image_grid(dash *d, const am_example *ex, int n, const float range[2
     for (int i = 0; i < n; i++) {
         for (size_t j = 0; j < per; j++)
             grid[(size_t)i * per + j] = (ex[i].image[j] - range[0]) / span;
-        caps[i] = mg_asprintf("%s %.3g", ex[i].label_name[0] ? ex[i].label_name : "?",
-                              ex[i].value);
+        caps[i] = mg_asprintf("%s %.3g", ex[i].label_name[0] ? ex[i].label_name : "?", ex[i].value);
         mg_str_addf(&d->plain, "  #%lld %-12s %.6g\n", (long long)ex[i].index,
                     ex[i].label_name[0] ? ex[i].label_name : "?", ex[i].value);
         cJSON *it = cJSON_CreateObject();
@@ -512,8 +511,12 @@ static void histogram(dash *d, const am_examples *ex)
         vlab[nv++] = optlab;
     }
     render_series s = {.name = "log10(count + 1)", .x = x, .y = y, .n = bins};
-    render_plot_opts po = {.width = 640, .height = 280, .xlabel = "activation",
-                           .ylabel = "log10(count + 1)", .vlines = vl, .vline_labels = vlab,
+    render_plot_opts po = {.width = 640,
+                           .height = 280,
+                           .xlabel = "activation",
+                           .ylabel = "log10(count + 1)",
+                           .vlines = vl,
+                           .vline_labels = vlab,
                            .n_vlines = nv};
     render_png png = {0};
     if (render_plot_png(&s, 1, &po, &png) == RENDER_OK)
@@ -586,9 +589,13 @@ static void class_means(dash *d, const am_examples *ex)
             hi = means[i] > hi ? means[i] : hi;
         }
     }
-    render_table t = {.n_cols = 2, .n_rows = n, .header = header,
-                      .cells = (const char *const *)cells, .heat = hi > lo ? heat : NULL,
-                      .heat_lo = lo, .heat_hi = hi};
+    render_table t = {.n_cols = 2,
+                      .n_rows = n,
+                      .header = header,
+                      .cells = (const char *const *)cells,
+                      .heat = hi > lo ? heat : NULL,
+                      .heat_lo = lo,
+                      .heat_hi = hi};
     table(d, &t);
     cJSON_AddItemToObject(d->json, "class_means", floats_json(means, n));
     for (int i = 0; i < n * 2; i++)
@@ -661,10 +668,11 @@ static void dataset(dash *d, am_tokenizer *tok)
                               d->text ? "tokens (each with its context)" : "test images");
     heading(d, title);
     free(title);
-    char *line = mg_asprintf("dataset maximum %.4g; firing rate %.2f%% (values > 0); scanned in "
-                             "%.2f s%s",
-                             e->am_examples_max(ex), 100.0 * rate, secs,
-                             e->am_examples_cancelled(ex) ? " (interrupted: what was scanned)" : "");
+    char *line =
+        mg_asprintf("dataset maximum %.4g; firing rate %.2f%% (values > 0); scanned in "
+                    "%.2f s%s",
+                    e->am_examples_max(ex), 100.0 * rate, secs,
+                    e->am_examples_cancelled(ex) ? " (interrupted: what was scanned)" : "");
     note(d, line);
     free(line);
     am_example *items = mg_xcalloc((size_t)n + 1, sizeof *items);
