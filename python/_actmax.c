@@ -760,6 +760,73 @@ static PyObject *Model_objective(ModelObject *self, PyObject *args)
     return r;
 }
 
+static PyObject *Model_objective_each(ModelObject *self, PyObject *args)
+{
+    const char *objective;
+    if (!PyArg_ParseTuple(args, "s", &objective))
+        return NULL;
+    if (model_enter(self) < 0)
+        return NULL;
+    char *units = NULL;
+    int count = 0, rc;
+    Py_BEGIN_ALLOW_THREADS rc = g_api->am_objective_each(self->m, objective, &units, &count);
+    Py_END_ALLOW_THREADS model_leave(self);
+    if (rc != AM_OK)
+        return model_fail(self, rc);
+    PyObject *r = PyList_New(count);
+    const char *p = units;
+    for (int i = 0; r && i < count; i++) {
+        PyObject *u = PyUnicode_FromString(p);
+        if (!u) {
+            Py_CLEAR(r);
+            break;
+        }
+        PyList_SET_ITEM(r, i, u);
+        p += strlen(p) + 1;
+    }
+    free(units);
+    return r;
+}
+
+static PyObject *Model_logit_lens(ModelObject *self, PyObject *args)
+{
+    const char *layer;
+    long long neuron;
+    int k;
+    if (!PyArg_ParseTuple(args, "sLi", &layer, &neuron, &k))
+        return NULL;
+    if (k < 0 || k > 1 << 20) {
+        PyErr_SetString(PyExc_ValueError, "k must be 0..1048576");
+        return NULL;
+    }
+    int64_t *ids = PyMem_Calloc((size_t)k * 2 + 1, sizeof(int64_t));
+    float *vals = PyMem_Calloc((size_t)k * 2 + 1, sizeof(float));
+    if (!ids || !vals || model_enter(self) < 0) {
+        PyMem_Free(ids);
+        PyMem_Free(vals);
+        return ids && vals ? NULL : PyErr_NoMemory();
+    }
+    am_tensor all = {0};
+    int rc;
+    Py_BEGIN_ALLOW_THREADS rc = g_api->am_logit_lens(self->m, layer, (int64_t)neuron, k, ids, vals,
+                                                     ids + k, vals + k, &all);
+    Py_END_ALLOW_THREADS model_leave(self);
+    PyObject *r = NULL;
+    if (rc == AM_OK) {
+        int64_t shape[1] = {k};
+        r = Py_BuildValue("(NNNNN)", array_out(ids, sizeof(int64_t), shape, 1),
+                          array_out(vals, sizeof(float), shape, 1),
+                          array_out(ids + k, sizeof(int64_t), shape, 1),
+                          array_out(vals + k, sizeof(float), shape, 1), tensor_out(&all));
+    } else {
+        r = model_fail(self, rc);
+        g_api->am_tensor_release(&all);
+    }
+    PyMem_Free(ids);
+    PyMem_Free(vals);
+    return r;
+}
+
 static PyObject *Model_embeddings(ModelObject *self, PyObject *Py_UNUSED(ignored))
 {
     if (model_enter(self) < 0)
@@ -1557,6 +1624,10 @@ static PyMethodDef Model_methods[] = {
     {"objective", (PyCFunction)Model_objective, METH_VARARGS,
      "objective(x, kind, objective, positions)"},
     {"embeddings", (PyCFunction)Model_embeddings, METH_NOARGS, "the embedding matrix (vocab, D)"},
+    {"objective_each", (PyCFunction)Model_objective_each, METH_VARARGS,
+     "objective_each(objective) -> [one objective per index of its slice]"},
+    {"logit_lens", (PyCFunction)Model_logit_lens, METH_VARARGS,
+     "logit_lens(layer, neuron, k) -> (top ids, top values, bottom ids, bottom values, all)"},
     {"maximize", (PyCFunction)Model_maximize, METH_VARARGS,
      "maximize(objectives, options, init, thresholds, progress, updates_per_s)"},
     {"code", (PyCFunction)Model_code, METH_VARARGS,

@@ -294,6 +294,18 @@ AM_API int am_model_objective(am_model *m, const am_input *input, const char *ob
 AM_API int am_model_objective_positions(am_model *m, const am_input *input, const char *objective,
                                         float *values);
 
+/* A sweep over units: the objective once per index of its one slice, e.g.
+ * "conv2[0:16]" -> "conv2[0]", "conv2[1]", ..., "conv2[15]" (the slice's
+ * text replaced, the rest of the objective kept: "conv2[2:4] - 0.1*conv1"
+ * -> "conv2[2] - 0.1*conv1", ...). Bounds left out or negative are resolved
+ * on the layer's shape from one probe forward. Pass the results as the
+ * objectives of one run (one image per unit). *units (malloc'ed, free() it)
+ * holds the *count objectives one after the other, each NUL-terminated.
+ * AM_E_OBJECTIVE (caret under the column) when the objective has no slice
+ * or more than one, or the slice is empty; AM_E_ARG for more than 1024
+ * units; AM_E_LAYER for an unknown layer. */
+AM_API int am_objective_each(am_model *m, const char *objective, char **units, int *count);
+
 /* ---------------------------------------------------------------- text models */
 
 /* Prepares the model to be driven by embeddings: finds the aten::embedding
@@ -302,6 +314,27 @@ AM_API int am_model_objective_positions(am_model *m, const am_input *input, cons
  * AM_INPUT_EMBEDS inputs are accepted by am_model_tap. Returns
  * AM_E_UNSUPPORTED when no such lookup exists. */
 AM_API int am_model_embeddings(am_model *m, am_tensor *matrix);
+
+/* The logit lens of an MLP neuron (text models): neuron n's output direction
+ * (column n of the MLP's output projection, what the neuron adds to the
+ * residual stream per unit of activation) times the unembedding, one value
+ * per token of the vocabulary, as TransformerLens' W_out[n] @ W_U.
+ * layer is the MLP's hidden activation as a module path (e.g.
+ * "blocks.1.mlp.act"). The output projection is the first Linear module
+ * after it among its parent's children whose input width is the layer's
+ * (GPT-2's c_proj, Llama's down_proj, OPT's fc2); the unembedding is the
+ * last Linear module of the model with a (vocab, D) weight (lm_head), else
+ * the token embedding matrix (an unembedding tied as x @ E^T). No bias and
+ * no final norm are applied (a norm's gain is not folded in).
+ * Writes the k highest values and their token ids (highest first) and the
+ * k lowest (lowest first) to the four arrays of k (may be NULL when k is 0)
+ * and, when all is non-NULL, every token's value (vocab) to *all.
+ * AM_E_UNSUPPORTED for an image model or a layer without such an output
+ * projection or a model without an unembedding; AM_E_LAYER for a name that
+ * is no module; AM_E_ARG for a neuron out of range or k above the vocabulary. */
+AM_API int am_logit_lens(am_model *m, const char *layer, int64_t neuron, int k, int64_t *top_ids,
+                         float *top_values, int64_t *bottom_ids, float *bottom_values,
+                         am_tensor *all);
 
 /* ---------------------------------------------------------------- tokenizer and datasets
  *
@@ -1114,7 +1147,8 @@ AM_API int am_run_code(am_model *m, const am_options *o, const char *model_path,
     X(am_examples_firing_rate) X(am_examples_num_bands) X(am_examples_band_get)       \
     X(am_examples_class_means)                                                        \
     X(am_array_save) X(am_run_code)                                                   \
-    X(am_param_image) X(am_param_magnitude) X(am_model_diversity)
+    X(am_param_image) X(am_param_magnitude) X(am_model_diversity)                     \
+    X(am_objective_each) X(am_logit_lens)
 
 /* Every struct passed by pointer, for the size check. */
 #define AM_API_STRUCTS(X)                                                             \

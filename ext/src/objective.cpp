@@ -143,6 +143,7 @@ struct Parser {
             ix.kind = ObjIndex::kLabel;
             ix.label = s.substr(b, p - b);
             p++;
+            ix.end_column = col();
             return ix;
         }
         int64_t v = 0;
@@ -151,6 +152,7 @@ struct Parser {
             if (!have_first) fail("an integer, a slice like 2:5 or ':', or a label in quotes");
             ix.kind = ObjIndex::kInt;
             ix.value = v;
+            ix.end_column = col();
             return ix;
         }
         ix.kind = ObjIndex::kSlice;
@@ -170,7 +172,75 @@ struct Parser {
                 ix.step = v;
             }
         }
+        ix.end_column = col();
         return ix;
+    }
+
+    // '[' index (',' index)* ']' after a layer name, when written.
+    void indices(ObjNode &n) {
+        if (!accept('[')) return;
+        n.indexed = true;
+        if (peek(']')) fail("an index inside the brackets");
+        n.index.push_back(index_item());
+        while (accept(',')) n.index.push_back(index_item());
+        expect(']', "',' or ']' after an index");
+    }
+
+    // A number with an optional sign (the vector of direction()).
+    double signed_number() {
+        skip();
+        bool neg = false;
+        if (p < s.size() && (s[p] == '-' || s[p] == '+')) {
+            neg = s[p] == '-';
+            p++;
+        }
+        if (!number_ahead()) fail("a number");
+        double v = number();
+        return neg ? -v : v;
+    }
+
+    // direction(LAYER[...], VECTOR [, cossim_pow=NUMBER]) after "direction(".
+    void direction(ObjNode &n) {
+        n.kind = ObjNode::kDirection;
+        n.layer = layer_name();
+        indices(n);
+        expect(',', "',' and the direction (a list [v0, v1, ...] or a .npy/.pt file) after the layer");
+        skip();
+        n.vec_column = col();
+        if (accept('[')) {
+            if (peek(']')) fail("a number in the direction's list");
+            n.vec.push_back(signed_number());
+            while (accept(',')) n.vec.push_back(signed_number());
+            expect(']', "',' or ']' in the direction's list");
+        } else if (peek('"') || peek('\'')) {
+            char q = s[p++];
+            size_t b = p;
+            while (p < s.size() && s[p] != q) p++;
+            if (p >= s.size())
+                throw ObjectiveError(n.vec_column, std::string("unterminated file name, expected a closing ") + q);
+            n.vec_path = s.substr(b, p - b);
+            p++;
+        } else {
+            size_t b = p;
+            while (p < s.size() && s[p] != ',' && s[p] != ')' && !std::isspace(static_cast<unsigned char>(s[p]))) p++;
+            n.vec_path = s.substr(b, p - b);
+        }
+        if (n.vec.empty() && n.vec_path.empty()) fail("the direction: a list [v0, v1, ...] or a .npy/.pt file");
+        if (accept(',')) {
+            skip();
+            int kc = col();
+            std::string key = layer_start(p < s.size() ? s[p] : '\0') ? layer_name() : "";
+            if (key != "cossim_pow") {
+                p = static_cast<size_t>(kc);
+                fail("cossim_pow=NUMBER (the only option of direction())");
+            }
+            expect('=', "'=' after cossim_pow");
+            skip();
+            int vc = col();
+            n.cossim_pow = signed_number();
+            if (n.cossim_pow < 0) throw ObjectiveError(vc, "cossim_pow must be >= 0 (Lucid uses 0 to 4)");
+        }
+        expect(')', "')' to close direction(...)");
     }
 
     std::unique_ptr<ObjNode> primary() {
@@ -188,8 +258,14 @@ struct Parser {
             expect(')', "')' to close the parenthesis");
             return e;
         }
-        if (p >= s.size() || !layer_start(s[p])) fail("a layer name, a number, '(' or diversity(layer)");
+        if (p >= s.size() || !layer_start(s[p]))
+            fail("a layer name, a number, '(', diversity(layer) or direction(layer, vector)");
         std::string name = layer_name();
+        if (name == "direction" && peek('(')) {
+            accept('(');
+            direction(*n);
+            return n;
+        }
         if (name == "diversity" && peek('(')) {
             accept('(');
             n->kind = ObjNode::kDiversity;
@@ -199,13 +275,7 @@ struct Parser {
         }
         n->kind = ObjNode::kTap;
         n->layer = name;
-        if (accept('[')) {
-            n->indexed = true;
-            if (peek(']')) fail("an index inside the brackets");
-            n->index.push_back(index_item());
-            while (accept(',')) n->index.push_back(index_item());
-            expect(']', "',' or ']' after an index");
-        }
+        indices(*n);
         return n;
     }
 
@@ -292,18 +362,26 @@ std::unique_ptr<ObjNode> parse_objective(const std::string &src) {
 }
 
 bool objective_is_constant(const ObjNode &n) {
-    if (n.kind == ObjNode::kTap || n.kind == ObjNode::kDiversity) return false;
+    if (n.kind == ObjNode::kTap || n.kind == ObjNode::kDiversity || n.kind == ObjNode::kDirection) return false;
     if (n.a && !objective_is_constant(*n.a)) return false;
     if (n.b && !objective_is_constant(*n.b)) return false;
     return true;
 }
 
 void objective_layers(const ObjNode &n, std::vector<std::string> &out) {
-    if (n.kind == ObjNode::kTap || n.kind == ObjNode::kDiversity) {
+    if (n.kind == ObjNode::kTap || n.kind == ObjNode::kDiversity || n.kind == ObjNode::kDirection) {
         if (std::find(out.begin(), out.end(), n.layer) == out.end()) out.push_back(n.layer);
     }
     if (n.a) objective_layers(*n.a, out);
     if (n.b) objective_layers(*n.b, out);
+}
+
+void objective_slices(const ObjNode &n, std::vector<const ObjIndex *> &out) {
+    if (n.kind == ObjNode::kTap || n.kind == ObjNode::kDirection)
+        for (const auto &ix : n.index)
+            if (ix.kind == ObjIndex::kSlice) out.push_back(&ix);
+    if (n.a) objective_slices(*n.a, out);
+    if (n.b) objective_slices(*n.b, out);
 }
 
 std::string objective_format_error(const std::string &src, int column, const std::string &msg) {

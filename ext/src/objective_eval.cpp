@@ -8,7 +8,13 @@
 #include <torch/torch.h>
 
 #include <algorithm>
+#include <cctype>
+#include <cerrno>
 #include <cstring>
+#include <cstdlib>
+#include <fstream>
+#include <functional>
+#include <iterator>
 
 namespace am {
 
@@ -26,6 +32,265 @@ torch::Tensor diversity(const torch::Tensor &act) {
     gram = gram / (gram.norm(2, {1}, true) + 1e-10);
     auto sim = torch::mm(gram, gram.t());
     return -(sim.sum() - sim.diagonal().sum()) / static_cast<double>(B);
+}
+
+// A layer reference's indices applied to its activation: element b's
+// (b >= 0) or the whole batch's with the batch dimension in front (b < 0),
+// the position of ctx.pos selected in whole-batch mode.
+torch::Tensor index_tap(const ObjNode &n, int64_t b, EvalCtx &ctx) {
+    torch::Tensor full = ctx.acts->at(n.layer);
+    // One element: t is full[b] and indices start at dimension 0. The
+    // whole batch: t keeps the batch dimension in front (lead = 1).
+    const int64_t lead = b < 0 ? 1 : 0;
+    torch::Tensor t = b < 0 ? full : full[b];
+    int64_t dim = lead;
+    const bool at_pos = b < 0 && ctx.pos >= 0;
+    bool pos_done = false;
+    for (size_t k = 0; k < n.index.size(); k++) {
+        const auto &ix = n.index[k];
+        if (k == 0 && at_pos && dim < t.dim()) {
+            if (ctx.pos >= t.size(dim))
+                throw ObjectiveError(ix.column, "position " + std::to_string(ctx.pos) + " is past the " +
+                                                    std::to_string(t.size(dim)) + " positions of " + n.layer);
+            t = t.select(dim, ctx.pos);
+            pos_done = true;
+            continue;
+        }
+        if (dim >= t.dim()) {
+            throw ObjectiveError(ix.column, "too many indices: " + n.layer + " has shape " + shape_of(full[0]) +
+                                                " (batch dimension left out)");
+        }
+        int64_t size = t.size(dim);
+        int64_t v = ix.value;
+        if (ix.kind == ObjIndex::kLabel) {
+            const auto &labels = ctx.m->labels;
+            auto f = std::find(labels.begin(), labels.end(), ix.label);
+            if (f == labels.end()) {
+                std::string close;
+                std::vector<std::pair<size_t, std::string>> d;
+                for (auto &l : labels) d.emplace_back(edit_distance(ix.label, l), l);
+                std::sort(d.begin(), d.end());
+                for (size_t i = 0; i < d.size() && i < 4; i++) close += (i ? ", " : "") + ("\"" + d[i].second + "\"");
+                throw ObjectiveError(ix.column, labels.empty()
+                                                    ? "the model has no labels; index by number instead"
+                                                    : "unknown label \"" + ix.label + "\"; closest: " + close);
+            }
+            v = f - labels.begin();
+        }
+        if (ix.kind == ObjIndex::kSlice) {
+            int64_t s = ix.has_start ? ix.start : 0, e = ix.has_stop ? ix.stop : size;
+            if (s < 0) s += size;
+            if (e < 0) e += size;
+            s = std::clamp<int64_t>(s, 0, size);
+            e = std::clamp<int64_t>(e, 0, size);
+            if (e <= s)
+                throw ObjectiveError(ix.column, "empty slice on dimension " + std::to_string(k) + " of " + n.layer +
+                                                    " with shape " + shape_of(full[0]));
+            t = t.slice(dim, s, e, ix.step);
+            dim++;
+            continue;
+        }
+        if (v < -size || v >= size) {
+            bool text_pos = k == 0 && ctx.m->kind == "text" && full.dim() >= 3;
+            throw ObjectiveError(
+                ix.column, "index " + std::to_string(v) + " is out of range for dimension " + std::to_string(k) +
+                               " (size " + std::to_string(size) + ") of " + n.layer + " with shape " +
+                               shape_of(full[0]) +
+                               (text_pos ? " (dimension 0 is the position: the prompt has " + std::to_string(size) +
+                                               " tokens, so use 0.." + std::to_string(size - 1) + " or -1.." +
+                                               std::to_string(-size) + ")"
+                                         : " (batch dimension left out)"));
+        }
+        if (v < 0) v += size;
+        t = t.select(dim, v);
+    }
+    if (b < 0 && at_pos && !pos_done) {
+        if (t.dim() < 2 || ctx.pos >= t.size(1))
+            throw ObjectiveError(n.column, n.layer + " has no position " + std::to_string(ctx.pos));
+        t = t.select(1, ctx.pos);
+    }
+    return t;
+}
+
+// Lucid's direction objective: the dot product of the activation's channel
+// vector with v at every position, times max(0.1, cos)^cossim_pow when the
+// power is not 0, averaged over the positions left. The channel axis is the
+// first after the batch for image models (NCHW, or (B, C) for linear
+// layers) and the last for text models ((B, T, D)); indices written after
+// the layer pick positions (text: the token, with the position rules of
+// the rest of the language).
+torch::Tensor direction_value(const ObjNode &n, int64_t b, EvalCtx &ctx) {
+    const bool text = ctx.m->kind == "text";
+    if (!text && !n.index.empty())
+        throw ObjectiveError(n.index[0].column,
+                             "direction() on an image layer takes the layer without indices (the dot product is "
+                             "taken at every position and averaged); write direction(" +
+                                 n.layer + ", ...)");
+    const torch::Tensor &full = ctx.acts->at(n.layer);
+    torch::Tensor t = index_tap(n, b, ctx);
+    const int64_t lead = b < 0 ? 1 : 0;
+    if (t.dim() <= lead)
+        throw ObjectiveError(n.column, "direction() needs a channel axis, but the indices leave a single value of " +
+                                           n.layer + " (shape " + shape_of(full[0]) +
+                                           "); index positions only, e.g. direction(" + n.layer + "[-1], ...)");
+    if (!text) t = t.movedim(lead, -1);  // channels last
+    const int64_t C = t.size(-1);
+    if (static_cast<int64_t>(n.vec.size()) != C) {
+        std::string axis = text ? "last" : "channel";
+        throw ObjectiveError(n.vec_column, "the direction has " + std::to_string(n.vec.size()) + " values but " +
+                                               n.layer + " (shape " + shape_of(full[0]) + ", batch left out) has " +
+                                               std::to_string(C) + " on its " + axis + " axis; give " +
+                                               std::to_string(C) + " values");
+    }
+    auto v = torch::tensor(n.vec, torch::kDouble).to(t.device(), t.scalar_type());
+    auto dot = (t * v).sum(-1);
+    if (n.cossim_pow != 0) {
+        constexpr double eps = 1e-4;  // Lucid's
+        auto cos = dot / (t.norm(2, {-1}) + eps) / (v.norm() + eps);
+        dot = dot * cos.clamp_min(0.1).pow(n.cossim_pow);
+    }
+    if (b >= 0) return dot.mean();
+    return dot.reshape({dot.size(0), -1}).mean(1);
+}
+
+namespace {
+
+std::vector<char> read_file(const std::string &path, int column) {
+    std::ifstream f(path, std::ios::binary);
+    if (!f) throw ObjectiveError(column, "cannot read the direction file " + path + ": " + std::strerror(errno));
+    return std::vector<char>(std::istreambuf_iterator<char>(f), std::istreambuf_iterator<char>());
+}
+
+// A .npy file (NumPy format 1.0 to 3.0) as doubles, with its shape.
+std::vector<double> read_npy(const std::vector<char> &d, const std::string &path, int column,
+                             std::vector<int64_t> &shape) {
+    auto bad = [&](const std::string &why) -> ObjectiveError {
+        return ObjectiveError(column, path + " is not a NumPy array file I can read: " + why);
+    };
+    if (d.size() < 10 || std::memcmp(d.data(), "\x93NUMPY", 6) != 0) throw bad("no \\x93NUMPY magic");
+    int major = static_cast<unsigned char>(d[6]);
+    size_t hlen, off;
+    if (major == 1) {
+        hlen = static_cast<unsigned char>(d[8]) | (static_cast<size_t>(static_cast<unsigned char>(d[9])) << 8);
+        off = 10;
+    } else {
+        if (d.size() < 12) throw bad("truncated header");
+        hlen = 0;
+        for (int i = 3; i >= 0; i--) hlen = (hlen << 8) | static_cast<unsigned char>(d[8 + i]);
+        off = 12;
+    }
+    if (off + hlen > d.size()) throw bad("truncated header");
+    std::string h(d.data() + off, hlen);
+    auto field = [&](const std::string &key) {
+        size_t k = h.find("'" + key + "'");
+        if (k == std::string::npos) throw bad("no '" + key + "' in the header");
+        size_t c = h.find(':', k);
+        if (c == std::string::npos) throw bad("bad header");
+        size_t b = h.find_first_not_of(" ", c + 1);
+        return h.substr(b);
+    };
+    std::string descr = field("descr");
+    if (descr.size() < 5 || descr[0] != '\'') throw bad("bad descr");
+    descr = descr.substr(1, descr.find('\'', 1) - 1);
+    if (field("fortran_order").rfind("True", 0) == 0) {
+        // A vector is the same in either order; only matrices are refused below.
+    }
+    std::string sh = field("shape");
+    if (sh.empty() || sh[0] != '(') throw bad("bad shape");
+    sh = sh.substr(1, sh.find(')') - 1);
+    shape.clear();
+    for (size_t i = 0; i < sh.size();) {
+        while (i < sh.size() && (sh[i] == ' ' || sh[i] == ',')) i++;
+        if (i >= sh.size()) break;
+        shape.push_back(std::strtoll(sh.c_str() + i, nullptr, 10));
+        while (i < sh.size() && std::isdigit(static_cast<unsigned char>(sh[i]))) i++;
+    }
+    int64_t count = 1;
+    for (auto s : shape) count *= s;
+    const char *p = d.data() + off + hlen;
+    size_t avail = d.size() - off - hlen;
+    std::vector<double> out(static_cast<size_t>(count));
+    auto need = [&](size_t width) {
+        if (avail < width * static_cast<size_t>(count)) throw bad("the data is shorter than the shape says");
+    };
+    if (descr == "<f4") {
+        need(4);
+        for (int64_t i = 0; i < count; i++) {
+            float x;
+            std::memcpy(&x, p + 4 * i, 4);
+            out[i] = x;
+        }
+    } else if (descr == "<f8") {
+        need(8);
+        std::memcpy(out.data(), p, 8 * static_cast<size_t>(count));
+    } else if (descr == "<f2") {
+        need(2);
+        auto t = torch::from_blob(const_cast<char *>(p), {count}, torch::kHalf).to(torch::kDouble);
+        std::memcpy(out.data(), t.data_ptr<double>(), 8 * static_cast<size_t>(count));
+    } else if (descr == "<i4") {
+        need(4);
+        for (int64_t i = 0; i < count; i++) {
+            int32_t x;
+            std::memcpy(&x, p + 4 * i, 4);
+            out[i] = x;
+        }
+    } else if (descr == "<i8") {
+        need(8);
+        for (int64_t i = 0; i < count; i++) {
+            int64_t x;
+            std::memcpy(&x, p + 8 * i, 8);
+            out[i] = static_cast<double>(x);
+        }
+    } else {
+        throw bad("dtype " + descr + " (give float16, float32, float64, int32 or int64)");
+    }
+    return out;
+}
+
+// A torch.save file of one tensor.
+std::vector<double> read_pt(const std::vector<char> &d, const std::string &path, int column,
+                            std::vector<int64_t> &shape) {
+    c10::IValue v;
+    try {
+        v = torch::pickle_load(d);
+    } catch (const std::exception &e) {
+        throw ObjectiveError(column, path + " is not a tensor saved by torch.save: " + short_what(e.what(), 1));
+    }
+    if (!v.isTensor())
+        throw ObjectiveError(column, path + " holds a " + v.tagKind() +
+                                         ", not a tensor; save the vector alone: torch.save(v, \"" + path + "\")");
+    auto t = v.toTensor().detach().to(torch::kCPU, torch::kDouble).contiguous();
+    shape.assign(t.sizes().begin(), t.sizes().end());
+    return std::vector<double>(t.data_ptr<double>(), t.data_ptr<double>() + t.numel());
+}
+
+}  // namespace
+
+void load_directions(ObjNode &n) {
+    if (n.kind == ObjNode::kDirection && !n.vec_path.empty()) {
+        const std::string &path = n.vec_path;
+        auto ends = [&](const char *ext) {
+            size_t k = std::strlen(ext);
+            return path.size() >= k && path.compare(path.size() - k, k, ext) == 0;
+        };
+        std::vector<int64_t> shape;
+        if (ends(".npy"))
+            n.vec = read_npy(read_file(path, n.vec_column), path, n.vec_column, shape);
+        else if (ends(".pt") || ends(".pth"))
+            n.vec = read_pt(read_file(path, n.vec_column), path, n.vec_column, shape);
+        else
+            throw ObjectiveError(n.vec_column, "the direction file " + path +
+                                                   " is neither .npy nor .pt; give a NumPy (.npy) or torch.save "
+                                                   "(.pt) file of one vector, or the values as [v0, v1, ...]");
+        int big = 0;
+        for (auto s : shape) big += s > 1;
+        if (big > 1 || n.vec.empty())
+            throw ObjectiveError(n.vec_column, path + " holds an array of shape " + shape_str(shape) +
+                                                   "; a direction is one vector (shape (C,)): save one row, "
+                                                   "e.g. W_enc[:, i]");
+    }
+    if (n.a) load_directions(*n.a);
+    if (n.b) load_directions(*n.b);
 }
 
 torch::Tensor eval_node(const ObjNode &n, int64_t b, EvalCtx &ctx) {
@@ -53,81 +318,11 @@ torch::Tensor eval_node(const ObjNode &n, int64_t b, EvalCtx &ctx) {
         return d;
     }
     case ObjNode::kTap: {
-        torch::Tensor full = ctx.acts->at(n.layer);
-        // One element: t is full[b] and indices start at dimension 0. The
-        // whole batch: t keeps the batch dimension in front (lead = 1).
-        const int64_t lead = b < 0 ? 1 : 0;
-        torch::Tensor t = b < 0 ? full : full[b];
-        int64_t dim = lead;
-        const bool at_pos = b < 0 && ctx.pos >= 0;
-        bool pos_done = false;
-        for (size_t k = 0; k < n.index.size(); k++) {
-            const auto &ix = n.index[k];
-            if (k == 0 && at_pos && dim < t.dim()) {
-                if (ctx.pos >= t.size(dim))
-                    throw ObjectiveError(ix.column, "position " + std::to_string(ctx.pos) + " is past the " +
-                                                        std::to_string(t.size(dim)) + " positions of " + n.layer);
-                t = t.select(dim, ctx.pos);
-                pos_done = true;
-                continue;
-            }
-            if (dim >= t.dim()) {
-                throw ObjectiveError(ix.column, "too many indices: " + n.layer + " has shape " + shape_of(full[0]) +
-                                                    " (batch dimension left out)");
-            }
-            int64_t size = t.size(dim);
-            int64_t v = ix.value;
-            if (ix.kind == ObjIndex::kLabel) {
-                const auto &labels = ctx.m->labels;
-                auto f = std::find(labels.begin(), labels.end(), ix.label);
-                if (f == labels.end()) {
-                    std::string close;
-                    std::vector<std::pair<size_t, std::string>> d;
-                    for (auto &l : labels) d.emplace_back(edit_distance(ix.label, l), l);
-                    std::sort(d.begin(), d.end());
-                    for (size_t i = 0; i < d.size() && i < 4; i++)
-                        close += (i ? ", " : "") + ("\"" + d[i].second + "\"");
-                    throw ObjectiveError(ix.column, labels.empty()
-                                                        ? "the model has no labels; index by number instead"
-                                                        : "unknown label \"" + ix.label + "\"; closest: " + close);
-                }
-                v = f - labels.begin();
-            }
-            if (ix.kind == ObjIndex::kSlice) {
-                int64_t s = ix.has_start ? ix.start : 0, e = ix.has_stop ? ix.stop : size;
-                if (s < 0) s += size;
-                if (e < 0) e += size;
-                s = std::clamp<int64_t>(s, 0, size);
-                e = std::clamp<int64_t>(e, 0, size);
-                if (e <= s)
-                    throw ObjectiveError(ix.column, "empty slice on dimension " + std::to_string(k) + " of " + n.layer +
-                                                        " with shape " + shape_of(full[0]));
-                t = t.slice(dim, s, e, ix.step);
-                dim++;
-                continue;
-            }
-            if (v < -size || v >= size) {
-                bool text_pos = k == 0 && ctx.m->kind == "text" && full.dim() >= 3;
-                throw ObjectiveError(
-                    ix.column, "index " + std::to_string(v) + " is out of range for dimension " + std::to_string(k) +
-                                   " (size " + std::to_string(size) + ") of " + n.layer + " with shape " +
-                                   shape_of(full[0]) +
-                                   (text_pos ? " (dimension 0 is the position: the prompt has " + std::to_string(size) +
-                                                   " tokens, so use 0.." + std::to_string(size - 1) + " or -1.." +
-                                                   std::to_string(-size) + ")"
-                                             : " (batch dimension left out)"));
-            }
-            if (v < 0) v += size;
-            t = t.select(dim, v);
-        }
+        torch::Tensor t = index_tap(n, b, ctx);
         if (b >= 0) return t.mean();
-        if (at_pos && !pos_done) {
-            if (t.dim() < 2 || ctx.pos >= t.size(1))
-                throw ObjectiveError(n.column, n.layer + " has no position " + std::to_string(ctx.pos));
-            t = t.select(1, ctx.pos);
-        }
         return t.reshape({t.size(0), -1}).mean(1);  // (B): the mean of each element's rest
     }
+    case ObjNode::kDirection: return direction_value(n, b, ctx);
     }
     throw ObjectiveError(n.column, "internal: unknown node");
 }
@@ -224,6 +419,93 @@ extern "C" int am_model_objective_positions(am_model *m, const am_input *input, 
     if (!m) return AM_E_ARG;
     AM_FENCE_BEGIN
     model_objective(m, input, objective, values, true);
+    return AM_OK;
+    AM_FENCE_END(&m->error)
+}
+
+namespace {
+
+// The objective once per index of its one slice (am_objective_each).
+std::vector<std::string> objective_each(am_model *m, const std::string &src) {
+    std::unique_ptr<am::ObjNode> root = am::parse_with_caret(src);
+    std::vector<const am::ObjIndex *> slices;
+    am::objective_slices(*root, slices);
+    if (slices.size() != 1)
+        throw Error(AM_E_OBJECTIVE,
+                    am::objective_format_error(src, slices.empty() ? 0 : slices[1]->column,
+                                               slices.empty() ? "each needs one slice to sweep, e.g. conv2[0:16]"
+                                                              : "each sweeps one slice; this objective has " +
+                                                                    std::to_string(slices.size()) + ", keep one"));
+    const am::ObjIndex &ix = *slices[0];
+    // The node holding the slice, and which of its indices it is: index k
+    // reads dimension k of the layer's output (batch left out).
+    std::function<const am::ObjNode *(const am::ObjNode &)> owner = [&](const am::ObjNode &n) -> const am::ObjNode * {
+        for (const auto &i : n.index)
+            if (&i == &ix) return &n;
+        for (const am::ObjNode *c : {n.a.get(), n.b.get()})
+            if (c)
+                if (const am::ObjNode *o = owner(*c)) return o;
+        return nullptr;
+    };
+    const am::ObjNode *node = owner(*root);
+    const int64_t k = &ix - node->index.data();
+    // The dimension's size from one probe forward (batch 1, zeros).
+    auto plan = am::tap_plan(m, am::Base::kForward, {node->layer});
+    torch::NoGradGuard ng;
+    std::vector<int64_t> s{1};
+    s.insert(s.end(), m->input_shape.begin(), m->input_shape.end());
+    auto opts = torch::TensorOptions().device(m->device).dtype(m->kind == "text" ? torch::kLong : torch::kFloat);
+    torch::Tensor out = am::tap_run(m, *plan, torch::zeros(s, opts))[0];
+    if (k + 1 >= out.dim())
+        throw Error(AM_E_OBJECTIVE,
+                    am::objective_format_error(src, ix.column,
+                                               "too many indices: " + node->layer + " has shape " +
+                                                   am::shape_of(out[0]) + " (batch dimension left out)"));
+    const int64_t size = out.size(k + 1);
+    int64_t a = ix.has_start ? ix.start : 0, e = ix.has_stop ? ix.stop : size;
+    if (a < 0) a += size;
+    if (e < 0) e += size;
+    a = std::clamp<int64_t>(a, 0, size);
+    e = std::clamp<int64_t>(e, 0, size);
+    if (e <= a)
+        throw Error(AM_E_OBJECTIVE,
+                    am::objective_format_error(src, ix.column,
+                                               "empty slice on dimension " + std::to_string(k) + " of " + node->layer +
+                                                   " with shape " + am::shape_of(out[0])));
+    constexpr int64_t kMaxUnits = 1024;
+    const int64_t count = (e - a + ix.step - 1) / ix.step;
+    if (count > kMaxUnits)
+        throw Error(AM_E_ARG, "each would give " + std::to_string(count) + " objectives, more than " +
+                                  std::to_string(kMaxUnits) + " in one batch; sweep a smaller slice");
+    std::vector<std::string> units;
+    for (int64_t i = a; i < e; i += ix.step)
+        units.push_back(src.substr(0, static_cast<size_t>(ix.column)) + std::to_string(i) +
+                        src.substr(static_cast<size_t>(ix.end_column)));
+    return units;
+}
+
+}  // namespace
+
+extern "C" int am_objective_each(am_model *m, const char *objective, char **units, int *count) {
+    if (!m) return AM_E_ARG;
+    AM_FENCE_BEGIN
+    am::checked(m);
+    if (!objective || !units || !count)
+        throw Error(AM_E_ARG, "am_objective_each needs an objective and places for the units and their count");
+    *units = nullptr;
+    *count = 0;
+    auto v = objective_each(m, objective);
+    size_t total = 0;
+    for (auto &u : v) total += u.size() + 1;
+    char *buf = static_cast<char *>(std::malloc(total));
+    if (!buf) throw std::bad_alloc();
+    char *p = buf;
+    for (auto &u : v) {
+        std::memcpy(p, u.c_str(), u.size() + 1);
+        p += u.size() + 1;
+    }
+    *units = buf;
+    *count = static_cast<int>(v.size());
     return AM_OK;
     AM_FENCE_END(&m->error)
 }

@@ -50,9 +50,20 @@ auto with_caret(const std::string &src, F &&f) -> decltype(f()) {
     } catch (const ObjectiveError &e) { throw Error(AM_E_OBJECTIVE, objective_format_error(src, e.column, e.what())); }
 }
 
-// parse_objective with its syntax errors reported by with_caret.
+// Reads the vector files of the subtree's direction() nodes (.npy: float16/32/64
+// or int32/64, little-endian, C order; .pt: one tensor saved by torch.save)
+// into their vec: every element of an array whose dimensions are all 1 but
+// one. Throws ObjectiveError at the file name for an unreadable file, another
+// format, a dict or a matrix.
+void load_directions(ObjNode &n);
+
+// parse_objective and load_directions, with their errors reported by with_caret.
 inline std::unique_ptr<ObjNode> parse_with_caret(const std::string &src) {
-    return with_caret(src, [&] { return parse_objective(src); });
+    return with_caret(src, [&] {
+        auto n = parse_objective(src);
+        load_directions(*n);
+        return n;
+    });
 }
 
 }  // namespace am

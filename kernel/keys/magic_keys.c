@@ -173,6 +173,25 @@ const mg_key mg_keys_clear[] = {
     MG_KEY_END,
 };
 
+const mg_key mg_keys_neuron[] = {
+    MG_KEY_INT("image_steps", "128", 1, 100000,
+               "images: optimization steps of the optimized batch"),
+    MG_KEY_INT("images", "4", 1, 64, "images: optimized images, made diverse together"),
+    MG_KEY_FLOAT("diversity", "0.01", 0, 1e6, "images: weight of the batch diversity term"),
+    MG_KEY_INT("prompt_len", "6", 1, 4096, "text: tokens of the searched prompt"),
+    MG_KEY_INT("text_steps", "32", 1, 100000, "text: GCG steps of the prompt search"),
+    MG_KEY_INT("seed", "0", 0, 4294967295.0, "random seed of the optimization"),
+    MG_KEY_INT("top", "8", 1, 64, "top dataset examples shown"),
+    MG_KEY_INT("quantiles", "4", 0, 20, "quantile bands of the distribution to draw examples from"),
+    MG_KEY_INT("per_band", "3", 1, 20, "examples per quantile band"),
+    MG_KEY_INT("bins", "50", 1, 1000, "histogram bins"),
+    MG_KEY_INT("limit", "0", 0, 100000000, "scan at most this many items (text: tokens); 0: all"),
+    MG_KEY_STRING("path", "", "text models: a text file to scan instead of the held-out corpus"),
+    MG_KEY_INT("lens_k", "10", 1, 100, "text: tokens shown by the logit lens and the sweep"),
+    MG_KEY_FLOAT("updates_per_s", "4", 0.1, 100, "most live display updates per second"),
+    MG_KEY_END,
+};
+
 const mg_key *mg_magic_keys(const char *magic)
 {
     static const struct {
@@ -182,7 +201,7 @@ const mg_key *mg_magic_keys(const char *magic)
         {"model", mg_keys_model},   {"maximize", mg_keys_maximize}, {"examples", mg_keys_examples},
         {"tokens", mg_keys_tokens}, {"save", mg_keys_save},         {"sleep", mg_keys_sleep},
         {"echo", mg_keys_echo},     {"tokenize", mg_keys_tokenize}, {"clear", mg_keys_clear},
-        {"set", mg_settings_table}, {"check", mg_keys_check},
+        {"set", mg_settings_table}, {"check", mg_keys_check},       {"neuron", mg_keys_neuron},
     };
     for (size_t i = 0; i < sizeof k_tables / sizeof k_tables[0]; i++)
         if (strcmp(k_tables[i].name, magic) == 0)

@@ -54,6 +54,7 @@ extern const mg_key mg_keys_sleep[];
 extern const mg_key mg_keys_echo[];
 extern const mg_key mg_keys_tokenize[];
 extern const mg_key mg_keys_clear[];
+extern const mg_key mg_keys_neuron[];
 
 /* The keys of the magic named magic ("maximize", "set", ...), NULL if none. */
 const mg_key *mg_magic_keys(const char *magic);

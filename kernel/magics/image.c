@@ -29,6 +29,8 @@ typedef struct image_rec {
     int n_thresholds;
     double live_obj; /* the live display's last objective (transformed copies) */
     bool maco;       /* the transparency map is shown beside each image */
+    char *units;     /* "each": the n_units objectives, NUL-separated (captions), or NULL */
+    int n_units;
 } image_rec;
 
 static void image_rec_free(void *data)
@@ -41,6 +43,7 @@ static void image_rec_free(void *data)
         e->am_run_free(ir->run);
     free(ir->engine_obj);
     free(ir->thresholds);
+    free(ir->units);
     free(ir);
 }
 
@@ -112,9 +115,15 @@ static char **activation_captions(const mg_run_rec *r, int b)
     int nb = 0;
     const float *act = e->am_run_activation(rec_of(r)->run, &nb);
     char **caps = mg_xcalloc((size_t)b, sizeof *caps);
+    const char *unit = rec_of(r)->n_units == b ? rec_of(r)->units : NULL;
     for (int i = 0; i < b; i++) {
         double v = act && i < nb ? act[i] : NAN;
-        caps[i] = mg_asprintf("#%d activation %.4g", i, v);
+        if (unit) {
+            caps[i] = mg_asprintf("%s activation %.4g", unit, v);
+            unit += strlen(unit) + 1;
+        } else {
+            caps[i] = mg_asprintf("#%d activation %.4g", i, v);
+        }
     }
     return caps;
 }
@@ -347,6 +356,12 @@ static char *run_summary_json(const mg_run_rec *r)
     cJSON_AddBoolToObject(o, "cancelled", e->am_run_cancelled(rec_of(r)->run));
     cJSON_AddNumberToObject(o, "live_updates", r->live_updates);
     add_figures_json(o, r);
+    if (rec_of(r)->units) {
+        cJSON *u = cJSON_AddArrayToObject(o, "units");
+        const char *p = rec_of(r)->units;
+        for (int i = 0; i < rec_of(r)->n_units; i++, p += strlen(p) + 1)
+            cJSON_AddItemToArray(u, cJSON_CreateString(p));
+    }
     char *txt = cJSON_PrintUnformatted(o);
     cJSON_Delete(o);
     char *out = mg_strdup(txt ? txt : "{}");
@@ -604,6 +619,9 @@ typedef struct max_opts {
     am_options o;
     char *engine_obj; /* the objective as the engine runs it */
     const char *objs[1];
+    char *units; /* "each": one objective per unit, NUL-separated (am_objective_each) */
+    const char **unit_objs;
+    int n_units;
     char *div_layer; /* diversity=LAYER:W's layer, or NULL */
     float *init;     /* (B, C, H, W) from init=PNG or init=dataset:INDEX, or NULL */
     int *thresholds; /* (n_thresholds) */
@@ -613,6 +631,8 @@ typedef struct max_opts {
 static void max_opts_free(max_opts *m)
 {
     free(m->engine_obj);
+    free(m->units);
+    free(m->unit_objs);
     free(m->div_layer);
     free(m->init);
     free(m->thresholds);
@@ -832,6 +852,31 @@ static mg_status read_init(const mg_call *c, const mg_session *s, max_opts *m, c
     return MG_OK;
 }
 
+/* "%maximize conv2[0:16] each": one image per unit of the slice. */
+static mg_status max_each(const mg_call *c, const mg_session *s, max_opts *m)
+{
+    const mg_engine_api *e = mg_engine();
+    size_t plen = strlen(c->positional);
+    if (plen <= 5 || strcmp(c->positional + plen - 5, " each") != 0)
+        return MG_OK;
+    if (m->o.diversity != 0)
+        return mg_fail(c, "ValueError",
+                       "each gives every unit its own image; diversity compares the images of "
+                       "one objective: leave diversity out");
+    m->engine_obj[strlen(m->engine_obj) - 5] = '\0';
+    int rc = e->am_objective_each(s->model, m->engine_obj, &m->units, &m->n_units);
+    if (rc != AM_OK)
+        return mg_fail(c, e->am_status_class(rc), "%s", e->am_model_error(s->model));
+    m->unit_objs = mg_xcalloc((size_t)m->n_units, sizeof *m->unit_objs);
+    const char *u = m->units;
+    for (int i = 0; i < m->n_units; i++, u += strlen(u) + 1)
+        m->unit_objs[i] = u;
+    m->o.objectives = m->unit_objs;
+    m->o.n_objectives = m->n_units;
+    m->o.batch = m->n_units;
+    return MG_OK;
+}
+
 /* The options of a %maximize call on model s->model; MG_OK, or the error
  * already shown. */
 static mg_status max_options(const mg_call *c, const mg_session *s, max_opts *m)
@@ -842,7 +887,7 @@ static mg_status max_options(const mg_call *c, const mg_session *s, max_opts *m)
     m->objs[0] = m->engine_obj;
     m->o.objectives = m->objs;
     m->o.n_objectives = 1;
-    if (read_keys(c, m) != MG_OK)
+    if (read_keys(c, m) != MG_OK || max_each(c, s, m) != MG_OK)
         return MG_ERROR;
     /* Worded as the objective language's diversity(...) is refused. */
     if (m->o.diversity > 0 && m->o.batch < 2)
@@ -918,6 +963,9 @@ static mg_run_rec max_record(const mg_call *c, max_opts *m, am_run *run, const l
     ir->engine_obj = m->engine_obj;
     ir->thresholds = m->thresholds;
     ir->n_thresholds = m->n_thresholds;
+    ir->units = m->units;
+    ir->n_units = m->n_units;
+    m->units = NULL;
     m->engine_obj = NULL;
     m->thresholds = NULL;
     mg_run_rec r = {.ops = &mg_image_run_ops, .data = ir, .live_updates = L->d.updates};

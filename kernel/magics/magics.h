@@ -26,6 +26,9 @@ mg_status mg_magic_tokenize(mg_call *c);
 /* examples.c */
 mg_status mg_magic_examples(mg_call *c);
 
+/* neuron.c */
+mg_status mg_magic_neuron(mg_call *c);
+
 /* session.c: over the runs of every kind */
 mg_status mg_magic_runs(mg_call *c);
 mg_status mg_magic_show(mg_call *c);

@@ -117,6 +117,23 @@ static const mg_magic MAGICS[] = {
      .keys = mg_keys_save,
      .run = mg_magic_save,
      .prepare = mg_engine_load},
+    {.name = "neuron",
+     .kinds = MG_LINE,
+     .summary = "One unit's dashboard: optimized inputs, dataset examples, histogram, lens.",
+     .help = "%neuron conv2[5]                      images: a diverse optimized batch, the top\n"
+             "                                     test images, quantile bands, the histogram\n"
+             "                                     with the optimum marked, class means\n"
+             "%neuron blocks.1.mlp.act[-1, 42]     text: the best GCG prompt, the single-token\n"
+             "                                     sweep, top corpus tokens in context, bands,\n"
+             "                                     the histogram, the logit lens\n"
+             "Modest by default (steps=128, text_steps=32); the keys change it.",
+     .positional = "OBJECTIVE",
+     .positional_doc = "a unit, e.g. conv2[5] or blocks.1.mlp.act[-1, 42]",
+     .positional_required = true,
+     .keys = mg_keys_neuron,
+     .run = mg_magic_neuron,
+     .complete = mg_magic_objective_complete,
+     .prepare = mg_engine_load},
     {.name = "check",
      .kinds = MG_LINE,
      .summary = "Grade a run against an exercise of the checks file: PASS, or FAIL with a hint.",

@@ -23,7 +23,7 @@ from ._actmax import (Error, FormatError, ModelError, ObjectiveError, LayerError
                       UnsupportedError, DeviceError, EngineError)
 from ._display import Live, in_notebook, png_html
 
-__all__ = ["load", "Model", "Layer", "Result", "TokensResult", "Examples", "engine", "keys",
+__all__ = ["load", "Model", "Layer", "Result", "TokensResult", "Examples", "LogitLens", "engine", "keys",
            "Error", "ModelNotFoundError", "FormatError", "ModelError", "ObjectiveError", "LayerError",
            "UnsupportedError", "DeviceError", "EngineError"]
 __version__ = _actmax.VERSION
@@ -418,16 +418,43 @@ class Model:
         """Text models: the token embedding matrix (vocab, D)."""
         return _out(self._m.embeddings())
 
+    def objective_each(self, objective):
+        """The objective once per index of its one slice: "conv2[0:4]" ->
+        ["conv2[0]", "conv2[1]", "conv2[2]", "conv2[3]"]."""
+        return self._m.objective_each(objective)
+
+    def logit_lens(self, layer, neuron, k=10):
+        """Text models: MLP neuron `neuron` of `layer` (e.g. "blocks.1.mlp.act")
+        read through the unembedding (W_out[:, n] @ W_U): a LogitLens with the k
+        highest and lowest tokens (ids, values, text) and every token's value."""
+        ti, tv, bi, bv, al = self._m.logit_lens(layer, int(neuron), int(k))
+        return LogitLens(self, layer, int(neuron), _out(ti, np.int64), _out(tv), _out(bi, np.int64),
+                         _out(bv), _out(al))
+
+    def neuron(self, objective, progress=None, **kw):
+        """A dashboard of one unit: optimized inputs beside dataset examples,
+        the activation distribution and, for text, the logit lens. Keys are
+        those of %neuron (actmax.keys("neuron")). Returns a Neuron."""
+        from .neuron import neuron
+        return neuron(self, objective, progress, **kw)
+
     # ------------------------------------------------------------ image runs
 
     def maximize(self, objective, progress=None, **kw):
         """Optimizes images that maximize an objective (a string), or one image
-        per objective of a list in one batch. Keys and defaults are those of
+        per objective of a list in one batch; each=True sweeps the one slice of
+        the objective, one image per unit ("conv2[0:16]" -> conv2[0] ...
+        conv2[15], as %maximize conv2[0:16] each). Keys and defaults are those of
         %maximize (actmax.keys("maximize")); init= may also be a tensor
         (C, H, W) or (B, C, H, W) in the model's value range. Ctrl-C stops the
         run and returns the best result so far (r.interrupted)."""
         init = kw.pop("init", None)
         thresholds = kw.pop("thresholds", None)
+        if kw.pop("each", False):
+            if not isinstance(objective, str):
+                raise ValueError("each=True sweeps the slice of one objective (a string, e.g. \"conv2[0:16]\"), "
+                                 "not a list")
+            objective = self._m.objective_each(objective)
         if init is not None and not isinstance(init, str):
             init_arr, init_text = _array(init, "init"), None
         else:
@@ -800,7 +827,12 @@ class Result:
         """The result as the kernel draws it: one upscaled image, or a grid
         captioned with each image's own activation on the clean image."""
         b = self._display.shape[0]
-        caps = None if b == 1 else ["#%d activation %.4g" % (i, float(self.activation[i])) for i in range(b)]
+        if b == 1:
+            caps = None
+        elif isinstance(self.objective, list) and len(self.objective) == b:
+            caps = ["%s activation %.4g" % (o, float(self.activation[i])) for i, o in enumerate(self.objective)]
+        else:
+            caps = ["#%d activation %.4g" % (i, float(self.activation[i])) for i in range(b)]
         return _actmax.images_png(self._display, caps, None, _actmax.RENDER_MIN_PX)[0]
 
     def transparency_png(self):
@@ -845,6 +877,37 @@ class Result:
 def _html(s):
     return (s.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
             .replace('"', "&quot;").replace("'", "&#39;"))
+
+
+LensToken = namedtuple("LensToken", "id text value")
+
+
+class LogitLens:
+    """A neuron's output direction through the unembedding: top and bottom
+    (lists of LensToken, k each), values (vocab,)."""
+
+    def __init__(self, model, layer, neuron, ti, tv, bi, bv, values):
+        self.layer, self.neuron = layer, neuron
+
+        def text(i):
+            try:
+                return model.token_text(i)
+            except UnsupportedError:  # no tokenizer: the id stands for the token
+                return "#%d" % i
+        self.top = [LensToken(int(i), text(int(i)), float(v)) for i, v in zip(ti, tv)]
+        self.bottom = [LensToken(int(i), text(int(i)), float(v)) for i, v in zip(bi, bv)]
+        self.values = values
+
+    def __repr__(self):
+        top = ", ".join("%r %.3g" % (t.text, t.value) for t in self.top[:5])
+        return f"<actmax.LogitLens {self.layer}[{self.neuron}]: top {top}>"
+
+    def _repr_html_(self):
+        def rows(ts):
+            return "".join(f"<tr><td><code>{_html(t.text)}</code></td><td>{t.value:+.3f}</td></tr>" for t in ts)
+        return (f"<div><b>logit lens of {_html(self.layer)}[{self.neuron}]</b><table><tr><th>top</th>"
+                f"<th></th></tr>{rows(self.top)}<tr><th>bottom</th><th></th></tr>{rows(self.bottom)}"
+                f"</table></div>")
 
 
 class TokensResult:
