@@ -234,4 +234,4 @@ def test_logit_lens_errors(gpt, net):
 def test_direction_with_diversity(net):
     m, _ = net
     r = m.maximize(f"direction(conv, {vec(V)})", batch=2, diversity=0.5, steps=4, seed=0)
-    assert r.engine_objective.endswith("diversity(conv)")
+    assert r.diversity_layer == "conv"  # the direction's layer, chosen by the engine
