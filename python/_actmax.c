@@ -1016,6 +1016,57 @@ static PyObject *run_result(const am_run *r, int interrupted)
                          interrupted ? Py_True : Py_False);
 }
 
+/* The engine options of a run from Python's (objectives, options dict,
+ * init buffer or None), shared by maximize and code; release with
+ * run_args_release whatever run_args_init returned. */
+typedef struct run_args {
+    PyObject *seq;
+    const char **names;
+    Py_buffer view;
+    int have_view;
+    am_options o;
+} run_args;
+
+static void run_args_release(run_args *ra)
+{
+    if (ra->have_view)
+        PyBuffer_Release(&ra->view);
+    PyMem_Free(ra->names);
+    Py_XDECREF(ra->seq);
+}
+
+static int run_args_init(run_args *ra, PyObject *objs, PyObject *opts, PyObject *init)
+{
+    memset(ra, 0, sizeof *ra);
+    g_api->am_options_default(&ra->o);
+    if (!(ra->seq = PySequence_Fast(objs, "objectives must be a list of strings")))
+        return -1;
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(ra->seq);
+    if (!(ra->names = PyMem_Calloc((size_t)n + 1, sizeof *ra->names))) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    for (Py_ssize_t i = 0; i < n; i++)
+        if (!(ra->names[i] = PyUnicode_AsUTF8(PySequence_Fast_GET_ITEM(ra->seq, i))))
+            return -1;
+    ra->o.objectives = ra->names;
+    ra->o.n_objectives = (int)n;
+    if (set_fields(&ra->o, k_run_fields, sizeof k_run_fields / sizeof *k_run_fields, opts) < 0)
+        return -1;
+    if (init != Py_None) {
+        if (PyObject_GetBuffer(init, &ra->view, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) < 0)
+            return -1;
+        ra->have_view = 1;
+        if (!is_float_format(ra->view.format) || ra->view.itemsize != 4) {
+            PyErr_SetString(PyExc_TypeError, "init must be float32");
+            return -1;
+        }
+        ra->o.init = AM_INIT_IMAGE;
+        ra->o.init_image = ra->view.buf;
+    }
+    return 0;
+}
+
 /* maximize(objectives, options, init, thresholds, progress, updates_per_s) -> dict */
 static PyObject *Model_maximize(ModelObject *self, PyObject *args)
 {
@@ -1024,35 +1075,11 @@ static PyObject *Model_maximize(ModelObject *self, PyObject *args)
     if (!PyArg_ParseTuple(args, "OO!OOOd", &objs, &PyDict_Type, &opts, &init, &thr, &progress,
                           &per_second))
         return NULL;
-    PyObject *seq = PySequence_Fast(objs, "objectives must be a list of strings");
-    if (!seq)
-        return NULL;
-    Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
     PyObject *thr_seq = NULL, *result = NULL;
-    const char **names = PyMem_Calloc((size_t)n + 1, sizeof *names);
     int *thresholds = NULL;
-    Py_buffer view = {0};
-    int have_view = 0;
-    am_options o;
-    g_api->am_options_default(&o);
-    for (Py_ssize_t i = 0; i < n; i++)
-        if (!(names[i] = PyUnicode_AsUTF8(PySequence_Fast_GET_ITEM(seq, i))))
-            goto done;
-    o.objectives = names;
-    o.n_objectives = (int)n;
-    if (set_fields(&o, k_run_fields, sizeof k_run_fields / sizeof *k_run_fields, opts) < 0)
+    run_args ra;
+    if (run_args_init(&ra, objs, opts, init) < 0)
         goto done;
-    if (init != Py_None) {
-        if (PyObject_GetBuffer(init, &view, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) < 0)
-            goto done;
-        have_view = 1;
-        if (!is_float_format(view.format) || view.itemsize != 4) {
-            PyErr_SetString(PyExc_TypeError, "init must be float32");
-            goto done;
-        }
-        o.init = AM_INIT_IMAGE;
-        o.init_image = view.buf;
-    }
     if (thr != Py_None) {
         if (!(thr_seq = PySequence_Fast(thr, "thresholds must be a list of steps")))
             goto done;
@@ -1064,18 +1091,18 @@ static PyObject *Model_maximize(ModelObject *self, PyObject *args)
                 goto done;
             thresholds[i] = (int)v;
         }
-        o.thresholds = thresholds;
-        o.n_thresholds = (int)nt;
+        ra.o.thresholds = thresholds;
+        ra.o.n_thresholds = (int)nt;
     }
     progress_ctx g;
     progress_init(&g, progress, per_second);
-    o.progress = run_progress;
-    o.progress_user = &g;
+    ra.o.progress = run_progress;
+    ra.o.progress_user = &g;
     if (model_enter(self) < 0)
         goto done;
     am_run *run = NULL;
     int rc;
-    Py_BEGIN_ALLOW_THREADS rc = g_api->am_run_new(self->m, &o, &run);
+    Py_BEGIN_ALLOW_THREADS rc = g_api->am_run_new(self->m, &ra.o, &run);
     Py_END_ALLOW_THREADS model_leave(self);
     if (progress_finish(&g) < 0) {
         g_api->am_run_free(run);
@@ -1089,12 +1116,9 @@ static PyObject *Model_maximize(ModelObject *self, PyObject *args)
     result = run_result(run, g.interrupted);
     g_api->am_run_free(run);
 done:
-    if (have_view)
-        PyBuffer_Release(&view);
+    run_args_release(&ra);
     PyMem_Free(thresholds);
-    PyMem_Free(names);
     Py_XDECREF(thr_seq);
-    Py_DECREF(seq);
     return result;
 }
 
@@ -1105,40 +1129,14 @@ static PyObject *Model_code(ModelObject *self, PyObject *args)
     const char *path, *model_code;
     if (!PyArg_ParseTuple(args, "OO!Osz", &objs, &PyDict_Type, &opts, &init, &path, &model_code))
         return NULL;
-    PyObject *seq = PySequence_Fast(objs, "objectives must be a list of strings");
-    if (!seq)
-        return NULL;
-    Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
     PyObject *result = NULL;
-    const char **names = PyMem_Calloc((size_t)n + 1, sizeof *names);
-    Py_buffer view = {0};
-    int have_view = 0;
-    am_options o;
-    g_api->am_options_default(&o);
-    for (Py_ssize_t i = 0; i < n; i++)
-        if (!(names[i] = PyUnicode_AsUTF8(PySequence_Fast_GET_ITEM(seq, i))))
-            goto done;
-    o.objectives = names;
-    o.n_objectives = (int)n;
-    if (set_fields(&o, k_run_fields, sizeof k_run_fields / sizeof *k_run_fields, opts) < 0)
-        goto done;
-    if (init != Py_None) {
-        if (PyObject_GetBuffer(init, &view, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) < 0)
-            goto done;
-        have_view = 1;
-        if (!is_float_format(view.format) || view.itemsize != 4) {
-            PyErr_SetString(PyExc_TypeError, "init must be float32");
-            goto done;
-        }
-        o.init = AM_INIT_IMAGE;
-        o.init_image = view.buf;
-    }
-    if (model_enter(self) < 0)
+    run_args ra;
+    if (run_args_init(&ra, objs, opts, init) < 0 || model_enter(self) < 0)
         goto done;
     char *code = NULL, err[1024] = "";
     int rc;
     Py_BEGIN_ALLOW_THREADS rc =
-        g_api->am_run_code(self->m, &o, path, model_code, &code, err, sizeof err);
+        g_api->am_run_code(self->m, &ra.o, path, model_code, &code, err, sizeof err);
     Py_END_ALLOW_THREADS model_leave(self);
     if (rc != AM_OK)
         raise_status(rc, err);
@@ -1146,10 +1144,7 @@ static PyObject *Model_code(ModelObject *self, PyObject *args)
         result = PyUnicode_FromString(code);
     free(code);
 done:
-    if (have_view)
-        PyBuffer_Release(&view);
-    PyMem_Free(names);
-    Py_DECREF(seq);
+    run_args_release(&ra);
     return result;
 }
 
