@@ -22,7 +22,6 @@ Usage: bench_quality.py --lib libactmax.so --models DIR [--steps N] [--seeds K]
 import argparse
 import math
 import os
-import platform
 import sys
 import time
 
@@ -30,23 +29,15 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from machine import cpu_model  # noqa: E402  (bench/machine.py)
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "..", "tests", "engine"))
 sys.path.insert(0, os.path.join(HERE, "..", "..", "models"))
 import fmnist  # noqa: E402
 
 CLASSES = 10
-
-
-def cpu_model():
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def normalize(x):

@@ -20,22 +20,13 @@ for every neuron; the engine's own maximum of one neuron checks it.
 """
 import argparse
 import os
-import platform
 import sys
 import time
 
 import numpy as np
 
-
-def cpu_model():
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from machine import cpu_model  # noqa: E402  (bench/machine.py)
 
 
 def corpus_max(raw, model, corpus, window, context, layers, chunk=256):
