@@ -22,7 +22,7 @@ import torch
 
 import actmax
 import actmax.raw as raw
-from tinygpt import TinyGPT, save_scripted, tokenizer_json
+from tinygpt import saved_gpt
 
 DATA = "/usr/share/datasets/fashion-mnist"
 LABELS = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
@@ -228,12 +228,8 @@ NEURON = "blocks.1.mlp.1"  # the GELU of the second block
 
 @pytest.fixture(scope="module")
 def gpt(model_dir):
-    torch.manual_seed(5)
-    tok, vocab, eot = tokenizer_json()
-    model = TinyGPT(vocab, ctx=CTX).eval()
-    meta = {"kind": "text", "vocab_size": vocab, "context": CTX, "tokenizer": "tokenizer.json"}
     path = model_dir / "gpt_examples.pt"
-    save_scripted(model, path, meta, tok)
+    model, tok, _, eot = saved_gpt(path, CTX)
     return dict(model=model, tok=tok.encode(), eot=eot, am=actmax.load(str(path), device="cpu"))
 
 

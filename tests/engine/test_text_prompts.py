@@ -13,7 +13,7 @@ import torch
 
 import actmax
 import actmax.raw as raw
-from tinygpt import TinyGPT, save_scripted, tokenizer_json
+from tinygpt import save_scripted, saved_gpt
 
 VOCAB_BYTES = 256
 CTX = 8
@@ -22,12 +22,8 @@ NEURON = "blocks.1.mlp.1"  # the GELU of the second block
 
 @pytest.fixture(scope="module")
 def gpt(model_dir):
-    torch.manual_seed(5)
-    tok, vocab, eot = tokenizer_json()
-    model = TinyGPT(vocab, ctx=CTX).eval()
-    meta = {"kind": "text", "vocab_size": vocab, "context": CTX, "tokenizer": "tokenizer.json"}
     path = model_dir / "gpt_prompts.pt"
-    save_scripted(model, path, meta, tok)
+    model, tok, vocab, eot = saved_gpt(path, CTX)
     notok = model_dir / "gpt_notok.pt"
     save_scripted(model, notok, {"kind": "text", "context": CTX})
     return dict(path=path, model=model, tok=tok.encode(), vocab=vocab, eot=eot, notok=notok)

@@ -61,6 +61,17 @@ def save_scripted(model, path, meta, tokenizer=None):
     torch.jit.save(torch.jit.script(model), str(path), _extra_files=extra)
 
 
+def saved_gpt(path, ctx, seed=5):
+    """A TinyGPT (seeded) with the tokenizer below, scripted and saved to
+    path with text metadata. Returns (model, tokenizer json, vocab, eot)."""
+    torch.manual_seed(seed)
+    tok, vocab, eot = tokenizer_json()
+    model = TinyGPT(vocab, ctx=ctx).eval()
+    meta = {"kind": "text", "vocab_size": vocab, "context": ctx, "tokenizer": "tokenizer.json"}
+    save_scripted(model, path, meta, tok)
+    return model, tok, vocab, eot
+
+
 def tokenizer_json():
     """A GPT-2-style byte-level BPE tokenizer.json: the 256 bytes, four
     merges and <|endoftext|>. Returns (json text, vocabulary size, eot id)."""
