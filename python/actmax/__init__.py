@@ -165,16 +165,9 @@ def _parse(name, k, v):
             raise bad("is out of range")
         return x
     if typ == "float":
-        try:
-            if text != text.strip() or not text:
-                raise ValueError
-            x = float(text)
-            if not math.isfinite(x):
-                raise ValueError
-        except ValueError:
-            raise bad("is not valid") from None
-        if x < lo or x > hi:
-            raise bad("is out of range")
+        x, why = _number(text, lo, hi)
+        if why:
+            raise bad("is " + why)
         return x
     if typ == "bool":
         t = text.lower()
