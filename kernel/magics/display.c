@@ -20,6 +20,15 @@ void mg_bundle_png(mg_bundle *b, const render_png *png)
     mg_bundle_meta_num(b, "image/png", "height", png->height);
 }
 
+void mg_show_png(const mg_call *c, const char *text, const render_png *png)
+{
+    mg_bundle *b = mg_bundle_new();
+    mg_bundle_text(b, "text/plain", text);
+    mg_bundle_png(b, png);
+    mg_sink_display(c->out, b, NULL);
+    mg_bundle_free(b);
+}
+
 /* PNG of a batch of images (B, C, H, W): one upscaled image, or a grid. */
 int mg_images_png(const float *img, const int64_t shape[4], const char *const *captions,
                   const char *title, int min_px, render_png *out)

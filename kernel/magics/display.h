@@ -12,6 +12,8 @@
 
 void mg_send_table(const mg_call *c, const render_table *t);
 void mg_bundle_png(mg_bundle *b, const render_png *png);
+/* One display: png with text as its text/plain twin. */
+void mg_show_png(const mg_call *c, const char *text, const render_png *png);
 /* PNG of a batch of images (B, C, H, W): one upscaled image, or a grid. */
 int mg_images_png(const float *img, const int64_t shape[4], const char *const *captions,
                   const char *title, int min_px, render_png *out);

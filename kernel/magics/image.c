@@ -400,12 +400,8 @@ static void show_snapshots(const mg_call *c, const mg_run_rec *r)
     render_png png = {0};
     if (render_grid_png(pix, n, (int)shape[1], (int)shape[2], (int)shape[3],
                         (const char *const *)caps, &go, &png) == RENDER_OK) {
-        mg_bundle *b = mg_bundle_new();
         char *text = mg_asprintf("<snapshots of run %d at %d steps>", r->id, n - 1);
-        mg_bundle_text(b, "text/plain", text);
-        mg_bundle_png(b, &png);
-        mg_sink_display(c->out, b, NULL);
-        mg_bundle_free(b);
+        mg_show_png(c, text, &png);
         free(text);
     }
     render_png_clear(&png);
@@ -449,14 +445,10 @@ static void show_transparency(const mg_call *c, const mg_run_rec *r)
 {
     render_png png = {0};
     if (transparency_png(r, &png) == RENDER_OK) {
-        mg_bundle *b = mg_bundle_new();
         char *text = mg_asprintf("<run %d: each image beside its transparency map (where the "
                                  "objective's gradient was largest over the run)>",
                                  r->id);
-        mg_bundle_text(b, "text/plain", text);
-        mg_bundle_png(b, &png);
-        mg_sink_display(c->out, b, NULL);
-        mg_bundle_free(b);
+        mg_show_png(c, text, &png);
         free(text);
     }
     render_png_clear(&png);

@@ -530,16 +530,12 @@ static void show_curves(const mg_call *c, const mg_text_rec *r, int id, const ch
 {
     render_png png = {0};
     if (text_rec_plot_png(r, id, objective, &png) == RENDER_OK) {
-        mg_bundle *b = mg_bundle_new();
         char *pt = mg_asprintf("<plot: %s over %d steps>",
                                r->proj_curve               ? "soft and projected activation"
                                : r->method == AM_TEXT_SOFT ? "soft activation"
                                                            : "activation",
                                mg_engine()->am_text_run_steps(r->run));
-        mg_bundle_text(b, "text/plain", pt);
-        mg_bundle_png(b, &png);
-        mg_sink_display(c->out, b, NULL);
-        mg_bundle_free(b);
+        mg_show_png(c, pt, &png);
         free(pt);
     }
     render_png_clear(&png);
