@@ -19,15 +19,10 @@ namespace am {
 
 namespace {
 
-// Lucid's 1/f^decay magnitude, for models without a dataset the engine reads.
+// Lucid's 1/f^decay magnitude (C, H, W/2+1), for models without a dataset
+// the engine reads: the Fourier parameterization's scale on every channel.
 torch::Tensor inverse_f(int64_t C, int64_t H, int64_t W, float decay) {
-    int64_t wf = W / 2 + 1;
-    auto iy = torch::arange(H, torch::kDouble);
-    auto fy = torch::where(iy <= (H - 1) / 2, iy, iy - static_cast<double>(H)).div(static_cast<double>(H)).unsqueeze(1);
-    auto fx = torch::arange(wf, torch::kDouble).div(static_cast<double>(W)).unsqueeze(0);
-    auto freqs = torch::sqrt(fx * fx + fy * fy);
-    auto s = 1.0 / torch::pow(torch::clamp_min(freqs, 1.0 / static_cast<double>(std::max(W, H))), decay);
-    return s.to(torch::kFloat).unsqueeze(0).expand({C, H, wf}).contiguous();
+    return fft_scale(H, W, decay).reshape({1, H, W / 2 + 1}).expand({C, H, W / 2 + 1}).contiguous();
 }
 
 // Mean |rfft2| over the training split, the images resized to the canvas

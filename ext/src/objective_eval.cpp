@@ -335,6 +335,39 @@ const ObjNode *find_diversity(const ObjNode &n) {
     return nullptr;
 }
 
+std::vector<int64_t> input_shape(const am_input *input, const char *fn) {
+    if (input->kind != AM_INPUT_FLOAT && input->kind != AM_INPUT_EMBEDS && input->kind != AM_INPUT_TOKENS)
+        throw Error(AM_E_ARG, std::string(fn) +
+                                  " takes AM_INPUT_FLOAT, AM_INPUT_TOKENS or AM_INPUT_EMBEDS inputs, got kind " +
+                                  std::to_string(input->kind));
+    if (input->kind == AM_INPUT_TOKENS ? !input->tokens : !input->data) throw Error(AM_E_ARG, "input without data");
+    if (input->ndim < 1 || input->ndim > AM_MAX_DIMS) throw Error(AM_E_ARG, "input ndim must be 1..8");
+    std::vector<int64_t> shape(input->shape, input->shape + input->ndim);
+    for (auto d : shape)
+        if (d <= 0) throw Error(AM_E_ARG, "input shape has a non-positive size");
+    return shape;
+}
+
+std::vector<torch::Tensor> input_taps(am_model *m, const am_input *input, const std::vector<int64_t> &shape,
+                                      const std::vector<std::string> &layers) {
+    Base base = Base::kForward;
+    if (input->kind == AM_INPUT_EMBEDS) {
+        int st = am_model_embeddings(m, nullptr);
+        if (st != AM_OK) throw Error(st, m->error);
+        base = Base::kEmbeds;
+    }
+    auto plan = tap_plan(m, base, layers);  // unknown layers: AM_E_LAYER with the closest names
+    auto x = input->kind == AM_INPUT_TOKENS
+                 ? torch::from_blob(const_cast<int64_t *>(input->tokens), shape, torch::kLong)
+                 : torch::from_blob(const_cast<float *>(input->data), shape, torch::kFloat);
+    x = x.clone().to(m->device);
+    try {
+        return tap_run(m, *plan, x);
+    } catch (const std::exception &e) {
+        throw Error(AM_E_MODEL, "forward failed on input of shape " + shape_of(x) + ": " + short_what(e.what(), 2));
+    }
+}
+
 }  // namespace am
 
 using am::Error;
@@ -347,17 +380,7 @@ void model_objective(am_model *m, const am_input *input, const char *objective, 
     if (!m->loaded || !m->graph) throw Error(AM_E_ARG, "the model did not load; see am_model_error");
     if (!input || !objective || !values)
         throw Error(AM_E_ARG, "am_model_objective needs an input, an objective and an array for the values");
-    if (input->kind != AM_INPUT_FLOAT && input->kind != AM_INPUT_EMBEDS && input->kind != AM_INPUT_TOKENS)
-        throw Error(AM_E_ARG,
-                    "am_model_objective takes AM_INPUT_FLOAT, AM_INPUT_TOKENS or AM_INPUT_EMBEDS "
-                    "inputs, got kind " +
-                        std::to_string(input->kind));
-    bool tokens = input->kind == AM_INPUT_TOKENS;
-    if (tokens ? !input->tokens : !input->data) throw Error(AM_E_ARG, "input without data");
-    if (input->ndim < 1 || input->ndim > AM_MAX_DIMS) throw Error(AM_E_ARG, "input ndim must be 1..8");
-    std::vector<int64_t> shape(input->shape, input->shape + input->ndim);
-    for (auto d : shape)
-        if (d <= 0) throw Error(AM_E_ARG, "input shape has a non-positive size");
+    std::vector<int64_t> shape = am::input_shape(input, "am_model_objective");
     const int64_t B = shape[0];
     if (positions && (m->kind != "text" || input->kind == AM_INPUT_FLOAT || input->ndim < 2))
         throw Error(AM_E_UNSUPPORTED,
@@ -374,25 +397,8 @@ void model_objective(am_model *m, const am_input *input, const char *objective, 
     std::vector<std::string> layers;
     am::objective_layers(*root, layers);
 
-    am::Base base = am::Base::kForward;
-    if (input->kind == AM_INPUT_EMBEDS) {
-        int st = am_model_embeddings(m, nullptr);
-        if (st != AM_OK) throw Error(st, m->error);
-        base = am::Base::kEmbeds;
-    }
-    auto plan = am::tap_plan(m, base, layers);  // unknown layers: AM_E_LAYER with the closest names
-
     torch::NoGradGuard ng;
-    auto x = tokens ? torch::from_blob(const_cast<int64_t *>(input->tokens), shape, torch::kLong)
-                    : torch::from_blob(const_cast<float *>(input->data), shape, torch::kFloat);
-    x = x.clone().to(m->device);
-    std::vector<torch::Tensor> outs;
-    try {
-        outs = am::tap_run(m, *plan, x);
-    } catch (const std::exception &e) {
-        throw Error(AM_E_MODEL,
-                    "forward failed on input of shape " + am::shape_of(x) + ": " + am::short_what(e.what(), 2));
-    }
+    auto outs = am::input_taps(m, input, shape, layers);
     am::Acts acts;
     for (size_t i = 0; i < layers.size(); i++) acts[layers[i]] = outs[i];
     const int64_t T = positions ? shape[1] : 1;

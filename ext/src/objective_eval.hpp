@@ -29,6 +29,16 @@ std::string shape_of(const torch::Tensor &t);
 // per-image Gram matrices (channels x channels) across the batch.
 torch::Tensor diversity(const torch::Tensor &act);
 
+// An am_input checked (kind, data, 1..8 positive dimensions; fn names the
+// caller in the message): its shape.
+std::vector<int64_t> input_shape(const am_input *input, const char *fn);
+
+// The layers' activations on an am_input (tokens, floats, or embeddings
+// through the model's embedding entry); unknown layers: AM_E_LAYER with the
+// closest names, a failing forward: AM_E_MODEL with the input's shape.
+std::vector<torch::Tensor> input_taps(am_model *m, const am_input *input, const std::vector<int64_t> &shape,
+                                      const std::vector<std::string> &layers);
+
 // The objective n for batch element b: a scalar tensor. With b < 0, for
 // every element at once: (B) (diversity() is refused there, it is a
 // property of the batch, not of an element). Same indexing, labels and

@@ -167,32 +167,9 @@ extern "C" int am_model_diversity(am_model *m, const am_input *input, const char
     AM_FENCE_BEGIN
     if (!m->loaded || !m->graph) throw Error(AM_E_ARG, "the model did not load; see am_model_error");
     if (!input || !layer || !value) throw Error(AM_E_ARG, "am_model_diversity needs an input, a layer and a value");
-    if (input->kind != AM_INPUT_FLOAT && input->kind != AM_INPUT_EMBEDS && input->kind != AM_INPUT_TOKENS)
-        throw Error(AM_E_ARG, "am_model_diversity takes AM_INPUT_FLOAT, AM_INPUT_TOKENS or AM_INPUT_EMBEDS inputs");
-    bool tokens = input->kind == AM_INPUT_TOKENS;
-    if (tokens ? !input->tokens : !input->data) throw Error(AM_E_ARG, "input without data");
-    if (input->ndim < 1 || input->ndim > AM_MAX_DIMS) throw Error(AM_E_ARG, "input ndim must be 1..8");
-    std::vector<int64_t> shape(input->shape, input->shape + input->ndim);
-    for (auto d : shape)
-        if (d <= 0) throw Error(AM_E_ARG, "input shape has a non-positive size");
-    am::Base base = am::Base::kForward;
-    if (input->kind == AM_INPUT_EMBEDS) {
-        int st = am_model_embeddings(m, nullptr);
-        if (st != AM_OK) throw Error(st, m->error);
-        base = am::Base::kEmbeds;
-    }
-    auto plan = am::tap_plan(m, base, {layer});  // unknown layers: AM_E_LAYER with the closest names
+    std::vector<int64_t> shape = am::input_shape(input, "am_model_diversity");
     torch::NoGradGuard ng;
-    auto x = tokens ? torch::from_blob(const_cast<int64_t *>(input->tokens), shape, torch::kLong)
-                    : torch::from_blob(const_cast<float *>(input->data), shape, torch::kFloat);
-    x = x.clone().to(m->device);
-    std::vector<torch::Tensor> outs;
-    try {
-        outs = am::tap_run(m, *plan, x);
-    } catch (const std::exception &e) {
-        throw Error(AM_E_MODEL,
-                    "forward failed on input of shape " + am::shape_of(x) + ": " + am::short_what(e.what(), 2));
-    }
+    auto outs = am::input_taps(m, input, shape, {layer});
     *value = am::diversity(outs[0]).to(torch::kCPU, torch::kFloat).item<float>();
     return AM_OK;
     AM_FENCE_END(&m->error)
