@@ -127,7 +127,7 @@ t_ready=$(at 'run.sh: kernel ready')
 # The background job's log has no stamps: its "ready (N s)" lines, added up
 # from when it started, give the times since run.sh started.
 t_bg=$(at 'run.sh: engine, fashion-cnn')
-bg_s() { awk -v m="train-background: $1: ready" 'index($0, m) == 1 { gsub(/[()s]/, "", $NF); print $NF; exit }' "$W/background.log" 2>/dev/null; }
+bg_s() { awk -v m="train-background: $1: ready" 'index($0, m) == 1 { v = $(NF - 1); gsub(/[(]/, "", v); print v; exit }' "$W/background.log" 2>/dev/null; }
 t_engine=- t_fcnn=-
 if [ "$t_bg" != - ] && [ -n "$(bg_s engine)" ]; then
     t_engine=$(awk -v a="$t_bg" -v b="$(bg_s engine)" 'BEGIN { printf "%.0f", a + b }')
