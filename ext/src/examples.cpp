@@ -959,7 +959,10 @@ void am_examples_options_default(am_examples_options *o) {
 }
 
 int am_examples_new(am_model *m, const am_examples_options *o, am_examples **out) {
-    return am::construct(out, [&](am_examples *ex) { am::examples_impl(m, o, ex); });
+    return am::construct(out, [&](am_examples *ex) {
+        am::blas_follow_threads();
+        am::examples_impl(m, o, ex);
+    });
 }
 
 void am_examples_free(am_examples *e) { delete e; }

@@ -175,6 +175,10 @@ struct Tokenizer {
 // it does not parse.
 void load_tokenizer(const am_model *m, Tokenizer &tok);
 
+// OpenBLAS's thread pool set to libtorch's intra-op thread count (model.cpp),
+// at the start of every run and scan.
+void blas_follow_threads();
+
 // m, once it has loaded; throws AM_E_ARG for NULL or a failed load.
 inline am_model *checked(am_model *m) {
     if (!m) throw Error(AM_E_ARG, "model handle is NULL");

@@ -5,6 +5,8 @@
 #include <torch/cuda.h>
 #include <torch/torch.h>
 
+#include <dlfcn.h>
+
 #include <algorithm>
 #include <cstdio>
 #include <cstring>
@@ -469,6 +471,29 @@ InputScale::InputScale(const am_model *m, torch::Device dev) {
     sd = torch::tensor(m->stdev, fopt).reshape({1, C, 1, 1}).to(dev);
     lo = m->range[0];
     hi = m->range[1];
+}
+
+// OpenBLAS keeps its own thread pool, by default one thread per core, beside
+// libtorch's intra-op threads. When a process asks libtorch for fewer threads
+// (torch.set_num_threads(1), OMP_NUM_THREADS=1), OpenBLAS still splits every
+// matrix product over all cores and its idle workers spin in sched_yield:
+// half of the process's CPU time went to the system on a quiet 2-core machine
+// (bench-engine), and on a loaded one the spinning takes cores from others.
+// So the pool follows libtorch's thread count at the start of every run.
+void blas_follow_threads() {
+    using set_fn = void (*)(int);
+    using get_fn = int (*)();
+    // libtorch's own libblas.so.3, loaded privately (not in the global
+    // scope) when the engine or torch was opened with RTLD_LOCAL.
+    static void *blas = [] {
+        void *h = dlopen("libblas.so.3", RTLD_NOW | RTLD_NOLOAD);
+        return h ? h : RTLD_DEFAULT;
+    }();
+    static set_fn set = reinterpret_cast<set_fn>(dlsym(blas, "openblas_set_num_threads"));
+    static get_fn get = reinterpret_cast<get_fn>(dlsym(blas, "openblas_get_num_threads"));
+    if (!set || !get) return;  // another BLAS, or OpenBLAS without the call
+    int want = at::get_num_threads();
+    if (want >= 1 && get() != want) set(want);
 }
 
 }  // namespace am

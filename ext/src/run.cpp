@@ -597,6 +597,7 @@ int am_run_new(am_model *m, const am_options *o, am_run **out) {
         if (!m || !m->loaded || !m->graph) throw Error(AM_E_ARG, "model handle is NULL or did not load");
         if (!o) throw Error(AM_E_ARG, "options are NULL; fill them with am_options_default first");
         try {
+            am::blas_follow_threads();
             am::run_impl(m, o, r);
         } catch (const c10::Error &e) {
             // libtorch's allocator failure, in one plain sentence.

@@ -829,6 +829,7 @@ int am_text_run_new(am_model *m, const am_text_options *o, am_text_run **out) {
     return am::construct(out, [&](am_text_run *r) {
         if (!m || !m->loaded || !m->graph) throw Error(AM_E_ARG, "model handle is NULL or did not load");
         try {
+            am::blas_follow_threads();
             am::text_run_impl(m, o, r);
         } catch (const c10::Error &e) {
             // libtorch's allocator failure, in one plain sentence.
