@@ -268,6 +268,15 @@ def one(args):
     """Runs one configuration and prints JSON (peak RSS is per process)."""
     torch.set_num_threads(args.threads)
     if args.which == "matmul":
+        # The bound of the engine's own step: the engine runs OpenBLAS with
+        # libtorch's thread count (a plain process keeps one BLAS thread per
+        # core), so the bound is measured with that count too.
+        try:
+            import ctypes
+            blas = ctypes.CDLL("libblas.so.3", mode=os.RTLD_NOLOAD | os.RTLD_NOW)
+            blas.openblas_set_num_threads(args.threads)
+        except (OSError, AttributeError):
+            pass  # another BLAS: its own threading
         a = torch.randn(2048, 2048, device=args.device)
         b = torch.randn(2048, 2048, device=args.device)
         for _ in range(2):
@@ -372,7 +381,8 @@ def main():
           f"best of {args.repeat}x{args.rounds} rounds of {args.steps} steps, "
           f"torch {torch.__version__}, {args.threads} thread(s), BLAS {blas}")
     print(f"CPU: {cpu_model()}, {os.cpu_count()} logical CPU(s), load average {os.getloadavg()[0]:.1f}")
-    print(f"2048^2 matmul: {mm:.1f} GFLOP/s (this machine's measured dense bound)\n")
+    print(f"2048^2 matmul: {mm:.1f} GFLOP/s at {args.threads} thread(s) (this machine's measured dense bound "
+          "for the engine's step)\n")
     print("steps/s: lucent = Lucent's render_vis defaults (128-px image upsampled to the model's size), "
           "equal = the same work as the engine, engine = am_run in-process, kernel = a %maximize cell")
     print("CPU ms/step user+system per side (getrusage of the process around its timed steps)\n")
