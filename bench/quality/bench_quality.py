@@ -83,14 +83,14 @@ class Judge:
 # ---------------------------------------------------------------- the engine's runs
 
 def engine_run(model, method, steps, seed, **kw):
-    import amlib
+    import actmax.raw as raw
     opts = dict(steps=steps, seed=seed)
     if method == "pixel":
-        opts.update(param=amlib.PARAM_PIXEL)
+        opts.update(param=raw.PARAM_PIXEL)
     elif method == "maco":
-        opts.update(param=amlib.PARAM_MACO)
+        opts.update(param=raw.PARAM_MACO)
     opts.update(kw)
-    run = amlib.Run(model, [f"fc[{c}]" for c in range(CLASSES)], **opts)
+    run = raw.run(model, [f"fc[{c}]" for c in range(CLASSES)], **opts)
     return run.images, run.seconds
 
 
@@ -158,12 +158,14 @@ def main():
     ap.add_argument("--maco", default="", help="MACO options for a trial, e.g. crops=8,crop_min=0.4,noise=0.1")
     args = ap.parse_args()
     if args.lib:
-        os.environ["ACTMAX_LIB"] = args.lib
-    import amlib
+        os.environ["ACTMAX_ENGINE"] = args.lib
+        # The module of the same build: build/python beside build/ext/libactmax.so.
+        sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(args.lib))), "python"))
+    import actmax.raw as raw
     torch.set_num_threads(os.cpu_count() or 1)
     cnn_path = os.path.join(args.models, "fashion-cnn.pt")
     judge = Judge(os.path.join(args.models, "fashion-judge.pt"), cnn_path)
-    model = amlib.Model(cnn_path)
+    model = raw.load(cnn_path)
     maco_kw = {}
     for item in filter(None, args.maco.split(",")):
         k, v = item.split("=")
