@@ -177,7 +177,7 @@ const mg_key mg_keys_neuron[] = {
     MG_KEY_INT("image_steps", "128", 1, 100000,
                "images: optimization steps of the optimized batch"),
     MG_KEY_INT("images", "4", 1, 64, "images: optimized images, made diverse together"),
-    MG_KEY_FLOAT("diversity", "0.01", 0, 1e6, "images: weight of the batch diversity term"),
+    MG_KEY_FLOAT("diversity", "1", 0, 1e6, "images: weight of the batch diversity term"),
     MG_KEY_INT("prompt_len", "6", 1, 4096, "text: tokens of the searched prompt"),
     MG_KEY_INT("text_steps", "32", 1, 100000, "text: GCG steps of the prompt search"),
     MG_KEY_INT("seed", "0", 0, 4294967295.0, "random seed of the optimization"),
