@@ -487,6 +487,18 @@ static void model_leave(ModelObject *self)
     self->busy = 0;
 }
 
+/* input_from, then model_enter: on failure nothing is held (view released). */
+static int input_enter(ModelObject *self, PyObject *x, int kind, Py_buffer *view, am_input *in)
+{
+    if (input_from(x, kind, view, in) < 0)
+        return -1;
+    if (model_enter(self) < 0) {
+        PyBuffer_Release(view);
+        return -1;
+    }
+    return 0;
+}
+
 static void Model_dealloc(ModelObject *self)
 {
     if (g_api) {
@@ -688,12 +700,8 @@ static PyObject *Model_tap(ModelObject *self, PyObject *args)
     }
     Py_buffer view;
     am_input in;
-    if (input_from(x, kind, &view, &in) < 0)
+    if (input_enter(self, x, kind, &view, &in) < 0)
         goto done;
-    if (model_enter(self) < 0) {
-        PyBuffer_Release(&view);
-        goto done;
-    }
     am_tensor grad = {0};
     int rc;
     Py_BEGIN_ALLOW_THREADS rc =
@@ -969,6 +977,7 @@ static PyObject *run_result(const am_run *r, int interrupted)
     const float *act = g_api->am_run_activation(r, &na);
     int64_t tshape[4] = {0};
     const float *transp = g_api->am_run_transparency(r, tshape);
+    const float *tgrey = g_api->am_run_transparency_map(r, NULL);
     const char *div_layer = g_api->am_run_diversity_layer(r);
     const char *note = g_api->am_run_note(r);
     int taken = g_api->am_run_steps(r);
@@ -998,22 +1007,24 @@ static PyObject *run_result(const am_run *r, int interrupted)
         }
         Py_DECREF(t);
     }
-    /* No transparency map: None. */
+    /* No transparency map (not a MACO run): None. */
     PyObject *tmap = transp ? array_out(transp, sizeof(float), tshape, 4) : Py_NewRef(Py_None);
-    if (!terms || !snaps || !tmap) {
+    PyObject *tgmap = tgrey ? array_out(tgrey, sizeof(float), tshape, 4) : Py_NewRef(Py_None);
+    if (!terms || !snaps || !tmap || !tgmap) {
         Py_XDECREF(terms);
         Py_XDECREF(snaps);
         Py_XDECREF(tmap);
+        Py_XDECREF(tgmap);
         return NULL;
     }
-    return Py_BuildValue("{s:N,s:N,s:N,s:N,s:N,s:s,s:s,s:N,s:N,s:i,s:d,s:O,s:O}", "images",
+    return Py_BuildValue("{s:N,s:N,s:N,s:N,s:N,s:N,s:s,s:s,s:N,s:N,s:i,s:d,s:O,s:O}", "images",
                          array_out(img, sizeof(float), shape, 4), "curve", floats_out(curve, steps),
                          "final", floats_out(fin, nb), "activation", floats_out(act, na),
-                         "transparency", tmap, "diversity_layer", div_layer ? div_layer : "",
-                         "note", note ? note : "", "terms", terms, "snapshots", snaps, "steps",
-                         taken, "seconds", g_api->am_run_seconds(r), "cancelled",
-                         g_api->am_run_cancelled(r) ? Py_True : Py_False, "interrupted",
-                         interrupted ? Py_True : Py_False);
+                         "transparency", tmap, "transparency_map", tgmap, "diversity_layer",
+                         div_layer ? div_layer : "", "note", note ? note : "", "terms", terms,
+                         "snapshots", snaps, "steps", taken, "seconds", g_api->am_run_seconds(r),
+                         "cancelled", g_api->am_run_cancelled(r) ? Py_True : Py_False,
+                         "interrupted", interrupted ? Py_True : Py_False);
 }
 
 /* The engine options of a run from Python's (objectives, options dict,
@@ -1158,12 +1169,8 @@ static PyObject *Model_diversity(ModelObject *self, PyObject *args)
         return NULL;
     Py_buffer view;
     am_input in;
-    if (input_from(x, kind, &view, &in) < 0)
+    if (input_enter(self, x, kind, &view, &in) < 0)
         return NULL;
-    if (model_enter(self) < 0) {
-        PyBuffer_Release(&view);
-        return NULL;
-    }
     float value = 0;
     int rc;
     Py_BEGIN_ALLOW_THREADS rc = g_api->am_model_diversity(self->m, &in, layer, &value);

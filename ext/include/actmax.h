@@ -661,10 +661,16 @@ AM_API const float *am_run_final(const am_run *r, int *batch);
  * is the objective alone, whatever diversity term the run optimized. */
 AM_API const float *am_run_activation(const am_run *r, int *batch);
 
-/* The transparency map (B, C, H, W): |d loss / d image| summed over the
- * steps (loss: the objectives, the diversity term and the penalties), for
- * showing where the unit looks as an alpha mask. Not normalized. */
+/* The transparency map of a MACO run (B, C, H, W): |d loss / d image|
+ * summed over the steps (loss: the objectives, the diversity term and the
+ * penalties), for showing where the unit looks as an alpha mask. Not
+ * normalized. NULL for other parameterizations (not accumulated). */
 AM_API const float *am_run_transparency(const am_run *r, int64_t shape[4]);
+
+/* The same map as the fronts show it (B, C, H, W) in [0, 1]: per image,
+ * sqrt(channel mean / its largest value), the same grey in every channel
+ * so it sits beside the image in one grid. NULL when the run has no map. */
+AM_API const float *am_run_transparency_map(const am_run *r, int64_t shape[4]);
 
 /* The layer the diversity term used ("" when the run had none). */
 AM_API const char *am_run_diversity_layer(const am_run *r);
@@ -1129,8 +1135,8 @@ AM_API int am_run_code(am_model *m, const am_options *o, const char *model_path,
     X(am_run_cancelled) X(am_run_steps) X(am_run_images) X(am_run_curve)              \
     X(am_run_num_terms) X(am_run_term_name) X(am_run_term_curve) X(am_run_final)      \
     X(am_run_num_snapshots) X(am_run_snapshot) X(am_run_seconds)                      \
-    X(am_run_activation) X(am_run_transparency) X(am_run_diversity_layer)             \
-    X(am_run_note)                                                                    \
+    X(am_run_activation) X(am_run_transparency) X(am_run_transparency_map)            \
+    X(am_run_diversity_layer) X(am_run_note)                                          \
     X(am_text_options_default) X(am_text_run_new) X(am_text_run_free)                 \
     X(am_text_run_error) X(am_text_run_cancelled) X(am_text_run_steps)                \
     X(am_text_run_seconds) X(am_text_run_tokens) X(am_text_run_text)                  \

@@ -33,10 +33,11 @@ struct am_run {
     std::vector<int> snap_steps;            // (nsnap)
     std::vector<std::vector<float>> snaps;  // (nsnap, B*C*H*W)
     double seconds = 0;
-    std::vector<float> activation;    // (B) objective alone, diversity() taken as 0
-    std::vector<float> transparency;  // (B*C*H*W) summed |d loss / d image|
-    std::string diversity_layer;      // "" when no diversity term
-    std::string note;                 // choices the run made by itself
+    std::vector<float> activation;        // (B) objective alone, diversity() taken as 0
+    std::vector<float> transparency;      // (B*C*H*W) summed |d loss / d image| (MACO runs)
+    std::vector<float> transparency_map;  // (B*C*H*W) the same as a grey image in [0, 1]
+    std::string diversity_layer;          // "" when no diversity term
+    std::string note;                     // choices the run made by itself
 };
 
 namespace am {
@@ -425,7 +426,7 @@ void run_impl(am_model *m, const am_options *o, am_run *r) {
         else
             opt->zero_grad();
         auto display = render();
-        display.retain_grad();
+        if (maco) display.retain_grad();  // only MACO shows a transparency map
         const double side = maco ? maco_crop_side(step, o->steps, o->crop_max, o->crop_min) : 1.0;
         auto x = maco ? to_model(maco_views(display, static_cast<int>(K), side, Hin, Win, o->noise, rng))
                       : to_model(tf.apply(display, rng));
@@ -479,9 +480,12 @@ void run_impl(am_model *m, const am_options *o, am_run *r) {
             nadam->step();
         else
             opt->step();
-        if (display.grad().defined()) {
+        if (maco && display.grad().defined()) {
             auto g = display.grad().detach().abs();
-            transparency = transparency.defined() ? transparency + g : g;
+            if (transparency.defined())
+                transparency.add_(g);
+            else
+                transparency = g;
         }
 
         auto vals = to_vec(torch::cat(all));
@@ -547,7 +551,15 @@ void run_impl(am_model *m, const am_options *o, am_run *r) {
     r->shape[2] = H;
     r->shape[3] = W;
     r->images = to_vec(result);
-    if (transparency.defined()) r->transparency = to_vec(transparency);
+    if (transparency.defined()) {
+        r->transparency = to_vec(transparency);
+        // As shown beside the image: the channel mean over each image's
+        // largest value, square-rooted so faint regions stay visible.
+        auto grey = transparency.mean(1, true);
+        auto mx = std::get<0>(grey.flatten(1).max(1)).reshape({-1, 1, 1, 1});
+        auto map = torch::where(mx > 0, (grey / mx.clamp_min(1e-30)).sqrt(), torch::zeros_like(grey));
+        r->transparency_map = to_vec(map.expand_as(transparency).contiguous());
+    }
     {
         torch::NoGradGuard ng;
         auto x = result;
@@ -665,6 +677,12 @@ const float *am_run_transparency(const am_run *r, int64_t shape[4]) {
     if (!r || r->transparency.empty()) return nullptr;
     if (shape) std::memcpy(shape, r->shape, sizeof r->shape);
     return r->transparency.data();
+}
+
+const float *am_run_transparency_map(const am_run *r, int64_t shape[4]) {
+    if (!r || r->transparency_map.empty()) return nullptr;
+    if (shape) std::memcpy(shape, r->shape, sizeof r->shape);
+    return r->transparency_map.data();
 }
 
 const char *am_run_diversity_layer(const am_run *r) { return r ? r->diversity_layer.c_str() : ""; }

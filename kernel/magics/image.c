@@ -152,26 +152,6 @@ static int run_image_png(const mg_run_rec *r, render_png *png)
     return rc;
 }
 
-/* Transparency map i as a grey image with the image's C channels: the
- * channel mean of |d loss / d image| over the run, over its largest value,
- * square-rooted (the map is heavy-tailed: a linear scale shows only its
- * peak). */
-static void transparency_grey(const float *t, int64_t C, int64_t HW, float *out)
-{
-    float mx = 0;
-    for (int64_t p = 0; p < HW; p++) {
-        float v = 0;
-        for (int64_t ch = 0; ch < C; ch++)
-            v += fabsf(t[ch * HW + p]);
-        out[p] = v / (float)C;
-        mx = out[p] > mx ? out[p] : mx;
-    }
-    for (int64_t p = 0; p < HW; p++)
-        out[p] = mx > 0 ? sqrtf(out[p] / mx) : 0;
-    for (int64_t ch = 1; ch < C; ch++)
-        memcpy(out + ch * HW, out, (size_t)HW * sizeof(float));
-}
-
 /* Each image beside its transparency map (where the unit looks), as
  * pairs in a grid (2B cells). */
 static int transparency_png(const mg_run_rec *r, render_png *png)
@@ -179,16 +159,17 @@ static int transparency_png(const mg_run_rec *r, render_png *png)
     const mg_engine_api *e = mg_engine();
     int64_t shape[4], ts[4];
     const float *img = e->am_run_images(rec_of(r)->run, shape);
-    const float *t = e->am_run_transparency(rec_of(r)->run, ts);
+    const float *t = e->am_run_transparency_map(rec_of(r)->run, ts);
     if (!img || !t || memcmp(shape, ts, sizeof shape) != 0)
         return RENDER_EINVAL;
     int b = (int)shape[0];
-    int64_t HW = shape[2] * shape[3], per = shape[1] * HW;
+    int64_t per = shape[1] * shape[2] * shape[3];
     float *pix = mg_xmalloc((size_t)(2 * b * per) * sizeof(float)); /* (2B, C, H, W) */
     char **caps = mg_xcalloc((size_t)(2 * b), sizeof *caps);
     for (int i = 0; i < b; i++) {
         memcpy(pix + (size_t)(2 * i * per), img + (size_t)(i * per), (size_t)per * sizeof(float));
-        transparency_grey(t + (size_t)(i * per), shape[1], HW, pix + (size_t)((2 * i + 1) * per));
+        memcpy(pix + (size_t)((2 * i + 1) * per), t + (size_t)(i * per),
+               (size_t)per * sizeof(float));
         caps[2 * i] = mg_asprintf("#%d", i);
         caps[2 * i + 1] = mg_asprintf("#%d transparency", i);
     }

@@ -785,6 +785,8 @@ class Result:
         self.terms = {name: _out(c) for name, c in d["terms"]}
         self.curves = {"objective": self.curve, **self.terms}
         self.transparency = _out(d["transparency"]) if d["transparency"] is not None else None
+        tm = d["transparency_map"]  # as shown (am_run_transparency_map)
+        self._transparency_map = None if tm is None else np.frombuffer(tm[0], np.float32).reshape(tm[1])
         self.diversity_layer = d["diversity_layer"]
         self.note = d["note"]
         self.snapshots = [(step, _out(img)) for step, img in d["snapshots"]]
@@ -829,15 +831,12 @@ class Result:
         return _actmax.images_png(self._display, caps, None, _actmax.RENDER_MIN_PX)[0]
 
     def transparency_png(self):
-        """Each image beside its transparency map (channel mean of the map over
-        its largest value, square-rooted), as the kernel shows a MACO run; None
+        """Each image beside its transparency map as the engine renders it for
+        display (am_run_transparency_map), as the kernel shows a MACO run; None
         without a map."""
-        if self.transparency is None:
+        if self._transparency_map is None:
             return None
-        t = np.abs(np.asarray(self.transparency, np.float32)).mean(1, keepdims=True)  # (B, 1, H, W)
-        mx = t.reshape(len(t), -1).max(1).reshape(-1, 1, 1, 1)
-        grey = np.sqrt(np.divide(t, mx, out=np.zeros_like(t), where=mx > 0))
-        grey = np.broadcast_to(grey, self._display.shape)
+        grey = self._transparency_map
         b = self._display.shape[0]
         pix = np.ascontiguousarray(np.stack([self._display, grey], 1).reshape((2 * b,) + self._display.shape[1:]),
                                    np.float32)

@@ -127,6 +127,14 @@ def test_maco_result_activation_transparency_curves(fashion):
     assert "MACO magnitude" in r.note
     assert r.transparency_png()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "activation on the clean image" in repr(r) and "transformed copies" in repr(r)
+    # The map as shown is the engine's (am_run_transparency_map): per image the
+    # channel mean over its largest value, square-rooted.
+    t = np.asarray(r.transparency, np.float32).mean(1, keepdims=True)
+    want = np.sqrt(t / t.reshape(len(t), -1).max(1).reshape(-1, 1, 1, 1))
+    np.testing.assert_allclose(r._transparency_map, np.broadcast_to(want, r._transparency_map.shape),
+                               rtol=1e-5, atol=1e-6)
+    # Other parameterizations keep no input gradient per step: no map.
+    assert fashion.maximize("conv2[5]", steps=2, progress=False).transparency is None
 
 
 def test_accent_from_a_dataset_item(fashion):
