@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "actmax.h"
+#include "errbuf.h"
 
 /* ================================================================ text buffer */
 
@@ -92,16 +93,6 @@ static void add_layer(sbuf *layers, const char *name, int len) {
     snprintf(item, sizeof item, "\"%.*s\"", len, name);
     if (layers->p && strstr(layers->p, item)) return;
     addf(layers, "%s%s", layers->len ? ", " : "", item);
-}
-
-static int fail(char *err, size_t n, int status, const char *fmt, ...) {
-    if (err && n) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err, n, fmt, ap);
-        va_end(ap);
-    }
-    return status;
 }
 
 /* ================================================================ objectives */

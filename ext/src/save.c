@@ -12,18 +12,9 @@
 #include <string.h>
 
 #include "actmax.h"
+#include "errbuf.h"
 
 /* ================================================================ helpers */
-
-static int fail(char *err, size_t n, int status, const char *fmt, ...) {
-    if (err && n) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err, n, fmt, ap);
-        va_end(ap);
-    }
-    return status;
-}
 
 static size_t dtype_size(int dtype) { return dtype == AM_DTYPE_INT64 ? 8 : 4; }
 
