@@ -7,10 +7,9 @@ gives its type (the package's `validate_message`)."""
 import re
 import time
 
-import pytest
 from jupyter_client.manager import KernelManager
 
-from conftest import drain, execute, iopub_for, shell_reply, start, stop
+from conftest import execute, iopub_for, shell_reply, start, stop
 
 # ---- the samples a KernelTests subclass would give ---------------------------
 
@@ -250,17 +249,3 @@ def test_every_client_is_welcomed():
     finally:
         kc2.stop_channels()
         stop(km, kc)
-
-
-@pytest.fixture(scope="module")
-def kernel():
-    km, kc = start()
-    yield km, kc
-    stop(km, kc)
-
-
-@pytest.fixture()
-def kc(kernel):
-    _, kc = kernel
-    drain(kc)
-    return kc
