@@ -153,7 +153,7 @@ def main():
     ap.add_argument("--lib", help="libactmax.so (else ACTMAX_LIB)")
     ap.add_argument("--models", required=True, help="folder with fashion-cnn.pt and fashion-judge.pt")
     ap.add_argument("--steps", type=int, default=128)
-    ap.add_argument("--seeds", type=int, default=2)
+    ap.add_argument("--seeds", type=int, default=4)
     ap.add_argument("--lucent-steps", type=int, default=512, help="Lucent's default thresholds=(512,)")
     ap.add_argument("--maco", default="", help="MACO options for a trial, e.g. crops=8,crop_min=0.4,noise=0.1")
     args = ap.parse_args()
