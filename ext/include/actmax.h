@@ -601,8 +601,8 @@ typedef struct am_options {
      * (gaussian + uniform(-0.5, 0.5)) added in [0, 1] display space. The
      * objective of an image is the mean over its crops. */
     int crops;                /* default 6 */
-    float crop_max, crop_min; /* default 1.0 .. 0.8 */
-    float noise;              /* default 0.05 */
+    float crop_max, crop_min; /* default 1.0 .. 1.0 (no shrinking) */
+    float noise;              /* default 0.03 */
     /* the standardized image is multiplied by contrast before the sigmoid:
      * at 1 most pixels stay mid-grey, which data with black backgrounds
      * (Fashion-MNIST) never shows */

@@ -41,8 +41,11 @@ START = np.random.RandomState(0).rand(2, 1, 28, 28).astype(np.float32)
 # MACO at its default lr=1 amplifies rounding (the engine folds batch norms
 # into the convolutions, the script runs the module as written): one seed in
 # three ended 5% apart after 24 steps, though both drew the same crops and
-# agreed to 1e-6 for the first steps. At lr=0.3 they agree to 1e-5.
-MACO = dict(param=raw.PARAM_MACO, lr=0.3)
+# agreed to 1e-6 for the first steps. At lr=0.3 they agreed to 1e-5 until
+# the crops stopped shrinking by default (crop_min 1.0): then the accent and
+# diversity case (seed 1) jumped from 1e-6 to 3e-4 apart at step 7, on one
+# image, while seeds 2 and 3 and lr 0.1 and 0.2 stayed within 1e-6.
+MACO = dict(param=raw.PARAM_MACO, lr=0.2)
 
 
 @pytest.mark.parametrize("objectives,init,fields", [
