@@ -1677,6 +1677,25 @@ static PyObject *mod_engine(PyObject *Py_UNUSED(self), PyObject *Py_UNUSED(ignor
                          "blas_optimized", optimized ? Py_True : Py_False);
 }
 
+/* memory_available(device) -> bytes the engine may still take there, or
+ * None where it cannot be known (am_memory_available). */
+static PyObject *mod_memory_available(PyObject *Py_UNUSED(self), PyObject *args)
+{
+    const char *device = "cpu";
+    if (!PyArg_ParseTuple(args, "|s", &device))
+        return NULL;
+    if (ensure_engine() < 0)
+        return NULL;
+    double bytes = -1;
+    if (g_api->am_memory_available(device, &bytes) != AM_OK) {
+        PyErr_Format(PyExc_ValueError, "device=%s: expected cpu, cuda or cuda:N", device);
+        return NULL;
+    }
+    if (bytes < 0)
+        Py_RETURN_NONE;
+    return PyFloat_FromDouble(bytes);
+}
+
 /* dataset_item(name, split, index) -> (size, (C, H, W), item): item index of
  * an image dataset in [0, 1] as (bytearray, shape), None when index is not
  * below size; the readers' error raised when the dataset cannot be read. */
@@ -2196,6 +2215,8 @@ static PyObject *mod_progress_html(PyObject *Py_UNUSED(self), PyObject *Py_UNUSE
 
 static PyMethodDef module_methods[] = {
     {"engine", mod_engine, METH_NOARGS, "loads the engine; its version, API version, path, BLAS"},
+    {"memory_available", mod_memory_available, METH_VARARGS,
+     "bytes the engine may still take on a device, or None where unknown"},
     {"tokenize", mod_tokenize, METH_VARARGS, "tokenize(tokenizer_json, text) -> int64 ids"},
     {"dataset_item", mod_dataset_item, METH_VARARGS,
      "dataset_item(name, split, index) -> (size, (C, H, W), item or None)"},

@@ -76,6 +76,18 @@ def main():
     rise = float(run.curve[-5:].mean() - run.curve[:5].mean())
     print(f"  optimization: 30 steps in {run.seconds:.2f} s, objective {run.curve[0]:.3f} -> {run.curve[-1]:.3f}")
     ok &= rise > 0
+    if "cuda" in args.device:
+        # The engine's figure (the driver's free memory, read through
+        # libcuda) against torch's own reading of the same driver call, plus
+        # what torch's cache holds, which the engine counts as reusable.
+        mine = raw.memory_available(args.device)
+        free, _total = torch.cuda.mem_get_info()
+        cached = torch.cuda.memory_reserved() - torch.cuda.memory_allocated()
+        good = mine is not None and free * 0.9 - 64e6 <= mine <= free + cached + 8e9
+        ok &= good
+        shown = "unknown" if mine is None else f"{mine / 2**30:.2f} GiB"
+        print(f"  memory available   engine {shown}, driver free {free / 2**30:.2f} GiB, torch cache "
+              f"{cached / 2**30:.2f} GiB  {'ok' if good else 'MISMATCH'}")
     print("cuda_check: all checks passed" if ok else "cuda_check: FAILED")
     sys.exit(0 if ok else 1)
 

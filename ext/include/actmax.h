@@ -111,6 +111,18 @@ AM_API const char *am_version(void);
  * to 1 for OpenBLAS, BLIS or MKL, 0 for the reference BLAS or unknown. */
 AM_API int am_blas_info(char *buf, size_t n, int *optimized);
 
+/* Bytes the engine may still take on device ("cpu", "cuda", "cuda:1"; NULL
+ * means "cpu"): what runs, scans and loads are checked against before they
+ * allocate. On the CPU, /proc/meminfo's MemAvailable lowered by the cgroup's
+ * limit. On CUDA, the driver's free memory (libcuda.so.1, loaded at run
+ * time, or the library $ACTMAX_LIBCUDA names) plus the largest run estimate
+ * already checked on that device in this process (libtorch keeps what a run
+ * freed in its cache, where the driver counts it as used). Both lowered by
+ * $ACTMAX_MEMORY_LIMIT (bytes, or 512M, 8G). *bytes = -1 where it cannot be
+ * known (CUDA without a driver and no limit set). AM_E_ARG for another
+ * device name. */
+AM_API int am_memory_available(const char *device, double *bytes);
+
 /* ---------------------------------------------------------------- tensors */
 
 #define AM_MAX_DIMS 8
@@ -1112,6 +1124,7 @@ AM_API int am_run_code(am_model *m, const am_options *o, const char *model_path,
 /* clang-format off */
 #define AM_API_FUNCTIONS(X)                                                           \
     X(am_strerror) X(am_status_class) X(am_version) X(am_blas_info)                   \
+    X(am_memory_available)                                                            \
     X(am_tensor_release)                                                              \
     X(am_model_load) X(am_model_load_with) X(am_model_free) X(am_model_error)         \
     X(am_model_note)                                                                  \

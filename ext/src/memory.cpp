@@ -6,10 +6,14 @@
 
 #include <torch/csrc/jit/api/function_impl.h>
 
+#include <dlfcn.h>
+
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
+#include <map>
+#include <mutex>
 #include <set>
 #include <sstream>
 
@@ -53,6 +57,60 @@ double cgroup_available() {
     return l > used ? l - used : 0;
 }
 
+// The CUDA driver's free memory on device `index`, from libcuda.so.1
+// loaded at run time: the engine links no CUDA library (Debian's libtorch
+// has none), and a CUDA libtorch has loaded the driver already. The device's
+// primary context is the one libtorch uses, retained so the query neither
+// creates another context nor disturbs the caller's current one.
+// $ACTMAX_LIBCUDA names another library with the same functions. -1 when
+// there is no driver or it fails.
+double cuda_free(int index) {
+    using Init = int (*)(unsigned);
+    using DeviceGet = int (*)(int *, int);
+    using Retain = int (*)(void **, int);
+    using Release = int (*)(int);
+    using Push = int (*)(void *);
+    using Pop = int (*)(void **);
+    using MemGetInfo = int (*)(size_t *, size_t *);
+    const char *name = std::getenv("ACTMAX_LIBCUDA");
+    if (!name || !*name) name = "libcuda.so.1";
+    void *h = dlopen(name, RTLD_NOW | RTLD_LOCAL);  // kept open, like the driver itself
+    if (!h) return -1;
+    auto sym = [&](const char *a, const char *b) {
+        void *f = dlsym(h, a);
+        return f ? f : dlsym(h, b);
+    };
+    auto init = reinterpret_cast<Init>(sym("cuInit", "cuInit"));
+    auto get = reinterpret_cast<DeviceGet>(sym("cuDeviceGet", "cuDeviceGet"));
+    auto retain = reinterpret_cast<Retain>(sym("cuDevicePrimaryCtxRetain", "cuDevicePrimaryCtxRetain"));
+    auto release = reinterpret_cast<Release>(sym("cuDevicePrimaryCtxRelease_v2", "cuDevicePrimaryCtxRelease"));
+    auto push = reinterpret_cast<Push>(sym("cuCtxPushCurrent_v2", "cuCtxPushCurrent"));
+    auto pop = reinterpret_cast<Pop>(sym("cuCtxPopCurrent_v2", "cuCtxPopCurrent"));
+    auto info = reinterpret_cast<MemGetInfo>(sym("cuMemGetInfo_v2", "cuMemGetInfo"));
+    if (!init || !get || !retain || !release || !push || !pop || !info) return -1;
+    int dev = 0;
+    void *ctx = nullptr;
+    if (init(0) != 0 || get(&dev, index) != 0 || retain(&ctx, dev) != 0) return -1;
+    size_t free_b = 0, total_b = 0;
+    bool ok = false;
+    if (push(ctx) == 0) {
+        ok = info(&free_b, &total_b) == 0;
+        void *prev = nullptr;
+        pop(&prev);
+    }
+    release(dev);
+    return ok ? static_cast<double>(free_b) : -1;
+}
+
+// libtorch keeps what a run freed in its cache, where the driver counts it
+// as used: the largest estimate that passed on each device in this process
+// is added back to the driver's free memory, so a run as large as an
+// earlier one is not refused for memory the earlier one left cached.
+std::mutex g_cached_mu;
+std::map<int, double> g_cached;
+
+int cuda_index(const torch::Device &dev) { return dev.has_index() ? dev.index() : 0; }
+
 }  // namespace
 
 double memory_available(const torch::Device &dev) {
@@ -63,6 +121,12 @@ double memory_available(const torch::Device &dev) {
     if (dev.is_cpu()) {
         lower(meminfo_available());
         lower(cgroup_available());
+    } else if (dev.is_cuda()) {
+        double f = cuda_free(cuda_index(dev));
+        if (f >= 0) {
+            std::lock_guard<std::mutex> lock(g_cached_mu);
+            lower(f + g_cached[cuda_index(dev)]);
+        }
     }
     if (const char *e = std::getenv("ACTMAX_MEMORY_LIMIT")) lower(parse_size(e));
     return avail;
@@ -129,10 +193,32 @@ bool allocation_failure(const std::string &what) {
 void check_memory(const torch::Device &dev, double need, const std::string &what,
                   const std::function<std::string(double)> &fits) {
     double avail = memory_available(dev);
-    if (avail < 0 || need <= avail) return;
+    if (avail < 0 || need <= avail) {
+        if (dev.is_cuda()) {
+            std::lock_guard<std::mutex> lock(g_cached_mu);
+            double &c = g_cached[cuda_index(dev)];
+            c = std::max(c, need);
+        }
+        return;
+    }
     std::string msg = what + " needs about " + bytes_str(need) + ", " + bytes_str(avail) + " available";
     std::string f = fits ? fits(avail) : "";
     throw Error(AM_E_NOMEM, msg + (f.empty() ? "" : "; " + f));
 }
 
 }  // namespace am
+
+extern "C" int am_memory_available(const char *device, double *bytes) {
+    if (!bytes) return AM_E_ARG;
+    *bytes = -1;
+    try {
+        torch::Device dev(device && *device ? std::string(device) : std::string("cpu"));
+        if (!dev.is_cpu() && !dev.is_cuda()) return AM_E_ARG;
+        *bytes = am::memory_available(dev);
+        return AM_OK;
+    } catch (const std::exception &) {
+        return AM_E_ARG;  // not a device name libtorch reads
+    } catch (...) {
+        return AM_E_INTERNAL;
+    }
+}

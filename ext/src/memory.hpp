@@ -9,9 +9,11 @@
 
 namespace am {
 
-// Bytes the engine may still take on dev: MemAvailable (/proc/meminfo),
-// lowered by the cgroup's memory.max and by ACTMAX_MEMORY_LIMIT (bytes, or
-// with a K, M or G suffix); -1 where unknown (CUDA without a limit set).
+// Bytes the engine may still take on dev (am_memory_available in actmax.h):
+// CPU: MemAvailable (/proc/meminfo) lowered by the cgroup's memory.max;
+// CUDA: the driver's free memory plus what earlier runs left in libtorch's
+// cache; both lowered by ACTMAX_MEMORY_LIMIT (bytes, or with a K, M or G
+// suffix); -1 where unknown (CUDA without a driver or a limit set).
 double memory_available(const torch::Device &dev);
 
 // "14.2 GiB", "350 MiB"

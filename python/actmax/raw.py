@@ -20,7 +20,7 @@ import numpy as np
 
 from . import _actmax
 
-__all__ = ["load", "run", "array_save", "text_run", "examples", "tokenize", "Progress", "TextProgress",
+__all__ = ["load", "run", "array_save", "memory_available", "text_run", "examples", "tokenize", "Progress", "TextProgress",
            "SOFT", "PEZ", "GCG", "SWEEP", "DIST_COSINE", "DIST_L2", "OPT_AUTO", "ADAM", "SGD", "NADAM",
            "PARAM_FFT", "PARAM_PIXEL", "PARAM_MACO", "INPUT_FLOAT", "INPUT_TOKENS", "INPUT_EMBEDS"]
 
@@ -36,6 +36,13 @@ INPUT_FLOAT, INPUT_TOKENS, INPUT_EMBEDS = _actmax.INPUT_FLOAT, _actmax.INPUT_TOK
 # crop: MACO's crop side this step, a fraction of the canvas side (else 1).
 Progress = namedtuple("Progress", "step steps objective terms image crop")
 TextProgress = namedtuple("TextProgress", "step steps restart restarts activation xent tokens")
+
+
+def memory_available(device="cpu"):
+    """am_memory_available: the bytes runs on device ("cpu", "cuda",
+    "cuda:1") are checked against before they allocate, or None where that
+    cannot be known (CUDA without a driver library and no ACTMAX_MEMORY_LIMIT)."""
+    return _actmax.memory_available(device)
 
 
 def _np(pair, dtype=np.float32):
