@@ -69,6 +69,20 @@ def test_maximize_live_display_png_and_plot(loaded):
     assert png_size(plot["data"]["image/png"]) == (640, 360)
 
 
+def test_live_display_shows_images_while_the_run_goes(loaded):
+    # Images arrive every image_every steps and are encoded only when an
+    # update is due: the updates before the last must carry one too.
+    kc = loaded
+    msgs, reply = run(kc, "%maximize conv2[5] steps=600 image_every=2 updates_per_s=50")
+    assert reply["content"]["status"] == "ok", errors(msgs)
+    updates = kinds(msgs, "update_display_data")
+    during = [u for u in updates[:-1] if "/600" in u["content"]["data"]["text/plain"]
+              and "600/600" not in u["content"]["data"]["text/plain"]]
+    with_image = [u for u in during if "data:image/png;base64" in u["content"]["data"]["text/html"]]
+    assert len(during) >= 3, [u["content"]["data"]["text/plain"] for u in updates]
+    assert len(with_image) >= len(during) - 1, "every update after the first image shows one"
+
+
 def test_batch_grid_diversity_and_inhibition(loaded):
     kc = loaded
     msgs, reply = run(kc, '%maximize fc["Sneaker"] steps=32 batch=4 diversity=1e-2 thresholds=8,16')
