@@ -27,6 +27,7 @@
 #include <unistd.h>
 
 #include "actmax.h"
+#include "am_loader.h"
 #include "magic_keys.h"
 #ifndef ACTMAX_PYTHON_NO_RENDER
 #include "render.h"
@@ -92,85 +93,40 @@ static PyObject *error_class(const char *name)
     return cls;
 }
 
-static void *try_open(const char *path, char *tried, size_t cap)
-{
-    void *h = dlopen(path, RTLD_NOW | RTLD_LOCAL);
-    if (!h) {
-        const char *e = dlerror();
-        size_t n = strlen(tried);
-        snprintf(tried + n, cap - n, "\n  %s: %s", path, e ? e : "not loadable");
-    }
-    return h;
-}
-
-/* Loads and checks the engine once; 0, or -1 with an exception set. */
+/* Loads and checks the engine once (ext/loader, as the kernel does); 0, or
+ * -1 with EngineError set. */
 static int ensure_engine(void)
 {
     if (g_api)
         return 0;
-    char tried[4096] = "";
-    char path[PATH_MAX] = "";
-    void *h = NULL;
-    const char *env = getenv("ACTMAX_ENGINE");
-    if (env && env[0] && (h = try_open(env, tried, sizeof tried)))
-        snprintf(path, sizeof path, "%s", env);
-    if (!h) {
-        /* Beside this module: an installed package carries its engine. */
-        Dl_info info;
-        if (dladdr((const void *)&g_api, &info) && info.dli_fname) {
-            snprintf(path, sizeof path, "%s", info.dli_fname);
-            char *slash = strrchr(path, '/');
-            if (slash) {
-                snprintf(slash + 1, sizeof path - (size_t)(slash + 1 - path), "libactmax.so");
-                if (access(path, F_OK) == 0)
-                    h = try_open(path, tried, sizeof tried);
-            }
-        }
+    /* $ACTMAX_ENGINE, beside this module (an installed package carries its
+     * engine), then the build's path. */
+    char beside[PATH_MAX] = "";
+    Dl_info info;
+    if (dladdr((const void *)&g_api, &info) && info.dli_fname) {
+        snprintf(beside, sizeof beside, "%s", info.dli_fname);
+        char *slash = strrchr(beside, '/');
+        if (slash)
+            snprintf(slash + 1, sizeof beside - (size_t)(slash + 1 - beside), "libactmax.so");
+        else
+            beside[0] = '\0';
     }
-    if (!h && (h = try_open(ACTMAX_ENGINE_LIB, tried, sizeof tried)))
-        snprintf(path, sizeof path, "%s", ACTMAX_ENGINE_LIB);
-    if (!h) {
-        PyErr_Format(error_class("EngineError"),
-                     "the engine library could not be loaded; tried:%s\n"
-                     "Build it (cmake --build build) or point $ACTMAX_ENGINE at libactmax.so",
-                     tried);
+    am_loader_candidate cands[] = {
+        {getenv("ACTMAX_ENGINE"), false}, {beside, true}, {ACTMAX_ENGINE_LIB, false}};
+    am_loader_engine eng;
+    char msg[8192];
+    if (am_loader_open(cands, 3, "module", &eng, msg, sizeof msg) != 0) {
+        if (strncmp(msg, "the engine library could not be loaded", 38) == 0)
+            PyErr_Format(error_class("EngineError"),
+                         "%s\nBuild it (cmake --build build) or point $ACTMAX_ENGINE at "
+                         "libactmax.so",
+                         msg);
+        else
+            PyErr_SetString(error_class("EngineError"), msg);
         return -1;
     }
-    typedef const am_api *(*get_api_fn)(uint32_t, uint32_t *);
-    void *sym = dlsym(h, "am_get_api");
-    if (!sym) {
-        PyErr_Format(error_class("EngineError"),
-                     "%s has no am_get_api: it is not a libactmax of version %s or later; rebuild "
-                     "the engine (ext/) from the same source as this module, or point "
-                     "$ACTMAX_ENGINE at a matching libactmax.so",
-                     path, AM_VERSION);
-        dlclose(h);
-        return -1;
-    }
-    get_api_fn get_api;
-    memcpy(&get_api, &sym, sizeof sym);
-    uint32_t engine_api = 0;
-    const am_api *api = get_api(AM_API_VERSION, &engine_api);
-    if (!api || api->size < sizeof(am_api)) {
-        typedef const char *(*version_fn)(void);
-        const char *engine_version = "unknown";
-        void *vsym = dlsym(h, "am_version");
-        if (vsym) {
-            version_fn vf;
-            memcpy(&vf, &vsym, sizeof vsym);
-            engine_version = vf();
-        }
-        PyErr_Format(error_class("EngineError"),
-                     "%s is actmax %s with engine API version %u, but this module (actmax %s) "
-                     "needs engine API version %u; rebuild the engine (ext/) from the same source "
-                     "as the module, or point $ACTMAX_ENGINE at a matching libactmax.so",
-                     path, engine_version, (unsigned)engine_api, AM_VERSION,
-                     (unsigned)AM_API_VERSION);
-        dlclose(h);
-        return -1;
-    }
-    g_api = api;
-    snprintf(g_engine_path, sizeof g_engine_path, "%s", path);
+    g_api = eng.api;
+    snprintf(g_engine_path, sizeof g_engine_path, "%s", eng.path);
     return 0; /* the library stays loaded for the life of the process */
 }
 
@@ -1677,6 +1633,20 @@ static PyObject *mod_engine(PyObject *Py_UNUSED(self), PyObject *Py_UNUSED(ignor
                          "blas_optimized", optimized ? Py_True : Py_False);
 }
 
+/* background_note(marker) -> the sentence of a background build's marker
+ * file while its process runs, else None (ext/loader, as the kernel reads
+ * it). */
+static PyObject *mod_background_note(PyObject *Py_UNUSED(self), PyObject *args)
+{
+    const char *marker;
+    if (!PyArg_ParseTuple(args, "s", &marker))
+        return NULL;
+    char note[1024];
+    if (!am_loader_background_note(marker, note, sizeof note))
+        Py_RETURN_NONE;
+    return PyUnicode_FromString(note);
+}
+
 /* memory_available(device) -> bytes the engine may still take there, or
  * None where it cannot be known (am_memory_available). */
 static PyObject *mod_memory_available(PyObject *Py_UNUSED(self), PyObject *args)
@@ -2215,6 +2185,8 @@ static PyObject *mod_progress_html(PyObject *Py_UNUSED(self), PyObject *Py_UNUSE
 
 static PyMethodDef module_methods[] = {
     {"engine", mod_engine, METH_NOARGS, "loads the engine; its version, API version, path, BLAS"},
+    {"background_note", mod_background_note, METH_VARARGS,
+     "the sentence of a background build's marker file while it runs, or None"},
     {"memory_available", mod_memory_available, METH_VARARGS,
      "bytes the engine may still take on a device, or None where unknown"},
     {"tokenize", mod_tokenize, METH_VARARGS, "tokenize(tokenizer_json, text) -> int64 ids"},

@@ -2,7 +2,6 @@
 #include "paths.h"
 
 #include <dirent.h>
-#include <signal.h>
 #include <stdio.h>
 #include <errno.h>
 #include <stdbool.h>
@@ -10,6 +9,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "am_loader.h"
 #include "util.h"
 
 #ifndef ACTMAX_MODELS_DIR
@@ -62,22 +62,11 @@ static int cmp_names(const void *a, const void *b)
     return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
-/* NAME -> an existing file, or NULL with *err listing where it looked. */
+/* ext/loader reads the marker, as it does for the Python module. */
 char *mg_background_note(const char *marker)
 {
-    FILE *f = fopen(marker, "r");
-    if (!f)
-        return NULL;
-    char line[1024] = "";
-    long pid = 0;
-    char *note = NULL;
-    if (fscanf(f, "%ld\n", &pid) == 1 && pid > 0 && fgets(line, sizeof line, f) &&
-        (kill((pid_t)pid, 0) == 0 || errno == EPERM)) {
-        line[strcspn(line, "\n")] = 0;
-        note = mg_strdup(line);
-    }
-    fclose(f);
-    return note;
+    char note[1024];
+    return am_loader_background_note(marker, note, sizeof note) ? mg_strdup(note) : NULL;
 }
 
 /* scripts/run.sh builds the engine and trains the models in the background

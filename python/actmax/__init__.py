@@ -241,6 +241,11 @@ def _resolve(name):
         p = os.path.join(d, name + ".pt")
         if os.access(p, os.R_OK):
             return p
+    for d in dirs:  # scripts/train-background.sh marks what it still trains
+        note = _actmax.background_note(os.path.join(d, name + ".training"))
+        if note:
+            raise ModelNotFoundError(f"model '{name}' is not ready yet: {note}. Load it again then; "
+                                     "the models already built work meanwhile")
     names = []
     for d in dirs:
         try:

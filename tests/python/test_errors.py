@@ -107,3 +107,49 @@ def test_text_errors_match_kernel(tiny_lm, fashion):
         tiny_lm.maximize("blocks.0.mlp.act[-1, 1]", progress=False)
     t = tiny_lm.tokens("blocks.0.mlp.act[-1, 1]", len=2, steps=2, progress=False)
     assert t.ids.shape == (2,)
+
+
+def test_not_ready_yet_as_the_kernel_says(tmp_path):
+    """While scripts/train-background.sh builds the engine or trains a model
+    (marker files: its process id, then a sentence), the module says so, with
+    the kernel's sentence (ext/loader reads the markers for both), instead of
+    loading a half-linked library or saying "no model named"; once the
+    process is gone the marker is ignored."""
+    import os
+    import subprocess
+    import sys
+    lib = tmp_path / "libactmax.so"
+    building = "the engine (libactmax) is being compiled in the background (since 12:00)"
+    training = "'lm-in-training' is being trained in the background (since 12:00)"
+    code = ("import actmax\n"
+            "try:\n"
+            "    actmax.load('lm-in-training')\n"
+            "except Exception as e:\n"
+            "    print(type(e).__name__ + ': ' + str(e))\n")
+    env = dict(os.environ, ACTMAX_ENGINE=str(lib), ACTMAX_MODEL_PATH=str(tmp_path))
+
+    def attempt():
+        r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+        assert r.returncode == 0, r.stderr
+        return r.stdout.strip()
+
+    job = subprocess.Popen(["sleep", "60"])
+    try:
+        (tmp_path / "lm-in-training.training").write_text(f"{job.pid}\n{training}\n")
+        out = attempt()
+        assert out.startswith("ModelNotFoundError: model 'lm-in-training' is not ready yet: " + training), out
+        (tmp_path / "libactmax.so.building").write_text(f"{job.pid}\n{building}\n")
+        env["ACTMAX_MODEL_PATH"] = ""
+        code = code.replace("actmax.load('lm-in-training')", "actmax.load('fashion-cnn')")
+        out = attempt()
+        assert out.startswith("EngineError: the engine is not ready yet: " + building), out
+    finally:
+        job.kill()
+        job.wait()
+    # Stale markers: the usual outcomes (the built engine loads; no such model).
+    out = attempt()
+    assert out == "", out
+    env["ACTMAX_MODEL_PATH"] = str(tmp_path)
+    code = code.replace("actmax.load('fashion-cnn')", "actmax.load('lm-in-training')")
+    out = attempt()
+    assert out.startswith("ModelNotFoundError: no model named 'lm-in-training'"), out
