@@ -2,6 +2,7 @@
  * gzipped IDX files, any images (a PNG folder or an array: am_images.c), and
  * token windows of held-out text. */
 #include "am_data.h"
+#include "am_tokenizer_piece.h"
 #include "am_images.h"
 
 #include <stdarg.h>
@@ -282,7 +283,7 @@ static int tr_emit(text_reader *r, const char *text, size_t n, int end)
     am_dataset *ds = r->ds;
     int64_t *ids;
     size_t k;
-    int rc = am_tokenizer_encode(r->tok, text, n, &ids, &k);
+    int rc = am__tokenizer_encode_piece(r->tok, text, n, r->entry_partial, &ids, &k);
     if (rc != AM_OK)
         return ds_fail(ds, rc, "tokenizing: %s", am_tokenizer_error(r->tok));
     int64_t eot = am_tokenizer_eot(r->tok);
@@ -319,7 +320,9 @@ static int tr_end_entry(text_reader *r)
 
 /* A long entry is tokenized up to its last line that starts with a
  * non-space character: byte-level BPE pre-tokenization cuts there anyway,
- * so the ids equal those of the whole entry. */
+ * and SentencePiece's words start at a space, so the ids equal those of the
+ * whole entry (the pieces after the first are encoded as continuations:
+ * without the space SentencePiece prepends to a text). */
 static int tr_cut_entry(text_reader *r)
 {
     size_t p = r->entry_len;

@@ -11,6 +11,7 @@
  *     <s> the post-processor puts first.
  * Any other layout fails at load naming the part that is not supported. */
 #include "am_data.h"
+#include "am_tokenizer_piece.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -1435,9 +1436,11 @@ static int tok_replace(char **s, size_t *n, const char *a, size_t an, const char
 }
 
 /* One segment of text between added tokens: normalizer, Metaspace, then BPE
- * on each word. `first`: the segment starts the text. */
+ * on each word. `first`: the segment starts the text. `continues`: it
+ * continues text encoded before (a piece of a long entry), so nothing is
+ * prepended to it. */
 static int tok_spm_segment(am_tokenizer *t, tok_out *o, tok_word *w, const char *text, size_t n,
-                           int first)
+                           int first, int continues)
 {
     if (n == 0)
         return AM_OK;
@@ -1448,7 +1451,7 @@ static int tok_spm_segment(am_tokenizer *t, tok_out *o, tok_word *w, const char 
         const tok_norm *nm = &t->norm[k];
         if (nm->kind == TOK_NORM_REPLACE) {
             rc = tok_replace(&s, &len, nm->a, nm->an, nm->b, nm->bn);
-        } else if (len) {
+        } else if (len && !continues) {
             char *p = NULL;
             size_t pl = 0, pc = 0;
             rc = tok_put(&p, &pl, &pc, nm->a, nm->an);
@@ -1462,7 +1465,7 @@ static int tok_spm_segment(am_tokenizer *t, tok_out *o, tok_word *w, const char 
     if (rc == AM_OK && t->meta) {
         rc = tok_replace(&s, &len, " ", 1, t->meta, t->meta_len);
         int starts = len >= t->meta_len && memcmp(s, t->meta, t->meta_len) == 0;
-        if (rc == AM_OK && len && !starts &&
+        if (rc == AM_OK && len && !starts && !continues &&
             (t->meta_prepend == TOK_PREPEND_ALWAYS ||
              (t->meta_prepend == TOK_PREPEND_FIRST && first))) {
             char *p = NULL;
@@ -1491,6 +1494,12 @@ static int tok_spm_segment(am_tokenizer *t, tok_out *o, tok_word *w, const char 
 }
 
 int am_tokenizer_encode(am_tokenizer *t, const char *text, size_t len, int64_t **ids, size_t *n)
+{
+    return am__tokenizer_encode_piece(t, text, len, 0, ids, n);
+}
+
+int am__tokenizer_encode_piece(am_tokenizer *t, const char *text, size_t len, int continues, int64_t **ids,
+                               size_t *n)
 {
     if (ids)
         *ids = NULL;
@@ -1526,7 +1535,7 @@ int am_tokenizer_encode(am_tokenizer *t, const char *text, size_t len, int64_t *
             }
         }
         const char *seg_end = hit ? hit : end;
-        rc = t->spm ? tok_spm_segment(t, &o, &w, s, (size_t)(seg_end - s), s == text)
+        rc = t->spm ? tok_spm_segment(t, &o, &w, s, (size_t)(seg_end - s), s == text, continues && s == text)
                     : tok_encode_segment(t, &o, (const unsigned char *)s, (size_t)(seg_end - s));
         if (rc == AM_OK && hit) {
             rc = tok_emit(&o, hit_id);

@@ -99,7 +99,9 @@ constexpr int64_t kReadTokens = 1 << 16;
 constexpr int64_t kCacheMaxBytes = int64_t(1) << 30;
 // The folder holds at most this much; the least recently used files go.
 constexpr int64_t kCacheFolderBytes = int64_t(2) << 30;
-constexpr char kCacheMagic[8] = {'A', 'M', 'A', 'C', 'T', 'S', '1', '\n'};
+// Version 2: SentencePiece entries over 1 MiB were tokenized differently by
+// version 1 (a space at each 1 MiB cut); its files are not read.
+constexpr char kCacheMagic[8] = {'A', 'M', 'A', 'C', 'T', 'S', '2', '\n'};
 
 struct Fnv {
     uint64_t h = 1469598103934665603ull;

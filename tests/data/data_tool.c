@@ -12,6 +12,9 @@
  *                                                pixel sums of the first N images
  *   data_tool windows TOKENIZER.json FILE T      size, then every window decoded
  *                                                and concatenated on stdout
+ *   data_tool stream TOKENIZER.json FILE         the ids of FILE read as a text
+ *                                                dataset (am_dataset_next_tokens,
+ *                                                read in chunks), one line
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -251,6 +254,42 @@ static int cmd_windows(const char *tok_path, const char *file, const char *windo
     return status;
 }
 
+static int cmd_stream(const char *tok_path, const char *file)
+{
+    am_tokenizer *t;
+    if (load_tok(tok_path, &t) != AM_OK) {
+        am_tokenizer_free(t);
+        return 1;
+    }
+    am_dataset_options o = {0};
+    o.path = file;
+    o.tokenizer = t;
+    am_dataset *ds;
+    int status = 0;
+    if (am_dataset_open("text", NULL, &o, &ds) != AM_OK) {
+        fprintf(stderr, "data_tool: %s\n", am_dataset_error(ds));
+        status = 1;
+    } else {
+        const int64_t *ids;
+        int64_t n, read, total;
+        const char *sep = "";
+        while (am_dataset_next_tokens(ds, 65536, &ids, &n, &read, &total) == AM_OK && n > 0) {
+            for (int64_t i = 0; i < n; i++) {
+                printf("%s%lld", sep, (long long)ids[i]);
+                sep = " ";
+            }
+        }
+        if (am_dataset_error(ds)[0]) {
+            fprintf(stderr, "data_tool: %s\n", am_dataset_error(ds));
+            status = 1;
+        }
+        printf("\n");
+    }
+    am_dataset_free(ds);
+    am_tokenizer_free(t);
+    return status;
+}
+
 int main(int argc, char **argv)
 {
     if (argc == 4 && strcmp(argv[1], "encode") == 0)
@@ -267,7 +306,9 @@ int main(int argc, char **argv)
         return cmd_images(argv[2], argv[3], argv[4]);
     if (argc == 5 && strcmp(argv[1], "windows") == 0)
         return cmd_windows(argv[2], argv[3], argv[4]);
+    if (argc == 4 && strcmp(argv[1], "stream") == 0)
+        return cmd_stream(argv[2], argv[3]);
     fprintf(stderr, "usage: data_tool encode TOK FILE | decode TOK | token-text TOK ID | "
-                    "images DIR SPLIT N | windows TOK FILE T\n");
+                    "images DIR SPLIT N | windows TOK FILE T | stream TOK FILE\n");
     return 2;
 }
