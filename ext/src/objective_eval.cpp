@@ -118,14 +118,19 @@ torch::Tensor index_tap(const ObjNode &n, int64_t b, EvalCtx &ctx) {
 // first after the batch for image models (NCHW, or (B, C) for linear
 // layers) and the last for text models ((B, T, D)); indices written after
 // the layer pick positions (text: the token, with the position rules of
-// the rest of the language).
+// the rest of the language; images: after a ':' for the channel axis, as
+// Lucid's direction_neuron takes one position, conv2[:, 3, 3]).
 torch::Tensor direction_value(const ObjNode &n, int64_t b, EvalCtx &ctx) {
     const bool text = ctx.m->kind == "text";
-    if (!text && !n.index.empty())
-        throw ObjectiveError(n.index[0].column,
-                             "direction() on an image layer takes the layer without indices (the dot product is "
-                             "taken at every position and averaged); write direction(" +
-                                 n.layer + ", ...)");
+    if (!text && !n.index.empty()) {
+        const ObjIndex &c = n.index[0];
+        if (c.kind != ObjIndex::kSlice || c.has_start || c.has_stop || c.step != 1)
+            throw ObjectiveError(c.column,
+                                 "direction() on an image layer keeps the whole channel axis, its first: write ':' "
+                                 "there and index positions after it, e.g. direction(" +
+                                     n.layer + "[:, 3, 3], ...) at row 3, column 3, or direction(" + n.layer +
+                                     ", ...) averaged over every position");
+    }
     const torch::Tensor &full = ctx.acts->at(n.layer);
     torch::Tensor t = index_tap(n, b, ctx);
     const int64_t lead = b < 0 ? 1 : 0;

@@ -112,8 +112,27 @@ def test_direction_errors(net, batch, tmp_path):
         m.objective(batch, "direction(conv, v.txt)")
     with pytest.raises(actmax.ObjectiveError, match="cossim_pow"):
         m.objective(batch, "direction(conv, [1, 2, 3, 4], power=2)")
-    with pytest.raises(actmax.ObjectiveError, match="without indices"):
-        m.objective(batch, "direction(conv[0], [1, 2, 3, 4])")
+    for bad in ("conv[0]", "conv[1:, 3, 3]", "conv[::2]"):
+        with pytest.raises(actmax.ObjectiveError, match="keeps the whole channel axis"):
+            m.objective(batch, f"direction({bad}, [1, 2, 3, 4])")
+
+
+@pytest.mark.parametrize("where,pick", [("[:, 3, 3]", (slice(None), 3, 3)),
+                                        ("[:, 2:5, -2:]", (slice(None), slice(2, 5), slice(-2, None))),
+                                        ("[:, 0]", (slice(None), 0)),
+                                        ("[:]", (slice(None),))])
+def test_direction_at_image_positions(net, batch, where, pick):
+    # Lucid's direction_neuron: the dot product at chosen positions only.
+    m, ref = net
+    with torch.no_grad():
+        conv = ref.conv(batch)  # (B, C, H, W)
+    sub = conv[(slice(None),) + pick]
+    if sub.dim() == 2:
+        sub = sub[:, :, None]
+    want = lucid(sub.movedim(1, -1), V, 2)
+    got = np.asarray(m.objective(batch, f"direction(conv{where}, {vec(V)}, cossim_pow=2)"))
+    print(f"\ndirection(conv{where}): engine {got}, torch {want.numpy()}")
+    np.testing.assert_allclose(got, want.numpy(), rtol=1e-5, atol=1e-5)
 
 
 def test_direction_run_raises_it(net):
