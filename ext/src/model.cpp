@@ -422,10 +422,14 @@ static void apply_metadata(am_model *m, const Meta &meta, const Source &src, con
 // probe at a reduced size (at most kEstimateProbe values, sides of
 // kEstimateMinSide or more), scaled by the area ratio. At 3x512x512 a
 // ResNet-18's no-grad forward holds about 36 MiB (by this estimate): below
-// that, the probe runs unchecked. Text models are not estimated: their
-// context is bounded by kMaxContext, and their activations grow with the
-// length partly linearly and partly (attention scores) quadratically, which
-// one area-like ratio would not scale.
+// that, the probe runs unchecked. Tensors made inside an if or a loop body
+// are not seen, and every size is scaled as if linear in the area: low for
+// attention over patches (scores grow with the area squared, and a scripted
+// nn.MultiheadAttention makes them inside if blocks). Text models are not
+// estimated, for the same two reasons: their probe at a long context is not
+// cheap (a 2-layer GPT 32 wide takes 2.3 GiB at context 8192), but the
+// attention scores that dominate it are quadratic in the length and made
+// inside if blocks.
 constexpr int64_t kEstimateAbove = 3LL * 512 * 512;
 constexpr int64_t kEstimateProbe = 3LL * 256 * 256;
 constexpr int64_t kEstimateMinSide = 32;
