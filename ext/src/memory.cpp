@@ -142,6 +142,59 @@ std::string bytes_str(double b) {
     return buf;
 }
 
+namespace {
+
+// Tensors, lists and tuples of them: the values a probe returns.
+bool holds_tensors(const c10::TypePtr &t) {
+    if (t->kind() == c10::TypeKind::TensorType) return true;
+    if (auto l = t->cast<c10::ListType>()) return holds_tensors(l->getElementType());
+    if (auto o = t->cast<c10::OptionalType>()) return holds_tensors(o->getElementType());
+    if (auto tu = t->cast<c10::TupleType>())
+        for (const auto &e : tu->elements())
+            if (holds_tensors(e)) return true;
+    return false;
+}
+
+void tensors_of(const c10::IValue &v, std::vector<torch::Tensor> &out) {
+    if (v.isTensor()) {
+        out.push_back(v.toTensor());
+    } else if (v.isList()) {
+        for (const c10::IValue &e : v.toListRef()) tensors_of(e, out);
+    } else if (v.isTuple()) {
+        for (const c10::IValue &e : v.toTupleRef().elements()) tensors_of(e, out);
+    }
+}
+
+// Runs g (inputs self, x; edited in place) without gradient on input with
+// each of vals, values of its top-level block, made an output; returns
+// their results in order.
+std::vector<c10::IValue> run_returning(am_model *m, const std::shared_ptr<torch::jit::Graph> &g,
+                                       const std::vector<torch::jit::Value *> &vals, const torch::Tensor &input) {
+    torch::jit::Node *tup = g->createTuple(vals);
+    tup->insertBefore(g->return_node());
+    while (!g->outputs().empty()) g->eraseOutput(0);
+    g->registerOutput(tup->output());
+    torch::jit::GraphFunction fn("actmax_probe", g, nullptr);
+    std::vector<c10::IValue> stack{m->module._ivalue(), input};
+    {
+        torch::NoGradGuard ng;
+        fn.run(stack);
+    }
+    auto elems = stack.at(0).toTuple()->elements();
+    return std::vector<c10::IValue>(elems.begin(), elems.end());
+}
+
+// Storages of the model's parameters and buffers.
+std::set<const void *> module_storages(am_model *m) {
+    std::set<const void *> r;
+    for (const auto &p : m->module.parameters()) r.insert(p.storage().data());
+    for (const auto &b : m->module.buffers())
+        if (b.defined() && b.has_storage()) r.insert(b.storage().data());
+    return r;
+}
+
+}  // namespace
+
 ProbeBytes probe_bytes(am_model *m, const TapPlan &plan, const torch::Tensor &input) {
     // The plan's graph (already cut after its deepest tap) with every tensor
     // it makes as an output, so all of them are alive at the end of the probe.
@@ -150,20 +203,10 @@ ProbeBytes probe_bytes(am_model *m, const TapPlan &plan, const torch::Tensor &in
     for (torch::jit::Node *n : g->block()->nodes())
         for (torch::jit::Value *v : n->outputs())
             if (v->type()->kind() == c10::TypeKind::TensorType) vals.push_back(v);
-    torch::jit::Node *tup = g->createTuple(vals);
-    tup->insertBefore(g->return_node());
-    g->eraseOutput(0);
-    g->registerOutput(tup->output());
-    torch::jit::GraphFunction fn("actmax_probe", g, nullptr);
-    std::vector<c10::IValue> stack{m->module._ivalue(), input};
-    {
-        torch::NoGradGuard ng;
-        fn.run(stack);
-    }
+    auto results = run_returning(m, g, vals, input);
     ProbeBytes r;
     std::set<const void *> seen;  // views and in-place results share storage
-    auto elems = stack.at(0).toTuple()->elements();
-    for (auto &e : elems) {
+    for (auto &e : results) {
         if (!e.isTensor()) continue;
         const auto &t = e.toTensor();
         if (!t.defined() || !t.has_storage()) continue;
@@ -182,6 +225,75 @@ ProbeBytes probe_bytes(am_model *m, const TapPlan &plan, const torch::Tensor &in
         r.max = std::max(r.max, b);
     }
     return r;
+}
+
+double forward_peak_bytes(am_model *m, const std::shared_ptr<torch::jit::Graph> &g0, const torch::Tensor &input) {
+    auto g = g0->copy();
+    // Top-level nodes numbered from 1; 0 is the input's definition and
+    // n + 1 the return.
+    std::map<const torch::jit::Node *, size_t> index;
+    size_t n = 0;
+    for (torch::jit::Node *node : g->block()->nodes()) index[node] = ++n;
+    index[g->return_node()] = n + 1;
+    auto at = [&](torch::jit::Node *node) {
+        while (node->owningBlock() != g->block()) node = node->owningBlock()->owningNode();
+        return index.at(node);
+    };
+    struct Span {
+        size_t first, last;
+    };
+    auto span = [&](torch::jit::Value *v, size_t first) {
+        Span s{first, first};
+        for (const torch::jit::Use &u : v->uses()) s.last = std::max(s.last, at(u.user));
+        return s;
+    };
+    // Spans first: the run may leave the graph as its executor wants it.
+    std::vector<torch::jit::Value *> vals;
+    std::vector<Span> spans;
+    for (torch::jit::Node *node : g->block()->nodes()) {
+        // Constants and attributes (parameters, buffers) are held already.
+        if (node->kind() == c10::prim::Constant || node->kind() == c10::prim::GetAttr) continue;
+        for (torch::jit::Value *v : node->outputs())
+            if (holds_tensors(v->type())) {
+                vals.push_back(v);
+                spans.push_back(span(v, index.at(node)));
+            }
+    }
+    auto results = run_returning(m, g, vals, input);
+
+    // Per storage: its bytes and the union of the spans of the values
+    // holding it (a view keeps its base alive, a list its elements).
+    struct Life {
+        double bytes;
+        Span span;
+    };
+    std::map<const void *, Life> lives;
+    auto add = [&](const torch::Tensor &t, Span s) {
+        if (!t.defined() || !t.has_storage() || !t.storage().data()) return;
+        Life l{static_cast<double>(t.storage().nbytes()), s};
+        auto [it, fresh] = lives.emplace(t.storage().data(), l);
+        if (!fresh) {
+            it->second.span.first = std::min(it->second.span.first, s.first);
+            it->second.span.last = std::max(it->second.span.last, s.last);
+        }
+    };
+    add(input, Span{0, n + 1});  // the caller holds it throughout
+    for (size_t i = 0; i < vals.size(); i++) {
+        std::vector<torch::Tensor> ts;
+        tensors_of(results[i], ts);
+        for (const auto &t : ts) add(t, spans[i]);
+    }
+    for (const void *held : module_storages(m)) lives.erase(held);
+
+    // Live bytes after each node: a sweep over the spans' ends.
+    std::vector<double> delta(n + 3, 0.0);
+    for (const auto &kv : lives) {
+        delta[kv.second.span.first] += kv.second.bytes;
+        delta[kv.second.span.last + 1] -= kv.second.bytes;
+    }
+    double live = 0, peak = 0;
+    for (double d : delta) peak = std::max(peak, live += d);
+    return peak;
 }
 
 bool allocation_failure(const std::string &what) {

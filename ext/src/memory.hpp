@@ -28,6 +28,15 @@ struct ProbeBytes {
 };
 ProbeBytes probe_bytes(am_model *m, const TapPlan &plan, const torch::Tensor &input);
 
+// The most bytes a forward without gradient through g (inlined; inputs
+// self, x) holds at once on input, from one probe: each tensor is alive
+// from the node that makes it to its last use in the top-level block (a use
+// inside an if or a loop counts at that node; graph outputs and the input
+// itself to the end), a storage shared by views or lists counted once, and
+// parameters, buffers and constants left out (they are in memory already).
+// The probe itself keeps every tensor until it returns: run it small.
+double forward_peak_bytes(am_model *m, const std::shared_ptr<torch::jit::Graph> &g, const torch::Tensor &input);
+
 // Fails with AM_E_NOMEM, "<what> needs about N GiB, M GiB available; <fits>"
 // when need exceeds what is available; fits(avail) says what would fit.
 void check_memory(const torch::Device &dev, double need, const std::string &what,

@@ -8,6 +8,7 @@
 #include <dlfcn.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <cstring>
 #include <fstream>
@@ -16,6 +17,7 @@
 #include <sstream>
 
 #include "internal.hpp"
+#include "memory.hpp"
 
 extern "C" {
 #include "am_json.h"
@@ -412,16 +414,88 @@ static void apply_metadata(am_model *m, const Meta &meta, const Source &src, con
     }
 }
 
-// Eval mode, frozen parameters, the module tree, one probe forward on the
-// declared shape, and forward's inlined graph.
+// An image input of more values than kEstimateAbove gets its probe
+// forward's memory estimated before that forward runs: a bounded input can
+// still need gigabytes (a ResNet's first convolution alone, 4 GiB at
+// 3x8192x8192), and on Linux too large a forward is not an allocation
+// failure but the OOM killer taking the process. The estimate comes from a
+// probe at a reduced size (at most kEstimateProbe values, sides of
+// kEstimateMinSide or more), scaled by the area ratio. At 3x512x512 a
+// ResNet-18's no-grad forward holds about 36 MiB (by this estimate): below
+// that, the probe runs unchecked. Tensors made inside an if or a loop body
+// are not seen, and every size is scaled as if linear in the area: low for
+// attention over patches (scores grow with the area squared, and a scripted
+// nn.MultiheadAttention makes them inside if blocks). Text models are not
+// estimated, for the same two reasons: their probe at a long context is not
+// cheap (a 2-layer GPT 32 wide takes 2.3 GiB at context 8192), but the
+// attention scores that dominate it are quadratic in the length and made
+// inside if blocks.
+constexpr int64_t kEstimateAbove = 3LL * 512 * 512;
+constexpr int64_t kEstimateProbe = 3LL * 256 * 256;
+constexpr int64_t kEstimateMinSide = 32;
+
+static std::string dims_str(const std::vector<int64_t> &s) {
+    std::string r;
+    for (size_t i = 0; i < s.size(); i++) r += (i ? "x" : "") + std::to_string(s[i]);
+    return r;
+}
+
+// Refuses, with AM_E_NOMEM, a probe forward on shape s (1, C, H, W) whose
+// estimated peak exceeds what is available, naming an input that would fit.
+static void check_probe_memory(am_model *m, const std::vector<int64_t> &s) {
+    if (m->kind != "image" || s.size() != 4 || m->graph->inputs().size() != 2) return;
+    const int64_t C = s[1], H = s[2], W = s[3];
+    if (C * H * W <= kEstimateAbove || memory_available(m->device) < 0) return;
+    // The smallest integer factor that brings the sample under
+    // kEstimateProbe; one that divides both sides, if as small or up to
+    // twice that, keeps the area ratio exact.
+    const int64_t kmax = std::min(H, W) / kEstimateMinSide;
+    int64_t k = 2;
+    while (k <= kmax && C * (H / k) * (W / k) > kEstimateProbe) k++;
+    if (k > kmax) return;  // too narrow to reduce: the probe runs as it is
+    for (int64_t j = k; j <= std::min(kmax, 2 * k); j++)
+        if (H % j == 0 && W % j == 0) {
+            k = j;
+            break;
+        }
+    const int64_t h = H / k, w = W / k;
+    double peak = 0;
+    try {
+        peak = forward_peak_bytes(m, m->graph, torch::zeros({1, C, h, w}, torch::TensorOptions().device(m->device)));
+    } catch (const std::exception &) {
+        // A model that accepts only its exact size (a fixed reshape, an
+        // assert on the shape) has no reduced probe: no estimate, and the
+        // full probe runs as it would without one.
+        return;
+    }
+    const double area = static_cast<double>(H * W) / static_cast<double>(h * w);
+    const double need = peak * area;
+    check_memory(m->device, need, "the model's probe forward at " + dims_str(s), [&](double avail) -> std::string {
+        // The same area scaling, each side down to a multiple of 8.
+        const double f = std::sqrt(avail / need);
+        int64_t h2 = static_cast<int64_t>(static_cast<double>(H) * f),
+                w2 = static_cast<int64_t>(static_cast<double>(W) * f);
+        h2 -= h2 % 8;
+        w2 -= w2 % 8;
+        if (h2 < 8 || w2 < 8) return "";
+        return "input=" + dims_str({C, h2, w2}) + " would fit";
+    });
+}
+
+// Eval mode, frozen parameters, the module tree, forward's inlined graph,
+// and one probe forward on the declared shape (its memory estimated first
+// for large images).
 static void prepare(am_model *m) {
     m->module.eval();
     for (auto p : m->module.parameters()) p.set_requires_grad(false);
     collect_modules(m->module, m);
+    m->graph = m->module.get_method("forward").graph()->copy();
+    torch::jit::Inline(*m->graph);
     {
-        torch::NoGradGuard ng;
         std::vector<int64_t> s{1};
         s.insert(s.end(), m->input_shape.begin(), m->input_shape.end());
+        check_probe_memory(m, s);
+        torch::NoGradGuard ng;
         torch::Tensor x = m->kind == "text"
                               ? torch::zeros(s, torch::TensorOptions().dtype(torch::kLong).device(m->device))
                               : torch::zeros(s, torch::TensorOptions().device(m->device));
@@ -432,8 +506,6 @@ static void prepare(am_model *m) {
                                         short_what(e.what(), 2));
         }
     }
-    m->graph = m->module.get_method("forward").graph()->copy();
-    torch::jit::Inline(*m->graph);
     if (m->graph->inputs().size() != 2)
         throw Error(AM_E_UNSUPPORTED, "forward takes " + std::to_string(m->graph->inputs().size() - 1) +
                                           " inputs; the engine drives models with exactly one");
