@@ -1498,8 +1498,8 @@ int am_tokenizer_encode(am_tokenizer *t, const char *text, size_t len, int64_t *
     return am__tokenizer_encode_piece(t, text, len, 0, ids, n);
 }
 
-int am__tokenizer_encode_piece(am_tokenizer *t, const char *text, size_t len, int continues, int64_t **ids,
-                               size_t *n)
+int am__tokenizer_encode_piece(am_tokenizer *t, const char *text, size_t len, int continues,
+                               int64_t **ids, size_t *n)
 {
     if (ids)
         *ids = NULL;
@@ -1535,7 +1535,8 @@ int am__tokenizer_encode_piece(am_tokenizer *t, const char *text, size_t len, in
             }
         }
         const char *seg_end = hit ? hit : end;
-        rc = t->spm ? tok_spm_segment(t, &o, &w, s, (size_t)(seg_end - s), s == text, continues && s == text)
+        rc = t->spm ? tok_spm_segment(t, &o, &w, s, (size_t)(seg_end - s), s == text,
+                                      continues && s == text)
                     : tok_encode_segment(t, &o, (const unsigned char *)s, (size_t)(seg_end - s));
         if (rc == AM_OK && hit) {
             rc = tok_emit(&o, hit_id);

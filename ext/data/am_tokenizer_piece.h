@@ -10,7 +10,7 @@
  * encoded before, so nothing is prepended at its start (the space of
  * SentencePiece-style tokenizers: a Prepend normalizer or Metaspace's
  * prepend_scheme). */
-int am__tokenizer_encode_piece(am_tokenizer *t, const char *text, size_t len, int continues, int64_t **ids,
-                               size_t *n);
+int am__tokenizer_encode_piece(am_tokenizer *t, const char *text, size_t len, int continues,
+                               int64_t **ids, size_t *n);
 
 #endif

@@ -42,7 +42,8 @@ static void append(char *buf, size_t n, const char *fmt, ...)
 
 /* The engine's table from handle h, or -1 with err naming both versions
  * when the library was built from another actmax.h (or is no libactmax). */
-static int take_table(void *h, const char *path, const char *front, const am_api **api, char *err, size_t n)
+static int take_table(void *h, const char *path, const char *front, const am_api **api, char *err,
+                      size_t n)
 {
     typedef const am_api *(*get_api_fn)(uint32_t, uint32_t *);
     typedef const char *(*version_fn)(void);
@@ -71,16 +72,16 @@ static int take_table(void *h, const char *path, const char *front, const am_api
                  "%s is actmax %s with engine API version %u, but this %s (actmax %s) needs engine "
                  "API version %u; rebuild the engine (ext/) from the same source as the %s, or "
                  "point $ACTMAX_ENGINE at a matching libactmax.so",
-                 path, engine_version, (unsigned)engine_api, front, AM_VERSION, (unsigned)AM_API_VERSION,
-                 front);
+                 path, engine_version, (unsigned)engine_api, front, AM_VERSION,
+                 (unsigned)AM_API_VERSION, front);
         return -1;
     }
     *api = a;
     return 0;
 }
 
-int am_loader_open(const am_loader_candidate *cands, int n_cands, const char *front, am_loader_engine *out,
-                   char *err, size_t n)
+int am_loader_open(const am_loader_candidate *cands, int n_cands, const char *front,
+                   am_loader_engine *out, char *err, size_t n)
 {
     char tried[4096] = "";
     memset(out, 0, sizeof *out);
@@ -110,6 +111,7 @@ int am_loader_open(const am_loader_candidate *cands, int n_cands, const char *fr
         snprintf(out->path, sizeof out->path, "%s", path);
         return 0;
     }
-    snprintf(err, n, "the engine library could not be loaded; tried:%s", tried[0] ? tried : " nothing");
+    snprintf(err, n, "the engine library could not be loaded; tried:%s",
+             tried[0] ? tried : " nothing");
     return -1;
 }

@@ -36,8 +36,8 @@ typedef struct am_loader_engine {
  *   - the API mismatch, naming both versions; `front` names the caller in it
  *     ("kernel", "module").
  * The library stays loaded for the life of the process. */
-int am_loader_open(const am_loader_candidate *cands, int n_cands, const char *front, am_loader_engine *out,
-                   char *err, size_t n);
+int am_loader_open(const am_loader_candidate *cands, int n_cands, const char *front,
+                   am_loader_engine *out, char *err, size_t n);
 
 /* The note of a background job's marker file (its pid on the first line,
  * then one line of text), copied to buf (size n) when that process still

@@ -330,7 +330,5 @@ extern "C" int am_memory_available(const char *device, double *bytes) {
         return AM_OK;
     } catch (const std::exception &) {
         return AM_E_ARG;  // not a device name libtorch reads
-    } catch (...) {
-        return AM_E_INTERNAL;
-    }
+    } catch (...) { return AM_E_INTERNAL; }
 }

@@ -6,7 +6,7 @@
 #include <stddef.h>
 
 #define FAKE_DEVICES 2
-#define GIB (1024.0 * 1024.0 * 1024.0)
+#define GIB          (1024.0 * 1024.0 * 1024.0)
 
 int fake_initialized, fake_retained, fake_released, fake_pushed, fake_popped, fake_fail_init;
 static int contexts[FAKE_DEVICES]; /* a primary context is &contexts[device] */
