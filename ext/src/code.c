@@ -99,6 +99,75 @@ static void add_layer(sbuf *layers, const char *name, int len) {
 
 static int is_layer_char(int ch) { return isalnum(ch) || ch == '_' || ch == '.' || ch == '#' || ch == ':'; }
 
+static const char *skip_spaces(const char *p) {
+    while (*p == ' ' || *p == '\t') p++;
+    return p;
+}
+
+/* direction(LAYER[indices], VECTOR [, cossim_pow=P]) from *pp (just after
+ * "direction"), as direction(A["LAYER"][b][indices], VECTOR, P): the list
+ * written out, or load_vector(ABSOLUTE PATH) for a .npy/.pt file (the engine
+ * reads it relative to its working folder; the script may run elsewhere).
+ * The engine has checked the objective already: this only translates. */
+static int direction_py(const char **pp, const char *src, sbuf *out, sbuf *layers, char *err, size_t n) {
+    const char *p = skip_spaces(*pp);
+    if (*p != '(') return fail(err, n, AM_E_OBJECTIVE, "direction needs '(' in '%s'", src);
+    p = skip_spaces(p + 1);
+    const char *l0 = p;
+    while (*p && is_layer_char((unsigned char)*p)) p++;
+    if (p == l0) return fail(err, n, AM_E_OBJECTIVE, "direction( ) needs a layer: '%s'", src);
+    addf(out, "direction(A[\"%.*s\"][b]", (int)(p - l0), l0);
+    add_layer(layers, l0, (int)(p - l0));
+    p = skip_spaces(p);
+    if (*p == '[') {
+        const char *e = strchr(p, ']');
+        if (!e) return fail(err, n, AM_E_OBJECTIVE, "unclosed '[' in '%s'", src);
+        addf(out, "%.*s", (int)(e - p + 1), p);
+        p = skip_spaces(e + 1);
+    }
+    if (*p != ',') return fail(err, n, AM_E_OBJECTIVE, "direction needs ', VECTOR' in '%s'", src);
+    p = skip_spaces(p + 1);
+    if (*p == '[') {
+        const char *e = strchr(p, ']');
+        if (!e) return fail(err, n, AM_E_OBJECTIVE, "unclosed '[' in '%s'", src);
+        addf(out, ", torch.tensor(%.*s, dtype=torch.float64)", (int)(e - p + 1), p);
+        p = e + 1;
+    } else {
+        char path[4096];
+        if (*p == '"' || *p == '\'') {
+            const char *e = strchr(p + 1, *p);
+            if (!e) return fail(err, n, AM_E_OBJECTIVE, "unclosed quote in '%s'", src);
+            snprintf(path, sizeof path, "%.*s", (int)(e - p - 1), p + 1);
+            p = e + 1;
+        } else {
+            const char *e = p;
+            while (*e && *e != ',' && *e != ')') e++;
+            while (e > p && (e[-1] == ' ' || e[-1] == '\t')) e--;
+            snprintf(path, sizeof path, "%.*s", (int)(e - p), p);
+            p = e;
+        }
+        char full[4096];
+        addf(out, ", load_vector(");
+        add_pystr(out, realpath(path, full) ? full : path);
+        addf(out, ")");
+    }
+    p = skip_spaces(p);
+    if (*p == ',') {
+        p = skip_spaces(p + 1);
+        if (strncmp(p, "cossim_pow", 10) != 0) return fail(err, n, AM_E_OBJECTIVE, "unknown option in '%s'", src);
+        p = skip_spaces(skip_spaces(p + 10) + 1); /* past '=' */
+        char *end = NULL;
+        double pw = strtod(p, &end);
+        if (end == p) return fail(err, n, AM_E_OBJECTIVE, "cossim_pow needs a number in '%s'", src);
+        addf(out, ", %.17g", pw);
+        p = skip_spaces(end);
+    }
+    if (*p != ')') return fail(err, n, AM_E_OBJECTIVE, "direction needs ')' in '%s'", src);
+    addf(out, ")");
+    *pp = p + 1;
+    return AM_OK;
+}
+
 /* The objective of am_options as a Python expression of A (layer name ->
  * activation, batch first) and b (the image): a layer becomes
  * A["layer"][b][indices].mean() (the engine averages the dimensions left),
@@ -148,6 +217,12 @@ static int objective_py(am_model *m, const char *src, sbuf *out, sbuf *layers, c
             addf(out, "diversity(A[\"%.*s\"])", (int)(l1 - l0), l0);
             add_layer(layers, l0, (int)(l1 - l0));
             p = r + 1;
+            continue;
+        }
+        if (len == 9 && strncmp(p, "direction", 9) == 0 && *r == '(') {
+            int rc = direction_py(&r, src, out, layers, err, n);
+            if (rc != AM_OK) return rc;
+            p = r;
             continue;
         }
         addf(out, "A[\"%.*s\"][b]", len, p);
@@ -227,6 +302,27 @@ static const char k_helpers[] =
     "            h.remove()\n"
     "    acts.setdefault(\"output\", out)\n"
     "    return acts\n"
+    "\n"
+    "\n"
+    "def direction(act, v, p=0.0):\n"
+    "    \"\"\"Lucid's direction objective: the dot product of the channel vector (the\n"
+    "    first axis of act, one image's activation) with v at each position left,\n"
+    "    times max(0.1, cos)^p, averaged over the positions.\"\"\"\n"
+    "    t = act.movedim(0, -1)\n"
+    "    v = v.to(t.dtype)\n"
+    "    dot = (t * v).sum(-1)\n"
+    "    if p:\n"
+    "        cos = dot / (t.norm(2, dim=-1) + 1e-4) / (v.norm() + 1e-4)\n"
+    "        dot = dot * cos.clamp_min(0.1).pow(p)\n"
+    "    return dot.mean()\n"
+    "\n"
+    "\n"
+    "def load_vector(path):\n"
+    "    \"\"\"A direction saved with numpy.save (.npy) or torch.save (.pt), flattened.\"\"\"\n"
+    "    if path.endswith(\".npy\"):\n"
+    "        import numpy\n"
+    "        return torch.from_numpy(numpy.load(path).astype(\"float64\")).reshape(-1)\n"
+    "    return torch.load(path).double().reshape(-1)\n"
     "\n"
     "\n"
     "def diversity(act):\n"

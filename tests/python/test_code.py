@@ -2,7 +2,8 @@
 for the engine's own options through the module) run with Debian's python3
 gives the engine's final activation: to 1e-4 with transforms off, and within
 0.1% over several seeds with them on (MACO's crops and noise, Lucid's
-transforms), for MACO, NAdam, accent and the diversity option."""
+transforms), for MACO, NAdam, accent, the diversity option and direction
+objectives."""
 import re
 import subprocess
 
@@ -56,9 +57,24 @@ MACO = dict(param=raw.PARAM_MACO, lr=0.2)
                               diversity_layer="conv1")),
     (["conv2[5]", "fc[7]"], START, dict(param=raw.PARAM_PIXEL, transforms=0, accent=2.0, tv=0.1)),
     (["conv2[5]", "conv3[1]"], START, dict(MACO, crops=2, noise=0.0, diversity=0.3, accent=1.0)),
+    (["direction(conv2[:, 3, 2:5], [" + ", ".join(f"{0.1 * (i % 7) - 0.3:.1f}" for i in range(32))
+      + "], cossim_pow=2)"], None, dict(param=raw.PARAM_FFT, transforms=0)),
+    (["2*direction(fc, [1, -1, 0, 0, 0, 0, 0, 0, 0, 0]) - fc[0]"], None, dict(param=raw.PARAM_PIXEL, transforms=0)),
 ])
 def test_script_matches_the_engine_without_randomness(fashion, tmp_path, objectives, init, fields):
     engine, script = engine_and_script(fashion, tmp_path, objectives, init, steps=12, seed=1, **fields)
+    assert close(engine, script, 1e-4), (engine, script)
+
+
+def test_script_reads_a_direction_file_wherever_it_runs(fashion, tmp_path, monkeypatch):
+    # The engine reads v.npy from its working folder; the script, run from
+    # another folder, must read the same file (written as an absolute path).
+    vecs = tmp_path / "vecs"
+    vecs.mkdir()
+    np.save(vecs / "v.npy", np.linspace(-1, 1, 32).astype(np.float32))
+    monkeypatch.chdir(vecs)
+    engine, script = engine_and_script(fashion, tmp_path, ["direction(conv2, v.npy, cossim_pow=1)"], steps=12, seed=1,
+                                       param=raw.PARAM_FFT, transforms=0)
     assert close(engine, script, 1e-4), (engine, script)
 
 
