@@ -27,6 +27,7 @@
 
 #include "image.h"
 #include "magics.h"
+#include "paths.h"
 #include "session.h"
 #include "text.h"
 #include "util.h"
@@ -51,7 +52,21 @@ static char *read_all(const char *path)
     return mg_str_steal(&t);
 }
 
-/* file=, then $ACTMAX_CHECKS, then the source and install share folders. */
+/* The files looked for, ':'-separated (malloc'd): the checks of the prefix
+ * the kernel runs from when it has some, then the source's and the
+ * install's. */
+static char *checks_candidates(void)
+{
+    char *share = mg_prefix_share_dir();
+    char *own = share ? mg_asprintf("%s/checks.json", share) : NULL;
+    char *list = own && access(own, R_OK) == 0 ? mg_asprintf("%s:%s", own, ACTMAX_CHECKS_FILES)
+                                               : mg_strdup(ACTMAX_CHECKS_FILES);
+    free(own);
+    free(share);
+    return list;
+}
+
+/* file=, then $ACTMAX_CHECKS, then checks_candidates(). */
 static char *checks_path(const mg_call *c)
 {
     if (mg_given(c, "file"))
@@ -59,7 +74,7 @@ static char *checks_path(const mg_call *c)
     const char *env = getenv("ACTMAX_CHECKS");
     if (env && env[0])
         return mg_strdup(env);
-    char *list = mg_strdup(ACTMAX_CHECKS_FILES), *save = NULL, *found = NULL;
+    char *list = checks_candidates(), *save = NULL, *found = NULL;
     for (char *p = strtok_r(list, ":", &save); p && !found; p = strtok_r(NULL, ":", &save))
         if (access(p, R_OK) == 0)
             found = mg_strdup(p);
@@ -71,9 +86,11 @@ static cJSON *load_checks(const mg_call *c)
 {
     char *path = checks_path(c);
     if (!path) {
+        char *looked = checks_candidates();
         mg_fail(c, "OSError",
                 "no checks file found: give file=PATH or set $ACTMAX_CHECKS (looked in %s)",
-                ACTMAX_CHECKS_FILES);
+                looked);
+        free(looked);
         return NULL;
     }
     char *text = read_all(path);

@@ -15,6 +15,10 @@
 #ifndef ACTMAX_ENGINE_LIB
 #define ACTMAX_ENGINE_LIB "libactmax.so"
 #endif
+/* Where `cmake --install` puts the engine, relative to the prefix. */
+#ifndef ACTMAX_INSTALL_LIBDIR
+#define ACTMAX_INSTALL_LIBDIR "lib"
+#endif
 
 static am_loader_engine g_engine;
 
@@ -32,7 +36,8 @@ int mg_engine_load(char **err)
 {
     if (g_engine.api)
         return 0;
-    /* $ACTMAX_ENGINE, then next to the executable, then the build's path. */
+    /* $ACTMAX_ENGINE, then next to the executable (an installed kernel: the
+     * prefix's lib folder), then the build's path. */
     char here[PATH_MAX] = "";
     ssize_t len = readlink("/proc/self/exe", here, sizeof here - 1);
     char *slash = NULL;
@@ -43,7 +48,8 @@ int mg_engine_load(char **err)
     if (slash)
         *slash = '\0';
     char *beside[3] = {NULL, NULL, NULL};
-    const char *rel[] = {"/libactmax.so", "/ext/libactmax.so", "/../lib/libactmax.so"};
+    const char *rel[] = {"/libactmax.so", "/ext/libactmax.so",
+                         "/../" ACTMAX_INSTALL_LIBDIR "/libactmax.so"};
     am_loader_candidate cands[5];
     int n = 0;
     cands[n++] = (am_loader_candidate){getenv("ACTMAX_ENGINE"), false};

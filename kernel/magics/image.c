@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <cjson/cJSON.h>
 
@@ -987,9 +988,10 @@ static mg_run_rec max_record(const mg_call *c, max_opts *m, am_run *run, const l
     return r;
 }
 
-/* Built-in models whose Python definition is in the source tree: the script
- * builds the class and loads the TorchScript file's weights into it, since
- * forward hooks do not run on TorchScript modules. */
+/* Built-in models whose Python definition is beside the model's file (an
+ * installed share/actmax/models) or in the source tree: the script builds
+ * the class and loads the TorchScript file's weights into it, since forward
+ * hooks do not run on TorchScript modules. */
 #ifndef ACTMAX_SOURCE_MODELS_DIR
 #define ACTMAX_SOURCE_MODELS_DIR ""
 #endif
@@ -999,21 +1001,30 @@ static char *python_model_code(const mg_session *s)
         const char *name, *module, *cls;
     } k_defs[] = {{"fashion-cnn", "fashion_cnn", "FashionCNN"}};
     for (size_t i = 0; i < sizeof k_defs / sizeof k_defs[0]; i++) {
-        if (strcmp(s->model_name, k_defs[i].name) != 0 || !ACTMAX_SOURCE_MODELS_DIR[0])
+        if (strcmp(s->model_name, k_defs[i].name) != 0)
             continue;
-        char *file = mg_asprintf("%s/%s.py", ACTMAX_SOURCE_MODELS_DIR, k_defs[i].module);
-        FILE *f = fopen(file, "r");
-        free(file);
-        if (!f)
-            return NULL;
-        fclose(f);
-        return mg_asprintf(
-            "import sys\n\n"
-            "sys.path.insert(0, \"%s\")  # the model's Python definition\n"
-            "from %s import %s  # noqa: E402\n\n"
-            "model = %s()\n"
-            "model.load_state_dict(torch.jit.load(MODEL, map_location=\"cpu\").state_dict())\n",
-            ACTMAX_SOURCE_MODELS_DIR, k_defs[i].module, k_defs[i].cls, k_defs[i].cls);
+        const char *slash = s->model_path ? strrchr(s->model_path, '/') : NULL;
+        char *dirs[2] = {slash ? mg_strndup(s->model_path, (size_t)(slash - s->model_path)) : NULL,
+                         ACTMAX_SOURCE_MODELS_DIR[0] ? mg_strdup(ACTMAX_SOURCE_MODELS_DIR) : NULL};
+        const char *dir = NULL;
+        for (int k = 0; k < 2 && !dir; k++) {
+            char *file = dirs[k] ? mg_asprintf("%s/%s.py", dirs[k], k_defs[i].module) : NULL;
+            if (file && access(file, R_OK) == 0)
+                dir = dirs[k];
+            free(file);
+        }
+        char *code =
+            dir ? mg_asprintf(
+                      "import sys\n\n"
+                      "sys.path.insert(0, \"%s\")  # the model's Python definition\n"
+                      "from %s import %s  # noqa: E402\n\n"
+                      "model = %s()\n"
+                      "model.load_state_dict(torch.jit.load(MODEL, map_location=\"cpu\").state_dict())\n",
+                      dir, k_defs[i].module, k_defs[i].cls, k_defs[i].cls)
+                : NULL;
+        free(dirs[0]);
+        free(dirs[1]);
+        return code;
     }
     return NULL;
 }

@@ -4,6 +4,7 @@
 #include <dirent.h>
 #include <stdio.h>
 #include <errno.h>
+#include <limits.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,6 +29,29 @@ static char *expand_home(const char *p)
     return mg_strdup(p);
 }
 
+char *mg_prefix_share_dir(void)
+{
+    char exe[PATH_MAX];
+    ssize_t len = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (len <= 0)
+        return NULL;
+    exe[len] = '\0';
+    char *slash = strrchr(exe, '/');
+    if (!slash)
+        return NULL;
+    *slash = '\0';
+    char *guess = mg_asprintf("%s/../share/actmax", exe), resolved[PATH_MAX];
+    char *out = realpath(guess, resolved) ? mg_strdup(resolved) : NULL;
+    free(guess);
+    return out;
+}
+
+static bool same_dir(const char *a, const char *b)
+{
+    char ra[PATH_MAX], rb[PATH_MAX];
+    return realpath(a, ra) && realpath(b, rb) && strcmp(ra, rb) == 0;
+}
+
 /* The folders searched for built-in names, in order. */
 static void model_dirs(char ***dirs, size_t *n)
 {
@@ -45,9 +69,23 @@ static void model_dirs(char ***dirs, size_t *n)
         free(copy);
     }
     (*dirs)[(*n)++] = expand_home("~/.local/share/actmax/models");
+    /* An installed kernel's own models come before the build tree's, which
+     * its compiled-in paths still name (and only when there are some, so
+     * that a build tree's kernel lists what it did). */
+    char *share = mg_prefix_share_dir();
+    char *own = share ? mg_asprintf("%s/models", share) : NULL;
+    free(share);
+    if (own && access(own, X_OK) != 0) {
+        free(own);
+        own = NULL;
+    }
+    if (own && !same_dir(own, (*dirs)[*n - 1]))
+        (*dirs)[(*n)++] = mg_strdup(own);
     if (ACTMAX_MODELS_DIR[0])
         (*dirs)[(*n)++] = mg_strdup(ACTMAX_MODELS_DIR);
-    (*dirs)[(*n)++] = mg_strdup(ACTMAX_INSTALL_MODELS_DIR);
+    if (!own || !same_dir(own, ACTMAX_INSTALL_MODELS_DIR))
+        (*dirs)[(*n)++] = mg_strdup(ACTMAX_INSTALL_MODELS_DIR);
+    free(own);
 }
 
 static bool looks_like_path(const char *name)
@@ -158,7 +196,8 @@ char *mg_resolve_model(const char *name, char **err)
 
 /* The held-out corpus: $ACTMAX_FORTUNES_HELDOUT, then data/ beside the
  * model's folder (share/actmax/models -> share/actmax/data, wherever the
- * model was found), then the build and install share folders. */
+ * model was found), then the prefix's, the build's and the install's share
+ * folders. */
 char *mg_corpus_path(const char *model_path)
 {
     const char *env = getenv("ACTMAX_FORTUNES_HELDOUT");
@@ -172,12 +211,17 @@ char *mg_corpus_path(const char *model_path)
             return p;
         free(p);
     }
-    const char *dirs[] = {ACTMAX_MODELS_DIR "/../data", ACTMAX_INSTALL_MODELS_DIR "/../data"};
-    for (size_t i = 0; i < sizeof dirs / sizeof *dirs; i++) {
-        char *p = mg_asprintf("%s/fortunes-heldout.txt", dirs[i]);
-        if (access(p, R_OK) == 0)
-            return p;
-        free(p);
+    char *share = mg_prefix_share_dir();
+    const char *dirs[] = {share ? share : "", ACTMAX_MODELS_DIR "/..",
+                          ACTMAX_INSTALL_MODELS_DIR "/.."};
+    char *found = NULL;
+    for (size_t i = 0; i < sizeof dirs / sizeof *dirs && !found; i++) {
+        char *p = mg_asprintf("%s/data/fortunes-heldout.txt", dirs[i]);
+        if (dirs[i][0] && access(p, R_OK) == 0)
+            found = p;
+        else
+            free(p);
     }
-    return NULL;
+    free(share);
+    return found;
 }

@@ -14,8 +14,14 @@ char *mg_resolve_model(const char *name, char **err);
 char *mg_background_note(const char *marker);
 
 /* The held-out corpus of the built-in text model: $ACTMAX_FORTUNES_HELDOUT,
- * then data/ beside the model's folder, then the build and install share
- * folders; NULL when none is readable. */
+ * then data/ beside the model's folder, then the prefix's, the build's and
+ * the install's share folders; NULL when none is readable. */
 char *mg_corpus_path(const char *model_path);
+
+/* share/actmax of the prefix the kernel runs from (<bin>/../share/actmax,
+ * as the engine is looked for in <bin>/../lib), resolved and malloc'd; NULL
+ * when there is none. An installed kernel reads its models, data and checks
+ * there before the build and source folders compiled into it. */
+char *mg_prefix_share_dir(void);
 
 #endif

@@ -220,7 +220,7 @@ def _model_dirs():
         dirs += [_paths.MODELS_DIR, _paths.INSTALL_MODELS_DIR]
     except ImportError:
         pass
-    return dirs
+    return list(dict.fromkeys(dirs))  # an installed package's two are one
 
 
 def _resolve(name):
