@@ -12,6 +12,7 @@
 
 #include "actmax.h"
 #include "errbuf.h"
+#include "objective_py.h"
 
 /* ================================================================ text buffer */
 
@@ -97,166 +98,28 @@ static void add_layer(sbuf *layers, const char *name, int len) {
 
 /* ================================================================ objectives */
 
-static int is_layer_char(int ch) { return isalnum(ch) || ch == '_' || ch == '.' || ch == '#' || ch == ':'; }
-
-static const char *skip_spaces(const char *p) {
-    while (*p == ' ' || *p == '\t') p++;
-    return p;
-}
-
-/* direction(LAYER[indices], VECTOR [, cossim_pow=P]) from *pp (just after
- * "direction"), as direction(A["LAYER"][b][indices], VECTOR, P): the list
- * written out, or load_vector(ABSOLUTE PATH) for a .npy/.pt file (the engine
- * reads it relative to its working folder; the script may run elsewhere).
- * The engine has checked the objective already: this only translates. */
-static int direction_py(const char **pp, const char *src, sbuf *out, sbuf *layers, char *err, size_t n) {
-    const char *p = skip_spaces(*pp);
-    if (*p != '(') return fail(err, n, AM_E_OBJECTIVE, "direction needs '(' in '%s'", src);
-    p = skip_spaces(p + 1);
-    const char *l0 = p;
-    while (*p && is_layer_char((unsigned char)*p)) p++;
-    if (p == l0) return fail(err, n, AM_E_OBJECTIVE, "direction( ) needs a layer: '%s'", src);
-    addf(out, "direction(A[\"%.*s\"][b]", (int)(p - l0), l0);
-    add_layer(layers, l0, (int)(p - l0));
-    p = skip_spaces(p);
-    if (*p == '[') {
-        const char *e = strchr(p, ']');
-        if (!e) return fail(err, n, AM_E_OBJECTIVE, "unclosed '[' in '%s'", src);
-        addf(out, "%.*s", (int)(e - p + 1), p);
-        p = skip_spaces(e + 1);
-    }
-    if (*p != ',') return fail(err, n, AM_E_OBJECTIVE, "direction needs ', VECTOR' in '%s'", src);
-    p = skip_spaces(p + 1);
-    if (*p == '[') {
-        const char *e = strchr(p, ']');
-        if (!e) return fail(err, n, AM_E_OBJECTIVE, "unclosed '[' in '%s'", src);
-        addf(out, ", torch.tensor(%.*s, dtype=torch.float64)", (int)(e - p + 1), p);
-        p = e + 1;
-    } else {
-        char path[4096];
-        if (*p == '"' || *p == '\'') {
-            const char *e = strchr(p + 1, *p);
-            if (!e) return fail(err, n, AM_E_OBJECTIVE, "unclosed quote in '%s'", src);
-            snprintf(path, sizeof path, "%.*s", (int)(e - p - 1), p + 1);
-            p = e + 1;
-        } else {
-            const char *e = p;
-            while (*e && *e != ',' && *e != ')') e++;
-            while (e > p && (e[-1] == ' ' || e[-1] == '\t')) e--;
-            snprintf(path, sizeof path, "%.*s", (int)(e - p), p);
-            p = e;
-        }
-        char full[4096];
-        addf(out, ", load_vector(");
-        add_pystr(out, realpath(path, full) ? full : path);
-        addf(out, ")");
-    }
-    p = skip_spaces(p);
-    if (*p == ',') {
-        p = skip_spaces(p + 1);
-        if (strncmp(p, "cossim_pow", 10) != 0) return fail(err, n, AM_E_OBJECTIVE, "unknown option in '%s'", src);
-        p = skip_spaces(skip_spaces(p + 10) + 1); /* past '=' */
-        char *end = NULL;
-        double pw = strtod(p, &end);
-        if (end == p) return fail(err, n, AM_E_OBJECTIVE, "cossim_pow needs a number in '%s'", src);
-        addf(out, ", %.17g", pw);
-        p = skip_spaces(end);
-    }
-    if (*p != ')') return fail(err, n, AM_E_OBJECTIVE, "direction needs ')' in '%s'", src);
-    addf(out, ")");
-    *pp = p + 1;
-    return AM_OK;
-}
-
-/* The objective of am_options as a Python expression of A (layer name ->
- * activation, batch first) and b (the image): a layer becomes
- * A["layer"][b][indices].mean() (the engine averages the dimensions left),
- * a "label" its class index, diversity(layer) diversity(A["layer"]).
- * Numbers, + - * / and parentheses are the same in Python. Adds each layer
- * to layers (a Python list literal). */
+/* The objective as a Python expression (am__objective_python, from the
+ * engine's own parse tree), each layer it reads added to layers (a Python
+ * list literal). */
 static int objective_py(am_model *m, const char *src, sbuf *out, sbuf *layers, char *err, size_t n) {
-    const char *p = src;
-    while (*p) {
-        unsigned char ch = (unsigned char)*p;
-        if (isdigit(ch) || (ch == '.' && isdigit((unsigned char)p[1]))) {
-            const char *q = p;
-            while (isdigit((unsigned char)*q) || *q == '.') q++;
-            if ((*q == 'e' || *q == 'E') &&
-                (isdigit((unsigned char)q[1]) || ((q[1] == '+' || q[1] == '-') && isdigit((unsigned char)q[2])))) {
-                q += 2;
-                while (isdigit((unsigned char)*q)) q++;
-            }
-            addf(out, "%.*s", (int)(q - p), p);
-            p = q;
-            continue;
+    int nl = am_model_num_labels(m);
+    const char **labels = nl > 0 ? calloc((size_t)nl, sizeof *labels) : NULL;
+    if (nl > 0 && !labels) return fail(err, n, AM_E_NOMEM, "out of memory");
+    for (int i = 0; i < nl; i++) labels[i] = am_model_label(m, i);
+    char *expr = NULL, *names = NULL;
+    int rc = am__objective_python(src, labels, nl > 0 ? nl : 0, &expr, &names, err, n);
+    free(labels);
+    if (rc == AM_OK) {
+        addf(out, "%s", expr);
+        for (char *p = names, *e; p && *p; p = e + 1) {
+            e = strchr(p, '\n');
+            if (!e) break;
+            add_layer(layers, p, (int)(e - p));
         }
-        if (!(isalpha(ch) || ch == '_')) {
-            if (strchr("+-*/() \t", ch) == NULL)
-                return fail(err, n, AM_E_OBJECTIVE,
-                            "the objective '%s' has '%c' at column %d, which the script cannot "
-                            "express",
-                            src, ch, (int)(p - src));
-            addf(out, "%c", ch);
-            p++;
-            continue;
-        }
-        const char *q = p;
-        while (*q && is_layer_char((unsigned char)*q)) q++;
-        int len = (int)(q - p);
-        const char *r = q;
-        while (*r == ' ') r++;
-        if (len == 9 && strncmp(p, "diversity", 9) == 0 && *r == '(') {
-            r++;
-            while (*r == ' ') r++;
-            const char *l0 = r;
-            while (*r && is_layer_char((unsigned char)*r)) r++;
-            const char *l1 = r;
-            while (*r == ' ') r++;
-            if (l1 == l0 || *r != ')')
-                return fail(err, n, AM_E_OBJECTIVE, "diversity( ) needs one layer, e.g. diversity(conv2): '%s'", src);
-            addf(out, "diversity(A[\"%.*s\"])", (int)(l1 - l0), l0);
-            add_layer(layers, l0, (int)(l1 - l0));
-            p = r + 1;
-            continue;
-        }
-        if (len == 9 && strncmp(p, "direction", 9) == 0 && *r == '(') {
-            int rc = direction_py(&r, src, out, layers, err, n);
-            if (rc != AM_OK) return rc;
-            p = r;
-            continue;
-        }
-        addf(out, "A[\"%.*s\"][b]", len, p);
-        add_layer(layers, p, len);
-        p = q;
-        if (*r == '[') {
-            addf(out, "[");
-            p = r + 1;
-            while (*p && *p != ']') {
-                if (*p == '"' || *p == '\'') {
-                    char quote = *p;
-                    const char *e = strchr(p + 1, quote);
-                    if (!e) return fail(err, n, AM_E_OBJECTIVE, "unclosed label in '%s'", src);
-                    int nl = am_model_num_labels(m), found = -1;
-                    for (int i = 0; i < nl && found < 0; i++) {
-                        const char *lab = am_model_label(m, i);
-                        if (lab && strlen(lab) == (size_t)(e - p - 1) && strncmp(lab, p + 1, (size_t)(e - p - 1)) == 0)
-                            found = i;
-                    }
-                    if (found < 0)
-                        return fail(err, n, AM_E_OBJECTIVE, "unknown label %.*s in '%s'", (int)(e - p + 1), p, src);
-                    addf(out, "%d", found);
-                    p = e + 1;
-                } else {
-                    addf(out, "%c", *p++);
-                }
-            }
-            if (*p != ']') return fail(err, n, AM_E_OBJECTIVE, "unclosed '[' in '%s'", src);
-            addf(out, "]");
-            p++;
-        }
-        addf(out, ".mean()");
     }
-    return AM_OK;
+    free(expr);
+    free(names);
+    return rc;
 }
 
 /* ================================================================ the script */

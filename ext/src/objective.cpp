@@ -5,7 +5,12 @@
 #include <algorithm>
 #include <cctype>
 #include <cmath>
+#include <cstdio>
 #include <cstdlib>
+#include <cstring>
+
+#include "actmax.h"
+#include "objective_py.h"
 
 namespace am {
 
@@ -402,3 +407,142 @@ std::string objective_format_error(const std::string &src, int column, const std
 }
 
 }  // namespace am
+
+// ============================================================ as Python
+
+namespace am {
+namespace {
+
+// The shortest decimal that reads back as v.
+std::string py_number(double v) {
+    char buf[40];
+    for (int prec = 1; prec <= 17; prec++) {
+        std::snprintf(buf, sizeof buf, "%.*g", prec, v);
+        if (std::strtod(buf, nullptr) == v) break;
+    }
+    std::string s = buf;
+    if (s.find_first_of(".eEn") == std::string::npos) s += ".0";  // a float, as the engine computes
+    return s;
+}
+
+struct PyWriter {
+    const char *const *labels;
+    int n_labels;
+    std::vector<std::string> layers;
+
+    std::string indices(const ObjNode &n) {
+        if (!n.indexed) return "";
+        std::string s = "[";
+        for (size_t i = 0; i < n.index.size(); i++) {
+            const ObjIndex &ix = n.index[i];
+            if (i) s += ", ";
+            if (ix.kind == ObjIndex::kInt) {
+                s += std::to_string(ix.value);
+            } else if (ix.kind == ObjIndex::kLabel) {
+                int found = -1;
+                for (int k = 0; k < n_labels && found < 0; k++)
+                    if (labels[k] && ix.label == labels[k]) found = k;
+                if (found < 0) throw ObjectiveError(ix.column, "unknown label \"" + ix.label + "\"");
+                s += std::to_string(found);
+            } else {
+                if (ix.has_start) s += std::to_string(ix.start);
+                s += ":";
+                if (ix.has_stop) s += std::to_string(ix.stop);
+                if (ix.step != 1) s += ":" + std::to_string(ix.step);
+            }
+        }
+        return s + "]";
+    }
+
+    std::string tap(const ObjNode &n) {
+        if (std::find(layers.begin(), layers.end(), n.layer) == layers.end()) layers.push_back(n.layer);
+        return "A[\"" + n.layer + "\"]";
+    }
+
+    // Binding strength: sums 1, products 2, signs 3, the rest 4.
+    static int prec(const ObjNode &n) {
+        switch (n.kind) {
+        case ObjNode::kAdd:
+        case ObjNode::kSub: return 1;
+        case ObjNode::kMul:
+        case ObjNode::kDiv: return 2;
+        case ObjNode::kNeg: return 3;
+        default: return 4;
+        }
+    }
+
+    // Parentheses wherever Python would group otherwise, and on a right
+    // operand of equal strength, so the order of evaluation is the engine's.
+    std::string sub(const ObjNode &n, int need) {
+        std::string e = write(n);
+        return prec(n) < need ? "(" + e + ")" : e;
+    }
+
+    std::string write(const ObjNode &n) {
+        switch (n.kind) {
+        case ObjNode::kNum: return py_number(n.num);
+        case ObjNode::kTap: return tap(n) + "[b]" + indices(n) + ".mean()";
+        case ObjNode::kDiversity: return "diversity(" + tap(n) + ")";
+        case ObjNode::kDirection: {
+            std::string v;
+            if (!n.vec_path.empty()) {
+                char full[4096];
+                std::string path = realpath(n.vec_path.c_str(), full) ? std::string(full) : n.vec_path;
+                std::string q;
+                for (char c : path) q += (c == '"' || c == '\\') ? std::string("\\") + c : std::string(1, c);
+                v = "load_vector(\"" + q + "\")";
+            } else {
+                v = "torch.tensor([";
+                for (size_t i = 0; i < n.vec.size(); i++) v += (i ? ", " : "") + py_number(n.vec[i]);
+                v += "], dtype=torch.float64)";
+            }
+            std::string s = "direction(" + tap(n) + "[b]" + indices(n) + ", " + v;
+            if (n.cossim_pow != 0) s += ", " + py_number(n.cossim_pow);
+            return s + ")";
+        }
+        case ObjNode::kNeg: return "-" + sub(*n.a, 3);
+        default: break;
+        }
+        const int p = prec(n);
+        const char *op = n.kind == ObjNode::kAdd   ? " + "
+                         : n.kind == ObjNode::kSub ? " - "
+                         : n.kind == ObjNode::kMul ? " * "
+                                                   : " / ";
+        return sub(*n.a, p) + op + sub(*n.b, p + 1);
+    }
+};
+
+char *dup_c(const std::string &s) {
+    char *p = static_cast<char *>(std::malloc(s.size() + 1));
+    if (p) std::memcpy(p, s.c_str(), s.size() + 1);
+    return p;
+}
+
+}  // namespace
+
+}  // namespace am
+
+extern "C" int am__objective_python(const char *src, const char *const *labels, int n_labels, char **expr,
+                                    char **layers, char *err, size_t n) {
+    *expr = *layers = nullptr;
+    std::string text = src ? src : "";
+    try {
+        auto root = am::parse_objective(text);
+        am::PyWriter w{labels, n_labels, {}};
+        std::string e = w.write(*root), ls;
+        for (const auto &l : w.layers) ls += l + "\n";
+        *expr = am::dup_c(e);
+        *layers = am::dup_c(ls);
+        if (!*expr || !*layers) {
+            std::free(*expr);
+            std::free(*layers);
+            *expr = *layers = nullptr;
+            if (err && n) std::snprintf(err, n, "out of memory writing the objective");
+            return AM_E_NOMEM;
+        }
+        return 0;
+    } catch (const am::ObjectiveError &e) {
+        if (err && n) std::snprintf(err, n, "%s", am::objective_format_error(text, e.column, e.what()).c_str());
+        return AM_E_OBJECTIVE;
+    }
+}

@@ -60,6 +60,7 @@ MACO = dict(param=raw.PARAM_MACO, lr=0.2)
     (["direction(conv2[:, 3, 2:5], [" + ", ".join(f"{0.1 * (i % 7) - 0.3:.1f}" for i in range(32))
       + "], cossim_pow=2)"], None, dict(param=raw.PARAM_FFT, transforms=0)),
     (["2*direction(fc, [1, -1, 0, 0, 0, 0, 0, 0, 0, 0]) - fc[0]"], None, dict(param=raw.PARAM_PIXEL, transforms=0)),
+    (['-(conv2[0:4, 1:5, ::2]) - (conv2[3] - fc["Sneaker"]) / 4'], None, dict(param=raw.PARAM_FFT, transforms=0)),
 ])
 def test_script_matches_the_engine_without_randomness(fashion, tmp_path, objectives, init, fields):
     engine, script = engine_and_script(fashion, tmp_path, objectives, init, steps=12, seed=1, **fields)
