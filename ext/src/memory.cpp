@@ -4,6 +4,8 @@
 // growing until the allocator fails or the OOM killer takes the process.
 #include "memory.hpp"
 
+#include <c10/core/Allocator.h>
+#include <c10/util/ThreadLocalDebugInfo.h>
 #include <torch/csrc/jit/api/function_impl.h>
 
 #include <dlfcn.h>
@@ -294,6 +296,36 @@ double forward_peak_bytes(am_model *m, const std::shared_ptr<torch::jit::Graph> 
     double live = 0, peak = 0;
     for (double d : delta) peak = std::max(peak, live += d);
     return peak;
+}
+
+namespace {
+
+// Counts what the allocators report while it is the thread's profiler state.
+// reportMemoryUsage's totals are int64_t in libtorch 1.x and size_t in 2.x:
+// both overloads are declared, and the one the header names overrides.
+struct PeakCounter final : c10::MemoryReportingInfoBase {
+    c10::DeviceType type;
+    int64_t current = 0, peak = 0;
+    explicit PeakCounter(c10::DeviceType t) : type(t) {}
+    void add(int64_t bytes, c10::Device d) {
+        if (d.type() != type) return;
+        current += bytes;
+        peak = std::max(peak, current);
+    }
+    void reportMemoryUsage(void *, int64_t bytes, int64_t, int64_t, c10::Device d) { add(bytes, d); }
+    void reportMemoryUsage(void *, int64_t bytes, size_t, size_t, c10::Device d) { add(bytes, d); }
+    bool memoryProfilingEnabled() const override { return true; }
+};
+
+}  // namespace
+
+double measure_peak(const torch::Device &dev, const std::function<void()> &f) {
+    auto counter = std::make_shared<PeakCounter>(dev.type());
+    {
+        c10::DebugInfoGuard guard(c10::DebugInfoKind::PROFILER_STATE, counter);
+        f();
+    }
+    return static_cast<double>(counter->peak);
 }
 
 bool allocation_failure(const std::string &what) {

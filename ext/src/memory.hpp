@@ -42,6 +42,11 @@ double forward_peak_bytes(am_model *m, const std::shared_ptr<torch::jit::Graph> 
 void check_memory(const torch::Device &dev, double need, const std::string &what,
                   const std::function<std::string(double)> &fits);
 
+// The most bytes libtorch's allocator for dev's kind of device held at once
+// above its level at entry while f ran, from its memory-profiling report
+// (every tensor, those inside if/loop bodies too; f runs on this thread).
+double measure_peak(const torch::Device &dev, const std::function<void()> &f);
+
 // True for libtorch's failure to allocate (CPU or CUDA).
 bool allocation_failure(const std::string &what);
 

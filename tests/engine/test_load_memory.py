@@ -1,6 +1,7 @@
 """The load probe's memory: a large image input is estimated from a probe at a
-reduced size before the full-size probe forward runs, and refused when it
-will not fit. ACTMAX_MEMORY_LIMIT is read from the environment at each check,
+reduced size, and a text model's long context from probes at three shorter
+ones, before the full-size probe forward runs, and refused when it will not
+fit. ACTMAX_MEMORY_LIMIT is read from the environment at each check,
 so each case runs in a fresh process of its own."""
 import json
 import os
@@ -193,3 +194,64 @@ def test_exact_size_model_skips_the_estimate(models):
     # Its own check still speaks at any other size.
     r = in_fresh_process(_REFUSE, models["exact"], 1024, "")
     assert not r["loaded"] and "takes 1536x1536 images only" in r["detail"], r
+
+
+@pytest.fixture(scope="module")
+def gpt8192(tmp_path_factory):
+    import tinygpt
+    path = tmp_path_factory.mktemp("load_memory_text") / "gpt8192.pt"
+    tinygpt.saved_gpt(path, 8192)  # nn.MultiheadAttention: its scores are made inside if blocks
+    return path
+
+
+_TEXT = r'''
+import json, os, re, sys
+import actmax, actmax.raw as raw
+path, limit = sys.argv[1], sys.argv[2]
+def status(key):
+    for line in open("/proc/self/status"):
+        if line.startswith(key):
+            return int(line.split()[1]) / 1024
+r = {}
+raw.load(path, device="cpu", input_shape=(512,))  # libtorch and the weights warmed once
+os.environ["ACTMAX_MEMORY_LIMIT"] = limit
+try:
+    raw.load(path, device="cpu")
+    r["loaded"] = True
+except actmax.ModelError as e:
+    r.update(loaded=False, status=e.status, detail=e.detail)
+fit = re.search(r"a context of (\d+) would fit", r.get("detail", ""))
+if fit:
+    m = raw.load(path, device="cpu", input_shape=(int(fit.group(1)),))
+    r["fit_shape"] = [int(d) for d in m.input_shape]
+del os.environ["ACTMAX_MEMORY_LIMIT"]
+if limit == "1":
+    # The declared context's load, measured: its probe forward dominates.
+    with open("/proc/self/clear_refs", "w") as fh:
+        fh.write("5")
+    base = status("VmRSS:")
+    raw.load(path, device="cpu")
+    r["load_mib"] = status("VmHWM:") - base
+print(json.dumps(r))
+'''
+
+
+def test_long_text_context_estimated_and_refused_with_what_fits(gpt8192):
+    """A 2-layer GPT declaring a context of 8192 (a probe forward of about
+    2.4 GiB: the attention scores grow with the square of the length) under
+    a 1 GiB limit is refused before the probe, naming the estimate and a
+    context that fits; that context then loads under the same limit. The
+    estimate is within a factor 2 of the peak RSS the full load adds."""
+    r = in_fresh_process(_TEXT, gpt8192, "1G")
+    print(f"\n{r.get('detail')}")
+    assert not r["loaded"] and r["status"] == E_NOMEM, r
+    m = re.fullmatch(r"the model's probe forward at a context of 8192 tokens needs about ([0-9.]+) GiB, 1.0 GiB "
+                     r"available; a context of (\d+) would fit \(actmax.json's \"context\", or input=\d+\)",
+                     r["detail"])
+    assert m, r["detail"]
+    n = int(m.group(2))
+    assert 1024 < n < 8192 and n % 64 == 0 and r["fit_shape"] == [n], r
+    r = in_fresh_process(_TEXT, gpt8192, "1")
+    est = float(re.search(r"needs about ([0-9.]+) GiB", r["detail"]).group(1)) * 1024
+    print(f"context 8192: estimate {est:.0f} MiB, measured peak growth of the load {r['load_mib']:.0f} MiB")
+    assert r["load_mib"] / 2 <= est <= r["load_mib"] * 2, (est, r)
