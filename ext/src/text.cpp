@@ -656,8 +656,11 @@ constexpr double kTextAutogradFactor = 2.5;
 constexpr double kScoreTensors = 4;
 
 // Refuses a prompt length whose gradient step will not fit, and bounds the
-// scoring chunks by what is available.
-void budget_memory(Engine &en, int64_t T) {
+// scoring chunks by what is available. forward_peak: what the allocator held
+// at most during one forward at T (tensors made inside if blocks, such as a
+// scripted nn.MultiheadAttention's scores, included), a floor under the sum
+// of the graph's top-level tensors.
+void budget_memory(Engine &en, int64_t T, double forward_peak) {
     double avail = memory_available(en.m->device);
     if (avail < 0) return;
     ProbeBytes pb;
@@ -666,7 +669,7 @@ void budget_memory(Engine &en, int64_t T) {
     } catch (const std::exception &) {
         return;  // the estimate is advice; the run reports its own failure
     }
-    double step = kTextAutogradFactor * pb.sum;
+    double step = kTextAutogradFactor * std::max(pb.sum, forward_peak);
     check_memory(en.m->device, step, "a gradient step at len=" + std::to_string(T), [&](double av) -> std::string {
         // Activations grow at least linearly with the length.
         int64_t fit = static_cast<int64_t>(static_cast<double>(T) * av / step);
@@ -694,8 +697,10 @@ void setup(Engine &en, am_model *m, const char *objective, int64_t T) {
     en.plan_full = tap_plan(m, Base::kEmbeds, layers);
     en.plan_obj = tap_plan(m, Base::kEmbeds, en.obj.layers);
     std::vector<float> a, x;
-    en.eval_ids(torch::zeros({1, T}, torch::kLong).to(m->device), 1, a, x);
-    budget_memory(en, T);
+    double peak = measure_peak(m->device, [&] {
+        en.eval_ids(torch::zeros({1, T}, torch::kLong).to(m->device), 1, a, x);
+    });
+    budget_memory(en, T, peak);
 }
 
 // The projected curve and the best discrete prompt seen. Soft's steps are
