@@ -1190,7 +1190,7 @@ static PyObject *text_result(const am_text_run *r, int interrupted)
         return NULL;
     }
     return Py_BuildValue(
-        "{s:N,s:y,s:O,s:d,s:d,s:d,s:d,s:N,s:N,s:N,s:N,s:N,s:N,s:i,s:d,s:O,s:O,s:N,s:N,s:d,s:i}",
+        "{s:N,s:y,s:O,s:d,s:d,s:d,s:d,s:N,s:N,s:N,s:N,s:N,s:N,s:i,s:d,s:O,s:O,s:N,s:N,s:d,s:i,s:s}",
         "ids", ints_out(ids, len), "text", text ? text : "", "roundtrip",
         g_api->am_text_run_roundtrip(r) ? Py_True : Py_False, "activation",
         (double)g_api->am_text_run_activation(r), "xent", (double)g_api->am_text_run_xent(r),
@@ -1201,7 +1201,8 @@ static PyObject *text_result(const am_text_run *r, int interrupted)
         g_api->am_text_run_seconds(r), "cancelled",
         g_api->am_text_run_cancelled(r) ? Py_True : Py_False, "interrupted",
         interrupted ? Py_True : Py_False, "projected_curve", floats_out(pcurve, psteps), "best_ids",
-        ints_out(bids, bids ? blen : 0), "best_activation", (double)bact, "best_step", bstep);
+        ints_out(bids, bids ? blen : 0), "best_activation", (double)bact, "best_step", bstep, "note",
+        g_api->am_text_run_note(r));
 }
 
 /* tokens(objective, options, init_ids, progress, updates_per_s) -> dict */

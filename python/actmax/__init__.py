@@ -937,6 +937,7 @@ class TokensResult:
         self.best_ids = _out(d["best_ids"], np.int64)
         self.best_activation = d["best_activation"]
         self.best_step = d["best_step"]
+        self.note = d["note"]  # what the engine chose by itself, e.g. a sampled attribution
         self.steps = d["steps"]
         self.seconds = d["seconds"]
         self.interrupted = bool(d["interrupted"] or d["cancelled"])
@@ -972,6 +973,8 @@ class TokensResult:
                 row += ["  ".join("%s %.3f" % (tok, val) for tok, val in r["nearest"])]
             rows.append(row)
         cap = f"{self.objective} = {self.activation:.4g} (xent {self.xent:.3g} nats)"
+        if self.note:
+            cap += f"; {self.note}"
         return _actmax.table(header, rows, None, 0.0, 1.0, cap)
 
     def _repr_html_(self):

@@ -113,7 +113,8 @@ def text_run(model, objective, progress=None, init_tokens=None, **fields):
     (bytes), roundtrip, activation, xent, soft_activation, retention, steps,
     seconds, cancelled, curve, xent_curve, embeds, nearest (ids, values) or
     None, attribution (drop, alt) or None, projected_curve, best (ids,
-    activation, step), sweep or None, sweep_position."""
+    activation, step), sweep or None, sweep_position, note (what the run
+    chose by itself, e.g. a sampled attribution; am_text_run_note)."""
     init = None if init_tokens is None else np.ascontiguousarray(init_tokens, dtype=np.int64)
     cb = None
     if progress is not None:
@@ -136,7 +137,7 @@ def text_run(model, objective, progress=None, init_tokens=None, **fields):
         embeds=None if d["embeds"] is None else _np(d["embeds"]), nearest=nearest,
         attribution=attribution, projected_curve=_np(d["projected_curve"]),
         best=(_np(d["best_ids"], np.int64), d["best_activation"], d["best_step"]),
-        sweep=sweep, sweep_position=d["sweep"][1] if d["sweep"] is not None else 0)
+        sweep=sweep, sweep_position=d["sweep"][1] if d["sweep"] is not None else 0, note=d["note"])
 
 
 def _example(t):

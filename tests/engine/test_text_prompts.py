@@ -241,3 +241,21 @@ def test_tiny_lm_end_to_end():
     print(f"tiny-lm gcg 20 steps: {r.activation:.4f} (torch {ref:.4f}) {r.text!r}")
     assert abs(r.activation - ref) <= 1e-4 * max(1, abs(ref))
     assert r.roundtrip == 1 and r.attribution is None
+
+
+def test_attribution_budget_bounds_tokens_at_long_prompts(model_dir):
+    """At len=160 every swap (160 x vocabulary) is over both bounds: the
+    attribution samples each position's top tokens, as many as 16384 prompts
+    of at most 1048576 tokens in all allow (1048576 / 160^2 = 40 per position,
+    where the prompt bound alone would allow 102), and says so."""
+    path = model_dir / "gpt_long.pt"
+    _, _, vocab, _ = saved_gpt(path, 160)
+    m = actmax.load(str(path), device="cpu")
+    r = raw.text_run(m, f"{NEURON}[-1, 3]", method=raw.SOFT, len=160, steps=1)
+    per = min(256, 16384 // 160, 1048576 // 160 ** 2)
+    print(f"\nlen=160, vocabulary {vocab}: {r.note}")
+    assert per == 40 and f"each position's {per} most promising tokens" in r.note, r.note
+    assert "1048576 tokens" in r.note
+    assert len(r.attribution[0]) == 160
+    res = m.tokens(f"{NEURON}[-1, 3]", method="soft", len=160, steps=1, progress=False)
+    assert res.note == r.note and "over the budget of 16384 prompts or 1048576 tokens" in res._repr_html_()
