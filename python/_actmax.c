@@ -1201,8 +1201,8 @@ static PyObject *text_result(const am_text_run *r, int interrupted)
         g_api->am_text_run_seconds(r), "cancelled",
         g_api->am_text_run_cancelled(r) ? Py_True : Py_False, "interrupted",
         interrupted ? Py_True : Py_False, "projected_curve", floats_out(pcurve, psteps), "best_ids",
-        ints_out(bids, bids ? blen : 0), "best_activation", (double)bact, "best_step", bstep, "note",
-        g_api->am_text_run_note(r));
+        ints_out(bids, bids ? blen : 0), "best_activation", (double)bact, "best_step", bstep,
+        "note", g_api->am_text_run_note(r));
 }
 
 /* tokens(objective, options, init_ids, progress, updates_per_s) -> dict */
