@@ -219,35 +219,48 @@ static int cmd_images(const char *dir, const char *split, const char *count)
     return 0;
 }
 
-static int cmd_windows(const char *tok_path, const char *file, const char *window)
+/* The tokenizer and a text dataset of file (name "fortunes" or "text"); 0,
+ * or 1 with the reason on stderr (both freed). */
+static int open_text(const char *tok_path, const char *name, const char *file, int64_t window,
+                     am_tokenizer **t, am_dataset **ds)
 {
-    am_tokenizer *t;
-    if (load_tok(tok_path, &t) != AM_OK) {
-        am_tokenizer_free(t);
+    *ds = NULL;
+    if (load_tok(tok_path, t) != AM_OK) {
+        am_tokenizer_free(*t);
         return 1;
     }
     am_dataset_options o = {0};
     o.path = file;
-    o.tokenizer = t;
-    o.window = atoll(window);
+    o.tokenizer = *t;
+    o.window = window;
+    if (am_dataset_open(name, "heldout", &o, ds) != AM_OK) {
+        fprintf(stderr, "data_tool: %s\n", am_dataset_error(*ds));
+        am_dataset_free(*ds);
+        am_tokenizer_free(*t);
+        return 1;
+    }
+    return 0;
+}
+
+static int cmd_windows(const char *tok_path, const char *file, const char *window)
+{
+    am_tokenizer *t;
     am_dataset *ds;
-    int status = 0;
-    if (am_dataset_open("fortunes", "heldout", &o, &ds) != AM_OK) {
-        fprintf(stderr, "data_tool: %s\n", am_dataset_error(ds));
-        status = 1;
-    } else {
-        fprintf(stderr, "%lld\n", (long long)am_dataset_size(ds));
-        am_batch b;
-        while (am_dataset_next_batch(ds, 100, &b) == AM_OK && b.count > 0) {
-            char *text;
-            size_t len;
-            if (am_tokenizer_decode(t, b.tokens, (size_t)(b.count * o.window), &text, &len)) {
-                status = 1;
-                break;
-            }
-            fwrite(text, 1, len, stdout);
-            free(text);
+    int64_t w = atoll(window);
+    int status = open_text(tok_path, "fortunes", file, w, &t, &ds);
+    if (status)
+        return status;
+    fprintf(stderr, "%lld\n", (long long)am_dataset_size(ds));
+    am_batch b;
+    while (am_dataset_next_batch(ds, 100, &b) == AM_OK && b.count > 0) {
+        char *text;
+        size_t len;
+        if (am_tokenizer_decode(t, b.tokens, (size_t)(b.count * w), &text, &len)) {
+            status = 1;
+            break;
         }
+        fwrite(text, 1, len, stdout);
+        free(text);
     }
     am_dataset_free(ds);
     am_tokenizer_free(t);
@@ -257,34 +270,24 @@ static int cmd_windows(const char *tok_path, const char *file, const char *windo
 static int cmd_stream(const char *tok_path, const char *file)
 {
     am_tokenizer *t;
-    if (load_tok(tok_path, &t) != AM_OK) {
-        am_tokenizer_free(t);
-        return 1;
-    }
-    am_dataset_options o = {0};
-    o.path = file;
-    o.tokenizer = t;
     am_dataset *ds;
-    int status = 0;
-    if (am_dataset_open("text", NULL, &o, &ds) != AM_OK) {
+    int status = open_text(tok_path, "text", file, 0, &t, &ds);
+    if (status)
+        return status;
+    const int64_t *ids;
+    int64_t n, read, total;
+    const char *sep = "";
+    while (am_dataset_next_tokens(ds, 65536, &ids, &n, &read, &total) == AM_OK && n > 0) {
+        for (int64_t i = 0; i < n; i++) {
+            printf("%s%lld", sep, (long long)ids[i]);
+            sep = " ";
+        }
+    }
+    if (am_dataset_error(ds)[0]) {
         fprintf(stderr, "data_tool: %s\n", am_dataset_error(ds));
         status = 1;
-    } else {
-        const int64_t *ids;
-        int64_t n, read, total;
-        const char *sep = "";
-        while (am_dataset_next_tokens(ds, 65536, &ids, &n, &read, &total) == AM_OK && n > 0) {
-            for (int64_t i = 0; i < n; i++) {
-                printf("%s%lld", sep, (long long)ids[i]);
-                sep = " ";
-            }
-        }
-        if (am_dataset_error(ds)[0]) {
-            fprintf(stderr, "data_tool: %s\n", am_dataset_error(ds));
-            status = 1;
-        }
-        printf("\n");
     }
+    printf("\n");
     am_dataset_free(ds);
     am_tokenizer_free(t);
     return status;
