@@ -576,6 +576,16 @@ void attribution(Engine &en, const am_text_options &o, const std::vector<int64_t
         rows.insert(rows.end(), s.begin(), s.end());
         where.push_back(t);
     };
+    if (en.T * en.T > kAttributionTokens) {
+        // Even one swap per position is over the token budget: no
+        // attribution rather than one that runs for hours.
+        out->note = "attribution skipped: one swap at each of the " + std::to_string(en.T) + " positions is " +
+                    std::to_string(en.T * en.T) + " tokens, over the budget of " + std::to_string(kAttributionTokens) +
+                    " (attribution=false skips it; a prompt of at most " +
+                    std::to_string(static_cast<int64_t>(std::sqrt(static_cast<double>(kAttributionTokens)))) +
+                    " tokens gets one)";
+        return;
+    }
     if (en.T * en.V <= kAttributionBudget && en.T * en.V * en.T <= kAttributionTokens) {
         for (int64_t t = 0; t < en.T; t++)
             for (int64_t v = 0; v < en.V; v++) add(t, v);
@@ -682,6 +692,14 @@ void budget_memory(Engine &en, int64_t T, double forward_peak) {
     });
     double per_seq = kScoreTensors * pb.max;
     if (per_seq > 0) en.max_chunk = std::max<int64_t>(1, static_cast<int64_t>(avail / 2 / per_seq));
+    // On the CPU, chunks whose largest tensor stays well under the mmap
+    // threshold runs set (tune_malloc_for_runs, 256 MiB): glibc then reuses
+    // the same heap memory chunk after chunk. Larger tensors were mapped
+    // afresh and their pages zeroed by the kernel for every chunk: two
+    // thirds of a len=1040 soft run's time on a 2-layer GPT went there.
+    constexpr double kChunkTensorBytes = 64.0 * 1024 * 1024;
+    if (en.m->device.is_cpu() && pb.max > 0)
+        en.max_chunk = std::min(en.max_chunk, std::max<int64_t>(1, static_cast<int64_t>(kChunkTensorBytes / pb.max)));
 }
 
 // Builds the engine and checks the objective on one probe forward.

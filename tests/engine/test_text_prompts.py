@@ -259,3 +259,15 @@ def test_attribution_budget_bounds_tokens_at_long_prompts(model_dir):
     assert len(r.attribution[0]) == 160
     res = m.tokens(f"{NEURON}[-1, 3]", method="soft", len=160, steps=1, progress=False)
     assert res.note == r.note and "over the budget of 16384 prompts or 1048576 tokens" in res._repr_html_()
+
+
+def test_attribution_skipped_past_the_token_budget(model_dir):
+    """Past 1024 tokens even one swap per position is over the token budget:
+    the run keeps its prompt, has no attribution, and says why."""
+    path = model_dir / "gpt_longer.pt"
+    saved_gpt(path, 1040)
+    m = actmax.load(str(path), device="cpu")
+    r = raw.text_run(m, f"{NEURON}[-1, 3]", method=raw.SOFT, len=1040, steps=1)
+    print(f"\nlen=1040: {r.note}")
+    assert r.attribution is None and len(r.tokens) == 1040
+    assert r.note.startswith("attribution skipped: one swap at each of the 1040 positions is 1081600 tokens"), r.note
