@@ -922,6 +922,54 @@ static int set_fields(void *base, const opt_field *fields, size_t nf, PyObject *
     return 0;
 }
 
+/* The fields of the struct at base as a dict (strings and NULL as None). */
+static PyObject *get_fields(const void *base, const opt_field *fields, size_t nf)
+{
+    PyObject *d = PyDict_New();
+    for (size_t i = 0; d && i < nf; i++) {
+        const char *p = (const char *)base + fields[i].offset;
+        PyObject *v;
+        switch (fields[i].type) {
+        case 'f': v = PyFloat_FromDouble(*(const float *)p); break;
+        case 'i': v = PyLong_FromLong(*(const int *)p); break;
+        case 'L': v = PyLong_FromLongLong(*(const int64_t *)p); break;
+        case 'U': v = PyLong_FromUnsignedLongLong(*(const uint64_t *)p); break;
+        default:
+            v = *(const char *const *)p ? PyUnicode_FromString(*(const char *const *)p)
+                                        : Py_NewRef(Py_None);
+        }
+        if (!v || PyDict_SetItemString(d, fields[i].name, v) < 0) {
+            Py_XDECREF(v);
+            Py_CLEAR(d);
+            break;
+        }
+        Py_DECREF(v);
+    }
+    return d;
+}
+
+/* options_default("image" | "text") -> the engine's defaults
+ * (am_options_default, am_text_options_default) for the fields the module
+ * passes, so the magics' key tables can be checked against them. */
+static PyObject *mod_options_default(PyObject *Py_UNUSED(self), PyObject *arg)
+{
+    const char *kind = PyUnicode_AsUTF8(arg);
+    if (!kind || ensure_engine() < 0)
+        return NULL;
+    if (strcmp(kind, "image") == 0) {
+        am_options o;
+        g_api->am_options_default(&o);
+        return get_fields(&o, k_run_fields, sizeof k_run_fields / sizeof *k_run_fields);
+    }
+    if (strcmp(kind, "text") == 0) {
+        am_text_options o;
+        g_api->am_text_options_default(&o);
+        return get_fields(&o, k_text_fields, sizeof k_text_fields / sizeof *k_text_fields);
+    }
+    PyErr_Format(PyExc_ValueError, "options_default(%R): expected \"image\" or \"text\"", arg);
+    return NULL;
+}
+
 static PyObject *run_result(const am_run *r, int interrupted)
 {
     int64_t shape[4] = {0};
@@ -2199,6 +2247,8 @@ static PyMethodDef module_methods[] = {
      "param_image(model or None, options, params) -> the image a run renders from them"},
     {"param_magnitude", mod_param_magnitude, METH_VARARGS,
      "param_magnitude(model or None, options, C, H, W) -> (MACO's magnitude, note)"},
+    {"options_default", mod_options_default, METH_O,
+     "the engine's default run options (\"image\" or \"text\") as a dict"},
     {"keys", mod_keys, METH_O,
      "a magic's typed keys: [(name, type, default, lo, hi, choices, doc)]"},
     {"images_png", mod_images_png, METH_VARARGS,

@@ -276,3 +276,26 @@ def test_an_engine_of_another_api_version_is_refused(tmp_path):
     assert p.returncode == 0, p.stderr
     assert "refused:" in p.stdout and "9.9.9" in p.stdout and "API version 999" in p.stdout
     assert f"needs engine API version {actmax._actmax.API_VERSION}" in p.stdout
+
+
+def test_key_defaults_are_the_engines():
+    """The magics' key tables (kernel/keys, which the docs and both fronts'
+    help show) state the engine's own defaults for every numeric key that
+    names an engine option: the MACO keys, for one, are passed only when
+    given, so a table that drifted would show a default no run uses. The
+    fronts' deliberate choices are listed here, each passed on every run."""
+    from actmax import _actmax
+    fronts_own = {("tokens", "steps"), ("tokens", "nearest")}
+    checked = 0
+    for magic, kind in (("maximize", "image"), ("tokens", "text")):
+        engine = _actmax.options_default(kind)
+        for key, (typ, default, *_) in actmax.keys(magic).items():
+            field = {"rotate": "rotate_deg"}.get(key, key)
+            if field not in engine or typ not in ("int", "float") or default is None:
+                continue
+            if (magic, key) in fronts_own:
+                assert float(default) != engine[field], f"{magic} {key}: no longer the front's own default"
+                continue
+            checked += 1
+            assert float(default) == pytest.approx(engine[field], rel=1e-6), (magic, key, default, engine[field])
+    assert checked >= 25, checked  # crops, crop_min, noise, ... and the text keys
