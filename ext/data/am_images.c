@@ -351,18 +351,7 @@ static int open_png_folder(am__images *im, const am_dataset_options *o, char *er
 
 /* ----------------------------------------------------------------- .npy */
 
-/* The header of a .npy file (https://numpy.org/doc/stable/reference/
- * generated/numpy.lib.format.html): "\x93NUMPY", version, header length,
- * then a Python dict literal with 'descr', 'fortran_order' and 'shape'. */
-typedef struct {
-    char descr[16];
-    int fortran;
-    int ndim;
-    int64_t shape[8];
-    long data_offset;
-} npy_header;
-
-static int npy_read_header(FILE *f, const char *path, npy_header *hd, char *err, size_t es)
+int am__npy_read_header(FILE *f, const char *path, am__npy_header *hd, char *err, size_t es)
 {
     memset(hd, 0, sizeof *hd);
     unsigned char pre[12];
@@ -447,8 +436,8 @@ static int npy_read_labels(am__images *im, const char *path, char *err, size_t e
     FILE *f = fopen(lp, "rb");
     if (!f)
         return AM_OK;
-    npy_header hd;
-    int rc = npy_read_header(f, lp, &hd, err, es);
+    am__npy_header hd;
+    int rc = am__npy_read_header(f, lp, &hd, err, es);
     int size = 0;
     if (rc == AM_OK) {
         /* little-endian (or byte-order-free) signed or unsigned integers */
@@ -499,8 +488,8 @@ static int open_npy(am__images *im, char *err, size_t es)
     im->f = fopen(im->path, "rb");
     if (!im->f)
         return im_fail(err, es, AM_E_IO, "cannot open %s: %s", im->path, strerror(errno));
-    npy_header hd;
-    int rc = npy_read_header(im->f, im->path, &hd, err, es);
+    am__npy_header hd;
+    int rc = am__npy_read_header(im->f, im->path, &hd, err, es);
     if (rc != AM_OK)
         return rc;
     if (strcmp(hd.descr, "<f4") == 0)

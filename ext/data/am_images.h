@@ -9,6 +9,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "../include/actmax.h"
 
@@ -54,5 +55,21 @@ AM__HIDDEN int am__images_read(am__images *im, int64_t first, int64_t count, flo
 AM__HIDDEN int am__dataset_open_array(const char *what, void *data, int dtype,
                                       const int64_t shape[4], int64_t *labels,
                                       const am_dataset_options *opts, am_dataset **out);
+
+/* The header of a .npy file (https://numpy.org/doc/stable/reference/
+ * generated/numpy.lib.format.html): "\x93NUMPY", version, header length,
+ * then a Python dict literal with 'descr', 'fortran_order' and 'shape'.
+ * Read from f's start (versions 1 to 3); the data follows at data_offset.
+ * Also the reader of direction files (objective_eval.cpp). */
+typedef struct {
+    char descr[16];
+    int fortran;
+    int ndim;
+    int64_t shape[8];
+    long data_offset;
+} am__npy_header;
+
+AM__HIDDEN int am__npy_read_header(FILE *f, const char *path, am__npy_header *hd, char *err,
+                                   size_t err_size);
 
 #endif

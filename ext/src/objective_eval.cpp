@@ -5,16 +5,23 @@
 // (every element of a batch at once, no gradients).
 #include "objective_eval.hpp"
 
+extern "C" {
+#include "am_images.h"
+}
+
 #include <torch/torch.h>
 
 #include <algorithm>
 #include <cctype>
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 #include <cstdlib>
 #include <fstream>
 #include <functional>
 #include <iterator>
+#include <map>
+#include <memory>
 
 namespace am {
 
@@ -166,90 +173,34 @@ std::vector<char> read_file(const std::string &path, int column) {
     return std::vector<char>(std::istreambuf_iterator<char>(f), std::istreambuf_iterator<char>());
 }
 
-// A .npy file (NumPy format 1.0 to 3.0) as doubles, with its shape.
-std::vector<double> read_npy(const std::vector<char> &d, const std::string &path, int column,
-                             std::vector<int64_t> &shape) {
+// A .npy file as doubles, with its shape: the header read as the image
+// datasets read theirs (am__npy_read_header, ext/data).
+std::vector<double> read_npy(const std::string &path, int column, std::vector<int64_t> &shape) {
     auto bad = [&](const std::string &why) -> ObjectiveError {
         return ObjectiveError(column, path + " is not a NumPy array file I can read: " + why);
     };
-    if (d.size() < 10 || std::memcmp(d.data(), "\x93NUMPY", 6) != 0) throw bad("no \\x93NUMPY magic");
-    int major = static_cast<unsigned char>(d[6]);
-    size_t hlen, off;
-    if (major == 1) {
-        hlen = static_cast<unsigned char>(d[8]) | (static_cast<size_t>(static_cast<unsigned char>(d[9])) << 8);
-        off = 10;
-    } else {
-        if (d.size() < 12) throw bad("truncated header");
-        hlen = 0;
-        for (int i = 3; i >= 0; i--) hlen = (hlen << 8) | static_cast<unsigned char>(d[8 + i]);
-        off = 12;
-    }
-    if (off + hlen > d.size()) throw bad("truncated header");
-    std::string h(d.data() + off, hlen);
-    auto field = [&](const std::string &key) {
-        size_t k = h.find("'" + key + "'");
-        if (k == std::string::npos) throw bad("no '" + key + "' in the header");
-        size_t c = h.find(':', k);
-        if (c == std::string::npos) throw bad("bad header");
-        size_t b = h.find_first_not_of(" ", c + 1);
-        return h.substr(b);
-    };
-    std::string descr = field("descr");
-    if (descr.size() < 5 || descr[0] != '\'') throw bad("bad descr");
-    descr = descr.substr(1, descr.find('\'', 1) - 1);
-    if (field("fortran_order").rfind("True", 0) == 0) {
-        // A vector is the same in either order; only matrices are refused below.
-    }
-    std::string sh = field("shape");
-    if (sh.empty() || sh[0] != '(') throw bad("bad shape");
-    sh = sh.substr(1, sh.find(')') - 1);
-    shape.clear();
-    for (size_t i = 0; i < sh.size();) {
-        while (i < sh.size() && (sh[i] == ' ' || sh[i] == ',')) i++;
-        if (i >= sh.size()) break;
-        shape.push_back(std::strtoll(sh.c_str() + i, nullptr, 10));
-        while (i < sh.size() && std::isdigit(static_cast<unsigned char>(sh[i]))) i++;
-    }
+    std::unique_ptr<FILE, int (*)(FILE *)> f(std::fopen(path.c_str(), "rb"), std::fclose);
+    if (!f) throw ObjectiveError(column, "cannot read the direction file " + path + ": " + std::strerror(errno));
+    am__npy_header hd;
+    char err[512];
+    if (am__npy_read_header(f.get(), path.c_str(), &hd, err, sizeof err) != AM_OK) throw ObjectiveError(column, err);
+    // Fortran order changes nothing for a vector; matrices are refused by the caller.
+    shape.assign(hd.shape, hd.shape + hd.ndim);
     int64_t count = 1;
-    for (auto s : shape) count *= s;
-    const char *p = d.data() + off + hlen;
-    size_t avail = d.size() - off - hlen;
-    std::vector<double> out(static_cast<size_t>(count));
-    auto need = [&](size_t width) {
-        if (avail < width * static_cast<size_t>(count)) throw bad("the data is shorter than the shape says");
-    };
-    if (descr == "<f4") {
-        need(4);
-        for (int64_t i = 0; i < count; i++) {
-            float x;
-            std::memcpy(&x, p + 4 * i, 4);
-            out[i] = x;
-        }
-    } else if (descr == "<f8") {
-        need(8);
-        std::memcpy(out.data(), p, 8 * static_cast<size_t>(count));
-    } else if (descr == "<f2") {
-        need(2);
-        auto t = torch::from_blob(const_cast<char *>(p), {count}, torch::kHalf).to(torch::kDouble);
-        std::memcpy(out.data(), t.data_ptr<double>(), 8 * static_cast<size_t>(count));
-    } else if (descr == "<i4") {
-        need(4);
-        for (int64_t i = 0; i < count; i++) {
-            int32_t x;
-            std::memcpy(&x, p + 4 * i, 4);
-            out[i] = x;
-        }
-    } else if (descr == "<i8") {
-        need(8);
-        for (int64_t i = 0; i < count; i++) {
-            int64_t x;
-            std::memcpy(&x, p + 8 * i, 8);
-            out[i] = static_cast<double>(x);
-        }
-    } else {
-        throw bad("dtype " + descr + " (give float16, float32, float64, int32 or int64)");
-    }
-    return out;
+    for (auto n : shape) count *= n;
+    const std::string descr = hd.descr;
+    const std::map<std::string, torch::ScalarType> types = {{"<f2", torch::kHalf},
+                                                            {"<f4", torch::kFloat},
+                                                            {"<f8", torch::kDouble},
+                                                            {"<i4", torch::kInt},
+                                                            {"<i8", torch::kLong}};
+    auto it = types.find(descr);
+    if (it == types.end()) throw bad("dtype " + descr + " (give float16, float32, float64, int32 or int64)");
+    auto t = torch::empty({count}, it->second);
+    const size_t bytes = static_cast<size_t>(count) * t.element_size();
+    if (std::fread(t.data_ptr(), 1, bytes, f.get()) != bytes) throw bad("the data is shorter than the shape says");
+    t = t.to(torch::kDouble);
+    return std::vector<double>(t.data_ptr<double>(), t.data_ptr<double>() + count);
 }
 
 // A torch.save file of one tensor.
@@ -280,7 +231,7 @@ void load_directions(ObjNode &n) {
         };
         std::vector<int64_t> shape;
         if (ends(".npy"))
-            n.vec = read_npy(read_file(path, n.vec_column), path, n.vec_column, shape);
+            n.vec = read_npy(path, n.vec_column, shape);
         else if (ends(".pt") || ends(".pth"))
             n.vec = read_pt(read_file(path, n.vec_column), path, n.vec_column, shape);
         else

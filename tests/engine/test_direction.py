@@ -96,6 +96,15 @@ def test_direction_files(net, batch, tmp_path, kind):
     np.testing.assert_allclose(quoted, want, rtol=1e-6)
 
 
+@pytest.mark.parametrize("dtype", ["float16", "int32", "int64"])
+def test_direction_npy_dtypes(net, batch, tmp_path, dtype):
+    m, _ = net
+    np.save(tmp_path / "v.npy", np.array([1, -2, 3, 4], dtype=dtype))
+    got = np.asarray(m.objective(batch, f"direction(conv, {tmp_path / 'v.npy'})"))
+    want = np.asarray(m.objective(batch, "direction(conv, [1, -2, 3, 4])"))
+    np.testing.assert_allclose(got, want, rtol=1e-6)
+
+
 def test_direction_errors(net, batch, tmp_path):
     m, _ = net
     with pytest.raises(actmax.ObjectiveError, match=r"has 3 values but conv .* has 4 on its channel axis"):
@@ -108,6 +117,12 @@ def test_direction_errors(net, batch, tmp_path):
         m.objective(batch, f"direction(conv, {tmp_path / 'mat.npy'})")
     with pytest.raises(actmax.ObjectiveError, match="cannot read"):
         m.objective(batch, f"direction(conv, {tmp_path / 'missing.npy'})")
+    np.save(tmp_path / "u.npy", np.zeros(4, np.uint16))
+    with pytest.raises(actmax.ObjectiveError, match="dtype <u2"):
+        m.objective(batch, f"direction(conv, {tmp_path / 'u.npy'})")
+    (tmp_path / "junk.npy").write_bytes(b"hello")
+    with pytest.raises(actmax.ObjectiveError, match="not a .npy file"):
+        m.objective(batch, f"direction(conv, {tmp_path / 'junk.npy'})")
     with pytest.raises(actmax.ObjectiveError, match="neither .npy nor .pt"):
         m.objective(batch, "direction(conv, v.txt)")
     with pytest.raises(actmax.ObjectiveError, match="cossim_pow"):
